@@ -1,0 +1,59 @@
+"""intake-broker: Bluesky runs as intake catalogs, streams as lazy xarray datasets.
+
+>>> import intake_broker
+>>> cat = intake_broker.temp()          # an empty in-memory catalog
+>>> # RE.subscribe(cat.insert); RE(scan(...)); cat[-1].primary.read()
+
+Heavy libraries (xarray, dask) load when first used; ``import intake_broker`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "BrokerCatalog": "intake_broker.catalog",
+    "MemoryCatalog": "intake_broker.catalog",
+    "Run": "intake_broker.catalog",
+    "Stream": "intake_broker.stream",
+    "DocumentStore": "intake_broker.store",
+    "RunRecord": "intake_broker.store",
+    "MemoryStore": "intake_broker.memory",
+    "open_catalog": "intake_broker.config",
+    "default_catalog": "intake_broker.config",
+    "queries": "intake_broker",
+    "errors": "intake_broker",
+}
+
+if TYPE_CHECKING:
+    from .catalog import BrokerCatalog, MemoryCatalog, Run
+    from .config import default_catalog, open_catalog
+    from .memory import MemoryStore
+    from .store import DocumentStore, RunRecord
+    from .stream import Stream
+
+
+def temp() -> BrokerCatalog:
+    """A new, empty catalog held in memory: for tests, tutorials and quick looks."""
+    from .catalog import MemoryCatalog
+
+    return MemoryCatalog(name="temp")
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'intake_broker' has no attribute {name!r}")
+    if module == "intake_broker":
+        return importlib.import_module(f"intake_broker.{name}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["temp", *_LAZY]

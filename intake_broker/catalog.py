@@ -1,0 +1,366 @@
+"""Catalogs: a store's runs as an intake catalog, and each run as a catalog of its streams.
+
+``BrokerCatalog`` keeps the databroker 1.2 notebook API: ``cat[-1]`` (newest), ``cat[uid]``,
+``cat[uid_prefix]``, ``cat[scan_id]``, ``len(cat)``, iteration newest-first and
+``cat.search(query)`` returning a catalog. Every read goes through :meth:`BrokerCatalog._runs`,
+where the catalog's filter (a search, and later an access policy) is applied: one place.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from intake.catalog import Catalog
+
+from .errors import AmbiguousUID, RunNotFound, StreamNotFound
+from .queries import Eq, PartialUID, Query, as_query
+from .store import NEWEST_FIRST, DocumentStore, RunRecord
+from .stream import Stream
+
+_PAGE = 500
+_HEX = set(string.hexdigits + "-")
+
+
+def _and(a: Query | None, b: Query | None) -> Query | None:
+    if a is None:
+        return b
+    return a if b is None else a & b
+
+
+class BrokerCatalog(Catalog):
+    """The runs of a :class:`~intake_broker.store.DocumentStore` as an intake catalog.
+
+    Parameters
+    ----------
+    store : DocumentStore
+        Where the documents are.
+    query : Query or dict, optional
+        Only runs matching this are in the catalog (what ``search`` narrows).
+    handler_registry : dict, optional
+        Asset handlers by resource spec, added to the installed ones (``databroker.handlers``
+        entry points).
+    root_map : dict, optional
+        Relocation of asset roots: ``{old_root: new_root}``.
+    """
+
+    container = "catalog"
+    version = "0.1.0"
+    partition_access = False
+
+    def __init__(
+        self,
+        store: DocumentStore,
+        *,
+        query: Query | Mapping | None = None,
+        handler_registry: Mapping[str, Any] | None = None,
+        root_map: Mapping[str, str] | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ):
+        self._store = store
+        self._query = as_query(query)
+        self._handler_registry = dict(handler_registry or {})
+        self._root_map = dict(root_map or {})
+        super().__init__(name=name or "bluesky", **kwargs)
+
+    # -- the one place where runs are read ------------------------------------------------
+
+    @property
+    def store(self) -> DocumentStore:
+        """The store behind this catalog."""
+        return self._store
+
+    @property
+    def query(self) -> Query | None:
+        """The filter every run of this catalog matches (None: every run of the store)."""
+        return self._query
+
+    def _runs(self, query: Query | None = None, **kwargs: Any) -> list[RunRecord]:
+        return self._store.runs(_and(self._query, query), **kwargs)
+
+    def _make_run(self, record: RunRecord) -> Run:
+        return Run(self._store, record, handler_registry=self._handler_registry,
+                   root_map=self._root_map)
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def _lookup(self, key: Any) -> RunRecord:
+        if isinstance(key, bool):
+            raise RunNotFound(f"{key!r} is not a run key; use a uid, a uid prefix, a scan_id "
+                              "or a negative index")
+        if isinstance(key, int) or type(key).__name__.startswith("int"):
+            key = int(key)
+            if key < 0:
+                found = self._runs(skip=-key - 1, limit=1)
+                if not found:
+                    raise RunNotFound(f"index {key} is out of range: this catalog has "
+                                      f"{len(self)} runs")
+                return found[0]
+            found = self._runs(Eq("scan_id", key), limit=1)
+            if not found:
+                raise RunNotFound(f"no run with scan_id {key} in this catalog")
+            return found[0]
+        if not isinstance(key, str):
+            raise RunNotFound(f"{key!r} is not a run key; use a uid, a uid prefix, a scan_id "
+                              "or a negative index")
+        if self._query is None:
+            try:
+                return self._store.run(key)
+            except RunNotFound:
+                pass
+        else:
+            found = self._runs(Eq("uid", key), limit=1)
+            if found:
+                return found[0]
+        if key and set(key) <= _HEX:
+            found = self._runs(PartialUID(key), limit=11, sort=(("uid", 1),))
+            if len(found) == 1:
+                return found[0]
+            if found:
+                raise AmbiguousUID(key, [r.uid for r in found])
+        raise RunNotFound(f"no run with uid or uid prefix {key!r} in this catalog")
+
+    def __getitem__(self, key: Any) -> Run:
+        return self._make_run(self._lookup(key))
+
+    def __contains__(self, key: Any) -> bool:
+        try:
+            self._lookup(key)
+        except KeyError:
+            return False
+        return True
+
+    def __getattr__(self, item: str) -> Any:
+        if item.startswith("_") or not re.fullmatch(r"[0-9a-fA-F-]+", item):
+            raise AttributeError(item)
+        try:
+            return self[item]
+        except KeyError as err:
+            raise AttributeError(item) from err
+
+    def __len__(self) -> int:
+        return self._store.count(self._query)
+
+    def __iter__(self) -> Iterator[str]:
+        for record in self._records():
+            yield record.uid
+
+    def _records(self) -> Iterator[RunRecord]:
+        skip = 0
+        while True:
+            page = self._runs(sort=NEWEST_FIRST, skip=skip, limit=_PAGE)
+            yield from page
+            if len(page) < _PAGE:
+                return
+            skip += _PAGE
+
+    def keys(self) -> Iterator[str]:
+        return iter(self)
+
+    def values(self) -> Iterator[Run]:
+        return (self._make_run(r) for r in self._records())
+
+    def items(self) -> Iterator[tuple[str, Run]]:
+        return ((r.uid, self._make_run(r)) for r in self._records())
+
+    def _get_entries(self) -> Mapping:
+        return _LazyRuns(self)
+
+    def _ipython_key_completions_(self) -> list[str]:
+        return [r.uid for r in self._runs(limit=50)]
+
+    def __dir__(self) -> list[str]:
+        return list(self.__dict__) + [a for a in dir(type(self)) if not a.startswith("__")]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    # -- search and writing ---------------------------------------------------------------
+
+    def search(self, query: Query | Mapping, **kwargs: Any) -> BrokerCatalog:
+        """The runs of this catalog that also match ``query``, as a catalog.
+
+        ``query`` is a :mod:`intake_broker.queries` object (combine with ``&``, ``|``, ``~``)
+        or a MongoDB-style dict as databroker took (``{"plan_name": "scan"}``).
+        """
+        combined = _and(self._query, as_query(query))
+        return BrokerCatalog(self._store, query=combined, handler_registry=self._handler_registry,
+                             root_map=self._root_map, name=f"{self.name}_search")
+
+    def insert(self, name: str, doc: Mapping[str, Any]) -> None:
+        """Store one document; ``RE.subscribe(cat.insert)`` records a live experiment."""
+        self._store.insert(name, doc)
+
+    def _load(self) -> None:  # intake calls this on construction; there is nothing to preload
+        pass
+
+    def __reduce__(self):
+        # Pickle the store itself (not the constructor's arguments), so that a catalog over a
+        # memory store arrives with its runs.
+        return (BrokerCatalog, (self._store,),
+                {"_query": self._query, "_handler_registry": self._handler_registry,
+                 "_root_map": self._root_map, "name": self.name})
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+class _LazyRuns(Mapping):
+    """The ``_entries`` intake's base class expects, answered from the store page by page."""
+
+    def __init__(self, catalog: BrokerCatalog):
+        self._catalog = catalog
+
+    def __getitem__(self, key: Any) -> Run:
+        return self._catalog[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._catalog)
+
+    def __len__(self) -> int:
+        return len(self._catalog)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._catalog
+
+
+class Run(Catalog):
+    """One run: a catalog of its streams (``run.primary``, ``run["baseline"]``).
+
+    ``run.metadata`` holds the ``start`` and ``stop`` documents (``stop`` is None while the run
+    is acquiring or if it never ended); ``run.documents()`` replays every document.
+    """
+
+    container = "catalog"
+    version = "0.1.0"
+
+    def __init__(
+        self,
+        store: DocumentStore,
+        record: RunRecord,
+        *,
+        handler_registry: Mapping[str, Any] | None = None,
+        root_map: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ):
+        self._store = store
+        self._record = record
+        self._handler_registry = dict(handler_registry or {})
+        self._root_map = dict(root_map or {})
+        self._descriptors: list[dict] | None = None
+        super().__init__(name=record.uid,
+                         metadata={"start": record.start, "stop": record.stop}, **kwargs)
+
+    @property
+    def uid(self) -> str:
+        return self._record.uid
+
+    @property
+    def complete(self) -> bool:
+        """Whether the run has a stop document."""
+        return self._record.complete
+
+    @property
+    def descriptors(self) -> list[dict]:
+        """The run's descriptors, oldest first (read once)."""
+        if self._descriptors is None:
+            self._descriptors = self._store.descriptors(self.uid)
+        return self._descriptors
+
+    def _load(self) -> None:
+        pass
+
+    def _stream_names(self) -> list[str]:
+        names: list[str] = []
+        for descriptor in self.descriptors:
+            if descriptor.get("name", "primary") not in names:
+                names.append(descriptor.get("name", "primary"))
+        return names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stream_names())
+
+    def __len__(self) -> int:
+        return len(self._stream_names())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._stream_names()
+
+    def _get_entries(self) -> dict[str, Stream]:
+        return {name: self[name] for name in self._stream_names()}
+
+    def __getitem__(self, name: str) -> Stream:
+        descriptors = [d for d in self.descriptors if d.get("name", "primary") == name]
+        if not descriptors:
+            raise StreamNotFound(f"run {self.uid[:8]} has no stream {name!r}; it has "
+                                 f"{self._stream_names()}")
+        return Stream(self._store, self.uid, name, descriptors)
+
+    def __getattr__(self, item: str) -> Any:
+        if item.startswith("_"):
+            raise AttributeError(item)
+        try:
+            return self[item]
+        except KeyError as err:
+            raise AttributeError(item) from err
+
+    def __dir__(self) -> list[str]:
+        return self._stream_names() + list(self.__dict__) + [
+            a for a in dir(type(self)) if not a.startswith("__")]
+
+    def _ipython_key_completions_(self) -> list[str]:
+        return self._stream_names()
+
+    def __repr__(self) -> str:
+        start = self._record.start
+        return (f"<Run {self.uid[:8]} scan_id={start.get('scan_id')} "
+                f"plan={start.get('plan_name')!r} streams={self._stream_names()}"
+                f"{'' if self.complete else ' (incomplete)'}>")
+
+    def items(self) -> Iterator[tuple[str, Stream]]:
+        return ((name, self[name]) for name in self._stream_names())
+
+    def values(self) -> Iterator[Stream]:
+        return (self[name] for name in self._stream_names())
+
+    def documents(self, fill: str = "no") -> Iterator[tuple[str, dict]]:
+        """Every document of the run as ``(name, doc)`` in time order, events as pages.
+
+        ``fill="yes"`` replaces references to external assets with their arrays (through the
+        asset handlers), ``"delayed"`` with dask arrays, ``"no"`` leaves them as references.
+        """
+        if fill not in ("no", "yes", "delayed"):
+            raise ValueError(f"fill must be 'no', 'yes' or 'delayed', not {fill!r}")
+        docs = self._store.documents(self.uid)
+        if fill == "no":
+            yield from docs
+            return
+        from .handlers import make_filler
+
+        with make_filler(self._handler_registry, self._root_map, delayed=fill == "delayed") as f:
+            for name, doc in docs:
+                yield f(name, doc)
+
+    canonical = documents
+
+    def __reduce__(self):
+        return (Run, (self._store, self._record),
+                {"_handler_registry": self._handler_registry, "_root_map": self._root_map})
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+
+class MemoryCatalog(BrokerCatalog):
+    """A catalog over a new, empty :class:`~intake_broker.memory.MemoryStore`.
+
+    Registered for intake as ``bluesky-memory-catalog``.
+    """
+
+    def __init__(self, *, validate: bool = True, **kwargs: Any):
+        from .memory import MemoryStore
+
+        super().__init__(MemoryStore(validate=validate), **kwargs)

@@ -1,0 +1,162 @@
+"""The document model: checking incoming documents and turning them into the forms stores keep.
+
+Stores never see a single ``event`` or ``datum``: :func:`normalize` packs them into one-row
+``event_page`` / ``datum_page`` documents with event-model's own helpers, so that every store
+handles pages only. Validation uses event-model's JSON schemas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import event_model
+import numpy as np
+
+from .errors import DocumentConflict, InvalidDocument
+
+#: Names of the documents a run is made of, in the form stores keep them.
+STORED_KINDS = (
+    "start",
+    "stop",
+    "descriptor",
+    "event_page",
+    "resource",
+    "datum_page",
+    "stream_resource",
+    "stream_datum",
+)
+#: Every document name that :func:`normalize` accepts.
+DOCUMENT_NAMES = (*STORED_KINDS, "event", "datum")
+
+_UID_FIELD = {"datum": "datum_id"}
+
+
+def doc_label(name: str, doc: Mapping[str, Any]) -> str:
+    """A short description of a document for error messages: its name and uid."""
+    ident = doc.get(_UID_FIELD.get(name, "uid")) if isinstance(doc, Mapping) else None
+    if ident is None and name in ("event_page", "datum_page") and isinstance(doc, Mapping):
+        ids = doc.get("uid") or doc.get("datum_id") or []
+        ident = f"{ids[0]}..." if ids else None
+    return f"{name} document {ident!r}" if ident is not None else f"{name} document"
+
+
+def validate(name: str, doc: Mapping[str, Any]) -> None:
+    """Check ``doc`` against event-model's schema for ``name``.
+
+    Raises
+    ------
+    InvalidDocument
+        Naming the document, the failing field and what the schema expects.
+    """
+    validator = event_model.schema_validators[event_model.DocumentNames[name]]
+    error = next(iter(validator.iter_errors(doc)), None)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise InvalidDocument(
+            f"{doc_label(name, doc)} does not follow the event-model schema: "
+            f"at {where}: {error.message}"
+        )
+    if name == "event_page":
+        _check_page_lengths(doc)
+
+
+def _check_page_lengths(page: Mapping[str, Any]) -> None:
+    n = len(page["uid"])
+    columns = {"time": page["time"], "seq_num": page["seq_num"]}
+    for group in ("data", "timestamps"):
+        columns.update({f"{group}.{k}": v for k, v in page[group].items()})
+    for key, column in columns.items():
+        if len(column) != n:
+            raise InvalidDocument(
+                f"{doc_label('event_page', page)}: column {key!r} has {len(column)} rows but the "
+                f"page has {n} uids; every column of a page must have one value per event"
+            )
+
+
+def normalize(name: str, doc: Any, *, check: bool = True) -> tuple[str, dict]:
+    """Turn one incoming ``(name, doc)`` pair into the ``(kind, doc)`` a store keeps.
+
+    ``event`` becomes a one-row ``event_page`` and ``datum`` a one-row ``datum_page``; other
+    documents pass through. With ``check`` (the default) the document is validated first.
+
+    Raises
+    ------
+    InvalidDocument
+        For an unknown document name, a non-dict document, or a schema failure.
+    """
+    if name not in DOCUMENT_NAMES:
+        raise InvalidDocument(
+            f"unknown document name {name!r}; expected one of {', '.join(DOCUMENT_NAMES)}"
+        )
+    if not isinstance(doc, Mapping):
+        raise InvalidDocument(
+            f"a {name} document must be a dict, not {type(doc).__name__}: {str(doc)[:80]!r}"
+        )
+    doc = dict(doc)
+    if check:
+        validate(name, doc)
+    if name == "event":
+        return "event_page", event_model.pack_event_page(doc)
+    if name == "datum":
+        return "datum_page", event_model.pack_datum_page(doc)
+    if name == "event_page":
+        doc.setdefault("filled", {})
+    return name, doc
+
+
+def same_document(a: Any, b: Any) -> bool:
+    """Whether two documents are equal, comparing numpy arrays, lists and NaN by value."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(same_document(a[k], b[k]) for k in a)
+    if isinstance(a, np.ndarray | list | tuple) or isinstance(b, np.ndarray | list | tuple):
+        a_arr, b_arr = np.asarray(a), np.asarray(b)
+        if a_arr.shape != b_arr.shape:
+            return False
+        if a_arr.dtype.kind in "fc" or b_arr.dtype.kind in "fc":
+            try:
+                return bool(np.array_equal(a_arr, b_arr, equal_nan=True))
+            except TypeError:
+                pass
+        return all(same_document(x, y) for x, y in zip(a_arr.tolist(), b_arr.tolist()))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if isinstance(a, np.generic) or isinstance(b, np.generic):
+        return same_document(np.asarray(a).tolist(), np.asarray(b).tolist())
+    return bool(a == b)
+
+
+def check_reinsert(kind: str, existing: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    """Decide what inserting ``new`` over the stored ``existing`` (same uid) means.
+
+    Returns quietly when both are the same document (re-inserting is a no-op) and raises
+    :class:`DocumentConflict` naming the differing fields otherwise.
+    """
+    if same_document(existing, new):
+        return
+    keys = sorted(set(existing) | set(new))
+    differ = [k for k in keys if k not in existing or k not in new
+              or not same_document(existing[k], new[k])]
+    raise DocumentConflict(
+        f"{doc_label(kind, new)} reuses a stored uid but differs from the stored document in "
+        f"{', '.join(differ)}; stored documents are never overwritten: give the new document "
+        "its own uid"
+    )
+
+
+def event_page_rows(page: Mapping[str, Any]) -> list[dict]:
+    """The events of a page as event documents (event-model's ``unpack_event_page``)."""
+    return list(event_model.unpack_event_page(page))
+
+
+def datum_page_rows(page: Mapping[str, Any]) -> list[dict]:
+    """The datums of a page as datum documents (event-model's ``unpack_datum_page``)."""
+    return list(event_model.unpack_datum_page(page))
+
+
+def run_uid_of(kind: str, doc: Mapping[str, Any]) -> str | None:
+    """The run a document names directly (``run_start``), or its own uid for a start."""
+    if kind == "start":
+        return doc["uid"]
+    return doc.get("run_start")

@@ -1,0 +1,61 @@
+"""The exceptions of intake-broker.
+
+Every error derives from :class:`BrokerError` and from the built-in exception a caller would
+naturally catch (``KeyError`` for a missing run, ``ValueError`` for a bad document, ...), so that
+both ``except BrokerError`` and ``except KeyError`` work. Messages say what was wrong and what
+would be right.
+"""
+
+from __future__ import annotations
+
+
+class BrokerError(Exception):
+    """Base class of every error raised by intake-broker."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0]) if self.args else ""
+
+
+class RunNotFound(BrokerError, KeyError):
+    """No run matches the uid, uid prefix, scan_id or index that was asked for."""
+
+
+class AmbiguousUID(BrokerError, KeyError):
+    """A uid prefix matches more than one run; ``candidates`` lists the matching uids."""
+
+    def __init__(self, prefix: str, candidates: list[str]):
+        self.prefix = prefix
+        self.candidates = list(candidates)
+        shown = ", ".join(self.candidates[:10]) + (" ..." if len(self.candidates) > 10 else "")
+        super().__init__(
+            f"uid prefix {prefix!r} matches {len(self.candidates)} runs ({shown}); "
+            "give more characters of the uid"
+        )
+
+
+class StreamNotFound(BrokerError, KeyError):
+    """A run has no stream of the requested name."""
+
+
+class InvalidDocument(BrokerError, ValueError):
+    """A document is malformed, fails its event-model schema, or refers to something unknown."""
+
+
+class DocumentConflict(BrokerError, ValueError):
+    """A document reuses the uid of a stored document but differs from it."""
+
+
+class BadQuery(BrokerError, ValueError):
+    """A query cannot be understood: unknown type, operator or malformed argument."""
+
+
+class ReadOnlyStore(BrokerError, TypeError):
+    """A write was attempted on a store that cannot be written."""
+
+
+class UnknownDriver(BrokerError, LookupError):
+    """A catalog names a driver or store that is not installed."""
+
+
+class CorruptFile(BrokerError, ValueError):
+    """A stored file cannot be read: truncated, not JSON/msgpack, or not documents."""

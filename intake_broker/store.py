@@ -1,0 +1,241 @@
+"""The store contract: what every backend implements, and the small value types it returns.
+
+A store keeps the documents of many runs and answers three kinds of question: *which runs*
+(:meth:`DocumentStore.runs`, :meth:`DocumentStore.count`), *what is in a run*
+(:meth:`DocumentStore.descriptors`, :meth:`DocumentStore.documents`) and *what are the values of
+a stream* (:meth:`DocumentStore.event_chunks`, :meth:`DocumentStore.read_events`). Everything a
+user sees -- catalogs, runs, lazy xarray streams, queries, access filters -- is built once on top
+of these methods, in the core.
+
+Writing goes through :meth:`DocumentStore.insert`, which validates and normalises each document
+(events and datums become one-row pages) and hands it to the store's :meth:`DocumentStore.put`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import documents
+from .errors import ReadOnlyStore, RunNotFound
+from .queries import Eq, Query, evaluate, resolve_key
+
+#: How runs are ordered when nobody says otherwise: newest first.
+NEWEST_FIRST: tuple[tuple[str, int], ...] = (("time", -1),)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The start and (if the run has ended) stop document of one run."""
+
+    start: dict
+    stop: dict | None = None
+
+    @property
+    def uid(self) -> str:
+        return self.start["uid"]
+
+    @property
+    def complete(self) -> bool:
+        """False while a run is acquiring, or if its writer died before the stop document."""
+        return self.stop is not None
+
+    def as_record(self) -> dict:
+        """The mapping that queries are evaluated against (``start.*``, ``stop.*``)."""
+        return {"start": self.start, "stop": self.stop}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A stored page of one descriptor's events: ``rows`` events with ``seq_start <= seq_num <
+    seq_stop``. A stream's dask chunks follow these."""
+
+    descriptor: str
+    seq_start: int
+    seq_stop: int
+    rows: int
+
+
+@dataclass
+class EventColumns:
+    """Events of one descriptor as columns, ordered by ``seq_num``.
+
+    ``data`` and ``timestamps`` map a data key to an array with one row per event; ``uid`` is
+    present when asked for.
+    """
+
+    seq_num: np.ndarray
+    time: np.ndarray
+    data: dict[str, np.ndarray] = field(default_factory=dict)
+    timestamps: dict[str, np.ndarray] = field(default_factory=dict)
+    filled: dict[str, np.ndarray] = field(default_factory=dict)
+    uid: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.seq_num)
+
+
+class DocumentStore(ABC):
+    """A backend that keeps Bluesky documents and answers queries about them.
+
+    Subclasses implement :meth:`put` (unless read-only), :meth:`runs`, :meth:`count`,
+    :meth:`descriptors`, :meth:`event_chunks`, :meth:`read_events` and :meth:`documents`, and
+    prove it by passing :class:`intake_broker.testing.DocumentStoreTests`.
+
+    Optional abilities are declared as class attributes rather than discovered by trial:
+
+    ``writable``
+        :meth:`insert` works.
+    ``native_queries``
+        The query types the store translates itself (anything else it answers with the
+        generic evaluator, which is always correct but may scan).
+    """
+
+    writable: ClassVar[bool] = True
+    native_queries: ClassVar[frozenset[type[Query]]] = frozenset()
+    #: Validate documents against event-model's schemas on insert (turn off for bulk import).
+    validate: bool = True
+
+    # -- writing --------------------------------------------------------------------------
+
+    def insert(self, name: str, doc: Mapping[str, Any]) -> None:
+        """Store one document; the signature of a RunEngine subscriber.
+
+        Re-inserting an identical document does nothing; a different document with a stored uid
+        raises :class:`~intake_broker.errors.DocumentConflict` and changes nothing.
+        """
+        if not self.writable:
+            raise ReadOnlyStore(
+                f"{type(self).__name__} is read-only; insert into a writable store instead"
+            )
+        kind, doc = documents.normalize(name, doc, check=self.validate)
+        self.put(kind, doc)
+
+    def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
+        self.insert(name, doc)
+
+    def put(self, kind: str, doc: dict) -> None:
+        """Store one normalised document (``kind`` is one of ``documents.STORED_KINDS``).
+
+        Stores must refuse a document that refers to something they do not hold (an event page
+        of an unknown descriptor, a descriptor of an unknown run) with
+        :class:`~intake_broker.errors.InvalidDocument`, and apply
+        :func:`intake_broker.documents.check_reinsert` to a uid they already hold.
+        """
+        raise ReadOnlyStore(f"{type(self).__name__} is read-only")
+
+    # -- which runs -----------------------------------------------------------------------
+
+    @abstractmethod
+    def runs(
+        self,
+        query: Query | None = None,
+        *,
+        sort: Sequence[tuple[str, int]] = NEWEST_FIRST,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        """The runs matching ``query`` ordered by ``sort`` (keys as in queries, ``1`` ascending,
+        ``-1`` descending; ties broken by uid), from ``skip`` on, at most ``limit`` of them."""
+
+    @abstractmethod
+    def count(self, query: Query | None = None) -> int:
+        """How many runs match ``query``."""
+
+    def run(self, uid: str) -> RunRecord:
+        """The run whose start document has this full ``uid``."""
+        found = self.runs(Eq("uid", uid), limit=1)
+        if not found:
+            raise RunNotFound(f"no run with uid {uid!r}")
+        return found[0]
+
+    # -- what is in a run -----------------------------------------------------------------
+
+    @abstractmethod
+    def descriptors(self, run_uid: str) -> list[dict]:
+        """The descriptors of a run, oldest first."""
+
+    @abstractmethod
+    def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
+        """How the events of a descriptor are stored, as :class:`Chunk` s ordered by seq_num.
+
+        Must not read event values; these become a stream's dask chunks.
+        """
+
+    @abstractmethod
+    def read_events(
+        self,
+        descriptor_uid: str,
+        *,
+        fields: Sequence[str] | None = None,
+        seq_range: tuple[int, int] | None = None,
+        uids: bool = False,
+    ) -> EventColumns:
+        """Events of one descriptor with ``seq_range[0] <= seq_num < seq_range[1]`` (all when
+        None), holding only ``fields`` (all data keys when None; ``[]`` for time and seq_num
+        only), ordered by seq_num."""
+
+    @abstractmethod
+    def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
+        """Every stored document of a run as ``(kind, doc)``, events and datums as pages.
+
+        Order: start first, stop last, and every document after those it refers to (a
+        descriptor before its events, a resource before its datums), otherwise by time.
+        """
+
+    # -- assets ---------------------------------------------------------------------------
+
+    def resource(self, run_uid: str, resource_uid: str) -> dict:
+        """A resource document of a run (stores with an index override this scan)."""
+        for kind, doc in self.documents(run_uid):
+            if kind in ("resource", "stream_resource") and doc["uid"] == resource_uid:
+                return doc
+        raise KeyError(f"run {run_uid!r} has no resource {resource_uid!r}")
+
+    def datum_pages(self, run_uid: str) -> Iterator[dict]:
+        """The datum pages of a run (stores with an index override this scan)."""
+        return (doc for kind, doc in self.documents(run_uid) if kind == "datum_page")
+
+    def close(self) -> None:
+        """Release connections or files; the default has nothing to release."""
+
+
+# -- helpers for stores that evaluate queries in memory ------------------------------------
+
+
+def _sort_value(record: Mapping[str, Any], path: tuple[str, ...]) -> tuple:
+    value: Any = record
+    for part in path:
+        if not isinstance(value, Mapping) or part not in value:
+            return (0, 0)  # missing sorts first ascending, last descending
+        value = value[part]
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return (1, str(value))
+    return (2, value) if isinstance(value, int | float) else (3, value)
+
+
+def select_runs(
+    records: Iterable[RunRecord],
+    query: Query | None,
+    sort: Sequence[tuple[str, int]] = NEWEST_FIRST,
+    skip: int = 0,
+    limit: int | None = None,
+) -> list[RunRecord]:
+    """Filter, sort and page run records in memory with the generic query evaluator.
+
+    For stores whose run index is small enough to hold in memory (the memory store, the index
+    of a folder of files); stores with a database translate queries instead.
+    """
+    if query is not None:
+        records = [r for r in records if evaluate(query, r.as_record())]
+    ordered = sorted(records, key=lambda r: r.uid)
+    for key, direction in reversed(tuple(sort)):
+        path = resolve_key(key)
+        ordered.sort(key=lambda r: _sort_value(r.as_record(), path), reverse=direction < 0)
+    stop = None if limit is None else skip + limit
+    return list(itertools.islice(ordered, skip, stop))

@@ -1,0 +1,316 @@
+"""A stream of a run as a lazy, dask-backed ``xarray.Dataset``.
+
+Shapes and dtypes come from the descriptors; the dask chunks follow the store's
+:class:`~intake_broker.store.Chunk` s, one task per chunk reads every selected column at once.
+Only ``time`` and ``seq_num`` are read when the dataset is built (they index it); every other
+value is read when computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from intake.source.base import DataSource, Schema
+
+from .store import Chunk, DocumentStore
+
+_JSON_DTYPES = {
+    "number": np.dtype("float64"),
+    "integer": np.dtype("int64"),
+    "boolean": np.dtype("bool"),
+    "string": np.dtype("object"),
+    "array": np.dtype("float64"),
+}
+
+
+def field_dtype(data_key: Mapping[str, Any]) -> np.dtype:
+    """The numpy dtype of a data key: ``dtype_numpy`` if given, else from the JSON ``dtype``.
+
+    Unfilled external data (``external`` set) are datum ids until assets are filled.
+    """
+    if data_key.get("external"):
+        return np.dtype("object")
+    if data_key.get("dtype_numpy"):
+        dtype = np.dtype(data_key["dtype_numpy"] if isinstance(data_key["dtype_numpy"], str)
+                         else [tuple(f) for f in data_key["dtype_numpy"]])
+        return np.dtype("object") if dtype.kind in "US" else dtype
+    return _JSON_DTYPES.get(data_key.get("dtype", "number"), np.dtype("object"))
+
+
+def field_shape(data_key: Mapping[str, Any]) -> tuple[int, ...]:
+    """Per-event shape of a data key (``()`` for scalars and for unfilled external data)."""
+    if data_key.get("external"):
+        return ()
+    return tuple(int(n) for n in data_key.get("shape") or ())
+
+
+def field_dims(key: str, data_key: Mapping[str, Any]) -> tuple[str, ...]:
+    """Dimension names: ``time`` then the descriptor's ``dims`` or ``<key>_dim_<i>``."""
+    shape = field_shape(data_key)
+    dims = data_key.get("dims")
+    if not dims or len(dims) != len(shape):
+        dims = [f"{key}_dim_{i}" for i in range(len(shape))]
+    return ("time", *dims)
+
+
+def _fill_value(dtype: np.dtype):
+    return np.nan if dtype.kind in "fc" else None
+
+
+def _read_chunk(store: DocumentStore, chunk: Chunk, fields: list[str]):
+    return store.read_events(chunk.descriptor, fields=fields,
+                             seq_range=(chunk.seq_start, chunk.seq_stop))
+
+
+def _take(columns, group: str, key: str, dtype: np.dtype, shape: tuple[int, ...], rows: int):
+    values = getattr(columns, group).get(key)
+    if values is None:  # this descriptor of the stream lacks the key
+        if dtype.kind not in "fcO":
+            dtype = np.dtype("float64") if dtype.kind in "iub" else np.dtype("object")
+        return np.full((rows, *shape), _fill_value(dtype), dtype=dtype)
+    array = np.asarray(values)
+    if array.shape != (rows, *shape):
+        raise ValueError(
+            f"data key {key!r}: the descriptor declares shape {list(shape)} per event but the "
+            f"stored events have shape {list(array.shape[1:])} ({array.shape[0]} of {rows} rows)"
+        )
+    return array if array.dtype == dtype else array.astype(dtype)
+
+
+class StreamLayout:
+    """What a stream is made of, learned from descriptors and chunk metadata only."""
+
+    def __init__(self, store: DocumentStore, descriptors: Sequence[dict]):
+        self.store = store
+        self.descriptors = list(descriptors)
+        self.data_keys: dict[str, dict] = {}
+        for descriptor in self.descriptors:
+            for key, dk in descriptor["data_keys"].items():
+                self.data_keys.setdefault(key, dk)
+        self.chunks: list[Chunk] = sorted(
+            (c for d in self.descriptors for c in store.event_chunks(d["uid"])),
+            key=lambda c: c.seq_start,
+        )
+        self.fields_of = {d["uid"]: set(d["data_keys"]) for d in self.descriptors}
+
+    def __len__(self) -> int:
+        return sum(c.rows for c in self.chunks)
+
+    def index(self) -> tuple[np.ndarray, np.ndarray]:
+        """``time`` and ``seq_num`` of every event, in chunk order (reads only those columns)."""
+        times, seqs = [], []
+        per_descriptor = {d["uid"]: self.store.read_events(d["uid"], fields=[])
+                          for d in self.descriptors}
+        for chunk in self.chunks:
+            cols = per_descriptor[chunk.descriptor]
+            lo, hi = np.searchsorted(cols.seq_num, (chunk.seq_start, chunk.seq_stop))
+            times.append(cols.time[lo:hi])
+            seqs.append(cols.seq_num[lo:hi])
+        if not times:
+            return np.empty(0, float), np.empty(0, np.int64)
+        return np.concatenate(times), np.concatenate(seqs)
+
+    def dask_arrays(self, fields: Iterable[str], group: str = "data") -> dict[str, Any]:
+        """One dask array per field, sharing one read task per chunk."""
+        import dask.array as da
+        from dask.base import tokenize
+        from dask.highlevelgraph import HighLevelGraph
+
+        fields = list(fields)
+        token = tokenize(id(self.store), [(c.descriptor, c.seq_start, c.seq_stop, c.rows)
+                                          for c in self.chunks], fields, group)
+        read_name = f"read-events-{token}"
+        read_layer = {
+            (read_name, i): (_read_chunk, self.store, chunk,
+                             [f for f in fields if f in self.fields_of[chunk.descriptor]])
+            for i, chunk in enumerate(self.chunks)
+        }
+        rows = tuple(c.rows for c in self.chunks) or (0,)
+        out = {}
+        for key in fields:
+            dk = self.data_keys[key]
+            dtype = np.dtype("float64") if group == "timestamps" else field_dtype(dk)
+            shape = () if group == "timestamps" else field_shape(dk)
+            name = f"{key}-{group}-{token}"
+            zeros = (0,) * len(shape)
+            layer = {
+                (name, i, *zeros): (_take, (read_name, i), group, key, dtype, shape, chunk.rows)
+                for i, chunk in enumerate(self.chunks)
+            }
+            graph = HighLevelGraph({read_name: read_layer, name: layer},
+                                   {read_name: set(), name: {read_name}})
+            if not self.chunks:
+                out[key] = da.empty((0, *shape), dtype=dtype)
+                continue
+            out[key] = da.Array(graph, name, chunks=(rows, *((n,) for n in shape)), dtype=dtype)
+        return out
+
+
+class Stream(DataSource):
+    """One stream of a run (``run.primary``), read as an ``xarray.Dataset`` with dimension
+    ``time``.
+
+    ``to_dask()`` gives the lazy dataset, ``read()`` the loaded one; ``stream(include=[...],
+    exclude=[...])`` selects data keys; ``config`` and ``timestamps`` give the configuration
+    and the per-key timestamps.
+    """
+
+    container = "xarray"
+    version = "0.1.0"
+    partition_access = True
+
+    def __init__(
+        self,
+        store: DocumentStore,
+        run_uid: str,
+        stream_name: str,
+        descriptors: Sequence[dict],
+        *,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        metadata: dict | None = None,
+    ):
+        self._store = store
+        self._run_uid = run_uid
+        self._descriptors = list(descriptors)
+        self._include = list(include) if include is not None else None
+        self._exclude = list(exclude or ())
+        self._layout: StreamLayout | None = None
+        self.name = stream_name
+        meta = {"stream_name": stream_name, "descriptors": self._descriptors}
+        super().__init__(metadata={**meta, **(metadata or {})})
+
+    def __call__(self, include: Sequence[str] | None = None,
+                 exclude: Sequence[str] | None = None, **kwargs) -> Stream:
+        """The same stream restricted to ``include`` keys and without ``exclude`` keys."""
+        return Stream(self._store, self._run_uid, self.name, self._descriptors,
+                      include=include, exclude=exclude)
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.name!r} of run {self._run_uid[:8]}>"
+
+    @property
+    def layout(self) -> StreamLayout:
+        if self._layout is None:
+            self._layout = StreamLayout(self._store, self._descriptors)
+        return self._layout
+
+    @property
+    def fields(self) -> list[str]:
+        """The data keys this stream gives, after include/exclude."""
+        keys = list(self.layout.data_keys)
+        if self._include is not None:
+            unknown = sorted(set(self._include) - set(keys))
+            if unknown:
+                raise KeyError(f"stream {self.name!r} has no data keys {unknown}; "
+                               f"it has {keys}")
+            keys = [k for k in keys if k in self._include]
+        return [k for k in keys if k not in self._exclude]
+
+    def _get_schema(self) -> Schema:
+        return Schema(dtype=None, shape=(len(self.layout),), npartitions=len(self.layout.chunks),
+                      extra_metadata={})
+
+    def _dataset(self, group: str):
+        import xarray as xr
+
+        layout = self.layout
+        time, seq_num = layout.index()
+        arrays = layout.dask_arrays(self.fields, group)
+        data_vars = {}
+        for key, array in arrays.items():
+            dk = layout.data_keys[key]
+            dims = ("time",) if group == "timestamps" else field_dims(key, dk)
+            attrs = {k: dk[k] for k in ("source", "units", "object_name", "precision", "external")
+                     if k in dk}
+            data_vars[key] = xr.Variable(dims, array, attrs=attrs)
+        return xr.Dataset(data_vars, coords={"time": time, "seq_num": ("time", seq_num)},
+                          attrs={"stream_name": self.name, "run_uid": self._run_uid})
+
+    def to_dask(self):
+        """The stream as a lazy ``xarray.Dataset``: one dask chunk per stored page."""
+        return self._dataset("data")
+
+    def read(self):
+        """The stream as an ``xarray.Dataset`` held in memory."""
+        return self.to_dask().load()
+
+    def _get_partition(self, i: int):
+        return self.to_dask().isel(time=self._partition_slice(i)).load()
+
+    def _partition_slice(self, i: int) -> slice:
+        rows = [c.rows for c in self.layout.chunks]
+        start = sum(rows[:i])
+        return slice(start, start + rows[i])
+
+    def _close(self) -> None:
+        self._layout = None
+
+    @property
+    def timestamps(self) -> StreamTimestamps:
+        """The per-key timestamps of this stream (``.read()`` / ``.to_dask()``)."""
+        return StreamTimestamps(self)
+
+    @property
+    def config(self) -> dict[str, ConfigSource]:
+        """Configuration per device (object name): ``run.primary.config["det"].read()``."""
+        objects: list[str] = []
+        for descriptor in self._descriptors:
+            objects += [o for o in descriptor.get("configuration", {}) if o not in objects]
+        return {obj: ConfigSource(self, obj) for obj in objects}
+
+
+class StreamTimestamps(DataSource):
+    """The timestamps of every data key of a stream, one ``float`` per event and key."""
+
+    container = "xarray"
+
+    def __init__(self, stream: Stream):
+        self._stream = stream
+        super().__init__(metadata={"stream_name": stream.name})
+
+    def to_dask(self):
+        return self._stream._dataset("timestamps")
+
+    def read(self):
+        return self.to_dask().load()
+
+
+class ConfigSource(DataSource):
+    """Configuration of one device over a stream: one row per event, from the descriptors."""
+
+    container = "xarray"
+
+    def __init__(self, stream: Stream, object_name: str):
+        self._stream = stream
+        self._object = object_name
+        super().__init__(metadata={"stream_name": stream.name, "object_name": object_name})
+
+    def read(self):
+        import xarray as xr
+
+        layout = self._stream.layout
+        time, seq_num = layout.index()
+        by_descriptor = {d["uid"]: d.get("configuration", {}).get(self._object, {})
+                         for d in layout.descriptors}
+        keys: dict[str, dict] = {}
+        for conf in by_descriptor.values():
+            for key, dk in conf.get("data_keys", {}).items():
+                keys.setdefault(key, dk)
+        data_vars = {}
+        for key, dk in keys.items():
+            dtype, shape = field_dtype(dk), field_shape(dk)
+            parts = []
+            for chunk in layout.chunks:
+                value = by_descriptor[chunk.descriptor].get("data", {}).get(key)
+                value = np.asarray(value, dtype=dtype if value is not None else object)
+                parts.append(np.broadcast_to(value, (chunk.rows, *value.shape)))
+            values = np.concatenate(parts) if parts else np.empty((0, *shape), dtype)
+            data_vars[key] = (field_dims(key, dk), values)
+        return xr.Dataset(data_vars, coords={"time": time, "seq_num": ("time", seq_num)},
+                          attrs={"object_name": self._object})
+
+    def to_dask(self):
+        return self.read()

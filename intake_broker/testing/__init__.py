@@ -1,0 +1,11 @@
+"""Public test helpers: the conformance suite every store subclasses, and document factories.
+
+Shipped in the wheel so that a store in another package can run ``DocumentStoreTests``.
+"""
+
+from __future__ import annotations
+
+from . import factories
+from .suite import DocumentStoreTests, assert_same_documents, insert_all
+
+__all__ = ["DocumentStoreTests", "assert_same_documents", "factories", "insert_all"]
