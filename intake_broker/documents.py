@@ -110,16 +110,15 @@ def same_document(a: Any, b: Any) -> bool:
     """Whether two documents are equal, comparing numpy arrays, lists and NaN by value."""
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         return a.keys() == b.keys() and all(same_document(a[k], b[k]) for k in a)
-    if isinstance(a, np.ndarray | list | tuple) or isinstance(b, np.ndarray | list | tuple):
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         a_arr, b_arr = np.asarray(a), np.asarray(b)
         if a_arr.shape != b_arr.shape:
             return False
-        if a_arr.dtype.kind in "fc" or b_arr.dtype.kind in "fc":
-            try:
-                return bool(np.array_equal(a_arr, b_arr, equal_nan=True))
-            except TypeError:
-                pass
-        return all(same_document(x, y) for x, y in zip(a_arr.tolist(), b_arr.tolist()))
+        if a_arr.dtype.kind in "biufc" and b_arr.dtype.kind in "biufc":
+            return bool(np.array_equal(a_arr, b_arr, equal_nan=a_arr.dtype.kind in "fc"))
+        a, b = a_arr.tolist(), b_arr.tolist()
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):  # JSON makes tuples lists
+        return len(a) == len(b) and all(same_document(x, y) for x, y in zip(a, b))
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     if isinstance(a, np.generic) or isinstance(b, np.generic):

@@ -112,6 +112,28 @@ class StreamLayout:
             return np.empty(0, float), np.empty(0, np.int64)
         return np.concatenate(times), np.concatenate(seqs)
 
+    def _field_spec(self, key: str, group: str) -> tuple[np.dtype, tuple[int, ...]]:
+        if group == "timestamps":
+            return np.dtype("float64"), ()
+        return field_dtype(self.data_keys[key]), field_shape(self.data_keys[key])
+
+    def arrays(self, fields: Iterable[str], group: str = "data") -> dict[str, np.ndarray]:
+        """Every value of the fields now, one store read per chunk (what ``read()`` uses:
+        the same reads as the dask graph, without scheduling a task per chunk and field)."""
+        fields = list(fields)
+        parts: dict[str, list[np.ndarray]] = {key: [] for key in fields}
+        for chunk in self.chunks:
+            columns = _read_chunk(self.store, chunk,
+                                  [f for f in fields if f in self.fields_of[chunk.descriptor]])
+            for key in fields:
+                dtype, shape = self._field_spec(key, group)
+                parts[key].append(_take(columns, group, key, dtype, shape, chunk.rows))
+        out = {}
+        for key, arrays in parts.items():
+            dtype, shape = self._field_spec(key, group)
+            out[key] = np.concatenate(arrays) if arrays else np.empty((0, *shape), dtype)
+        return out
+
     def dask_arrays(self, fields: Iterable[str], group: str = "data") -> dict[str, Any]:
         """One dask array per field, sharing one read task per chunk."""
         import dask.array as da
@@ -130,9 +152,7 @@ class StreamLayout:
         rows = tuple(c.rows for c in self.chunks) or (0,)
         out = {}
         for key in fields:
-            dk = self.data_keys[key]
-            dtype = np.dtype("float64") if group == "timestamps" else field_dtype(dk)
-            shape = () if group == "timestamps" else field_shape(dk)
+            dtype, shape = self._field_spec(key, group)
             name = f"{key}-{group}-{token}"
             zeros = (0,) * len(shape)
             layer = {
@@ -213,12 +233,15 @@ class Stream(DataSource):
         return Schema(dtype=None, shape=(len(self.layout),), npartitions=len(self.layout.chunks),
                       extra_metadata={})
 
-    def _dataset(self, group: str):
+    def _dataset(self, group: str, lazy: bool = True):
         import xarray as xr
 
         layout = self.layout
         time, seq_num = layout.index()
-        arrays = layout.dask_arrays(self.fields, group)
+        if lazy:
+            arrays = layout.dask_arrays(self.fields, group)
+        else:
+            arrays = layout.arrays(self.fields, group)
         data_vars = {}
         for key, array in arrays.items():
             dk = layout.data_keys[key]
@@ -235,7 +258,7 @@ class Stream(DataSource):
 
     def read(self):
         """The stream as an ``xarray.Dataset`` held in memory."""
-        return self.to_dask().load()
+        return self._dataset("data", lazy=False)
 
     def _get_partition(self, i: int):
         return self.to_dask().isel(time=self._partition_slice(i)).load()
@@ -275,7 +298,7 @@ class StreamTimestamps(DataSource):
         return self._stream._dataset("timestamps")
 
     def read(self):
-        return self.to_dask().load()
+        return self._stream._dataset("timestamps", lazy=False)
 
 
 class ConfigSource(DataSource):

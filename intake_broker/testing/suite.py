@@ -279,6 +279,7 @@ class DocumentStoreTests:
         for key in ("motor", "det", "count"):
             np.testing.assert_array_equal(ds[key].values, [e["data"][key] for e in events])
         assert ds["count"].dtype == np.int64 and ds["motor"].attrs["units"] == "mm"
+        assert lazy.load().identical(ds)  # the dask graph and the eager read agree
         np.testing.assert_array_equal(ds["seq_num"].values, range(1, 7))
         np.testing.assert_array_equal(ds["time"].values, [e["time"] for e in events])
         assert list(run.primary(include=["det"]).read().data_vars) == ["det"]
@@ -305,6 +306,8 @@ class DocumentStoreTests:
         ds = BrokerCatalog(self.reopen(store))[-1].primary.to_dask()
         chunks = ds["det"].chunks[0]
         assert sum(chunks) == 2500 and len(chunks) < 50
+        np.testing.assert_array_equal(ds["seq_num"].values, np.arange(1, 2501))
+        np.testing.assert_array_equal(ds["det"].values, ds.load()["det"].values)
 
     def test_several_descriptors_of_one_stream_concatenate(self, store):
         docs = factories.reconfigured_run()
