@@ -56,4 +56,17 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["temp", *_LAZY]
+__all__ = [
+    "BrokerCatalog",
+    "DocumentStore",
+    "MemoryCatalog",
+    "MemoryStore",
+    "Run",
+    "RunRecord",
+    "Stream",
+    "default_catalog",
+    "errors",
+    "open_catalog",
+    "queries",
+    "temp",
+]

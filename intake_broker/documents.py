@@ -118,7 +118,7 @@ def same_document(a: Any, b: Any) -> bool:
             return bool(np.array_equal(a_arr, b_arr, equal_nan=a_arr.dtype.kind in "fc"))
         a, b = a_arr.tolist(), b_arr.tolist()
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):  # JSON makes tuples lists
-        return len(a) == len(b) and all(same_document(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_document(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
     if isinstance(a, np.generic) or isinstance(b, np.generic):

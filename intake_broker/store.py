@@ -201,7 +201,7 @@ class DocumentStore(ABC):
         """The datum pages of a run (stores with an index override this scan)."""
         return (doc for kind, doc in self.documents(run_uid) if kind == "datum_page")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional, with a do-nothing default)
         """Release connections or files; the default has nothing to release."""
 
 

@@ -85,7 +85,7 @@ def test_image_keeps_its_shape(recorded):
     cat, uids, docs = recorded
     ds = cat[uids["img"]].primary.read()
     assert ds["img"].shape == (2, 10, 10)
-    for event, frame in zip(events_of(docs[uids["img"]]), ds["img"].values):
+    for event, frame in zip(events_of(docs[uids["img"]]), ds["img"].values, strict=True):
         np.testing.assert_array_equal(frame, event["data"]["img"])
 
 

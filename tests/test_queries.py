@@ -98,7 +98,7 @@ def test_bad_keys(key):
 
 
 def test_document_prefixes_can_be_extended(monkeypatch):
-    monkeypatch.setattr(queries, "DOCUMENT_PREFIXES", (*queries.DOCUMENT_PREFIXES, "summary"))
+    monkeypatch.setattr(queries.base, "DOCUMENT_PREFIXES", (*queries.DOCUMENT_PREFIXES, "summary"))
     assert resolve_key("summary.duration") == ("summary", "duration")
     rec = {**SCAN, "summary": {"duration": 4.5}}
     assert Comparison("gt", "summary.duration", 4).match(rec)

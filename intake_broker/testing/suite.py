@@ -65,7 +65,7 @@ def unpacked(docs) -> list[tuple[str, dict]]:
 def assert_same_documents(got, expected) -> None:
     got, expected = unpacked(got), unpacked(expected)
     assert [n for n, _ in got] == [n for n, _ in expected]
-    for (name, a), (_, b) in zip(got, expected):
+    for (name, a), (_, b) in zip(got, expected, strict=True):
         assert same_document(a, b), f"{name} differs:\n{a}\n!=\n{b}"
 
 

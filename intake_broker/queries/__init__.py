@@ -1,0 +1,80 @@
+"""Backend-neutral query objects for searching runs.
+
+A query is a small frozen dataclass such as ``Eq("plan_name", "scan")``. Queries combine with
+``&``, ``|`` and ``~``, encode to JSON-serialisable dicts and back, and evaluate against a *run
+record*, a dict ``{"start": start_doc, "stop": stop_doc_or_None, ...}``::
+
+    >>> q = Eq("plan_name", "count") & Comparison("ge", "scan_id", 10)
+    >>> q.match({"start": {"plan_name": "count", "scan_id": 12}, "stop": None})
+    True
+
+Keys are dotted paths. A key beginning with one of :data:`DOCUMENT_PREFIXES` followed by a dot
+(``"stop.exit_status"``) addresses that document; any other key addresses the start document
+(``"plan_name"`` is ``"start.plan_name"``).
+
+The in-memory evaluator follows MongoDB's semantics so that stores which translate queries to a
+native form (see :class:`Translator` and :data:`to_mongo`) return the same runs as stores which
+evaluate them in Python. The one deliberate difference: a missing key never equals ``None``
+(MongoDB's ``{"x": None}`` also matches documents without ``x``); :data:`to_mongo` adds the
+``$exists`` guards that keep native filters in agreement with :func:`evaluate`.
+"""
+
+from __future__ import annotations
+
+from .base import (
+    COMPARISON_OPERATORS,
+    DOCUMENT_PREFIXES,
+    QUERY_TYPES,
+    NotTranslatable,
+    Query,
+    Translator,
+    decode_query,
+    evaluate,
+    register_query,
+    resolve_key,
+)
+from .mongo import as_query, from_mongo, to_mongo
+from .types import (
+    And,
+    Comparison,
+    Contains,
+    Eq,
+    In,
+    KeyPresent,
+    Not,
+    NotEq,
+    NotIn,
+    Or,
+    PartialUID,
+    Regex,
+    TimeRange,
+)
+
+__all__ = [
+    "COMPARISON_OPERATORS",
+    "DOCUMENT_PREFIXES",
+    "QUERY_TYPES",
+    "And",
+    "Comparison",
+    "Contains",
+    "Eq",
+    "In",
+    "KeyPresent",
+    "Not",
+    "NotEq",
+    "NotIn",
+    "NotTranslatable",
+    "Or",
+    "PartialUID",
+    "Query",
+    "Regex",
+    "TimeRange",
+    "Translator",
+    "as_query",
+    "decode_query",
+    "evaluate",
+    "from_mongo",
+    "register_query",
+    "resolve_key",
+    "to_mongo",
+]

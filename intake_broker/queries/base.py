@@ -1,0 +1,405 @@
+"""Keys, values, the query base class and its registry, the evaluator and translators."""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, fields
+from typing import Any, ClassVar
+
+from ..errors import BadQuery
+
+#: Documents of a run record that a key can address with a ``"<name>."`` prefix. Keys without
+#: one of these prefixes address the start document. Extend it to address more documents.
+DOCUMENT_PREFIXES: tuple[str, ...] = ("start", "stop")
+
+#: The operators accepted by :class:`Comparison`.
+COMPARISON_OPERATORS: tuple[str, ...] = ("lt", "le", "gt", "ge")
+
+#: Every registered query type by its ``kind``.
+QUERY_TYPES: dict[str, type[Query]] = {}
+
+
+class NotTranslatable(BadQuery):
+    """A :class:`Translator` has no native form for a query; evaluate it in Python instead."""
+
+
+# ------------------------------------------------------------------------------------------------
+# keys and values
+
+
+def resolve_key(key: str) -> tuple[str, ...]:
+    """Return the full path of ``key`` into a run record.
+
+    Parameters
+    ----------
+    key : str
+        A dotted path such as ``"plan_name"``, ``"sample.name"`` or ``"stop.exit_status"``.
+
+    Returns
+    -------
+    tuple of str
+        The path, starting with the document name, e.g. ``("start", "plan_name")``.
+
+    Raises
+    ------
+    BadQuery
+        If ``key`` is not a non-empty string of non-empty dot-separated parts.
+    """
+    if not isinstance(key, str) or not key or "" in key.split("."):
+        raise BadQuery(
+            f"bad query key {key!r}: give a dotted path of non-empty names, "
+            "such as 'plan_name', 'sample.name' or 'stop.exit_status'"
+        )
+    parts = tuple(key.split("."))
+    if len(parts) > 1 and parts[0] in DOCUMENT_PREFIXES:
+        return parts
+    return ("start", *parts)
+
+
+def _lookup(node: Any, parts: tuple[str, ...]) -> list[Any]:
+    """The values at ``parts`` below ``node``; an empty list when the path is missing.
+
+    Like MongoDB, a path continues through lists: into the element at a numeric part and into
+    every element that is a mapping.
+    """
+    if not parts:
+        return [node]
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, Mapping):
+        return _lookup(node[head], rest) if head in node else []
+    if isinstance(node, (list, tuple)):
+        found = []
+        if head.isascii() and head.isdigit() and int(head) < len(node):
+            found += _lookup(node[int(head)], rest)
+        for item in node:
+            if isinstance(item, Mapping):
+                found += _lookup(item, parts)
+        return found
+    return []
+
+
+def _values(record: Mapping[str, Any], key: str) -> list[Any]:
+    """The values ``key`` addresses in a run record (empty when missing or no such document)."""
+    document, *path = resolve_key(key)
+    doc = record.get(document)
+    return [] if doc is None else _lookup(doc, tuple(path))
+
+
+def _candidates(values: list[Any]) -> Iterator[Any]:
+    """Each value, and each element of a list value (MongoDB matches arrays element-wise)."""
+    for value in values:
+        yield value
+        if isinstance(value, (list, tuple)):
+            yield from value
+
+
+class _FrozenDict(Mapping):
+    """A read-only, hashable mapping, so dict values can live in frozen queries."""
+
+    def __init__(self, items: Mapping[str, Any]):
+        self._items = dict(items)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+
+def _freeze(value: Any, what: str) -> Any:
+    """Check that ``value`` is JSON-like and make it hashable (lists to tuples)."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(item, what) for item in value)
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return _FrozenDict({k: _freeze(v, what) for k, v in value.items()})
+    raise BadQuery(
+        f"query {what} {value!r} ({type(value).__name__}) is not JSON-like: give a str, int, "
+        "float, bool, None, or a list or dict of those"
+    )
+
+
+def _thaw(value: Any) -> Any:
+    """The JSON form of a frozen value (tuples to lists, frozen dicts to dicts)."""
+    if isinstance(value, tuple):
+        return [_thaw(item) for item in value]
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    return value
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """JSON equality as MongoDB sees it: lists equal tuples, and bools are not numbers."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(map(_equal, a, b))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple, Mapping)) or isinstance(b, (list, tuple, Mapping)):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. a numpy array in a document
+        return False
+
+
+def _order_class(value: Any) -> str | None:
+    """Values compare only within one class, as in MongoDB; None means not comparable."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, numbers.Real):
+        return None if math.isnan(value) else "number"
+    if isinstance(value, str):
+        return "str"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# the base class and its registry
+
+
+def register_query(name: str) -> Callable[[type[Query]], type[Query]]:
+    """Class decorator registering a query type under ``name`` (its ``kind``).
+
+    Parameters
+    ----------
+    name : str
+        The short name used as ``"type"`` in encoded queries.
+
+    Returns
+    -------
+    callable
+        A decorator that records the class in :data:`QUERY_TYPES` and sets ``cls.kind``.
+    """
+
+    def decorate(cls: type[Query]) -> type[Query]:
+        if not (isinstance(cls, type) and issubclass(cls, Query)):
+            raise TypeError(f"only Query subclasses can be registered, not {cls!r}")
+        if QUERY_TYPES.get(name, cls) is not cls:
+            raise BadQuery(f"query type {name!r} is already registered to {QUERY_TYPES[name]}")
+        cls.kind = name
+        QUERY_TYPES[name] = cls
+        return cls
+
+    return decorate
+
+
+class Query:
+    """Base class of every query type.
+
+    Subclasses are frozen dataclasses registered with :func:`register_query`. Combine queries
+    with ``q1 & q2`` (:class:`And`), ``q1 | q2`` (:class:`Or`) and ``~q`` (:class:`Not`).
+    """
+
+    kind: ClassVar[str]
+    #: Names of the fields holding nested queries (a query or a tuple of queries).
+    _query_fields: ClassVar[tuple[str, ...]] = ()
+
+    def match(self, record: Mapping[str, Any]) -> bool:
+        """Return whether the run ``record`` (``{"start": ..., "stop": ...}``) matches."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement match")
+
+    def __and__(self, other: Query) -> Query:
+        if not isinstance(other, Query):
+            return NotImplemented
+        from .types import And
+
+        return And(_parts(self, And) + _parts(other, And))
+
+    def __or__(self, other: Query) -> Query:
+        if not isinstance(other, Query):
+            return NotImplemented
+        from .types import Or
+
+        return Or(_parts(self, Or) + _parts(other, Or))
+
+    def __invert__(self) -> Query:
+        from .types import Not
+
+        return Not(self)
+
+    def encode(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict ``{"type": kind, **fields}``.
+
+        Returns
+        -------
+        dict
+            Nested queries are encoded recursively and tuples become lists.
+        """
+        encoded: dict[str, Any] = {"type": self.kind}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.name not in self._query_fields:
+                encoded[field.name] = _thaw(value)
+            elif isinstance(value, Query):
+                encoded[field.name] = value.encode()
+            else:
+                encoded[field.name] = [query.encode() for query in value]
+        return encoded
+
+    @classmethod
+    def decode(cls, obj: Mapping[str, Any] | str | bytes) -> Query:
+        """Rebuild a query from :meth:`encode`'s dict or its JSON string.
+
+        Parameters
+        ----------
+        obj : dict, str or bytes
+            An encoded query.
+
+        Returns
+        -------
+        Query
+            The query; an instance of ``cls`` when called on a subclass.
+
+        Raises
+        ------
+        BadQuery
+            If ``obj`` is not an encoded query of a registered type.
+        """
+        if isinstance(obj, (str, bytes)):
+            try:
+                obj = json.loads(obj)
+            except ValueError as err:
+                raise BadQuery(f"an encoded query is not valid JSON: {err}") from None
+        if not isinstance(obj, Mapping) or "type" not in obj:
+            raise BadQuery(
+                f"an encoded query must be a dict with a 'type', such as "
+                f"{{'type': 'eq', 'key': 'plan_name', 'value': 'scan'}}; got {obj!r}"
+            )
+        kind = obj["type"]
+        qtype = QUERY_TYPES.get(kind) if isinstance(kind, str) else None
+        if qtype is None:
+            raise BadQuery(
+                f"unknown query type {kind!r}; registered types: {', '.join(sorted(QUERY_TYPES))}"
+            )
+        kwargs = {name: value for name, value in obj.items() if name != "type"}
+        names = [field.name for field in fields(qtype)]
+        required = [f.name for f in fields(qtype) if f.default is MISSING]
+        unknown = sorted(set(kwargs) - set(names))
+        missing = [name for name in required if name not in kwargs]
+        if unknown or missing:
+            raise BadQuery(
+                f"bad fields for a {kind!r} query (unknown: {unknown}, missing: {missing}); "
+                f"its fields are {names}"
+            )
+        for name in qtype._query_fields:
+            value = kwargs[name]
+            if isinstance(value, Mapping):
+                kwargs[name] = Query.decode(value)
+            elif isinstance(value, (list, tuple)):
+                kwargs[name] = tuple(Query.decode(item) for item in value)
+            else:
+                raise BadQuery(f"field {name!r} of a {kind!r} query must hold encoded queries")
+        query = qtype(**kwargs)
+        if not isinstance(query, cls):
+            raise BadQuery(f"expected an encoded {cls.__name__} query, got type {kind!r}")
+        return query
+
+
+def _parts(query: Query, combinator: type[Query]) -> tuple[Query, ...]:
+    return query.queries if isinstance(query, combinator) else (query,)
+
+
+def decode_query(obj: Mapping[str, Any] | str | bytes) -> Query:
+    """Rebuild a query from an encoded dict or JSON string; see :meth:`Query.decode`."""
+    return Query.decode(obj)
+
+
+def evaluate(query: Query, record: Mapping[str, Any]) -> bool:
+    """Return whether the run ``record`` matches ``query``, evaluated in Python.
+
+    Parameters
+    ----------
+    query : Query
+        The query.
+    record : dict
+        A run record ``{"start": start_doc, "stop": stop_doc_or_None, ...}``.
+
+    Returns
+    -------
+    bool
+    """
+    return query.match(record)
+
+
+
+# ------------------------------------------------------------------------------------------------
+# translation to native forms
+
+
+_Rule = Callable[[Any, "Translator"], Any]
+
+
+class Translator:
+    """A registry of rules turning queries into a store's native form.
+
+    Parameters
+    ----------
+    name : str
+        A name for messages, such as ``"mongo"``.
+
+    Examples
+    --------
+    >>> tr = Translator("sql")
+    >>> @tr.register(Eq)
+    ... def _(query, translate):
+    ...     return f"{query.key} = ?"
+    >>> tr(Eq("plan_name", "scan"))
+    'plan_name = ?'
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self._rules: dict[type[Query], _Rule] = {}
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(sorted(qtype.__name__ for qtype in self._rules))
+        return f"Translator({self.name!r}, rules for: {kinds})"
+
+    def register(self, query_type: type[Query]) -> Callable[[_Rule], _Rule]:
+        """Decorator registering ``rule(query, translate)`` for ``query_type``.
+
+        The rule receives this translator as ``translate`` to recurse into nested queries.
+        """
+        if not (isinstance(query_type, type) and issubclass(query_type, Query)):
+            raise TypeError(f"rules are registered for Query subclasses, not {query_type!r}")
+
+        def decorate(rule: _Rule) -> _Rule:
+            self._rules[query_type] = rule
+            return rule
+
+        return decorate
+
+    def __call__(self, query: Query) -> Any:
+        """Return the native form of ``query``.
+
+        Raises
+        ------
+        NotTranslatable
+            If no rule covers the type of ``query`` (or of a query nested in it).
+        """
+        for qtype in type(query).__mro__:
+            if qtype in self._rules:
+                return self._rules[qtype](query, self)
+        raise NotTranslatable(
+            f"the {self.name} translator has no rule for {type(query).__name__} queries; "
+            "evaluate this query in Python instead"
+        )

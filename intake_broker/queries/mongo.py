@@ -1,0 +1,265 @@
+"""MongoDB-style dicts: reading them (databroker compatibility) and writing them (to_mongo)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import BadQuery
+from .base import NotTranslatable, Query, Translator, _order_class, _thaw, resolve_key
+from .types import (
+    And,
+    Comparison,
+    Contains,
+    Eq,
+    In,
+    KeyPresent,
+    Not,
+    NotEq,
+    NotIn,
+    Or,
+    PartialUID,
+    Regex,
+    TimeRange,
+)
+
+# ------------------------------------------------------------------------------------------------
+# Mongo-style dicts
+
+
+_FIELD_OPERATORS = (
+    "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin",
+    "$regex", "$options", "$exists", "$not", "$elemMatch",
+)  # fmt: skip
+_LOGICAL_OPERATORS = ("$and", "$or", "$nor")
+_MONGO_COMPARISONS = {"$gt": "gt", "$gte": "ge", "$lt": "lt", "$lte": "le"}
+
+
+def _unknown_operator(op: str) -> BadQuery:
+    supported = ", ".join(sorted(_LOGICAL_OPERATORS + _FIELD_OPERATORS))
+    return BadQuery(f"unsupported query operator {op!r}; supported operators: {supported}")
+
+
+def _combine(queries: list[Query]) -> Query:
+    return queries[0] if len(queries) == 1 else And(tuple(queries))
+
+
+def _regex_from_mongo(key: str, pattern: Any, options: Any = "") -> Regex:
+    case_sensitive = True
+    if isinstance(pattern, re.Pattern):
+        case_sensitive = not pattern.flags & re.IGNORECASE
+        pattern = pattern.pattern
+    if not isinstance(options, str) or set(options) - {"i"}:
+        raise BadQuery(f"unsupported $options {options!r} for {key!r}; only 'i' is supported")
+    return Regex(key, pattern, case_sensitive and "i" not in options)
+
+
+def _field_from_mongo(key: str, spec: Any) -> Query:
+    if isinstance(spec, re.Pattern):
+        return _regex_from_mongo(key, spec)
+    if not isinstance(spec, Mapping) or not any(str(k).startswith("$") for k in spec):
+        return Eq(key, spec)  # a plain dict means equality with that dict
+    if not all(str(k).startswith("$") for k in spec):
+        raise BadQuery(
+            f"the spec for {key!r} mixes operators and plain fields: {dict(spec)!r}; "
+            "use either {'$op': value, ...} or a plain dict for equality"
+        )
+    if "$options" in spec and "$regex" not in spec:
+        raise BadQuery(f"$options for {key!r} needs a $regex")
+    queries: list[Query] = []
+    for op, arg in spec.items():
+        if op in ("$eq", "$ne"):
+            queries.append((Eq if op == "$eq" else NotEq)(key, arg))
+        elif op in _MONGO_COMPARISONS:
+            queries.append(Comparison(_MONGO_COMPARISONS[op], key, arg))
+        elif op in ("$in", "$nin"):
+            if not isinstance(arg, (list, tuple)):
+                raise BadQuery(f"{op} for {key!r} needs a list, got {arg!r}")
+            queries.append((In if op == "$in" else NotIn)(key, arg))
+        elif op == "$regex":
+            queries.append(_regex_from_mongo(key, arg, spec.get("$options", "")))
+        elif op == "$exists":
+            queries.append(KeyPresent(key, bool(arg)))
+        elif op == "$not":
+            if not isinstance(arg, (Mapping, re.Pattern)):
+                raise BadQuery(f"$not for {key!r} needs an operator dict, got {arg!r}")
+            queries.append(Not(_field_from_mongo(key, arg)))
+        elif op == "$elemMatch":
+            if not (isinstance(arg, Mapping) and list(arg) == ["$eq"]):
+                raise BadQuery(f"$elemMatch for {key!r} supports only {{'$eq': value}}")
+            queries.append(Contains(key, arg["$eq"]))
+        elif op != "$options":
+            raise _unknown_operator(op)
+    return _combine(queries)
+
+
+def from_mongo(spec: Mapping[str, Any]) -> Query:
+    """Translate a MongoDB-style filter, as databroker accepts, to a query.
+
+    Parameters
+    ----------
+    spec : dict
+        For example ``{"plan_name": "scan", "scan_id": {"$gte": 10, "$lt": 20}}``. Supported
+        operators: ``$eq $ne $gt $gte $lt $lte $in $nin $regex $options $exists $not
+        $elemMatch`` (only ``{"$eq": value}``) inside a field spec, ``$and $or $nor`` at the top.
+
+    Returns
+    -------
+    Query
+        One query per key, combined with :class:`And` when there are several; ``And(())``
+        (matching everything) for an empty spec.
+
+    Raises
+    ------
+    BadQuery
+        For an unsupported operator or a malformed spec.
+
+    Notes
+    -----
+    Unlike MongoDB, ``{"x": None}`` does not match runs without ``x``.
+    """
+    if not isinstance(spec, Mapping):
+        raise BadQuery(f"a Mongo-style query must be a dict, got {spec!r}")
+    queries: list[Query] = []
+    for key, value in spec.items():
+        if not isinstance(key, str):
+            raise BadQuery(f"query keys must be strings, got {key!r}")
+        if not key.startswith("$"):
+            queries.append(_field_from_mongo(key, value))
+            continue
+        if key not in _LOGICAL_OPERATORS:
+            raise _unknown_operator(key)
+        if not isinstance(value, (list, tuple)) or not value:
+            raise BadQuery(f"{key} needs a non-empty list of query dicts, got {value!r}")
+        parts = tuple(from_mongo(item) for item in value)
+        if key == "$and":
+            queries.append(And(parts))
+        else:
+            queries.append(Or(parts) if key == "$or" else Not(Or(parts)))
+    return And(()) if not queries else _combine(queries)
+
+
+def as_query(obj: Query | Mapping[str, Any] | None) -> Query | None:
+    """Return ``obj`` as a query: a Query as is, a Mongo-style dict translated, None as None.
+
+    Raises
+    ------
+    BadQuery
+        For anything else.
+    """
+    if obj is None or isinstance(obj, Query):
+        return obj
+    if isinstance(obj, Mapping):
+        return from_mongo(obj)
+    raise BadQuery(f"expected a Query, a Mongo-style dict or None, got {type(obj).__name__}")
+
+
+
+#: Translates a query to a MongoDB filter on the start-document collection. Keys addressing
+#: other documents (``stop.*``) raise :class:`NotTranslatable`.
+to_mongo = Translator("mongo")
+
+
+def _mongo_path(key: str) -> str:
+    document, *path = resolve_key(key)
+    if document != "start":
+        raise NotTranslatable(
+            f"key {key!r} addresses the {document} document; the mongo filter covers only "
+            "start documents"
+        )
+    return ".".join(path)
+
+
+def _not_missing(key: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A positive test involving None; Mongo's null would also match a missing key."""
+    return {_mongo_path(key): {**spec, "$exists": True}}
+
+
+def _or_missing(key: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A negative test involving None; Mongo's null would exclude a missing key."""
+    path = _mongo_path(key)
+    return {"$or": [{path: {"$exists": False}}, {path: spec}]}
+
+
+@to_mongo.register(Eq)
+def _(query: Eq, translate: Translator) -> dict[str, Any]:
+    spec = {"$eq": _thaw(query.value)}
+    return _not_missing(query.key, spec) if query.value is None else {_mongo_path(query.key): spec}
+
+
+@to_mongo.register(NotEq)
+def _(query: NotEq, translate: Translator) -> dict[str, Any]:
+    spec = {"$ne": _thaw(query.value)}
+    return _or_missing(query.key, spec) if query.value is None else {_mongo_path(query.key): spec}
+
+
+@to_mongo.register(Comparison)
+def _(query: Comparison, translate: Translator) -> dict[str, Any]:
+    if _order_class(query.value) is None:
+        raise NotTranslatable(f"cannot compare with {query.value!r} in mongo")
+    operator = {op: mongo_op for mongo_op, op in _MONGO_COMPARISONS.items()}[query.operator]
+    return {_mongo_path(query.key): {operator: query.value}}
+
+
+@to_mongo.register(In)
+def _(query: In, translate: Translator) -> dict[str, Any]:
+    spec = {"$in": _thaw(query.values)}
+    if None in query.values:
+        return _not_missing(query.key, spec)
+    return {_mongo_path(query.key): spec}
+
+
+@to_mongo.register(NotIn)
+def _(query: NotIn, translate: Translator) -> dict[str, Any]:
+    spec = {"$nin": _thaw(query.values)}
+    if None in query.values:
+        return _or_missing(query.key, spec)
+    return {_mongo_path(query.key): spec}
+
+
+@to_mongo.register(Regex)
+def _(query: Regex, translate: Translator) -> dict[str, Any]:
+    spec = {"$regex": query.pattern}
+    if not query.case_sensitive:
+        spec["$options"] = "i"
+    return {_mongo_path(query.key): spec}
+
+
+@to_mongo.register(Contains)
+def _(query: Contains, translate: Translator) -> dict[str, Any]:
+    return {_mongo_path(query.key): {"$elemMatch": {"$eq": _thaw(query.value)}}}
+
+
+@to_mongo.register(KeyPresent)
+def _(query: KeyPresent, translate: Translator) -> dict[str, Any]:
+    return {_mongo_path(query.key): {"$exists": query.present}}
+
+
+@to_mongo.register(TimeRange)
+def _(query: TimeRange, translate: Translator) -> dict[str, Any]:
+    return translate(And(query.comparisons()))
+
+
+@to_mongo.register(PartialUID)
+def _(query: PartialUID, translate: Translator) -> dict[str, Any]:
+    return {"uid": {"$regex": f"^{query.prefix}"}}  # hex digits and dashes need no escaping
+
+
+@to_mongo.register(And)
+def _(query: And, translate: Translator) -> dict[str, Any]:
+    if len(query.queries) == 1:
+        return translate(query.queries[0])
+    return {"$and": [translate(q) for q in query.queries]} if query.queries else {}
+
+
+@to_mongo.register(Or)
+def _(query: Or, translate: Translator) -> dict[str, Any]:
+    if not query.queries:
+        return {"$nor": [{}]}  # matches nothing
+    return {"$or": [translate(q) for q in query.queries]}
+
+
+@to_mongo.register(Not)
+def _(query: Not, translate: Translator) -> dict[str, Any]:
+    return {"$nor": [translate(query.query)]}
