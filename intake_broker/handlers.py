@@ -41,16 +41,13 @@ def installed_handlers() -> dict[str, type]:
 
 
 def _delayed(handler_class: type, filler_state: Any) -> type:
-    """A coercion making handlers return dask arrays that read when computed."""
+    """A coercion making handlers return ``dask.delayed`` objects: nothing is read until
+    ``.compute()`` (the asset issue gives them shapes from the descriptors)."""
     import dask
-    import dask.array as da
-    import numpy as np
 
     class Delayed(handler_class):
         def __call__(self, *args: Any, **kwargs: Any):
-            probe = np.asarray(super().__call__(*args, **kwargs))
-            call = dask.delayed(super().__call__)(*args, **kwargs)
-            return da.from_delayed(call, shape=probe.shape, dtype=probe.dtype)
+            return dask.delayed(super().__call__, pure=True)(*args, **kwargs)
 
     Delayed.__name__ = f"Delayed{handler_class.__name__}"
     return Delayed

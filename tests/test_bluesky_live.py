@@ -141,3 +141,27 @@ def test_bad_documents_are_refused_and_nothing_is_lost(recorded):
         cat.insert("start", {"uid": "x"})  # no time
     assert_same_documents(list(cat[uids["scan"]].documents()), before)
     assert len(cat) == 5
+
+
+def test_documents_fill_external_frames_through_handlers(tmp_path):
+    """ophyd.sim's ``img`` writes NPY_SEQ files and emits resource/datum; filling reads them."""
+    from ophyd.sim import NumpySeqHandler, img
+
+    img.save_path = str(tmp_path)
+    cat = intake_broker.BrokerCatalog(intake_broker.MemoryStore(),
+                                      handler_registry={"NPY_SEQ": NumpySeqHandler})
+    RE = RunEngine()
+    RE.subscribe(cat.insert)
+    RE(count([img], 2))
+    run = cat[-1]
+    unfilled = [d for n, d in run.documents() if n == "event_page"]
+    assert all(isinstance(v, str) for page in unfilled for v in page["data"]["img"])
+    filled = [d for n, d in run.documents(fill="yes") if n == "event_page"]
+    frames = [np.asarray(v) for page in filled for v in page["data"]["img"]]
+    assert len(frames) == 2 and all(f.shape == (10, 10) for f in frames)
+    np.testing.assert_array_equal(frames[0], np.ones((10, 10)))
+    delayed = [d for n, d in run.documents(fill="delayed") if n == "event_page"]
+    lazy = delayed[0]["data"]["img"][0]
+    assert hasattr(lazy, "compute") and np.array_equal(lazy.compute(), frames[0])
+    with pytest.raises(ValueError, match="fill must be"):
+        list(run.documents(fill="maybe"))
