@@ -198,14 +198,20 @@ class BrokerCatalog(Catalog):
         pass
 
     def __reduce__(self):
-        # Pickle the store itself (not the constructor's arguments), so that a catalog over a
-        # memory store arrives with its runs.
-        return (BrokerCatalog, (self._store,),
+        # Pickle the store itself, not the constructor's arguments: a catalog over a memory
+        # store arrives with its runs, and a subclass (a driver's catalog) keeps its class.
+        return (_rebuild_catalog, (type(self), self._store),
                 {"_query": self._query, "_handler_registry": self._handler_registry,
                  "_root_map": self._root_map, "name": self.name})
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+
+
+def _rebuild_catalog(cls: type[BrokerCatalog], store: DocumentStore) -> BrokerCatalog:
+    catalog = cls.__new__(cls)
+    BrokerCatalog.__init__(catalog, store)
+    return catalog
 
 
 class _LazyRuns(Mapping):

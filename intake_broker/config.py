@@ -32,8 +32,8 @@ def installed_stores() -> list[str]:
     return sorted({"memory", *_store_entry_points()})
 
 
-def load_store(name: str, **kwargs: Any):
-    """Create a store by its registered name (``"memory"``, ``"jsonl"``, ``"msgpack"``, ...).
+def store_class(name: str) -> type:
+    """The store class registered as ``name`` (``"memory"``, ``"jsonl"``, ``"msgpack"``, ...).
 
     Raises
     ------
@@ -43,7 +43,7 @@ def load_store(name: str, **kwargs: Any):
     if name == "memory":
         from .memory import MemoryStore
 
-        return MemoryStore(**kwargs)
+        return MemoryStore
     ep = _store_entry_points().get(name)
     if ep is None:
         raise UnknownDriver(
@@ -52,11 +52,15 @@ def load_store(name: str, **kwargs: Any):
             "intake-broker-files (pip install ./drivers/files)"
         )
     try:
-        cls = ep.load()
+        return ep.load()
     except Exception as err:
         raise UnknownDriver(f"the store {name!r} ({ep.value}) is installed but failed to "
                             f"import: {err}") from err
-    return cls(**kwargs)
+
+
+def load_store(name: str, **kwargs: Any):
+    """Create a store by its registered name with the store's own arguments."""
+    return store_class(name)(**kwargs)
 
 
 def data_dir() -> Path:
@@ -78,9 +82,7 @@ def default_catalog(path: str | os.PathLike | None = None, *, store: str = DEFAU
 
     folder = Path(path) if path is not None else data_dir() / "runs"
     folder.mkdir(parents=True, exist_ok=True)
-    backend = load_store(store, paths=[str(folder / f"*.{store}")], directory=str(folder),
-                         format=store)
-    return BrokerCatalog(backend, name=f"default ({folder})")
+    return BrokerCatalog(store_class(store).in_folder(str(folder)), name=f"default ({folder})")
 
 
 def _known_drivers() -> set[str]:

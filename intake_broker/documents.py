@@ -33,13 +33,18 @@ DOCUMENT_NAMES = (*STORED_KINDS, "event", "datum")
 _UID_FIELD = {"datum": "datum_id"}
 
 
-def doc_label(name: str, doc: Mapping[str, Any]) -> str:
+def doc_label(name: str, doc: Any) -> str:
     """A short description of a document for error messages: its name and uid."""
-    ident = doc.get(_UID_FIELD.get(name, "uid")) if isinstance(doc, Mapping) else None
-    if ident is None and name in ("event_page", "datum_page") and isinstance(doc, Mapping):
-        ids = doc.get("uid") or doc.get("datum_id") or []
-        ident = f"{ids[0]}..." if ids else None
-    return f"{name} document {ident!r}" if ident is not None else f"{name} document"
+    if not isinstance(doc, Mapping):
+        return f"{name} document"
+    ident = doc.get(_UID_FIELD.get(name, "uid"))
+    if name in ("event_page", "datum_page"):
+        ids = doc.get("datum_id" if name == "datum_page" else "uid")
+        if isinstance(ids, list | tuple | np.ndarray) and len(ids):
+            more = f" (+{len(ids) - 1} more)" if len(ids) > 1 else ""
+            return f"{name} document {str(ids[0])!r}{more}"
+        ident = None
+    return f"{name} document {ident!r}" if isinstance(ident, str) else f"{name} document"
 
 
 def validate(name: str, doc: Mapping[str, Any]) -> None:
@@ -51,6 +56,9 @@ def validate(name: str, doc: Mapping[str, Any]) -> None:
         Naming the document, the failing field and what the schema expects.
     """
     validator = event_model.schema_validators[event_model.DocumentNames[name]]
+    if name == "event_page" and _page_shaped(doc):
+        _check_page_lengths(doc)
+        doc = _first_row(doc)  # the schema types every row alike: one row shows the structure
     error = next(iter(validator.iter_errors(doc)), None)
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
@@ -58,8 +66,33 @@ def validate(name: str, doc: Mapping[str, Any]) -> None:
             f"{doc_label(name, doc)} does not follow the event-model schema: "
             f"at {where}: {error.message}"
         )
-    if name == "event_page":
-        _check_page_lengths(doc)
+
+
+def _page_shaped(page: Mapping[str, Any]) -> bool:
+    """Whether a page has its columns where the schema wants them (else validate it whole)."""
+    columns = all(isinstance(page.get(k), list | np.ndarray) for k in ("uid", "time", "seq_num"))
+    groups = all(isinstance(page.get(g), Mapping)
+                 and all(isinstance(v, list | np.ndarray) for v in page[g].values())
+                 for g in ("data", "timestamps"))
+    return columns and groups
+
+
+def _first_row(page: Mapping[str, Any]) -> dict:
+    """A page cut to its first row, with the time and seq_num columns checked whole."""
+    for key, kinds in (("time", "iuf"), ("seq_num", "iu")):
+        column = np.asarray(page[key]) if isinstance(page[key], list | np.ndarray) else None
+        if column is None or (len(column) and column.dtype.kind not in kinds):
+            raise InvalidDocument(
+                f"{doc_label('event_page', page)}: column {key!r} must be a list of "
+                f"{'numbers' if key == 'time' else 'integers'}, got {str(page[key])[:60]}"
+            )
+    row = dict(page)
+    for key in ("uid", "time", "seq_num"):
+        row[key] = list(page[key][:1])
+    for group in ("data", "timestamps", "filled"):
+        if isinstance(page.get(group), Mapping):
+            row[group] = {k: list(v[:1]) for k, v in page[group].items()}
+    return row
 
 
 def _check_page_lengths(page: Mapping[str, Any]) -> None:

@@ -36,7 +36,7 @@ def stack_column(values: list) -> np.ndarray:
     return np.asarray(values)
 
 
-class _EventTable:
+class EventTable:
     """The events of one descriptor: pages as inserted, consolidated into columns on read."""
 
     def __init__(self, descriptor: dict):
@@ -118,7 +118,7 @@ class RunDocuments:
         self.start = start
         self.stop: dict | None = None
         self.ordered: list[tuple[str, dict]] = [("start", start)]
-        self.tables: dict[str, _EventTable] = {}
+        self.tables: dict[str, EventTable] = {}
         self.event_uids: dict[str, tuple[dict, int]] = {}
         self.resources: dict[str, dict] = {}
         self.datum_ids: dict[str, tuple[dict, int]] = {}
@@ -142,7 +142,7 @@ class RunDocuments:
             if doc["uid"] in self.tables:
                 check_reinsert(kind, self.tables[doc["uid"]].descriptor, doc)
                 return False
-            self.tables[doc["uid"]] = _EventTable(doc)
+            self.tables[doc["uid"]] = EventTable(doc)
         elif kind == "event_page":
             return self._put_event_page(doc)
         elif kind == "datum_page":
@@ -276,7 +276,7 @@ class MemoryStore(DocumentStore):
         except KeyError:
             raise RunNotFound(f"no run with uid {run_uid!r} in this store") from None
 
-    def _table(self, descriptor_uid: str) -> _EventTable:
+    def _table(self, descriptor_uid: str) -> EventTable:
         run_uid = self._owner.get(descriptor_uid)
         if run_uid is None:
             raise KeyError(f"no descriptor with uid {descriptor_uid!r} in this store")

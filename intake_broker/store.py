@@ -201,6 +201,15 @@ class DocumentStore(ABC):
         """The datum pages of a run (stores with an index override this scan)."""
         return (doc for kind, doc in self.documents(run_uid) if kind == "datum_page")
 
+    @classmethod
+    def in_folder(cls, folder: str, **kwargs: Any) -> DocumentStore:
+        """A store keeping everything in one local folder (what the default catalog uses).
+
+        Optional: stores that can live in a folder implement it.
+        """
+        raise NotImplementedError(f"{cls.__name__} cannot be kept in a folder; give its "
+                                  "arguments instead")
+
     def close(self) -> None:  # noqa: B027 (optional, with a do-nothing default)
         """Release connections or files; the default has nothing to release."""
 

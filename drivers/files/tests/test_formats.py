@@ -1,0 +1,86 @@
+"""The file layouts on their own: tolerated variations of JSONL, long lines, msgpack ends."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import fsspec
+import msgpack
+import pytest
+
+from intake_broker.errors import CorruptFile
+from intake_broker.testing import factories
+from intake_broker_files.formats import JSONLFormat, MsgpackFormat, get_format
+
+FS = fsspec.filesystem("file")
+
+
+def _jsonl(docs, newline=b"\n"):
+    return b"".join(json.dumps([n, d]).encode() + newline for n, d in docs)
+
+
+def _ends(fmt, path):
+    size = FS.info(str(path))["size"]
+    return fmt.first(FS, str(path), size), fmt.last(FS, str(path), size)[0]
+
+
+def test_jsonl_blank_lines_crlf_and_no_final_newline(tmp_path):
+    docs = factories.scalar_run(n=2)
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(b"\n\n" + _jsonl(docs, b"\r\n")[:-2] + b"")  # CRLF, no final newline
+    fmt = JSONLFormat()
+    first, last = _ends(fmt, path)
+    assert (first.name, first.where, last.name) == ("start", "line 3", "stop")
+    parsed = list(fmt.parse(path.read_bytes(), str(path)))
+    assert [p.name for p in parsed] == [n for n, _ in docs]
+    path.write_bytes(_jsonl(docs) + b"\n\n  \n")
+    assert _ends(fmt, path)[1].name == "stop"
+
+
+def test_jsonl_lines_longer_than_a_read_block(tmp_path):
+    docs = factories.scalar_run(n=1)
+    docs[0][1]["notes"] = "x" * 200_000
+    docs[-1][1]["reason"] = "y" * 300_000
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(_jsonl(docs))
+    first, last = _ends(JSONLFormat(), path)
+    assert first.doc["notes"] == docs[0][1]["notes"] and last.doc == docs[-1][1]
+
+
+def test_msgpack_single_object_and_growing_file(tmp_path):
+    fmt = MsgpackFormat()
+    docs = factories.scalar_run(n=3)
+    path = tmp_path / "run.msgpack"
+    path.write_bytes(fmt.encode(*docs[0]))
+    first, last = _ends(fmt, path)
+    assert first.name == last.name == "start"
+    size = path.stat().st_size
+    _, resume = fmt.last(FS, str(path), size)
+    assert resume == (0, 0)
+    path.write_bytes(b"".join(fmt.encode(n, d) for n, d in docs))
+    last, resume = fmt.last(FS, str(path), path.stat().st_size, resume)
+    assert last.name == "stop" and resume[1] == len(docs) - 1
+    assert last.where == f"object {len(docs) - 1} (byte offset {resume[0]})"
+
+
+def test_what_we_write_plain_msgpack_reads(tmp_path):
+    docs = factories.image_run(n=1)
+    data = b"".join(MsgpackFormat().encode(n, d) for n, d in docs)
+    pairs = list(msgpack.Unpacker(io.BytesIO(data)))  # default settings
+    assert pairs[2][1]["data"]["image"] == docs[2][1]["data"]["image"].tolist()
+
+
+def test_unknown_format_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown file format 'csv'; expected one of jsonl, "
+                                         "msgpack"):
+        get_format("csv")
+
+
+def test_jsonl_empty_and_whitespace_files(tmp_path):
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(b"\n \n")
+    with pytest.raises(CorruptFile, match="the file is empty"):
+        _ends(JSONLFormat(), path)
+    with pytest.raises(CorruptFile, match="the file is empty"):
+        list(JSONLFormat().parse(path.read_bytes(), str(path)))
