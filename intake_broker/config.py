@@ -60,7 +60,12 @@ def store_class(name: str) -> type:
 
 def load_store(name: str, **kwargs: Any):
     """Create a store by its registered name with the store's own arguments."""
-    return store_class(name)(**kwargs)
+    cls = store_class(name)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # wrong or missing arguments
+        raise BrokerError(f"store {name!r} ({cls.__name__}) cannot be created with arguments "
+                          f"{sorted(kwargs)}: {err}") from err
 
 
 def data_dir() -> Path:
@@ -73,14 +78,15 @@ def data_dir() -> Path:
     return Path(platformdirs.user_data_dir("intake-broker", appauthor=False))
 
 
-def default_catalog(path: str | os.PathLike | None = None, *, store: str = DEFAULT_STORE):
-    """The embedded default catalog: a folder of run files in :func:`data_dir` (or ``path``).
+def default_catalog(data: str | os.PathLike | None = None, *, store: str = DEFAULT_STORE):
+    """The embedded default catalog, kept in ``<data>/runs``.
 
-    Writable: ``RE.subscribe(default_catalog().insert)``.
+    ``data`` is the data directory: by default ``$INTAKE_BROKER_DATA`` or the user data
+    directory (see :func:`data_dir`). Writable: ``RE.subscribe(default_catalog().insert)``.
     """
     from .catalog import BrokerCatalog
 
-    folder = Path(path) if path is not None else data_dir() / "runs"
+    folder = Path(data if data is not None else data_dir()).expanduser() / "runs"
     folder.mkdir(parents=True, exist_ok=True)
     return BrokerCatalog(store_class(store).in_folder(str(folder)), name=f"default ({folder})")
 

@@ -29,6 +29,11 @@ from .store import (
 DEFAULT_CHUNK_ROWS = 10_000
 
 
+def in_stream_assets(data_key: dict) -> bool:
+    """Whether a data key's values live in stream_resource/stream_datum assets, not in events."""
+    return str(data_key.get("external", "")).startswith("STREAM:")
+
+
 def stack_column(values: list) -> np.ndarray:
     """One column of event values as an array (arrays of equal shape stack along a new axis)."""
     if values and isinstance(values[0], np.ndarray | list | tuple):
@@ -41,14 +46,16 @@ class EventTable:
 
     def __init__(self, descriptor: dict):
         self.descriptor = descriptor
-        self.keys = set(descriptor["data_keys"])
+        # Keys filled from stream_resource/stream_datum (ophyd-async) are not in the events.
+        self.keys = {k for k, dk in descriptor["data_keys"].items() if not in_stream_assets(dk)}
         self.pages: list[dict] = []
         self._columns: dict[str, Any] | None = None
 
     def append(self, page: dict) -> None:
-        if set(page["data"]) != self.keys:
-            extra = sorted(set(page["data"]) - self.keys)
-            missing = sorted(self.keys - set(page["data"]))
+        given = set(page["data"])
+        if given != self.keys and given != set(self.descriptor["data_keys"]):
+            extra = sorted(given - set(self.descriptor["data_keys"]))
+            missing = sorted(self.keys - given)
             raise InvalidDocument(
                 f"{doc_label('event_page', page)} does not match the data keys of descriptor "
                 f"{self.descriptor['uid']!r}: unexpected {extra}, missing {missing}; every event "

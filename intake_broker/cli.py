@@ -1,0 +1,516 @@
+"""The ``intake-broker`` command: write demo runs, ingest files, list, show and search runs.
+
+``intake-broker demo`` fills the default catalog with realistic runs; ``ls``, ``show RUN`` and
+``search QUERY`` look at them; ``ingest FILE...`` adds suitcase-jsonl / suitcase-msgpack files.
+Every command works on the default catalog (``--data DIR`` for another folder) or on an entry
+of a YAML catalog (``--catalog FILE --entry NAME``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import BadQuery, BrokerError, RunNotFound
+from .queries import And, Comparison, Eq, NotEq, Query, from_mongo
+
+PROG = "intake-broker"
+
+
+class UsageError(BrokerError):
+    """The command line asks for something contradictory (exit status 2)."""
+
+
+# -- queries ----------------------------------------------------------------------------------
+
+_EXPECTED = ("expected 'key op value' terms joined by 'and' (op one of == != > >= < <=), e.g. "
+             "'plan_name == \"scan\" and scan_id > 4', or a JSON object such as "
+             "'{\"plan_name\": \"scan\"}'")
+_TERM = re.compile(r"""\s*(?P<key>[^\s=!<>"']+)\s*(?P<op>==|!=|>=|<=|>|<|=)\s*
+                       (?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|[^\s"'=!<>][^\s"']*)\s*""", re.VERBOSE)
+_AND = re.compile(r"and(?:\s+|$)", re.IGNORECASE)
+_COMPARISONS = {">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN, Infinity: read as bare words
+
+
+def _value(text: str) -> Any:
+    if text[0] == "'":
+        return text[1:-1]
+    try:  # "strings", numbers, true/false/null, [arrays]; anything else is a bare word
+        return json.loads(text, parse_constant=_no_constant)
+    except ValueError:
+        return text
+
+
+def _term(key: str, op: str, value: Any) -> Query:
+    if op in _COMPARISONS:
+        return Comparison(_COMPARISONS[op], key, value)
+    return NotEq(key, value) if op == "!=" else Eq(key, value)
+
+
+def parse_query(text: str) -> Query:
+    """Turn the text of a search into a query, without ``eval``.
+
+    Parameters
+    ----------
+    text : str
+        A JSON object (a MongoDB-style filter, as databroker took), or ``key op value`` terms
+        joined by ``and``: ``op`` is one of ``== != > >= < <=``, ``value`` a JSON literal or a
+        bare word (a string), e.g. ``plan_name == "scan" and scan_id > 4``.
+
+    Returns
+    -------
+    Query
+
+    Raises
+    ------
+    BadQuery
+        Saying what was wrong and which form is expected.
+    """
+    if text.lstrip().startswith("{"):
+        try:
+            spec = json.loads(text)
+        except ValueError as err:
+            raise BadQuery(f"query {text!r} looks like JSON but is not valid ({err})") from None
+        return from_mongo(spec)
+    terms, pos = [], 0
+    while True:
+        term = _TERM.match(text, pos)
+        if term is None:
+            where = repr(text[pos:].strip()[:30]) if text[pos:].strip() else "its end"
+            raise BadQuery(f"cannot read query {text!r} at {where}: {_EXPECTED}")
+        terms.append(_term(term["key"], term["op"], _value(term["value"])))
+        pos = term.end()
+        if pos == len(text):
+            break
+        joiner = _AND.match(text, pos)
+        if joiner is None:
+            raise BadQuery(f"query {text!r}: expected 'and' at {text[pos:][:30]!r} (only 'and' "
+                           f"joins terms for now): {_EXPECTED}")
+        pos = joiner.end()
+    return terms[0] if len(terms) == 1 else And(tuple(terms))
+
+
+# -- the catalog ------------------------------------------------------------------------------
+
+
+def open_cli_catalog(spec: str | None, entry: str | None = None, data: str | None = None):
+    """The catalog the command works on.
+
+    Parameters
+    ----------
+    spec : str, optional
+        A YAML catalog file, or the name of an installed store (``memory``, ``msgpack``,
+        ``jsonl``) for the default folder in that format; None for the default catalog.
+    entry : str, optional
+        The entry of the YAML file to use (may be left out when the file has one entry).
+    data : str, optional
+        The data directory of the default catalog (what ``default_catalog(data)`` opens).
+    """
+    from . import temp
+    from .catalog import BrokerCatalog
+    from .config import default_catalog, installed_stores, open_catalog
+
+    named = spec in installed_stores() and not Path(spec).exists()
+    if spec is None or spec == "default" or named:
+        if entry is not None:
+            raise UsageError("--entry chooses an entry of a YAML catalog: give --catalog FILE")
+        if spec == "memory":
+            return temp()
+        return default_catalog(data, **({} if spec in (None, "default") else {"store": spec}))
+    if data is not None:
+        raise UsageError("--data is the folder of the default catalog; it cannot be combined "
+                         "with --catalog FILE")
+    if "://" not in spec and not Path(spec).exists():
+        raise BrokerError(f"--catalog {spec!r}: no such file, and no store of that name is "
+                          f"installed ({', '.join(installed_stores())})")
+    top = open_catalog(spec)
+    names = list(top)
+    if entry is None and len(names) != 1:
+        raise UsageError(f"{spec} has {len(names)} entries ({', '.join(names)}); choose one "
+                         "with --entry NAME")
+    entry = names[0] if entry is None else entry
+    if entry not in names:
+        raise BrokerError(f"{spec} has no entry {entry!r}; its entries: {', '.join(names)}")
+    catalog = top[entry]
+    if not isinstance(catalog, BrokerCatalog):
+        raise BrokerError(f"entry {entry!r} of {spec} is a {type(catalog).__name__}, not a "
+                          "catalog of Bluesky runs (a bluesky-*-catalog driver)")
+    return catalog
+
+
+def lookup_run(catalog: Any, key: str):
+    """The run ``key`` names: a negative index, a scan_id, a uid or a uid prefix."""
+    if re.fullmatch(r"-?\d+", key):
+        try:
+            return catalog[int(key)]
+        except RunNotFound:
+            if key.startswith("-"):
+                raise
+            try:
+                return catalog[key]
+            except RunNotFound:
+                raise RunNotFound(f"no run with scan_id {key} or uid prefix {key!r} in this "
+                                  "catalog") from None
+    return catalog[key]
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+
+def _local_time(t: float | None) -> str:
+    return "-" if t is None else datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _events(stop: dict | None) -> str:
+    if stop is None:
+        return "(no stop document)"
+    counts = stop.get("num_events") or {}
+    names = sorted(counts, key=lambda n: (n != "primary", n))
+    return " ".join(f"{n}:{counts[n]}" for n in names) or "-"
+
+
+def run_row(start: dict, stop: dict | None) -> list[str]:
+    """The cells of one run in the run tables of ``ls``, ``search`` and ``demo``."""
+    status = "incomplete" if stop is None else str(stop.get("exit_status", "?"))
+    scan_id = start.get("scan_id")
+    return [start["uid"][:8], "-" if scan_id is None else str(scan_id),
+            str(start.get("plan_name", "-")), _local_time(start.get("time")), _events(stop),
+            status]
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]],
+                 right: Sequence[int] = ()) -> str:
+    """Plain text columns, left-aligned except the column indices in ``right``."""
+    rows = [list(map(str, r)) for r in rows]
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
+    lines = []
+    for row in [list(headers), *rows]:
+        cells = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def print_runs(runs: Iterable[Any], total: int | None = None, empty: str = "no runs") -> None:
+    """Print the run table (rows in the order given); say how many of ``total`` are left out."""
+    rows = [run_row(r.metadata["start"], r.metadata["stop"]) for r in runs]
+    if not rows:
+        print(empty)
+        return
+    print(format_table(["UID", "SCAN", "PLAN", "START", "EVENTS", "STATUS"], rows, right=(1,)))
+    if total is not None and total > len(rows):
+        print(f"... {total - len(rows)} more runs (showing {len(rows)} of {total}; "
+              f"use --limit {total})")
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace, catalog: Any) -> int:
+    from .demo import DEFAULT_SEED, write_demo
+
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    uids = write_demo(catalog, repeat=args.runs, seed=seed, progress=args.progress)
+    print(f"wrote {len(uids)} runs to {catalog.name}")
+    print_runs(catalog[uid] for uid in reversed(uids))
+    print("\nOpen them in a notebook (cat[-1] is the newest, the first row):")
+    if args.catalog == "memory":
+        print("    (nowhere: a memory catalog is gone when the command ends; leave out --catalog "
+              "to write to the default catalog)")
+        return 0
+    if args.catalog not in (None, "default") and Path(args.catalog).exists():
+        print("    from intake_broker import open_catalog")
+        print(f"    cat = open_catalog({str(Path(args.catalog).resolve())!r})"
+              f"[{args.entry or catalog.name!r}]")
+    else:
+        call = "" if args.data is None else repr(str(Path(args.data).resolve()))
+        if args.catalog not in (None, "default"):
+            call += (", " if call else "") + f"store={args.catalog!r}"
+        where = os.environ.get("INTAKE_BROKER_DATA") if args.data is None else None
+        print("    from intake_broker import default_catalog")
+        print(f"    cat = default_catalog({call})"
+              + (f"  # with INTAKE_BROKER_DATA={where}" if where else ""))
+    print("    cat[-1].primary.read()")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace, catalog: Any) -> int:
+    empty = "no runs (write some with: intake-broker demo)"
+    if args.query is not None:
+        catalog, empty = catalog.search(parse_query(args.query)), "no runs match"
+    print_runs(itertools.islice(catalog.values(), args.limit), len(catalog), empty)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, catalog: Any) -> int:
+    results = catalog.search(parse_query(" ".join(args.query)))
+    print_runs(itertools.islice(results.values(), args.limit), len(results), "no runs match")
+    return 0
+
+
+def _short(value: Any, width: int = 90) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def cmd_show(args: argparse.Namespace, catalog: Any) -> int:
+    from .stream import field_dtype
+
+    run = lookup_run(catalog, args.run)
+    start, stop = run.metadata["start"], run.metadata["stop"]
+    if args.documents:
+        import event_model
+
+        for name, doc in run.documents():
+            print(json.dumps([name, doc], cls=event_model.NumpyEncoder))
+        return 0
+    print(f"run {start['uid']}")
+    main = ["scan_id", "plan_name", "time"]
+    rest = sorted(k for k in start if k not in ("uid", *main))
+    print("start:")
+    for key in [k for k in main if k in start] + rest:
+        value = start[key]
+        shown = f"{_local_time(value)} ({value})" if key == "time" else _short(value)
+        print(f"  {key:<20} {shown}")
+    if stop is None:
+        print("stop: none (the run is still acquiring, or its writer died before the end)")
+    else:
+        print("stop:")
+        duration = stop.get("time", 0) - start.get("time", 0)
+        print(f"  {'exit_status':<20} {stop.get('exit_status')}")
+        if stop.get("reason"):
+            print(f"  {'reason':<20} {_short(stop['reason'])}")
+        print(f"  {'time':<20} {_local_time(stop.get('time'))} (after {duration:.1f} s)")
+        print(f"  {'num_events':<20} {_events(stop)}")
+    for name, stream in run.items():
+        print(f"stream {name}: {len(stream.layout)} events")
+        rows = []
+        for key, dk in stream.layout.data_keys.items():
+            shape = "x".join(str(n) for n in dk.get("shape") or ()) or "scalar"
+            rows.append([key, str(field_dtype(dk)), shape, str(dk.get("units") or "-"),
+                         str(dk.get("source", "-"))])
+        text = format_table(["KEY", "DTYPE", "SHAPE", "UNITS", "SOURCE"], rows)
+        print("\n".join("  " + line for line in text.splitlines()))
+    return 0
+
+
+class IngestError(BrokerError):
+    """A source of ``ingest`` cannot be read or stored; the message says where."""
+
+
+_FORMATS = (".jsonl", ".msgpack")
+
+
+def ingest_sources(sources: Sequence[str]) -> list[str]:
+    """Files to ingest: each SOURCE, the run files of each folder, ``-`` for stdin."""
+    files = []
+    for source in sources:
+        path = Path(source)
+        if source == "-":
+            files.append(source)
+        elif path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in _FORMATS)
+            if not found:
+                raise BrokerError(f"folder {source!r} holds no *.jsonl or *.msgpack files")
+            files.extend(map(str, found))
+        elif not path.exists():
+            raise BrokerError(f"no such file or folder: {source!r}")
+        elif path.suffix not in _FORMATS:
+            raise UsageError(f"{source!r}: unknown file type; ingest reads suitcase *.jsonl or "
+                             "*.msgpack files, folders of them, or - (JSONL on stdin)")
+        else:
+            files.append(source)
+    return files
+
+
+def _read(source: str) -> Iterator[tuple[str, str, dict]]:
+    """``(where, name, doc)`` for each ``[name, doc]`` pair of a suitcase file (or of stdin),
+    parsed by the files driver's formats."""
+    try:
+        from intake_broker_files import FORMATS
+    except ImportError:
+        raise BrokerError("ingest reads suitcase files through the files driver: "
+                          "pip install ./drivers/files (intake-broker-files)") from None
+    if source == "-":
+        data, label, fmt = getattr(sys.stdin, "buffer", sys.stdin).read(), "<stdin>", "jsonl"
+    else:
+        data, label = Path(source).read_bytes(), source
+        fmt = "msgpack" if source.endswith(".msgpack") else "jsonl"
+    if isinstance(data, str):
+        data = data.encode()
+    for located in FORMATS[fmt].parse(data, label):
+        yield located.where if source != "-" else f"{label}: {located.where}", \
+            located.name, located.doc
+
+
+def cmd_ingest(args: argparse.Namespace, catalog: Any) -> int:
+    from tqdm import tqdm
+
+    files = ingest_sources(args.sources)
+    if args.no_validate:
+        catalog.store.validate = False
+    docs, runs, known, failed = 0, 0, 0, []
+    bar = tqdm(files, unit="file", desc="ingest", leave=False,
+               disable=None if args.progress is None else not args.progress)
+    for source in bar:
+        try:
+            for where, name, doc in _read(source):
+                if name == "start":
+                    runs += 1
+                    known += doc.get("uid") in catalog
+                try:
+                    catalog.insert(name, doc)
+                except BrokerError as err:
+                    raise IngestError(f"{source}: {where}: {err}") from None
+                except (KeyError, TypeError, ValueError) as err:
+                    raise IngestError(f"{source}: {where}: cannot store this {name} document "
+                                      f"({type(err).__name__}: {err})") from None
+                docs += 1
+                bar.set_postfix(documents=docs)
+        except (BrokerError, OSError) as err:
+            if not args.keep_going:
+                print(f"ingested {docs} documents of {runs} runs before the error")
+                raise IngestError(f"{err}; stopped (--keep-going goes on with the next "
+                                  "file)") from None
+            failed.append(source)
+            bar.write(f"{PROG}: error: {err}", file=sys.stderr)
+    again = f" ({known} already in the catalog)" if known else ""
+    print(f"ingested {docs} documents of {runs} runs{again}")
+    if failed:
+        _error(f"{len(failed)} of {len(files)} sources failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+# -- the parser and main ----------------------------------------------------------------------
+
+
+_EXAMPLES = """examples:
+  intake-broker demo                    write five example runs to the default catalog
+  intake-broker ls --limit 5            the five newest runs
+  intake-broker show -1                 the newest run (also: a uid prefix or a scan_id)
+  intake-broker search 'plan_name == "scan" and scan_id > 4'
+  intake-broker ingest runs/*.jsonl     add suitcase-jsonl / suitcase-msgpack files
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``intake-broker``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="A data broker for Bluesky runs: write demo runs, ingest files, "
+        "list, show and search runs.", epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--catalog", metavar="PATH_OR_NAME",
+                        help="a YAML catalog file (with --entry), or a store name (msgpack, "
+                        "jsonl, memory); default: the embedded default catalog")
+    parser.add_argument("--entry", metavar="NAME", help="the entry of the YAML catalog to use")
+    parser.add_argument("--data", metavar="DIR", help="data directory of the default catalog "
+                        "(default: $INTAKE_BROKER_DATA or the user data dir)")
+    progress = parser.add_mutually_exclusive_group()
+    progress.add_argument("--progress", action="store_true", default=None,
+                          help="always show progress bars (default: on a terminal)")
+    progress.add_argument("--no-progress", dest="progress", action="store_false",
+                          help="never show progress bars")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="write realistic demo runs and show how to open them")
+    demo.add_argument("--runs", type=_positive, default=1, metavar="N",
+                      help="write the five demo runs N times (default 1)")
+    demo.add_argument("--seed", type=int, default=None, help="seed of the simulated noise")
+    demo.set_defaults(func=cmd_demo)
+
+    ingest = sub.add_parser("ingest", help="add suitcase JSONL / msgpack files to the catalog")
+    ingest.add_argument("sources", nargs="+", metavar="SOURCE",
+                        help="*.jsonl or *.msgpack files, folders of them, or - for a JSONL "
+                        "stream of [name, doc] lines on stdin")
+    ingest.add_argument("--no-validate", action="store_true",
+                        help="skip event-model schema validation (fast bulk import)")
+    ingest.add_argument("--keep-going", action="store_true",
+                        help="after a bad file, report it and go on with the others")
+    ingest.set_defaults(func=cmd_ingest)
+
+    ls = sub.add_parser("ls", help="list runs, newest first")
+    ls.add_argument("--limit", type=_positive, default=20, metavar="N", help="default 20")
+    ls.add_argument("--query", metavar="EXPR", help="only runs matching EXPR (see search)")
+    ls.set_defaults(func=cmd_ls)
+
+    show = sub.add_parser("show", help="show one run: metadata, stop, streams and data keys")
+    show.add_argument("run", metavar="RUN",
+                      help="uid, uid prefix, scan_id, or negative index (-1 is the newest)")
+    show.add_argument("--documents", action="store_true",
+                      help="dump every document as JSONL ([name, doc] per line)")
+    show.set_defaults(func=cmd_show)
+
+    search = sub.add_parser("search", help="list the runs matching a query")
+    search.add_argument("query", nargs="+", metavar="QUERY",
+                        help="'key op value [and ...]' (op: == != > >= < <=) or a JSON object")
+    search.add_argument("--limit", type=_positive, default=20, metavar="N", help="default 20")
+    search.set_defaults(func=cmd_search)
+    return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``intake-broker`` command; returns the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 2 for usage errors (including bad queries), 1 for other errors.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or argparse's own usage error (already printed)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    catalog = None
+    try:
+        catalog = open_cli_catalog(args.catalog, args.entry, args.data)
+        return args.func(args, catalog)
+    except (UsageError, BadQuery) as err:
+        _error(str(err))
+        return 2
+    except BrokenPipeError:  # e.g. `intake-broker show -1 --documents | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except (BrokerError, OSError, KeyError) as err:
+        plain_key_error = isinstance(err, KeyError) and not isinstance(err, BrokerError)
+        _error(str(err.args[0] if plain_key_error and err.args else err))
+        return 1
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    finally:
+        if catalog is not None:
+            catalog.store.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
