@@ -257,8 +257,10 @@ class Run(Catalog):
         self._handler_registry = dict(handler_registry or {})
         self._root_map = dict(root_map or {})
         self._descriptors: list[dict] | None = None
-        super().__init__(name=record.uid,
-                         metadata={"start": record.start, "stop": record.stop}, **kwargs)
+        metadata = {"start": record.start, "stop": record.stop}
+        if record.origin:
+            metadata["origin"] = list(record.origin)
+        super().__init__(name=record.uid, metadata=metadata, **kwargs)
 
     @property
     def uid(self) -> str:

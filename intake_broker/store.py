@@ -35,6 +35,8 @@ class RunRecord:
 
     start: dict
     stop: dict | None = None
+    #: Where the run came from when a catalog merges several stores (a federation member).
+    origin: tuple[str, ...] = ()
 
     @property
     def uid(self) -> str:
