@@ -44,6 +44,8 @@ class BrokerCatalog(Catalog):
         entry points).
     root_map : dict, optional
         Relocation of asset roots: ``{old_root: new_root}``.
+    asset_storage_options : dict, optional
+        fsspec options for opening asset files at URLs (e.g. an S3 ``endpoint_url``).
     """
 
     container = "catalog"
@@ -57,13 +59,15 @@ class BrokerCatalog(Catalog):
         query: Query | Mapping | None = None,
         handler_registry: Mapping[str, Any] | None = None,
         root_map: Mapping[str, str] | None = None,
+        asset_storage_options: Mapping[str, Any] | None = None,
         name: str | None = None,
         **kwargs: Any,
     ):
         self._store = store
         self._query = as_query(query)
-        self._handler_registry = dict(handler_registry or {})
-        self._root_map = dict(root_map or {})
+        self._assets = {"handler_registry": dict(handler_registry or {}),
+                        "root_map": dict(root_map or {}),
+                        "storage_options": dict(asset_storage_options or {})}
         super().__init__(name=name or "bluesky", **kwargs)
 
     # -- the one place where runs are read ------------------------------------------------
@@ -82,8 +86,7 @@ class BrokerCatalog(Catalog):
         return self._store.runs(_and(self._query, query), **kwargs)
 
     def _make_run(self, record: RunRecord) -> Run:
-        return Run(self._store, record, handler_registry=self._handler_registry,
-                   root_map=self._root_map)
+        return Run(self._store, record, assets=self._assets)
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -187,8 +190,10 @@ class BrokerCatalog(Catalog):
         or a MongoDB-style dict as databroker took (``{"plan_name": "scan"}``).
         """
         combined = _and(self._query, as_query(query))
-        return BrokerCatalog(self._store, query=combined, handler_registry=self._handler_registry,
-                             root_map=self._root_map, name=f"{self.name}_search")
+        found = _rebuild_catalog(BrokerCatalog, self._store)
+        found.__setstate__({"_query": combined, "_assets": self._assets,
+                            "name": f"{self.name}_search"})
+        return found
 
     def insert(self, name: str, doc: Mapping[str, Any]) -> None:
         """Store one document; ``RE.subscribe(cat.insert)`` records a live experiment."""
@@ -201,8 +206,7 @@ class BrokerCatalog(Catalog):
         # Pickle the store itself, not the constructor's arguments: a catalog over a memory
         # store arrives with its runs, and a subclass (a driver's catalog) keeps its class.
         return (_rebuild_catalog, (type(self), self._store),
-                {"_query": self._query, "_handler_registry": self._handler_registry,
-                 "_root_map": self._root_map, "name": self.name})
+                {"_query": self._query, "_assets": self._assets, "name": self.name})
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -248,14 +252,15 @@ class Run(Catalog):
         store: DocumentStore,
         record: RunRecord,
         *,
-        handler_registry: Mapping[str, Any] | None = None,
-        root_map: Mapping[str, str] | None = None,
+        assets: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ):
+        from .assets import AssetReader
+
         self._store = store
         self._record = record
-        self._handler_registry = dict(handler_registry or {})
-        self._root_map = dict(root_map or {})
+        self._asset_options = dict(assets or {})
+        self._assets = AssetReader(store, record.uid, **self._asset_options)
         self._descriptors: list[dict] | None = None
         metadata = {"start": record.start, "stop": record.stop}
         if record.origin:
@@ -305,7 +310,7 @@ class Run(Catalog):
         if not descriptors:
             raise StreamNotFound(f"run {self.uid[:8]} has no stream {name!r}; it has "
                                  f"{self._stream_names()}")
-        return Stream(self._store, self.uid, name, descriptors)
+        return Stream(self._store, self.uid, name, descriptors, assets=self._assets)
 
     def __getattr__(self, item: str) -> Any:
         if item.startswith("_"):
@@ -346,17 +351,19 @@ class Run(Catalog):
         if fill == "no":
             yield from docs
             return
-        from .handlers import make_filler
+        from .filling import make_filler
 
-        with make_filler(self._handler_registry, self._root_map, delayed=fill == "delayed") as f:
+        options = self._asset_options
+        with make_filler(options.get("handler_registry"), options.get("root_map"),
+                         delayed=fill == "delayed") as f:
             for name, doc in docs:
                 yield f(name, doc)
 
     canonical = documents
 
     def __reduce__(self):
-        return (Run, (self._store, self._record),
-                {"_handler_registry": self._handler_registry, "_root_map": self._root_map})
+        return (Run, (self._store, self._record), {"_asset_options": self._asset_options,
+                                                    "_assets": self._assets})
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

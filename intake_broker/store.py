@@ -17,13 +17,16 @@ import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from . import documents
 from .errors import ReadOnlyStore, RunNotFound
 from .queries import Eq, Query, evaluate, resolve_key
+
+if TYPE_CHECKING:
+    from .assets import RunAssets
 
 #: How runs are ordered when nobody says otherwise: newest first.
 NEWEST_FIRST: tuple[tuple[str, int], ...] = (("time", -1),)
@@ -198,6 +201,13 @@ class DocumentStore(ABC):
             if kind in ("resource", "stream_resource") and doc["uid"] == resource_uid:
                 return doc
         raise KeyError(f"run {run_uid!r} has no resource {resource_uid!r}")
+
+    def run_assets(self, run_uid: str) -> RunAssets:
+        """The resources, datums, stream_resources and stream_datums of a run, indexed
+        (stores with an index override this scan of :meth:`documents`)."""
+        from .assets import RunAssets
+
+        return RunAssets.from_documents(self.documents(run_uid))
 
     def datum_pages(self, run_uid: str) -> Iterator[dict]:
         """The datum pages of a run (stores with an index override this scan)."""

@@ -9,12 +9,15 @@ value is read when computed.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from intake.source.base import DataSource, Schema
 
 from .store import Chunk, DocumentStore
+
+if TYPE_CHECKING:
+    from .assets import AssetReader
 
 _JSON_DTYPES = {
     "number": np.dtype("float64"),
@@ -26,12 +29,7 @@ _JSON_DTYPES = {
 
 
 def field_dtype(data_key: Mapping[str, Any]) -> np.dtype:
-    """The numpy dtype of a data key: ``dtype_numpy`` if given, else from the JSON ``dtype``.
-
-    Unfilled external data (``external`` set) are datum ids until assets are filled.
-    """
-    if data_key.get("external"):
-        return np.dtype("object")
+    """The numpy dtype of a data key: ``dtype_numpy`` if given, else from the JSON ``dtype``."""
     if data_key.get("dtype_numpy"):
         dtype = np.dtype(data_key["dtype_numpy"] if isinstance(data_key["dtype_numpy"], str)
                          else [tuple(f) for f in data_key["dtype_numpy"]])
@@ -40,10 +38,17 @@ def field_dtype(data_key: Mapping[str, Any]) -> np.dtype:
 
 
 def field_shape(data_key: Mapping[str, Any]) -> tuple[int, ...]:
-    """Per-event shape of a data key (``()`` for scalars and for unfilled external data)."""
-    if data_key.get("external"):
-        return ()
+    """Per-event shape of a data key (``()`` for scalars)."""
     return tuple(int(n) for n in data_key.get("shape") or ())
+
+
+def asset_kind(data_key: Mapping[str, Any]) -> str | None:
+    """``"stream"`` for stream_resource data (ophyd-async), ``"datum"`` for resource/datum
+    data, None for values kept in the events."""
+    external = data_key.get("external")
+    if not external:
+        return None
+    return "stream" if str(external).startswith("STREAM:") else "datum"
 
 
 def field_dims(key: str, data_key: Mapping[str, Any]) -> tuple[str, ...]:
@@ -79,11 +84,25 @@ def _take(columns, group: str, key: str, dtype: np.dtype, shape: tuple[int, ...]
     return array if array.dtype == dtype else array.astype(dtype)
 
 
+def _read_datum_chunk(store: DocumentStore, reader: AssetReader, chunk: Chunk, key: str,
+                      dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    columns = _read_chunk(store, chunk, [key])
+    return reader.read_datums(key, list(columns.data[key]), dtype, shape)
+
+
+def _read_stream_chunk(reader: AssetReader, chunk: Chunk, key: str, dtype: np.dtype,
+                       shape: tuple[int, ...]) -> np.ndarray:
+    return reader.read_stream(key, chunk.descriptor, (chunk.seq_start, chunk.seq_stop),
+                              dtype, shape)
+
+
 class StreamLayout:
     """What a stream is made of, learned from descriptors and chunk metadata only."""
 
-    def __init__(self, store: DocumentStore, descriptors: Sequence[dict]):
+    def __init__(self, store: DocumentStore, descriptors: Sequence[dict],
+                 reader: AssetReader | None = None):
         self.store = store
+        self.reader = reader
         self.descriptors = list(descriptors)
         self.data_keys: dict[str, dict] = {}
         for descriptor in self.descriptors:
@@ -117,53 +136,100 @@ class StreamLayout:
             return np.dtype("float64"), ()
         return field_dtype(self.data_keys[key]), field_shape(self.data_keys[key])
 
+    def _asset_kind(self, key: str, group: str) -> str | None:
+        return None if group == "timestamps" else asset_kind(self.data_keys[key])
+
+    def asset_chunks(self, key: str) -> list[Chunk]:
+        """The stored chunks cut to a few frames each, so that reading a frame reads little.
+
+        A chunk whose seq_nums have gaps stays whole (its rows cannot be cut by seq_num).
+        """
+        from .assets import frames_per_chunk
+
+        step = frames_per_chunk(*self._field_spec(key, "data")[::-1])
+        out = []
+        for chunk in self.chunks:
+            if chunk.seq_stop - chunk.seq_start != chunk.rows or chunk.rows <= step:
+                out.append(chunk)
+                continue
+            for lo in range(chunk.seq_start, chunk.seq_stop, step):
+                hi = min(lo + step, chunk.seq_stop)
+                out.append(Chunk(chunk.descriptor, lo, hi, hi - lo))
+        return out
+
+    def _asset_task(self, key: str, chunk: Chunk) -> tuple:
+        if self.reader is None:
+            raise ValueError(f"data key {key!r} is kept in external files; open the stream "
+                             "through a catalog so it knows the asset handlers")
+        dtype, shape = self._field_spec(key, "data")
+        if self._asset_kind(key, "data") == "stream":
+            return (_read_stream_chunk, self.reader, chunk, key, dtype, shape)
+        return (_read_datum_chunk, self.store, self.reader, chunk, key, dtype, shape)
+
     def arrays(self, fields: Iterable[str], group: str = "data") -> dict[str, np.ndarray]:
         """Every value of the fields now, one store read per chunk (what ``read()`` uses:
         the same reads as the dask graph, without scheduling a task per chunk and field)."""
         fields = list(fields)
+        inline = [f for f in fields if self._asset_kind(f, group) is None]
         parts: dict[str, list[np.ndarray]] = {key: [] for key in fields}
         for chunk in self.chunks:
             columns = _read_chunk(self.store, chunk,
-                                  [f for f in fields if f in self.fields_of[chunk.descriptor]])
-            for key in fields:
+                                  [f for f in inline if f in self.fields_of[chunk.descriptor]])
+            for key in inline:
                 dtype, shape = self._field_spec(key, group)
                 parts[key].append(_take(columns, group, key, dtype, shape, chunk.rows))
+        for key in fields:
+            if key not in inline:
+                for chunk in self.chunks:
+                    func, *args = self._asset_task(key, chunk)
+                    parts[key].append(func(*args))
         out = {}
         for key, arrays in parts.items():
             dtype, shape = self._field_spec(key, group)
-            out[key] = np.concatenate(arrays) if arrays else np.empty((0, *shape), dtype)
+            if len(arrays) == 1:
+                out[key] = arrays[0]
+            else:
+                out[key] = np.concatenate(arrays) if arrays else np.empty((0, *shape), dtype)
         return out
 
     def dask_arrays(self, fields: Iterable[str], group: str = "data") -> dict[str, Any]:
-        """One dask array per field, sharing one read task per chunk."""
+        """One dask array per field: inline fields share one read task per stored chunk;
+        asset fields get a task per few frames."""
         import dask.array as da
         from dask.base import tokenize
         from dask.highlevelgraph import HighLevelGraph
 
         fields = list(fields)
+        inline = [f for f in fields if self._asset_kind(f, group) is None]
         token = tokenize(id(self.store), [(c.descriptor, c.seq_start, c.seq_stop, c.rows)
                                           for c in self.chunks], fields, group)
         read_name = f"read-events-{token}"
         read_layer = {
             (read_name, i): (_read_chunk, self.store, chunk,
-                             [f for f in fields if f in self.fields_of[chunk.descriptor]])
+                             [f for f in inline if f in self.fields_of[chunk.descriptor]])
             for i, chunk in enumerate(self.chunks)
         }
-        rows = tuple(c.rows for c in self.chunks) or (0,)
         out = {}
         for key in fields:
             dtype, shape = self._field_spec(key, group)
             name = f"{key}-{group}-{token}"
             zeros = (0,) * len(shape)
-            layer = {
-                (name, i, *zeros): (_take, (read_name, i), group, key, dtype, shape, chunk.rows)
-                for i, chunk in enumerate(self.chunks)
-            }
-            graph = HighLevelGraph({read_name: read_layer, name: layer},
-                                   {read_name: set(), name: {read_name}})
-            if not self.chunks:
+            if key in inline:
+                chunks = self.chunks
+                layer = {(name, i, *zeros): (_take, (read_name, i), group, key, dtype, shape,
+                                             chunk.rows)
+                         for i, chunk in enumerate(chunks)}
+                graph = HighLevelGraph({read_name: read_layer, name: layer},
+                                       {read_name: set(), name: {read_name}})
+            else:
+                chunks = self.asset_chunks(key)
+                layer = {(name, i, *zeros): self._asset_task(key, chunk)
+                         for i, chunk in enumerate(chunks)}
+                graph = HighLevelGraph({name: layer}, {name: set()})
+            if not chunks:
                 out[key] = da.empty((0, *shape), dtype=dtype)
                 continue
+            rows = tuple(c.rows for c in chunks)
             out[key] = da.Array(graph, name, chunks=(rows, *((n,) for n in shape)), dtype=dtype)
         return out
 
@@ -191,8 +257,10 @@ class Stream(DataSource):
         include: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
         metadata: dict | None = None,
+        assets: AssetReader | None = None,
     ):
         self._store = store
+        self._assets = assets
         self._run_uid = run_uid
         self._descriptors = list(descriptors)
         self._include = list(include) if include is not None else None
@@ -206,7 +274,7 @@ class Stream(DataSource):
                  exclude: Sequence[str] | None = None, **kwargs) -> Stream:
         """The same stream restricted to ``include`` keys and without ``exclude`` keys."""
         return Stream(self._store, self._run_uid, self.name, self._descriptors,
-                      include=include, exclude=exclude)
+                      include=include, exclude=exclude, assets=self._assets)
 
     def __repr__(self) -> str:
         return f"<Stream {self.name!r} of run {self._run_uid[:8]}>"
@@ -214,7 +282,7 @@ class Stream(DataSource):
     @property
     def layout(self) -> StreamLayout:
         if self._layout is None:
-            self._layout = StreamLayout(self._store, self._descriptors)
+            self._layout = StreamLayout(self._store, self._descriptors, self._assets)
         return self._layout
 
     @property
