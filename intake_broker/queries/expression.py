@@ -1,0 +1,266 @@
+"""A small query language for the command line and the web page, parsed without ``eval``.
+
+::
+
+    plan_name == "scan" and scan_id > 4000 and summary.primary.theta.max < 5
+    4000 <= scan_id <= 4100 and not (exit_status == "abort")
+    motors contains "theta" or sample.name ~ "^LaB" or scan_id in [1, 2, 3]
+    has sample and time since "2026-01-01" until "2026-02-01"
+
+Grammar (keywords are case-insensitive)::
+
+    expr    := term ("or" term)*
+    term    := factor ("and" factor)*
+    factor  := "not" factor | "(" expr ")" | "has" KEY | test
+    test    := KEY OP VALUE | VALUE OP KEY [OP VALUE]      (a range: 1 <= scan_id < 9)
+             | KEY ["not"] "in" LIST | KEY "contains" VALUE | KEY "~" STRING (a regex)
+             | "time" ["since" VALUE] ["until" VALUE]
+    OP      := "==" | "!=" | "<" | "<=" | ">" | ">="
+    VALUE   := a JSON literal ("text", 1, 2.5, true, false, null) or a bare word (a string)
+
+Errors say where: ``syntax error at column 14: expected a value ...`` with a caret under it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import BadQuery
+from .base import Query
+from .types import (
+    And,
+    Comparison,
+    Contains,
+    Eq,
+    In,
+    KeyPresent,
+    Not,
+    NotEq,
+    NotIn,
+    Or,
+    Regex,
+    TimeRange,
+)
+
+#: Keys whose values are known to be numbers; comparing them with a string is a mistake.
+NUMERIC_KEYS = frozenset({"scan_id", "time", "num_points", "num_intervals", "start.scan_id",
+                          "start.time", "stop.time"})
+
+_TOKEN = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<string>"(?:[^"\\]|\\.)*"|'[^']*')
+  | (?P<number>-?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.]))
+  | (?P<op>==|!=|<=|>=|<|>|=|~)
+  | (?P<punct>[()\[\],])
+  | (?P<word>[A-Za-z_][\w.\-]*)
+""", re.VERBOSE)
+_KEYWORDS = {"and", "or", "not", "in", "contains", "has", "true", "false", "null", "since",
+             "until"}
+_OPS = {"==": "eq", "=": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
+_FLIP = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str
+    text: str
+    pos: int
+
+    @property
+    def word(self) -> str:
+        return self.text.lower() if self.kind == "word" else ""
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens, pos = [], 0
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            raise _error(text, pos, f"unexpected character {text[pos]!r}")
+        if match.lastgroup != "space":
+            tokens.append(_Token(match.lastgroup, match.group(), pos))
+        pos = match.end()
+    tokens.append(_Token("end", "", len(text)))
+    return tokens
+
+
+def _error(text: str, pos: int, problem: str) -> BadQuery:
+    return BadQuery(f"syntax error at column {pos + 1}: {problem}\n  {text}\n  {' ' * pos}^")
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.i = 0
+
+    @property
+    def tok(self) -> _Token:
+        return self.tokens[self.i]
+
+    def take(self) -> _Token:
+        token = self.tokens[self.i]
+        self.i += 1
+        return token
+
+    def fail(self, expected: str, token: _Token | None = None) -> BadQuery:
+        token = token or self.tok
+        found = "the end of the query" if token.kind == "end" else repr(token.text)
+        return _error(self.text, token.pos, f"expected {expected}, found {found}")
+
+    def keyword(self, word: str) -> bool:
+        if self.tok.word == word:
+            self.i += 1
+            return True
+        return False
+
+    # expr := term ("or" term)*
+    def expr(self) -> Query:
+        parts = [self.term()]
+        while self.keyword("or"):
+            parts.append(self.term())
+        return parts[0] if len(parts) == 1 else Or(tuple(parts))
+
+    def term(self) -> Query:
+        parts = [self.factor()]
+        while self.keyword("and"):
+            parts.append(self.factor())
+        return parts[0] if len(parts) == 1 else And(tuple(parts))
+
+    def factor(self) -> Query:
+        if self.keyword("not"):
+            return Not(self.factor())
+        if self.tok.text == "(":
+            self.take()
+            inner = self.expr()
+            if self.take().text != ")":
+                self.i -= 1
+                raise self.fail("')' to close the parenthesis")
+            return inner
+        if self.keyword("has"):
+            return KeyPresent(self.key())
+        if self.tok.word == "time" and self.tokens[self.i + 1].word in ("since", "until"):
+            return self.time_range()
+        return self.test()
+
+    def time_range(self) -> Query:
+        self.take()
+        bounds: dict[str, Any] = {}
+        while self.tok.word in ("since", "until") and self.tok.word not in bounds:
+            bound = self.take().word
+            bounds[bound] = self.value()
+        return TimeRange(**bounds)
+
+    def key(self) -> str:
+        token = self.take()
+        if token.kind != "word" or token.word in _KEYWORDS:
+            raise self.fail("a key such as plan_name or summary.primary.det.max", token)
+        return token.text
+
+    def value(self) -> Any:
+        token = self.take()
+        if token.kind == "string":
+            return json.loads(token.text) if token.text[0] == '"' else token.text[1:-1]
+        if token.kind == "number":
+            return json.loads(token.text if not token.text.startswith(".") else "0" + token.text)
+        if token.kind == "word":
+            return {"true": True, "false": False, "null": None}.get(token.word, token.text)
+        if token.text == "[":
+            return self.list_rest()
+        raise self.fail("a value (\"text\", a number, true, false, null or [a, list])", token)
+
+    def list_rest(self) -> list:
+        values: list = []
+        if self.tok.text == "]":
+            self.take()
+            return values
+        while True:
+            values.append(self.value())
+            token = self.take()
+            if token.text == "]":
+                return values
+            if token.text != ",":
+                raise self.fail("',' or ']' in the list", token)
+
+    def test(self) -> Query:
+        start = self.tok
+        if start.kind in ("number", "string"):  # a range: 1 <= scan_id < 9
+            low = self.value()
+            op1 = self.op()
+            key = self.key()
+            first = self.compare(key, _FLIP.get(op1, op1), low, start)
+            if self.tok.kind != "op":
+                return first
+            op2 = self.op()
+            return And((first, self.compare(key, op2, self.value(), start)))
+        key = self.key()
+        token = self.tok
+        if token.word == "in" or (token.word == "not" and self.tokens[self.i + 1].word == "in"):
+            negate = self.keyword("not")
+            self.take()
+            if self.take().text != "[":
+                self.i -= 1
+                raise self.fail("a [list] after 'in'")
+            values = self.list_rest()
+            return NotIn(key, values) if negate else In(key, values)
+        if self.keyword("contains"):
+            return Contains(key, self.value())
+        if token.text == "~":
+            self.take()
+            pattern = self.tok
+            value = self.value()
+            if not isinstance(value, str):
+                raise self.fail("a regular expression in quotes after '~'", pattern)
+            return Regex(key, value)
+        op = self.op()
+        return self.compare(key, op, self.value(), token)
+
+    def op(self) -> str:
+        token = self.take()
+        if token.kind != "op" or token.text == "~":
+            raise self.fail("a comparison (== != < <= > >=), 'in', 'contains' or '~'", token)
+        return _OPS[token.text]
+
+    def compare(self, key: str, op: str, value: Any, where: _Token) -> Query:
+        if op in ("lt", "le", "gt", "ge"):
+            if key in NUMERIC_KEYS and not isinstance(value, int | float) or isinstance(value,
+                                                                                         bool):
+                raise _error(self.text, where.pos,
+                             f"{key} is compared with {value!r}; '{key}' holds numbers, so "
+                             "compare it with a number")
+            if not isinstance(value, int | float | str):
+                raise _error(self.text, where.pos, f"cannot order by {value!r}: compare with a "
+                             "number or a string")
+            return Comparison(op, key, value)
+        if key in NUMERIC_KEYS and isinstance(value, str):
+            raise _error(self.text, where.pos, f"'{key}' holds numbers but is compared with the "
+                         f"text {value!r}; write the number without quotes")
+        return Eq(key, value) if op == "eq" else NotEq(key, value)
+
+
+def parse_query(text: str) -> Query:
+    """Parse the query language above (or a JSON object: a Mongo-style filter) into a Query.
+
+    Raises
+    ------
+    BadQuery
+        With the column of the problem and what was expected there.
+    """
+    from .mongo import from_mongo
+
+    if not isinstance(text, str) or not text.strip():
+        raise BadQuery("empty query: write e.g. plan_name == \"scan\" and scan_id > 4")
+    if text.lstrip().startswith("{"):
+        try:
+            spec = json.loads(text)
+        except ValueError as err:
+            raise BadQuery(f"query looks like JSON but is not valid JSON ({err})") from None
+        return from_mongo(spec)
+    parser = _Parser(text)
+    query = parser.expr()
+    if parser.tok.kind != "end":
+        raise parser.fail("'and', 'or' or the end of the query")
+    return query
