@@ -130,6 +130,8 @@ class RunDocuments:
         self.resources: dict[str, dict] = {}
         self.datum_ids: dict[str, tuple[dict, int]] = {}
         self.stream_datums: dict[str, dict] = {}
+        self.summary: tuple[int, dict] | None = None  # (documents seen, summary) cache
+        self.stored_summary: dict[str, dict[str, dict]] = {}
 
     @property
     def record(self) -> RunRecord:
@@ -299,7 +301,7 @@ class MemoryStore(DocumentStore):
     ) -> list[RunRecord]:
         with self._lock:
             records = [r.record for r in self._runs.values()]
-        return select_runs(records, query, sort, skip, limit)
+        return select_runs(records, query, sort, skip, limit, store=self)
 
     def count(self, query: Query | None = None) -> int:
         if query is None:
@@ -339,3 +341,17 @@ class MemoryStore(DocumentStore):
 
     def resource(self, run_uid: str, resource_uid: str) -> dict:
         return self._get(run_uid).resources[resource_uid]
+
+    def summary(self, run_uid: str) -> dict[str, dict[str, dict]]:
+        run = self._get(run_uid)
+        with self._lock:
+            if run.summary is None or run.summary[0] != len(run.ordered):
+                run.summary = (len(run.ordered), super().summary(run_uid))
+            summary = {stream: dict(fields) for stream, fields in run.summary[1].items()}
+            for stream, fields in run.stored_summary.items():
+                summary.setdefault(stream, {}).update(fields)
+            return summary
+
+    def set_summary(self, run_uid: str, stream: str, field: str, stats: dict) -> None:
+        with self._lock:
+            self._get(run_uid).stored_summary.setdefault(stream, {})[field] = dict(stats)

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import documents
 from .errors import ReadOnlyStore, RunNotFound
-from .queries import Eq, Query, evaluate, resolve_key
+from .queries import Eq, Query, documents_needed, evaluate, resolve_key
 
 if TYPE_CHECKING:
     from .assets import RunAssets
@@ -209,6 +209,29 @@ class DocumentStore(ABC):
 
         return RunAssets.from_documents(self.documents(run_uid))
 
+    # -- what a run's data showed ----------------------------------------------------------
+
+    def summary(self, run_uid: str) -> dict[str, dict[str, dict[str, Any]]]:
+        """``{stream: {field: {min, max, mean, sum, count}}}`` of a run (see
+        :mod:`intake_broker.summary`); stores that index summaries override this."""
+        from .summary import run_summary
+
+        return run_summary(self, run_uid)
+
+    def set_summary(self, run_uid: str, stream: str, field: str, stats: dict) -> None:
+        """Keep the statistics of a field computed elsewhere (of asset data, by
+        ``intake-broker summarize``); stores that cannot keep them raise ReadOnlyStore."""
+        raise ReadOnlyStore(f"{type(self).__name__} cannot keep summaries of asset data")
+
+    def record_parts(self, run_uid: str, parts: Iterable[str]) -> dict[str, Any]:
+        """The ``descriptors`` and/or ``summary`` of a run, for evaluating queries on them."""
+        out: dict[str, Any] = {}
+        if "descriptors" in parts:
+            out["descriptors"] = self.descriptors(run_uid)
+        if "summary" in parts:
+            out["summary"] = self.summary(run_uid)
+        return out
+
     def datum_pages(self, run_uid: str) -> Iterator[dict]:
         """The datum pages of a run (stores with an index override this scan)."""
         return (doc for kind, doc in self.documents(run_uid) if kind == "datum_page")
@@ -246,14 +269,23 @@ def select_runs(
     sort: Sequence[tuple[str, int]] = NEWEST_FIRST,
     skip: int = 0,
     limit: int | None = None,
+    store: DocumentStore | None = None,
 ) -> list[RunRecord]:
     """Filter, sort and page run records in memory with the generic query evaluator.
 
     For stores whose run index is small enough to hold in memory (the memory store, the index
-    of a folder of files); stores with a database translate queries instead.
+    of a folder of files), and as the fallback of stores that translate queries. A query on
+    ``descriptors.*`` or ``summary.*`` asks ``store`` for those parts of each candidate run.
     """
     if query is not None:
-        records = [r for r in records if evaluate(query, r.as_record())]
+        extra = documents_needed(query) - {"start", "stop"}
+        if extra and store is None:
+            raise ValueError(f"select_runs needs the store to evaluate {sorted(extra)} keys")
+
+        def record(r: RunRecord) -> dict:
+            return {**r.as_record(), **(store.record_parts(r.uid, extra) if extra else {})}
+
+        records = [r for r in records if evaluate(query, record(r))]
     ordered = sorted(records, key=lambda r: r.uid)
     for key, direction in reversed(tuple(sort)):
         path = resolve_key(key)

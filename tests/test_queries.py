@@ -15,6 +15,8 @@ from intake_broker.queries import (
     Comparison,
     Contains,
     Eq,
+    FullText,
+    Fuzzy,
     In,
     KeyPresent,
     Not,
@@ -25,6 +27,8 @@ from intake_broker.queries import (
     PartialUID,
     Query,
     Regex,
+    ScanID,
+    ScanIDRange,
     TimeRange,
     Translator,
     as_query,
@@ -88,7 +92,9 @@ def test_resolve_key():
     assert resolve_key("sample.name") == ("start", "sample", "name")
     assert resolve_key("stop.exit_status") == ("stop", "exit_status")
     assert resolve_key("stop") == ("start", "stop")  # no dot: a start-document field
-    assert resolve_key("descriptors.data_keys") == ("start", "descriptors", "data_keys")
+    assert resolve_key("descriptors.data_keys") == ("descriptors", "data_keys")
+    assert resolve_key("summary.primary.det.max") == ("summary", "primary", "det", "max")
+    assert resolve_key("other.key") == ("start", "other", "key")
 
 
 @pytest.mark.parametrize("key", ["", "a..b", ".a", "a.", 3, None])
@@ -98,12 +104,12 @@ def test_bad_keys(key):
 
 
 def test_document_prefixes_can_be_extended(monkeypatch):
-    monkeypatch.setattr(queries.base, "DOCUMENT_PREFIXES", (*queries.DOCUMENT_PREFIXES, "summary"))
-    assert resolve_key("summary.duration") == ("summary", "duration")
-    rec = {**SCAN, "summary": {"duration": 4.5}}
-    assert Comparison("gt", "summary.duration", 4).match(rec)
-    with pytest.raises(NotTranslatable, match="summary document"):
-        to_mongo(Eq("summary.duration", 4.5))
+    monkeypatch.setattr(queries.base, "DOCUMENT_PREFIXES", (*queries.DOCUMENT_PREFIXES, "notes"))
+    assert resolve_key("notes.duration") == ("notes", "duration")
+    rec = {**SCAN, "notes": {"duration": 4.5}}
+    assert Comparison("gt", "notes.duration", 4).match(rec)
+    with pytest.raises(NotTranslatable, match="notes document"):
+        to_mongo(Eq("notes.duration", 4.5))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,6 +318,10 @@ ALL_TYPES = [
     Eq("a", 1) & (Eq("b", 2) | ~Eq("c", [3])),
     Not(And(())),
     Or((Regex("plan_name", "^c"), Not(Eq("scan_id", 12)))),
+    ScanID(4000, 4002),
+    ScanIDRange(4000, 4100),
+    FullText("LaB6 calibration"),
+    Fuzzy("sample.name", "LaB6", 1),
 ]
 
 
@@ -542,7 +552,8 @@ def test_to_mongo_rejects_stop_keys():
 
 
 EQUIVALENCE = [
-    *[q for q in ALL_TYPES if q is not STOP_KEY_QUERY],
+    # (FullText and Fuzzy have no Mongo form: stores evaluate them in Python)
+    *[q for q in ALL_TYPES if q is not STOP_KEY_QUERY and not isinstance(q, FullText | Fuzzy)],
     Eq("operator", None),
     NotEq("operator", None),
     NotEq("plan_name", "scan"),

@@ -12,6 +12,8 @@ from intake_broker.queries import (
     Comparison,
     Contains,
     Eq,
+    FullText,
+    Fuzzy,
     In,
     KeyPresent,
     Not,
@@ -48,6 +50,8 @@ CASES = {
     'time since "2026-01-01T00:00:00+00:00"': TimeRange(since=1767225600.0),
     "time since 100 until 200": TimeRange(since=100, until=200),
     "AND_key == 1": Eq("AND_key", 1),
+    'text "LaB6 calibration"': FullText("LaB6 calibration"),
+    "sample.name like LaB6": Fuzzy("sample.name", "LaB6"),
 }
 
 

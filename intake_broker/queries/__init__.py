@@ -29,11 +29,13 @@ from .base import (
     Query,
     Translator,
     decode_query,
+    documents_needed,
     evaluate,
     register_query,
     resolve_key,
 )
 from .mongo import as_query, from_mongo, to_mongo
+from .search import FullText, Fuzzy, ScanID, ScanIDRange
 from .types import (
     And,
     Comparison,
@@ -58,6 +60,10 @@ __all__ = [
     "Comparison",
     "Contains",
     "Eq",
+    "FullText",
+    "Fuzzy",
+    "ScanID",
+    "ScanIDRange",
     "In",
     "KeyPresent",
     "Not",
@@ -72,6 +78,7 @@ __all__ = [
     "Translator",
     "as_query",
     "decode_query",
+    "documents_needed",
     "evaluate",
     "from_mongo",
     "register_query",

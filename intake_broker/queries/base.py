@@ -13,7 +13,7 @@ from ..errors import BadQuery
 
 #: Documents of a run record that a key can address with a ``"<name>."`` prefix. Keys without
 #: one of these prefixes address the start document. Extend it to address more documents.
-DOCUMENT_PREFIXES: tuple[str, ...] = ("start", "stop")
+DOCUMENT_PREFIXES: tuple[str, ...] = ("start", "stop", "descriptors", "summary")
 
 #: The operators accepted by :class:`Comparison`.
 COMPARISON_OPERATORS: tuple[str, ...] = ("lt", "le", "gt", "ge")
@@ -316,6 +316,22 @@ class Query:
 
 def _parts(query: Query, combinator: type[Query]) -> tuple[Query, ...]:
     return query.queries if isinstance(query, combinator) else (query,)
+
+
+def documents_needed(query: Query | None) -> set[str]:
+    """The parts of a run record a query looks at (``start``, ``stop``, ``descriptors``,
+    ``summary``), so that stores fetch only those."""
+    if query is None:
+        return set()
+    needed: set[str] = set()
+    for field in fields(query):
+        value = getattr(query, field.name)
+        if field.name in query._query_fields:
+            for nested in (value,) if isinstance(value, Query) else value:
+                needed |= documents_needed(nested)
+        elif field.name == "key" and isinstance(value, str):
+            needed.add(resolve_key(value)[0])
+    return needed or {"start"}
 
 
 def decode_query(obj: Mapping[str, Any] | str | bytes) -> Query:

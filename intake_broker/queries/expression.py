@@ -6,14 +6,16 @@
     4000 <= scan_id <= 4100 and not (exit_status == "abort")
     motors contains "theta" or sample.name ~ "^LaB" or scan_id in [1, 2, 3]
     has sample and time since "2026-01-01" until "2026-02-01"
+    text "LaB6 calibration" or sample.name like "LaB6"      (words; a typo-tolerant match)
 
 Grammar (keywords are case-insensitive)::
 
     expr    := term ("or" term)*
     term    := factor ("and" factor)*
-    factor  := "not" factor | "(" expr ")" | "has" KEY | test
+    factor  := "not" factor | "(" expr ")" | "has" KEY | "text" STRING | test
     test    := KEY OP VALUE | VALUE OP KEY [OP VALUE]      (a range: 1 <= scan_id < 9)
              | KEY ["not"] "in" LIST | KEY "contains" VALUE | KEY "~" STRING (a regex)
+             | KEY "like" VALUE                              (within 2 edits, any case)
              | "time" ["since" VALUE] ["until" VALUE]
     OP      := "==" | "!=" | "<" | "<=" | ">" | ">="
     VALUE   := a JSON literal ("text", 1, 2.5, true, false, null) or a bare word (a string)
@@ -30,6 +32,7 @@ from typing import Any
 
 from ..errors import BadQuery
 from .base import Query
+from .search import FullText, Fuzzy
 from .types import (
     And,
     Comparison,
@@ -58,7 +61,7 @@ _TOKEN = re.compile(r"""
   | (?P<word>[A-Za-z_][\w.\-]*)
 """, re.VERBOSE)
 _KEYWORDS = {"and", "or", "not", "in", "contains", "has", "true", "false", "null", "since",
-             "until"}
+             "until", "like", "text"}
 _OPS = {"==": "eq", "=": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 _FLIP = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}
 
@@ -142,6 +145,9 @@ class _Parser:
             return inner
         if self.keyword("has"):
             return KeyPresent(self.key())
+        if self.tok.word == "text" and self.tokens[self.i + 1].kind == "string":
+            self.take()
+            return FullText(self.value())
         if self.tok.word == "time" and self.tokens[self.i + 1].word in ("since", "until"):
             return self.time_range()
         return self.test()
@@ -208,6 +214,8 @@ class _Parser:
             return NotIn(key, values) if negate else In(key, values)
         if self.keyword("contains"):
             return Contains(key, self.value())
+        if self.keyword("like"):
+            return Fuzzy(key, str(self.value()))
         if token.text == "~":
             self.take()
             pattern = self.tok

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import BadQuery
 from .base import NotTranslatable, Query, Translator, _order_class, _thaw, resolve_key
+from .search import ScanID, ScanIDRange
 from .types import (
     And,
     Comparison,
@@ -263,3 +264,13 @@ def _(query: Or, translate: Translator) -> dict[str, Any]:
 @to_mongo.register(Not)
 def _(query: Not, translate: Translator) -> dict[str, Any]:
     return {"$nor": [translate(query.query)]}
+
+
+@to_mongo.register(ScanID)
+def _(query: ScanID, translate: Translator) -> dict[str, Any]:
+    return {"scan_id": {"$in": list(query.ids)}}
+
+
+@to_mongo.register(ScanIDRange)
+def _(query: ScanIDRange, translate: Translator) -> dict[str, Any]:
+    return {"scan_id": {"$gte": query.start, "$lt": query.stop}}

@@ -168,7 +168,7 @@ class FilesStore(DocumentStore):
         skip: int = 0,
         limit: int | None = None,
     ) -> list[RunRecord]:
-        return select_runs(self._records().values(), query, sort, skip, limit)
+        return select_runs(self._records().values(), query, sort, skip, limit, store=self)
 
     def count(self, query: Query | None = None) -> int:
         if query is None:

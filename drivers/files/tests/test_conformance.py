@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from intake_broker.testing import DocumentStoreTests
+from intake_broker.testing import DocumentStoreTests, QueryTests
 from intake_broker_files import FilesStore
 
 
@@ -40,3 +40,11 @@ class TestS3JSONL(DocumentStoreTests):
 
     def reopen(self, store):
         return _same_files(store)
+
+
+class TestLocalMsgpackQueries(QueryTests):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def query_store(cls, tmp_path_factory):
+        folder = tmp_path_factory.mktemp("queries")
+        return FilesStore([str(folder / "*.msgpack")], format="msgpack", validate=False)

@@ -1,0 +1,62 @@
+"""Data summaries: per stream and field, the min, max, mean, sum and count of the values, so
+that runs can be searched by what their data showed (``summary.primary.theta.max < 5``).
+
+For array fields the statistics are of the per-event sums ("the sum of the fccd images exceeded
+1000"). Values kept in the events are summarised from the store's columns; fields kept in
+external files are summarised on demand (``intake-broker summarize``) and stored by stores that
+can keep them (:meth:`~intake_broker.store.DocumentStore.set_summary`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+STATS = ("min", "max", "mean", "sum", "count")
+
+
+def field_stats(values: np.ndarray) -> dict[str, float | int] | None:
+    """Statistics of one field's values (one row per event); None for non-numeric fields."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "biuf" or values.ndim == 0:
+        return None
+    per_event = values.reshape(len(values), -1).sum(axis=1) if values.ndim > 1 else values
+    per_event = per_event.astype(float)
+    finite = per_event[np.isfinite(per_event)]
+    if not finite.size:
+        return {"count": 0}
+    total = float(finite.sum())
+    return {"min": float(finite.min()), "max": float(finite.max()),
+            "mean": total / finite.size, "sum": total, "count": int(finite.size)}
+
+
+def merge_stats(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The statistics of two parts of a field (e.g. two chunks or two descriptors) together."""
+    if not a or not a.get("count"):
+        return b if b else a
+    if not b or not b.get("count"):
+        return a
+    count = a["count"] + b["count"]
+    total = a["sum"] + b["sum"]
+    return {"min": min(a["min"], b["min"]), "max": max(a["max"], b["max"]),
+            "mean": total / count, "sum": total, "count": count}
+
+
+def run_summary(store, run_uid: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{stream: {field: stats}}`` for the fields kept in a run's events (not its assets),
+    computed from the store's columns one descriptor at a time."""
+    from .stream import asset_kind
+
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
+    for descriptor in store.descriptors(run_uid):
+        stream = summary.setdefault(descriptor.get("name", "primary"), {})
+        inline = [k for k, dk in descriptor["data_keys"].items() if asset_kind(dk) is None]
+        if not inline:
+            continue
+        columns = store.read_events(descriptor["uid"], fields=inline)
+        for key in inline:
+            stats = field_stats(columns.data[key]) if key in columns.data else None
+            if stats is not None:
+                stream[key] = merge_stats(stream.get(key), stats)
+    return summary
