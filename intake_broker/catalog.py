@@ -183,17 +183,39 @@ class BrokerCatalog(Catalog):
 
     # -- search and writing ---------------------------------------------------------------
 
-    def search(self, query: Query | Mapping, **kwargs: Any) -> BrokerCatalog:
+    def search(self, query: Query | Mapping | str | None = None, *,
+               saved: str | None = None, **kwargs: Any) -> BrokerCatalog:
         """The runs of this catalog that also match ``query``, as a catalog.
 
-        ``query`` is a :mod:`intake_broker.queries` object (combine with ``&``, ``|``, ``~``)
-        or a MongoDB-style dict as databroker took (``{"plan_name": "scan"}``).
+        ``query`` is a :mod:`intake_broker.queries` object (combine with ``&``, ``|``, ``~``),
+        a MongoDB-style dict as databroker took (``{"plan_name": "scan"}``) or a text in the
+        query language (``'plan_name == "scan" and scan_id > 4'``); ``saved`` names a query
+        stored with :meth:`save_query`.
         """
-        combined = _and(self._query, as_query(query))
+        if isinstance(query, str):
+            from .queries.expression import parse_query
+
+            query = parse_query(query)
+        query = as_query(query)
+        if saved is not None:
+            from .saved import saved_query
+
+            query = _and(query, saved_query(saved))
+        combined = _and(self._query, query)
         found = _rebuild_catalog(BrokerCatalog, self._store)
         found.__setstate__({"_query": combined, "_assets": self._assets,
                             "name": f"{self.name}_search"})
         return found
+
+    def save_query(self, name: str, query: Query | Mapping | str) -> None:
+        """Store ``query`` under ``name`` for ``search(saved=name)`` in later sessions."""
+        from .saved import save_query
+
+        if isinstance(query, str):
+            from .queries.expression import parse_query
+
+            query = parse_query(query)
+        save_query(name, as_query(query))
 
     def insert(self, name: str, doc: Mapping[str, Any]) -> None:
         """Store one document; ``RE.subscribe(cat.insert)`` records a live experiment."""
