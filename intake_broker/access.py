@@ -1,0 +1,207 @@
+"""Access control: who may see which runs, applied in one place for every path.
+
+An :class:`AccessPolicy` turns a :class:`Principal` (a user with groups, proposals, beamtimes
+and roles) into a query filter. :class:`GuardedStore` wraps any store with a policy and a
+principal: listing and search get the filter ANDed in (so stores answer it natively, from their
+indexes), and every read of a run -- by uid, prefix or scan_id, its descriptors, event columns,
+documents, assets and summaries -- is checked against it. A catalog over a guarded store gives
+every user exactly their runs, whichever way they ask::
+
+    policy = ProposalPolicy()
+    cat = BrokerCatalog(GuardedStore(store, policy, Principal("ada", proposals=("p-101",))))
+
+Denied and missing runs look the same (``RunNotFound``), so uids of other proposals do not leak.
+A guarded store pickles with its principal and keeps checking in the process that unpickles it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from .errors import RunNotFound
+from .queries import Comparison, In, KeyPresent, Or, Query, documents_needed, evaluate
+from .store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking.
+
+    ``roles`` holds ``"admin"`` (sees everything) and/or ``"staff"`` (sees the runs of the
+    ``beamlines`` they work at); every user sees the runs of their ``proposals`` and
+    ``beamtimes``.
+    """
+
+    name: str
+    groups: tuple[str, ...] = ()
+    proposals: tuple[str, ...] = ()
+    beamtimes: tuple[str, ...] = ()
+    beamlines: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ("user",)
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+@runtime_checkable
+class AccessPolicy(Protocol):
+    """Turns a principal into the filter of the runs it may see (None: every run)."""
+
+    def filter(self, principal: Principal) -> Query | None: ...
+
+
+@dataclass(frozen=True)
+class ProposalPolicy:
+    """Runs belong to a proposal and a beamtime named by start-document keys.
+
+    A user sees runs of their proposals and beamtimes; staff also those of their beamlines;
+    admins all; everyone sees runs whose embargo (``public_key``, epoch seconds) has passed.
+    Runs without a proposal key are seen only by admins, unless ``deny_unlabelled`` is False.
+    """
+
+    proposal_key: str = "proposal_id"
+    beamtime_key: str = "beamtime_id"
+    beamline_key: str = "beamline_id"
+    public_key: str = "embargo_until"
+    deny_unlabelled: bool = True
+
+    def filter(self, principal: Principal) -> Query | None:
+        if principal.is_admin:
+            return None
+        allowed: list[Query] = [
+            In(self.proposal_key, tuple(principal.proposals)),
+            In(self.beamtime_key, tuple(principal.beamtimes)),
+            Comparison("lt", self.public_key, time.time()),
+        ]
+        if "staff" in principal.roles and principal.beamlines:
+            allowed.append(In(self.beamline_key, tuple(principal.beamlines)))
+        if not self.deny_unlabelled:
+            allowed.append(KeyPresent(self.proposal_key, present=False))
+        return Or(tuple(allowed))
+
+
+@dataclass
+class GuardedStore(DocumentStore):
+    """``store`` as ``principal`` may see it under ``policy``: the one place access is checked.
+
+    Writes pass through unchanged (who may write is the service's business).
+    """
+
+    store: DocumentStore
+    policy: AccessPolicy
+    principal: Principal
+    _descriptors: dict[str, str] = field(default_factory=dict, repr=False)  # uid -> run uid
+    _lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def writable(self) -> bool:  # type: ignore[override]
+        return self.store.writable
+
+    @property
+    def validate(self) -> bool:  # type: ignore[override]
+        return self.store.validate
+
+    def _filter(self, query: Query | None) -> Query | None:
+        allowed = self.policy.filter(self.principal)
+        if allowed is None:
+            return query
+        return allowed if query is None else allowed & query
+
+    def _check(self, run_uid: str) -> RunRecord:
+        """The run, if the principal may see it; else the same error as for a missing run."""
+        record = self.store.run(run_uid)  # raises RunNotFound for a missing run
+        allowed = self.policy.filter(self.principal)
+        if allowed is not None:
+            extra = documents_needed(allowed) - {"start", "stop"}
+            parts = self.store.record_parts(run_uid, extra) if extra else {}
+            if not evaluate(allowed, {**record.as_record(), **parts}):
+                raise RunNotFound(f"no run with uid {run_uid!r} in this catalog")
+        return record
+
+    def _check_descriptor(self, descriptor_uid: str) -> None:
+        with self._lock:
+            run_uid = self._descriptors.get(descriptor_uid)
+        if run_uid is None:
+            raise KeyError(f"descriptor {descriptor_uid!r} is not part of any run this "
+                           "catalog has shown")
+        self._check(run_uid)  # re-checked on every read: a revoked grant takes effect
+
+    # -- the contract, guarded ------------------------------------------------------------
+
+    def put(self, kind: str, doc: dict) -> None:
+        self.store.put(kind, doc)
+
+    def insert(self, name: str, doc: Any) -> None:
+        self.store.insert(name, doc)
+
+    def runs(self, query: Query | None = None, *, sort: Sequence[tuple[str, int]] = NEWEST_FIRST,
+             skip: int = 0, limit: int | None = None) -> list[RunRecord]:
+        return self.store.runs(self._filter(query), sort=sort, skip=skip, limit=limit)
+
+    def count(self, query: Query | None = None) -> int:
+        return self.store.count(self._filter(query))
+
+    def run(self, uid: str) -> RunRecord:
+        return self._check(uid)
+
+    def descriptors(self, run_uid: str) -> list[dict]:
+        self._check(run_uid)
+        found = self.store.descriptors(run_uid)
+        with self._lock:
+            self._descriptors.update({d["uid"]: run_uid for d in found})
+        return found
+
+    def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
+        self._check_descriptor(descriptor_uid)
+        return self.store.event_chunks(descriptor_uid)
+
+    def read_events(self, descriptor_uid: str, *, fields: Sequence[str] | None = None,
+                    seq_range: tuple[int, int] | None = None, uids: bool = False) -> EventColumns:
+        self._check_descriptor(descriptor_uid)
+        return self.store.read_events(descriptor_uid, fields=fields, seq_range=seq_range,
+                                      uids=uids)
+
+    def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
+        self._check(run_uid)
+        return self.store.documents(run_uid)
+
+    def run_assets(self, run_uid: str):
+        self._check(run_uid)
+        return self.store.run_assets(run_uid)
+
+    def resource(self, run_uid: str, resource_uid: str) -> dict:
+        self._check(run_uid)
+        return self.store.resource(run_uid, resource_uid)
+
+    def datum_pages(self, run_uid: str) -> Iterator[dict]:
+        self._check(run_uid)
+        return self.store.datum_pages(run_uid)
+
+    def summary(self, run_uid: str) -> dict:
+        self._check(run_uid)
+        return self.store.summary(run_uid)
+
+    def set_summary(self, run_uid: str, stream: str, field_: str, stats: dict) -> None:
+        self._check(run_uid)
+        self.store.set_summary(run_uid, stream, field_, stats)
+
+    def record_parts(self, run_uid: str, parts: Iterable[str]) -> dict[str, Any]:
+        self._check(run_uid)
+        return self.store.record_parts(run_uid, parts)
+
+    def close(self) -> None:
+        self.store.close()
