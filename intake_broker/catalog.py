@@ -294,6 +294,11 @@ class Run(Catalog):
         return self._record.uid
 
     @property
+    def store(self) -> DocumentStore:
+        """The store the run is read from."""
+        return self._store
+
+    @property
     def complete(self) -> bool:
         """Whether the run has a stop document."""
         return self._record.complete

@@ -60,3 +60,26 @@ def run_summary(store, run_uid: str) -> dict[str, dict[str, dict[str, Any]]]:
             if stats is not None:
                 stream[key] = merge_stats(stream.get(key), stats)
     return summary
+
+
+def summarize_assets(run, *, store: bool = True) -> dict[str, dict[str, dict[str, Any]]]:
+    """Compute the statistics of a run's asset-backed fields (frames in external files),
+    reading them chunk by chunk, and keep them in the store (``store.set_summary``) so that
+    ``summary.<stream>.<field>.*`` queries find them. Returns ``{stream: {field: stats}}``."""
+    from .stream import asset_kind
+
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, stream in run.items():
+        keys = [k for k, dk in stream.layout.data_keys.items() if asset_kind(dk) is not None]
+        if not keys:
+            continue
+        arrays = stream(include=keys).to_dask()
+        for key in keys:
+            stats: dict[str, Any] | None = None
+            for block in arrays[key].data.to_delayed().ravel():
+                stats = merge_stats(stats, field_stats(block.compute()))
+            if stats is not None:
+                found.setdefault(name, {})[key] = stats
+                if store:
+                    run.store.set_summary(run.uid, name, key, stats)
+    return found

@@ -260,3 +260,20 @@ def test_hdf5_assets_from_s3(tmp_path, s3):
     ds = cat[-1].primary.to_dask()
     np.testing.assert_array_equal(ds["cam_image"][5].values, frames[5])
     np.testing.assert_array_equal(cat[-1].primary.read()["cam_image"].values, frames)
+
+
+def test_summaries_of_asset_data_are_computed_on_demand_and_searchable(tmp_path):
+    from intake_broker.queries import Comparison
+    from intake_broker.summary import summarize_assets
+
+    docs, frames = ad_hdf5_run(tmp_path)
+    cat = BrokerCatalog(MemoryStore())
+    insert(cat, docs)
+    query = Comparison("gt", "summary.primary.cam_image.max", 0)
+    assert len(cat.search(query)) == 0  # asset data are not summarised at ingest
+    stats = summarize_assets(cat[-1])["primary"]["cam_image"]
+    sums = frames.reshape(len(frames), -1).sum(axis=1)
+    assert stats["max"] == sums.max() and stats["count"] == len(frames)
+    assert stats["mean"] == pytest.approx(sums.mean())
+    assert len(cat.search(query)) == 1
+    assert cat.store.summary(cat[-1].uid)["primary"]["cam_stats_total"]["max"] == sums.max()
