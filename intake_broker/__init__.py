@@ -26,6 +26,9 @@ _LAZY = {
     "default_catalog": "intake_broker.config",
     "queries": "intake_broker",
     "errors": "intake_broker",
+    "catalog": "intake_broker.discovery",
+    "FederatedCatalog": "intake_broker.federation",
+    "FederatedStore": "intake_broker.federation",
 }
 
 if TYPE_CHECKING:
@@ -59,11 +62,14 @@ def __dir__() -> list[str]:
 __all__ = [
     "BrokerCatalog",
     "DocumentStore",
+    "FederatedCatalog",
+    "FederatedStore",
     "MemoryCatalog",
     "MemoryStore",
     "Run",
     "RunRecord",
     "Stream",
+    "catalog",
     "default_catalog",
     "errors",
     "open_catalog",

@@ -31,6 +31,8 @@ class Parameter:
     name: str
     required: bool
     hint: Any = UNKNOWN
+    #: The module of the class whose ``__init__`` declares it (``intake.*`` for intake's own).
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ class Signature:
     @property
     def required(self) -> list[str]:
         return [p.name for p in self.parameters.values() if p.required]
+
+    def offered(self) -> list[str]:
+        """The argument names worth listing to a user (not intake's own plumbing)."""
+        return [p.name for p in self.parameters.values()
+                if not p.owner.startswith("intake.") and p.name != "metadata"]
 
 
 def _hints(function: Any) -> dict[str, Any]:
@@ -88,7 +95,8 @@ def driver_signature(cls: type) -> Signature:
             has_default = param.default is not param.empty
             if first or has_default:
                 parameters[param.name] = Parameter(param.name, required=first and not has_default,
-                                                   hint=hints.get(param.name, UNKNOWN))
+                                                   hint=hints.get(param.name, UNKNOWN),
+                                                   owner=klass.__module__)
         first = False
         if not more:
             return Signature(parameters, open=False)
@@ -166,7 +174,7 @@ def describe(hint: Any, plural: bool = False) -> str:
         return ("lists" if plural else "a list") + inner
     if base in _MAPPINGS:
         inner = ""
-        if len(args) == 2 and (args[0], args[1]) != (Any, Any):
+        if len(args) == 2 and args[1] is not Any:
             inner = f" of {describe(args[0], True)} to {describe(args[1], True)}"
         return ("mappings" if plural else "a mapping") + inner
     name = getattr(base, "__name__", str(base))

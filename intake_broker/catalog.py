@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import string
+import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -192,19 +193,19 @@ class BrokerCatalog(Catalog):
         query language (``'plan_name == "scan" and scan_id > 4'``); ``saved`` names a query
         stored with :meth:`save_query`.
         """
-        if isinstance(query, str):
+        if isinstance(query, str):  # naive times in the catalog's time zone (YAML metadata)
             from .queries.expression import parse_query
 
-            query = parse_query(query)
+            query = parse_query(query, timezone=self.metadata.get("timezone"))
         query = as_query(query)
         if saved is not None:
             from .saved import saved_query
 
             query = _and(query, saved_query(saved))
         combined = _and(self._query, query)
-        found = _rebuild_catalog(BrokerCatalog, self._store)
+        found = _rebuild_catalog(type(self), self._store)
         found.__setstate__({"_query": combined, "_assets": self._assets,
-                            "name": f"{self.name}_search"})
+                            "name": f"{self.name}_search", "metadata": dict(self.metadata)})
         return found
 
     def save_query(self, name: str, query: Query | Mapping | str) -> None:
@@ -406,3 +407,10 @@ class MemoryCatalog(BrokerCatalog):
         from .memory import MemoryStore
 
         super().__init__(MemoryStore(validate=validate), **kwargs)
+
+
+# ``from intake_broker import catalog; catalog["csx"]``: this module is also the mapping of the
+# YAML catalogs found where users keep them (see intake_broker.discovery), as databroker's was.
+from .discovery import install_catalog_mapping  # noqa: E402
+
+install_catalog_mapping(sys.modules[__name__])

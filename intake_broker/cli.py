@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadQuery, BrokerError, RunNotFound
-from .queries import And, Comparison, Eq, NotEq, Query, from_mongo
+from .queries import Query
 
 PROG = "intake-broker"
 
@@ -31,75 +31,13 @@ class UsageError(BrokerError):
 
 # -- queries ----------------------------------------------------------------------------------
 
-_EXPECTED = ("expected 'key op value' terms joined by 'and' (op one of == != > >= < <=), e.g. "
-             "'plan_name == \"scan\" and scan_id > 4', or a JSON object such as "
-             "'{\"plan_name\": \"scan\"}'")
-_TERM = re.compile(r"""\s*(?P<key>[^\s=!<>"']+)\s*(?P<op>==|!=|>=|<=|>|<|=)\s*
-                       (?P<value>"(?:[^"\\]|\\.)*"|'[^']*'|[^\s"'=!<>][^\s"']*)\s*""", re.VERBOSE)
-_AND = re.compile(r"and(?:\s+|$)", re.IGNORECASE)
-_COMPARISONS = {">": "gt", ">=": "ge", "<": "lt", "<=": "le"}
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(name)  # NaN, Infinity: read as bare words
-
-
-def _value(text: str) -> Any:
-    if text[0] == "'":
-        return text[1:-1]
-    try:  # "strings", numbers, true/false/null, [arrays]; anything else is a bare word
-        return json.loads(text, parse_constant=_no_constant)
-    except ValueError:
-        return text
-
-
-def _term(key: str, op: str, value: Any) -> Query:
-    if op in _COMPARISONS:
-        return Comparison(_COMPARISONS[op], key, value)
-    return NotEq(key, value) if op == "!=" else Eq(key, value)
-
 
 def parse_query(text: str) -> Query:
-    """Turn the text of a search into a query, without ``eval``.
+    """The query of a command line: the query language of
+    :mod:`intake_broker.queries.expression`, or a JSON object (a MongoDB-style filter)."""
+    from .queries.expression import parse_query as parse
 
-    Parameters
-    ----------
-    text : str
-        A JSON object (a MongoDB-style filter, as databroker took), or ``key op value`` terms
-        joined by ``and``: ``op`` is one of ``== != > >= < <=``, ``value`` a JSON literal or a
-        bare word (a string), e.g. ``plan_name == "scan" and scan_id > 4``.
-
-    Returns
-    -------
-    Query
-
-    Raises
-    ------
-    BadQuery
-        Saying what was wrong and which form is expected.
-    """
-    if text.lstrip().startswith("{"):
-        try:
-            spec = json.loads(text)
-        except ValueError as err:
-            raise BadQuery(f"query {text!r} looks like JSON but is not valid ({err})") from None
-        return from_mongo(spec)
-    terms, pos = [], 0
-    while True:
-        term = _TERM.match(text, pos)
-        if term is None:
-            where = repr(text[pos:].strip()[:30]) if text[pos:].strip() else "its end"
-            raise BadQuery(f"cannot read query {text!r} at {where}: {_EXPECTED}")
-        terms.append(_term(term["key"], term["op"], _value(term["value"])))
-        pos = term.end()
-        if pos == len(text):
-            break
-        joiner = _AND.match(text, pos)
-        if joiner is None:
-            raise BadQuery(f"query {text!r}: expected 'and' at {text[pos:][:30]!r} (only 'and' "
-                           f"joins terms for now): {_EXPECTED}")
-        pos = joiner.end()
-    return terms[0] if len(terms) == 1 else And(tuple(terms))
+    return parse(text)
 
 
 # -- the catalog ------------------------------------------------------------------------------
@@ -394,6 +332,25 @@ def cmd_ingest(args: argparse.Namespace, catalog: Any) -> int:
     return 0
 
 
+def cmd_catalogs(args: argparse.Namespace, catalog: Any) -> int:
+    """List the catalogs found by discovery (``from intake_broker import catalog``)."""
+    from .discovery import Catalogs, search_path
+
+    folders = search_path(args.data)
+    found = Catalogs(folders).scan()
+    rows = [[f.name + (" (shadowed)" if f.shadowed else ""), f.driver or "-",
+             f"{f.where} [{f.source}]"] for f in found]
+    if rows:
+        print(format_table(["NAME", "DRIVER", "FROM"], rows))
+    else:
+        print("no catalogs found")
+    print("\nsearched, in order (the first file with a name wins):")
+    for label, folder in folders:
+        print(f"  {folder} [{label}]{'' if folder.is_dir() else ' (missing)'}")
+    print("  entry points 'intake.catalogs'")
+    return 0
+
+
 # -- the parser and main ----------------------------------------------------------------------
 
 
@@ -458,6 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'key op value [and ...]' (op: == != > >= < <=) or a JSON object")
     search.add_argument("--limit", type=_positive, default=20, metavar="N", help="default 20")
     search.set_defaults(func=cmd_search)
+
+    catalogs = sub.add_parser("catalogs", help="list the YAML catalogs found (user data dir, "
+                              "sys.prefix/share/intake, $INTAKE_PATH, entry points)")
+    catalogs.set_defaults(func=cmd_catalogs, needs_catalog=False)
     return parser
 
 
@@ -491,7 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 2
     catalog = None
     try:
-        catalog = open_cli_catalog(args.catalog, args.entry, args.data)
+        if getattr(args, "needs_catalog", True):
+            catalog = open_cli_catalog(args.catalog, args.entry, args.data)
         return args.func(args, catalog)
     except (UsageError, BadQuery) as err:
         _error(str(err))

@@ -1,14 +1,15 @@
 """Finding stores and catalogs: the store registry, YAML catalog files, the default catalog.
 
 Stores register under the ``intake_broker.stores`` entry-point group (``memory`` is built in);
-intake drivers under ``intake.drivers``. Both are read lazily, once.
+intake drivers under ``intake.drivers``. Both are read lazily, once. YAML catalog files are
+read and checked by :mod:`intake_broker.catalog_file` (:func:`open_catalog`), found where users
+keep them by :mod:`intake_broker.discovery`, and merged by :mod:`intake_broker.federation`.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -91,46 +92,35 @@ def default_catalog(data: str | os.PathLike | None = None, *, store: str = DEFAU
     return BrokerCatalog(store_class(store).in_folder(str(folder)), name=f"default ({folder})")
 
 
-def _known_drivers() -> set[str]:
-    from intake.source import registry
-
-    return set(registry)
-
-
 def open_catalog(uri: str | os.PathLike, **kwargs: Any):
-    """Open a YAML catalog file with intake, first checking that every driver it names exists.
+    """Open a YAML catalog file, checking every entry first.
 
-    intake alone reports an unknown driver only when the entry is opened, without the file;
-    this names the file, the entry, and the installed bluesky drivers.
+    Like ``intake.open_catalog`` for the v1 format (``sources:`` / ``driver:`` / ``args:``),
+    and also: each entry's driver, argument names, required arguments and types are checked
+    against the driver's signature, with errors naming the file, the line, the field and what
+    would be valid; ``${VARIABLE}`` and ``{{ env(VARIABLE) }}`` are read from the environment
+    when an entry is opened (unset is an error); relative paths are relative to the file's
+    folder; ``handler_registry`` values may be dotted names; ``metadata.timezone`` is checked.
+    See :mod:`intake_broker.catalog_file`.
+
+    Parameters
+    ----------
+    uri : str or path
+        A local path or an fsspec URL of the YAML file.
+    **kwargs
+        ``storage_options`` for reading a remote file; the rest go to the intake catalog.
+
+    Returns
+    -------
+    intake_broker.catalog_file.YAMLCatalog
+        An intake catalog: ``cat["csx"]`` opens an entry.
+
+    Raises
+    ------
+    CatalogFileError
+        The file is missing, not YAML, or an entry is wrong (a ``BrokerError`` and a
+        ``ValueError``; an unknown driver is also an ``UnknownDriver``).
     """
-    import intake
-    import yaml
+    from .catalog_file import open_yaml
 
-    path = str(uri)
-    try:
-        import fsspec
-
-        with fsspec.open(path, "rt") as f:
-            spec = yaml.safe_load(f) or {}
-    except FileNotFoundError as err:
-        raise BrokerError(f"catalog file {path!r} does not exist") from err
-    except yaml.YAMLError as err:
-        raise BrokerError(f"catalog file {path!r} is not valid YAML: {err}") from err
-    sources = spec.get("sources") if isinstance(spec, dict) else None
-    if not isinstance(sources, dict):
-        raise BrokerError(f"catalog file {path!r} has no 'sources:' mapping; an intake catalog "
-                          "lists its entries under 'sources:' with 'driver:' and 'args:'")
-    known = _known_drivers()
-    for name, entry in sources.items():
-        driver = entry.get("driver") if isinstance(entry, dict) else None
-        if isinstance(driver, str) and driver not in known and "." not in driver:
-            bluesky = sorted(d for d in known if d.startswith("bluesky"))
-            raise UnknownDriver(
-                f"{path}: entry {name!r} names driver {driver!r}, which is not installed; "
-                f"installed bluesky drivers: {', '.join(bluesky) or 'none'} (other intake "
-                f"drivers: {len(known) - len(bluesky)}). Check the spelling, or install the "
-                "plugin that provides it"
-            )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return intake.open_catalog(path, **kwargs)
+    return open_yaml(uri, **kwargs)

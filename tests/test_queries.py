@@ -326,7 +326,8 @@ ALL_TYPES = [
 
 
 def test_every_type_is_covered():
-    assert {type(q) for q in ALL_TYPES} == set(QUERY_TYPES.values())
+    builtin = {t for t in QUERY_TYPES.values() if t.__module__.startswith("intake_broker.queries")}
+    assert {type(q) for q in ALL_TYPES} == builtin  # (tests elsewhere may register more)
 
 
 @pytest.mark.parametrize("query", ALL_TYPES, ids=lambda q: q.kind)

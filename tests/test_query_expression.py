@@ -99,3 +99,19 @@ def test_bad_json_and_empty():
         parse_query("   ")
     with pytest.raises(BadQuery, match="unsupported query operator"):
         parse_query('{"scan_id": {"$near": 3}}')
+
+
+def test_naive_times_are_read_in_the_given_zone():
+    berlin = parse_query('time since "2026-01-01 01:00"', timezone="Europe/Berlin")
+    assert berlin.since == TimeRange(since="2026-01-01T00:00:00+00:00").since
+    utc = parse_query('time since "2026-01-01 01:00"', timezone="UTC")
+    assert utc.since - berlin.since == 3600
+
+
+def test_catalog_search_reads_times_in_its_time_zone():
+    import intake_broker
+
+    cat = intake_broker.temp()
+    cat.metadata["timezone"] = "Asia/Tokyo"
+    found = cat.search('time since "2026-01-01 09:00"')
+    assert found.query.since == TimeRange(since="2026-01-01T00:00:00+00:00").since

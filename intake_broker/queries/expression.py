@@ -95,8 +95,9 @@ def _error(text: str, pos: int, problem: str) -> BadQuery:
 
 
 class _Parser:
-    def __init__(self, text: str):
+    def __init__(self, text: str, timezone: str | None = None):
         self.text = text
+        self.timezone = timezone
         self.tokens = _tokenize(text)
         self.i = 0
 
@@ -158,7 +159,7 @@ class _Parser:
         while self.tok.word in ("since", "until") and self.tok.word not in bounds:
             bound = self.take().word
             bounds[bound] = self.value()
-        return TimeRange(**bounds)
+        return TimeRange(**bounds, timezone=self.timezone)
 
     def key(self) -> str:
         token = self.take()
@@ -249,8 +250,11 @@ class _Parser:
         return Eq(key, value) if op == "eq" else NotEq(key, value)
 
 
-def parse_query(text: str) -> Query:
+def parse_query(text: str, *, timezone: str | None = None) -> Query:
     """Parse the query language above (or a JSON object: a Mongo-style filter) into a Query.
+
+    Naive times (``time since "2026-01-01 08:00"``) are read in ``timezone`` (an IANA name;
+    None: the machine's local zone).
 
     Raises
     ------
@@ -267,7 +271,7 @@ def parse_query(text: str) -> Query:
         except ValueError as err:
             raise BadQuery(f"query looks like JSON but is not valid JSON ({err})") from None
         return from_mongo(spec)
-    parser = _Parser(text)
+    parser = _Parser(text, timezone)
     query = parser.expr()
     if parser.tok.kind != "end":
         raise parser.fail("'and', 'or' or the end of the query")
