@@ -193,8 +193,33 @@ def cmd_ls(args: argparse.Namespace, catalog: Any) -> int:
 
 
 def cmd_search(args: argparse.Namespace, catalog: Any) -> int:
-    results = catalog.search(parse_query(" ".join(args.query)))
+    if not args.query and args.saved is None:
+        raise UsageError("give a QUERY, or --saved NAME to run a saved query")
+    query = parse_query(" ".join(args.query)) if args.query else None
+    if args.save is not None:
+        if query is None:
+            raise UsageError("--save NAME stores the QUERY given with it")
+        catalog.save_query(args.save, query)
+        print(f"saved as {args.save!r}")
+    results = catalog.search(query, saved=args.saved)
     print_runs(itertools.islice(results.values(), args.limit), len(results), "no runs match")
+    return 0
+
+
+def cmd_summarize(args: argparse.Namespace, catalog: Any) -> int:
+    """Statistics of asset data (frames in files), kept by the store for summary.* searches."""
+    from .summary import summarize_assets
+
+    runs = [lookup_run(catalog, key) for key in args.runs] if args.runs else catalog.values()
+    done = 0
+    for run in runs:
+        found = summarize_assets(run)
+        for stream, fields in found.items():
+            for field, stats in fields.items():
+                print(f"{run.uid[:8]}  {stream}.{field}: max {stats.get('max')} "
+                      f"mean {stats.get('mean')} count {stats.get('count')}")
+        done += 1
+    print(f"summarized the asset data of {done} runs")
     return 0
 
 
@@ -411,10 +436,19 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_show)
 
     search = sub.add_parser("search", help="list the runs matching a query")
-    search.add_argument("query", nargs="+", metavar="QUERY",
-                        help="'key op value [and ...]' (op: == != > >= < <=) or a JSON object")
+    search.add_argument("query", nargs="*", metavar="QUERY",
+                        help="the query language, e.g. 'plan_name == \"scan\" and "
+                        "4000 <= scan_id <= 4100 and summary.primary.theta.max < 5', "
+                        "or a JSON object (a MongoDB-style filter)")
     search.add_argument("--limit", type=_positive, default=20, metavar="N", help="default 20")
+    search.add_argument("--save", metavar="NAME", help="also store the query under NAME")
+    search.add_argument("--saved", metavar="NAME", help="run the query saved as NAME")
     search.set_defaults(func=cmd_search)
+
+    summarize = sub.add_parser("summarize", help="compute and keep statistics of asset data "
+                               "(frames in external files) so summary.* searches find them")
+    summarize.add_argument("runs", nargs="*", metavar="RUN", help="default: every run")
+    summarize.set_defaults(func=cmd_summarize)
 
     catalogs = sub.add_parser("catalogs", help="list the YAML catalogs found (user data dir, "
                               "sys.prefix/share/intake, $INTAKE_PATH, entry points)")

@@ -400,3 +400,19 @@ def test_console_entry_point(demo_dir, tmp_path):
                            "show", "nope"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.startswith("intake-broker: error:") and "Traceback" not in proc.stderr
+
+
+def test_search_save_and_saved(demo_dir, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("INTAKE_BROKER_DATA", str(tmp_path))
+    code, out, _ = cli(capsys, "--data", demo_dir, "search", "--save", "counts",
+                       'plan_name == "count"')
+    assert code == 0 and "saved as 'counts'" in out
+    code, again, _ = cli(capsys, "--data", demo_dir, "search", "--saved", "counts")
+    assert code == 0 and again.count("count") == out.count("count") - 1  # no "saved as" line
+    code, _, err = cli(capsys, "--data", demo_dir, "search")
+    assert code == 2 and "--saved NAME" in err
+
+
+def test_summarize_without_assets(demo_dir, capsys):
+    code, out, _ = cli(capsys, "--data", demo_dir, "summarize", "-1")
+    assert code == 0 and "summarized the asset data of 1 runs" in out
