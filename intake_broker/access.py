@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import RunNotFound
+from .errors import DescriptorNotFound, RunNotFound
 from .queries import Comparison, In, KeyPresent, Or, Query, documents_needed, evaluate
 from .store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
 
@@ -136,7 +136,7 @@ class GuardedStore(DocumentStore):
         with self._lock:
             run_uid = self._descriptors.get(descriptor_uid)
         if run_uid is None:
-            raise KeyError(f"descriptor {descriptor_uid!r} is not part of any run this "
+            raise DescriptorNotFound(f"descriptor {descriptor_uid!r} is not part of any run this "
                            "catalog has shown")
         self._check(run_uid)  # re-checked on every read: a revoked grant takes effect
 

@@ -79,6 +79,11 @@ class BrokerCatalog(Catalog):
         return self._store
 
     @property
+    def asset_options(self) -> dict[str, Any]:
+        """``handler_registry``, ``root_map`` and ``storage_options`` for this catalog's assets."""
+        return dict(self._assets)
+
+    @property
     def query(self) -> Query | None:
         """The filter every run of this catalog matches (None: every run of the store)."""
         return self._query
@@ -278,12 +283,10 @@ class Run(Catalog):
         assets: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ):
-        from .assets import AssetReader
-
         self._store = store
         self._record = record
         self._asset_options = dict(assets or {})
-        self._assets = AssetReader(store, record.uid, **self._asset_options)
+        self._assets = store.asset_reader(record.uid, **self._asset_options)
         self._descriptors: list[dict] | None = None
         metadata = {"start": record.start, "stop": record.stop}
         if record.origin:

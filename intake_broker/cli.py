@@ -206,6 +206,21 @@ def cmd_search(args: argparse.Namespace, catalog: Any) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, catalog: Any) -> int:
+    """Serve the catalog over HTTP (``intake-broker-server``)."""
+    try:
+        from intake_broker_server import serve
+    except ImportError:
+        raise UsageError("serving needs the server plugin: pip install -e drivers/remote "
+                         "-e drivers/server") from None
+    try:
+        serve(args.catalog, host=args.host, port=args.port, workers=args.workers,
+              entry=args.entry, data=args.data)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    return 0
+
+
 def cmd_summarize(args: argparse.Namespace, catalog: Any) -> int:
     """Statistics of asset data (frames in files), kept by the store for summary.* searches."""
     from .summary import summarize_assets
@@ -444,6 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--save", metavar="NAME", help="also store the query under NAME")
     search.add_argument("--saved", metavar="NAME", help="run the query saved as NAME")
     search.set_defaults(func=cmd_search)
+
+    serve = sub.add_parser("serve", help="serve the catalog over HTTP (JSON/msgpack API, "
+                           "zarr v3 layout, OpenAPI at /docs)")
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback)")
+    serve.add_argument("--port", type=int, default=8000, help="default 8000")
+    serve.add_argument("--workers", type=_positive, default=1, help="worker processes")
+    serve.set_defaults(func=cmd_serve, needs_catalog=False)
 
     summarize = sub.add_parser("summarize", help="compute and keep statistics of asset data "
                                "(frames in external files) so summary.* searches find them")

@@ -37,6 +37,14 @@ class StreamNotFound(BrokerError, KeyError):
     """A run has no stream of the requested name."""
 
 
+class DescriptorNotFound(BrokerError, KeyError):
+    """A store holds no descriptor of the requested uid."""
+
+
+class ResourceNotFound(BrokerError, KeyError):
+    """A run holds no resource (or stream_resource) of the requested uid."""
+
+
 class InvalidDocument(BrokerError, ValueError):
     """A document is malformed, fails its event-model schema, or refers to something unknown."""
 

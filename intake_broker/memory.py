@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .documents import check_reinsert, datum_page_rows, doc_label, event_page_rows
-from .errors import InvalidDocument, RunNotFound
+from .errors import DescriptorNotFound, InvalidDocument, ResourceNotFound, RunNotFound
 from .queries import Query
 from .store import (
     NEWEST_FIRST,
@@ -288,7 +288,7 @@ class MemoryStore(DocumentStore):
     def _table(self, descriptor_uid: str) -> EventTable:
         run_uid = self._owner.get(descriptor_uid)
         if run_uid is None:
-            raise KeyError(f"no descriptor with uid {descriptor_uid!r} in this store")
+            raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r} in this store")
         return self._runs[run_uid].tables[descriptor_uid]
 
     def runs(
@@ -340,7 +340,10 @@ class MemoryStore(DocumentStore):
             yield "stop", stop
 
     def resource(self, run_uid: str, resource_uid: str) -> dict:
-        return self._get(run_uid).resources[resource_uid]
+        try:
+            return self._get(run_uid).resources[resource_uid]
+        except KeyError:
+            raise ResourceNotFound(f"run {run_uid!r} has no resource {resource_uid!r}") from None
 
     def summary(self, run_uid: str) -> dict[str, dict[str, dict]]:
         run = self._get(run_uid)

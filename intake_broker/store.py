@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from . import documents
-from .errors import ReadOnlyStore, RunNotFound
+from .errors import ReadOnlyStore, ResourceNotFound, RunNotFound
 from .queries import Eq, Query, documents_needed, evaluate, resolve_key
 
 if TYPE_CHECKING:
-    from .assets import RunAssets
+    from .assets import AssetReader, RunAssets
 
 #: How runs are ordered when nobody says otherwise: newest first.
 NEWEST_FIRST: tuple[tuple[str, int], ...] = (("time", -1),)
@@ -200,7 +200,15 @@ class DocumentStore(ABC):
         for kind, doc in self.documents(run_uid):
             if kind in ("resource", "stream_resource") and doc["uid"] == resource_uid:
                 return doc
-        raise KeyError(f"run {run_uid!r} has no resource {resource_uid!r}")
+        raise ResourceNotFound(f"run {run_uid!r} has no resource {resource_uid!r}")
+
+    def asset_reader(self, run_uid: str, **options: Any) -> AssetReader:
+        """What reads this run's external assets; stores that read them elsewhere (a remote
+        store, on its server) override it. ``options``: ``handler_registry``, ``root_map``,
+        ``storage_options`` of the catalog."""
+        from .assets import AssetReader
+
+        return AssetReader(self, run_uid, **options)
 
     def run_assets(self, run_uid: str) -> RunAssets:
         """The resources, datums, stream_resources and stream_datums of a run, indexed

@@ -416,3 +416,9 @@ def test_search_save_and_saved(demo_dir, capsys, tmp_path, monkeypatch):
 def test_summarize_without_assets(demo_dir, capsys):
     code, out, _ = cli(capsys, "--data", demo_dir, "summarize", "-1")
     assert code == 0 and "summarized the asset data of 1 runs" in out
+
+
+def test_serve_refuses_several_workers_on_a_memory_store(capsys):
+    pytest.importorskip("intake_broker_server")
+    code, _, err = cli(capsys, "--catalog", "memory", "serve", "--workers", "2")
+    assert code == 2 and "memory store lives in one process" in err

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 from fsspec.core import url_to_fs
 
 from intake_broker.documents import doc_label, normalize
-from intake_broker.errors import CorruptFile, DocumentConflict, InvalidDocument, RunNotFound
+from intake_broker.errors import (
+    CorruptFile,
+    DescriptorNotFound,
+    DocumentConflict,
+    InvalidDocument,
+    ResourceNotFound,
+    RunNotFound,
+)
 from intake_broker.memory import DEFAULT_CHUNK_ROWS, RunDocuments
 from intake_broker.queries import Query
 from intake_broker.store import (
@@ -322,7 +329,7 @@ class FilesStore(DocumentStore):
         if docs is None or descriptor_uid not in docs.tables:
             docs = self._search(lambda d: descriptor_uid in d.tables)
         if docs is None:
-            raise KeyError(f"no descriptor with uid {descriptor_uid!r} in {self!r}")
+            raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r} in {self!r}")
         return docs.tables[descriptor_uid]
 
     def descriptors(self, run_uid: str) -> list[dict]:
@@ -360,7 +367,7 @@ class FilesStore(DocumentStore):
         try:
             return resources[resource_uid]
         except KeyError:
-            raise KeyError(f"run {run_uid!r} has no resource {resource_uid!r}") from None
+            raise ResourceNotFound(f"run {run_uid!r} has no resource {resource_uid!r}") from None
 
     # -- writing --------------------------------------------------------------------------
 

@@ -1,0 +1,219 @@
+"""Service W1: a ~1 GB stream read over HTTP, as a ratio of the same read done locally.
+
+A server runs in a subprocess on a loopback port over a store holding one run whose
+``primary`` stream is ``--rows`` events x ``--fields`` fields of ``--width`` float64 each
+(default 131,072 x 4 x 256 = 1.07 GB, chunks of 2,048 events = 16 MB). This process reads it
+through ``RemoteCatalog`` and, from its own copy of the same store, locally; both warm (the
+store has its columns built: what is measured is the way from the store to the caller).
+
+* ``run.primary.read()``: one chunk after another (the core reads chunks in sequence);
+* ``run.primary.to_dask().load()``: dask's threads, several chunks at once;
+* with the default codecs (lz4 tried on a sample; this noise does not compress, so it travels
+  raw) and with ``codecs=["none"]``.
+
+``--store native`` keeps the run in the native store's folder (zarr arrays on disk, read
+through the page cache by both processes), ``--store msgpack`` in a suitcase-msgpack file (the
+server and this process each parse it; use a smaller ``--rows``: the file holds every value as
+a msgpack float). Physical limit printed beside: a raw ``socket`` copy of the same bytes over
+loopback.
+
+Run:  python benchmarks/service_read.py [--rows 131072] [--fields 4] [--width 256] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+import numpy as np
+
+from intake_broker.catalog import BrokerCatalog
+from intake_broker.memory import MemoryStore
+
+
+def make_store(args, store_kind: str, folder: str | None):
+    """The benchmark run in a store (the same values in every process: seeded)."""
+    import event_model
+
+    if store_kind == "memory":
+        store = MemoryStore(validate=False, chunk_rows=args.chunk)
+    elif store_kind == "native":
+        from intake_broker.config import store_class
+
+        store = store_class("native").in_folder(folder)
+        store.validate = False
+        if store.count():
+            return store
+    else:
+        from intake_broker_files import FilesStore
+
+        store = FilesStore([f"{folder}/*.{store_kind}"], format=store_kind, validate=False,
+                           chunk_rows=args.chunk)
+        if store.count():
+            return store
+    rng = np.random.default_rng(0)
+    bundle = event_model.compose_run(uid="00000000-0000-4000-8000-000000000001", time=1e9,
+                                     metadata={"scan_id": 1, "plan_name": "benchmark"})
+    keys = [f"f{i}" for i in range(args.fields)]
+    desc = bundle.compose_descriptor(name="primary", time=1e9, data_keys={
+        k: {"dtype": "array", "shape": [args.width], "source": "bench"} for k in keys})
+    store.insert("start", bundle.start_doc)
+    store.insert("descriptor", desc.descriptor_doc)
+    uid = desc.descriptor_doc["uid"]
+    for lo in range(0, args.rows, args.chunk):
+        hi = min(lo + args.chunk, args.rows)
+        data = {k: rng.normal(size=(hi - lo, args.width)) for k in keys}
+        if store_kind in ("msgpack", "jsonl"):
+            data = {k: v.tolist() for k, v in data.items()}
+        store.insert("event_page", {
+            "descriptor": uid, "uid": [f"{uid}-{i}" for i in range(lo, hi)],
+            "seq_num": list(range(lo + 1, hi + 1)), "time": list(1e9 + np.arange(lo, hi)),
+            "data": data, "timestamps": {k: [1e9] * (hi - lo) for k in keys}, "filled": {}})
+    store.insert("stop", bundle.compose_stop(time=2e9))
+    if store_kind != "memory":
+        store.close()
+    return store
+
+
+def serve(args) -> None:
+    """The server process: the same store, served on 127.0.0.1:args.serve."""
+    import uvicorn
+    from intake_broker_server import create_app
+
+    store = make_store(args, args.store, args.folder)
+    BrokerCatalog(store)[-1].primary.read()  # warm: columns built, as in this process
+    uvicorn.run(create_app(store), host="127.0.0.1", port=args.serve, log_level="warning")
+
+
+def start_server(args, folder: str | None) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, __file__, "--serve", str(port), "--rows", str(args.rows),
+               "--fields", str(args.fields), "--width", str(args.width), "--chunk",
+               str(args.chunk), "--store", args.store]
+    if folder:
+        command += ["--folder", folder]
+    process = subprocess.Popen(command)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise SystemExit("the server did not start")
+
+
+def best_of(repeat: int, func) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+_SENDER = """
+import socket, sys
+port, nbytes, repeat = (int(a) for a in sys.argv[1:])
+payload = memoryview(bytes(16 << 20))
+for _ in range(repeat):
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        sent = 0
+        while sent < nbytes:
+            n = min(len(payload), nbytes - sent)
+            conn.sendall(payload[:n])
+            sent += n
+"""
+
+
+def socket_limit(nbytes: int, repeat: int) -> float:
+    """Seconds to move ``nbytes`` from another process over a loopback socket into one
+    buffer (16 MB sends, 4 MB receives, no HTTP): the floor under any HTTP read of them."""
+    server = socket.create_server(("127.0.0.1", 0))
+    sender = subprocess.Popen([sys.executable, "-c", _SENDER, str(server.getsockname()[1]),
+                               str(nbytes), str(repeat)])
+    times = []
+    try:
+        for _ in range(repeat):
+            conn, _ = server.accept()
+            buffer = bytearray(nbytes)
+            view, pos = memoryview(buffer), 0
+            t = time.perf_counter()
+            with conn:
+                while pos < nbytes:
+                    pos += conn.recv_into(view[pos:], min(nbytes - pos, 4 << 20))
+            times.append(time.perf_counter() - t)
+    finally:
+        sender.wait(timeout=60)
+        server.close()
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=131_072)
+    parser.add_argument("--fields", type=int, default=4)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--chunk", type=int, default=2048)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--store", choices=["memory", "native", "msgpack", "jsonl"],
+                        default="memory")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args)
+        return
+
+    from intake_broker_remote import RemoteCatalog
+
+    nbytes = args.rows * args.fields * args.width * 8
+    print(f"stream: {args.rows:,} events x {args.fields} fields x {args.width} float64 = "
+          f"{nbytes / 1e9:.2f} GB in chunks of {args.chunk:,} events "
+          f"({args.chunk * args.fields * args.width * 8 / 1e6:.0f} MB); store: {args.store}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = None if args.store == "memory" else tmp
+        t = time.perf_counter()
+        local_store = make_store(args, args.store, folder)
+        local = BrokerCatalog(local_store)[-1]
+        local.primary.read()  # warm
+        print(f"  data made and loaded in {time.perf_counter() - t:.1f} s")
+        process, url = start_server(args, folder)
+        try:
+            results = []
+            for label, read in (("read()", lambda s: s.read()),
+                                ("to_dask().load()", lambda s: s.to_dask().load())):
+                t_local = best_of(args.repeat, lambda read=read: read(local.primary))
+                results.append((f"local  {label}", t_local, None))
+                for codecs in (None, ["none"]):
+                    options = {} if codecs is None else {"codecs": codecs}
+                    run = RemoteCatalog(url, **options)[-1]
+                    got = read(run.primary)  # also checks the values
+                    np.testing.assert_array_equal(got["f0"].values[-3:],
+                                                  read(local.primary)["f0"].values[-3:])
+                    t_remote = best_of(args.repeat, lambda read=read, run=run: read(run.primary))
+                    name = "default codecs" if codecs is None else "codecs=none"
+                    results.append((f"remote {label} [{name}]", t_remote, t_local))
+            limit = socket_limit(nbytes, args.repeat)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    print(f"  {'read':<40} {'time':>8}  {'GB/s':>6}  {'remote/local':>12}")
+    for label, seconds, reference in results:
+        ratio = f"{reference / seconds:11.0%}" if reference else ""
+        print(f"  {label:<40} {seconds:7.2f}s  {nbytes / seconds / 1e9:6.2f}  {ratio:>12}")
+    print(f"  {'limit: raw loopback socket, same bytes':<40} {limit:7.2f}s  "
+          f"{nbytes / limit / 1e9:6.2f}")
+
+
+if __name__ == "__main__":
+    main()

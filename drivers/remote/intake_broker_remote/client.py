@@ -1,0 +1,185 @@
+"""One pooled HTTP client per store: timeouts, retries with exponential back-off, error bodies
+turned back into the exceptions the server raised, and binary bodies read without extra
+copies."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from . import wire
+from .errors import ServiceUnavailable, raise_for_body
+
+#: Statuses worth another try: a proxy or the server says it is briefly unable.
+RETRY_STATUSES = frozenset({502, 503, 504})
+#: Failures worth another try: nothing reached the server, or the connection broke.
+RETRY_ERRORS = (httpx.TransportError,)
+#: Bytes httpcore asks of the socket per read. Its default (64 KiB) caps a loopback transfer at
+#: about half of what 1 MiB reads give; the value only sizes a ``recv``, so raising it changes
+#: nothing else (and is left alone if someone has set it already).
+READ_BYTES = 1 << 20
+
+
+def _tune_httpcore() -> None:
+    try:
+        from httpcore._sync.http11 import HTTP11Connection
+    except ImportError:  # another httpcore layout: keep its default
+        return
+    if getattr(HTTP11Connection, "READ_NUM_BYTES", None) == 64 * 1024:
+        HTTP11Connection.READ_NUM_BYTES = READ_BYTES
+
+
+def _error(response: httpx.Response) -> None:
+    try:
+        body = wire.unpackb(response.content) if response.headers.get(
+            "content-type", "").startswith(wire.MSGPACK) else response.json()
+    except Exception:  # not our server, or no body: keep the status and some text
+        body = None
+    raise_for_body(response.status_code, body,
+                   f"{response.request.method} {response.request.url} answered "
+                   f"{response.status_code}: {response.text[:200]!r}")
+
+
+class HTTPClient:
+    """An ``httpx.Client`` made on first use (and anew in a forked process).
+
+    Parameters
+    ----------
+    url : str
+        The server's base URL (``http://host:8000`` or with a path prefix).
+    timeout : float
+        Seconds to wait for a connection and for each read.
+    headers : dict, optional
+        Sent with every request.
+    api_key : str, optional
+        Sent as ``Authorization: Apikey <key>``.
+    retries : int
+        Further tries after a connection failure or a 502/503/504 (never after another 4xx
+        or 5xx), waiting ``backoff * 2**n`` seconds (with jitter) before try ``n + 1``.
+    backoff : float
+        The first wait, in seconds.
+    max_connections : int
+        Connections kept open to the server (for dask's threads reading chunks at once).
+    """
+
+    def __init__(self, url: str, *, timeout: float = 30.0,
+                 headers: Mapping[str, str] | None = None, api_key: str | None = None,
+                 retries: int = 3, backoff: float = 0.25, max_connections: int = 32):
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"the server URL must start with http:// or https://, not {url!r}")
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.headers = dict(headers or {})
+        if api_key:
+            self.headers["Authorization"] = f"Apikey {api_key}"
+        self.retries = retries
+        self.backoff = backoff
+        self.max_connections = max_connections
+        self._client: httpx.Client | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def options(self) -> dict[str, Any]:
+        """The constructor's arguments (what a pickle keeps)."""
+        return {"timeout": self.timeout, "headers": self.headers, "retries": self.retries,
+                "backoff": self.backoff, "max_connections": self.max_connections}
+
+    @property
+    def client(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None or self._pid != os.getpid():
+                limits = httpx.Limits(max_connections=self.max_connections,
+                                      max_keepalive_connections=self.max_connections)
+                _tune_httpcore()
+                self._client = httpx.Client(base_url=self.url, headers=self.headers,
+                                            timeout=self.timeout, limits=limits)
+                self._pid = os.getpid()
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None and self._pid == os.getpid():
+                self._client.close()
+            self._client = None
+
+    def _wait(self, attempt: int) -> None:
+        time.sleep(self.backoff * 2 ** attempt * (0.5 + random.random()))
+
+    def _unavailable(self, method: str, path: str, why: str) -> ServiceUnavailable:
+        return ServiceUnavailable(f"{method} {self.url}{path} failed after "
+                                  f"{self.retries + 1} tries: {why}")
+
+    @contextlib.contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """A response whose body is read as it arrives; retried until its status is known
+        (errors while the body is read are the caller's to retry)."""
+        for attempt in range(self.retries + 1):
+            context = self.client.stream(method, path, **kwargs)
+            try:
+                response = context.__enter__()
+            except RETRY_ERRORS as err:
+                if attempt == self.retries:
+                    raise self._unavailable(method, path, f"{type(err).__name__}: {err}") \
+                        from err
+                self._wait(attempt)
+                continue
+            try:
+                if response.status_code in RETRY_STATUSES and attempt < self.retries:
+                    self._wait(attempt)
+                    continue
+                if response.status_code in RETRY_STATUSES:
+                    raise self._unavailable(method, path, f"HTTP {response.status_code}")
+                if response.status_code >= 400:
+                    response.read()
+                    _error(response)
+                yield response
+                return
+            finally:
+                context.__exit__(None, None, None)
+
+    def request(self, method: str, path: str, *, accept: str = wire.MSGPACK,
+                **kwargs: Any) -> bytearray:
+        """The whole body of a successful response, retrying transport failures, in one
+        writable buffer."""
+        headers = {"Accept": accept, **kwargs.pop("headers", {})}
+        for attempt in range(self.retries + 1):
+            try:
+                with self.stream(method, path, headers=headers, **kwargs) as response:
+                    size = response.headers.get("content-length")
+                    encoded = response.headers.get("content-encoding", "identity")
+                    if size is not None and size.isdigit() and encoded == "identity":
+                        body = bytearray(int(size))
+                        view, pos = memoryview(body), 0
+                        for part in response.iter_bytes():
+                            view[pos:pos + len(part)] = part
+                            pos += len(part)
+                        if pos != len(body):
+                            raise httpx.RemoteProtocolError(
+                                f"the body ended after {pos} of {len(body)} bytes")
+                        return body
+                    return bytearray(response.read())
+            except httpx.TransportError as err:  # the body broke off: the request again
+                if attempt == self.retries:
+                    raise self._unavailable(method, path, f"{type(err).__name__}: {err}") \
+                        from err
+                self._wait(attempt)
+        raise AssertionError("unreachable")
+
+    def get(self, path: str, **params: Any) -> Any:
+        """A metadata GET, decoded from msgpack."""
+        clean = {k: v for k, v in params.items() if v is not None}
+        return wire.unpackb(self.request("GET", path, params=clean))
+
+    def post(self, path: str, payload: Any, **params: Any) -> Any:
+        """A POST of a msgpack body, the answer decoded."""
+        clean = {k: v for k, v in params.items() if v is not None}
+        return wire.unpackb(self.request("POST", path, content=wire.packb(payload),
+                                         headers={"Content-Type": wire.MSGPACK},
+                                         params=clean))

@@ -1,0 +1,36 @@
+"""The conformance suite on the remote store, against a live server on a loopback port: once
+over a memory store and once over a folder of msgpack files."""
+
+from __future__ import annotations
+
+import pytest
+
+from intake_broker.testing import DocumentStoreTests
+from intake_broker_remote import RemoteStore
+
+
+class TestRemoteOverMemory(DocumentStoreTests):
+    @pytest.fixture
+    def store(self, served):
+        url, _ = served
+        remote = RemoteStore(url)
+        yield remote
+        remote.close()
+
+    def reopen(self, store):
+        return RemoteStore(store.url)  # a new client, same server: nothing kept client-side
+
+
+class TestRemoteOverFiles(DocumentStoreTests):
+    @pytest.fixture
+    def store(self, live_server, tmp_path):
+        files = pytest.importorskip("intake_broker_files")
+        url = live_server.mount(files.FilesStore([str(tmp_path / "*.msgpack")],
+                                                 format="msgpack"))
+        remote = RemoteStore(url)
+        yield remote
+        remote.close()
+        live_server.unmount(url)
+
+    def reopen(self, store):
+        return RemoteStore(store.url)

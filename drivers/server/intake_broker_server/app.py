@@ -1,0 +1,132 @@
+"""The application: ``create_app`` over a catalog or store, the factory the workers call, and
+``serve``, what ``intake-broker serve`` runs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from intake_broker.store import DocumentStore
+from intake_broker_remote import wire
+
+from . import api, zarr_layout
+from .responses import install_error_handlers, respond
+from .service import Limits, Service
+
+__version__ = "0.1.0"
+
+#: Environment variables the worker processes read their catalog from (``serve`` sets them).
+CATALOG_ENV = "INTAKE_BROKER_SERVER_CATALOG"
+ENTRY_ENV = "INTAKE_BROKER_SERVER_ENTRY"
+DATA_ENV = "INTAKE_BROKER_SERVER_DATA"
+
+
+def create_app(source: Any, *, limits: Limits | None = None) -> FastAPI:
+    """An ASGI application serving ``source``.
+
+    Parameters
+    ----------
+    source : BrokerCatalog, DocumentStore or Service
+        What to serve: a catalog (its store, filter and asset options), a bare store, or a
+        prepared :class:`~intake_broker_server.service.Service`.
+    limits : Limits, optional
+        Page and response size limits.
+    """
+    if isinstance(source, Service):
+        service = source
+    elif isinstance(source, DocumentStore):
+        service = Service(source, limits=limits)
+    else:
+        service = Service.from_catalog(source, limits=limits)
+    app = FastAPI(
+        title="intake-broker",
+        version=__version__,
+        summary="Bluesky runs over HTTP: the store contract as JSON/msgpack, event data as "
+                "binary columns, streams as zarr v3.",
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    app.include_router(api.router)
+    app.include_router(zarr_layout.router)
+
+    @app.get("/healthz", summary="Liveness and readiness")
+    def healthz(request: Request) -> Response:
+        """``{"status": "ok"}`` when the store answers (a count of at most one run)."""
+        service.store.runs(limit=1)
+        return respond(request, {"status": "ok", "version": __version__})
+
+    @app.get("/api/v1", summary="What this server offers")
+    def info(request: Request) -> Response:
+        store = service.store
+        return respond(request, {
+            "version": __version__, "store": type(store).__name__,
+            "writable": bool(store.writable), "codecs": wire.available_codecs(),
+            "limits": {"page": service.limits.page,
+                       "response_bytes": service.limits.response_bytes,
+                       "body_bytes": service.limits.body_bytes}})
+
+    return app
+
+
+def open_served_catalog(spec: str | None = None, entry: str | None = None,
+                        data: str | None = None) -> Any:
+    """The catalog ``serve`` serves: a YAML file's entry, a store name, or the default one."""
+    from intake_broker.cli import open_cli_catalog
+
+    return open_cli_catalog(spec or None, entry or None, data or None)
+
+
+def app_from_env() -> FastAPI:
+    """The application of one worker, over the catalog named by the environment
+    (``INTAKE_BROKER_SERVER_CATALOG`` / ``_ENTRY`` / ``_DATA``; the default catalog when
+    unset). What ``uvicorn --factory intake_broker_server.app:app_from_env`` runs."""
+    catalog = open_served_catalog(os.environ.get(CATALOG_ENV), os.environ.get(ENTRY_ENV),
+                                  os.environ.get(DATA_ENV))
+    return create_app(catalog)
+
+
+def serve(catalog_spec: str | None = None, host: str = "127.0.0.1", port: int = 8000,
+          workers: int = 1, *, entry: str | None = None, data: str | None = None,
+          log_level: str = "info") -> None:
+    """Serve a catalog over HTTP until interrupted.
+
+    Parameters
+    ----------
+    catalog_spec : str, optional
+        A YAML catalog file (with ``entry``), the name of an installed store for the default
+        folder in that format, or None for the embedded default catalog.
+    host, port : str, int
+        Where to listen (loopback by default: put a reverse proxy with TLS in front to serve
+        other hosts).
+    workers : int
+        Worker processes. Each opens the catalog itself; they share nothing but the store, so
+        the store must be one that several processes can open (files, a database). The memory
+        store lives in one process and cannot have several workers.
+    entry : str, optional
+        The entry of the YAML file (may be left out when the file has one).
+    data : str, optional
+        The data directory of the default catalog.
+    log_level : str
+        uvicorn's log level.
+    """
+    import uvicorn
+
+    from intake_broker.memory import MemoryStore
+
+    catalog = open_served_catalog(catalog_spec, entry, data)  # fail here, before forking
+    if workers > 1 and isinstance(catalog.store, MemoryStore):
+        raise ValueError("a memory store lives in one process: serve it with workers=1, or "
+                         "serve a store kept in files or a database with several workers")
+    for name, value in ((CATALOG_ENV, catalog_spec), (ENTRY_ENV, entry), (DATA_ENV, data)):
+        if value:
+            os.environ[name] = str(value)
+        else:
+            os.environ.pop(name, None)
+    if workers == 1:
+        uvicorn.run(create_app(catalog), host=host, port=port, log_level=log_level)
+        return
+    uvicorn.run("intake_broker_server.app:app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_level=log_level)

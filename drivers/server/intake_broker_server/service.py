@@ -1,0 +1,210 @@
+"""``Service``: what the HTTP layer asks of a catalog, in one place.
+
+It wraps a :class:`~intake_broker.store.DocumentStore` with the catalog's filter (its
+``query``: later, an access policy's) and its asset options, and applies the service's limits.
+It keeps no state that matters for correctness: every answer comes from the store, so any
+number of workers or hosts serve the same store. The only thing kept between requests is a
+small cache of asset readers (open handlers), which is rebuilt when it misses.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from intake_broker.assets import AssetReader, AssetReadError
+from intake_broker.errors import BrokerError, RunNotFound, StreamNotFound
+from intake_broker.queries import Eq, Query
+from intake_broker.store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
+from intake_broker.stream import StreamLayout, field_dtype, field_shape
+from intake_broker_remote.errors import DescriptorNotFound, OversizedRequest
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much one request may ask for; more is refused with a 4xx, never served slowly."""
+
+    #: Runs, descriptors or chunks in one page.
+    page: int = 1000
+    #: Bytes of array data in one response (event columns, asset frames, a zarr chunk).
+    response_bytes: int = 256 << 20
+    #: Bytes of one request body (a document).
+    body_bytes: int = 64 << 20
+    #: Asset readers (open files) kept per process.
+    readers: int = 32
+
+
+def _and(a: Query | None, b: Query | None) -> Query | None:
+    if a is None:
+        return b
+    return a if b is None else a & b
+
+
+class Service:
+    """A store as the service shows it.
+
+    Parameters
+    ----------
+    store : DocumentStore
+        Where the documents are.
+    query : Query, optional
+        Only runs matching this are served (a catalog's search; an access policy's filter).
+    assets : dict, optional
+        ``handler_registry``, ``root_map`` and ``storage_options`` for reading external assets
+        on the server side (what the catalog was opened with).
+    limits : Limits, optional
+        Page and response sizes.
+    """
+
+    def __init__(self, store: DocumentStore, *, query: Query | None = None,
+                 assets: Mapping[str, Any] | None = None, limits: Limits | None = None):
+        self.store = store
+        self.query = query
+        self.assets = dict(assets or {})
+        self.limits = limits or Limits()
+        self._readers: OrderedDict[str, AssetReader] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_catalog(cls, catalog: Any, **kwargs: Any) -> Service:
+        """The service of a :class:`~intake_broker.catalog.BrokerCatalog` (its store, its
+        filter and its asset options)."""
+        store = getattr(catalog, "store", None)
+        if not isinstance(store, DocumentStore):
+            raise BrokerError(f"{type(catalog).__name__} is not a catalog of Bluesky runs "
+                              "(it has no DocumentStore); serve a bluesky-*-catalog entry")
+        assets = getattr(catalog, "asset_options", None) or getattr(catalog, "_assets", {})
+        return cls(store, query=catalog.query, assets=assets, **kwargs)
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def check_page(self, limit: int | None, what: str = "runs") -> int:
+        """``limit`` checked against the page limit (None: the page limit)."""
+        if limit is None:
+            return self.limits.page
+        if limit > self.limits.page:
+            raise OversizedRequest(f"limit={limit} asks for more {what} than one page holds "
+                                   f"(at most {self.limits.page}); page with skip and limit")
+        return limit
+
+    def narrowed(self, query: Query | None) -> Query | None:
+        """``query`` within what this service shows (its catalog's filter)."""
+        return _and(self.query, query)
+
+    def runs(self, query: Query | None = None, *,
+             sort: Sequence[tuple[str, int]] = NEWEST_FIRST, skip: int = 0,
+             limit: int | None = None) -> list[RunRecord]:
+        """One page of the runs matching ``query``."""
+        return self.store.runs(self.narrowed(query), sort=sort, skip=skip,
+                               limit=self.check_page(limit))
+
+    def count(self, query: Query | None = None) -> int:
+        return self.store.count(self.narrowed(query))
+
+    def run(self, uid: str) -> RunRecord:
+        if self.query is None:
+            return self.store.run(uid)
+        found = self.store.runs(_and(self.query, Eq("uid", uid)), limit=1)
+        if not found:
+            raise RunNotFound(f"no run with uid {uid!r} in this catalog")
+        return found[0]
+
+    def descriptors(self, run_uid: str) -> list[dict]:
+        self.run(run_uid)
+        return self.store.descriptors(run_uid)
+
+    def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
+        """The run's documents; the run is looked up now, so a missing run fails early."""
+        self.run(run_uid)
+        return self.store.documents(run_uid)
+
+    def datum_pages(self, run_uid: str) -> Iterator[dict]:
+        self.run(run_uid)
+        return self.store.datum_pages(run_uid)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def chunks(self, descriptor_uid: str) -> list[Chunk]:
+        try:
+            return self.store.event_chunks(descriptor_uid)
+        except BrokerError:
+            raise
+        except KeyError:
+            raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r}") from None
+
+    def read_events(self, descriptor_uid: str, *, fields: Sequence[str] | None,
+                    seq_range: tuple[int, int] | None, uids: bool) -> EventColumns:
+        try:
+            columns = self.store.read_events(descriptor_uid, fields=fields,
+                                             seq_range=seq_range, uids=uids)
+        except BrokerError:
+            raise
+        except KeyError:
+            raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r}") from None
+        return columns
+
+    def check_size(self, nbytes: int, what: str) -> None:
+        if nbytes > self.limits.response_bytes:
+            raise OversizedRequest(
+                f"{what} holds {nbytes / 1e6:.1f} MB, more than one response carries "
+                f"({self.limits.response_bytes / 1e6:.0f} MB); ask for a smaller seq_num range "
+                "or fewer fields")
+
+    # -- streams and assets -----------------------------------------------------------------
+
+    def layout(self, run_uid: str, stream: str) -> StreamLayout:
+        """The layout of one stream of a run (descriptors and chunks; no event values)."""
+        descriptors = [d for d in self.descriptors(run_uid) if d.get("name", "primary") == stream]
+        if not descriptors:
+            names = sorted({d.get("name", "primary") for d in self.descriptors(run_uid)})
+            raise StreamNotFound(f"run {run_uid!r} has no stream {stream!r}; it has {names}")
+        return StreamLayout(self.store, descriptors, self.reader(run_uid))
+
+    def reader(self, run_uid: str, *, fresh: bool = False) -> AssetReader:
+        """An asset reader for a run, reused across requests while it stays in the cache."""
+        with self._lock:
+            reader = None if fresh else self._readers.get(run_uid)
+            if reader is not None:
+                self._readers.move_to_end(run_uid)
+                return reader
+        reader = AssetReader(self.store, run_uid, **self.assets)
+        with self._lock:
+            self._readers[run_uid] = reader
+            while len(self._readers) > self.limits.readers:
+                self._readers.popitem(last=False)
+        return reader
+
+    def data_key(self, run_uid: str, key: str) -> dict:
+        for descriptor in self.descriptors(run_uid):
+            if key in descriptor["data_keys"]:
+                return descriptor["data_keys"][key]
+        raise StreamNotFound(f"run {run_uid!r} has no data key {key!r} in any stream")
+
+    def read_datums(self, run_uid: str, key: str, datum_ids: Sequence[str]) -> np.ndarray:
+        """The frames of resource/datum-backed ``key`` for ``datum_ids``."""
+        dk = self.data_key(run_uid, key)
+        dtype, shape = field_dtype(dk), field_shape(dk)
+        self.check_size(len(datum_ids) * dtype.itemsize * int(np.prod(shape)), "the request")
+        try:
+            return self.reader(run_uid).read_datums(key, list(datum_ids), dtype, shape)
+        except AssetReadError:  # datums added since the reader was made: once more, anew
+            return self.reader(run_uid, fresh=True).read_datums(key, list(datum_ids), dtype,
+                                                                shape)
+
+    def read_stream_asset(self, run_uid: str, key: str, descriptor_uid: str,
+                          seq_range: tuple[int, int]) -> np.ndarray:
+        """Rows of stream_resource-backed ``key`` (ophyd-async) for a seq_num range."""
+        dk = self.data_key(run_uid, key)
+        dtype, shape = field_dtype(dk), field_shape(dk)
+        rows = seq_range[1] - seq_range[0]
+        self.check_size(rows * dtype.itemsize * int(np.prod(shape)), "the request")
+        try:
+            return self.reader(run_uid).read_stream(key, descriptor_uid, seq_range, dtype, shape)
+        except AssetReadError:
+            return self.reader(run_uid, fresh=True).read_stream(key, descriptor_uid, seq_range,
+                                                                dtype, shape)

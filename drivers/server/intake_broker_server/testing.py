@@ -1,0 +1,122 @@
+"""Test helpers: a live server on a free loopback port, in a thread of this process.
+
+>>> from intake_broker_server.testing import LiveServer
+>>> with LiveServer() as server:                     # one real socket, many stores
+...     url = server.mount(MemoryStore())          # each store gets its own URL prefix
+...     RemoteStore(url).count()
+
+Each mounted store is a separate application under ``/s/<token>``, so a test suite that needs a
+new, empty store per test (the conformance suite) gets one without restarting the server.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+import uvicorn
+
+from .app import create_app
+
+
+class _Dispatcher:
+    """An ASGI app that routes ``/s/<token>/...`` to the app mounted under that token."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, Any] = {}
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            message = await receive()
+            while message["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+                message = await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        path: str = scope["path"]
+        parts = path.split("/", 3)
+        app = self.apps.get(parts[2]) if len(parts) > 2 and parts[1] == "s" else None
+        if app is None:
+            await send({"type": "http.response.start", "status": 404,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body",
+                        "body": b'{"error": "NotFound", "message": "no store mounted here"}'})
+            return
+        prefix = f"/s/{parts[2]}"
+        # ASGI's convention (as Starlette reads it): ``path`` stays whole, ``root_path`` says
+        # which leading part belongs to the mount.
+        scope = {**scope, "root_path": scope.get("root_path", "") + prefix}
+        await app(scope, receive, send)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """uvicorn on 127.0.0.1 in a daemon thread, serving any number of mounted stores."""
+
+    def __init__(self, log_level: str = "warning"):
+        self._dispatcher = _Dispatcher()
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and
+        # without it every response waits ~40 ms for a delayed ACK (Nagle).
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(self._dispatcher, log_level=log_level, lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run,
+                                        kwargs={"sockets": [self._sock]}, daemon=True)
+
+    def start(self) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def mount(self, source: Any, **kwargs: Any) -> str:
+        """Serve ``source`` (a catalog, store or Service) under a new prefix; its URL."""
+        token = uuid.uuid4().hex[:12]
+        self._dispatcher.apps[token] = create_app(source, **kwargs)
+        return f"{self.url}/s/{token}"
+
+    def unmount(self, url: str) -> None:
+        self._dispatcher.apps.pop(url.rstrip("/").rsplit("/", 1)[-1], None)
+
+    def app(self, url: str) -> Any:
+        """The application mounted at ``url``."""
+        return self._dispatcher.apps[url.rstrip("/").rsplit("/", 1)[-1]]
+
+
+def assert_error(response: Any, status: int, name: str, *words: str) -> dict:
+    """Check that an ``httpx`` response is an error of this status whose JSON body names
+    ``name`` and whose message holds each of ``words``; the body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert body["error"] == name, body
+    for word in words:
+        assert word in body["message"], body
+    return body
