@@ -83,6 +83,7 @@ def make_store(args, store_kind: str, folder: str | None):
 def serve(args) -> None:
     """The server process: the same store, served on 127.0.0.1:args.serve."""
     import uvicorn
+
     from intake_broker_server import create_app
 
     store = make_store(args, args.store, args.folder)

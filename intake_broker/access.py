@@ -203,5 +203,8 @@ class GuardedStore(DocumentStore):
         self._check(run_uid)
         return self.store.record_parts(run_uid, parts)
 
+    def flush(self) -> None:
+        self.store.flush()
+
     def close(self) -> None:
         self.store.close()

@@ -206,6 +206,36 @@ def cmd_search(args: argparse.Namespace, catalog: Any) -> int:
     return 0
 
 
+def _catalog_spec(spec: str, data: str | None):
+    """A catalog named on the command line: ``default``, a store name, ``FILE.yml[#ENTRY]``, or
+    a folder of suitcase run files."""
+    from .catalog import BrokerCatalog
+    from .config import store_class
+
+    path, _, entry = spec.partition("#")
+    folder = Path(path)
+    if folder.is_dir():
+        fmt = "msgpack" if any(folder.glob("*.msgpack")) else "jsonl"
+        return BrokerCatalog(store_class(fmt).in_folder(folder), name=str(folder))
+    return open_cli_catalog(path, entry or None, data)
+
+
+def cmd_import(args: argparse.Namespace, catalog: Any) -> int:
+    """Copy every run of SOURCE into DEST (resumable; event counts are checked)."""
+    from .transfer import copy_runs
+
+    source = _catalog_spec(args.source, None)
+    dest = _catalog_spec(args.dest, args.data) if args.dest else open_cli_catalog(
+        None, None, args.data)
+    query = parse_query(args.query) if args.query else None
+    progress = True if args.progress is None else args.progress
+    report = copy_runs(source.store, dest.store, query=query, progress=progress)
+    print(f"copied {len(report.copied)} runs ({report.events} events), skipped "
+          f"{len(report.skipped)} already complete"
+          + (f", {len(report.incomplete)} without a stop document" if report.incomplete else ""))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace, catalog: Any) -> int:
     """Serve the catalog over HTTP (``intake-broker-server``)."""
     try:
@@ -459,6 +489,15 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--save", metavar="NAME", help="also store the query under NAME")
     search.add_argument("--saved", metavar="NAME", help="run the query saved as NAME")
     search.set_defaults(func=cmd_search)
+
+    copy = sub.add_parser("import", help="copy the runs of another store into this one "
+                          "(resumable: a re-run skips runs already complete)")
+    copy.add_argument("source", metavar="SOURCE", help="a YAML file (FILE.yml#ENTRY), a "
+                      "store name, or a folder of suitcase *.jsonl / *.msgpack files")
+    copy.add_argument("dest", metavar="DEST", nargs="?",
+                      help="where to (same forms); default: the embedded default catalog")
+    copy.add_argument("--query", metavar="EXPR", help="only the runs matching EXPR")
+    copy.set_defaults(func=cmd_import, needs_catalog=False)
 
     serve = sub.add_parser("serve", help="serve the catalog over HTTP (JSON/msgpack API, "
                            "zarr v3 layout, OpenAPI at /docs)")

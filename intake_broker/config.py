@@ -20,7 +20,7 @@ STORE_GROUP = "intake_broker.stores"
 #: Environment variable naming the folder of the default catalog (else the user data dir).
 DATA_ENV = "INTAKE_BROKER_DATA"
 #: The store the CLI and ``demo`` use when nobody names one.
-DEFAULT_STORE = "msgpack"
+DEFAULT_STORE = "native"
 
 
 @functools.cache

@@ -67,3 +67,7 @@ class UnknownDriver(BrokerError, LookupError):
 
 class CorruptFile(BrokerError, ValueError):
     """A stored file cannot be read: truncated, not JSON/msgpack, or not documents."""
+
+
+class CopyMismatch(BrokerError, RuntimeError):
+    """After copying a run, the destination does not hold the events the source holds."""

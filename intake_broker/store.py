@@ -253,6 +253,10 @@ class DocumentStore(ABC):
         raise NotImplementedError(f"{cls.__name__} cannot be kept in a folder; give its "
                                   "arguments instead")
 
+    def flush(self) -> None:  # noqa: B027 (optional, with a do-nothing default)
+        """Write out what the store buffers (events of a run being written); a no-op for
+        stores that write through."""
+
     def close(self) -> None:  # noqa: B027 (optional, with a do-nothing default)
         """Release connections or files; the default has nothing to release."""
 

@@ -230,8 +230,13 @@ def test_show_unknown_run(demo_dir, capsys):
     assert code == 1 and out == ""
     assert err.startswith("intake-broker: error: ") and "fedcba98" in err
     assert "Traceback" not in err
-    code, _, err = cli(capsys, "--data", demo_dir, "show", "99")
-    assert code == 1 and "scan_id 99" in err
+    # a number that is neither a scan_id nor the start of a uid (uids are random)
+    from intake_broker import default_catalog
+
+    uids = list(default_catalog(demo_dir))
+    number = next(str(n) for n in range(90, 200) if not any(u.startswith(str(n)) for u in uids))
+    code, _, err = cli(capsys, "--data", demo_dir, "show", number)
+    assert code == 1 and f"scan_id {number}" in err
     code, _, err = cli(capsys, "--data", demo_dir, "show", "-9")
     assert code == 1 and "-9" in err
 
@@ -422,3 +427,20 @@ def test_serve_refuses_several_workers_on_a_memory_store(capsys):
     pytest.importorskip("intake_broker_server")
     code, _, err = cli(capsys, "--catalog", "memory", "serve", "--workers", "2")
     assert code == 2 and "memory store lives in one process" in err
+
+
+def test_import_a_folder_of_files_into_the_default_catalog(demo_dir, tmp_path, capsys):
+    pytest.importorskip("intake_broker_native")
+    from intake_broker import default_catalog
+    from intake_broker.transfer import copy_runs
+    from intake_broker_files import MsgpackStore
+
+    files = tmp_path / "files"
+    copy_runs(default_catalog(demo_dir).store, MsgpackStore.in_folder(files), progress=False)
+    target = tmp_path / "data"
+    code, out, err = cli(capsys, "--data", target, "--no-progress", "import", files)
+    assert code == 0, err
+    assert "copied 5 runs" in out
+    code, out, _ = cli(capsys, "--data", target, "--no-progress", "import", files)
+    assert "copied 0 runs" in out and "skipped 5 already complete" in out
+    assert len(default_catalog(target)) == 5

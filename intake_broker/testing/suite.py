@@ -56,7 +56,7 @@ def unpacked(docs) -> list[tuple[str, dict]]:
         elif name == "datum_page":
             out += [("datum", d) for d in datum_page_rows(doc)]
         else:
-            out.append((name, doc))
+            out.append((name, dict(doc)))  # a copy: the caller's documents stay as they are
     for _, doc in out:
         doc.pop("filled", None)  # event-model adds an empty 'filled' when packing
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from intake_broker import errors as core
-from intake_broker.errors import BrokerError
+from intake_broker.errors import BrokerError, DescriptorNotFound, ResourceNotFound
 
 
 class RemoteError(BrokerError):
@@ -28,14 +28,6 @@ class InvalidRequest(RemoteError, ValueError):
 
 class OversizedRequest(RemoteError, ValueError):
     """A request for more than the server answers at once (too many runs, rows or bytes)."""
-
-
-class DescriptorNotFound(BrokerError, KeyError):
-    """No descriptor with the requested uid (or the server does not show it to you)."""
-
-
-class ResourceNotFound(BrokerError, KeyError):
-    """No resource document with the requested uid in the run."""
 
 
 class ServiceUnavailable(RemoteError, ConnectionError):

@@ -1,0 +1,189 @@
+"""W1 for the native store: ``run.primary.read()`` of a 1,000,000-event x 10-field stream.
+
+Prints our time and peak memory beside the physical limit measured in the same run:
+
+* time: ``np.load`` of the same 10 columns and the time column from local ``.npy`` files on the
+  same disk (median of ``--repeat`` runs, files in the page cache for both);
+* memory: the bytes of those 11 arrays; our peak is measured with ``tracemalloc`` (which sees
+  numpy's allocations) in a fresh subprocess, around ``.read()`` only;
+* also the store's own ``read_events`` of the whole stream, to separate the store from the
+  core's ``Stream.read()`` path (``StreamLayout.arrays``).
+
+Peers: databroker 1.2.5 is not installed here; if it is, nothing compares it yet (say so).
+
+Run:  python benchmarks/native_read.py [--events 1000000] [--fields 10] [--repeat 7]
+      [--folder DIR]  (keep the store and .npy files there; default: a temporary folder)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import event_model
+import numpy as np
+
+PAGE = 10_000
+
+
+def build(folder: Path, events: int, fields: int) -> dict:
+    """The store (bulk ingest in event pages) and the .npy files of the same columns."""
+    from intake_broker_native import NativeStore
+
+    rng = np.random.default_rng(0)
+    keys = [f"f{i}" for i in range(fields)]
+    columns = {k: rng.normal(size=events) for k in keys}
+    times = 1_700_000_000.0 + np.arange(events) * 1e-3
+    for k, v in columns.items():
+        np.save(folder / f"{k}.npy", v)
+    np.save(folder / "time.npy", times)
+    store = NativeStore.in_folder(folder / "store", validate=False)
+    bundle = event_model.compose_run(metadata={"scan_id": 1, "plan_name": "benchmark"})
+    desc = bundle.compose_descriptor(
+        name="primary", data_keys={k: {"dtype": "number", "shape": [], "source": "bench"}
+                                   for k in keys})
+    store.insert("start", bundle.start_doc)
+    store.insert("descriptor", desc.descriptor_doc)
+    uid = desc.descriptor_doc["uid"]
+    t0 = time.perf_counter()
+    for lo in range(0, events, PAGE):
+        hi = min(lo + PAGE, events)
+        store.insert("event_page", {
+            "descriptor": uid, "uid": [f"{uid}-{i}" for i in range(lo, hi)],
+            "seq_num": np.arange(lo + 1, hi + 1), "time": times[lo:hi],
+            "data": {k: columns[k][lo:hi] for k in keys},
+            "timestamps": {k: times[lo:hi] for k in keys}, "filled": {}})
+    store.insert("stop", bundle.compose_stop())
+    ingest = time.perf_counter() - t0
+    store.close()
+    return {"ingest_s": ingest, "nbytes": int(sum(v.nbytes for v in columns.values())
+                                             + times.nbytes)}
+
+
+def proposed_arrays(self, fields, group="data"):
+    """The core change this benchmark asks for (``intake_broker.stream.StreamLayout.arrays``):
+    a stream of one descriptor is read with one ``read_events`` call over its chunks' seq_num
+    range, and its arrays are used as they come (no per-chunk reads, no concatenation)."""
+    from intake_broker.stream import _take
+
+    fields = list(fields)
+    if len(self.descriptors) != 1 or not self.chunks:
+        return ORIGINAL_ARRAYS(self, fields, group)
+    uid = self.descriptors[0]["uid"]
+    columns = self.store.read_events(
+        uid, fields=[f for f in fields if f in self.fields_of[uid]],
+        seq_range=(self.chunks[0].seq_start, self.chunks[-1].seq_stop))
+    return {key: _take(columns, group, key, *self._field_spec(key, group), len(columns))
+            for key in fields}
+
+
+ORIGINAL_ARRAYS = None
+
+
+def use_proposed_core_change() -> None:
+    global ORIGINAL_ARRAYS
+    from intake_broker.stream import StreamLayout
+
+    if ORIGINAL_ARRAYS is None:
+        ORIGINAL_ARRAYS = StreamLayout.arrays
+    StreamLayout.arrays = proposed_arrays
+
+
+_CHILD = r"""
+import json, statistics, sys, time, tracemalloc
+import numpy as np
+from intake_broker.catalog import BrokerCatalog
+from intake_broker_native import NativeStore
+folder, what, fields, bench, repeat = sys.argv[1:6]
+fields, repeat = int(fields), int(repeat)
+sys.path.insert(0, bench)
+import native_read
+if what == "proposed":
+    native_read.use_proposed_core_change()
+run = BrokerCatalog(NativeStore.in_folder(folder + "/store"))[-1]
+stream = run.primary
+desc = stream._descriptors[0]["uid"]
+names = [f"f{i}" for i in range(fields)] + ["time"]
+work = {
+    "ours": stream.read,
+    "proposed": stream.read,
+    "store": lambda: run._store.read_events(desc),
+    "limit": lambda: [np.load(f"{folder}/{name}.npy") for name in names],
+}[what]
+work()  # warm: what a second read in a notebook sees
+times = []
+for _ in range(repeat):
+    t = time.perf_counter()
+    result = work()
+    times.append(time.perf_counter() - t)
+    del result
+if what in ("ours", "proposed"):
+    ds = work()
+    assert ds.sizes["time"] > 0 and np.array_equal(ds["f3"].values, np.load(folder + "/f3.npy"))
+    del ds
+tracemalloc.start()
+result = work()
+print(json.dumps({"median": statistics.median(times), "peak": tracemalloc.get_traced_memory()[1]}))
+"""
+
+
+def measure(folder: Path, what: str, fields: int, repeat: int) -> dict:
+    """Median time of ``repeat`` reads after one warm-up, then the traced peak memory of one
+    more, in a fresh process of its own (every variant starts from the same state)."""
+    out = subprocess.run([sys.executable, "-c", _CHILD, str(folder), what, str(fields),
+                          str(Path(__file__).resolve().parent), str(repeat)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--fields", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--folder", type=Path, default=None)
+    args = parser.parse_args()
+    from intake_broker_native import NativeStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.folder or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        built = build(folder, args.events, args.fields)
+        chunk_rows = NativeStore.in_folder(folder / "store").chunk_rows
+        got = {w: measure(folder, w, args.fields, args.repeat)
+               for w in ("limit", "ours", "store", "proposed")}
+        limit = got["limit"]["median"]
+        nbytes = built["nbytes"]
+
+        def row(label: str, what: str) -> None:
+            ms, peak = got[what]["median"] * 1e3, got[what]["peak"]
+            print(f"  {label:<34} {ms:7.1f} ms  ratio {ms / limit / 1e3:5.2f}x   peak "
+                  f"{peak / 2**20:6.1f} MiB  ratio {peak / nbytes:5.2f}x")
+
+        print(f"W1 native store: .read() of {args.events:,} events x {args.fields} float64 "
+              f"fields (zarr chunks of {chunk_rows:,} rows, local disk; median of "
+              f"{args.repeat}, each in its own process)")
+        print(f"  {'limit: np.load of the 10+1 .npy':<34} {limit * 1e3:7.1f} ms"
+              f"{'':<17}arrays {nbytes / 2**20:6.1f} MiB (np.load peaks at "
+              f"{got['limit']['peak'] / nbytes:4.2f}x)")
+        row("Stream.read() (core as it is)", "ours")
+        row("Stream.read() (proposed core)", "proposed")
+        row("store.read_events, whole stream", "store")
+        print("  targets: time within 2x, peak memory within 2x. 'proposed core': "
+              "StreamLayout.arrays reading a one-descriptor stream with one read_events call "
+              "(see proposed_arrays in this file), applied in that process only")
+        print(f"  (bulk ingest of the stream for this benchmark: {built['ingest_s']:.1f} s, "
+              f"{args.events / built['ingest_s']:,.0f} events/s; see native_ingest.py)")
+        peer = importlib.util.find_spec("databroker")
+        print("  peers: databroker is " + ("installed, but not compared by this script"
+                                          if peer else "not installed here: no peer figures"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Queries answered by MongoDB agree with the generic evaluator, on every path: a filter on
+run_start, a semi-join through run_stop, a $lookup join, and the Python fallback."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import event_model
+import pymongo
+import pymongo.errors
+import pytest
+from pymongo.collection import Collection
+
+from intake_broker.queries import (
+    And,
+    Comparison,
+    Contains,
+    Eq,
+    In,
+    KeyPresent,
+    Not,
+    NotEq,
+    NotIn,
+    Or,
+    PartialUID,
+    Query,
+    Regex,
+    TimeRange,
+    register_query,
+)
+from intake_broker.store import RunRecord, select_runs
+from intake_broker_mongo import MongoStore, to_mongo_normalized
+from intake_broker_mongo import search as search_module
+from intake_broker_mongo.queries import STOP_FIELD, flatten, plan
+
+T0 = 1_700_000_000.0
+
+
+@register_query("mongo_test_length_at_least")
+@dataclasses.dataclass(frozen=True)
+class LengthAtLeast(Query):
+    """A query type no translator knows: the store must evaluate it in Python."""
+
+    key: str
+    length: int
+
+    def match(self, record):
+        value = record["start"].get(self.key)
+        return isinstance(value, list) and len(value) >= self.length
+
+
+def _records(count: int = 48) -> list[RunRecord]:
+    rng = random.Random(7)
+    records = []
+    for i in range(count):
+        metadata = {"scan_id": i % 20, "plan_name": rng.choice(["scan", "count", "Scan", None])}
+        if i % 5:
+            metadata["sample"] = rng.choice([{"name": "LaB6", "tags": ["cal", "std"]},
+                                             {"name": "Si"}, "bare string", {"name": None}])
+        if i % 3:
+            metadata["motors"] = rng.sample(["th", "tth", "x", "y"], rng.randint(0, 3))
+        if i % 4 == 0:
+            metadata["flag"] = rng.choice([True, False, 0, 1])
+        if i % 7 == 0:
+            metadata["value"] = rng.choice([None, 2.5, "2.5", [1, 2]])
+        bundle = event_model.compose_run(uid=f"{i:02x}{rng.getrandbits(32):08x}-run",
+                                         time=T0 + 60 * i + rng.random(), metadata=metadata)
+        stop = None
+        if i % 6:
+            stop = bundle.compose_stop(time=T0 + 60 * i + 30,
+                                       exit_status=rng.choice(["success", "fail", "abort"]),
+                                       reason=rng.choice(["", "user", "beam dump"]))
+            stop["num_events"] = {"primary": rng.randint(0, 5)}
+        records.append(RunRecord(bundle.start_doc, stop))
+    return records
+
+
+QUERIES: list[Query] = [
+    Eq("plan_name", "scan"), Eq("plan_name", None), NotEq("plan_name", None),
+    NotEq("plan_name", "scan"), Eq("sample.name", "LaB6"), Eq("sample", "bare string"),
+    Eq("sample.name", None), Eq("sample.tags", "std"), Eq("value", [1, 2]), Eq("flag", True),
+    Eq("flag", 1), Eq("value", 2.5), Comparison("gt", "scan_id", 10),
+    Comparison("le", "scan_id", 3), Comparison("ge", "value", 2),
+    Comparison("lt", "plan_name", "d"),
+    Comparison("gt", "value", "1"), In("plan_name", ["count", None]), In("motors", ["th", "x"]),
+    NotIn("scan_id", [1, 2, 3]), NotIn("plan_name", [None]), Regex("plan_name", "^sc"),
+    Regex("plan_name", "^sc", case_sensitive=False), Regex("sample.name", "i$"),
+    Contains("motors", "tth"), Contains("sample.tags", "cal"), KeyPresent("sample"),
+    KeyPresent("sample.name", present=False), KeyPresent("value"),
+    TimeRange(since=T0 + 600, until=T0 + 1800), TimeRange(until=T0 + 300),
+    PartialUID("0"), PartialUID("1a"), ~Eq("plan_name", "scan"),
+    Eq("plan_name", "count") | Comparison("gt", "scan_id", 15),
+    Eq("plan_name", "scan") & Contains("motors", "x"), And(()), Or(()),
+    Not(And((Eq("plan_name", "scan"), Comparison("lt", "scan_id", 5)))),
+    # stop keys: semi-join (a missing stop cannot match) ...
+    Eq("stop.exit_status", "success"), In("stop.exit_status", ["fail", "abort"]),
+    Comparison("ge", "stop.num_events.primary", 3), KeyPresent("stop.reason"),
+    Regex("stop.reason", "dump") & Eq("plan_name", "count"),
+    Eq("stop.exit_status", "fail") & TimeRange(since=T0 + 900),
+    # ... and the join (a missing stop matches, or start and stop mixed)
+    KeyPresent("stop.exit_status", present=False), NotEq("stop.exit_status", "success"),
+    ~Eq("stop.exit_status", "fail"), Eq("plan_name", "scan") | Eq("stop.exit_status", "abort"),
+    Eq("stop.reason", "user") | KeyPresent("stop", present=False),
+    NotIn("stop.exit_status", ["success"]) & Comparison("lt", "scan_id", 12),
+    Eq("stop.exit_status", "fail") & (Eq("plan_name", "scan") | Eq("stop.reason", "user")),
+    # untranslatable: evaluated in Python over the translatable part's candidates
+    LengthAtLeast("motors", 2), LengthAtLeast("motors", 1) & Eq("stop.exit_status", "success"),
+]
+
+
+@pytest.fixture(scope="module")
+def records():
+    return _records()
+
+
+@pytest.fixture(scope="module")
+def query_database(mongo_server, records):
+    """One database of the records for every test here (the tests only read)."""
+    uri = f"{mongo_server}/test-queries-{random.getrandbits(48):012x}"
+    store = MongoStore(uri)
+    for record in reversed(records):
+        store.insert("start", record.start)
+        if record.stop is not None:
+            store.insert("stop", record.stop)
+    store.close()
+    yield uri
+    client = pymongo.MongoClient(mongo_server)
+    client.drop_database(uri.rsplit("/", 1)[1])
+    client.close()
+
+
+@pytest.fixture
+def filled(query_database):
+    store = MongoStore(query_database)
+    yield store
+    store.close()
+
+
+def _uids(found) -> list[str]:
+    return [r.uid for r in found]
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=[repr(q)[:60] for q in QUERIES])
+def test_store_agrees_with_the_generic_evaluator(filled, records, query):
+    expected = select_runs(records, query)
+    assert _uids(filled.runs(query)) == _uids(expected)
+    assert filled.count(query) == len(expected)
+    assert _uids(filled.runs(query, skip=2, limit=3)) == _uids(expected)[2:5]
+    ascending = [("scan_id", 1), ("time", -1)]
+    assert _uids(filled.runs(query, sort=ascending, limit=7)) == _uids(
+        select_runs(records, query, ascending, limit=7))
+    for found, want in zip(filled.runs(query), expected, strict=True):
+        assert found.start == want.start and found.stop == want.stop
+
+
+@pytest.mark.parametrize("query", [Eq("stop.exit_status", "success"),
+                                   ~Eq("stop.exit_status", "fail"), Eq("plan_name", "scan")])
+def test_sorting_on_stop_keys(filled, records, query):
+    for sort in ([("stop.time", -1)], [("stop.exit_status", 1), ("time", 1)]):
+        assert _uids(filled.runs(query, sort=sort, skip=1, limit=9)) == _uids(
+            select_runs(records, query, sort, skip=1, limit=9))
+
+
+@pytest.mark.parametrize("path", ["no_aggregation", "small_semi_join", "no_recent_first"])
+def test_every_fallback_gives_the_same_answers(filled, records, monkeypatch, path):
+    if path == "no_aggregation":  # a server without $lookup: evaluate in Python
+        aggregate = Collection.aggregate
+
+        def refuse(self, pipeline, *args, **kwargs):
+            if any("$lookup" in stage for stage in pipeline):
+                raise pymongo.errors.OperationFailure("Unrecognized pipeline stage: '$lookup'")
+            return aggregate(self, pipeline, *args, **kwargs)
+        monkeypatch.setattr(Collection, "aggregate", refuse)
+    elif path == "small_semi_join":  # too many stop matches to list: join them instead
+        monkeypatch.setattr(search_module, "SEMI_JOIN_LIMIT", 1)
+    else:
+        filled.recent_first = False
+    for query in QUERIES:
+        expected = select_runs(records, query)
+        assert _uids(filled.runs(query, limit=5)) == _uids(expected)[:5], query
+        assert _uids(filled.runs(query)) == _uids(expected), query
+        assert filled.count(query) == len(expected), query
+
+
+def test_newest_first_pages_reach_back_past_recent_windows(filled, records):
+    # every run is years old: the recent windows are empty and must widen to the whole range
+    assert _uids(filled.runs(limit=1)) == [records[-1].uid]
+    assert _uids(filled.runs(Eq("plan_name", "count"), skip=3, limit=4)) == _uids(
+        select_runs(records, Eq("plan_name", "count"), skip=3, limit=4))
+
+
+def test_translations():
+    assert to_mongo_normalized(PartialUID("ab1")) == {"uid": {"$gte": "ab1", "$lt": "ab2"}}
+    assert flatten({"$and": [{"plan_name": "scan"}, {"time": {"$gte": 1}},
+                             {"time": {"$lt": 2}}, {"uid": {"$in": ["a"]}}]}) == {
+        "uid": {"$in": ["a"]}, "time": {"$gte": 1, "$lt": 2}, "plan_name": "scan"}
+    assert flatten({"$and": [{"x": {"$regex": "a", "$options": "i"}},
+                             {"x": {"$regex": "b"}}]}) == {
+        "x": {"$regex": "a", "$options": "i"}, "$and": [{"x": {"$regex": "b"}}]}
+    found = plan(Eq("plan_name", "scan") & Eq("stop.exit_status", "success"), [("time", -1)])
+    assert found.start_filter == {"plan_name": {"$eq": "scan"}}
+    assert found.stop_filter == {"exit_status": {"$eq": "success"}}
+    assert not found.needs_join and found.residual is None
+    joined = plan(~Eq("stop.exit_status", "success"), [("stop.time", 1)])
+    assert joined.needs_join
+    assert joined.joined_filter == {"$nor": [{f"{STOP_FIELD}.exit_status": {"$eq": "success"}}]}
+    assert joined.sort == [(f"{STOP_FIELD}.time", 1), ("uid", 1)]
+    assert plan(LengthAtLeast("motors", 1), [("time", -1)]).residual is not None
+
+
+def test_recent_windows_give_the_same_pages(database_uri):
+    """Runs of the last days: newest-first pages come from widening windows (start times,
+    and stop times for stop keys) and must equal the evaluator's pages."""
+    import time
+
+    rng = random.Random(3)
+    now = time.time()
+    records = []
+    for i in range(60):
+        t = now - 1200 * i - rng.random() * 600
+        bundle = event_model.compose_run(time=t, metadata={
+            "scan_id": i, "plan_name": rng.choice(["scan", "count"])})
+        stop = bundle.compose_stop(time=t + rng.choice([5, 4000, 90000]),
+                                   exit_status=rng.choice(["success", "fail"]))
+        records.append(RunRecord(bundle.start_doc, stop if i % 9 else None))
+    store = MongoStore(database_uri())
+    try:
+        for record in records:
+            store.insert("start", record.start)
+            if record.stop is not None:
+                store.insert("stop", record.stop)
+        for query in (None, Eq("plan_name", "scan"), Eq("stop.exit_status", "fail"),
+                      Eq("stop.exit_status", "success") & Eq("plan_name", "count"),
+                      TimeRange(since=now - 86400)):
+            for skip, limit in ((0, 1), (2, 3), (0, 10), (5, 30)):
+                assert _uids(store.runs(query, skip=skip, limit=limit)) == _uids(
+                    select_runs(records, query, skip=skip, limit=limit)), (query, skip, limit)
+    finally:
+        store.close()

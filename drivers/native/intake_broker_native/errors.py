@@ -1,0 +1,37 @@
+"""The errors of the native store, each a :class:`~intake_broker.errors.BrokerError`.
+
+Every message names what failed and where (the index URL with its password hidden, the data
+URL, the zarr chunk), and what would be right.
+"""
+
+from __future__ import annotations
+
+from intake_broker.errors import (
+    BrokerError,
+    CopyMismatch,  # noqa: F401 (re-exported)
+    CorruptFile,
+)
+
+
+class IndexUnavailable(BrokerError, ConnectionError):
+    """The SQL run index cannot be reached or opened (server down, bad URL, unreadable file)."""
+
+
+class SchemaVersionError(BrokerError, RuntimeError):
+    """The run index was written by a newer version of intake-broker-native than this one."""
+
+
+class StorageError(BrokerError, OSError):
+    """The data folder or bucket cannot be written or read (permissions, missing bucket)."""
+
+
+class CorruptChunk(CorruptFile):
+    """A zarr chunk that the run index says was written is damaged (wrong size, bad checksum,
+    undecodable)."""
+
+
+class MissingChunk(CorruptChunk):
+    """A zarr chunk that the run index says was written is not there."""
+
+
+

@@ -1,0 +1,401 @@
+"""Putting documents into the native store: checks first, then one transaction per document.
+
+The integrity rules of the store contract hold for every kind: an identical re-insert does
+nothing, a different document with a stored uid raises
+:class:`~intake_broker.errors.DocumentConflict`, a document referring to something the store
+does not hold raises :class:`~intake_broker.errors.InvalidDocument`, and all of it is decided
+before anything is written. Event pages are buffered (see :mod:`.writer`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import re
+import threading
+import weakref
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from intake_broker.documents import check_reinsert, datum_page_rows, doc_label, event_page_rows
+from intake_broker.errors import InvalidDocument
+
+from . import docs as jsondocs
+from .columns import ColumnStore
+from .layout import Layout, concat_columns, convert_page, make_layout
+from .reading import DescriptorInfo, event_doc, raw_rows, same_columns, take_rows
+from .schema import datums, descriptors, documents, event_chunks, event_segments, runs
+from .schema import write_transaction as write
+from .writer import ROW_CODE, ChunkRow, DescriptorWriter, RunWriter
+
+_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+_LIVE = weakref.WeakSet()  # ingesters with buffers to flush at exit
+
+
+def node_name(uid: str) -> str:
+    """A uid as a folder name: itself when safe, else a hash of it."""
+    if _SAFE.fullmatch(uid):
+        return uid
+    return "h" + hashlib.sha1(uid.encode()).hexdigest()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for ingester in list(_LIVE):
+        try:
+            ingester.flush()
+        except Exception:  # noqa: BLE001 (best effort at interpreter exit)
+            pass
+
+
+class Ingester:
+    """Writes documents into a run index and its zarr columns."""
+
+    def __init__(self, engine: sa.Engine, columns: ColumnStore, *, chunk_rows: int,
+                 chunk_bytes: int, flush_interval: float | None):
+        self.engine = engine
+        self.columns = columns
+        self.chunk_rows = chunk_rows
+        self.chunk_bytes = chunk_bytes
+        self.flush_interval = flush_interval
+        self.writers: dict[str, RunWriter] = {}
+        self.owner: dict[str, str] = {}  # descriptor uid -> run uid, for runs being written
+        self.lock = threading.RLock()
+        self._chunk_cache: tuple[tuple[str, int], dict] | None = None
+        _LIVE.add(self)
+
+    def put(self, kind: str, doc: dict) -> None:
+        with self.lock:
+            getattr(self, f"_put_{kind}")(doc)
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def _one(self, stmt: Any) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).first()
+
+    def _put_start(self, doc: dict) -> None:
+        columns = jsondocs.start_columns(doc)
+        exact, query, lossy = jsondocs.encode("start", doc)
+        stored = self._one(sa.select(runs.c.start_doc).where(runs.c.uid == columns["uid"]))
+        if stored is not None:
+            check_reinsert("start", json.loads(stored[0]), doc)
+            return
+        columns["irregular"] = columns["irregular"] or lossy
+        try:
+            with write(self.engine) as conn:
+                conn.execute(runs.insert().values(start_doc=exact, start_q=query, **columns))
+        except sa.exc.IntegrityError:  # another writer inserted it meanwhile
+            stored = self._one(sa.select(runs.c.start_doc).where(runs.c.uid == columns["uid"]))
+            check_reinsert("start", json.loads(stored[0]), doc)
+            return
+        self.writers[columns["uid"]] = RunWriter(columns["uid"], next_ord=1, event_rows={})
+
+    def _writer(self, run_uid: Any, kind: str, doc: dict) -> RunWriter:
+        """The writer of a run held by this store (loaded from the index on first use)."""
+        writer = self.writers.get(run_uid) if isinstance(run_uid, str) else None
+        if writer is not None:
+            return writer
+        if isinstance(run_uid, str):
+            writer = self._load(run_uid)
+        if writer is None:
+            raise InvalidDocument(
+                f"{doc_label(kind, doc)} refers to run_start {run_uid!r}, which this store does "
+                "not hold; insert the run's start document first")
+        self.writers[run_uid] = writer
+        return writer
+
+    def _load(self, run_uid: str) -> RunWriter | None:
+        with self.engine.connect() as conn:
+            if conn.execute(sa.select(runs.c.uid).where(runs.c.uid == run_uid)).first() is None:
+                return None
+            descs = conn.execute(sa.select(descriptors).where(descriptors.c.run_uid == run_uid)
+                                 .order_by(descriptors.c.ord)).all()
+            ords = [conn.execute(sa.select(sa.func.max(documents.c.ord)).where(
+                documents.c.run_uid == run_uid)).scalar() or 0]
+            writer_descs = []
+            for d in descs:
+                chunks = conn.execute(sa.select(event_chunks).where(
+                    event_chunks.c.descriptor_uid == d.uid).order_by(event_chunks.c.idx)).all()
+                ords.append(d.ord)
+                ords.append(conn.execute(sa.select(sa.func.max(event_segments.c.ord)).where(
+                    event_segments.c.descriptor_uid == d.uid)).scalar() or 0)
+                last = None
+                if chunks:
+                    row = chunks[-1]._mapping
+                    last = ChunkRow(**{k: row[k] for k in ChunkRow.__dataclass_fields__})
+                writer_descs.append((d, sum(c.rows for c in chunks), last))
+        writer = RunWriter(run_uid, next_ord=max(ords) + 1)
+        for i, (d, flushed, last) in enumerate(writer_descs):
+            writer.add_descriptor(DescriptorWriter(
+                d.uid, run_uid, i, d.path, Layout.from_json(d.layout), json.loads(d.doc),
+                flushed=flushed, last_chunk=last))
+            self.owner[d.uid] = run_uid
+        return writer
+
+    def _put_stop(self, doc: dict) -> None:
+        run_uid = doc.get("run_start")
+        stored = self._one(sa.select(runs.c.stop_doc).where(runs.c.uid == run_uid)) if \
+            isinstance(run_uid, str) else None
+        if stored is None:
+            raise InvalidDocument(f"{doc_label('stop', doc)} refers to run_start {run_uid!r}, "
+                                  "which this store does not hold; insert the start first")
+        if stored[0] is not None:
+            check_reinsert("stop", json.loads(stored[0]), doc)
+            return
+        exact, query, lossy = jsondocs.encode("stop", doc)
+        writer = self.writers.get(run_uid)
+        if writer is not None:  # everything buffered is written before the run ends
+            for dw in writer.descriptors.values():
+                dw.flush(self.engine, self.columns, self._group_attrs(dw), whole_chunks_only=False)
+        values = {"stop_doc": exact, "stop_q": query, **jsondocs.stop_columns(doc)}
+        if lossy:
+            values["irregular"] = True
+        with write(self.engine) as conn:
+            conn.execute(runs.update().where(runs.c.uid == run_uid, runs.c.stop_doc.is_(None))
+                         .values(**values))
+        if writer is not None:
+            del self.writers[run_uid]
+            for uid, dw in writer.descriptors.items():
+                self.owner.pop(uid, None)
+                self.columns.forget(dw.path)
+
+    # -- descriptors and events -------------------------------------------------------------
+
+    def _put_descriptor(self, doc: dict) -> None:
+        stored = self._one(sa.select(descriptors.c.doc).where(descriptors.c.uid == doc["uid"]))
+        if stored is not None:
+            check_reinsert("descriptor", json.loads(stored[0]), doc)
+            return
+        writer = self._writer(doc.get("run_start"), "descriptor", doc)
+        if len(writer.order) >= ROW_CODE:
+            raise InvalidDocument(f"{doc_label('descriptor', doc)}: run {writer.run_uid!r} "
+                                  f"already has {ROW_CODE} descriptors, the most it can hold")
+        layout = make_layout(doc, self.chunk_rows, self.chunk_bytes)
+        exact = jsondocs.to_json("descriptor", doc)
+        path = f"{node_name(writer.run_uid)}/{node_name(doc['uid'])}"
+        time = doc.get("time")
+        row = {"uid": doc["uid"], "run_uid": writer.run_uid, "name": str(doc.get("name",
+                                                                                 "primary")),
+               "time": float(time) if isinstance(time, int | float) else 0.0,
+               "ord": writer.next_ord, "doc": exact, "path": path, "layout": layout.to_json()}
+        with write(self.engine) as conn:
+            conn.execute(descriptors.insert().values(**row))
+        writer.take_ord()
+        writer.add_descriptor(DescriptorWriter(doc["uid"], writer.run_uid, len(writer.order),
+                                               path, layout, doc))
+        self.owner[doc["uid"]] = writer.run_uid
+
+    def _run_of_descriptor(self, page: dict) -> RunWriter:
+        uid = page.get("descriptor")
+        run_uid = self.owner.get(uid) if isinstance(uid, str) else None
+        if run_uid is None and isinstance(uid, str):
+            found = self._one(sa.select(descriptors.c.run_uid).where(descriptors.c.uid == uid))
+            run_uid = found[0] if found else None
+        if run_uid is None:
+            raise InvalidDocument(
+                f"{doc_label('event_page', page)} refers to descriptor {uid!r}, which no run in "
+                "this store holds; insert the descriptor (and its run's start) first")
+        return self._writer(run_uid, "event_page", page)
+
+    def _put_event_page(self, page: dict) -> None:
+        writer = self._run_of_descriptor(page)
+        dw = writer.descriptors.get(page["descriptor"]) or self._adopt(writer, page["descriptor"])
+        cols = convert_page(dw.layout, dw.descriptor, page)
+        if not cols["rows"]:
+            return
+        if writer.event_rows is None:
+            self._load_event_rows(writer)
+        known = writer.event_rows
+        uids = cols["uid"].tolist()
+        if not known.keys().isdisjoint(uids):
+            if all(u in known for u in uids):
+                self._check_same_events(writer, dw, page, cols, uids)
+                return
+            dup = next(u for u in uids if u in known)
+            raise InvalidDocument(f"{doc_label('event_page', page)} mixes new events with "
+                                  f"stored event {dup!r}; re-insert whole pages or only new "
+                                  "events")
+        ord_ = None if writer.current == dw.uid else writer.take_ord()
+        base = dw.rows
+        codes = (np.arange(base, base + len(uids), dtype=np.int64) * ROW_CODE + dw.index).tolist()
+        known.update(zip(uids, codes, strict=True))
+        dw.add(cols, ord_)
+        writer.current = dw.uid
+        due = dw.due(self.flush_interval)
+        if due:
+            whole = dw.rows // dw.layout.chunk_rows > dw.flushed // dw.layout.chunk_rows
+            dw.flush(self.engine, self.columns, self._group_attrs(dw), whole_chunks_only=whole)
+
+    def _adopt(self, writer: RunWriter, uid: str) -> DescriptorWriter:
+        """A descriptor of a run this store writes that another store object inserted."""
+        with self.engine.connect() as conn:
+            d = conn.execute(sa.select(descriptors).where(descriptors.c.uid == uid)).one()
+            chunks = conn.execute(sa.select(event_chunks).where(
+                event_chunks.c.descriptor_uid == uid).order_by(event_chunks.c.idx)).all()
+        last = None
+        if chunks:
+            row = chunks[-1]._mapping
+            last = ChunkRow(**{k: row[k] for k in ChunkRow.__dataclass_fields__})
+        dw = DescriptorWriter(uid, writer.run_uid, len(writer.order), d.path,
+                              Layout.from_json(d.layout), json.loads(d.doc),
+                              flushed=sum(c.rows for c in chunks), last_chunk=last)
+        writer.add_descriptor(dw)
+        writer.current = None
+        writer.next_ord = max(writer.next_ord, d.ord + 1)
+        self.owner[uid] = writer.run_uid
+        if writer.event_rows is not None and dw.flushed:
+            info = DescriptorInfo(dw.uid, dw.run_uid, dw.path, dw.layout)
+            uids = self.columns.read(dw.path, ["uid"], 0, dw.flushed,
+                                     {"uid": info.where("the uid array")})["uid"].tolist()
+            codes = (np.arange(dw.flushed, dtype=np.int64) * ROW_CODE + dw.index).tolist()
+            writer.event_rows.update(zip(uids, codes, strict=True))
+        return dw
+
+    def _group_attrs(self, dw: DescriptorWriter) -> dict:
+        return {"intake_broker": {"layout": 1, "run_uid": dw.run_uid, "descriptor_uid": dw.uid,
+                                  "stream_name": str(dw.descriptor.get("name", "primary")),
+                                  "chunk_rows": dw.layout.chunk_rows}}
+
+    def _load_event_rows(self, writer: RunWriter) -> None:
+        """The event uids already stored in a run this process did not start."""
+        known: dict[str, int] = {}
+        for dw in writer.descriptors.values():
+            if dw.flushed:
+                info = DescriptorInfo(dw.uid, dw.run_uid, dw.path, dw.layout)
+                uids = self.columns.read(dw.path, ["uid"], 0, dw.flushed,
+                                         {"uid": info.where("the uid array")})["uid"]
+                codes = (np.arange(dw.flushed, dtype=np.int64) * ROW_CODE + dw.index).tolist()
+                known.update(zip(uids.tolist(), codes, strict=True))
+        writer.event_rows = known
+
+    def _stored(self, dw: DescriptorWriter, rows: np.ndarray) -> dict:
+        """Stored rows of a descriptor (flushed or buffered), as converted columns.
+
+        Flushed rows are read a whole chunk at a time, and the last chunk read is kept: a
+        writer replaying a run event by event reads each chunk once."""
+        parts, order = [], np.argsort(rows, kind="stable")
+        flushed = np.sort(rows[rows < dw.flushed])
+        size = dw.layout.chunk_rows
+        for index in np.unique(flushed // size):
+            key = (dw.uid, int(index))
+            if self._chunk_cache is None or self._chunk_cache[0] != key:
+                info = DescriptorInfo(dw.uid, dw.run_uid, dw.path, dw.layout)
+                start = int(index) * size
+                stop = min(start + size, dw.flushed)
+                self._chunk_cache = (key, raw_rows(self.columns, info, start, stop))
+            in_chunk = flushed[flushed // size == index] - int(index) * size
+            parts.append(take_rows(self._chunk_cache[1], in_chunk))
+        buffered = rows[rows >= dw.flushed]
+        if len(buffered):
+            parts.append(take_rows(dw.buffered(), np.sort(buffered) - dw.flushed))
+        joined = concat_columns(parts)
+        return take_rows(joined, np.argsort(order, kind="stable"))
+
+    def _check_same_events(self, writer: RunWriter, dw: DescriptorWriter, page: dict,
+                           cols: dict, uids: list[str]) -> None:
+        located = [writer.locate(u) for u in uids]
+        events = None
+        for i, (owner, row) in enumerate(located):  # type: ignore[misc]
+            if owner is not dw:  # a stored event of another descriptor: a conflict
+                events = events or event_page_rows(page)
+                events[i].setdefault("filled", {})
+                stored = self._stored(owner, np.array([row], dtype=np.int64))
+                check_reinsert("event", event_doc(owner.layout, owner.uid, stored, 0),
+                               events[i])
+        rows = np.array([row for _, row in located], dtype=np.int64)  # type: ignore[misc]
+        stored = self._stored(dw, rows)
+        if same_columns(stored, cols):
+            return
+        for i, event in enumerate(events or event_page_rows(page)):
+            event.setdefault("filled", {})
+            check_reinsert("event", event_doc(dw.layout, dw.uid, stored, i), event)
+
+    # -- assets -----------------------------------------------------------------------------
+
+    def _insert_document(self, writer: RunWriter, kind: str, doc: dict, *, space: str | None,
+                         uid: str | None, ref: str | None) -> int:
+        with write(self.engine) as conn:
+            result = conn.execute(documents.insert().values(
+                run_uid=writer.run_uid, kind=kind, space=space, uid=uid, ref=ref,
+                ord=writer.next_ord, doc=jsondocs.to_json(kind, doc)))
+            key = result.inserted_primary_key[0]
+            if kind == "datum_page":
+                conn.execute(datums.insert(), [
+                    {"datum_id": d, "run_uid": writer.run_uid, "page_id": key, "row": i}
+                    for i, d in enumerate(doc["datum_id"])])
+        writer.take_ord()
+        return key
+
+    def _stored_document(self, space: str, uid: Any) -> Any:
+        if not isinstance(uid, str):
+            return None
+        return self._one(sa.select(documents.c.doc, documents.c.run_uid).where(
+            documents.c.space == space, documents.c.uid == uid))
+
+    def _put_resource(self, doc: dict, kind: str = "resource") -> None:
+        stored = self._stored_document("resource", doc.get("uid"))
+        if stored is not None:
+            check_reinsert(kind, json.loads(stored[0]), doc)
+            return
+        writer = self._writer(doc.get("run_start"), kind, doc)
+        self._insert_document(writer, kind, doc, space="resource", uid=doc["uid"], ref=None)
+
+    def _put_stream_resource(self, doc: dict) -> None:
+        self._put_resource(doc, "stream_resource")
+
+    def _put_stream_datum(self, doc: dict) -> None:
+        stored = self._stored_document("stream_datum", doc.get("uid"))
+        if stored is not None:
+            check_reinsert("stream_datum", json.loads(stored[0]), doc)
+            return
+        parent = self._stored_document("resource", doc.get("stream_resource"))
+        if parent is None:
+            raise InvalidDocument(
+                f"{doc_label('stream_datum', doc)} refers to stream_resource "
+                f"{doc.get('stream_resource')!r} which this store does not hold; insert the "
+                "stream_resource first")
+        writer = self._writer(parent[1], "stream_datum", doc)
+        self._insert_document(writer, "stream_datum", doc, space="stream_datum",
+                              uid=doc["uid"], ref=doc["stream_resource"])
+
+    def _put_datum_page(self, page: dict) -> None:
+        parent = self._stored_document("resource", page.get("resource"))
+        if parent is None:
+            raise InvalidDocument(
+                f"{doc_label('datum_page', page)} refers to resource {page.get('resource')!r} "
+                "which this store does not hold; insert the resource first")
+        ids = [str(i) for i in page["datum_id"]]
+        known: dict[str, tuple[int, int]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                rows = conn.execute(sa.select(datums.c.datum_id, datums.c.page_id, datums.c.row)
+                                    .where(datums.c.datum_id.in_(ids[i:i + 500]))).all()
+                known.update({r.datum_id: (r.page_id, r.row) for r in rows})
+            if known and len(known) == len(set(ids)):
+                pages = {pid: datum_page_rows(json.loads(conn.execute(
+                    sa.select(documents.c.doc).where(documents.c.id == pid)).scalar()))
+                    for pid in {p for p, _ in known.values()}}
+                for datum in datum_page_rows(page):
+                    pid, row = known[datum["datum_id"]]
+                    check_reinsert("datum", pages[pid][row], datum)
+                return
+        if known:
+            raise InvalidDocument(f"{doc_label('datum_page', page)} mixes new datums with "
+                                  f"stored datum {next(iter(known))!r}")
+        writer = self._writer(parent[1], "datum_page", page)
+        self._insert_document(writer, "datum_page", page, space=None, uid=None,
+                              ref=page["resource"])
+
+    # -- flushing ---------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write every buffered event (partial chunks too)."""
+        with self.lock:
+            for writer in self.writers.values():
+                for dw in writer.descriptors.values():
+                    dw.flush(self.engine, self.columns, self._group_attrs(dw),
+                             whole_chunks_only=False)

@@ -1,0 +1,291 @@
+"""Queries as SQL: ``intake_broker.queries`` objects translated for SQLite and PostgreSQL.
+
+A query becomes a :class:`Cond`, a pair of SQL conditions:
+
+``yes``
+    rows that certainly match;
+``maybe``
+    rows that may match (always a superset of ``yes``).
+
+Where SQL gives exactly the generic evaluator's answer (the indexed columns, JSON paths that do
+not pass through a list, ...), ``yes`` and ``maybe`` are the same expression and the database
+answers alone, with its indexes, sort and pagination. Where it cannot (a path that runs through
+a list, a regular expression in PostgreSQL, a comparison with a list, a query type without a
+rule, a run marked ``irregular``), the rows in ``maybe`` but not in ``yes`` are evaluated in
+Python with :func:`intake_broker.queries.evaluate`. ``Not`` swaps the two (``yes = not
+maybe``), so every combination stays correct: a query is never answered wrongly, only more
+slowly.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from intake_broker.queries import (
+    And,
+    Comparison,
+    Contains,
+    Eq,
+    In,
+    KeyPresent,
+    Not,
+    NotEq,
+    NotIn,
+    NotTranslatable,
+    Or,
+    PartialUID,
+    Query,
+    Regex,
+    TimeRange,
+    Translator,
+    resolve_key,
+)
+
+from .jsonsql import (
+    COLUMNS,
+    DIALECTS,
+    FALSE,
+    SQL_OPS,
+    TRUE,
+    Cond,
+    Dialect,
+    exact,
+    inexact,
+    never_null,
+    value_class,
+)
+from .schema import runs
+
+__all__ = ["Cond", "order_by", "translate"]
+
+
+
+# -- the rules --------------------------------------------------------------------------------
+
+
+def _json_leaf(dialect: Dialect, key: str, leaf) -> Cond:
+    """Apply a JSON leaf rule, adding the 'path runs through a list' uncertainty."""
+    part, *rest = resolve_key(key)
+    parts = tuple(rest)
+    doc = dialect.document(part)
+    cond = leaf(doc, parts)
+    unsure = dialect.through_list(doc, parts) if len(parts) > 1 else None
+    if unsure is None:
+        return cond
+    return Cond(sa.and_(sa.not_(unsure), cond.yes), sa.or_(unsure, cond.maybe))
+
+
+def _column(key: str) -> tuple[Any, str] | None:
+    found = COLUMNS.get(resolve_key(key))
+    return None if found is None else (runs.c[found[0]], found[1])
+
+
+_BIGINT = 2**63
+
+
+def _as_bigint(value: Any) -> int | None:
+    """A number as the integer a BIGINT column could hold equal to it, else None."""
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value) if -_BIGINT <= value < _BIGINT else None
+
+
+def _int_compare(col: Any, op: str, value: Any) -> Any:
+    """``col op value`` for a BIGINT column and any finite number, without the database
+    casting ``value`` to an integer (1.5 would become 2)."""
+    if op in ("gt", "ge"):
+        bound = math.floor(value) + 1 if op == "gt" else math.ceil(value)
+        if bound >= _BIGINT:
+            return FALSE
+        return col >= max(bound, -_BIGINT)
+    bound = math.ceil(value) - 1 if op == "lt" else math.floor(value)
+    if bound < -_BIGINT:
+        return FALSE
+    return col <= min(bound, _BIGINT - 1)
+
+
+def _column_class(value: Any) -> str | None:
+    """How a value compares with a column: columns hold exact integers, floats and text."""
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+        return "number"
+    return None
+
+
+def _eq_values(dialect: Dialect, key: str, values: Sequence[Any]) -> Cond:
+    """The value at ``key`` (or an element of it) equals one of ``values``."""
+    classes = [value_class(v) for v in values]
+    column = _column(key)
+    if column is not None:
+        col, kind = column
+        wanted = [v for v in values if _column_class(v) == kind]
+        if col.name == "scan_id":
+            wanted = [i for i in map(_as_bigint, wanted) if i is not None]
+        elif kind == "number":
+            wanted = [float(v) for v in wanted]
+        return exact(col.in_(wanted)) if wanted else exact(FALSE)
+    if None in classes:  # a list or dict: SQL cannot compare structures like Python
+        return _json_leaf(dialect, key, lambda doc, parts: inexact(dialect.present(doc, parts)))
+    wanted = [v for v, c in zip(values, classes, strict=True) if c != "nan"]
+    if not wanted:
+        return exact(FALSE)
+    return _json_leaf(dialect, key, lambda doc, parts: dialect.any_equal(doc, parts, wanted))
+
+
+def _distinct(values: Sequence[Any]) -> list:
+    """Values without repeats (False and 0 are different values here, as in queries)."""
+    seen: dict[tuple[bool, Any], Any] = {}
+    for value in values:
+        seen.setdefault((isinstance(value, bool), value), value)
+    return list(seen.values())
+
+
+def _combine(conds: list[Cond], join) -> Cond:
+    if all(c.exact for c in conds):
+        return exact(join(*(c.yes for c in conds)))
+    return Cond(join(*(c.yes for c in conds)), join(*(c.maybe for c in conds)))
+
+
+def _not(cond: Cond) -> Cond:
+    # Conditions may be NULL where a column or JSON value is missing; a WHERE treats NULL as
+    # false, but NOT NULL is NULL too: negations see NULL as false first.
+    if cond.exact:
+        return exact(sa.not_(never_null(cond.yes)))
+    return Cond(sa.not_(never_null(cond.maybe)), sa.not_(never_null(cond.yes)))
+
+
+def make_translator(dialect: Dialect) -> Translator:
+    """The rules for one database."""
+    tr = Translator(f"sql-{dialect.name}")
+
+    def sub(query: Query) -> Cond:
+        try:
+            return tr(query)
+        except NotTranslatable:
+            return inexact()  # a query type without a rule: evaluated in Python
+
+    @tr.register(Eq)
+    def _(q: Eq, t) -> Cond:
+        return _eq_values(dialect, q.key, [q.value])
+
+    @tr.register(In)
+    def _(q: In, t) -> Cond:
+        return _eq_values(dialect, q.key, _distinct(q.values))
+
+    @tr.register(NotEq)
+    def _(q: NotEq, t) -> Cond:
+        return _not(_eq_values(dialect, q.key, [q.value]))
+
+    @tr.register(NotIn)
+    def _(q: NotIn, t) -> Cond:
+        return _not(_eq_values(dialect, q.key, _distinct(q.values)))
+
+    @tr.register(Comparison)
+    def _(q: Comparison, t) -> Cond:
+        kind = value_class(q.value)
+        if kind in ("null", "nan") or (kind is None and not isinstance(q.value, numbers.Real)):
+            return exact(FALSE)  # such values are never ordered
+        column = _column(q.key)
+        if column is not None:
+            col, col_kind = column
+            if _column_class(q.value) != col_kind:
+                return exact(FALSE)
+            if col.name == "scan_id":
+                return exact(_int_compare(col, q.operator, q.value))
+            value = float(q.value) if col_kind == "number" else q.value
+            return exact(col.op(SQL_OPS[q.operator])(value))
+        if kind is None:  # a huge integer
+            return _json_leaf(dialect, q.key, lambda d, p: inexact(dialect.present(d, p)))
+        return _json_leaf(dialect, q.key,
+                          lambda d, p: dialect.compare(d, p, q.operator, q.value))
+
+    @tr.register(Regex)
+    def _(q: Regex, t) -> Cond:
+        column = _column(q.key)
+        if column is not None:
+            col, kind = column
+            return dialect.column_regex(col, q) if kind == "str" else exact(FALSE)
+        return _json_leaf(dialect, q.key, lambda d, p: dialect.regex(d, p, q))
+
+    @tr.register(Contains)
+    def _(q: Contains, t) -> Cond:
+        if _column(q.key) is not None:
+            return exact(FALSE)  # these columns hold scalars; irregular runs go to Python
+        return _json_leaf(dialect, q.key, lambda d, p: dialect.contains(d, p, q.value))
+
+    @tr.register(KeyPresent)
+    def _(q: KeyPresent, t) -> Cond:
+        column = _column(q.key)
+        if column is not None:
+            cond = exact(column[0].is_not(None))
+        else:
+            cond = _json_leaf(dialect, q.key, lambda d, p: exact(dialect.present(d, p)))
+        return cond if q.present else _not(cond)
+
+    @tr.register(TimeRange)
+    def _(q: TimeRange, t) -> Cond:
+        return _combine([sub(c) for c in q.comparisons()], sa.and_)
+
+    @tr.register(PartialUID)
+    def _(q: PartialUID, t) -> Cond:
+        upper = q.prefix[:-1] + chr(ord(q.prefix[-1]) + 1)
+        return exact(sa.and_(runs.c.uid >= q.prefix, runs.c.uid < upper))
+
+    @tr.register(And)
+    def _(q: And, t) -> Cond:
+        return _combine([sub(p) for p in q.queries], sa.and_) if q.queries else exact(TRUE)
+
+    @tr.register(Or)
+    def _(q: Or, t) -> Cond:
+        return _combine([sub(p) for p in q.queries], sa.or_) if q.queries else exact(FALSE)
+
+    @tr.register(Not)
+    def _(q: Not, t) -> Cond:
+        return _not(sub(q.query))
+
+    tr.sub = sub  # type: ignore[attr-defined]
+    return tr
+
+
+TRANSLATORS = {name: make_translator(d) for name, d in DIALECTS.items()}
+
+
+def translate(query: Query | None, dialect: str, irregular_rows: bool) -> Cond:
+    """The SQL conditions of ``query`` for ``dialect`` ("sqlite" or "postgresql").
+
+    With ``irregular_rows`` (the index holds runs marked irregular), those runs are always
+    evaluated in Python.
+    """
+    if query is None:
+        return exact(TRUE)
+    cond = TRANSLATORS[dialect].sub(query)  # type: ignore[attr-defined]
+    if not irregular_rows:
+        return cond
+    return Cond(sa.and_(cond.yes, runs.c.irregular == sa.false()),
+                sa.or_(cond.maybe, runs.c.irregular == sa.true()))
+
+
+def order_by(sort: Sequence[tuple[str, int]], irregular_rows: bool) -> list | None:
+    """ORDER BY clauses giving :func:`intake_broker.store.select_runs`'s order, or None when
+    the order must be computed in Python (keys without a column of their own)."""
+    clauses: list = []
+    for key, direction in sort:
+        column = _column(key)
+        if column is None:
+            return None
+        col, _ = column
+        name = col.name
+        if name in ("scan_id", "plan_name"):
+            if irregular_rows:  # their column does not hold every value
+                return None
+            present = col.is_not(None)
+            clauses += [present.desc() if direction < 0 else present.asc()]
+        clauses.append(col.desc() if direction < 0 else col.asc())
+    clauses.append(runs.c.uid.asc())
+    return clauses

@@ -1,0 +1,411 @@
+"""``NativeStore``: a SQL run index (SQLite or PostgreSQL) with event columns in zarr.
+
+See the package README for the on-disk layout. In short::
+
+    index (SQL)                         data (a folder or an fsspec URL such as s3://...)
+      runs, descriptors, event_chunks,    <run uid>/<descriptor uid>/   one zarr group per
+      event_segments, documents, datums       time, seq_num, uid,       descriptor: an array
+                                              <key>, timestamps_<key>   per field, chunked
+                                                                        along time
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+
+from intake_broker.errors import RunNotFound
+from intake_broker.queries import (
+    And,
+    Comparison,
+    Contains,
+    Eq,
+    In,
+    KeyPresent,
+    Not,
+    NotEq,
+    NotIn,
+    Or,
+    PartialUID,
+    Query,
+    Regex,
+    TimeRange,
+    evaluate,
+)
+from intake_broker.store import (
+    NEWEST_FIRST,
+    Chunk,
+    DocumentStore,
+    EventColumns,
+    RunRecord,
+    select_runs,
+)
+
+from . import docs as jsondocs
+from . import reading, schema
+from .columns import ColumnStore
+from .ingest import Ingester
+from .layout import Layout
+from .reading import DescriptorInfo
+from .schema import descriptors, documents, event_chunks, event_segments, runs, shown
+from .sqlquery import Cond, order_by, translate
+from .writer import ChunkRow
+
+#: Events per zarr chunk (at most; fewer when a row is wide, see ``chunk_bytes``).
+DEFAULT_CHUNK_ROWS = 100_000
+#: Bytes per chunk of the widest array of a descriptor (images get fewer rows per chunk).
+DEFAULT_CHUNK_BYTES = 8 * 2**20
+#: Seconds after which buffered live events are written even if no chunk is full.
+DEFAULT_FLUSH_INTERVAL = 5.0
+_STREAM_BATCH = 500
+
+
+def _record(start: str, stop: str | None) -> RunRecord:
+    return RunRecord(json.loads(start), None if stop is None else json.loads(stop))
+
+
+class NativeStore(DocumentStore):
+    """Runs in a SQL index (SQLite by default, PostgreSQL by URL) with event columns in zarr.
+
+    Parameters
+    ----------
+    index : str
+        The run index: ``"sqlite:///path/to/index.sqlite"`` (created if missing; WAL mode) or
+        ``"postgresql://user:password@host:port/database"``.
+    data : str, optional
+        Where the zarr columns live: a local folder or an fsspec URL (``"s3://bucket/runs"``).
+        Default: the one the index recorded when it was created, else for a SQLite index a
+        folder beside it, ``<index file name>-data``. A new index records it.
+    storage_options : dict, optional
+        fsspec options for ``data`` (s3fs: ``key``, ``secret``, ``client_kwargs``).
+    chunk_rows, chunk_bytes : int
+        Events per zarr chunk: ``chunk_rows``, or fewer so that a chunk of the widest array
+        holds at most ``chunk_bytes``.
+    flush_interval : float or None
+        Seconds after which a live run's buffered events are written although no chunk is
+        full (None: only whole chunks, and everything at stop / :meth:`flush`).
+    validate : bool
+        Check inserted documents against event-model's schemas.
+
+    Notes
+    -----
+    One process writes a run at a time (many may write different runs); any number of
+    processes read. A run being written is readable up to its last flushed chunk and reported
+    incomplete until its stop document arrives.
+    """
+
+    writable: ClassVar[bool] = True
+    native_queries = frozenset({Eq, NotEq, Comparison, In, NotIn, Regex, Contains, KeyPresent,
+                                TimeRange, PartialUID, And, Or, Not})
+
+    def __init__(
+        self,
+        index: str,
+        data: str | os.PathLike | None = None,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        flush_interval: float | None = DEFAULT_FLUSH_INTERVAL,
+        validate: bool = True,
+    ):
+        self.index = str(index)
+        self.storage_options = dict(storage_options or {})
+        self.chunk_rows = int(chunk_rows)
+        self.chunk_bytes = int(chunk_bytes)
+        self.flush_interval = flush_interval
+        self.validate = validate
+        self.engine = schema.create_engine(self.index)
+        schema.ensure_schema(self.engine, shown(self.index))
+        self.data = self._resolve_data(data)
+        self.columns = ColumnStore(self.data, self.storage_options)
+        self.columns.check_writable()
+        self._ingest = Ingester(self.engine, self.columns, chunk_rows=self.chunk_rows,
+                                chunk_bytes=self.chunk_bytes, flush_interval=flush_interval)
+        self._infos: dict[str, DescriptorInfo] = {}
+
+    @classmethod
+    def in_folder(cls, folder: str | os.PathLike, **kwargs: Any) -> NativeStore:
+        """A store kept in one local folder: ``<folder>/index.sqlite`` and ``<folder>/data``."""
+        folder = os.path.abspath(os.fspath(folder))
+        return cls(f"sqlite:///{folder}/index.sqlite", f"{folder}/data", **kwargs)
+
+    def _index_folder(self) -> str | None:
+        url = sa.make_url(self.index)
+        path = schema.sqlite_path(url) if url.get_backend_name() == "sqlite" else None
+        return None if path is None else os.path.dirname(os.path.abspath(path))
+
+    def _resolve_data(self, data: str | os.PathLike | None) -> str:
+        folder = self._index_folder()
+        recorded = schema.get_setting(self.engine, "data_url")
+        if recorded is not None and recorded.startswith("./") and folder is not None:
+            recorded = os.path.join(folder, recorded[2:])
+        if data is None:
+            data = recorded
+        if data is None:
+            url = sa.make_url(self.index)
+            path = schema.sqlite_path(url) if url.get_backend_name() == "sqlite" else None
+            if path is None:
+                raise ValueError(f"the run index {shown(self.index)} records no data URL; give "
+                                 "data= (a folder or an fsspec URL such as s3://bucket/runs) "
+                                 "for the zarr columns")
+            data = os.path.splitext(os.path.abspath(path))[0] + "-data"
+        data = os.fspath(data)
+        if "://" not in data:
+            data = os.path.abspath(data)
+        if recorded is None:
+            record = data
+            if folder is not None and "://" not in data and (
+                    os.path.commonpath([folder, data]) == folder):
+                record = "./" + os.path.relpath(data, folder)
+            schema.set_setting(self.engine, "data_url", record)
+        return data
+
+    def __repr__(self) -> str:
+        return f"NativeStore({shown(self.index)!r}, {self.data!r})"
+
+    def __getstate__(self) -> dict:
+        return {"index": self.index, "data": self.data, "storage_options": self.storage_options,
+                "chunk_rows": self.chunk_rows, "chunk_bytes": self.chunk_bytes,
+                "flush_interval": self.flush_interval, "validate": self.validate}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state.pop("index"), state.pop("data"), **state)  # type: ignore[misc]
+
+    def __enter__(self) -> NativeStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- writing --------------------------------------------------------------------------
+
+    def put(self, kind: str, doc: dict) -> None:
+        self._ingest.put(kind, doc)
+
+    def flush(self) -> None:
+        """Write every buffered event now (partial chunks too), so other readers see them."""
+        self._ingest.flush()
+
+    def close(self) -> None:
+        """Flush buffered events and release database connections."""
+        self.flush()
+        self.engine.dispose()
+
+    def bulk_insert_runs(self, records: Iterable[RunRecord], *, batch: int = 10_000) -> int:
+        """Add runs to the index only (start and stop documents, no events), many rows per
+        statement: the fast way to build a large index. Runs already held are skipped.
+
+        Returns the number of runs added.
+        """
+        added, rows = 0, []
+
+        def write() -> int:
+            uids = [r["uid"] for r in rows]
+            with schema.write_transaction(self.engine) as conn:
+                held = set(conn.execute(sa.select(runs.c.uid).where(runs.c.uid.in_(uids)))
+                           .scalars())
+                new = [r for r in rows if r["uid"] not in held]
+                if new:
+                    conn.execute(runs.insert(), new)
+            rows.clear()
+            return len(new)
+
+        for record in records:
+            row = jsondocs.start_columns(record.start)
+            exact, query, lossy = jsondocs.encode("start", record.start)
+            row.update(start_doc=exact, start_q=query, stop_doc=None, stop_q=None,
+                       stop_time=None, exit_status=None)
+            row["irregular"] = row["irregular"] or lossy
+            if record.stop is not None:
+                exact, query, lossy = jsondocs.encode("stop", record.stop)
+                row.update(stop_doc=exact, stop_q=query, **jsondocs.stop_columns(record.stop))
+                row["irregular"] = row["irregular"] or lossy
+            rows.append(row)
+            if len(rows) >= batch:
+                added += write()
+        if rows:
+            added += write()
+        return added
+
+    # -- which runs -----------------------------------------------------------------------
+
+    def _irregular_rows(self, conn: sa.Connection) -> bool:
+        return conn.execute(sa.select(runs.c.uid).where(runs.c.irregular == sa.true())
+                            .limit(1)).first() is not None
+
+    def _condition(self, conn: sa.Connection, query: Query | None) -> tuple[Cond, bool]:
+        irregular = self._irregular_rows(conn)
+        return translate(query, conn.dialect.name, irregular), irregular
+
+    def runs(
+        self,
+        query: Query | None = None,
+        *,
+        sort: Sequence[tuple[str, int]] = NEWEST_FIRST,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
+        columns = [runs.c.start_doc, runs.c.stop_doc]
+        with self.engine.connect() as conn:
+            cond, irregular = self._condition(conn, query)
+            order = order_by(sort, irregular)
+            if order is None:  # a sort key without a column: sort in Python
+                rows = conn.execute(sa.select(*columns).where(cond.maybe)).all()
+                records = [_record(*r) for r in rows]
+                return select_runs(records, query, sort, skip, limit)
+            if cond.exact:
+                stmt = sa.select(*columns).where(cond.yes).order_by(*order).offset(skip)
+                if limit is not None:
+                    stmt = stmt.limit(limit)
+                return [_record(*r) for r in conn.execute(stmt)]
+            stmt = sa.select(*columns, cond.yes.label("sure")).where(cond.maybe).order_by(*order)
+            found: list[RunRecord] = []
+            result = conn.execution_options(yield_per=_STREAM_BATCH).execute(stmt)
+            for start, stop, sure in result:
+                record = _record(start, stop)
+                if sure or evaluate(query, record.as_record()):  # type: ignore[arg-type]
+                    if skip:
+                        skip -= 1
+                        continue
+                    found.append(record)
+                    if limit is not None and len(found) >= limit:
+                        break
+            result.close()
+            return found
+
+    def count(self, query: Query | None = None) -> int:
+        with self.engine.connect() as conn:
+            cond, _ = self._condition(conn, query)
+            total = conn.execute(sa.select(sa.func.count()).select_from(runs).where(cond.yes)
+                                 ).scalar() or 0
+            if cond.exact:
+                return total
+            rows = conn.execution_options(yield_per=_STREAM_BATCH).execute(
+                sa.select(runs.c.start_doc, runs.c.stop_doc).where(
+                    cond.maybe, sa.not_(sa.func.coalesce(cond.yes, sa.false()))))
+            return total + sum(evaluate(query, _record(*r).as_record())  # type: ignore[arg-type]
+                               for r in rows)
+
+    def run(self, uid: str) -> RunRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs.c.start_doc, runs.c.stop_doc)
+                               .where(runs.c.uid == uid)).first()
+        if row is None:
+            raise RunNotFound(f"no run with uid {uid!r} in this store")
+        return _record(*row)
+
+    # -- what is in a run -----------------------------------------------------------------
+
+    def descriptors(self, run_uid: str) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(descriptors.c.doc).where(
+                descriptors.c.run_uid == run_uid).order_by(descriptors.c.time,
+                                                           descriptors.c.ord)).scalars().all()
+            if not rows and conn.execute(sa.select(runs.c.uid).where(
+                    runs.c.uid == run_uid)).first() is None:
+                raise RunNotFound(f"no run with uid {run_uid!r} in this store")
+        return [json.loads(d) for d in rows]
+
+    def _info(self, descriptor_uid: str) -> DescriptorInfo:
+        info = self._infos.get(descriptor_uid)
+        if info is None:
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(descriptors.c.run_uid, descriptors.c.path,
+                                             descriptors.c.layout).where(
+                    descriptors.c.uid == descriptor_uid)).first()
+            if row is None:
+                raise KeyError(f"no descriptor with uid {descriptor_uid!r} in this store")
+            info = DescriptorInfo(descriptor_uid, row.run_uid, row.path,
+                                  Layout.from_json(row.layout))
+            self._infos[descriptor_uid] = info
+        return info
+
+    def _chunk_rows(self, conn: sa.Connection, descriptor_uid: str) -> list[ChunkRow]:
+        rows = conn.execute(sa.select(event_chunks).where(
+            event_chunks.c.descriptor_uid == descriptor_uid).order_by(event_chunks.c.idx))
+        names = ChunkRow.__dataclass_fields__
+        return [ChunkRow(**{k: r[k] for k in names}) for r in rows.mappings()]
+
+    def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
+        info = self._info(descriptor_uid)
+        with self.engine.connect() as conn:
+            return reading.chunk_list(info, self._chunk_rows(conn, descriptor_uid))
+
+    def read_events(
+        self,
+        descriptor_uid: str,
+        *,
+        fields: Sequence[str] | None = None,
+        seq_range: tuple[int, int] | None = None,
+        uids: bool = False,
+    ) -> EventColumns:
+        info = self._info(descriptor_uid)
+        with self.engine.connect() as conn:
+            chunks = self._chunk_rows(conn, descriptor_uid)
+        return reading.read_events(self.columns, info, chunks, fields, seq_range, uids)
+
+    def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs.c.start_doc, runs.c.stop_doc)
+                               .where(runs.c.uid == run_uid)).first()
+            if row is None:
+                raise RunNotFound(f"no run with uid {run_uid!r} in this store")
+            descs = conn.execute(sa.select(descriptors).where(
+                descriptors.c.run_uid == run_uid)).all()
+            others = conn.execute(sa.select(documents.c.ord, documents.c.kind, documents.c.doc)
+                                  .where(documents.c.run_uid == run_uid)).all()
+            segments = conn.execute(sa.select(event_segments).where(
+                event_segments.c.descriptor_uid.in_([d.uid for d in descs]))).all()
+        infos = {d.uid: DescriptorInfo(d.uid, run_uid, d.path, Layout.from_json(d.layout))
+                 for d in descs}
+        items: list[tuple[int, int, str, Any]] = [(d.ord, 0, "descriptor", d.doc) for d in descs]
+        items += [(o.ord, 0, o.kind, o.doc) for o in others]
+        for s in segments:
+            rows = infos[s.descriptor_uid].layout.chunk_rows
+            start = s.row_start
+            while start < s.row_stop:
+                stop = min(s.row_stop, (start // rows + 1) * rows)
+                items.append((s.ord, start, "event_page", (s.descriptor_uid, start, stop)))
+                start = stop
+        items.sort(key=lambda item: (item[0], item[1]))
+        start_doc, stop_doc = row
+        yield "start", json.loads(start_doc)
+        for _, _, kind, payload in items:
+            if kind == "event_page":
+                uid, start, stop = payload
+                info = infos[uid]
+                cols = reading.raw_rows(self.columns, info, start, stop)
+                yield kind, reading.build_page(info.layout, uid, cols)
+            else:
+                yield kind, json.loads(payload)
+        if stop_doc is not None:
+            yield "stop", json.loads(stop_doc)
+
+    # -- assets ---------------------------------------------------------------------------
+
+    def resource(self, run_uid: str, resource_uid: str) -> dict:
+        with self.engine.connect() as conn:
+            doc = conn.execute(sa.select(documents.c.doc).where(
+                documents.c.space == "resource", documents.c.uid == resource_uid,
+                documents.c.run_uid == run_uid)).scalar()
+        if doc is None:
+            raise KeyError(f"run {run_uid!r} has no resource {resource_uid!r}")
+        return json.loads(doc)
+
+    def datum_pages(self, run_uid: str) -> Iterator[dict]:
+        with self.engine.connect() as conn:
+            pages = conn.execute(sa.select(documents.c.doc).where(
+                documents.c.run_uid == run_uid, documents.c.kind == "datum_page")
+                .order_by(documents.c.ord)).scalars().all()
+        return (json.loads(p) for p in pages)
+
+    # -- where the zarr groups are --------------------------------------------------------
+
+    def zarr_url(self, descriptor_uid: str) -> str:
+        """The URL of a descriptor's zarr group (``xarray.open_zarr(store.zarr_url(uid))``)."""
+        return self.columns.url_of(self._info(descriptor_uid).path)

@@ -1,0 +1,203 @@
+"""Live and bulk ingest of events: buffers per descriptor, flushed as whole zarr chunks.
+
+A :class:`RunWriter` holds what one process is writing into one run: the insertion counter
+that orders the run's documents, and a :class:`DescriptorWriter` per descriptor that buffers
+converted event pages and flushes them. A flush writes the zarr chunks first and then, in one
+SQL transaction, the rows of ``event_chunks`` and ``event_segments`` that describe them; a
+reader trusts only those rows, so a writer killed at any moment leaves every flushed chunk
+readable and nothing half-described.
+
+Flushes happen when a descriptor has buffered a whole chunk, at the run's stop, on
+:meth:`NativeStore.flush` / ``close()``, and when ``flush_interval`` seconds have passed since
+the last flush and the buffer holds an eighth of what the partial chunk holds (or 12 intervals
+have passed): then the last, partial chunk is written and rewritten later as it fills (local
+writes and S3 puts replace a chunk file atomically).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from .columns import ColumnStore
+from .layout import Layout, concat_columns, slice_columns
+from .schema import event_chunks, event_segments, write_transaction
+
+#: Event uids map to ``row * ROW_CODE + descriptor index`` (one int per event in memory).
+ROW_CODE = 2**20
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """One row of ``event_chunks``: a zarr chunk of flushed events."""
+
+    idx: int
+    row_start: int
+    rows: int
+    seq_first: int
+    seq_last: int
+    seq_min: int
+    seq_max: int
+    increasing: bool
+    contiguous: bool
+
+    def as_dict(self, descriptor_uid: str) -> dict[str, Any]:
+        return {"descriptor_uid": descriptor_uid, **self.__dict__}
+
+
+def _merge(chunk: ChunkRow | None, previous_last: int | None, idx: int, row_start: int,
+           seq: np.ndarray) -> ChunkRow:
+    """The chunk row after appending rows with ``seq`` to ``chunk`` (or starting chunk idx)."""
+    steps = np.diff(seq)
+    increasing = bool((steps > 0).all())
+    contiguous = bool((steps == 1).all())
+    if chunk is None:
+        return ChunkRow(idx, row_start, len(seq), int(seq[0]), int(seq[-1]), int(seq.min()),
+                        int(seq.max()),
+                        increasing and (previous_last is None or seq[0] > previous_last),
+                        contiguous)
+    return replace(
+        chunk, rows=chunk.rows + len(seq), seq_last=int(seq[-1]),
+        seq_min=min(chunk.seq_min, int(seq.min())), seq_max=max(chunk.seq_max, int(seq.max())),
+        increasing=chunk.increasing and increasing and seq[0] > chunk.seq_last,
+        contiguous=chunk.contiguous and contiguous and seq[0] == chunk.seq_last + 1)
+
+
+@dataclass
+class DescriptorWriter:
+    """Buffered events of one descriptor and what has been flushed of it."""
+
+    uid: str
+    run_uid: str
+    index: int  # position among the run's descriptors (for the run's event-uid map)
+    path: str  # the zarr group, relative to the data URL
+    layout: Layout
+    descriptor: dict
+    flushed: int = 0
+    last_chunk: ChunkRow | None = None  # the chunk holding the last flushed row
+    pending: list[dict] = field(default_factory=list)
+    pending_rows: int = 0
+    segments: list[list[int]] = field(default_factory=list)  # [row_start, row_stop, ord]
+    last_flush: float = field(default_factory=time.monotonic)
+
+    @property
+    def rows(self) -> int:
+        return self.flushed + self.pending_rows
+
+    def add(self, columns: dict, ord_: int | None) -> None:
+        """Buffer converted rows; ``ord_`` opens a new segment (None extends the current)."""
+        start = self.rows
+        if ord_ is None:
+            assert self.segments and self.segments[-1][1] == start, "no open segment"
+            self.segments[-1][1] += columns["rows"]
+        else:
+            self.segments.append([start, start + columns["rows"], ord_])
+        self.pending.append(columns)
+        self.pending_rows += columns["rows"]
+
+    def due(self, interval: float | None) -> bool:
+        """Whether a flush is due: a whole chunk is buffered, or the interval has passed (and
+        enough is buffered to be worth rewriting the partial chunk)."""
+        if not self.pending_rows:
+            return False
+        rows = self.layout.chunk_rows
+        if self.rows // rows > self.flushed // rows:
+            return True
+        if interval is None:
+            return False
+        elapsed = time.monotonic() - self.last_flush
+        in_chunk = self.flushed % rows
+        # Each partial flush rewrites the partial chunk: wait for 1/8 of what it holds (so a
+        # chunk is rewritten a bounded number of times), but never more than 12 intervals.
+        return elapsed >= interval and (8 * self.pending_rows >= in_chunk
+                                        or elapsed >= 12 * interval)
+
+    def buffered(self) -> dict:
+        """The buffered rows as one set of columns (joined once)."""
+        if len(self.pending) > 1:
+            self.pending = [concat_columns(self.pending)]
+        return self.pending[0]
+
+    def flush(self, engine: sa.Engine, columns: ColumnStore, group_attrs: dict, *,
+              whole_chunks_only: bool) -> int:
+        """Write buffered rows: whole chunks only, or everything. Returns rows written."""
+        if not self.pending_rows:
+            return 0
+        rows = self.layout.chunk_rows
+        target = self.rows if not whole_chunks_only else self.rows // rows * rows
+        if target <= self.flushed:
+            return 0
+        buffered = self.buffered()
+        count = target - self.flushed
+        head = slice_columns(buffered, 0, count)
+        columns.write(self.path, self.layout, self.descriptor, group_attrs, self.flushed, head)
+        chunk = self.last_chunk
+        updated: list[ChunkRow] = []
+        position = self.flushed
+        while position < target:
+            idx = position // rows
+            stop = min(target, (idx + 1) * rows)
+            seq = head["seq_num"][position - self.flushed:stop - self.flushed]
+            if chunk is not None and chunk.idx == idx:  # the partial last chunk grows
+                chunk = _merge(chunk, None, idx, idx * rows, seq)
+            else:
+                previous = None if chunk is None else chunk.seq_last
+                chunk = _merge(None, previous, idx, idx * rows, seq)
+            updated.append(chunk)
+            position = stop
+        segments = [s for s in self.segments if s[0] < target]
+        with write_transaction(engine) as conn:
+            conn.execute(event_chunks.delete().where(
+                event_chunks.c.descriptor_uid == self.uid,
+                event_chunks.c.idx.in_([c.idx for c in updated])))
+            conn.execute(event_chunks.insert(), [c.as_dict(self.uid) for c in updated])
+            conn.execute(event_segments.delete().where(
+                event_segments.c.descriptor_uid == self.uid,
+                event_segments.c.row_start.in_([s[0] for s in segments])))
+            conn.execute(event_segments.insert(), [
+                {"descriptor_uid": self.uid, "row_start": s[0], "row_stop": min(s[1], target),
+                 "ord": s[2]} for s in segments])
+        self.last_chunk, self.flushed = chunk, target
+        rest = buffered["rows"] - count
+        self.pending = [slice_columns(buffered, count, buffered["rows"])] if rest else []
+        self.pending_rows = rest
+        # segments wholly written are done, except the last (more events may extend it)
+        self.segments = [s for s in self.segments[:-1] if s[1] > target] + self.segments[-1:]
+        self.last_flush = time.monotonic()
+        return count
+
+
+@dataclass
+class RunWriter:
+    """What this process is writing into one run."""
+
+    run_uid: str
+    next_ord: int
+    descriptors: dict[str, DescriptorWriter] = field(default_factory=dict)
+    #: the descriptor whose events were the last document put (their segment is open)
+    current: str | None = None
+    #: event uid -> row * ROW_CODE + descriptor index; None until needed (loaded from storage)
+    event_rows: dict[str, int] | None = None
+    order: list[str] = field(default_factory=list)  # descriptor uids by index
+
+    def take_ord(self) -> int:
+        self.current = None
+        value = self.next_ord
+        self.next_ord += 1
+        return value
+
+    def add_descriptor(self, writer: DescriptorWriter) -> None:
+        self.descriptors[writer.uid] = writer
+        self.order.append(writer.uid)
+
+    def locate(self, uid: str) -> tuple[DescriptorWriter, int] | None:
+        """The descriptor and row of a stored event uid."""
+        assert self.event_rows is not None
+        code = self.event_rows.get(uid)
+        if code is None:
+            return None
+        return self.descriptors[self.order[code % ROW_CODE]], code // ROW_CODE
