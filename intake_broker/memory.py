@@ -137,6 +137,15 @@ class RunDocuments:
     def record(self) -> RunRecord:
         return RunRecord(self.start, self.stop)
 
+    def descriptors(self) -> list[dict]:
+        """The run's descriptors, oldest first."""
+        return sorted((t.descriptor for t in self.tables.values()), key=lambda d: d["time"])
+
+    def replay(self) -> list[tuple[str, dict]]:
+        """Every document in the order stored, the stop document last."""
+        ordered = [item for item in self.ordered if item[0] != "stop"]
+        return ordered + ([("stop", self.stop)] if self.stop is not None else [])
+
     def put(self, kind: str, doc: dict) -> bool:
         """Add a document; returns False for an identical re-insert (nothing changes)."""
         if kind == "start":
@@ -312,8 +321,8 @@ class MemoryStore(DocumentStore):
         return self._get(uid).record
 
     def descriptors(self, run_uid: str) -> list[dict]:
-        tables = self._get(run_uid).tables.values()
-        return sorted((t.descriptor for t in tables), key=lambda d: d["time"])
+        with self._lock:
+            return self._get(run_uid).descriptors()
 
     def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
         with self._lock:
@@ -332,12 +341,7 @@ class MemoryStore(DocumentStore):
 
     def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
         with self._lock:
-            run = self._get(run_uid)
-            ordered = [d for d in run.ordered if d[0] != "stop"]
-            stop = run.stop
-        yield from ordered
-        if stop is not None:
-            yield "stop", stop
+            return iter(self._get(run_uid).replay())
 
     def resource(self, run_uid: str, resource_uid: str) -> dict:
         try:

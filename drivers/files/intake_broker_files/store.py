@@ -334,8 +334,7 @@ class FilesStore(DocumentStore):
 
     def descriptors(self, run_uid: str) -> list[dict]:
         with self._lock:
-            tables = list(self._contents(run_uid).tables.values())
-        return sorted((t.descriptor for t in tables), key=lambda d: d["time"])
+            return self._contents(run_uid).descriptors()
 
     def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
         with self._lock:
@@ -354,12 +353,7 @@ class FilesStore(DocumentStore):
 
     def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
         with self._lock:
-            docs = self._contents(run_uid)
-            ordered = [item for item in docs.ordered if item[0] != "stop"]
-            stop = docs.stop
-        yield from ordered
-        if stop is not None:
-            yield "stop", stop
+            return iter(self._contents(run_uid).replay())
 
     def resource(self, run_uid: str, resource_uid: str) -> dict:
         with self._lock:
