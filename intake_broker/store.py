@@ -275,6 +275,24 @@ def _sort_value(record: Mapping[str, Any], path: tuple[str, ...]) -> tuple:
     return (2, value) if isinstance(value, int | float) else (3, value)
 
 
+def split_for_index(query: Query | None) -> tuple[Query | None, Query | None]:
+    """``(index_part, rest)``: the part of a query on start and stop documents (what a run
+    index answers natively) and the part on ``descriptors.*`` / ``summary.*`` (None if none).
+
+    A store answers ``rest`` with :func:`select_runs` (``store=self``) over the candidates of
+    ``index_part``: correct for every query, fast when the index narrows the candidates.
+    """
+    from .queries import And
+
+    if query is None or documents_needed(query) <= {"start", "stop"}:
+        return query, None
+    parts = query.queries if isinstance(query, And) else (query,)
+    index = [q for q in parts if documents_needed(q) <= {"start", "stop"}]
+    rest = [q for q in parts if q not in index]
+    combine = (lambda qs: None if not qs else qs[0] if len(qs) == 1 else And(tuple(qs)))
+    return combine(index), combine(rest)
+
+
 def select_runs(
     records: Iterable[RunRecord],
     query: Query | None,

@@ -206,6 +206,7 @@ class QueryTests:
         for docs in runs:
             for name, doc in docs:
                 query_store.insert(name, doc)
+        query_store.flush()  # runs without a stop: what a reader sees is what was flushed
         return query_store
 
     def test_the_cases_discriminate(self, records):

@@ -31,6 +31,8 @@ from intake_broker.store import (
     DocumentStore,
     EventColumns,
     RunRecord,
+    select_runs,
+    split_for_index,
 )
 
 from . import layout
@@ -231,10 +233,16 @@ class MongoStore(DocumentStore):
         skip: int = 0,
         limit: int | None = None,
     ) -> list[RunRecord]:
+        index_part, rest = split_for_index(query)
+        if rest is not None:  # descriptors.* / summary.*: checked on the index's candidates
+            candidates = self.runs(index_part, sort=sort)
+            return select_runs(candidates, query, sort, skip, limit, store=self)
         with self._guard(RUN_START):
             return self._finder.runs(query, sort=sort, skip=skip, limit=limit)
 
     def count(self, query: Query | None = None) -> int:
+        if split_for_index(query)[1] is not None:
+            return len(self.runs(query))
         with self._guard(RUN_START):
             return self._finder.count(query)
 

@@ -4,9 +4,12 @@ separate metadatastore and asset-registry databases (databroker's arguments), an
 
 from __future__ import annotations
 
+import uuid
+
+import pymongo
 import pytest
 
-from intake_broker.testing import DocumentStoreTests
+from intake_broker.testing import DocumentStoreTests, QueryTests
 from intake_broker_mongo import MongoStore
 
 
@@ -41,3 +44,12 @@ class TestSingleDatabase(_Reopening):
     def store(self, database_uri):
         self._uris = (database_uri(),)
         return self._open(*self._uris)
+
+
+class TestMongoQueries(QueryTests):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def query_store(cls, mongo_server):
+        name = f"test-queries-{uuid.uuid4().hex[:12]}"
+        yield MongoStore(f"{mongo_server}/{name}", validate=False)
+        pymongo.MongoClient(mongo_server).drop_database(name)

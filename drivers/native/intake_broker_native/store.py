@@ -43,6 +43,7 @@ from intake_broker.store import (
     EventColumns,
     RunRecord,
     select_runs,
+    split_for_index,
 )
 
 from . import docs as jsondocs
@@ -250,6 +251,10 @@ class NativeStore(DocumentStore):
         skip: int = 0,
         limit: int | None = None,
     ) -> list[RunRecord]:
+        index_part, rest = split_for_index(query)
+        if rest is not None:  # descriptors.* / summary.*: checked on the index's candidates
+            candidates = self.runs(index_part, sort=sort)
+            return select_runs(candidates, query, sort, skip, limit, store=self)
         columns = [runs.c.start_doc, runs.c.stop_doc]
         with self.engine.connect() as conn:
             cond, irregular = self._condition(conn, query)
@@ -257,7 +262,7 @@ class NativeStore(DocumentStore):
             if order is None:  # a sort key without a column: sort in Python
                 rows = conn.execute(sa.select(*columns).where(cond.maybe)).all()
                 records = [_record(*r) for r in rows]
-                return select_runs(records, query, sort, skip, limit)
+                return select_runs(records, query, sort, skip, limit, store=self)
             if cond.exact:
                 stmt = sa.select(*columns).where(cond.yes).order_by(*order).offset(skip)
                 if limit is not None:
@@ -279,6 +284,8 @@ class NativeStore(DocumentStore):
             return found
 
     def count(self, query: Query | None = None) -> int:
+        if split_for_index(query)[1] is not None:
+            return len(self.runs(query))
         with self.engine.connect() as conn:
             cond, _ = self._condition(conn, query)
             total = conn.execute(sa.select(sa.func.count()).select_from(runs).where(cond.yes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from intake_broker.testing import DocumentStoreTests
+from intake_broker.testing import DocumentStoreTests, QueryTests
 from intake_broker_native import NativeStore
 
 
@@ -41,3 +41,23 @@ class TestSQLiteS3(DocumentStoreTests):
 
     def reopen(self, store):
         return _reopen(store)
+
+
+class TestSQLiteQueries(QueryTests):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def query_store(cls, tmp_path_factory):
+        folder = tmp_path_factory.mktemp("queries")
+        return NativeStore(f"sqlite:///{folder}/index.sqlite", str(folder / "data"),
+                           validate=False)
+
+
+class TestPostgresQueries(QueryTests):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def query_store(cls, postgres_server, tmp_path_factory):
+        from .conftest import new_postgres_index
+
+        folder = tmp_path_factory.mktemp("queries")
+        return NativeStore(new_postgres_index(postgres_server), str(folder / "data"),
+                           validate=False)
