@@ -66,35 +66,6 @@ def build(folder: Path, events: int, fields: int) -> dict:
                                              + times.nbytes)}
 
 
-def proposed_arrays(self, fields, group="data"):
-    """The core change this benchmark asks for (``intake_broker.stream.StreamLayout.arrays``):
-    a stream of one descriptor is read with one ``read_events`` call over its chunks' seq_num
-    range, and its arrays are used as they come (no per-chunk reads, no concatenation)."""
-    from intake_broker.stream import _take
-
-    fields = list(fields)
-    if len(self.descriptors) != 1 or not self.chunks:
-        return ORIGINAL_ARRAYS(self, fields, group)
-    uid = self.descriptors[0]["uid"]
-    columns = self.store.read_events(
-        uid, fields=[f for f in fields if f in self.fields_of[uid]],
-        seq_range=(self.chunks[0].seq_start, self.chunks[-1].seq_stop))
-    return {key: _take(columns, group, key, *self._field_spec(key, group), len(columns))
-            for key in fields}
-
-
-ORIGINAL_ARRAYS = None
-
-
-def use_proposed_core_change() -> None:
-    global ORIGINAL_ARRAYS
-    from intake_broker.stream import StreamLayout
-
-    if ORIGINAL_ARRAYS is None:
-        ORIGINAL_ARRAYS = StreamLayout.arrays
-    StreamLayout.arrays = proposed_arrays
-
-
 _CHILD = r"""
 import json, statistics, sys, time, tracemalloc
 import numpy as np
@@ -102,17 +73,12 @@ from intake_broker.catalog import BrokerCatalog
 from intake_broker_native import NativeStore
 folder, what, fields, bench, repeat = sys.argv[1:6]
 fields, repeat = int(fields), int(repeat)
-sys.path.insert(0, bench)
-import native_read
-if what == "proposed":
-    native_read.use_proposed_core_change()
 run = BrokerCatalog(NativeStore.in_folder(folder + "/store"))[-1]
 stream = run.primary
 desc = stream._descriptors[0]["uid"]
 names = [f"f{i}" for i in range(fields)] + ["time"]
 work = {
     "ours": stream.read,
-    "proposed": stream.read,
     "store": lambda: run._store.read_events(desc),
     "limit": lambda: [np.load(f"{folder}/{name}.npy") for name in names],
 }[what]
@@ -123,7 +89,7 @@ for _ in range(repeat):
     result = work()
     times.append(time.perf_counter() - t)
     del result
-if what in ("ours", "proposed"):
+if what == "ours":
     ds = work()
     assert ds.sizes["time"] > 0 and np.array_equal(ds["f3"].values, np.load(folder + "/f3.npy"))
     del ds
@@ -157,7 +123,7 @@ def main() -> None:
         built = build(folder, args.events, args.fields)
         chunk_rows = NativeStore.in_folder(folder / "store").chunk_rows
         got = {w: measure(folder, w, args.fields, args.repeat)
-               for w in ("limit", "ours", "store", "proposed")}
+               for w in ("limit", "ours", "store")}
         limit = got["limit"]["median"]
         nbytes = built["nbytes"]
 
@@ -172,12 +138,9 @@ def main() -> None:
         print(f"  {'limit: np.load of the 10+1 .npy':<34} {limit * 1e3:7.1f} ms"
               f"{'':<17}arrays {nbytes / 2**20:6.1f} MiB (np.load peaks at "
               f"{got['limit']['peak'] / nbytes:4.2f}x)")
-        row("Stream.read() (core as it is)", "ours")
-        row("Stream.read() (proposed core)", "proposed")
+        row("Stream.read()", "ours")
         row("store.read_events, whole stream", "store")
-        print("  targets: time within 2x, peak memory within 2x. 'proposed core': "
-              "StreamLayout.arrays reading a one-descriptor stream with one read_events call "
-              "(see proposed_arrays in this file), applied in that process only")
+        print("  targets: time within 2x, peak memory within 2x")
         print(f"  (bulk ingest of the stream for this benchmark: {built['ingest_s']:.1f} s, "
               f"{args.events / built['ingest_s']:,.0f} events/s; see native_ingest.py)")
         peer = importlib.util.find_spec("databroker")

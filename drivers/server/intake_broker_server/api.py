@@ -30,14 +30,36 @@ _ERRORS = {status: {"description": text, "content": {wire.JSON: {"schema": {
     "type": "object", "required": ["error", "message"],
     "properties": {"error": {"type": "string"}, "message": {"type": "string"}}}}}}
     for status, text in ((400, "bad parameters, query or oversized request"),
+                         (401, "no valid credentials (when the service needs them)"),
+                         (403, "the credential's scopes do not allow this request"),
                          (404, "no such run, descriptor or resource"))}
 
 
+def service_for(request: Request, scope: str) -> Service:
+    """The service for this request: with authentication configured, the request's principal
+    is resolved (401/403 when it cannot be, or lacks ``scope``) and the request is answered
+    from that principal's guarded view, where the core applies the access policy."""
+    service: Service = request.app.state.service
+    auth = getattr(request.app.state, "auth", None)
+    if auth is None:
+        return service
+    identity = auth.authorize(request.headers.get("authorization"), scope)
+    request.state.principal = identity.principal
+    return service.guarded(auth.config.policy, identity.principal)
+
+
 def get_service(request: Request) -> Service:
-    return request.app.state.service
+    """The service, for a request that reads."""
+    return service_for(request, "read")
+
+
+def get_writer(request: Request) -> Service:
+    """The service, for a request that writes (the credential needs the ``write`` scope)."""
+    return service_for(request, "write")
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
+WriterDep = Annotated[Service, Depends(get_writer)]
 Skip = Annotated[int, Param(ge=0, le=2**62, description="items to skip")]
 Limit = Annotated[int | None, Param(ge=1, le=2**62, description="at most this many items "
                                     "(the server's page limit when left out; more is a 400)")]
@@ -390,7 +412,7 @@ async def _in_thread(func: Callable[..., T], *args: Any) -> T:
     openapi_extra={"requestBody": {"required": True, "content": {wire.JSON: {"schema": {
         "type": "array", "minItems": 2, "maxItems": 2,
         "prefixItems": [{"type": "string"}, {"type": "object"}]}}}}})
-async def insert_document(request: Request, service: ServiceDep) -> Response:
+async def insert_document(request: Request, service: WriterDep) -> Response:
     """Store ``[name, doc]`` (a RunEngine document); re-inserting an identical document does
     nothing, a different one with a stored uid is a 409."""
     body = await read_json(request, service)

@@ -13,7 +13,10 @@ from intake_broker.store import DocumentStore
 from intake_broker_remote import wire
 
 from . import api, zarr_layout
-from .responses import install_error_handlers, respond
+from .auth import AuthConfig, Authenticator
+from .auth.config import CHALLENGE
+from .auth.errors import AuthError
+from .responses import error_response, install_error_handlers, respond
 from .service import Limits, Service
 
 __version__ = "0.1.0"
@@ -22,9 +25,29 @@ __version__ = "0.1.0"
 CATALOG_ENV = "INTAKE_BROKER_SERVER_CATALOG"
 ENTRY_ENV = "INTAKE_BROKER_SERVER_ENTRY"
 DATA_ENV = "INTAKE_BROKER_SERVER_DATA"
+#: ``module:attribute`` of an AuthConfig (or of a function returning one) for the workers.
+AUTH_ENV = "INTAKE_BROKER_SERVER_AUTH"
 
 
-def create_app(source: Any, *, limits: Limits | None = None) -> FastAPI:
+def load_auth(spec: AuthConfig | str | None) -> AuthConfig | None:
+    """An :class:`AuthConfig`, given as one or as ``"module:attribute"`` naming one (or a
+    function of no arguments returning one)."""
+    if spec is None or isinstance(spec, AuthConfig):
+        return spec
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"auth must be 'module:attribute' naming an AuthConfig, not {spec!r}")
+    found = getattr(importlib.import_module(module), name)
+    config = found() if callable(found) and not isinstance(found, AuthConfig) else found
+    if not isinstance(config, AuthConfig):
+        raise TypeError(f"{spec} is a {type(config).__name__}, not an AuthConfig")
+    return config
+
+
+def create_app(source: Any, *, limits: Limits | None = None,
+               auth: AuthConfig | None = None) -> FastAPI:
     """An ASGI application serving ``source``.
 
     Parameters
@@ -34,6 +57,10 @@ def create_app(source: Any, *, limits: Limits | None = None) -> FastAPI:
         prepared :class:`~intake_broker_server.service.Service`.
     limits : Limits, optional
         Page and response size limits.
+    auth : AuthConfig, optional
+        Who may ask and what they see: every request is resolved to a principal (API key,
+        bearer token or anonymous) and served from ``GuardedStore(store, policy, principal)``.
+        None: no authentication, every request sees everything ``source`` shows.
     """
     if isinstance(source, Service):
         service = source
@@ -48,7 +75,15 @@ def create_app(source: Any, *, limits: Limits | None = None) -> FastAPI:
                 "binary columns, streams as zarr v3.",
     )
     app.state.service = service
+    app.state.auth = None if auth is None else Authenticator(auth)
     install_error_handlers(app)
+
+    @app.exception_handler(AuthError)
+    async def auth_error(request: Request, err: AuthError) -> Response:
+        response = error_response(request, err)
+        if response.status_code == 401:
+            response.headers["WWW-Authenticate"] = CHALLENGE
+        return response
     app.include_router(api.router)
     app.include_router(zarr_layout.router)
 
@@ -59,8 +94,8 @@ def create_app(source: Any, *, limits: Limits | None = None) -> FastAPI:
         return respond(request, {"status": "ok", "version": __version__})
 
     @app.get("/api/v1", summary="What this server offers")
-    def info(request: Request) -> Response:
-        store = service.store
+    def info(request: Request, seen: api.ServiceDep) -> Response:
+        store = seen.store
         return respond(request, {
             "version": __version__, "store": type(store).__name__,
             "writable": bool(store.writable), "codecs": wire.available_codecs(),
@@ -85,12 +120,12 @@ def app_from_env() -> FastAPI:
     unset). What ``uvicorn --factory intake_broker_server.app:app_from_env`` runs."""
     catalog = open_served_catalog(os.environ.get(CATALOG_ENV), os.environ.get(ENTRY_ENV),
                                   os.environ.get(DATA_ENV))
-    return create_app(catalog)
+    return create_app(catalog, auth=load_auth(os.environ.get(AUTH_ENV) or None))
 
 
 def serve(catalog_spec: str | None = None, host: str = "127.0.0.1", port: int = 8000,
           workers: int = 1, *, entry: str | None = None, data: str | None = None,
-          log_level: str = "info") -> None:
+          log_level: str = "info", auth: AuthConfig | str | None = None) -> None:
     """Serve a catalog over HTTP until interrupted.
 
     Parameters
@@ -111,22 +146,31 @@ def serve(catalog_spec: str | None = None, host: str = "127.0.0.1", port: int = 
         The data directory of the default catalog.
     log_level : str
         uvicorn's log level.
+    auth : AuthConfig or str, optional
+        Authentication and access control (see :func:`create_app`); with several workers,
+        give it as ``"module:attribute"`` naming an AuthConfig (or a function returning one),
+        which each worker imports.
     """
     import uvicorn
 
     from intake_broker.memory import MemoryStore
 
     catalog = open_served_catalog(catalog_spec, entry, data)  # fail here, before forking
+    config = load_auth(auth)
+    if workers > 1 and isinstance(auth, AuthConfig):
+        raise ValueError("with several workers give auth as 'module:attribute' (each worker "
+                         "imports it), not an AuthConfig object")
     if workers > 1 and isinstance(catalog.store, MemoryStore):
         raise ValueError("a memory store lives in one process: serve it with workers=1, or "
                          "serve a store kept in files or a database with several workers")
-    for name, value in ((CATALOG_ENV, catalog_spec), (ENTRY_ENV, entry), (DATA_ENV, data)):
+    for name, value in ((CATALOG_ENV, catalog_spec), (ENTRY_ENV, entry), (DATA_ENV, data),
+                        (AUTH_ENV, auth if isinstance(auth, str) else None)):
         if value:
             os.environ[name] = str(value)
         else:
             os.environ.pop(name, None)
     if workers == 1:
-        uvicorn.run(create_app(catalog), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_app(catalog, auth=config), host=host, port=port, log_level=log_level)
         return
     uvicorn.run("intake_broker_server.app:app_from_env", factory=True, host=host, port=port,
                 workers=workers, log_level=log_level)

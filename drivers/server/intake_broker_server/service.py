@@ -1,7 +1,9 @@
 """``Service``: what the HTTP layer asks of a catalog, in one place.
 
 It wraps a :class:`~intake_broker.store.DocumentStore` with the catalog's filter (its
-``query``: later, an access policy's) and its asset options, and applies the service's limits.
+``query``) and its asset options, and applies the service's limits. With authentication, each
+request is served by :meth:`Service.guarded`: the same service over
+``GuardedStore(store, policy, principal)``, where the core applies the access policy.
 It keeps no state that matters for correctness: every answer comes from the store, so any
 number of workers or hosts serve the same store. The only thing kept between requests is a
 small cache of asset readers (open handlers), which is rebuilt when it misses.
@@ -9,14 +11,16 @@ small cache of asset readers (open handlers), which is rebuilt when it misses.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from intake_broker.access import AccessPolicy, GuardedStore, Principal
 from intake_broker.assets import AssetReader, AssetReadError
 from intake_broker.errors import BrokerError, RunNotFound, StreamNotFound
 from intake_broker.queries import Eq, Query
@@ -37,6 +41,21 @@ class Limits:
     body_bytes: int = 64 << 20
     #: Asset readers (open files) kept per process.
     readers: int = 32
+    #: Guarded views (one per principal, with what it has seen) kept per process.
+    views: int = 256
+
+
+class UniformGuardedStore(GuardedStore):
+    """The core's :class:`~intake_broker.access.GuardedStore`, with one message for a run
+    that is missing and a run that is denied (stores word "missing" their own way, the guard
+    its own, and the difference would tell that a uid exists). To be dropped when the core's
+    guard words both cases alike."""
+
+    def _check(self, run_uid: str) -> RunRecord:
+        try:
+            return super()._check(run_uid)
+        except RunNotFound:
+            raise RunNotFound(f"no run with uid {run_uid!r} in this catalog") from None
 
 
 def _and(a: Query | None, b: Query | None) -> Query | None:
@@ -67,8 +86,11 @@ class Service:
         self.query = query
         self.assets = dict(assets or {})
         self.limits = limits or Limits()
-        self._readers: OrderedDict[str, AssetReader] = OrderedDict()
+        self._readers: OrderedDict[Hashable, AssetReader] = OrderedDict()
         self._lock = threading.Lock()
+        self._views: OrderedDict[Hashable, Service] = OrderedDict()
+        #: Keeps the readers of views apart in the shared reader cache (None: this service).
+        self._owner: Hashable = None
 
     @classmethod
     def from_catalog(cls, catalog: Any, **kwargs: Any) -> Service:
@@ -80,6 +102,27 @@ class Service:
                               "(it has no DocumentStore); serve a bluesky-*-catalog entry")
         assets = getattr(catalog, "asset_options", None) or getattr(catalog, "_assets", {})
         return cls(store, query=catalog.query, assets=assets, **kwargs)
+
+    def guarded(self, policy: AccessPolicy, principal: Principal) -> Service:
+        """This service as ``principal`` sees it under ``policy``: the same limits, assets and
+        reader cache over ``GuardedStore(store, policy, principal)``, so that the core checks
+        every read. Views are kept (least recently used first out) because a guarded store
+        remembers the descriptors it has shown, which its event reads are checked against."""
+        key = (id(policy), principal)  # the policy lives as long as the app; any may be used
+        with self._lock:
+            view = self._views.get(key)
+            if view is not None:
+                self._views.move_to_end(key)
+                return view
+        view = copy.copy(self)
+        view.store = UniformGuardedStore(self.store, policy, principal)
+        view._owner = key
+        view._views = OrderedDict()
+        with self._lock:
+            view = self._views.setdefault(key, view)
+            while len(self._views) > self.limits.views:
+                self._views.popitem(last=False)
+        return view
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -167,14 +210,15 @@ class Service:
 
     def reader(self, run_uid: str, *, fresh: bool = False) -> AssetReader:
         """An asset reader for a run, reused across requests while it stays in the cache."""
+        key = run_uid if self._owner is None else (self._owner, run_uid)
         with self._lock:
-            reader = None if fresh else self._readers.get(run_uid)
+            reader = None if fresh else self._readers.get(key)
             if reader is not None:
-                self._readers.move_to_end(run_uid)
+                self._readers.move_to_end(key)
                 return reader
         reader = AssetReader(self.store, run_uid, **self.assets)
         with self._lock:
-            self._readers[run_uid] = reader
+            self._readers[key] = reader
             while len(self._readers) > self.limits.readers:
                 self._readers.popitem(last=False)
         return reader
