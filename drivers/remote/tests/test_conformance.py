@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from intake_broker.testing import DocumentStoreTests
+from intake_broker.testing import DocumentStoreTests, QueryTests
 from intake_broker_remote import RemoteStore
 
 
@@ -34,3 +34,20 @@ class TestRemoteOverFiles(DocumentStoreTests):
 
     def reopen(self, store):
         return RemoteStore(store.url)
+
+
+class TestRemoteQueries(QueryTests):
+    """The search suite through HTTP: queries travel as JSON and are answered by the server's
+    store (here a folder of msgpack files)."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def query_store(cls, live_server, tmp_path_factory):
+        files = pytest.importorskip("intake_broker_files")
+        folder = tmp_path_factory.mktemp("remote-queries")
+        url = live_server.mount(files.FilesStore([str(folder / "*.msgpack")], format="msgpack",
+                                                 validate=False))
+        remote = RemoteStore(url)
+        yield remote
+        remote.close()
+        live_server.unmount(url)
