@@ -123,7 +123,10 @@ class GuardedStore(DocumentStore):
 
     def _check(self, run_uid: str) -> RunRecord:
         """The run, if the principal may see it; else the same error as for a missing run."""
-        record = self.store.run(run_uid)  # raises RunNotFound for a missing run
+        try:
+            record = self.store.run(run_uid)
+        except RunNotFound:  # the same words as a denial: a missing uid must not differ
+            raise RunNotFound(f"no run with uid {run_uid!r} in this catalog") from None
         allowed = self.policy.filter(self.principal)
         if allowed is not None:
             extra = documents_needed(allowed) - {"start", "stop"}
@@ -133,12 +136,23 @@ class GuardedStore(DocumentStore):
         return record
 
     def _check_descriptor(self, descriptor_uid: str) -> None:
+        """Refuse a descriptor of a run the principal may not see, in the same words as a
+        missing one (and without naming its run)."""
         with self._lock:
             run_uid = self._descriptors.get(descriptor_uid)
         if run_uid is None:
-            raise DescriptorNotFound(f"descriptor {descriptor_uid!r} is not part of any run this "
-                           "catalog has shown")
-        self._check(run_uid)  # re-checked on every read: a revoked grant takes effect
+            try:  # stores that index descriptors answer this without a listing first
+                run_uid = self.store.descriptor_run(descriptor_uid)
+            except DescriptorNotFound:
+                run_uid = None
+        if run_uid is not None:
+            try:
+                self._check(run_uid)  # on every read: a revoked grant takes effect at once
+                return
+            except RunNotFound:
+                pass
+        raise DescriptorNotFound(f"descriptor {descriptor_uid!r} is not part of any run this "
+                                 "catalog shows")
 
     # -- the contract, guarded ------------------------------------------------------------
 

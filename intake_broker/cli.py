@@ -245,10 +245,20 @@ def cmd_serve(args: argparse.Namespace, catalog: Any) -> int:
                          "-e drivers/server") from None
     try:
         serve(args.catalog, host=args.host, port=args.port, workers=args.workers,
-              entry=args.entry, data=args.data)
+              entry=args.entry, data=args.data, auth=args.auth)
     except ValueError as err:
         raise UsageError(str(err)) from None
     return 0
+
+
+def cmd_apikey(args: argparse.Namespace, catalog: Any) -> int:
+    """API keys of the service: ``create USER``, ``list``, ``revoke ID``."""
+    try:
+        from intake_broker_server.auth import apikey_main
+    except ImportError:
+        raise UsageError("API keys belong to the server plugin: pip install -e drivers/remote "
+                         "-e drivers/server") from None
+    return apikey_main(args.apikey_args)
 
 
 def cmd_summarize(args: argparse.Namespace, catalog: Any) -> int:
@@ -504,7 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback)")
     serve.add_argument("--port", type=int, default=8000, help="default 8000")
     serve.add_argument("--workers", type=_positive, default=1, help="worker processes")
+    serve.add_argument("--auth", metavar="MODULE:NAME", help="an AuthConfig (API keys, "
+                       "tokens, identity provider, access policy); default: no authentication")
     serve.set_defaults(func=cmd_serve, needs_catalog=False)
+
+    sub.add_parser("apikey", help="create, list or revoke API keys of the service "
+                   "(intake-broker apikey --help)", add_help=False)
 
     summarize = sub.add_parser("summarize", help="compute and keep statistics of asset data "
                                "(frames in external files) so summary.* searches find them")
@@ -541,6 +556,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success, 2 for usage errors (including bad queries), 1 for other errors.
     """
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "apikey" in argv:  # its own options and sub-commands, parsed by the server plugin
+        try:
+            return cmd_apikey(argparse.Namespace(apikey_args=argv[argv.index("apikey") + 1:]),
+                              None)
+        except UsageError as err:
+            _error(str(err))
+            return 2
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, or argparse's own usage error (already printed)

@@ -294,6 +294,12 @@ class MemoryStore(DocumentStore):
         except KeyError:
             raise RunNotFound(f"no run with uid {run_uid!r} in this store") from None
 
+    def descriptor_run(self, descriptor_uid: str) -> str:
+        run_uid = self._owner.get(descriptor_uid)
+        if run_uid is None:
+            raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r} in this store")
+        return run_uid
+
     def _table(self, descriptor_uid: str) -> EventTable:
         run_uid = self._owner.get(descriptor_uid)
         if run_uid is None:

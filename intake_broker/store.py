@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from . import documents
-from .errors import ReadOnlyStore, ResourceNotFound, RunNotFound
+from .errors import DescriptorNotFound, ReadOnlyStore, ResourceNotFound, RunNotFound
 from .queries import Eq, Query, documents_needed, evaluate, resolve_key
 
 if TYPE_CHECKING:
@@ -165,6 +165,12 @@ class DocumentStore(ABC):
     def descriptors(self, run_uid: str) -> list[dict]:
         """The descriptors of a run, oldest first."""
 
+    def descriptor_run(self, descriptor_uid: str) -> str:
+        """The uid of the run a descriptor belongs to (what lets access checks and services
+        stay stateless). Optional: stores that index descriptors override it."""
+        raise DescriptorNotFound(f"{type(self).__name__} cannot look up descriptor "
+                                 f"{descriptor_uid!r} by itself; list its run's descriptors first")
+
     @abstractmethod
     def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
         """How the events of a descriptor are stored, as :class:`Chunk` s ordered by seq_num.
@@ -275,21 +281,25 @@ def _sort_value(record: Mapping[str, Any], path: tuple[str, ...]) -> tuple:
     return (2, value) if isinstance(value, int | float) else (3, value)
 
 
-def split_for_index(query: Query | None) -> tuple[Query | None, Query | None]:
-    """``(index_part, rest)``: the part of a query on start and stop documents (what a run
-    index answers natively) and the part on ``descriptors.*`` / ``summary.*`` (None if none).
+def split_for_index(query: Query | None, indexed: frozenset[str] = frozenset({"start", "stop"})
+                    ) -> tuple[Query | None, Query | None]:
+    """``(index_part, rest)``: the part of a query on the ``indexed`` documents (by default start
+    and stop: what a run index answers natively) and the rest, e.g. ``descriptors.*`` (None if
+    nothing is left).
 
     A store answers ``rest`` with :func:`select_runs` (``store=self``) over the candidates of
     ``index_part``: correct for every query, fast when the index narrows the candidates.
     """
     from .queries import And
 
-    if query is None or documents_needed(query) <= {"start", "stop"}:
+    if query is None or documents_needed(query) <= indexed:
         return query, None
     parts = query.queries if isinstance(query, And) else (query,)
-    index = [q for q in parts if documents_needed(q) <= {"start", "stop"}]
+    index = [q for q in parts if documents_needed(q) <= indexed]
     rest = [q for q in parts if q not in index]
-    combine = (lambda qs: None if not qs else qs[0] if len(qs) == 1 else And(tuple(qs)))
+    def combine(queries: list[Query]) -> Query | None:
+        return None if not queries else queries[0] if len(queries) == 1 else And(tuple(queries))
+
     return combine(index), combine(rest)
 
 

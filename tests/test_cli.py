@@ -444,3 +444,16 @@ def test_import_a_folder_of_files_into_the_default_catalog(demo_dir, tmp_path, c
     code, out, _ = cli(capsys, "--data", target, "--no-progress", "import", files)
     assert "copied 0 runs" in out and "skipped 5 already complete" in out
     assert len(default_catalog(target)) == 5
+
+
+def test_apikey_create_list_revoke(tmp_path, capsys):
+    pytest.importorskip("intake_broker_server")
+    keys = tmp_path / "keys.json"
+    code, out, _ = cli(capsys, "apikey", "--keys", keys, "create", "ada", "--scopes", "read")
+    assert code == 0 and out.splitlines()[0].count(".") == 1  # <id>.<secret>, shown once
+    key_id = out.split(".")[0]
+    assert out.split(".")[1].split()[0] not in keys.read_text()  # only a hash is kept
+    code, out, _ = cli(capsys, "apikey", "--keys", keys, "revoke", key_id)
+    assert code == 0
+    code, out, _ = cli(capsys, "apikey", "--keys", keys, "list")
+    assert key_id in out and "revoked" in out

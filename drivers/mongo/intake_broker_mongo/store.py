@@ -23,7 +23,7 @@ from bson import ObjectId
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from intake_broker.errors import RunNotFound
+from intake_broker.errors import DescriptorNotFound, RunNotFound
 from intake_broker.queries import Query
 from intake_broker.store import (
     NEWEST_FIRST,
@@ -275,6 +275,14 @@ class MongoStore(DocumentStore):
         if doc is None:
             raise KeyError(f"no descriptor with uid {uid!r} in {self._locations[0].label}")
         return doc
+
+    def descriptor_run(self, descriptor_uid: str) -> str:
+        with self._guard(DESCRIPTOR):
+            doc = self._collection(DESCRIPTOR).find_one({"uid": descriptor_uid},
+                                                        {"run_start": 1})
+        if doc is None:
+            raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r}")
+        return doc["run_start"]
 
     def descriptors(self, run_uid: str) -> list[dict]:
         with self._guard(DESCRIPTOR):

@@ -85,7 +85,8 @@ class Dialect:
     name = ""
 
     def document(self, part: str) -> Any:
-        return runs.c.start_q if part == "start" else runs.c.stop_q
+        return {"start": runs.c.start_q, "stop": runs.c.stop_q,
+                "summary": runs.c.summary_q}[part]
 
     def through_list(self, doc: Any, parts: tuple[str, ...]) -> Any | None:
         """True where a proper prefix of the path holds a list (then SQL's path lookup and the

@@ -44,10 +44,19 @@ from sqlalchemy.dialects import postgresql
 from .errors import IndexUnavailable, SchemaVersionError, StorageError
 
 #: The schema version this code writes and reads.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Upgrades of an older index: ``MIGRATIONS[v](connection)`` turns version ``v`` into ``v + 1``.
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {}
+
+
+def _add_summary_column(conn: sa.Connection) -> None:
+    """Version 2: ``runs.summary_q``, the data summaries of finished runs, searchable."""
+    kind = "JSONB" if conn.dialect.name == "postgresql" else "JSON"
+    conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN summary_q {kind}")
+
+
+MIGRATIONS[1] = _add_summary_column
 
 metadata = sa.MetaData()
 
@@ -82,6 +91,8 @@ runs = sa.Table(
     sa.Column("stop_q", QueryJSON),
     sa.Column("stop_time", sa.Float),
     sa.Column("exit_status", CText),
+    # {stream: {field: {min, max, mean, sum, count}}} of a finished run (NULL while acquiring)
+    sa.Column("summary_q", QueryJSON),
     sa.Index("ix_runs_time_uid", "time", "uid"),
     sa.Index("ix_runs_scan_id", "scan_id"),
     sa.Index("ix_runs_plan_name_scan_id", "plan_name", "scan_id"),

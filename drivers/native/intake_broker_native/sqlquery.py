@@ -74,6 +74,8 @@ def _json_leaf(dialect: Dialect, key: str, leaf) -> Cond:
     parts = tuple(rest)
     doc = dialect.document(part)
     cond = leaf(doc, parts)
+    if part == "summary":  # a run still acquiring has no summary yet: the evaluator decides
+        cond = Cond(sa.and_(doc.isnot(None), cond.yes), sa.or_(doc.is_(None), cond.maybe))
     unsure = dialect.through_list(doc, parts) if len(parts) > 1 else None
     if unsure is None:
         return cond

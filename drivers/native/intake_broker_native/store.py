@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
-from intake_broker.errors import RunNotFound
+from intake_broker.errors import DescriptorNotFound, RunNotFound
 from intake_broker.queries import (
     And,
     Comparison,
@@ -34,6 +34,7 @@ from intake_broker.queries import (
     Query,
     Regex,
     TimeRange,
+    documents_needed,
     evaluate,
 )
 from intake_broker.store import (
@@ -52,7 +53,15 @@ from .columns import ColumnStore
 from .ingest import Ingester
 from .layout import Layout
 from .reading import DescriptorInfo
-from .schema import descriptors, documents, event_chunks, event_segments, runs, shown
+from .schema import (
+    descriptors,
+    documents,
+    event_chunks,
+    event_segments,
+    runs,
+    shown,
+    write_transaction,
+)
 from .sqlquery import Cond, order_by, translate
 from .writer import ChunkRow
 
@@ -63,6 +72,8 @@ DEFAULT_CHUNK_BYTES = 8 * 2**20
 #: Seconds after which buffered live events are written even if no chunk is full.
 DEFAULT_FLUSH_INTERVAL = 5.0
 _STREAM_BATCH = 500
+#: The parts of a run record the SQL index answers (descriptors.* queries are evaluated).
+_INDEXED = frozenset({"start", "stop", "summary"})
 
 
 def _record(start: str, stop: str | None) -> RunRecord:
@@ -187,6 +198,51 @@ class NativeStore(DocumentStore):
 
     def put(self, kind: str, doc: dict) -> None:
         self._ingest.put(kind, doc)
+        if kind == "stop":  # the run is whole: its data summaries become searchable
+            self._index_summary(doc["run_start"])
+
+    # -- data summaries -------------------------------------------------------------------
+
+    def descriptor_run(self, descriptor_uid: str) -> str:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(descriptors.c.run_uid)
+                               .where(descriptors.c.uid == descriptor_uid)).first()
+        if row is None:
+            raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r} in this store")
+        return row[0]
+
+    def _stored_summary(self, run_uid: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs.c.summary_q).where(runs.c.uid == run_uid)).first()
+        if row is None:
+            raise RunNotFound(f"no run with uid {run_uid!r} in this store")
+        return row[0]
+
+    def _write_summary(self, run_uid: str, summary: dict) -> None:
+        with write_transaction(self.engine) as conn:
+            conn.execute(runs.update().where(runs.c.uid == run_uid).values(summary_q=summary))
+
+    def _index_summary(self, run_uid: str) -> None:
+        if self._stored_summary(run_uid) is None:
+            self._write_summary(run_uid, super().summary(run_uid))
+
+    def summary(self, run_uid: str) -> dict[str, dict[str, dict]]:
+        """Indexed at stop (``runs.summary_q``); computed from the flushed columns while a run
+        is acquiring."""
+        stored = self._stored_summary(run_uid)
+        return stored if stored is not None else super().summary(run_uid)
+
+    def set_summary(self, run_uid: str, stream: str, field: str, stats: dict) -> None:
+        summary = self.summary(run_uid)
+        summary.setdefault(stream, {})[field] = dict(stats)
+        self._write_summary(run_uid, summary)
+
+    def _matches(self, query: Query, record: RunRecord) -> bool:
+        """The generic evaluator on a run the SQL could not decide (with its summary when the
+        query looks at it)."""
+        extra = documents_needed(query) - {"start", "stop"}
+        parts = self.record_parts(record.uid, extra) if extra else {}
+        return evaluate(query, {**record.as_record(), **parts})
 
     def flush(self) -> None:
         """Write every buffered event now (partial chunks too), so other readers see them."""
@@ -251,8 +307,8 @@ class NativeStore(DocumentStore):
         skip: int = 0,
         limit: int | None = None,
     ) -> list[RunRecord]:
-        index_part, rest = split_for_index(query)
-        if rest is not None:  # descriptors.* / summary.*: checked on the index's candidates
+        index_part, rest = split_for_index(query, _INDEXED)
+        if rest is not None:  # descriptors.*: checked on the index's candidates
             candidates = self.runs(index_part, sort=sort)
             return select_runs(candidates, query, sort, skip, limit, store=self)
         columns = [runs.c.start_doc, runs.c.stop_doc]
@@ -273,7 +329,7 @@ class NativeStore(DocumentStore):
             result = conn.execution_options(yield_per=_STREAM_BATCH).execute(stmt)
             for start, stop, sure in result:
                 record = _record(start, stop)
-                if sure or evaluate(query, record.as_record()):  # type: ignore[arg-type]
+                if sure or self._matches(query, record):  # type: ignore[arg-type]
                     if skip:
                         skip -= 1
                         continue
@@ -284,7 +340,7 @@ class NativeStore(DocumentStore):
             return found
 
     def count(self, query: Query | None = None) -> int:
-        if split_for_index(query)[1] is not None:
+        if split_for_index(query, _INDEXED)[1] is not None:
             return len(self.runs(query))
         with self.engine.connect() as conn:
             cond, _ = self._condition(conn, query)
@@ -295,7 +351,7 @@ class NativeStore(DocumentStore):
             rows = conn.execution_options(yield_per=_STREAM_BATCH).execute(
                 sa.select(runs.c.start_doc, runs.c.stop_doc).where(
                     cond.maybe, sa.not_(sa.func.coalesce(cond.yes, sa.false()))))
-            return total + sum(evaluate(query, _record(*r).as_record())  # type: ignore[arg-type]
+            return total + sum(self._matches(query, _record(*r))  # type: ignore[arg-type]
                                for r in rows)
 
     def run(self, uid: str) -> RunRecord:

@@ -45,19 +45,6 @@ class Limits:
     views: int = 256
 
 
-class UniformGuardedStore(GuardedStore):
-    """The core's :class:`~intake_broker.access.GuardedStore`, with one message for a run
-    that is missing and a run that is denied (stores word "missing" their own way, the guard
-    its own, and the difference would tell that a uid exists). To be dropped when the core's
-    guard words both cases alike."""
-
-    def _check(self, run_uid: str) -> RunRecord:
-        try:
-            return super()._check(run_uid)
-        except RunNotFound:
-            raise RunNotFound(f"no run with uid {run_uid!r} in this catalog") from None
-
-
 def _and(a: Query | None, b: Query | None) -> Query | None:
     if a is None:
         return b
@@ -115,7 +102,7 @@ class Service:
                 self._views.move_to_end(key)
                 return view
         view = copy.copy(self)
-        view.store = UniformGuardedStore(self.store, policy, principal)
+        view.store = GuardedStore(self.store, policy, principal)
         view._owner = key
         view._views = OrderedDict()
         with self._lock:
