@@ -117,6 +117,34 @@ def main() -> None:
         line("search (25 hits, uids in hand)", search, "raw sqlite3 + json.loads", raw_search,
              20)
         line("cat[-1]", newest, "raw sqlite3 + json.loads", raw_newest, 10)
+
+        # data summaries, as the store indexes them at stop (here written in one statement)
+        import sqlalchemy as sa
+
+        from intake_broker_native.schema import runs as runs_table
+
+        rng = random.Random(1)
+        with store.engine.begin() as sql:
+            sql.execute(runs_table.update().where(runs_table.c.uid == sa.bindparam("u"))
+                         .values(summary_q=sa.bindparam("s")),
+                         [{"u": uid, "s": {"primary": {"theta": {
+                             "min": low, "max": low + 5.0, "mean": low + 2.5, "count": 11,
+                             "sum": 11 * (low + 2.5)}}}}
+                          for uid in (r.uid for r in store.runs())
+                          for low in (rng.uniform(-100, 100),)])
+        summary = Comparison("ge", "summary.primary.theta.max", 0.0) & Comparison(
+            "lt", "summary.primary.theta.max", 1.0)
+        hits = len(list(cat.search(summary)))
+        summary_ms = median_ms(args.repeat, lambda: list(cat.search(summary)))
+        raw_summary = None
+        if store.engine.dialect.name == "sqlite":
+            conn = sqlite3.connect(path)
+            raw_summary = median_ms(args.repeat, lambda: parsed(conn.execute(
+                "SELECT start_doc, stop_doc FROM runs WHERE "
+                "json_extract(summary_q, '$.primary.theta.max') >= 0 AND "
+                "json_extract(summary_q, '$.primary.theta.max') < 1 ORDER BY time DESC, uid")))
+        line(f"summary.primary.theta.max in [0, 1) ({hits} hits)", summary_ms,
+             "raw sqlite3 + json.loads", raw_summary, 20)
         store.close()
 
         if args.index:

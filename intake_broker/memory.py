@@ -225,7 +225,34 @@ class RunDocuments:
         return True
 
 
-class MemoryStore(DocumentStore):
+class TableReads:
+    """``event_chunks`` and ``read_events`` of stores that keep :class:`EventTable` s (the
+    memory store, the files store): they provide ``_table(descriptor_uid)``, ``_lock`` and
+    ``chunk_rows``."""
+
+    chunk_rows: int
+    _lock: Any
+
+    def _table(self, descriptor_uid: str) -> EventTable:
+        raise NotImplementedError
+
+    def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
+        with self._lock:
+            return self._table(descriptor_uid).chunks(self.chunk_rows)
+
+    def read_events(
+        self,
+        descriptor_uid: str,
+        *,
+        fields: Sequence[str] | None = None,
+        seq_range: tuple[int, int] | None = None,
+        uids: bool = False,
+    ) -> EventColumns:
+        with self._lock:
+            return self._table(descriptor_uid).read(fields, seq_range, uids)
+
+
+class MemoryStore(TableReads, DocumentStore):
     """A store that keeps every document in memory; fast, and gone with the process.
 
     Parameters
@@ -329,21 +356,6 @@ class MemoryStore(DocumentStore):
     def descriptors(self, run_uid: str) -> list[dict]:
         with self._lock:
             return self._get(run_uid).descriptors()
-
-    def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
-        with self._lock:
-            return self._table(descriptor_uid).chunks(self.chunk_rows)
-
-    def read_events(
-        self,
-        descriptor_uid: str,
-        *,
-        fields: Sequence[str] | None = None,
-        seq_range: tuple[int, int] | None = None,
-        uids: bool = False,
-    ) -> EventColumns:
-        with self._lock:
-            return self._table(descriptor_uid).read(fields, seq_range, uids)
 
     def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
         with self._lock:

@@ -65,12 +65,18 @@ def files_store(tmp_path):
     return files.MsgpackStore.in_folder(tmp_path / "runs")
 
 
-@pytest.fixture(params=["memory", "files"], scope="module")
+def native_store(tmp_path):
+    native = pytest.importorskip("intake_broker_native")
+    return native.NativeStore.in_folder(tmp_path / "native")
+
+
+@pytest.fixture(params=["memory", "files", "native"], scope="module")
 def store(request, tmp_path_factory):
-    base = (MemoryStore() if request.param == "memory"
-            else files_store(tmp_path_factory.mktemp("access")))
+    make = {"memory": lambda tmp: MemoryStore(), "files": files_store, "native": native_store}
+    base = make[request.param](tmp_path_factory.mktemp("access"))
     for docs in RUNS.values():
         insert_all(base, docs)
+    base.flush()
     return base
 
 

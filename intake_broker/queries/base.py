@@ -404,6 +404,11 @@ class Translator:
 
         return decorate
 
+    def rule(self, query_type: type[Query]) -> _Rule:
+        """The rule registered for ``query_type`` (to share it with another translator, whose
+        recursion it then follows)."""
+        return self._rules[query_type]
+
     def __call__(self, query: Query) -> Any:
         """Return the native form of ``query``.
 

@@ -19,13 +19,11 @@ from intake_broker.errors import (
     ResourceNotFound,
     RunNotFound,
 )
-from intake_broker.memory import DEFAULT_CHUNK_ROWS, RunDocuments
+from intake_broker.memory import DEFAULT_CHUNK_ROWS, RunDocuments, TableReads
 from intake_broker.queries import Query
 from intake_broker.store import (
     NEWEST_FIRST,
-    Chunk,
     DocumentStore,
-    EventColumns,
     RunRecord,
     select_runs,
 )
@@ -48,7 +46,7 @@ def _restore(cls: type[FilesStore], arguments: dict, owners: dict[str, str]) -> 
     return store
 
 
-class FilesStore(DocumentStore):
+class FilesStore(TableReads, DocumentStore):
     """Runs stored one per file: ``<start uid>.jsonl`` (suitcase-jsonl) or
     ``<start uid>.msgpack`` (suitcase-msgpack), on any fsspec filesystem.
 
@@ -335,21 +333,6 @@ class FilesStore(DocumentStore):
     def descriptors(self, run_uid: str) -> list[dict]:
         with self._lock:
             return self._contents(run_uid).descriptors()
-
-    def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
-        with self._lock:
-            return self._table(descriptor_uid).chunks(self.chunk_rows)
-
-    def read_events(
-        self,
-        descriptor_uid: str,
-        *,
-        fields: Sequence[str] | None = None,
-        seq_range: tuple[int, int] | None = None,
-        uids: bool = False,
-    ) -> EventColumns:
-        with self._lock:
-            return self._table(descriptor_uid).read(fields, seq_range, uids)
 
     def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
         with self._lock:

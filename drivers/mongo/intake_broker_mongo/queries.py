@@ -39,6 +39,8 @@ from intake_broker.queries import (
     PartialUID,
     Query,
     Regex,
+    ScanID,
+    ScanIDRange,
     TimeRange,
     Translator,
     evaluate,
@@ -51,7 +53,7 @@ STOP_FIELD = "__intake_broker_stop"
 #: The core query types this translator answers natively.
 NATIVE_QUERIES: frozenset[type[Query]] = frozenset(
     {Eq, NotEq, Comparison, In, NotIn, Regex, Contains, KeyPresent, TimeRange, PartialUID, And,
-     Or, Not})
+     Or, Not, ScanID, ScanIDRange})
 
 to_mongo_normalized = Translator("mongo-normalized")
 
@@ -66,28 +68,9 @@ def _(query: PartialUID, translate: Translator) -> dict[str, Any]:
     return {"uid": {"$gte": query.prefix, "$lt": upper}}
 
 
-@to_mongo_normalized.register(TimeRange)
-def _(query: TimeRange, translate: Translator) -> dict[str, Any]:
-    return translate(And(query.comparisons()))
-
-
-@to_mongo_normalized.register(And)
-def _(query: And, translate: Translator) -> dict[str, Any]:
-    if len(query.queries) == 1:
-        return translate(query.queries[0])
-    return {"$and": [translate(q) for q in query.queries]} if query.queries else {}
-
-
-@to_mongo_normalized.register(Or)
-def _(query: Or, translate: Translator) -> dict[str, Any]:
-    if not query.queries:
-        return {"$nor": [{}]}  # matches nothing
-    return {"$or": [translate(q) for q in query.queries]}
-
-
-@to_mongo_normalized.register(Not)
-def _(query: Not, translate: Translator) -> dict[str, Any]:
-    return {"$nor": [translate(query.query)]}
+# Combinators, time ranges and scan ids: the core's rules, recursing through this translator.
+for _shared in (TimeRange, And, Or, Not, ScanID, ScanIDRange):
+    to_mongo_normalized.register(_shared)(to_mongo.rule(_shared))
 
 
 # -- which documents a query reads, and moving its keys -----------------------------------
