@@ -202,6 +202,12 @@ def make_translator(dialect: Dialect) -> Translator:
                 return exact(_int_compare(col, q.operator, q.value))
             value = float(q.value) if col_kind == "number" else q.value
             return exact(col.op(SQL_OPS[q.operator])(value))
+        part, *parts = resolve_key(q.key)
+        if part == "summary" and kind == "number":  # numbers in dicts: a plain comparison
+            doc = dialect.document(part)
+            test = dialect.scalar_compare(doc, tuple(parts), q.operator, float(q.value))
+            if test is not None:  # a run still acquiring has no summary: Python decides
+                return Cond(sa.and_(doc.isnot(None), test), sa.or_(doc.is_(None), test))
         if kind is None:  # a huge integer
             return _json_leaf(dialect, q.key, lambda d, p: inexact(dialect.present(d, p)))
         return _json_leaf(dialect, q.key,
