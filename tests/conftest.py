@@ -22,10 +22,9 @@ from pathlib import Path
 import pytest
 
 from intake_broker.testing.factories import scalar_run
+from intake_broker.testing.servers import S3Server, aws_test_credentials
 
 CATALOGS = Path(__file__).resolve().parent.parent / "catalogs"
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 ARCHIVE_BUCKET = "nsls2-archive"
 MONGO_PASSWORD = "iss-secret"
 #: The members of catalogs/federation.yml's "everything", in order.
@@ -43,50 +42,22 @@ def free_port() -> int:
 # -- S3 -----------------------------------------------------------------------------------------
 
 
-class S3Server:
-    """A moto S3 server on a free loopback port; ``stop()`` takes it down for real."""
-
-    def __init__(self):
-        moto_server = pytest.importorskip("moto.server")
-        self.s3fs = pytest.importorskip("s3fs")
-        self._server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0,
-                                                      verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
-        self.running = True
-
-    def filesystem(self):
-        return self.s3fs.S3FileSystem(key="testing", secret="testing", use_listings_cache=False,
-                                      client_kwargs={"endpoint_url": self.endpoint})
-
-    def stop(self) -> None:
-        if self.running:
-            self._server.stop()
-            self.running = False
-
-
 @pytest.fixture(scope="session")
 def s3_server():
     """A moto S3 server for the session."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in AWS_ENV.items():
-            patch.setenv(name, value)
-        server = S3Server()
-        try:
-            yield server
-        finally:
-            server.stop()
+    pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    with aws_test_credentials(), S3Server() as server:
+        yield server
 
 
 @pytest.fixture
-def stoppable_s3(monkeypatch):
+def stoppable_s3():
     """A moto S3 server of this test alone, which the test may stop."""
-    for name, value in AWS_ENV.items():
-        monkeypatch.setenv(name, value)
-    server = S3Server()
-    yield server
-    server.stop()
+    pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    with aws_test_credentials(), S3Server() as server:
+        yield server
 
 
 # -- MongoDB (SecantusDB) -----------------------------------------------------------------------

@@ -4,7 +4,6 @@ HDF5 (stream_resource / stream_datum), on local disk and from a moto S3 server, 
 from __future__ import annotations
 
 import shutil
-import socket
 
 import event_model
 import numpy as np
@@ -226,31 +225,9 @@ def test_ophyd_async_hdf5_frames_equal_the_file(make_catalog, tmp_path):
 # -- S3 ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def s3():
-    pytest.importorskip("s3fs")
-    moto_server = pytest.importorskip("moto.server")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    import s3fs
-
-    with pytest.MonkeyPatch.context() as env:
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            env.setenv(name, "testing")
-        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        options = {"key": "testing", "secret": "testing",
-                   "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}}
-        fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
-        fs.mkdir("assets")
-        yield fs, options
-    server.stop()
-
-
-def test_hdf5_assets_from_s3(tmp_path, s3):
-    fs, options = s3
+def test_hdf5_assets_from_s3(tmp_path, s3_server):
+    fs, options = s3_server.filesystem(), s3_server.storage_options
+    fs.mkdir("assets")
     docs, frames = ad_hdf5_run(tmp_path, filename="on-s3.h5")
     fs.put(str(tmp_path / "on-s3.h5"), "assets/beamline/on-s3.h5")
     (tmp_path / "on-s3.h5").unlink()

@@ -7,30 +7,20 @@ import uuid
 
 import pytest
 
+from intake_broker.testing.servers import S3Server, aws_test_credentials
+
 BUCKET = "intake-broker-files"
 
 
 @pytest.fixture(scope="session")
 def s3_server():
     """A moto S3 server on 127.0.0.1 (a free port), with one bucket; yields its options."""
-    moto_server = pytest.importorskip("moto.server")
-    s3fs = pytest.importorskip("s3fs")
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                            "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"
-                            }.items():
-            patch.setenv(name, value)
-        server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        try:
-            host, port = server.get_host_and_port()
-            endpoint = f"http://{host}:{port}"
-            options = {"key": "testing", "secret": "testing",
-                       "client_kwargs": {"endpoint_url": endpoint}}
-            s3fs.S3FileSystem(**options).mkdir(BUCKET)
-            yield {"endpoint_url": endpoint, "storage_options": options, "bucket": BUCKET}
-        finally:
-            server.stop()
+    pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    with aws_test_credentials(), S3Server() as server:
+        server.filesystem().mkdir(BUCKET)
+        yield {"endpoint_url": server.endpoint, "storage_options": server.storage_options,
+               "bucket": BUCKET}
 
 
 @pytest.fixture
