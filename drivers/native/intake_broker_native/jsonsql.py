@@ -99,11 +99,6 @@ class Dialect:
     def compare(self, doc: Any, parts: tuple[str, ...], op: str, value: Any) -> Cond:
         raise NotImplementedError
 
-    def scalar_compare(self, doc: Any, parts: tuple[str, ...], op: str, value: float) -> Any:
-        """``doc[parts] op value`` where the path holds a number and never runs through a list
-        (the data summaries, which the store writes itself); None when not expressible."""
-        raise NotImplementedError
-
     def regex(self, doc: Any, parts: tuple[str, ...], query: Regex) -> Cond:
         raise NotImplementedError
 
@@ -167,14 +162,6 @@ class _SQLite(Dialect):
             return inexact(self.present(doc, parts)) if path else inexact()
         return exact(self._elements(doc, path, lambda e: sa.and_(
             e.c.type.in_(_SQLITE_TYPES[kind]), e.c.value.op(SQL_OPS[op])(value))))
-
-    def scalar_compare(self, doc, parts, op, value):
-        path = self.path(parts)
-        if path is None:
-            return None
-        number = sa.case((sa.func.json_type(doc, path).in_(("integer", "real")),
-                          sa.func.json_extract(doc, path)), else_=None)
-        return number.op(SQL_OPS[op])(value)
 
     def regex(self, doc, parts, query):
         path = self.path(parts)
@@ -240,13 +227,6 @@ class _Postgres(Dialect):
             return inexact(self.present(doc, parts))
         return exact(self._value_or_elements(doc, parts,
                                              f"@ {SQL_OPS[op]} {json.dumps(value)}"))
-
-    def scalar_compare(self, doc, parts, op, value):
-        node = sa.func.jsonb_extract_path(doc, *parts)
-        number = sa.case((sa.func.jsonb_typeof(node) == "number",
-                          sa.cast(sa.func.jsonb_extract_path_text(doc, *parts), sa.Float)),
-                         else_=None)
-        return number.op(SQL_OPS[op])(value)
 
     def regex(self, doc, parts, query):
         return inexact(self.present(doc, parts))  # POSIX regular expressions are not Python's

@@ -14,6 +14,13 @@ Tables
     (``uid``, ``time``, ``scan_id``, ``plan_name``). ``irregular`` marks the rare rows whose
     columns or query copy do not tell the whole truth (a ``scan_id`` that is not an integer, a
     NaN somewhere in a document): queries evaluate those rows in Python.
+``summary_values``
+    The numbers of each finished run's data summaries (``runs.summary_q``), one row per
+    ``stream.field.stat`` path, indexed by (path, value): range queries on summaries
+    (``summary.primary.theta.max < 5``) read an index instead of every run's JSON. A path with
+    value NULL means "this number is not exactly a float (a huge integer): ask Python". Runs
+    whose summary is not written yet (``summary_q`` NULL: still acquiring) are found through the
+    partial index ``ix_runs_acquiring``.
 ``descriptors``
     The descriptor documents, where their events' zarr group is, and how their fields map to
     zarr arrays (``layout``).
@@ -32,6 +39,7 @@ Tables
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -44,7 +52,7 @@ from sqlalchemy.dialects import postgresql
 from .errors import IndexUnavailable, SchemaVersionError, StorageError
 
 #: The schema version this code writes and reads.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Upgrades of an older index: ``MIGRATIONS[v](connection)`` turns version ``v`` into ``v + 1``.
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {}
@@ -57,6 +65,28 @@ def _add_summary_column(conn: sa.Connection) -> None:
 
 
 MIGRATIONS[1] = _add_summary_column
+
+
+def _add_summary_values(conn: sa.Connection) -> None:
+    """Version 3: the ``summary_values`` table (filled from ``runs.summary_q``), the partial
+    index of runs still acquiring, and ``runs.summary_doc``."""
+    from .docs import encode
+
+    conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN summary_doc TEXT")
+    summary_values.create(conn)
+    _acquiring.create(conn)
+    for uid, summary in conn.execute(sa.select(runs.c.uid, runs.c.summary_q)
+                                     .where(runs.c.summary_q.is_not(None))).all():
+        exact, query, lossy = encode("summary", summary)
+        if lossy:
+            conn.execute(runs.update().where(runs.c.uid == uid)
+                         .values(summary_q=query, summary_doc=exact))
+        values = summary_rows(uid, summary)
+        if values:
+            conn.execute(summary_values.insert(), values)
+
+
+MIGRATIONS[2] = _add_summary_values
 
 metadata = sa.MetaData()
 
@@ -93,15 +123,59 @@ runs = sa.Table(
     sa.Column("exit_status", CText),
     # {stream: {field: {min, max, mean, sum, count}}} of a finished run (NULL while acquiring)
     sa.Column("summary_q", QueryJSON),
+    # the exact JSON text of a summary whose query copy is not exact (NaN, infinity, integers
+    # beyond 2**53: queries through JSON evaluate that run in Python); NULL otherwise
+    sa.Column("summary_doc", sa.Text),
     sa.Index("ix_runs_time_uid", "time", "uid"),
     sa.Index("ix_runs_scan_id", "scan_id"),
     sa.Index("ix_runs_plan_name_scan_id", "plan_name", "scan_id"),
     sa.Index("ix_runs_irregular", "irregular"),
 )
 sa.Index("ix_runs_newest", runs.c.time.desc(), runs.c.uid)  # newest first, ties by uid
+#: Runs without a summary yet (still acquiring): summary queries evaluate them in Python.
+_acquiring = sa.Index("ix_runs_acquiring", runs.c.uid, sqlite_where=runs.c.summary_q.is_(None),
+                      postgresql_where=runs.c.summary_q.is_(None))
 for _column in ("start_q", "stop_q"):
     sa.Index(f"ix_runs_{_column}", runs.c[_column], postgresql_using="gin",
              postgresql_ops={_column: "jsonb_path_ops"}).ddl_if(dialect="postgresql")
+
+summary_values = sa.Table(
+    "summary_values", metadata,
+    sa.Column("run_uid", CText, nullable=False, index=True),
+    sa.Column("path", CText, nullable=False),
+    sa.Column("value", sa.Float),
+    sa.Index("ix_summary_values_path_value", "path", "value", "run_uid"),
+)
+
+_EXACT_FLOAT_INT = 2**53
+
+
+def summary_rows(run_uid: str, summary: dict) -> list[dict]:
+    """The ``summary_values`` rows of one run's summary ``{stream: {field: {stat: number}}}``.
+
+    Rows exist only where the generic evaluator's dotted-path lookup reaches a number: names
+    holding a dot cannot be addressed by a query key, bools are not numbers, NaN never compares
+    (no row), a list matches through each element (a row each). A number a float cannot hold
+    exactly gets a NULL value: queries ask Python.
+    """
+    rows = []
+    for stream, fields in summary.items():
+        for field, stats in fields.items() if isinstance(fields, dict) else ():
+            for stat, value in stats.items() if isinstance(stats, dict) else ():
+                if "." in stream or "." in field or "." in stat:
+                    continue
+                path = f"{stream}.{field}.{stat}"
+                # a list matches through each of its elements, as in the evaluator
+                for number in value if isinstance(value, (list, tuple)) else (value,):
+                    if isinstance(number, bool) or not isinstance(number, (int, float)):
+                        continue
+                    if isinstance(number, float) and math.isnan(number):
+                        continue
+                    exact = isinstance(number, float) or abs(number) <= _EXACT_FLOAT_INT
+                    rows.append({"run_uid": run_uid, "path": path,
+                                 "value": float(number) if exact else None})
+    return rows
+
 
 descriptors = sa.Table(
     "descriptors", metadata,

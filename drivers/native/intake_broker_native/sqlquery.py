@@ -59,7 +59,7 @@ from .jsonsql import (
     never_null,
     value_class,
 )
-from .schema import runs
+from .schema import runs, summary_values
 
 __all__ = ["Cond", "order_by", "translate"]
 
@@ -74,8 +74,9 @@ def _json_leaf(dialect: Dialect, key: str, leaf) -> Cond:
     parts = tuple(rest)
     doc = dialect.document(part)
     cond = leaf(doc, parts)
-    if part == "summary":  # a run still acquiring has no summary yet: the evaluator decides
-        cond = Cond(sa.and_(doc.isnot(None), cond.yes), sa.or_(doc.is_(None), cond.maybe))
+    if part == "summary":  # no summary yet (acquiring) or an inexact query copy: Python
+        unsure = sa.or_(doc.is_(None), runs.c.summary_doc.is_not(None))
+        cond = Cond(sa.and_(sa.not_(unsure), cond.yes), sa.or_(unsure, cond.maybe))
     unsure = dialect.through_list(doc, parts) if len(parts) > 1 else None
     if unsure is None:
         return cond
@@ -120,9 +121,39 @@ def _column_class(value: Any) -> str | None:
     return None
 
 
+def _summary_path(key: str) -> str | None:
+    """``stream.field.stat`` for a key addressing one number of the data summaries (the rows
+    of ``summary_values``), else None."""
+    part, *parts = resolve_key(key)
+    return ".".join(parts) if part == "summary" and len(parts) == 3 else None
+
+
+def _compare(op: str, value: Any) -> Any:
+    """A test of ``summary_values.value`` for one comparison with a number."""
+    return lambda column: column.op(SQL_OPS[op])(float(value))
+
+
+def _summary_cond(path: str, test) -> Cond:
+    """The runs whose summary number at ``path`` passes ``test``, from the indexed
+    ``summary_values`` rows. Runs still acquiring (no summary written) and numbers a float
+    cannot hold exactly are left to Python."""
+    value = summary_values.c.value
+    found = sa.select(summary_values.c.run_uid).where(summary_values.c.path == path,
+                                                      test(value))
+    inexact_numbers = sa.select(summary_values.c.run_uid).where(
+        summary_values.c.path == path, value.is_(None))
+    acquiring = sa.select(runs.c.uid).where(runs.c.summary_q.is_(None))
+    return Cond(runs.c.uid.in_(found),
+                runs.c.uid.in_(sa.union_all(found, inexact_numbers, acquiring)))
+
+
 def _eq_values(dialect: Dialect, key: str, values: Sequence[Any]) -> Cond:
     """The value at ``key`` (or an element of it) equals one of ``values``."""
     classes = [value_class(v) for v in values]
+    path = _summary_path(key)
+    if path is not None and classes and all(c == "number" for c in classes):
+        wanted = [float(v) for v in values]
+        return _summary_cond(path, lambda column: column.in_(wanted))
     column = _column(key)
     if column is not None:
         col, kind = column
@@ -202,12 +233,9 @@ def make_translator(dialect: Dialect) -> Translator:
                 return exact(_int_compare(col, q.operator, q.value))
             value = float(q.value) if col_kind == "number" else q.value
             return exact(col.op(SQL_OPS[q.operator])(value))
-        part, *parts = resolve_key(q.key)
-        if part == "summary" and kind == "number":  # numbers in dicts: a plain comparison
-            doc = dialect.document(part)
-            test = dialect.scalar_compare(doc, tuple(parts), q.operator, float(q.value))
-            if test is not None:  # a run still acquiring has no summary: Python decides
-                return Cond(sa.and_(doc.isnot(None), test), sa.or_(doc.is_(None), test))
+        path = _summary_path(q.key)
+        if path is not None and kind == "number":
+            return _summary_cond(path, _compare(q.operator, q.value))
         if kind is None:  # a huge integer
             return _json_leaf(dialect, q.key, lambda d, p: inexact(dialect.present(d, p)))
         return _json_leaf(dialect, q.key,
@@ -247,7 +275,23 @@ def make_translator(dialect: Dialect) -> Translator:
 
     @tr.register(And)
     def _(q: And, t) -> Cond:
-        return _combine([sub(p) for p in q.queries], sa.and_) if q.queries else exact(TRUE)
+        if not q.queries:
+            return exact(TRUE)
+        # the bounds on one summary number become one range on the index
+        ranges: dict[str, list[Comparison]] = {}
+        others = []
+        for part in q.queries:
+            path = _summary_path(part.key) if isinstance(part, Comparison) else None
+            if path is not None and value_class(part.value) == "number":
+                ranges.setdefault(path, []).append(part)
+            else:
+                others.append(part)
+        conds = [sub(p) for p in others]
+        for path, comparisons in ranges.items():
+            tests = [_compare(c.operator, c.value) for c in comparisons]
+            conds.append(_summary_cond(path, lambda column, tests=tests: sa.and_(
+                *(test(column) for test in tests))))
+        return _combine(conds, sa.and_)
 
     @tr.register(Or)
     def _(q: Or, t) -> Cond:

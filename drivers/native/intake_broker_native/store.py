@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -60,6 +60,7 @@ from .schema import (
     event_segments,
     runs,
     shown,
+    summary_values,
     write_transaction,
 )
 from .sqlquery import Cond, order_by, translate
@@ -213,14 +214,41 @@ class NativeStore(DocumentStore):
 
     def _stored_summary(self, run_uid: str) -> dict | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(runs.c.summary_q).where(runs.c.uid == run_uid)).first()
+            row = conn.execute(sa.select(runs.c.summary_q, runs.c.summary_doc)
+                               .where(runs.c.uid == run_uid)).first()
         if row is None:
             raise RunNotFound(f"no run with uid {run_uid!r} in this store")
-        return row[0]
+        return row[0] if row[1] is None else json.loads(row[1])
 
     def _write_summary(self, run_uid: str, summary: dict) -> None:
+        self.index_summaries({run_uid: summary})
+
+    def index_summaries(self, summaries: Mapping[str, dict]) -> None:
+        """Keep the data summaries ``{stream: {field: {stat: number}}}`` of many runs, keyed by
+        run uid, in one transaction (what a stop document does for its run), replacing any
+        summary they had. Queries on ``summary.*`` answer from these."""
+        uids = list(summaries)
         with write_transaction(self.engine) as conn:
-            conn.execute(runs.update().where(runs.c.uid == run_uid).values(summary_q=summary))
+            for start in range(0, len(uids), 500):
+                some = uids[start:start + 500]
+                held = set(conn.execute(sa.select(runs.c.uid).where(runs.c.uid.in_(some)))
+                           .scalars())
+                missing = [uid for uid in some if uid not in held]
+                if missing:
+                    raise RunNotFound(f"no run with uid {missing[0]!r} in this store; no "
+                                      "summary was changed")
+                conn.execute(summary_values.delete().where(summary_values.c.run_uid.in_(some)))
+            updates = []
+            for uid, summary in summaries.items():
+                exact, query, lossy = jsondocs.encode("summary", summary)
+                updates.append({"u": uid, "q": query, "d": exact if lossy else None})
+            conn.execute(runs.update().where(runs.c.uid == sa.bindparam("u"))
+                         .values(summary_q=sa.bindparam("q"), summary_doc=sa.bindparam("d")),
+                         updates)
+            rows = [row for uid, summary in summaries.items()
+                    for row in schema.summary_rows(uid, summary)]
+            if rows:
+                conn.execute(summary_values.insert(), rows)
 
     def _index_summary(self, run_uid: str) -> None:
         if self._stored_summary(run_uid) is None:

@@ -85,14 +85,14 @@ def _runs(seed: int = 7, n: int = 60) -> list[list[tuple[str, dict]]]:
     return runs
 
 
-def _query(rng: random.Random, depth: int = 0):
+def _query(rng: random.Random, depth: int = 0, keys: list[str] = KEYS):
     roll = rng.random()
     if depth < 3 and roll < 0.25:
-        parts = [_query(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+        parts = [_query(rng, depth + 1, keys) for _ in range(rng.randint(0, 3))]
         return (And if rng.random() < 0.5 else Or)(tuple(parts))
     if depth < 3 and roll < 0.32:
-        return Not(_query(rng, depth + 1))
-    key = rng.choice(KEYS)
+        return Not(_query(rng, depth + 1, keys))
+    key = rng.choice(keys)
     kind = rng.randrange(10)
     if kind == 0:
         return Eq(key, _value(rng))
@@ -169,3 +169,120 @@ def test_irregular_runs_are_answered_in_python(filled_store, runs):
                   Contains("scan_id", 2), KeyPresent("x")):
         expected = sorted(r.uid for r in select_runs(records, query))
         assert sorted(r.uid for r in filled_store.runs(query)) == expected, repr(query)
+
+
+# -- data summaries: the summary_values index against the evaluator -------------------------
+
+STATS = [0, 1, 2.5, -3, 1e20, float("inf"), True, False, None, "a", 2**60, 2**60 + 1, [1, 5],
+         [], [2.5, "a"], {"x": 1}]
+SUMMARY_KEYS = ["summary.primary.det.max", "summary.primary.det.min", "summary.primary.a.b.max",
+                "summary.primary.det", "summary.primary.det.max.x", "summary.baseline.det.max",
+                "summary.primary", "summary.primary.det.count", "plan_name", "scan_id"]
+
+
+def _summary(rng: random.Random) -> dict:
+    summary: dict = {}
+    for stream in rng.sample(["primary", "baseline"], rng.randint(0, 2)):
+        fields = summary.setdefault(stream, {})
+        for field in rng.sample(["det", "a.b", "a"], rng.randint(0, 3)):
+            fields[field] = {stat: rng.choice(STATS)
+                             for stat in rng.sample(["max", "min", "count"], rng.randint(0, 3))}
+    return summary
+
+
+class _Summaries:
+    """The evaluator's side: each run's summary as given (no store involved)."""
+
+    def __init__(self, summaries: dict):
+        self.summaries = summaries
+
+    def record_parts(self, uid, parts):
+        return {"summary": self.summaries.get(uid, {})}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def summarized(request, runs, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("summaries")
+    if request.param == "sqlite":
+        index = f"sqlite:///{folder}/index.sqlite"
+    else:
+        index = request.getfixturevalue("module_postgres_url")
+    store = NativeStore(index, str(folder / "data"), validate=False)
+    for docs in runs:
+        for name, doc in docs:
+            store.insert(name, doc)
+    rng = random.Random(11)
+    # runs with a stop get a summary; runs without one are still acquiring (summary: {})
+    finished = [d[0][1]["uid"] for d in runs if len(d) > 1]
+    summaries = {uid: _summary(rng) for uid in finished}
+    store.index_summaries(summaries)
+    yield store, summaries
+    store.close()
+
+
+def test_summary_queries_agree_with_the_generic_evaluator(summarized, runs):
+    store, summaries = summarized
+    records = [RunRecord(d[0][1], d[1][1] if len(d) > 1 else None) for d in runs]
+    truth = _Summaries(summaries)
+    rng = random.Random(SEED)
+    checked = 0
+    for _ in range(ROUNDS):
+        query = _query(rng, keys=SUMMARY_KEYS)
+        if rng.random() < 0.3:  # two bounds on one number: one range on the index
+            key = rng.choice(SUMMARY_KEYS[:3])
+            query = And((Comparison("ge", key, rng.choice([-5, 0, 1])),
+                         Comparison(rng.choice(["lt", "le"]), key, rng.choice([1, 3, 1e21])),
+                         query))
+        sort = rng.choice(SORTS[:6])
+        expected = [r.uid for r in select_runs(records, query, sort, store=truth)]
+        assert [r.uid for r in store.runs(query, sort=sort)] == expected, repr(query)
+        assert store.count(query) == len(expected), repr(query)
+        checked += bool(expected)
+    assert checked > ROUNDS // 4
+
+
+def test_summaries_rewritten_and_upgraded_from_schema_2(tmp_path):
+    from sqlalchemy import text
+
+    index = f"sqlite:///{tmp_path}/index.sqlite"
+    store = NativeStore(index, str(tmp_path / "data"), validate=False)
+    docs = _runs(seed=3, n=4)
+    for run in docs:
+        for name, doc in run:
+            store.insert(name, doc)
+    uid, other = docs[0][0][1]["uid"], docs[1][0][1]["uid"]
+    store.index_summaries({uid: {"primary": {"det": {"max": 4.0}}}})
+    wanted = Comparison("gt", "summary.primary.det.max", 3)
+    assert [r.uid for r in store.runs(wanted)] == [uid]
+    store.set_summary(uid, "primary", "det", {"max": 2.0})  # replaced, not added
+    assert store.runs(wanted) == []
+    store.set_summary(uid, "primary", "det", {"max": 5})
+    with pytest.raises(Exception, match="no run with uid 'nope'"):
+        store.index_summaries({uid: {}, "nope": {}})
+    assert [r.uid for r in store.runs(wanted)] == [uid]  # the failed call changed nothing
+    store.close()
+
+    # an index written at schema version 2 (summaries only in runs.summary_q) is upgraded
+    engine = sa_engine(index)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE summary_values"))
+        conn.execute(text("DROP INDEX ix_runs_acquiring"))
+        conn.execute(text("ALTER TABLE runs DROP COLUMN summary_doc"))
+        # version 2 kept an infinite number as JSON text SQLite's functions cannot read
+        conn.execute(text("UPDATE runs SET summary_q = :s WHERE uid = :u"),
+                     {"s": '{"primary": {"det": {"max": Infinity}}}', "u": other})
+        conn.execute(text("UPDATE schema_version SET version = 2"))
+    engine.dispose()
+    store = NativeStore(index, str(tmp_path / "data"))
+    assert sorted(r.uid for r in store.runs(wanted)) == sorted([uid, other])
+    assert store.summary(uid) == {"primary": {"det": {"max": 5}}}
+    assert store.summary(other) == {"primary": {"det": {"max": math.inf}}}
+    assert [r.uid for r in store.runs(KeyPresent("summary.primary.det.max"))] == [
+        r.uid for r in store.runs(wanted)]  # through JSON: the infinite one in Python
+    store.close()
+
+
+def sa_engine(index):
+    import sqlalchemy
+
+    return sqlalchemy.create_engine(index)
