@@ -9,11 +9,15 @@ can keep them (:meth:`~intake_broker.store.DocumentStore.set_summary`).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 STATS = ("min", "max", "mean", "sum", "count")
+#: Integers beyond this are not all exactly floats.
+_EXACT_FLOAT_INT = 2**53
 
 
 def field_stats(values: np.ndarray) -> dict[str, float | int] | None:
@@ -83,3 +87,26 @@ def summarize_assets(run, *, store: bool = True) -> dict[str, dict[str, dict[str
                 if store:
                     run.store.set_summary(run.uid, name, key, stats)
     return found
+
+
+def searchable_numbers(summary: dict) -> Iterator[tuple[str, float | None]]:
+    """``(stream.field.stat, number)`` for each number of a summary that a query key
+    ``summary.<stream>.<field>.<stat>`` compares with, for stores that index them.
+
+    These are exactly the numbers the generic evaluator compares there: names holding a dot
+    cannot be addressed by a query key, bools are not numbers, NaN never compares (all
+    skipped), and a list is compared through its elements (one pair each). A number a float
+    cannot hold exactly comes with ``None``: an index cannot decide for it, the evaluator must.
+    """
+    for stream, fields in summary.items():
+        for field, stats in fields.items() if isinstance(fields, dict) else ():
+            for stat, value in stats.items() if isinstance(stats, dict) else ():
+                if "." in stream or "." in field or "." in stat:
+                    continue
+                for number in value if isinstance(value, (list, tuple)) else (value,):
+                    if isinstance(number, bool) or not isinstance(number, (int, float)):
+                        continue
+                    if isinstance(number, float) and math.isnan(number):
+                        continue
+                    exact = isinstance(number, float) or abs(number) <= _EXACT_FLOAT_INT
+                    yield f"{stream}.{field}.{stat}", float(number) if exact else None

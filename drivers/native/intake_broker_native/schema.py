@@ -39,7 +39,6 @@ Tables
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -48,6 +47,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+
+from intake_broker.summary import searchable_numbers
 
 from .errors import IndexUnavailable, SchemaVersionError, StorageError
 
@@ -147,34 +148,11 @@ summary_values = sa.Table(
     sa.Index("ix_summary_values_path_value", "path", "value", "run_uid"),
 )
 
-_EXACT_FLOAT_INT = 2**53
-
-
 def summary_rows(run_uid: str, summary: dict) -> list[dict]:
-    """The ``summary_values`` rows of one run's summary ``{stream: {field: {stat: number}}}``.
-
-    Rows exist only where the generic evaluator's dotted-path lookup reaches a number: names
-    holding a dot cannot be addressed by a query key, bools are not numbers, NaN never compares
-    (no row), a list matches through each element (a row each). A number a float cannot hold
-    exactly gets a NULL value: queries ask Python.
-    """
-    rows = []
-    for stream, fields in summary.items():
-        for field, stats in fields.items() if isinstance(fields, dict) else ():
-            for stat, value in stats.items() if isinstance(stats, dict) else ():
-                if "." in stream or "." in field or "." in stat:
-                    continue
-                path = f"{stream}.{field}.{stat}"
-                # a list matches through each of its elements, as in the evaluator
-                for number in value if isinstance(value, (list, tuple)) else (value,):
-                    if isinstance(number, bool) or not isinstance(number, (int, float)):
-                        continue
-                    if isinstance(number, float) and math.isnan(number):
-                        continue
-                    exact = isinstance(number, float) or abs(number) <= _EXACT_FLOAT_INT
-                    rows.append({"run_uid": run_uid, "path": path,
-                                 "value": float(number) if exact else None})
-    return rows
+    """The ``summary_values`` rows of one run's summary (see
+    :func:`intake_broker.summary.searchable_numbers`; a NULL value: ask Python)."""
+    return [{"run_uid": run_uid, "path": path, "value": value}
+            for path, value in searchable_numbers(summary)]
 
 
 descriptors = sa.Table(
