@@ -335,8 +335,11 @@ def get_events(service: ServiceDep, uid: str,
     """Events of a descriptor with seq_start <= seq_num < seq_stop as binary columns: a
     msgpack header (dtype, shape, codec of each column) and the column bytes."""
     wanted = parse_groups(groups)
-    cols = service.read_events(uid, fields=parse_list(fields, "fields"),
-                               seq_range=seq_range(seq_start, seq_stop), uids="uid" in wanted)
+    keys, seqs = parse_list(fields, "fields"), seq_range(seq_start, seq_stop)
+    if not {"data", "timestamps", "filled"} & set(wanted):
+        keys = []  # the index (or uids) alone: a store need not read any data key
+    service.check_events_size(uid, keys, seqs, wanted)
+    cols = service.read_events(uid, fields=keys, seq_range=seqs, uids="uid" in wanted)
     columns: list[tuple[str, str | None, np.ndarray]] = []
     if "index" in wanted:
         columns += [("index", "seq_num", cols.seq_num), ("index", "time", cols.time)]

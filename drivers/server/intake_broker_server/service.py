@@ -178,6 +178,37 @@ class Service:
             raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r}") from None
         return columns
 
+    def check_events_size(self, descriptor_uid: str, fields: Sequence[str] | None,
+                          seq_range: tuple[int, int] | None, groups: Sequence[str]) -> None:
+        """Refuse, before reading anything, events that cannot fit in one response: a
+        request over several chunks whose size, counted from the descriptor's declared shapes
+        and dtypes (as the core reads them) over the rows of the chunks it wholly covers,
+        exceeds the limit. A cheap 400, so that a client splitting its read by chunks has not
+        waited for the whole to be read first. What this cannot tell is checked after the
+        read (:meth:`check_size`)."""
+        try:
+            chunks = self.store.event_chunks(descriptor_uid)
+            lo, hi = seq_range if seq_range is not None else (-1, 2**63)
+            covered = [c for c in chunks if c.seq_stop > lo and c.seq_start < hi]
+            rows = sum(c.rows for c in covered if c.seq_start >= lo and c.seq_stop <= hi)
+            if len(covered) < 2:
+                return  # one chunk: what a store keeps together is read together
+            run_uid = self.store.descriptor_run(descriptor_uid)
+            descriptor = next(d for d in self.store.descriptors(run_uid)
+                              if d["uid"] == descriptor_uid)
+        except (BrokerError, KeyError, StopIteration):
+            return  # the read that follows says what is wrong
+        keys = descriptor["data_keys"]
+        wanted = [k for k in (keys if fields is None else fields) if k in keys]
+        per_row = 16 if "index" in groups else 0
+        for key in wanted:
+            dtype = field_dtype(keys[key])
+            if "data" in groups and not keys[key].get("external") and not dtype.hasobject:
+                per_row += dtype.itemsize * int(np.prod(field_shape(keys[key])))
+            if "timestamps" in groups:
+                per_row += 8
+        self.check_size(rows * per_row, "the requested events")
+
     def check_size(self, nbytes: int, what: str) -> None:
         if nbytes > self.limits.response_bytes:
             raise OversizedRequest(
