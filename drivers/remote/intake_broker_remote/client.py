@@ -5,17 +5,20 @@ copies."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from . import wire
+from . import rawhttp, wire
 from .errors import ServiceUnavailable, raise_for_body
+
+T = TypeVar("T")
 
 #: Statuses worth another try: a proxy or the server says it is briefly unable.
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -37,14 +40,41 @@ def _tune_httpcore() -> None:
 
 
 def _error(response: httpx.Response) -> None:
+    _raise(response.request, response.status_code, response.headers, response.content)
+
+
+def _raise(request: httpx.Request, status: int, headers: Mapping[str, str],
+           content: bytes) -> None:
+    """The exception an error response's body names."""
     try:
-        body = wire.unpackb(response.content) if response.headers.get(
-            "content-type", "").startswith(wire.MSGPACK) else response.json()
+        body = wire.unpackb(content) if headers.get("content-type", "").startswith(
+            wire.MSGPACK) else json.loads(content)
     except Exception:  # not our server, or no body: keep the status and some text
         body = None
-    raise_for_body(response.status_code, body,
-                   f"{response.request.method} {response.request.url} answered "
-                   f"{response.status_code}: {response.text[:200]!r}")
+    text = content[:200].decode("utf-8", "replace")
+    raise_for_body(status, body, f"{request.method} {request.url} answered {status}: "
+                                 f"{text!r}")
+
+
+class _PartsReader:
+    """``readinto(view)`` over an iterator of byte strings (what httpx gives)."""
+
+    def __init__(self, parts: Iterator[bytes]):
+        self._parts = parts
+        self._rest = memoryview(b"")
+
+    def __call__(self, view: memoryview) -> None:
+        total, pos = len(view), 0
+        while pos < total:
+            if not self._rest:
+                self._rest = memoryview(next(self._parts, b""))
+                if not self._rest:
+                    raise httpx.RemoteProtocolError(f"the body ended after {pos} of {total} "
+                                                    "bytes asked")
+            n = min(total - pos, len(self._rest))
+            view[pos:pos + n] = self._rest[:n]
+            self._rest = self._rest[n:]
+            pos += n
 
 
 class HTTPClient:
@@ -67,11 +97,16 @@ class HTTPClient:
         The first wait, in seconds.
     max_connections : int
         Connections kept open to the server (for dask's threads reading chunks at once).
+    raw_reads : bool
+        Read binary bodies (event columns) from a socket of our own straight into the
+        arrays they fill, for ``http://`` URLs that no proxy intercepts (see
+        :mod:`~intake_broker_remote.rawhttp`); False reads them through httpx too.
     """
 
     def __init__(self, url: str, *, timeout: float = 30.0,
                  headers: Mapping[str, str] | None = None, api_key: str | None = None,
-                 retries: int = 3, backoff: float = 0.25, max_connections: int = 32):
+                 retries: int = 3, backoff: float = 0.25, max_connections: int = 32,
+                 raw_reads: bool = True):
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"the server URL must start with http:// or https://, not {url!r}")
         self.url = url.rstrip("/")
@@ -82,6 +117,8 @@ class HTTPClient:
         self.retries = retries
         self.backoff = backoff
         self.max_connections = max_connections
+        self.raw_reads = raw_reads
+        self._raw: rawhttp.Pool | None = None
         self._client: httpx.Client | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -89,7 +126,8 @@ class HTTPClient:
     def options(self) -> dict[str, Any]:
         """The constructor's arguments (what a pickle keeps)."""
         return {"timeout": self.timeout, "headers": self.headers, "retries": self.retries,
-                "backoff": self.backoff, "max_connections": self.max_connections}
+                "backoff": self.backoff, "max_connections": self.max_connections,
+                "raw_reads": self.raw_reads}
 
     @property
     def client(self) -> httpx.Client:
@@ -100,6 +138,9 @@ class HTTPClient:
                 _tune_httpcore()
                 self._client = httpx.Client(base_url=self.url, headers=self.headers,
                                             timeout=self.timeout, limits=limits)
+                base = self._client.base_url
+                self._raw = rawhttp.Pool(base.host, base.port or 80, self.timeout) if (
+                    self.raw_reads and rawhttp.usable(base)) else None
                 self._pid = os.getpid()
             return self._client
 
@@ -107,7 +148,10 @@ class HTTPClient:
         with self._lock:
             if self._client is not None and self._pid == os.getpid():
                 self._client.close()
+                if self._raw is not None:
+                    self._raw.close()
             self._client = None
+            self._raw = None
 
     def _wait(self, attempt: int) -> None:
         time.sleep(self.backoff * 2 ** attempt * (0.5 + random.random()))
@@ -170,6 +214,43 @@ class HTTPClient:
                     raise self._unavailable(method, path, f"{type(err).__name__}: {err}") \
                         from err
                 self._wait(attempt)
+        raise AssertionError("unreachable")
+
+    def fetch(self, path: str, consume: rawhttp.Consume, *, accept: str,
+              params: Mapping[str, Any] | None = None) -> Any:
+        """GET ``path`` and hand its body to ``consume(readinto, size)`` as it arrives:
+        ``readinto(view)`` fills ``view`` with the next ``len(view)`` bytes, and ``consume``
+        reads all ``size`` of them (it may be called again for a retry: it must start over).
+        Returns what ``consume`` returns; error statuses raise as in :meth:`request`."""
+        client = self.client
+        request = client.build_request("GET", path, params=params, headers={"Accept": accept})
+        for attempt in range(self.retries + 1):
+            if self._raw is None:  # httpx retries until the status is known
+                with self.stream("GET", path, params=params,
+                                 headers={"Accept": accept}) as response:
+                    size = response.headers.get("content-length")
+                    if size is None or not size.isdigit() or response.headers.get(
+                            "content-encoding", "identity") != "identity":
+                        body = memoryview(response.read())
+                        return consume(_PartsReader(iter([body])), len(body))
+                    try:
+                        return consume(_PartsReader(response.iter_bytes()), int(size))
+                    except httpx.TransportError as err:  # the body broke off
+                        why = f"{type(err).__name__}: {err}"
+            else:
+                try:
+                    status, headers, result = rawhttp.exchange(self._raw, request, consume)
+                except OSError as err:  # refused, reset, timed out, cut short
+                    why = f"{type(err).__name__}: {err}"
+                else:
+                    if status < 300:
+                        return result
+                    if status not in RETRY_STATUSES:
+                        _raise(request, status, headers, result)  # type: ignore[arg-type]
+                    why = f"HTTP {status}"
+            if attempt == self.retries:
+                raise self._unavailable("GET", path, why)
+            self._wait(attempt)
         raise AssertionError("unreachable")
 
     def get(self, path: str, **params: Any) -> Any:

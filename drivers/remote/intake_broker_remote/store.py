@@ -65,6 +65,16 @@ class RemoteStore(DocumentStore):
         Who reads external assets (detector files): ``"server"`` (the default) asks the
         server for the values, so the client needs no access to the files; ``"client"`` reads
         them here through the local handlers (a shared file system, with ``root_map``).
+    max_connections : int
+        Connections kept open to the server.
+    parallel : int
+        Requests in flight at once when a read too large for one response is split.
+    request_bytes : int
+        About how many bytes each of those requests asks for (at most half the server's
+        response limit).
+    raw_reads : bool
+        Receive event columns on a socket of our own straight into their arrays (plain
+        ``http://`` without a proxy); False reads them through httpx.
 
     Notes
     -----
@@ -79,12 +89,16 @@ class RemoteStore(DocumentStore):
                  headers: Mapping[str, str] | None = None, api_key: str | None = None,
                  retries: int = 3, backoff: float = 0.25,
                  codecs: Sequence[str] = wire.DEFAULT_CODECS, fill: str = "server",
-                 max_connections: int = 32):
+                 max_connections: int = 32, parallel: int = 2,
+                 request_bytes: int = 64 << 20, raw_reads: bool = True):
         if fill not in ("server", "client"):
             raise ValueError(f"fill must be 'server' or 'client', not {fill!r}")
         self.http = HTTPClient(url, timeout=timeout, headers=headers, api_key=api_key,
                                retries=retries, backoff=backoff,
-                               max_connections=max_connections)
+                               max_connections=max_connections, raw_reads=raw_reads)
+        self.parallel = max(1, int(parallel))
+        self.request_bytes = int(request_bytes)
+        self._response_bytes: int | None = None
         self.codecs = [c for c in codecs if c in wire.available_codecs()] or ["none"]
         self.fill = fill
         self._page: int | None = None
@@ -100,7 +114,8 @@ class RemoteStore(DocumentStore):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_restore, (self.url, {**self.http.options(), "codecs": self.codecs,
-                                      "fill": self.fill}))
+                                      "fill": self.fill, "parallel": self.parallel,
+                                      "request_bytes": self.request_bytes}))
 
     def __repr__(self) -> str:
         return f"RemoteStore({self.url!r})"
@@ -189,8 +204,10 @@ class RemoteStore(DocumentStore):
     def fetch_columns(self, descriptor_uid: str, fields: Sequence[str] | None,
                       seq_range: tuple[int, int] | None,
                       groups: Sequence[str]) -> tuple[int, dict]:
-        """``(rows, {(group, key): array})`` for some groups of events, in one request (or
-        one per stored chunk when the server finds the whole too large)."""
+        """``(rows, {(group, key): array})`` for some groups of events, in one request -- or,
+        when the server finds the whole too large for one response, in requests of a few
+        stored chunks each, several at a time, received straight into the arrays of the
+        whole."""
         try:
             return self._fetch(descriptor_uid, fields, seq_range, groups)
         except OversizedRequest:
@@ -198,25 +215,88 @@ class RemoteStore(DocumentStore):
                 c.seq_stop > seq_range[0] and c.seq_start < seq_range[1])]
             if len(pieces) <= 1:
                 raise
-        parts = [self._fetch(descriptor_uid, fields, (
-            max(c.seq_start, seq_range[0] if seq_range else c.seq_start),
-            min(c.seq_stop, seq_range[1] if seq_range else c.seq_stop)), groups)
-            for c in pieces]
-        keys = dict.fromkeys(k for _, cols in parts for k in cols)
-        joined = {k: np.concatenate([cols[k] for _, cols in parts if k in cols]) for k in keys}
-        return sum(rows for rows, _ in parts), joined
+        return self._fetch_split(descriptor_uid, fields, seq_range, groups, pieces)
+
+    @property
+    def response_bytes(self) -> int:
+        """The server's limit on the bytes of one response (asked once)."""
+        if self._response_bytes is None:
+            self._response_bytes = int(self.info()["limits"]["response_bytes"])
+        return self._response_bytes
+
+    def _fetch_split(self, descriptor_uid: str, fields: Sequence[str] | None,
+                     seq_range: tuple[int, int] | None, groups: Sequence[str],
+                     pieces: list[Chunk]) -> tuple[int, dict]:
+        lo, hi = seq_range if seq_range is not None else (-1, 2**63)
+        # (seq_start, seq_stop, rows or None where the range cuts the chunk)
+        ranges = [(max(c.seq_start, lo), min(c.seq_stop, hi),
+                   c.rows if lo <= c.seq_start and c.seq_stop <= hi else None) for c in pieces]
+        first_rows, first = self._fetch(descriptor_uid, fields, ranges[0][:2], groups)
+        per_row = sum(a.nbytes for a in first.values() if not a.dtype.hasobject) / max(
+            first_rows, 1)
+        budget = max(1, min(self.request_bytes, self.response_bytes // 2))
+        batches: list[list[tuple[int, int, int | None]]] = []
+        for item in ranges[1:]:
+            rows = item[2] if item[2] is not None else item[1] - item[0]
+            if batches and (sum(r[2] if r[2] is not None else r[1] - r[0]
+                                for r in batches[-1]) + rows) * per_row <= budget:
+                batches[-1].append(item)
+            else:
+                batches.append([item])
+        known = [None if any(r[2] is None for r in b) else sum(r[2] for r in b)  # type: ignore
+                 for b in batches]
+        targets: dict[tuple[str, str | None], np.ndarray] = {}
+        offsets: list[int | None] = [None] * len(batches)
+        if ranges[0][2] == first_rows and all(n is not None for n in known):
+            total = first_rows + sum(known)  # type: ignore[arg-type]
+            for key, array in first.items():
+                if not array.dtype.hasobject and array.shape[:1] == (first_rows,):
+                    targets[key] = np.empty((total, *array.shape[1:]), array.dtype)
+                    targets[key][:first_rows] = array
+            offsets = list(np.cumsum([first_rows, *known[:-1]]))  # type: ignore[list-item]
+
+        def fetch(index: int) -> tuple[int, dict]:
+            batch, offset, rows = batches[index], offsets[index], known[index]
+
+            def place(spec: dict, dtype: np.dtype, shape: tuple[int, ...]) -> Any:
+                target = targets.get((spec["group"], spec["key"]))
+                if (target is None or offset is None or dtype != target.dtype
+                        or shape != (rows, *target.shape[1:])):
+                    return None
+                return target[offset:offset + rows]
+
+            return self._fetch(descriptor_uid, fields, (batch[0][0], batch[-1][1]), groups,
+                               place)
+
+        if self.parallel > 1 and len(batches) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(self.parallel, len(batches))) as pool:
+                parts = [(first_rows, first), *pool.map(fetch, range(len(batches)))]
+        else:
+            parts = [(first_rows, first), *map(fetch, range(len(batches)))]
+        out: dict[tuple[str, str | None], np.ndarray] = {}
+        for key in dict.fromkeys(k for _, cols in parts for k in cols):
+            arrays = [cols[key] for _, cols in parts if key in cols]
+            target = targets.get(key)
+            whole = target is not None and len(arrays) == len(parts) and all(
+                a.base is target or a is target for a in arrays[1:])
+            out[key] = target if whole else np.concatenate(arrays)
+        return sum(rows for rows, _ in parts), out
 
     def _fetch(self, descriptor_uid: str, fields: Sequence[str] | None,
-               seq_range: tuple[int, int] | None, groups: Sequence[str]) -> tuple[int, dict]:
+               seq_range: tuple[int, int] | None, groups: Sequence[str],
+               place: wire.Place | None = None) -> tuple[int, dict]:
         params: dict[str, Any] = {"groups": ",".join(groups), "codec": ",".join(self.codecs)}
         if fields is not None:
             params["fields"] = ",".join(fields)
         if seq_range is not None:
             params["seq_start"], params["seq_stop"] = (max(0, int(seq_range[0])),
                                                        max(0, int(seq_range[1])))
-        body = self.http.request("GET", f"{API}/descriptors/{_q(descriptor_uid)}/events",
-                                 accept=wire.COLUMNS, params=params)
-        header, columns = wire.decode_columns(body)
+        header, columns = self.http.fetch(
+            f"{API}/descriptors/{_q(descriptor_uid)}/events",
+            lambda readinto, size: wire.read_columns(readinto, size, place),
+            accept=wire.COLUMNS, params=params)
         return int(header["rows"]), columns
 
     def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:

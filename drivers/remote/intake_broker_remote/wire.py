@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgpack
@@ -233,6 +233,63 @@ def decode_columns(
         raw = decompress(spec["codec"], view[start:start + spec["nbytes"]], spec["size"])
         dtype = _dtype_of(spec["dtype"])
         out[spec["group"], spec["key"]] = np.frombuffer(raw, dtype=dtype).reshape(spec["shape"])
+    for spec in header["objects"]:
+        out[spec["group"], spec["key"]] = _object_array(spec["values"], spec["shape"])
+    return header, out
+
+
+#: Where a column of a streamed body goes: ``place(spec, dtype, shape)`` returns a writable
+#: C-contiguous array of that dtype and shape to fill, or None for a new one.
+Place = Callable[[dict, np.dtype, tuple[int, ...]], "np.ndarray | None"]
+
+
+def _fill(readinto: Callable[[memoryview], None], target: np.ndarray) -> None:
+    if target.nbytes:
+        readinto(memoryview(target.reshape(-1).view(np.uint8)))
+
+
+def read_columns(readinto: Callable[[memoryview], None], size: int, place: Place | None = None
+                 ) -> tuple[dict, dict[tuple[str, str | None], np.ndarray]]:
+    """What :func:`decode_columns` gives, read from a body as it arrives.
+
+    ``readinto(view)`` fills ``view`` with the next ``len(view)`` of the body's ``size``
+    bytes. Uncompressed columns are received straight into their arrays -- those ``place``
+    gives (a slice of a larger array, say) or new ones -- and compressed ones are decoded into
+    them, so the body is never held whole.
+    """
+    prefix = bytearray(8)
+    readinto(memoryview(prefix))
+    if bytes(prefix[:4]) != MAGIC:
+        raise ValueError(f"not an intake-broker columns body (starts {bytes(prefix)!r})")
+    (length,) = struct.unpack("<I", prefix[4:8])
+    raw_header = bytearray(length)
+    readinto(memoryview(raw_header))
+    header = unpackb(raw_header)
+    pos = 8 + length
+    out: dict[tuple[str, str | None], np.ndarray] = {}
+    for spec in sorted(header["columns"], key=lambda c: c["offset"]):
+        if 8 + length + spec["offset"] != pos or pos + spec["nbytes"] > size:
+            raise ValueError(f"column {spec['key']!r} of a columns body is not where its "
+                             "header says")
+        dtype, shape = _dtype_of(spec["dtype"]), tuple(spec["shape"])
+        target = None if place is None else place(spec, dtype, shape)
+        if spec["codec"] == "none":
+            if target is None:
+                target = np.empty(shape, dtype)
+            _fill(readinto, target)
+        else:
+            data = bytearray(spec["nbytes"])
+            readinto(memoryview(data))
+            raw = decompress(spec["codec"], memoryview(data), spec["size"])
+            decoded = np.frombuffer(raw, dtype=dtype).reshape(shape)
+            if target is None:
+                target = decoded
+            else:
+                target[...] = decoded
+        out[spec["group"], spec["key"]] = target
+        pos += spec["nbytes"]
+    if pos != size:
+        raise ValueError(f"a columns body of {size} bytes ends after its columns, at {pos}")
     for spec in header["objects"]:
         out[spec["group"], spec["key"]] = _object_array(spec["values"], spec["shape"])
     return header, out
