@@ -18,19 +18,24 @@ arrays for the dask chunks of a stream; nothing is read until a chunk is compute
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import inspect
+import json
 import os
 import posixpath
+import sys
 import threading
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import numpy as np
 
+from . import asset_handlers
 from .errors import BrokerError
 
 SPEC_GROUPS = ("databroker.handlers", "intake_broker.handlers")
@@ -73,13 +78,156 @@ def _load(value: Any) -> Any:
     return obj
 
 
+# -- entry points, cached across processes ------------------------------------------------
+#
+# ``importlib.metadata.entry_points()`` reads the metadata of every installed distribution
+# (~5 ms for 160 of them), which a notebook would pay at its first frame. The handler entry
+# points found are kept in a small JSON file under the user cache directory, with what the
+# environment looked like: the ``sys.path`` entries, their mtimes, and in each folder the
+# distribution metadata (``*.dist-info``, ``*.egg-info``, ``*.egg``, ``*.egg-link``, ``*.pth``)
+# with the mtime of its ``entry_points.txt``. A folder whose mtime is unchanged holds the same
+# entries (installing, upgrading or removing a distribution creates or removes its
+# ``*.dist-info`` folder there); a folder whose mtime changed is listed again (~0.3 ms) and the
+# cache stays valid if its distribution metadata did not change (a notebook's own folder
+# changes all the time). Anything else scans again. A cache that cannot be read or written is
+# ignored. Not seen: an ``entry_points.txt`` edited in place in a folder that did not change
+# otherwise (reinstall the package, or delete the cache file).
+
+_HANDLER_GROUPS = (*SPEC_GROUPS, MIMETYPE_GROUP)
+_CACHE_FORMAT = 1
+_DIST_SUFFIXES = (".dist-info", ".egg-info", ".egg", ".egg-link", ".pth")
+#: Files modified this recently (ns) before a scan make it uncacheable: a change within the
+#: same tick of the filesystem clock would leave their mtime as recorded.
+_RACY_NS = 2_000_000_000
+
+
+def _cache_file(paths: list[list]) -> str:
+    """Where the entry-point cache of this Python environment and ``sys.path`` lives."""
+    if os.environ.get("XDG_CACHE_HOME"):
+        base = os.environ["XDG_CACHE_HOME"]
+    elif sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~/AppData/Local")
+    elif sys.platform == "darwin":
+        base = os.path.expanduser("~/Library/Caches")
+    else:
+        base = os.path.expanduser("~/.cache")
+    key = "\0".join([sys.prefix, sys.executable, *(p for p, _ in paths)])
+    env = hashlib.sha1(key.encode()).hexdigest()[:16]
+    return os.path.join(base, "intake-broker", f"handler-entry-points-{env}.json")
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except (OSError, ValueError):
+        return None
+
+
+def _path_mtimes() -> list[list]:
+    """``[absolute path, mtime in ns or None]`` of every ``sys.path`` entry."""
+    return [[path, _mtime(path)] for path in (os.path.abspath(p or ".") for p in sys.path)]
+
+
+def _dist_entries(folder: str) -> dict[str, int | None] | None:
+    """The distribution metadata in a ``sys.path`` folder, each with the mtime of what tells
+    its entry points (None: not a folder)."""
+    try:
+        with os.scandir(folder) as entries:
+            names = [e.name for e in entries if e.name.lower().endswith(_DIST_SUFFIXES)]
+    except OSError:
+        return None
+    out = {}
+    for name in names:
+        path = os.path.join(folder, name)
+        meta = name.lower().endswith((".dist-info", ".egg-info"))
+        out[name] = _mtime(os.path.join(path, "entry_points.txt") if meta else path)
+    return out
+
+
+def _scan_entry_points() -> list[list[str]]:
+    """``[group, name, value]`` of every handler entry point, in discovery order."""
+    everything = entry_points()  # one scan of the installed distributions for all groups
+    return [[group, ep.name, ep.value]
+            for group in _HANDLER_GROUPS for ep in everything.select(group=group)]
+
+
+def _still_valid(saved: dict, paths: list[list]) -> bool:
+    """Whether a cache recorded for ``saved["paths"]`` holds for ``paths`` (now)."""
+    if saved["python"] != [sys.version, _CACHE_FORMAT] or \
+            [p for p, _ in saved["paths"]] != [p for p, _ in paths]:
+        return False
+    for (path, then), (_, now) in zip(saved["paths"], paths, strict=True):
+        if now == then:
+            continue
+        if now is None or then is None:
+            return False
+        entries = _dist_entries(path)  # None for a zip file: it changed, scan again
+        if entries is None or entries != saved["dists"].get(path):
+            return False
+    return True
+
+
+def _save(cache: str, record: dict, began: int) -> None:
+    """Write the cache unless something it relies on changed too recently to be trusted."""
+    recent = began - _RACY_NS
+    if any(m is not None and m >= recent for _, m in record["paths"]) or any(
+            m is not None and m >= recent for d in record["dists"].values() for m in d.values()):
+        return
+    import tempfile
+
+    try:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(cache), suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(record, f)
+            os.replace(tmp, cache)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        _prune(os.path.dirname(cache))
+    except OSError:
+        pass
+
+
+def _prune(folder: str, keep: int = 32) -> None:
+    """Remove all but the ``keep`` newest caches (one is kept per ``sys.path`` seen)."""
+    with os.scandir(folder) as entries:
+        caches = [e for e in entries if e.name.startswith("handler-entry-points-")]
+    if len(caches) > keep:
+        caches.sort(key=lambda e: e.stat().st_mtime_ns)
+        for old in caches[:-keep]:
+            os.unlink(old.path)
+
+
+def _cached_entry_points() -> list[list[str]]:
+    """The handler entry points: from the cache while the environment is unchanged, else from
+    a scan of the installed distributions (which refreshes the cache)."""
+    began = time.time_ns()
+    paths = _path_mtimes()
+    cache = _cache_file(paths)
+    try:
+        with open(cache, encoding="utf-8") as f:
+            saved = json.load(f)
+        if _still_valid(saved, paths):
+            if saved["paths"] != paths:  # only folders without new metadata changed
+                _save(cache, {**saved, "paths": paths}, began)
+            return [list(item) for item in saved["entry_points"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    dists = {path: entries for path, _ in paths
+             if (entries := _dist_entries(path)) is not None}
+    found = _scan_entry_points()
+    _save(cache, {"python": [sys.version, _CACHE_FORMAT], "paths": paths, "dists": dists,
+                  "entry_points": found}, began)
+    return found
+
+
 @functools.cache
 def _entry_point_handlers() -> dict[str, Any]:
-    everything = entry_points()  # one scan of the installed distributions for all groups
     found: dict[str, Any] = {}
-    for group in (*SPEC_GROUPS, MIMETYPE_GROUP):
-        for ep in everything.select(group=group):
-            found.setdefault(ep.name, ep)
+    for group, name, value in _cached_entry_points():
+        found.setdefault(name, EntryPoint(name=name, value=value, group=group))
     return found
 
 
@@ -91,8 +239,6 @@ class HandlerRegistry:
     """
 
     def __init__(self, extra: Mapping[str, Any] | None = None):
-        from . import asset_handlers
-
         self._sources: list[tuple[str, Mapping[str, Any]]] = [
             ("the catalog's handler_registry", dict(extra or {})),
             ("intake_broker.assets.register_handler", _runtime),
@@ -189,11 +335,17 @@ class RunAssets:
             elif kind == "stream_datum":
                 assets.stream_datums.append(doc)
             elif kind == "datum_page":
-                keys = list(doc["datum_kwargs"])
-                for i, datum_id in enumerate(doc["datum_id"]):
-                    assets.datums[datum_id] = (
-                        doc["resource"], {k: doc["datum_kwargs"][k][i] for k in keys})
+                _index_datum_page(assets.datums, doc)
         return assets
+
+
+def _index_datum_page(datums: dict[str, tuple[str, dict]], page: Mapping[str, Any]) -> None:
+    """Add ``datum id -> (resource uid, datum_kwargs)`` of every datum of a datum page."""
+    kwargs = page["datum_kwargs"]
+    keys = list(kwargs)
+    resource = page["resource"]
+    for i, datum_id in enumerate(page["datum_id"]):
+        datums[datum_id] = (resource, {k: kwargs[k][i] for k in keys})
 
 
 class AssetReader:
@@ -223,6 +375,8 @@ class AssetReader:
 
     def _reset(self) -> None:
         self._assets: RunAssets | None = None
+        self._datums: dict[str, tuple[str, dict]] | None = None
+        self._resources: dict[str, dict] = {}
         self._handlers: dict[str, Any] = {}
         self._registry_: HandlerRegistry | None = None
         self._lock = threading.Lock()
@@ -243,10 +397,42 @@ class AssetReader:
 
     @property
     def assets(self) -> RunAssets:
+        """Every asset document of the run (what stream_resource reads use)."""
         with self._lock:
             if self._assets is None:
                 self._assets = self.store.run_assets(self.run_uid)
             return self._assets
+
+    @property
+    def datums(self) -> dict[str, tuple[str, dict]]:
+        """``datum id -> (resource uid, datum_kwargs)``, from the store's datum pages only
+        (stores index them; a store's ``run_assets`` may have to go through every document)."""
+        with self._lock:
+            if self._datums is None:
+                if self._assets is not None:
+                    self._datums = self._assets.datums
+                else:
+                    datums: dict[str, tuple[str, dict]] = {}
+                    for page in self.store.datum_pages(self.run_uid):
+                        _index_datum_page(datums, page)
+                    self._datums = datums
+            return self._datums
+
+    def _resource(self, uid: str, key: str) -> dict:
+        """The resource document ``uid`` (resource/datum assets)."""
+        with self._lock:
+            if self._assets is not None and uid in self._assets.resources:
+                return self._assets.resources[uid]
+            if uid in self._resources:
+                return self._resources[uid]
+        try:
+            doc = self.store.resource(self.run_uid, uid)
+        except KeyError:
+            raise AssetReadError(f"resource {uid!r} is not among the run's resources; "
+                                 f"{self._where(key)}") from None
+        with self._lock:
+            self._resources[uid] = doc
+        return doc
 
     # -- handlers -------------------------------------------------------------------------
 
@@ -254,18 +440,18 @@ class AssetReader:
         return (f"run {self.run_uid!r}, data key {key!r}, root_map in effect: "
                 f"{self.root_map or '{}'}")
 
-    def _handler(self, uid: str, key: str) -> Any:
+    def _handler(self, uid: str, key: str, stream: bool = False) -> Any:
+        """The handler of resource ``uid`` (of stream_resource ``uid`` if ``stream``)."""
         with self._lock:
             if uid in self._handlers:
                 return self._handlers[uid]
-        assets = self.assets
-        if uid in assets.resources:
-            doc = assets.resources[uid]
+        if not stream:
+            doc = self._resource(uid, key)
             cls = self._registry[doc["spec"]]
             path = apply_root_map(doc.get("root", ""), doc["resource_path"], self.root_map)
             kwargs = doc.get("resource_kwargs", {})
         else:
-            doc = assets.stream_resources[uid]
+            doc = self.assets.stream_resources[uid]
             cls = self._registry[doc["mimetype"]]
             path = _stream_uri_path(doc["uri"], self.root_map)
             kwargs = doc.get("parameters", {})
@@ -319,7 +505,7 @@ class AssetReader:
 
     def _datum_groups(self, key: str, datum_ids: Sequence[str]) -> list[tuple]:
         """``(handler, first point or None, [datum_kwargs...])`` for runs of datums."""
-        datums = self.assets.datums
+        datums = self.datums
         groups: list[tuple] = []
         for datum_id in datum_ids:
             try:
@@ -352,7 +538,7 @@ class AssetReader:
             if first >= last:
                 continue
             offset = sd["indices"]["start"] + first - sd["seq_nums"]["start"]
-            handler = self._handler(resource["uid"], key)
+            handler = self._handler(resource["uid"], key, stream=True)
             rows = self._call(key, handler.read, offset, offset + last - first, shape)
             out[first - lo:last - lo] = _fit(rows, (last - first, *shape), key)
             filled[first - lo:last - lo] = True

@@ -9,15 +9,13 @@ value is read when computed.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from intake.source.base import DataSource, Schema
 
+from .assets import AssetReader, frames_per_chunk
 from .store import Chunk, DocumentStore
-
-if TYPE_CHECKING:
-    from .assets import AssetReader
 
 _JSON_DTYPES = {
     "number": np.dtype("float64"),
@@ -144,8 +142,6 @@ class StreamLayout:
 
         A chunk whose seq_nums have gaps stays whole (its rows cannot be cut by seq_num).
         """
-        from .assets import frames_per_chunk
-
         step = frames_per_chunk(*self._field_spec(key, "data")[::-1])
         out = []
         for chunk in self.chunks:

@@ -111,6 +111,35 @@ def test_large_frames_get_a_chunk_each(tmp_path):
     np.testing.assert_array_equal(image[2].values, frames[2])
 
 
+class IndexedStore(MemoryStore):
+    """A store that indexes its datum pages and resources, and counts full document scans."""
+
+    def __init__(self):
+        super().__init__()
+        self.scans = 0
+
+    def documents(self, run_uid):
+        self.scans += 1
+        return super().documents(run_uid)
+
+    def datum_pages(self, run_uid):
+        return [doc for kind, doc in super().documents(run_uid) if kind == "datum_page"]
+
+
+def test_a_frame_is_read_without_going_through_every_document(tmp_path):
+    """Resource/datum frames need the datum pages and the resource only: a store's documents()
+    (every event, for an indexed store) is not read."""
+    docs, frames = ad_hdf5_run(tmp_path, n=4, shape=(512, 512))
+    store = IndexedStore()
+    cat = BrokerCatalog(store)
+    insert(cat, docs)
+    image = cat[-1].primary.to_dask()["cam_image"]
+    store.scans = 0
+    np.testing.assert_array_equal(image[2].values, frames[2])
+    np.testing.assert_array_equal(cat[-1].primary.read()["cam_image"].values, frames)
+    assert store.scans == 0
+
+
 def test_nothing_is_read_at_open(tmp_path):
     docs, _ = ad_hdf5_run(tmp_path)
     cat = BrokerCatalog(MemoryStore())
