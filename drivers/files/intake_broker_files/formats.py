@@ -23,8 +23,7 @@ import io
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 import numpy as np
@@ -38,8 +37,7 @@ _BLOCK = 1 << 16
 _PAIR = 'a [name, document] pair such as ["start", {"uid": ...}]'
 
 
-@dataclass(frozen=True)
-class Located:
+class Located(NamedTuple):
     """One ``[name, doc]`` pair of a file and where it was found (for error messages)."""
 
     name: str
@@ -117,6 +115,35 @@ def _empty(path: str) -> CorruptFile:
 # -- JSONL ---------------------------------------------------------------------------------
 
 
+#: What ``bytes.strip()`` strips (``str.strip()`` would strip more, e.g. U+0085).
+_BLANK = " \t\n\r\x0b\x0c"
+
+
+def _fast_lines(data: bytes) -> list[tuple[int, Any]] | None:
+    """``(line number, value)`` of every non-blank line, decoding the file once and scanning
+    each line with json's C scanner (about twice as fast as ``json.loads`` per line); None if
+    anything is unusual (not UTF-8, a line that is not exactly one JSON value), so that the
+    line-by-line path reports it."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return None
+    scan = json.JSONDecoder().scan_once
+    out = []
+    try:
+        for number, line in enumerate(text.split("\n"), 1):
+            if not line.strip(_BLANK):
+                continue
+            value = line.strip(" \t\r")  # JSON whitespace (a line has no "\n")
+            obj, end = scan(value, 0)
+            if end != len(value):
+                return None
+            out.append((number, obj))
+    except (ValueError, StopIteration):
+        return None
+    return out
+
+
 class JSONLFormat(FileFormat):
     """``<uid>.jsonl``: one JSON ``[name, doc]`` array per line (suitcase-jsonl)."""
 
@@ -143,6 +170,11 @@ class JSONLFormat(FileFormat):
     def parse(self, data: bytes, path: str) -> Iterator[Located]:
         if not data.strip():
             raise _empty(path)
+        values = _fast_lines(data)
+        if values is not None:
+            for number, obj in values:
+                yield as_pair(obj, path, f"line {number}")
+            return
         lines = data.split(b"\n")
         for number, line in enumerate(lines, 1):
             if line.strip():

@@ -84,3 +84,37 @@ def test_jsonl_empty_and_whitespace_files(tmp_path):
         _ends(JSONLFormat(), path)
     with pytest.raises(CorruptFile, match="the file is empty"):
         list(JSONLFormat().parse(path.read_bytes(), str(path)))
+
+
+
+def _line_by_line(data: bytes) -> list:
+    """What ``JSONLFormat.parse`` gives when every line goes through ``json.loads``."""
+    lines = data.split(b"\n")
+    return [JSONLFormat._loads(line, "run.jsonl", f"line {n}", cut=n == len(lines))
+            for n, line in enumerate(lines, 1) if line.strip()]
+
+
+@pytest.mark.parametrize("body", [
+    b'["event", {}] ["event", {}]\n',           # two values on one line
+    b'["event",\n {}]\n',                        # one value over two lines
+    b'\x0b["event", {}]\n',                      # not JSON whitespace
+    b'["event", {"x": "\xff"}]\n',               # not UTF-8
+    b'["event", {}]\n["stop", {"a": NaN',        # cut short
+])
+def test_jsonl_fast_parse_keeps_the_line_by_line_errors(body):
+    """A file is decoded once and scanned line by line with json's scanner; anything unusual
+    goes through ``json.loads`` per line, so the errors stay the same."""
+    data = _jsonl(factories.scalar_run(n=1)[:1]) + body
+    with pytest.raises(CorruptFile) as slow:
+        _line_by_line(data)
+    with pytest.raises(CorruptFile) as fast:
+        list(JSONLFormat().parse(data, "run.jsonl"))
+    assert str(fast.value) == str(slow.value)
+
+
+def test_jsonl_fast_parse_equals_json_loads_per_line():
+    data = (b"\n" + _jsonl(factories.scalar_run(n=3), b"\r\n")
+            + b'  ["stop", {"x": NaN, "y": "\xc3\xa9", "z": [1e400]}]\t\r\n\n')
+    fast = list(JSONLFormat().parse(data, "run.jsonl"))
+    assert repr(fast) == repr(_line_by_line(data))
+    assert fast[-1].doc["y"] == "\u00e9" and fast[0].where == "line 2"
