@@ -47,12 +47,26 @@ class Connection:
 
     def __init__(self, host: str, port: int, timeout: float):
         self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.timeout = timeout
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._pending = memoryview(b"")  # bytes received after the head
         self.reused = False
 
     def close(self) -> None:
         self.sock.close()
+
+    def alive(self) -> bool:
+        """Whether the server has not closed this idle connection (nor sent anything)."""
+        try:
+            self.sock.setblocking(False)
+            try:
+                return not self._pending and self.sock.recv(1, socket.MSG_PEEK) is None
+            finally:
+                self.sock.settimeout(self.timeout)
+        except BlockingIOError:
+            return True  # nothing to read: open
+        except OSError:
+            return False
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -104,8 +118,10 @@ class Connection:
         self._pending = memoryview(bytes(data[end + 2:]))
         return bytes(data[:end])
 
-    def read_body(self, headers: dict[str, str]) -> bytes:
+    def read_body(self, status: int, headers: dict[str, str]) -> bytes:
         """A whole (small) body: by ``Content-Length``, chunked, or until the server closes."""
+        if status in (204, 304) or status < 200:
+            return b""
         if "chunked" in headers.get("transfer-encoding", "").lower():
             out = bytearray()
             while size := int(self._line().split(b";")[0].strip() or b"0", 16):
@@ -138,10 +154,15 @@ class Pool:
         self._lock = threading.Lock()
 
     def acquire(self) -> Connection:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return Connection(self.host, self.port, self.timeout)
+        """An idle connection the server has not closed, or a new one."""
+        while True:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                return Connection(self.host, self.port, self.timeout)
+            if conn.alive():
+                return conn
+            conn.close()
 
     def release(self, conn: Connection) -> None:
         conn.reused = True
@@ -191,31 +212,31 @@ def exchange(pool: Pool, request: httpx.Request,
     """Send ``request``; ``(status, headers, consume(readinto, size))`` for a 2xx answer,
     ``(status, headers, body bytes)`` for any other.
 
-    A connection the server had closed while it was idle is replaced once, silently.
+    A kept connection the server had closed while it was idle is replaced, silently.
     """
     data = head_bytes(request)
-    for _ in range(2):
+    while True:
         conn = pool.acquire()
         try:
             conn.send(data)
             status, headers = conn.read_head()
-        except (OSError, ProtocolError):
+            break
+        except OSError:  # ProtocolError too
             conn.close()
-            if conn.reused:  # closed by the server while idle: once more on a new one
-                continue
-            raise
-        break
+            if not conn.reused:
+                raise
+            pool.close()  # closed by the server while idle, as the others may be: a new one
     try:
         length = headers.get("content-length")
         if not 200 <= status < 300:
-            result: object = conn.read_body(headers)
+            result: object = conn.read_body(status, headers)
         elif headers.get("content-encoding", "identity").lower() != "identity":
             raise ProtocolError(f"the server sent a {headers['content-encoding']} body; "
                                 "identity was asked for")
         elif length is not None and length.isdigit():
             result = consume(conn.readinto, int(length))
         else:  # chunked, or until the server closes: small bodies, not ours
-            body = memoryview(conn.read_body(headers))
+            body = memoryview(conn.read_body(status, headers))
             result = consume(_over(body), len(body))
     except BaseException:
         conn.close()

@@ -238,7 +238,8 @@ def test_raw_and_httpx_reads_agree_and_errors_come_back_as_classes(bulk):
             client.fetch("/api/v1/runs/nope", _consume, accept=wire.COLUMNS)
 
 
-def test_raw_reads_retry_503_read_chunked_bodies_and_replace_closed_connections(live_server):
+def test_raw_reads_retry_503_read_chunked_bodies_and_replace_closed_connections(
+        live_server, monkeypatch):
     calls = []
 
     async def flaky(scope, receive, send):  # no Content-Length: chunked bodies
@@ -260,6 +261,11 @@ def test_raw_reads_retry_503_read_chunked_bodies_and_replace_closed_connections(
         assert client._raw is not None and len(client._raw._idle) == 1
         client._raw._idle[0].sock.shutdown(socket.SHUT_RDWR)
         assert client.fetch("/x", _consume, accept="*/*") == b"ok!"
+        # ... also when it is found out only on sending
+        client._raw._idle[0].sock.shutdown(socket.SHUT_RDWR)
+        with monkeypatch.context() as patch:
+            patch.setattr(rawhttp.Connection, "alive", lambda self: True)
+            assert client.fetch("/x", _consume, accept="*/*") == b"ok!"
         calls.clear()
         with pytest.raises(ServiceUnavailable, match="503"):
             HTTPClient(f"{live_server.url}/s/{token}", retries=1, backoff=0.01).fetch(
