@@ -153,14 +153,17 @@ class StreamLayout:
                 out.append(Chunk(chunk.descriptor, lo, hi, hi - lo))
         return out
 
-    def _asset_task(self, key: str, chunk: Chunk) -> tuple:
+    def _asset_tasks(self, key: str, chunks: Sequence[Chunk]) -> list[tuple]:
+        """One task per chunk reading the asset values of ``key``."""
         if self.reader is None:
             raise ValueError(f"data key {key!r} is kept in external files; open the stream "
                              "through a catalog so it knows the asset handlers")
         dtype, shape = self._field_spec(key, "data")
         if self._asset_kind(key, "data") == "stream":
-            return (_read_stream_chunk, self.reader, chunk, key, dtype, shape)
-        return (_read_datum_chunk, self.store, self.reader, chunk, key, dtype, shape)
+            return [(_read_stream_chunk, self.reader, chunk, key, dtype, shape)
+                    for chunk in chunks]
+        return [(_read_datum_chunk, self.store, self.reader, chunk, key, dtype, shape)
+                for chunk in chunks]
 
     def arrays(self, fields: Iterable[str], group: str = "data",
                index: list[tuple[np.ndarray, np.ndarray]] | None = None
@@ -188,8 +191,7 @@ class StreamLayout:
                 parts[key].append(_take(columns, group, key, *self._field_spec(key, group), rows))
         for key in fields:
             if key not in inline:
-                for chunk in self.chunks:
-                    func, *args = self._asset_task(key, chunk)
+                for func, *args in self._asset_tasks(key, self.chunks):
                     parts[key].append(func(*args))
         out = {}
         for key, arrays in parts.items():
@@ -231,8 +233,8 @@ class StreamLayout:
                                        {read_name: set(), name: {read_name}})
             else:
                 chunks = self.asset_chunks(key)
-                layer = {(name, i, *zeros): self._asset_task(key, chunk)
-                         for i, chunk in enumerate(chunks)}
+                layer = {(name, i, *zeros): task
+                         for i, task in enumerate(self._asset_tasks(key, chunks))}
                 graph = HighLevelGraph({name: layer}, {name: set()})
             if not chunks:
                 out[key] = da.empty((0, *shape), dtype=dtype)
