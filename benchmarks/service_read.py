@@ -125,15 +125,6 @@ def start_server(args, folder: str | None) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the server did not start")
 
 
-def best_of(repeat: int, func) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
 _SENDER = """
 import os, socket, sys
 port, nbytes, repeat, piece, use_file = (int(a) for a in sys.argv[1:6])
@@ -242,20 +233,30 @@ def main() -> None:
             results = []
             for label, read in (("read()", lambda s: s.read()),
                                 ("to_dask().load()", lambda s: s.to_dask().load())):
-                t_local = best_of(args.repeat, lambda read=read: read(local.primary))
-                results.append((f"local  {label}", t_local, None))
                 variants = [("default codecs", {}), ("codecs=none", {"codecs": ["none"]})]
                 if label == "read()":
                     variants.append(("codecs=none, httpx reads",
                                      {"codecs": ["none"], "raw_reads": False}))
+                sources = {"local": local.primary}
                 for name, options in variants:
                     run = BrokerCatalog(RemoteStore(url, **options))[-1]
                     got = read(run.primary)  # also checks the values
                     np.testing.assert_array_equal(got["f0"].values[-3:],
                                                   read(local.primary)["f0"].values[-3:])
                     del got
-                    t_remote = best_of(args.repeat, lambda read=read, run=run: read(run.primary))
-                    results.append((f"remote {label} [{name}]", t_remote, t_local))
+                    sources[name] = run.primary
+                # one round of every source after another, best of the rounds: a machine
+                # that is busy for a while slows local and remote alike
+                best = dict.fromkeys(sources, float("inf"))
+                for _ in range(args.repeat):
+                    for name, source in sources.items():
+                        t = time.perf_counter()
+                        read(source)
+                        best[name] = min(best[name], time.perf_counter() - t)
+                t_local = best.pop("local")
+                results.append((f"local  {label}", t_local, None))
+                results += [(f"remote {label} [{name}]", seconds, t_local)
+                            for name, seconds in best.items()]
             limits = socket_limit(nbytes, args.repeat)
         finally:
             process.terminate()
