@@ -225,8 +225,12 @@ def _cached_entry_points() -> list[list[str]]:
 
 @functools.cache
 def _entry_point_handlers() -> dict[str, Any]:
+    try:
+        listed = _cached_entry_points()
+    except Exception:  # a cache must never hide a handler (e.g. the cwd was deleted)
+        listed = _scan_entry_points()
     found: dict[str, Any] = {}
-    for group, name, value in _cached_entry_points():
+    for group, name, value in listed:
         found.setdefault(name, EntryPoint(name=name, value=value, group=group))
     return found
 

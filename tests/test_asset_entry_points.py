@@ -169,3 +169,14 @@ def test_priority_catalog_then_runtime_then_entry_points_then_builtins(site, mon
     assets.register_handler("AD_HDF5", Runtime)
     assert assets.HandlerRegistry()["AD_HDF5"] is Runtime
     assert assets.HandlerRegistry({"AD_HDF5": Catalogs})["AD_HDF5"] is Catalogs
+
+
+def test_a_deleted_working_folder_still_finds_the_handlers(site, tmp_path, monkeypatch):
+    folder, scans = site
+    install(folder, "handlers", {"databroker.handlers": {"A": NPY}})
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    monkeypatch.setattr(sys, "path", ["", str(folder)])
+    assert handlers() == {"A": NPY}
