@@ -27,7 +27,9 @@ from the page cache; recv_into), the best way counted. A remote read cannot be f
 so when the local read from the page cache is faster than loopback TCP, remote/local cannot
 reach 100%: the script prints that ceiling (local time / loopback time), the ceiling when the
 server's own store read and the transfer share the two cores, and each remote figure as a
-fraction of the loopback limit (remote/loopback).
+fraction of the loopback limit (remote/loopback). The CPU seconds each read costs (this process,
+plus the server's for remote reads) are printed too: on a machine shared with other work they
+vary less than the times.
 
 Run:  python benchmarks/service_read.py [--rows 131072] [--fields 4] [--width 256] [--repeat 3]
 """
@@ -35,6 +37,7 @@ Run:  python benchmarks/service_read.py [--rows 131072] [--fields 4] [--width 25
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import subprocess
 import sys
@@ -156,10 +159,11 @@ _SOCKET_WAYS = (("sendall 1 MiB, recv_into 1 MiB", 1 << 20, 1 << 20, False),
                 ("sendfile, recv_into 1 MiB", 1 << 20, 1 << 20, True))
 
 
-def socket_limit(nbytes: int, repeat: int) -> list[tuple[str, float]]:
-    """Seconds to move ``nbytes`` from another process over a loopback socket into one
-    preallocated (already faulted-in) buffer, no HTTP, in a few ways: the floor under any
-    HTTP read of them. The best of ``repeat`` for each way."""
+def socket_limit(nbytes: int, repeat: int) -> list[tuple[str, float, float]]:
+    """``(way, seconds, CPU seconds of both processes)`` to move ``nbytes`` from another
+    process over a loopback socket into one preallocated (already faulted-in) buffer, no
+    HTTP, in a few ways: the floor under any HTTP read of them. The best of ``repeat`` for
+    each way."""
     buffer = bytearray(nbytes)
     buffer[::4096] = bytes(len(range(0, nbytes, 4096)))  # fault every page in once
     view = memoryview(buffer)
@@ -169,11 +173,12 @@ def socket_limit(nbytes: int, repeat: int) -> list[tuple[str, float]]:
         sender = subprocess.Popen([sys.executable, "-c", _SENDER,
                                    str(server.getsockname()[1]), str(nbytes), str(repeat),
                                    str(piece), str(int(use_file))])
-        times = []
+        times, cpus = [], []
         try:
             for _ in range(repeat):
                 conn, _ = server.accept()
                 pos = 0
+                c, sent = time.process_time(), cpu_seconds(sender.pid)
                 t = time.perf_counter()
                 with conn:
                     while pos < nbytes:
@@ -182,11 +187,22 @@ def socket_limit(nbytes: int, repeat: int) -> list[tuple[str, float]]:
                             break
                         pos += got
                 times.append(time.perf_counter() - t)
+                cpus.append(time.process_time() - c + cpu_seconds(sender.pid) - sent)
         finally:
             sender.wait(timeout=120)
             server.close()
-        out.append((label, min(times)))
+        out.append((label, min(times), min(cpus)))
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used, all threads (Linux; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def http_stack() -> str:
@@ -248,33 +264,39 @@ def main() -> None:
                 # one round of every source after another, best of the rounds: a machine
                 # that is busy for a while slows local and remote alike
                 best = dict.fromkeys(sources, float("inf"))
+                cpu = dict.fromkeys(sources, float("inf"))
                 for _ in range(args.repeat):
                     for name, source in sources.items():
+                        c, served = time.process_time(), cpu_seconds(process.pid)
                         t = time.perf_counter()
                         read(source)
                         best[name] = min(best[name], time.perf_counter() - t)
+                        used = time.process_time() - c
+                        if name != "local":
+                            used += cpu_seconds(process.pid) - served
+                        cpu[name] = min(cpu[name], used)
                 t_local = best.pop("local")
-                results.append((f"local  {label}", t_local, None))
-                results += [(f"remote {label} [{name}]", seconds, t_local)
+                results.append((f"local  {label}", t_local, None, cpu["local"]))
+                results += [(f"remote {label} [{name}]", seconds, t_local, cpu[name])
                             for name, seconds in best.items()]
             limits = socket_limit(nbytes, args.repeat)
         finally:
             process.terminate()
             process.wait(timeout=30)
-    limit = min(seconds for _, seconds in limits)
+    limit = min(seconds for _, seconds, _ in limits)
     print(f"  {'read':<56} {'time':>8}  {'GB/s':>6}  {'remote/local':>12}  "
-          f"{'remote/loopback':>15}")
-    for label, seconds, reference in results:
+          f"{'remote/loopback':>15}  {'CPU s (both processes)':>22}")
+    for label, seconds, reference, used in results:
         ratio = f"{reference / seconds:12.0%}" if reference else " " * 12
-        of_limit = f"{limit / seconds:15.0%}" if reference else ""
+        of_limit = f"{limit / seconds:15.0%}" if reference else " " * 15
         print(f"  {label:<56} {seconds:7.2f}s  {nbytes / seconds / 1e9:6.2f}  {ratio}  "
-              f"{of_limit}")
-    for label, seconds in limits:
+              f"{of_limit}  {used:21.2f}s")
+    for label, seconds, used in limits:
         print(f"  {'limit: loopback socket, ' + label:<56} {seconds:7.2f}s  "
-              f"{nbytes / seconds / 1e9:6.2f}")
+              f"{nbytes / seconds / 1e9:6.2f}  {'':12}  {'':15}  {used:21.2f}s")
     # The ceiling of remote/local: a remote read has at least to carry the bytes over the
     # loopback (and its server has to read them from the store, as the local read does).
-    for label, seconds, reference in results:
+    for label, seconds, reference, _ in results:
         if reference is None:
             overlapped = seconds / max(limit, seconds)
             serial = seconds / (seconds + limit)
