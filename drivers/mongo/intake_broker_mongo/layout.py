@@ -10,7 +10,7 @@ databroker reads it:
 
 event-model documents that suitcase-mongo does not write, ``stream_resource`` and
 ``stream_datum``, go to collections of those names in the asset-registry database; databroker
-ignores them.
+ignores them, as it ignores our data summaries (:data:`SUMMARY`, :data:`SUMMARY_VALUES`).
 
 :data:`SUITCASE_INDEXES` are the indexes suitcase-mongo creates (its default
 ``resource_uid_unique=False``); :data:`EXTRA_INDEXES` are ours, which databroker does not need
@@ -32,11 +32,13 @@ logger = logging.getLogger(__name__)
 RUN_START, RUN_STOP, DESCRIPTOR, EVENT = "run_start", "run_stop", "event_descriptor", "event"
 RESOURCE, DATUM = "resource", "datum"
 STREAM_RESOURCE, STREAM_DATUM = "stream_resource", "stream_datum"
+#: Ours: data summaries and their searchable numbers (see :mod:`intake_broker_mongo.summaries`).
+SUMMARY, SUMMARY_VALUES = "intake_broker_summary", "intake_broker_summary_values"
 
 #: Which database (``"mds"`` metadatastore or ``"assets"``) holds each collection.
 DATABASE_OF = {RUN_START: "mds", RUN_STOP: "mds", DESCRIPTOR: "mds", EVENT: "mds",
                RESOURCE: "assets", DATUM: "assets", STREAM_RESOURCE: "assets",
-               STREAM_DATUM: "assets"}
+               STREAM_DATUM: "assets", SUMMARY: "mds", SUMMARY_VALUES: "mds"}
 #: The collection of each stored document kind (pages are stored as their rows).
 COLLECTION_OF = {"start": RUN_START, "stop": RUN_STOP, "descriptor": DESCRIPTOR,
                  "event_page": EVENT, "resource": RESOURCE, "datum_page": DATUM,
@@ -80,6 +82,9 @@ EXTRA_INDEXES: tuple[Index, ...] = (
     (STREAM_RESOURCE, [("run_start", _ASC)], {}),
     (STREAM_DATUM, [("uid", _ASC)], {"unique": True}),
     (STREAM_DATUM, [("stream_resource", _ASC)], {}),
+    (SUMMARY, [("run_start", _ASC)], {"unique": True}),
+    (SUMMARY_VALUES, [("path", _ASC), ("value", _ASC)], {}),
+    (SUMMARY_VALUES, [("run_start", _ASC)], {}),
 )
 
 

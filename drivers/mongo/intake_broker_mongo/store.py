@@ -24,7 +24,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from intake_broker.errors import DescriptorNotFound, RunNotFound
-from intake_broker.queries import Query
+from intake_broker.queries import And, In, Query, documents_needed
 from intake_broker.store import (
     NEWEST_FIRST,
     Chunk,
@@ -38,11 +38,21 @@ from intake_broker.store import (
 from . import layout
 from .connection import DEFAULT_TIMEOUT, Location, locate, make_client, translated_errors
 from .events import DEFAULT_CHUNK_BYTES, chunk_plan, read_columns, row_bytes, rows_per_chunk
-from .layout import DATABASE_OF, DESCRIPTOR, EVENT, RESOURCE, RUN_START, RUN_STOP
+from .layout import (
+    DATABASE_OF,
+    DESCRIPTOR,
+    EVENT,
+    RESOURCE,
+    RUN_START,
+    RUN_STOP,
+    SUMMARY,
+    SUMMARY_VALUES,
+)
 from .queries import NATIVE_QUERIES
 from .readahead import ReadAhead, sliced
 from .replay import asset_documents, replay
 from .search import RunFinder, strip_id
+from .summaries import Summaries
 from .writer import NormalizedWriter
 
 if TYPE_CHECKING:
@@ -144,6 +154,8 @@ class MongoStore(DocumentStore):
                                  self._recent_first)
         self._writer = NormalizedWriter(self._collection, self._descriptor_or_none,
                                         self._ensure_indexes)
+        self._summaries = Summaries(self._collection(SUMMARY), self._collection(SUMMARY_VALUES),
+                                    self._collection(RUN_START))
 
     def __reduce__(self):
         if any(isinstance(t, Database) for t in self._targets):
@@ -213,6 +225,64 @@ class MongoStore(DocumentStore):
         if kind in ("event_page", "descriptor", "stop") and run_uid is not None:
             with self._lock:  # what was planned for this run may have changed
                 self._plans.pop(run_uid, None)
+        if kind == "start":
+            with self._guard(SUMMARY):
+                self._summaries.started(doc["uid"])
+        elif kind == "stop":  # the run is whole: its data summary becomes searchable
+            summary = self._summary_of(run_uid)
+            with self._guard(SUMMARY):
+                self._summaries.write({run_uid: summary})
+
+    # -- data summaries -------------------------------------------------------------------
+
+    def _summary_of(self, run_uid: str) -> dict:
+        """A run's summary computed from its events, with what ``set_summary`` kept for it
+        (statistics of asset data) added."""
+        with self._guard(SUMMARY):
+            _, kept = self._summaries.stored([run_uid]).get(run_uid, (False, None))
+        summary = super().summary(run_uid)
+        for stream, fields in (kept or {}).items():
+            for field, stats in fields.items():
+                summary.setdefault(stream, {}).setdefault(field, stats)
+        return summary
+
+    def summary(self, run_uid: str) -> dict[str, dict[str, dict]]:
+        """Kept when the run stopped; computed from the events while it is acquiring (and
+        kept on first use for finished runs written by other tools)."""
+        with self._guard(SUMMARY):
+            ready, kept = self._summaries.stored([run_uid]).get(run_uid, (False, None))
+        if ready:
+            return kept
+        finished = self.run(run_uid).stop is not None  # RunNotFound for an unknown run
+        summary = self._summary_of(run_uid)
+        if finished:
+            with self._guard(SUMMARY):
+                self._summaries.write({run_uid: summary})
+        return summary
+
+    def set_summary(self, run_uid: str, stream: str, field: str, stats: dict) -> None:
+        summary = self.summary(run_uid)
+        summary.setdefault(stream, {})[field] = dict(stats)
+        finished = self.run(run_uid).stop is not None
+        with self._guard(SUMMARY):
+            self._summaries.write({run_uid: summary}, ready=finished)
+
+    def index_summaries(self, summaries: dict[str, dict]) -> None:
+        """Keep the data summaries ``{stream: {field: {stat: number}}}`` of many finished runs,
+        keyed by run uid, replacing any they had (what a stop document does for its run);
+        e.g. to make runs written by other tools searchable by their data at once."""
+        with self._guard(RUN_START):
+            known = set()
+            uids = list(summaries)
+            for i in range(0, len(uids), 500):
+                known.update(d["uid"] for d in self._collection(RUN_START).find(
+                    {"uid": {"$in": uids[i:i + 500]}}, {"uid": 1, "_id": 0}))
+        missing = [uid for uid in summaries if uid not in known]
+        if missing:
+            raise RunNotFound(f"no run with uid {missing[0]!r} in {self._locations[0].label}; "
+                              "no summary was changed")
+        with self._guard(SUMMARY):
+            self._summaries.write(dict(summaries))
 
     # -- which runs -----------------------------------------------------------------------
 
@@ -235,8 +305,15 @@ class MongoStore(DocumentStore):
     ) -> list[RunRecord]:
         index_part, rest = split_for_index(query)
         if rest is not None:  # descriptors.* / summary.*: checked on the index's candidates
+            with self._guard(SUMMARY):
+                keep = self._summaries.candidates(query)
+            if keep is not None:  # summary comparisons: only the runs the index allows
+                allowed = In("uid", sorted(keep))
+                index_part = allowed if index_part is None else And((index_part, allowed))
             candidates = self.runs(index_part, sort=sort)
-            return select_runs(candidates, query, sort, skip, limit, store=self)
+            parts = (self if "summary" not in documents_needed(query)
+                     else _KeptSummaries(self, [r.uid for r in candidates]))
+            return select_runs(candidates, query, sort, skip, limit, store=parts)
         with self._guard(RUN_START):
             return self._finder.runs(query, sort=sort, skip=skip, limit=limit)
 
@@ -397,6 +474,22 @@ class MongoStore(DocumentStore):
             if i == len(datums) or datums[i]["resource"] != datums[start]["resource"]:
                 yield event_model.pack_datum_page(*datums[start:i])
                 start = i
+
+
+class _KeptSummaries:
+    """The parts of many runs for the evaluator, their kept summaries fetched at once."""
+
+    def __init__(self, store: MongoStore, uids: list[str]):
+        self.store = store
+        with store._guard(SUMMARY):
+            self.kept = {uid: summary for uid, (ready, summary)
+                         in store._summaries.stored(uids).items() if ready}
+
+    def record_parts(self, run_uid: str, parts) -> dict[str, Any]:
+        if "summary" in parts and run_uid in self.kept:
+            return {**self.store.record_parts(run_uid, set(parts) - {"summary"}),
+                    "summary": self.kept[run_uid]}
+        return self.store.record_parts(run_uid, parts)
 
 
 def _rebuild(targets: tuple[str, str], options: dict[str, Any]) -> MongoStore:
