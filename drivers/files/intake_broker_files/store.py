@@ -129,6 +129,9 @@ class FilesStore(TableReads, DocumentStore):
         self._index = FileIndex(patterns, self.file_format, refresh_interval)
         self._open: dict[str, RunWriter] = {}
         self._cache: OrderedDict[tuple, RunDocuments] = OrderedDict()
+        # path -> (file version, data summary) of finished runs: summary.* searches read each
+        # file once, not at every search
+        self._summaries: dict[str, tuple[tuple, dict]] = {}
         self._owner: dict[str, str] = {}  # descriptor / resource uid -> run uid
 
     def _arguments(self) -> dict[str, Any]:
@@ -292,6 +295,21 @@ class FilesStore(TableReads, DocumentStore):
             self._cache.move_to_end(cache_key)
         self._register(docs)
         return docs
+
+    def summary(self, run_uid: str) -> dict[str, dict[str, dict]]:
+        """Computed from the run's events; kept for each version of a finished run's file."""
+        with self._lock:
+            entry = None if run_uid in self._open else self._find(run_uid)
+            kept = None if entry is None else self._summaries.get(entry.path)
+        if kept is None or kept[0] != entry.key:
+            summary = super().summary(run_uid)
+            if entry is None or entry.record is None or entry.record.stop is None:
+                return summary
+            kept = (entry.key, summary)
+            with self._lock:
+                self._summaries[entry.path] = kept
+        return {stream: {field: dict(stats) for field, stats in fields.items()}
+                for stream, fields in kept[1].items()}
 
     def _cache_put(self, cache_key: tuple, docs: RunDocuments) -> None:
         for stale in [k for k in self._cache if k[0] == cache_key[0]]:

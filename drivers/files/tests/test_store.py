@@ -84,6 +84,36 @@ def test_listing_reads_only_the_ends_of_files(tmp_path, monkeypatch, fmt, big_ru
     assert len(parsed) == 1  # one file, parsed once (then cached)
 
 
+def test_summary_searches_read_each_finished_file_once(tmp_path, monkeypatch):
+    from intake_broker.queries import Comparison
+
+    runs = _runs(FilesStore(str(tmp_path)), 4, n=3)
+    acquiring = factories.scalar_run(n=2, stop=False, time=1_900_000_000)
+    insert_all(FilesStore(str(tmp_path)), acquiring)
+    reader = FilesStore(str(tmp_path), refresh_interval=0, cache_size=1)
+    parsed: list[str] = []
+    original = JSONLFormat.parse
+
+    def parse(self, data, path):
+        parsed.append(path)
+        return original(self, data, path)
+
+    monkeypatch.setattr(JSONLFormat, "parse", parse)
+    query = Comparison("gt", "summary.primary.motor.count", 0)
+    first = [r.uid for r in reader.runs(query)]
+    assert len(first) == 5 and len(parsed) == 5
+    assert [r.uid for r in reader.runs(query)] == first
+    assert len(parsed) == 6  # the finished runs' summaries were kept; the acquiring one was not
+    changed = reader.summary(runs[0][0][1]["uid"])
+    changed["primary"]["motor"]["count"] = -1  # a copy: what is kept is not changed
+    assert reader.summary(runs[0][0][1]["uid"])["primary"]["motor"]["count"] == 3
+    # a file rewritten (another version of the run) is summarized again
+    path = tmp_path / f"{runs[0][0][1]['uid']}.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(line for line in lines if '"event' not in line) + "\n")
+    assert runs[0][0][1]["uid"] not in [r.uid for r in reader.runs(query)]
+
+
 def test_grown_and_new_files_are_seen_after_the_refresh_interval(tmp_path):
     writer = FilesStore(str(tmp_path / "*.msgpack"), format="msgpack")
     first = factories.scalar_run(n=2, stop=False)

@@ -1,0 +1,115 @@
+"""W2 for the stores that search in Python: the memory store and a folder of JSONL files.
+
+10,000 runs (start, a ``primary`` descriptor, one event page of 11 ``theta`` values, stop),
+searched through the catalog, uids in hand (median of ``--repeat``):
+
+* ``plan_name == "scan" and 4000 <= scan_id <= 4100`` (25 runs);
+* ``summary.primary.theta.max`` in [0, 1): what the data showed.
+
+Beside each: the floor for a store that holds its runs in Python objects, a list comprehension
+over the same start documents (or over each run's precomputed ``theta`` maximum) that returns
+the matching documents sorted newest first, with no catalog, no query objects and no
+summaries to compute. The JSONL store reads only the first and last line of each file to list
+runs; a summary query makes it read every run's events (the first time: the figure shown
+apart), which is what the native store's index avoids (``native_index.py``).
+
+Run:  python benchmarks/search_stores.py [--runs 10000] [--repeat 11]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import event_model
+
+from intake_broker.catalog import BrokerCatalog
+from intake_broker.memory import MemoryStore
+from intake_broker.queries import Comparison, Eq
+
+PLANS = ("scan", "count", "grid_scan", "rel_scan")
+
+
+def runs(count: int, seed: int = 0):
+    """Each run's documents, and its theta maximum."""
+    rng = random.Random(seed)
+    for i in range(count):
+        t = 1_600_000_000.0 + 60 * i
+        bundle = event_model.compose_run(time=t, metadata={
+            "scan_id": i + 1, "plan_name": PLANS[i % 4], "sample": {"name": f"s{i % 37}"},
+            "operator": rng.choice(["alice", "bob"]), "proposal": 300000 + i % 50})
+        desc = bundle.compose_descriptor(name="primary", time=t, data_keys={
+            "theta": {"dtype": "number", "shape": [], "source": "SIM:theta"}})
+        low = rng.uniform(-100, 100)
+        theta = [low + 0.5 * k for k in range(11)]
+        page = desc.compose_event_page(data={"theta": theta}, timestamps={"theta": [t] * 11},
+                                       seq_num=list(range(1, 12)), time=[t] * 11)
+        docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc),
+                ("event_page", page), ("stop", bundle.compose_stop(time=t + 30))]
+        yield docs, max(theta)
+
+
+def median_ms(repeat: int, func) -> float:
+    func()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=11)
+    args = parser.parse_args()
+    from intake_broker_files import JSONLStore
+
+    made = list(runs(args.runs))
+    starts = [docs[0][1] for docs, _ in made]
+    maxima = {docs[0][1]["uid"]: top for docs, top in made}
+    newest = sorted(starts, key=lambda s: -s["time"])
+    search = (Eq("plan_name", "scan") & Comparison("ge", "scan_id", 4000)
+              & Comparison("le", "scan_id", 4100))
+    summary = (Comparison("ge", "summary.primary.theta.max", 0.0)
+               & Comparison("lt", "summary.primary.theta.max", 1.0))
+    floors = {
+        "search": lambda: [s for s in newest
+                           if s.get("plan_name") == "scan" and 4000 <= s["scan_id"] <= 4100],
+        "summary": lambda: [s for s in newest if 0.0 <= maxima[s["uid"]] < 1.0],
+    }
+    print(f"W2 in Python: {args.runs:,} runs, median of {args.repeat}")
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = {"memory": MemoryStore(), "JSONL files": JSONLStore.in_folder(Path(tmp))}
+        for label, store in stores.items():
+            t = time.perf_counter()
+            for docs, _ in made:
+                for name, doc in docs:
+                    store.insert(name, doc)
+            store.flush()
+            if label == "JSONL files":  # a reader opening the folder, as a user would
+                store = JSONLStore.in_folder(Path(tmp))
+            cat = BrokerCatalog(store)
+            print(f"  {label}: {args.runs:,} runs written in {time.perf_counter() - t:.1f} s")
+            for name, query in (("search", search), ("summary", summary)):
+                t = time.perf_counter()
+                found = list(cat.search(query))
+                first = time.perf_counter() - t
+                expected = [s["uid"] for s in floors[name]()]
+                assert found == expected, (label, name, len(found), len(expected))
+                ours = median_ms(args.repeat, lambda q=query, c=cat: list(c.search(q)))
+                floor = median_ms(args.repeat, floors[name])
+                what = (f"{name} ({len(found)} runs)" if name == "search" else
+                        f"summary.primary.theta.max in [0, 1) ({len(found)} runs)")
+                print(f"    {what:<46} {ours:8.2f} ms   floor {floor:6.2f} ms   ratio "
+                      f"{ours / floor:6.1f}x   (first time: {first * 1e3:.0f} ms)")
+    print("  peers: databroker is not installed here: no peer figures")
+
+
+if __name__ == "__main__":
+    main()
