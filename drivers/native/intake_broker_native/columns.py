@@ -2,11 +2,12 @@
 
 Writing goes through zarr-python, so what is on disk is plain zarr that ``xarray.open_zarr``
 reads. Reading decodes the chunk files directly (their codecs are the ones written here:
-``bytes`` + ``crc32c`` for numbers, ``vlen-utf8`` + ``zstd`` + ``crc32c`` for strings) into the
-output arrays, with one read per chunk file and no per-row Python; a chunk with other codecs is
-read through zarr-python. Readers never trust array shapes: they read the rows the run index
-says were flushed, and a chunk that is missing, of the wrong size or with a bad checksum is an
-error (zarr alone would return fill values for a missing chunk).
+``bytes`` + ``crc32c`` for numbers, ``vlen-utf8`` + ``zstd`` + ``crc32c`` for strings, without
+``zstd`` in small chunks) into the output arrays, with one read per chunk file and no per-row
+Python for numbers; a chunk with other codecs is read through zarr-python. Readers never
+trust array shapes: they read the rows the run index says were flushed, and a chunk that is
+missing, of the wrong size or with a bad checksum is an error (zarr alone would return fill
+values for a missing chunk).
 """
 
 from __future__ import annotations
@@ -106,6 +107,37 @@ def _parse_meta(obj: dict) -> _Meta:
     return _Meta(shape[0], shape, dtype, serializer, names[1:], direct)
 
 
+#: Chunks of at most this many strings are decoded here; larger ones by numcodecs (its import,
+#: ~10 ms with its entry-point scan, is worth it only for large chunks).
+_PY_VLEN_ITEMS = 4096
+
+
+def _vlen_utf8(data: Any) -> np.ndarray:
+    """Decode zarr's ``vlen-utf8``: a little-endian uint32 count, then each item as a uint32
+    byte length and its UTF-8 bytes."""
+    view = memoryview(data).cast("B")
+    if len(view) < 4:
+        raise ValueError(f"{len(view)} bytes hold no vlen-utf8 header")
+    count = int.from_bytes(view[:4], "little")
+    if count > _PY_VLEN_ITEMS:
+        from numcodecs.vlen import VLenUTF8
+
+        return VLenUTF8().decode(data)
+    out = np.empty(count, dtype=object)
+    items, pos, end = [], 4, len(view)
+    for _ in range(count):
+        size = int.from_bytes(view[pos:pos + 4], "little")
+        pos += 4
+        if pos + size > end:
+            raise ValueError("vlen-utf8 data ends inside an item")
+        items.append(str(view[pos:pos + size], "utf-8"))
+        pos += size
+    if pos != end:
+        raise ValueError(f"vlen-utf8 data has {end - pos} bytes after its {count} items")
+    out[:] = items
+    return out
+
+
 class ColumnStore:
     """The zarr groups of a data URL: ``<data>/<path of a descriptor group>/<array>``.
 
@@ -174,12 +206,14 @@ class ColumnStore:
             return self._stores[rel]
 
     @staticmethod
-    def _array_kwargs(spec: ArraySpec, chunk_rows: int, attrs: dict) -> dict[str, Any]:
+    def _array_kwargs(spec: ArraySpec, layout: Layout, attrs: dict) -> dict[str, Any]:
         from zarr.codecs import Crc32cCodec, ZstdCodec
 
+        chunk_rows = layout.chunk_rows
         if spec.dtype == "str":
-            kind: dict[str, Any] = {"dtype": str, "fill_value": "",
-                                    "compressors": [ZstdCodec(level=1), Crc32cCodec()]}
+            compressors = [ZstdCodec(level=1), Crc32cCodec()] if layout.compress_strings else [
+                Crc32cCodec()]
+            kind: dict[str, Any] = {"dtype": str, "fill_value": "", "compressors": compressors}
         else:
             dtype = np.dtype(spec.dtype)
             fill = np.nan if dtype.kind == "f" else (False if dtype.kind == "b" else 0)
@@ -189,7 +223,7 @@ class ColumnStore:
         return {"chunks": (chunk_rows, *spec.shape), "dimension_names": spec.dims,
                 "attributes": attrs, "config": {"write_empty_chunks": True}, **kind}
 
-    def _local_array(self, rel: str, spec: ArraySpec, rows: int, chunk_rows: int,
+    def _local_array(self, rel: str, spec: ArraySpec, rows: int, layout: Layout,
                      attrs: dict, fresh: bool) -> Any:
         import zarr
 
@@ -199,7 +233,7 @@ class ColumnStore:
             if fresh:
                 cached = zarr.create_array(store, name=spec.name, shape=(rows, *spec.shape),
                                            overwrite=True,
-                                           **self._array_kwargs(spec, chunk_rows, attrs))
+                                           **self._array_kwargs(spec, layout, attrs))
             else:
                 cached = zarr.open_array(store, path=spec.name, mode="r+").with_config(
                     {"write_empty_chunks": True})
@@ -255,7 +289,7 @@ class ColumnStore:
             self.forget(rel)
             zarr.create_group(self._zarr_store(rel), attributes=group_attrs, overwrite=True)
         for spec, values, attrs in arrays:
-            array = self._local_array(rel, spec, rows, layout.chunk_rows, attrs, fresh)
+            array = self._local_array(rel, spec, rows, layout, attrs, fresh)
             if array.shape[0] != rows:
                 array.resize((rows, *spec.shape))
             if len(values):
@@ -284,7 +318,7 @@ class ColumnStore:
             upload["zarr.json"] = buffers["zarr.json"].to_bytes()
         for spec, values, attrs in arrays:
             array = zarr.create_array(memory, name=spec.name, shape=(rows, *spec.shape),
-                                      **self._array_kwargs(spec, chunk_rows, attrs))
+                                      **self._array_kwargs(spec, layout, attrs))
             if len(values):
                 array[row_start:rows] = values
             upload[f"{spec.name}/zarr.json"] = buffers[f"{spec.name}/zarr.json"].to_bytes()
@@ -395,8 +429,6 @@ class ColumnStore:
 
     @staticmethod
     def _decode(path: str, meta: _Meta, raw: bytes, where: str) -> np.ndarray:
-        import numcodecs
-
         data: Any = raw
         try:
             for codec in reversed(meta.tail):
@@ -408,9 +440,11 @@ class ColumnStore:
                                            "checksum: it is damaged")
                     data = body
                 else:
-                    data = numcodecs.Zstd().decode(data)
+                    from numcodecs.zstd import Zstd
+
+                    data = Zstd().decode(data)
             if meta.serializer == "vlen-utf8":
-                values = numcodecs.VLenUTF8().decode(data)
+                values = _vlen_utf8(data)
             else:
                 if len(data) != meta.nbytes:
                     raise CorruptChunk(f"zarr chunk {path!r} ({where}) holds {len(data)} bytes "

@@ -150,7 +150,7 @@ class Ingester:
         writer = self.writers.get(run_uid)
         if writer is not None:  # everything buffered is written before the run ends
             for dw in writer.descriptors.values():
-                dw.flush(self.engine, self.columns, self._group_attrs(dw), whole_chunks_only=False)
+                self._flush(dw, whole_chunks_only=False, final=True)
         values = {"stop_doc": exact, "stop_q": query, **jsondocs.stop_columns(doc)}
         if lossy:
             values["irregular"] = True
@@ -228,7 +228,7 @@ class Ingester:
         due = dw.due(self.flush_interval)
         if due:
             whole = dw.rows // dw.layout.chunk_rows > dw.flushed // dw.layout.chunk_rows
-            dw.flush(self.engine, self.columns, self._group_attrs(dw), whole_chunks_only=whole)
+            self._flush(dw, whole_chunks_only=whole)
 
     def _adopt(self, writer: RunWriter, uid: str) -> DescriptorWriter:
         """A descriptor of a run this store writes that another store object inserted."""
@@ -254,6 +254,15 @@ class Ingester:
             codes = (np.arange(dw.flushed, dtype=np.int64) * ROW_CODE + dw.index).tolist()
             writer.event_rows.update(zip(uids, codes, strict=True))
         return dw
+
+    def _flush(self, dw: DescriptorWriter, *, whole_chunks_only: bool, final: bool = False
+               ) -> None:
+        """Write a descriptor's buffered rows (whole chunks only, or all); before its first
+        rows are written, its chunk rows are fitted to them (``final``: the run stopped)."""
+        if not whole_chunks_only:
+            dw.fit_layout(final=final)
+        dw.flush(self.engine, self.columns, self._group_attrs(dw),
+                 whole_chunks_only=whole_chunks_only)
 
     def _group_attrs(self, dw: DescriptorWriter) -> dict:
         return {"intake_broker": {"layout": 1, "run_uid": dw.run_uid, "descriptor_uid": dw.uid,
@@ -397,5 +406,4 @@ class Ingester:
         with self.lock:
             for writer in self.writers.values():
                 for dw in writer.descriptors.values():
-                    dw.flush(self.engine, self.columns, self._group_attrs(dw),
-                             whole_chunks_only=False)
+                    self._flush(dw, whole_chunks_only=False)

@@ -57,22 +57,64 @@ class FieldSpec:
         return np.dtype(self.dtype).itemsize * int(np.prod(self.shape, dtype=np.int64))
 
 
+#: Live runs: rows per chunk chosen at the first flush are at least this (see
+#: :func:`fitted_chunk_rows`).
+LIVE_CHUNK_ROWS = 1024
+#: String arrays whose chunks hold at most this many rows are not compressed: a few kB gain
+#: nothing from zstd, and reading them then needs no codec library (see ``columns``).
+SMALL_STRING_CHUNK = 4096
+
+
 @dataclass
 class Layout:
-    """The arrays of one descriptor's zarr group and its rows per chunk."""
+    """The arrays of one descriptor's zarr group and its rows per chunk.
+
+    ``chunk_rows`` is the most a chunk may hold until the descriptor's first rows are written;
+    the first flush fits it to the rows at hand (:func:`fitted_chunk_rows`) and records it with
+    the first chunk, and from then on it never changes. Layouts written before this was done
+    keep their chunk_rows (readers take a chunk's size from each array's ``zarr.json``).
+    ``compress_strings``: string arrays are compressed (zstd); False only for small chunks.
+    """
 
     chunk_rows: int
     fields: dict[str, FieldSpec] = field(default_factory=dict)
+    compress_strings: bool = True
 
     def to_json(self) -> str:
-        return json.dumps({"chunk_rows": self.chunk_rows,
-                           "fields": [asdict(f) for f in self.fields.values()]})
+        obj: dict[str, Any] = {"chunk_rows": self.chunk_rows,
+                               "fields": [asdict(f) for f in self.fields.values()]}
+        if not self.compress_strings:
+            obj["compress_strings"] = False
+        return json.dumps(obj)
 
     @classmethod
     def from_json(cls, text: str) -> Layout:
         obj = json.loads(text)
         fields = [FieldSpec(**f) for f in obj["fields"]]
-        return cls(obj["chunk_rows"], {f.key: f for f in fields})
+        return cls(obj["chunk_rows"], {f.key: f for f in fields},
+                   bool(obj.get("compress_strings", True)))
+
+    def fitted(self, rows: int, *, final: bool) -> Layout:
+        """This layout with its chunk rows fitted to the first ``rows`` to be written (see
+        :func:`fitted_chunk_rows`)."""
+        chunk_rows = fitted_chunk_rows(self.chunk_rows, rows, final=final)
+        return Layout(chunk_rows, self.fields, chunk_rows > SMALL_STRING_CHUNK)
+
+
+def fitted_chunk_rows(limit: int, rows: int, *, final: bool) -> int:
+    """Rows per chunk for a descriptor whose first ``rows`` rows are being written.
+
+    A chunk is stored whole however few of its rows hold events (zarr pads the last chunk),
+    and a string chunk is decoded whole to read any of its rows: a run of 200 events in
+    chunks of 100,000 rows stores and decodes 500 times what it holds. ``final`` (the run has
+    stopped): exactly ``rows`` (one chunk), at most ``limit``. Otherwise (a live run's first
+    flush, more events to come): the power of two at or above ``rows``, at least
+    :data:`LIVE_CHUNK_ROWS`, at most ``limit``.
+    """
+    if final:
+        return max(1, min(limit, rows))
+    fitted = max(LIVE_CHUNK_ROWS, 1 << max(0, rows - 1).bit_length())
+    return max(1, min(limit, fitted))
 
 
 def _node_name(key: str, taken: set[str]) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 
@@ -65,6 +65,9 @@ from .schema import (
 )
 from .sqlquery import Cond, order_by, translate
 from .writer import ChunkRow
+
+if TYPE_CHECKING:
+    from intake_broker.assets import RunAssets
 
 #: Events per zarr chunk (at most; fewer when a row is wide, see ``chunk_bytes``).
 DEFAULT_CHUNK_ROWS = 100_000
@@ -488,12 +491,34 @@ class NativeStore(DocumentStore):
             raise KeyError(f"run {run_uid!r} has no resource {resource_uid!r}")
         return json.loads(doc)
 
-    def datum_pages(self, run_uid: str) -> Iterator[dict]:
+    def _asset_documents(self, run_uid: str, kinds: Sequence[str]) -> list[tuple[str, Any]]:
+        """``(kind, doc)`` of the run's stored documents of these kinds, in insertion order,
+        each JSON text decoded (all at once: one parse for the lot)."""
         with self.engine.connect() as conn:
-            pages = conn.execute(sa.select(documents.c.doc).where(
-                documents.c.run_uid == run_uid, documents.c.kind == "datum_page")
-                .order_by(documents.c.ord)).scalars().all()
-        return (json.loads(p) for p in pages)
+            rows = conn.execute(sa.select(documents.c.kind, documents.c.doc).where(
+                documents.c.run_uid == run_uid, documents.c.kind.in_(list(kinds)))
+                .order_by(documents.c.ord)).all()
+            if not rows and conn.execute(sa.select(runs.c.uid).where(
+                    runs.c.uid == run_uid)).first() is None:
+                raise RunNotFound(f"no run with uid {run_uid!r} in this store")
+        if not rows:
+            return []
+        # One json.loads of the documents joined into a JSON array: many small documents
+        # (a datum page per datum) decode about twice as fast as with one call each.
+        docs = json.loads("[" + ",".join(r.doc for r in rows) + "]")
+        return [(r.kind, doc) for r, doc in zip(rows, docs, strict=True)]
+
+    def run_assets(self, run_uid: str) -> RunAssets:
+        """The run's resources, datums, stream_resources and stream_datums, straight from the
+        ``documents`` table (no event is read or decoded): what the core default gathers from
+        :meth:`documents`, in the same order."""
+        from intake_broker.assets import RunAssets
+
+        return RunAssets.from_documents(self._asset_documents(
+            run_uid, ("resource", "stream_resource", "stream_datum", "datum_page")))
+
+    def datum_pages(self, run_uid: str) -> Iterator[dict]:
+        return iter([doc for _, doc in self._asset_documents(run_uid, ("datum_page",))])
 
     # -- where the zarr groups are --------------------------------------------------------
 

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from .columns import ColumnStore
 from .layout import Layout, concat_columns, slice_columns
-from .schema import event_chunks, event_segments, write_transaction
+from .schema import descriptors, event_chunks, event_segments, write_transaction
 
 #: Event uids map to ``row * ROW_CODE + descriptor index`` (one int per event in memory).
 ROW_CODE = 2**20
@@ -83,6 +83,18 @@ class DescriptorWriter:
     pending_rows: int = 0
     segments: list[list[int]] = field(default_factory=list)  # [row_start, row_stop, ord]
     last_flush: float = field(default_factory=time.monotonic)
+    #: ``layout`` was fitted here and is not recorded in the index yet (see :meth:`fit_layout`)
+    layout_pending: bool = False
+
+    def fit_layout(self, *, final: bool) -> None:
+        """Before the descriptor's first rows are written: fit its chunk rows to the rows
+        buffered (``final``: the run has stopped, they are all there is). The fitted layout is
+        recorded with the first chunk, in the same transaction."""
+        if self.flushed or not self.pending_rows:
+            return
+        fitted = self.layout.fitted(self.rows, final=final)
+        if fitted != self.layout:
+            self.layout, self.layout_pending = fitted, True
 
     @property
     def rows(self) -> int:
@@ -151,6 +163,9 @@ class DescriptorWriter:
             position = stop
         segments = [s for s in self.segments if s[0] < target]
         with write_transaction(engine) as conn:
+            if self.layout_pending:
+                conn.execute(descriptors.update().where(descriptors.c.uid == self.uid)
+                             .values(layout=self.layout.to_json()))
             conn.execute(event_chunks.delete().where(
                 event_chunks.c.descriptor_uid == self.uid,
                 event_chunks.c.idx.in_([c.idx for c in updated])))
@@ -162,6 +177,7 @@ class DescriptorWriter:
                 {"descriptor_uid": self.uid, "row_start": s[0], "row_stop": min(s[1], target),
                  "ord": s[2]} for s in segments])
         self.last_chunk, self.flushed = chunk, target
+        self.layout_pending = False
         rest = buffered["rows"] - count
         self.pending = [slice_columns(buffered, count, buffered["rows"])] if rest else []
         self.pending_rows = rest
