@@ -89,8 +89,8 @@ class RemoteStore(DocumentStore):
                  headers: Mapping[str, str] | None = None, api_key: str | None = None,
                  retries: int = 3, backoff: float = 0.25,
                  codecs: Sequence[str] = wire.DEFAULT_CODECS, fill: str = "server",
-                 max_connections: int = 32, parallel: int = 2,
-                 request_bytes: int = 64 << 20, raw_reads: bool = True):
+                 max_connections: int = 32, parallel: int = 3,
+                 request_bytes: int = 16 << 20, raw_reads: bool = True):
         if fill not in ("server", "client"):
             raise ValueError(f"fill must be 'server' or 'client', not {fill!r}")
         self.http = HTTPClient(url, timeout=timeout, headers=headers, api_key=api_key,
