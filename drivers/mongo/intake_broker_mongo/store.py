@@ -58,6 +58,8 @@ from .writer import NormalizedWriter
 if TYPE_CHECKING:
     from intake_broker.assets import RunAssets
 
+#: MongoDB's codes for a write the user may not make (Unauthorized, and the like).
+_NOT_ALLOWED = frozenset({13, 8000})
 _INCOMPLETE_TTL = 1.0  # seconds a chunk plan of a run still acquiring is reused
 _CACHE_SIZE = 512
 
@@ -257,7 +259,11 @@ class MongoStore(DocumentStore):
         summary = self._summary_of(run_uid)
         if finished:
             with self._guard(SUMMARY):
-                self._summaries.write({run_uid: summary})
+                try:  # kept for the next search; a user allowed only to read just computes it
+                    self._summaries.write({run_uid: summary})
+                except pymongo.errors.OperationFailure as err:
+                    if err.code not in _NOT_ALLOWED:
+                        raise
         return summary
 
     def set_summary(self, run_uid: str, stream: str, field: str, stats: dict) -> None:

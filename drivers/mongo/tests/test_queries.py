@@ -291,3 +291,21 @@ def test_summary_queries_agree_with_the_generic_evaluator(database_uri, records)
     assert checked >= len(SUMMARY_QUERIES) // 2
     assert store._summaries.stored([legacy])[legacy] == (True, {})
     store.close()
+
+
+def test_summary_search_by_a_user_who_may_only_read(database_uri, records, monkeypatch):
+    store = MongoStore(database_uri())
+    for record in records[:6]:
+        store.insert("start", record.start)
+        if record.stop is not None:
+            store.insert("stop", record.stop)
+    store._collection("intake_broker_summary").delete_many({})  # as databroker wrote them
+    store._collection("intake_broker_summary_values").delete_many({})
+
+    def refused(*args, **kwargs):
+        raise pymongo.errors.OperationFailure("not authorized to write", code=13)
+
+    monkeypatch.setattr(store._summaries, "write", refused)
+    query = KeyPresent("summary.primary", present=False)
+    assert _uids(store.runs(query)) == _uids(select_runs(records[:6], None))
+    store.close()
