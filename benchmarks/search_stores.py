@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import event_model
+from native_index import median_ms
 
 from intake_broker.catalog import BrokerCatalog
 from intake_broker.memory import MemoryStore
@@ -51,16 +51,6 @@ def runs(count: int, seed: int = 0):
         docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc),
                 ("event_page", page), ("stop", bundle.compose_stop(time=t + 30))]
         yield docs, max(theta)
-
-
-def median_ms(repeat: int, func) -> float:
-    func()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
 
 
 def main() -> None:

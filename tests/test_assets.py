@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import shutil
 
-import event_model
 import numpy as np
 import pytest
 
 from intake_broker import BrokerCatalog, MemoryStore
 from intake_broker.assets import AssetNotFound, UnknownAssetSpec, register_handler
+from intake_broker.testing import factories
 
 h5py = pytest.importorskip("h5py")
 pytest.importorskip("bluesky")
@@ -35,36 +35,8 @@ def make_catalog(request, tmp_path):
     return make
 
 
-def write_ad_hdf5(path, frames: np.ndarray, *, chunked: bool = True):
-    with h5py.File(path, "w") as f:
-        f.create_dataset("/entry/data/data", data=frames,
-                         chunks=(1, *frames.shape[1:]) if chunked else None)
-
-
 def ad_hdf5_run(root, filename="scan.h5", n=6, shape=(32, 48)):
-    """Documents of a run whose detector wrote ``n`` frames to an area-detector HDF5 file, and
-    the frames."""
-    frames = (np.arange(n * shape[0] * shape[1], dtype=np.uint16) % 4093).reshape((n, *shape))
-    write_ad_hdf5(root / filename, frames)
-    bundle = event_model.compose_run(metadata={"scan_id": 3, "plan_name": "count"})
-    resource = bundle.compose_resource(spec="AD_HDF5", root=str(root), resource_path=filename,
-                                       resource_kwargs={"frame_per_point": 1})
-    desc = bundle.compose_descriptor(
-        name="primary", data_keys={
-            "cam_image": {"dtype": "array", "dtype_numpy": "<u2", "shape": list(shape),
-                          "source": "PV:cam", "external": "FILESTORE:"},
-            "cam_stats_total": {"dtype": "number", "shape": [], "source": "PV:total"}})
-    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc),
-            ("resource", resource.resource_doc)]
-    for i in range(n):
-        datum = resource.compose_datum(datum_kwargs={"point_number": i})
-        docs.append(("datum", datum))
-        docs.append(("event", desc.compose_event(
-            data={"cam_image": datum["datum_id"], "cam_stats_total": float(frames[i].sum())},
-            timestamps={"cam_image": 1.0 + i, "cam_stats_total": 1.0 + i},
-            filled={"cam_image": False})))
-    docs.append(("stop", bundle.compose_stop()))
-    return docs, frames
+    return factories.ad_hdf5_run(root, filename=filename, n=n, shape=shape)
 
 
 def insert(cat, docs):

@@ -163,3 +163,33 @@ def many_runs(count: int, *, start_time: float = 1_600_000_000.0) -> Iterator[Do
     for i in range(count):
         yield scalar_run(n=2, time=start_time + 60 * i, scan_id=i + 1,
                          plan_name="scan" if i % 2 else "count", uid=str(uuid.uuid4()))
+
+
+def ad_hdf5_run(root, *, filename: str = "scan.h5", n: int = 6, shape: tuple[int, int] = (32, 48),
+                key: str = "cam_image", chunked: bool = True) -> tuple[Documents, np.ndarray]:
+    """A run whose area detector wrote ``n`` uint16 frames to the HDF5 file ``root/filename``
+    (written here with h5py, a test dependency), one AD_HDF5 datum per event interleaved with
+    the events, and a scalar ``cam_stats_total`` per event; returns the documents and frames."""
+    import h5py
+
+    frames = (np.arange(n * shape[0] * shape[1], dtype=np.uint16) % 4093).reshape((n, *shape))
+    with h5py.File(root / filename, "w") as f:
+        f.create_dataset("/entry/data/data", data=frames,
+                         chunks=(1, *shape) if chunked else None)
+    bundle = event_model.compose_run(metadata={"scan_id": 3, "plan_name": "count"})
+    resource = bundle.compose_resource(spec="AD_HDF5", root=str(root), resource_path=filename,
+                                       resource_kwargs={"frame_per_point": 1})
+    desc = bundle.compose_descriptor(name="primary", data_keys={
+        key: {"dtype": "array", "dtype_numpy": "<u2", "shape": list(shape), "source": "PV:cam",
+              "external": "FILESTORE:"},
+        "cam_stats_total": {"dtype": "number", "shape": [], "source": "PV:total"}})
+    docs: Documents = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc),
+                       ("resource", resource.resource_doc)]
+    for i in range(n):
+        datum = resource.compose_datum(datum_kwargs={"point_number": i})
+        docs.append(("datum", datum))
+        docs.append(("event", desc.compose_event(
+            data={key: datum["datum_id"], "cam_stats_total": float(frames[i].sum())},
+            timestamps={key: 1.0 + i, "cam_stats_total": 1.0 + i}, filled={key: False})))
+    docs.append(("stop", bundle.compose_stop()))
+    return docs, frames

@@ -13,7 +13,7 @@ import pytest
 from intake_broker import BrokerCatalog
 from intake_broker.errors import RunNotFound
 from intake_broker.store import DocumentStore
-from intake_broker.testing import assert_same_documents, insert_all
+from intake_broker.testing import assert_same_documents, factories, insert_all
 from intake_broker_native import NativeStore
 from intake_broker_native import layout as layout_module
 from intake_broker_native.columns import _PY_VLEN_ITEMS, ColumnStore, _Meta, _vlen_utf8
@@ -25,26 +25,7 @@ h5py = pytest.importorskip("h5py")
 
 def ad_hdf5_run(root, n=6, shape=(8, 12)):
     """An AD_HDF5 run (a datum per event, datums and events interleaved) and its frames."""
-    frames = (np.arange(n * shape[0] * shape[1], dtype=np.uint16) % 4093).reshape((n, *shape))
-    with h5py.File(root / "scan.h5", "w") as f:
-        f.create_dataset("/entry/data/data", data=frames, chunks=(1, *shape))
-    bundle = event_model.compose_run(metadata={"scan_id": 3, "plan_name": "count"})
-    resource = bundle.compose_resource(spec="AD_HDF5", root=str(root), resource_path="scan.h5",
-                                       resource_kwargs={"frame_per_point": 1})
-    desc = bundle.compose_descriptor(name="primary", data_keys={
-        "cam_image": {"dtype": "array", "dtype_numpy": "<u2", "shape": list(shape),
-                      "source": "PV:cam", "external": "FILESTORE:"},
-        "total": {"dtype": "number", "shape": [], "source": "PV:total"}})
-    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc),
-            ("resource", resource.resource_doc)]
-    for i in range(n):
-        datum = resource.compose_datum(datum_kwargs={"point_number": i})
-        docs.append(("datum", datum))
-        docs.append(("event", desc.compose_event(
-            data={"cam_image": datum["datum_id"], "total": float(frames[i].sum())},
-            timestamps={"cam_image": 1.0 + i, "total": 1.0 + i}, filled={"cam_image": False})))
-    docs.append(("stop", bundle.compose_stop()))
-    return docs, frames
+    return factories.ad_hdf5_run(root, n=n, shape=shape)
 
 
 def ophyd_async_docs(tmp_path, n=3):

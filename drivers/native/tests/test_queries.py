@@ -130,9 +130,8 @@ def runs():
     return _runs(int(os.environ.get("IB_RUNS_SEED", "7")))
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def filled_store(request, runs, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("queries")
+def _filled(request, runs, folder) -> NativeStore:
+    """The runs in a new native store on SQLite or PostgreSQL (``request.param``)."""
     if request.param == "sqlite":
         index = f"sqlite:///{folder}/index.sqlite"
     else:
@@ -141,6 +140,12 @@ def filled_store(request, runs, tmp_path_factory):
     for docs in runs:
         for name, doc in docs:
             store.insert(name, doc)
+    return store
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def filled_store(request, runs, tmp_path_factory):
+    store = _filled(request, runs, tmp_path_factory.mktemp("queries"))
     yield store
     store.close()
 
@@ -202,15 +207,7 @@ class _Summaries:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def summarized(request, runs, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("summaries")
-    if request.param == "sqlite":
-        index = f"sqlite:///{folder}/index.sqlite"
-    else:
-        index = request.getfixturevalue("module_postgres_url")
-    store = NativeStore(index, str(folder / "data"), validate=False)
-    for docs in runs:
-        for name, doc in docs:
-            store.insert(name, doc)
+    store = _filled(request, runs, tmp_path_factory.mktemp("summaries"))
     rng = random.Random(11)
     # runs with a stop get a summary; runs without one are still acquiring (summary: {})
     finished = [d[0][1]["uid"] for d in runs if len(d) > 1]
