@@ -21,8 +21,8 @@ from .store import (
     Chunk,
     DocumentStore,
     EventColumns,
+    RecentMatches,
     RunRecord,
-    select_runs,
 )
 
 #: Rows per dask chunk when a store regroups events arriving one at a time.
@@ -269,20 +269,24 @@ class MemoryStore(TableReads, DocumentStore):
         self._runs: dict[str, RunDocuments] = {}
         self._owner: dict[str, str] = {}  # descriptor / resource uid -> run uid
         self._lock = threading.RLock()
+        self._version = 0  # counts changes: kept search answers are for one version
+        self._matches = RecentMatches()
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        del state["_lock"]
+        del state["_lock"], state["_matches"]
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        self._matches = RecentMatches()
 
     # -- writing --------------------------------------------------------------------------
 
     def put(self, kind: str, doc: dict) -> None:
         with self._lock:
+            self._version += 1
             if kind == "start":
                 if doc["uid"] in self._runs:
                     self._runs[doc["uid"]].put(kind, doc)
@@ -342,8 +346,12 @@ class MemoryStore(TableReads, DocumentStore):
         limit: int | None = None,
     ) -> list[RunRecord]:
         with self._lock:
-            records = [r.record for r in self._runs.values()]
-        return select_runs(records, query, sort, skip, limit, store=self)
+            version = self._version
+        return self._matches.select(version, self._records, query, sort, skip, limit, self)
+
+    def _records(self) -> list[RunRecord]:
+        with self._lock:
+            return [r.record for r in self._runs.values()]
 
     def count(self, query: Query | None = None) -> int:
         if query is None:
@@ -380,3 +388,4 @@ class MemoryStore(TableReads, DocumentStore):
     def set_summary(self, run_uid: str, stream: str, field: str, stats: dict) -> None:
         with self._lock:
             self._get(run_uid).stored_summary.setdefault(stream, {})[field] = dict(stats)
+            self._version += 1

@@ -14,8 +14,10 @@ Writing goes through :meth:`DocumentStore.insert`, which validates and normalise
 from __future__ import annotations
 
 import itertools
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -301,6 +303,44 @@ def split_for_index(query: Query | None, indexed: frozenset[str] = frozenset({"s
         return None if not queries else queries[0] if len(queries) == 1 else And(tuple(queries))
 
     return combine(index), combine(rest)
+
+
+class RecentMatches:
+    """The ordered matches of the last few ``(query, sort)`` a store answered with
+    :func:`select_runs`, kept while the store is unchanged.
+
+    A catalog asks the same question several times: ``len`` then the pages of a listing, 500
+    runs at a time. Without this, every page of a store that searches in Python evaluates and
+    sorts every run again (a listing of 10,000 runs would cost 20 full passes). ``version`` is
+    anything that changes whenever the store's runs may have (a counter of inserts, say).
+    """
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self._items: OrderedDict[Any, tuple[Any, list[RunRecord]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def select(self, version: Any, records: Callable[[], Iterable[RunRecord]],
+               query: Query | None, sort: Sequence[tuple[str, int]], skip: int,
+               limit: int | None, store: DocumentStore | None = None) -> list[RunRecord]:
+        """``select_runs(records(), query, sort, skip, limit, store)``, from the ordered
+        matches kept for ``(query, sort)`` if the store's ``version`` is unchanged."""
+        key = (query, tuple(sort))
+        try:
+            hash(key)
+        except TypeError:  # a query holding something unhashable: not kept
+            return select_runs(records(), query, sort, skip, limit, store=store)
+        with self._lock:
+            kept = self._items.get(key)
+            if kept is not None and kept[0] == version:
+                self._items.move_to_end(key)
+        if kept is None or kept[0] != version:
+            kept = (version, select_runs(records(), query, sort, store=store))
+            with self._lock:
+                self._items[key] = kept
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        return kept[1][skip:None if limit is None else skip + limit]
 
 
 def select_runs(

@@ -109,6 +109,11 @@ class FileIndex:
         self._last: float | None = None
         self._warned: set[tuple] = set()
         self._uids: dict[str, IndexEntry] | None = None
+        self.generation = 0  # counts changes of the entries
+
+    def _changed(self) -> None:
+        self._uids = None
+        self.generation += 1
 
     def patterns(self) -> list[tuple[Any, str]]:
         """The patterns as globs: a path with no wildcard that does not end with the format's
@@ -145,7 +150,7 @@ class FileIndex:
         for path in list(self.entries):
             if path not in found and path not in self.pinned:
                 del self.entries[path]
-                self._uids = None
+                self._changed()
         for path, (fs, info) in sorted(found.items()):
             if path not in self.pinned:
                 self.update(fs, path, info)
@@ -182,7 +187,7 @@ class FileIndex:
             self.forget(path)
             return None
         self.entries[path] = entry
-        self._uids = None
+        self._changed()
         return entry
 
     def _last_pair(self, fs: Any, path: str, size: int,
@@ -202,13 +207,13 @@ class FileIndex:
 
     def forget(self, path: str) -> None:
         if self.entries.pop(path, None) is not None:
-            self._uids = None
+            self._changed()
 
     def put(self, entry: IndexEntry, pinned: bool = False) -> None:
         """Set an entry this process knows without reading the file (one it wrote); a pinned
         entry is kept as is by :meth:`refresh` (a run being written)."""
         self.entries[entry.path] = entry
-        self._uids = None
+        self._changed()
         if pinned:
             self.pinned.add(entry.path)
         else:

@@ -24,8 +24,8 @@ from intake_broker.queries import Query
 from intake_broker.store import (
     NEWEST_FIRST,
     DocumentStore,
+    RecentMatches,
     RunRecord,
-    select_runs,
 )
 
 from .formats import corrupt, get_format
@@ -132,6 +132,8 @@ class FilesStore(TableReads, DocumentStore):
         # path -> (file version, data summary) of finished runs: summary.* searches read each
         # file once, not at every search
         self._summaries: dict[str, tuple[tuple, dict]] = {}
+        self._writes = 0  # documents put: kept search answers are for one index and count
+        self._matches = RecentMatches()
         self._owner: dict[str, str] = {}  # descriptor / resource uid -> run uid
 
     def _arguments(self) -> dict[str, Any]:
@@ -176,7 +178,11 @@ class FilesStore(TableReads, DocumentStore):
         skip: int = 0,
         limit: int | None = None,
     ) -> list[RunRecord]:
-        return select_runs(self._records().values(), query, sort, skip, limit, store=self)
+        with self._lock:
+            self._index.refresh()
+            version = (self._index.generation, self._writes)
+        return self._matches.select(version, lambda: self._records().values(), query, sort,
+                                    skip, limit, self)
 
     def count(self, query: Query | None = None) -> int:
         if query is None:
@@ -373,6 +379,7 @@ class FilesStore(TableReads, DocumentStore):
             raise InvalidDocument(f"{doc_label(kind, doc)} cannot be written to a "
                                   f"{self.file_format.name} file: {err}") from None
         with self._lock:
+            self._writes += 1
             if kind == "start":
                 self._put_start(doc, data)
                 return

@@ -103,6 +103,9 @@ def test_summary_searches_read_each_finished_file_once(tmp_path, monkeypatch):
     first = [r.uid for r in reader.runs(query)]
     assert len(first) == 5 and len(parsed) == 5
     assert [r.uid for r in reader.runs(query)] == first
+    assert len(parsed) == 5  # the same question of an unchanged folder: the answer was kept
+    assert [r.uid for r in reader.runs(Comparison("ge", "summary.primary.motor.count", 1))
+            ] == first
     assert len(parsed) == 6  # the finished runs' summaries were kept; the acquiring one was not
     changed = reader.summary(runs[0][0][1]["uid"])
     changed["primary"]["motor"]["count"] = -1  # a copy: what is kept is not changed
