@@ -227,13 +227,9 @@ class MongoStore(DocumentStore):
         if kind in ("event_page", "descriptor", "stop") and run_uid is not None:
             with self._lock:  # what was planned for this run may have changed
                 self._plans.pop(run_uid, None)
-        if kind == "start":
-            with self._guard(SUMMARY):
+        if kind == "start":  # its summary is computed when first asked for, not at its stop:
+            with self._guard(SUMMARY):  # reading a large run back would stall the RunEngine
                 self._summaries.started(doc["uid"])
-        elif kind == "stop":  # the run is whole: its data summary becomes searchable
-            summary = self._summary_of(run_uid)
-            with self._guard(SUMMARY):
-                self._summaries.write({run_uid: summary})
 
     # -- data summaries -------------------------------------------------------------------
 
@@ -249,8 +245,8 @@ class MongoStore(DocumentStore):
         return summary
 
     def summary(self, run_uid: str) -> dict[str, dict[str, dict]]:
-        """Kept when the run stopped; computed from the events while it is acquiring (and
-        kept on first use for finished runs written by other tools)."""
+        """Computed from the run's events; kept at its first use once the run has stopped
+        (searches then read it from the index)."""
         with self._guard(SUMMARY):
             ready, kept = self._summaries.stored([run_uid]).get(run_uid, (False, None))
         if ready:

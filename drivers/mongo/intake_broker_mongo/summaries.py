@@ -3,10 +3,11 @@
 Two collections of ours in the metadatastore database (databroker does not read them):
 
 ``intake_broker_summary``
-    One document per run: ``{"run_start": uid, "ready": bool, "summary": {...}}``. A run
-    written through this store is not ready from its start document until its stop document
-    (then its summary is computed from its events); ``set_summary`` (asset data,
-    ``intake-broker summarize``) and ``index_summaries`` rewrite it.
+    One document per run: ``{"run_start": uid, "ready": bool, "summary": {...}}``. A run is
+    not ready from its start document until its summary is first asked for after its stop (a
+    search, ``store.summary(uid)``): computing it reads the run's events back, which the stop
+    document must not wait for while a RunEngine records. ``set_summary`` (asset data,
+    ``intake-broker summarize``) and ``index_summaries`` write it too.
 ``intake_broker_summary_values``
     ``{"run_start": uid, "path": "stream.field.stat", "value": number}`` for each number a
     ``summary.*`` comparison sees (:func:`intake_broker.summary.searchable_numbers`), indexed
@@ -18,8 +19,8 @@ runs that may match, plus those the index cannot speak for: runs not ready, and 
 summary document at all (written by another tool; noticed when ``run_start`` holds more
 documents than ``intake_broker_summary``, by MongoDB's O(1) estimated counts). The generic
 evaluator then decides on those few runs, so answers are exact; a finished run's summary
-computed for it is kept, so a database written by databroker becomes fast to search by its
-data after its first such search (or at once with ``index_summaries``).
+computed for it is kept, so runs (ours, or a database written by databroker) become fast to
+search by their data after their first such search (or at once with ``index_summaries``).
 """
 
 from __future__ import annotations

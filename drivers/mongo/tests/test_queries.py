@@ -309,3 +309,23 @@ def test_summary_search_by_a_user_who_may_only_read(database_uri, records, monke
     query = KeyPresent("summary.primary", present=False)
     assert _uids(store.runs(query)) == _uids(select_runs(records[:6], None))
     store.close()
+
+
+def test_summaries_are_kept_at_their_first_search_not_at_stop(database_uri):
+    from intake_broker.testing import factories, insert_all
+
+    store = MongoStore(database_uri())
+    finished = [factories.scalar_run(n=4, time=T0 + 60 * i, scan_id=i + 1) for i in range(2)]
+    acquiring = factories.scalar_run(n=3, time=T0 + 600, scan_id=9, stop=False)
+    for docs in (*finished, acquiring):
+        insert_all(store, docs)
+    uids = [docs[0][1]["uid"] for docs in (*finished, acquiring)]
+    assert all(not ready for ready, _ in store._summaries.stored(uids).values())
+    query = Comparison("ge", "summary.primary.motor.count", 3)
+    assert sorted(_uids(store.runs(query))) == sorted(uids)
+    kept = store._summaries.stored(uids)
+    assert [kept[uid][0] for uid in uids] == [True, True, False]
+    assert kept[uids[0]][1]["primary"]["motor"]["count"] == 4
+    assert _uids(store.runs(Comparison("ge", "summary.primary.motor.count", 4))) == [
+        uids[1], uids[0]]
+    store.close()
