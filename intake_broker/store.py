@@ -14,6 +14,7 @@ Writing goes through :meth:`DocumentStore.insert`, which validates and normalise
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -325,10 +326,10 @@ class RecentMatches:
                limit: int | None, store: DocumentStore | None = None) -> list[RunRecord]:
         """``select_runs(records(), query, sort, skip, limit, store)``, from the ordered
         matches kept for ``(query, sort)`` if the store's ``version`` is unchanged."""
-        key = (query, tuple(sort))
-        try:
-            hash(key)
-        except TypeError:  # a query holding something unhashable: not kept
+        try:  # by its JSON: Eq("flag", True) == Eq("flag", 1) as objects, not as queries
+            key = (None if query is None else json.dumps(query.encode(), sort_keys=True),
+                   tuple(map(tuple, sort)))
+        except (TypeError, ValueError):  # not representable as JSON: not kept
             return select_runs(records(), query, sort, skip, limit, store=store)
         with self._lock:
             kept = self._items.get(key)

@@ -43,3 +43,18 @@ def test_kept_search_answers_follow_every_change():
     assert store.runs(summary) == []
     store.set_summary(runs[0][0][1]["uid"], "primary", "det", {"max": 2e9})  # a kept summary
     assert [r.uid for r in store.runs(summary)] == [runs[0][0][1]["uid"]]
+
+
+def test_kept_answers_tell_bools_from_numbers():
+    from intake_broker.queries import Eq
+
+    store = MemoryStore()
+    flagged = factories.scalar_run(n=1, scan_id=1)
+    flagged[0][1]["flag"] = True
+    counted = factories.scalar_run(n=1, scan_id=2, time=1_700_000_100.0)
+    counted[0][1]["flag"] = 1
+    for docs in (flagged, counted):
+        insert_all(store, docs)
+    # equal as Python objects (True == 1), different as queries: bools are not numbers
+    assert [r.uid for r in store.runs(Eq("flag", True))] == [flagged[0][1]["uid"]]
+    assert [r.uid for r in store.runs(Eq("flag", 1))] == [counted[0][1]["uid"]]
