@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from intake_broker.testing.recorded import recorded_runs
 from intake_broker.testing.servers import S3Server, aws_test_credentials
 
 BUCKET = "intake-broker-files"
@@ -35,26 +36,7 @@ def bluesky_runs():
     ``{label: [(name, doc), ...]}`` (the documents exactly as the RunEngine emitted them)."""
     pytest.importorskip("bluesky")
     pytest.importorskip("ophyd")
-    import bluesky.plans as bp
-    from bluesky import RunEngine
-    from ophyd.sim import det, det4, det_with_conf, direct_img, motor, motor1, motor2
-
-    RE = RunEngine({}, call_returns_result=False)
-    runs: dict[str, list] = {}
-    plans = {
-        "scan": lambda: bp.scan([det], motor, -1, 1, 5),
-        "count": lambda: bp.count([det], 3),
-        "grid_scan": lambda: bp.grid_scan([det4], motor1, -1, 1, 3, motor2, -1, 1, 4),
-        "det_with_conf": lambda: bp.count([det_with_conf]),
-        "image": lambda: bp.count([direct_img], 2),
-    }
-    for scan_id, (label, plan) in enumerate(plans.items(), start=1):
-        docs: list = []
-        RE.md["scan_id"] = scan_id - 1  # the RunEngine increments it
-        RE(plan(), lambda name, doc, docs=docs: docs.append((name, doc)),
-           sample=f"sample-{label}")
-        runs[label] = docs
-    return runs
+    return recorded_runs()
 
 
 @pytest.fixture(autouse=True)

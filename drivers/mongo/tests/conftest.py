@@ -113,23 +113,6 @@ def bluesky_runs(recorded_runs):
 def recorded_runs():
     pytest.importorskip("bluesky")
     pytest.importorskip("ophyd")
-    import bluesky.plans as bp
-    from bluesky import RunEngine
-    from ophyd.sim import det, det4, det_with_conf, direct_img, motor, motor1, motor2
+    from intake_broker.testing.recorded import recorded_runs as record
 
-    RE = RunEngine({}, call_returns_result=False)
-    plans = {
-        "scan": lambda: bp.scan([det], motor, -1, 1, 5),
-        "count": lambda: bp.count([det], 3),
-        "grid_scan": lambda: bp.grid_scan([det4], motor1, -1, 1, 3, motor2, -1, 1, 4),
-        "det_with_conf": lambda: bp.count([det_with_conf]),
-        "direct_img": lambda: bp.count([direct_img], 2),
-    }
-    runs: dict[str, list] = {}
-    for scan_id, (label, plan) in enumerate(plans.items(), start=1):
-        docs: list = []
-        RE.md["scan_id"] = scan_id - 1  # the RunEngine increments it
-        RE(plan(), lambda name, doc, docs=docs: docs.append((name, doc)),
-           sample=f"sample-{label}")
-        runs[label] = docs
-    return runs
+    return record()

@@ -50,7 +50,7 @@ def test_runs_written_by_suitcase_read_back_equal(catalog, bluesky_runs):
         assert_same_documents(list(run.documents()), docs), label
 
 
-@pytest.mark.parametrize("label", ["scan", "count", "grid_scan", "det_with_conf", "direct_img"])
+@pytest.mark.parametrize("label", ["scan", "count", "grid_scan", "det_with_conf", "image"])
 def test_streams_hold_the_event_values(catalog, bluesky_runs, label):
     docs = bluesky_runs[label]
     run = catalog[docs[0][1]["uid"]]

@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from intake_broker.testing.recorded import recorded_runs
 from intake_broker.testing.servers import S3Server, aws_test_credentials
 
 BUCKET = "intake-broker-native"
@@ -107,29 +108,11 @@ def s3_data(s3_server) -> str:
 
 @pytest.fixture(scope="session")
 def bluesky_runs():
-    """Documents of real plans run by a RunEngine over ophyd.sim devices, as
+    """Documents of five plans run by a real RunEngine over ophyd.sim devices, as
     ``{label: [(name, doc), ...]}``."""
     pytest.importorskip("bluesky")
     pytest.importorskip("ophyd")
-    import bluesky.plans as bp
-    from bluesky import RunEngine
-    from ophyd.sim import det, det4, direct_img, motor, motor1, motor2
-
-    RE = RunEngine({}, call_returns_result=False)
-    runs: dict[str, list] = {}
-    plans = {
-        "scan": lambda: bp.scan([det], motor, -1, 1, 5),
-        "count": lambda: bp.count([det], 3),
-        "grid_scan": lambda: bp.grid_scan([det4], motor1, -1, 1, 3, motor2, -1, 1, 4),
-        "image": lambda: bp.count([direct_img], 2),
-    }
-    for scan_id, (label, plan) in enumerate(plans.items(), start=1):
-        docs: list = []
-        RE.md["scan_id"] = scan_id - 1
-        RE(plan(), lambda name, doc, docs=docs: docs.append((name, doc)),
-           sample={"name": f"sample-{label}"})
-        runs[label] = docs
-    return runs
+    return recorded_runs(sample=lambda label: {"name": f"sample-{label}"})
 
 
 @pytest.fixture(scope="module")
