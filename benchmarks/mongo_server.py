@@ -9,21 +9,12 @@ and the number of documents a query makes the server touch, not about MongoDB's 
 from __future__ import annotations
 
 import contextlib
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pymongo
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from intake_broker.testing.servers import SecantusServer
 
 
 @contextlib.contextmanager
@@ -32,35 +23,16 @@ def mongo_server(uri: str | None) -> Iterator[tuple[str, str]]:
     if uri:
         yield uri.rstrip("/"), f"MongoDB at {uri}"
         return
-    beside = Path(sys.executable).with_name("secantusd-py")
-    exe = str(beside) if beside.exists() else shutil.which("secantusd-py")
-    if exe is None:
-        raise SystemExit("no --uri given and SecantusDB is not installed (pip install secantusdb)")
-    port = _free_port()
-    proc = subprocess.Popen([exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path",
-                             ":memory:", "--standalone", "--log-level", "WARNING"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = f"mongodb://127.0.0.1:{port}"
-    client = pymongo.MongoClient(server, serverSelectionTimeoutMS=500)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                client.admin.command("ping")
-                break
-            except pymongo.errors.PyMongoError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("SecantusDB did not start") from None
-                time.sleep(0.1)
+        server = SecantusServer()
+    except (FileNotFoundError, RuntimeError) as err:
+        raise SystemExit(f"no --uri given and {err}") from None
+    with server:
+        client = pymongo.MongoClient(server.uri)
         version = client.admin.command("buildInfo").get("secantusVersion", "?")
-        yield server, f"SecantusDB {version} (in memory) on {server}, started by this script"
-    finally:
         client.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        yield server.uri, (f"SecantusDB {version} (in memory) on {server.uri}, started by "
+                           "this script")
 
 
 def best_of(repeat: int, func) -> float:

@@ -8,13 +8,7 @@ store its YAML files name with runs, through the YAML entries themselves.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from intake_broker.testing.factories import scalar_run
-from intake_broker.testing.servers import S3Server, aws_test_credentials
+from intake_broker.testing.servers import S3Server, SecantusServer, aws_test_credentials, secantusd
 
 CATALOGS = Path(__file__).resolve().parent.parent / "catalogs"
 ARCHIVE_BUCKET = "nsls2-archive"
@@ -31,12 +25,6 @@ MONGO_PASSWORD = "iss-secret"
 EVERYTHING = ["nsls2/csx", "nsls2/chx", "nsls2/iss", "nsls2/archive", "aps/xpcs", "aps/sim"]
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- S3 -----------------------------------------------------------------------------------------
@@ -63,56 +51,27 @@ def stoppable_s3():
 # -- MongoDB (SecantusDB) -----------------------------------------------------------------------
 
 
-class MongoServer:
+class MongoServer(SecantusServer):
     """A SecantusDB server in memory on a free port, with a user ``iss``."""
 
     def __init__(self):
         self.pymongo = pytest.importorskip("pymongo")
-        exe = Path(sys.executable).with_name("secantusd-py")
-        exe = str(exe) if exe.exists() else shutil.which("secantusd-py")
-        if exe is None:
+        if secantusd() is None:
             pytest.skip("SecantusDB is not installed (pip install secantusdb)")
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self._log = tempfile.NamedTemporaryFile(prefix="secantusd-", suffix=".log",
-                                                delete=False)
-        self.process = subprocess.Popen(
-            [exe, "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", ":memory:",
-             "--standalone", "--log-level", "WARNING"], stdout=self._log,
-            stderr=subprocess.STDOUT)
-        client = self.pymongo.MongoClient(f"mongodb://{self.host}", serverSelectionTimeoutMS=500)
-        deadline = time.monotonic() + 60
+        super().__init__()
+        client = self.pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=2000)
         try:
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError("secantusd-py exited: "
-                                       + Path(self._log.name).read_text()[-2000:])
-                try:
-                    client.admin.command("ping")
-                    break
-                except self.pymongo.errors.PyMongoError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("SecantusDB did not start within 60 s") from None
-                    time.sleep(0.1)
             client.admin.command("createUser", "iss", pwd=MONGO_PASSWORD, roles=["root"])
         finally:
             client.close()
 
     def drop(self, *databases: str) -> None:
-        client = self.pymongo.MongoClient(f"mongodb://{self.host}", serverSelectionTimeoutMS=2000)
+        client = self.pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=2000)
         try:
             for name in databases:
                 client.drop_database(name)
         finally:
             client.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-        if os.path.exists(self._log.name):
-            os.unlink(self._log.name)
 
 
 @pytest.fixture(scope="session")

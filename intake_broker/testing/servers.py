@@ -1,17 +1,29 @@
-"""Real servers for tests, on loopback: a moto S3 server with test credentials.
+"""Real servers for tests, on loopback: a moto S3 server with test credentials, and a
+SecantusDB (MongoDB-wire) server.
 
-Shared by the core's tests and the drivers' (moto and s3fs are test dependencies)::
+Shared by the core's tests, the drivers' and the benchmarks (moto, s3fs, secantusdb and
+pymongo are test dependencies)::
 
     with aws_test_credentials(), S3Server() as s3:
         s3.filesystem().mkdir("bucket")
         store = MyStore("s3://bucket/runs", storage_options=s3.storage_options)
+
+    with SecantusServer() as mongo:         # mongo.uri: mongodb://127.0.0.1:<port>
+        store = MongoStore(f"{mongo.uri}/metadatastore")
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 #: Credentials moto accepts; set so that no real AWS configuration is read.
@@ -67,6 +79,80 @@ class S3Server:
             self.running = False
 
     def __enter__(self) -> S3Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def secantusd() -> str | None:
+    """The ``secantusd-py`` executable (beside this Python first), or None when SecantusDB is
+    not installed."""
+    beside = Path(sys.executable).with_name("secantusd-py")
+    return str(beside) if beside.exists() else shutil.which("secantusd-py")
+
+
+class SecantusServer:
+    """A SecantusDB server in memory on a free loopback port, ready (it answered a ping) once
+    made; ``uri`` is ``mongodb://127.0.0.1:<port>``. ``stop()`` kills it for real (to test a
+    store whose server goes away). Also a context manager.
+
+    Raises
+    ------
+    FileNotFoundError
+        When SecantusDB is not installed (``pip install secantusdb``).
+    RuntimeError
+        When it exits or does not answer within ``timeout`` seconds (with its log's end).
+    """
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        import pymongo
+
+        exe = secantusd()
+        if exe is None:
+            raise FileNotFoundError("SecantusDB is not installed (pip install secantusdb, or "
+                                    "the mongo driver's test extra)")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.host = f"127.0.0.1:{self.port}"
+        self.uri = f"mongodb://{self.host}"
+        self._log = tempfile.NamedTemporaryFile(prefix="secantusd-", suffix=".log",
+                                                delete=False)
+        self.process = subprocess.Popen(
+            [exe, "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", ":memory:",
+             "--standalone", "--log-level", "WARNING"], stdout=self._log,
+            stderr=subprocess.STDOUT)
+        client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=500)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"secantusd-py exited with {self.process.returncode}: "
+                                       f"{Path(self._log.name).read_text()[-2000:]}")
+                try:
+                    client.admin.command("ping")
+                    break
+                except pymongo.errors.PyMongoError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"SecantusDB did not answer on port {self.port} "
+                                           f"within {timeout:g} s") from None
+                    time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+        if os.path.exists(self._log.name):
+            os.unlink(self._log.name)
+
+    def __enter__(self) -> SecantusServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
