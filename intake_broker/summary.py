@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .queries import resolve_key
+
 STATS = ("min", "max", "mean", "sum", "count")
 #: Integers beyond this are not all exactly floats.
 _EXACT_FLOAT_INT = 2**53
@@ -87,6 +89,13 @@ def summarize_assets(run, *, store: bool = True) -> dict[str, dict[str, dict[str
                 if store:
                     run.store.set_summary(run.uid, name, key, stats)
     return found
+
+
+def summary_path(key: str) -> str | None:
+    """``stream.field.stat`` when a query key addresses one number of the data summaries
+    (``summary.primary.theta.max``): the path :func:`searchable_numbers` gives it; else None."""
+    document, *path = resolve_key(key)
+    return ".".join(path) if document == "summary" and len(path) == 3 else None
 
 
 def searchable_numbers(summary: dict) -> Iterator[tuple[str, float | None]]:

@@ -162,9 +162,10 @@ class FilesStore(TableReads, DocumentStore):
 
     # -- finding runs ---------------------------------------------------------------------
 
-    def _records(self) -> dict[str, RunRecord]:
+    def _records(self, refresh: bool = True) -> dict[str, RunRecord]:
         with self._lock:
-            self._index.refresh()
+            if refresh:
+                self._index.refresh()
             records = {uid: e.record for uid, e in self._index.by_uid().items()
                        if e.record is not None}
             records.update({uid: w.docs.record for uid, w in self._open.items()})
@@ -181,8 +182,8 @@ class FilesStore(TableReads, DocumentStore):
         with self._lock:
             self._index.refresh()
             version = (self._index.generation, self._writes)
-        return self._matches.select(version, lambda: self._records().values(), query, sort,
-                                    skip, limit, self)
+        return self._matches.select(version, lambda: self._records(refresh=False).values(),
+                                    query, sort, skip, limit, self)
 
     def count(self, query: Query | None = None) -> int:
         if query is None:

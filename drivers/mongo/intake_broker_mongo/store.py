@@ -233,17 +233,6 @@ class MongoStore(DocumentStore):
 
     # -- data summaries -------------------------------------------------------------------
 
-    def _summary_of(self, run_uid: str) -> dict:
-        """A run's summary computed from its events, with what ``set_summary`` kept for it
-        (statistics of asset data) added."""
-        with self._guard(SUMMARY):
-            _, kept = self._summaries.stored([run_uid]).get(run_uid, (False, None))
-        summary = super().summary(run_uid)
-        for stream, fields in (kept or {}).items():
-            for field, stats in fields.items():
-                summary.setdefault(stream, {}).setdefault(field, stats)
-        return summary
-
     def summary(self, run_uid: str) -> dict[str, dict[str, dict]]:
         """Computed from the run's events; kept at its first use once the run has stopped
         (searches then read it from the index)."""
@@ -252,7 +241,10 @@ class MongoStore(DocumentStore):
         if ready:
             return kept
         finished = self.run(run_uid).stop is not None  # RunNotFound for an unknown run
-        summary = self._summary_of(run_uid)
+        summary = super().summary(run_uid)  # from the events, with what set_summary kept
+        for stream, fields in (kept or {}).items():  # (statistics of asset data)
+            for field, stats in fields.items():
+                summary.setdefault(stream, {}).setdefault(field, stats)
         if finished:
             with self._guard(SUMMARY):
                 try:  # kept for the next search; a user allowed only to read just computes it

@@ -31,8 +31,8 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.collection import Collection
 
-from intake_broker.queries import Comparison, Eq, In, Query, resolve_key
-from intake_broker.summary import searchable_numbers
+from intake_broker.queries import Comparison, Eq, In, Query
+from intake_broker.summary import searchable_numbers, summary_path
 
 from .queries import conjuncts
 
@@ -40,12 +40,6 @@ _OPS = {"lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"}
 #: The path of the row marking a run the index cannot speak for yet (acquiring).
 WAITING = "*"
 _BATCH = 500
-
-
-def summary_path(key: str) -> str | None:
-    """``stream.field.stat`` for a key addressing one summary number, else None."""
-    document, *path = resolve_key(key)
-    return ".".join(path) if document == "summary" and len(path) == 3 else None
 
 
 def _is_number(value: Any) -> bool:

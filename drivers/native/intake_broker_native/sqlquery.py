@@ -45,6 +45,7 @@ from intake_broker.queries import (
     Translator,
     resolve_key,
 )
+from intake_broker.summary import summary_path
 
 from .jsonsql import (
     COLUMNS,
@@ -121,13 +122,6 @@ def _column_class(value: Any) -> str | None:
     return None
 
 
-def _summary_path(key: str) -> str | None:
-    """``stream.field.stat`` for a key addressing one number of the data summaries (the rows
-    of ``summary_values``), else None."""
-    part, *parts = resolve_key(key)
-    return ".".join(parts) if part == "summary" and len(parts) == 3 else None
-
-
 def _compare(op: str, value: Any) -> Any:
     """A test of ``summary_values.value`` for one comparison with a number."""
     return lambda column: column.op(SQL_OPS[op])(float(value))
@@ -150,7 +144,7 @@ def _summary_cond(path: str, test) -> Cond:
 def _eq_values(dialect: Dialect, key: str, values: Sequence[Any]) -> Cond:
     """The value at ``key`` (or an element of it) equals one of ``values``."""
     classes = [value_class(v) for v in values]
-    path = _summary_path(key)
+    path = summary_path(key)
     if path is not None and classes and all(c == "number" for c in classes):
         wanted = [float(v) for v in values]
         return _summary_cond(path, lambda column: column.in_(wanted))
@@ -233,7 +227,7 @@ def make_translator(dialect: Dialect) -> Translator:
                 return exact(_int_compare(col, q.operator, q.value))
             value = float(q.value) if col_kind == "number" else q.value
             return exact(col.op(SQL_OPS[q.operator])(value))
-        path = _summary_path(q.key)
+        path = summary_path(q.key)
         if path is not None and kind == "number":
             return _summary_cond(path, _compare(q.operator, q.value))
         if kind is None:  # a huge integer
@@ -281,7 +275,7 @@ def make_translator(dialect: Dialect) -> Translator:
         ranges: dict[str, list[Comparison]] = {}
         others = []
         for part in q.queries:
-            path = _summary_path(part.key) if isinstance(part, Comparison) else None
+            path = summary_path(part.key) if isinstance(part, Comparison) else None
             if path is not None and value_class(part.value) == "number":
                 ranges.setdefault(path, []).append(part)
             else:
