@@ -24,40 +24,12 @@ import time
 import uuid
 
 import bson
-import event_model
 import numpy as np
 import pymongo
-from mongo_server import PEERS_NOTE, best_of, mongo_server
+from mongo_server import PEERS_NOTE, mongo_server
+from read_stream import best_of, make_run
 
 from intake_broker_mongo import MongoNormalizedCatalog, MongoStore
-
-
-def make_run(events: int, fields: int, page: int = 1000):
-    """Documents of one run: a primary stream of ``events`` x ``fields`` float64 values."""
-    rng = np.random.default_rng(0)
-    bundle = event_model.compose_run(metadata={"scan_id": 1, "plan_name": "benchmark"})
-    keys = [f"f{i}" for i in range(fields)]
-    desc = bundle.compose_descriptor(
-        name="primary",
-        data_keys={k: {"dtype": "number", "shape": [], "source": "bench"} for k in keys})
-    columns = {k: rng.normal(size=events) for k in keys}
-    yield "start", bundle.start_doc
-    yield "descriptor", desc.descriptor_doc
-    t0 = time.time()
-    for lo in range(0, events, page):
-        hi = min(lo + page, events)
-        yield "event_page", {
-            "descriptor": desc.descriptor_doc["uid"],
-            "uid": [str(uuid.uuid4()) for _ in range(lo, hi)],
-            "seq_num": list(range(lo + 1, hi + 1)),
-            "time": (t0 + np.arange(lo, hi) * 1e-3).tolist(),
-            "data": {k: columns[k][lo:hi].tolist() for k in keys},
-            "timestamps": {k: [t0] * (hi - lo) for k in keys},
-            "filled": {},
-        }
-    stop = bundle.compose_stop()
-    stop["num_events"] = {"primary": events}
-    yield "stop", stop
 
 
 def report(label: str, seconds: float, limit: float | None = None, what: str = "") -> None:
@@ -111,7 +83,7 @@ def main() -> None:
               f"{args.repeat}; server: {description}")
         writer = MongoStore(mds, assets, validate=False)
         start = time.perf_counter()
-        docs = make_run(args.events, args.fields)
+        docs, _ = make_run(args.events, args.fields)
         for doc_name, doc in docs:
             writer.insert(doc_name, doc)
             if doc_name == "start":

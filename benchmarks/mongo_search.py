@@ -26,7 +26,8 @@ import uuid
 
 import event_model
 import pymongo
-from mongo_server import PEERS_NOTE, best_of, mongo_server
+from mongo_server import PEERS_NOTE, mongo_server
+from read_stream import best_of
 
 from intake_broker.queries import Comparison, Eq, TimeRange
 from intake_broker_mongo import MongoNormalizedCatalog, create_indexes

@@ -9,7 +9,6 @@ and the number of documents a query makes the server touch, not about MongoDB's 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 
 import pymongo
@@ -33,16 +32,6 @@ def mongo_server(uri: str | None) -> Iterator[tuple[str, str]]:
         client.close()
         yield server.uri, (f"SecantusDB {version} (in memory) on {server.uri}, started by "
                            "this script")
-
-
-def best_of(repeat: int, func) -> float:
-    """The fastest of ``repeat`` timed calls, in seconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 PEERS_NOTE = ("peers: databroker 1.2.5 / 2.0.2 not measured here (no peer Python given; pass "
