@@ -13,7 +13,7 @@ store has its columns built: what is measured is the way from the store to the c
   rather than the remote store's own socket reader.
 
 ``read()`` asks for the whole stream; the server refuses that many bytes in one response, and
-the remote store fetches it in requests of a few stored chunks (~64 MB), two in flight,
+the remote store fetches it in requests of a few stored chunks (~16 MB), three in flight,
 straight into the arrays of the whole.
 
 ``--store native`` keeps the run in the native store's folder (zarr arrays on disk, read
@@ -21,15 +21,22 @@ through the page cache by both processes), ``--store msgpack`` in a suitcase-msg
 server and this process each parse it; use a smaller ``--rows``: the file holds every value as
 a msgpack float).
 
-Physical limit printed beside: a raw ``socket`` copy of the same bytes over loopback from
-another process into a preallocated buffer (sendall of 1 or 16 MiB memoryviews, or sendfile
-from the page cache; recv_into), the best way counted. A remote read cannot be faster than that,
-so when the local read from the page cache is faster than loopback TCP, remote/local cannot
-reach 100%: the script prints that ceiling (local time / loopback time), the ceiling when the
-server's own store read and the transfer share the two cores, and each remote figure as a
-fraction of the loopback limit (remote/loopback). The CPU seconds each read costs (this process,
-plus the server's for remote reads) are printed too: on a machine shared with other work they
-vary less than the times.
+Limits printed beside:
+
+* the floor: the same read through a plain-socket server in another process that, for each
+  request, reads the events from its copy of the store (``read_events``, as the HTTP server
+  does) and sends their bytes, no HTTP, no framing, into new arrays here, in requests of the
+  same size and number in flight as the remote store's. No server that reads the events
+  through the store contract can do better on this machine, so ``floor/remote`` is how much
+  of the reachable our HTTP read gets, and local/floor is the ceiling of remote/local (a
+  server handing the kernel the native store's chunk files with sendfile skips one copy: in
+  a separate test that was 15-25% faster than this floor, still short of half the local read);
+* the loopback alone: a raw ``socket`` copy of the same bytes from another process into a
+  preallocated buffer (sendall of 1 or 16 MiB memoryviews, or sendfile from the page cache;
+  recv_into).
+
+The CPU seconds each read costs (this process, plus the server's for remote reads) are printed
+too: on a machine shared with other work they vary less than the times.
 
 Run:  python benchmarks/service_read.py [--rows 131072] [--fields 4] [--width 256] [--repeat 3]
 """
@@ -37,6 +44,7 @@ Run:  python benchmarks/service_read.py [--rows 131072] [--fields 4] [--width 25
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import socket
 import subprocess
@@ -49,6 +57,13 @@ import numpy as np
 
 from intake_broker.catalog import BrokerCatalog
 from intake_broker.memory import MemoryStore
+
+RUN_UID = "00000000-0000-4000-8000-000000000001"
+
+
+def primary_descriptor(store) -> str:
+    """The uid of the benchmark run's ``primary`` descriptor."""
+    return next(d["uid"] for d in store.descriptors(RUN_UID) if d.get("name") == "primary")
 
 
 def make_store(args, store_kind: str, folder: str | None):
@@ -72,7 +87,7 @@ def make_store(args, store_kind: str, folder: str | None):
         if store.count():
             return store
     rng = np.random.default_rng(0)
-    bundle = event_model.compose_run(uid="00000000-0000-4000-8000-000000000001", time=1e9,
+    bundle = event_model.compose_run(uid=RUN_UID, time=1e9,
                                      metadata={"scan_id": 1, "plan_name": "benchmark"})
     keys = [f"f{i}" for i in range(args.fields)]
     desc = bundle.compose_descriptor(name="primary", time=1e9, data_keys={
@@ -106,16 +121,121 @@ def serve(args) -> None:
     uvicorn.run(create_app(store), host="127.0.0.1", port=args.serve, log_level="warning")
 
 
-def start_server(args, folder: str | None) -> tuple[subprocess.Popen, str]:
+def serve_plain(args) -> None:
+    """The floor's server process: the same store, and for each request line ``"lo hi"`` the
+    events lo <= seq_num < hi read with ``read_events`` and their data columns sent one after
+    another as raw bytes over the socket -- the server's store read and the loopback transfer,
+    with no HTTP, framing or encoding. One thread per connection."""
+    import threading
+
+    store = make_store(args, args.store, args.folder)
+    BrokerCatalog(store)[-1].primary.read()  # warm, as for the HTTP server
+    descriptor = primary_descriptor(store)
+    keys = [f"f{i}" for i in range(args.fields)]
+    server = socket.create_server(("127.0.0.1", args.serve_plain))
+
+    def handle(conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with conn, conn.makefile("rb") as requests:
+            for line in requests:
+                lo, hi = map(int, line.split())
+                cols = store.read_events(descriptor, fields=keys, seq_range=(lo, hi))
+                for key in keys:
+                    conn.sendall(memoryview(cols.data[key]).cast("B"))
+
+    while True:
+        conn, _ = server.accept()
+        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+
+def plain_floor(args, folder: str | None, store) -> tuple[float, float]:
+    """``(seconds, CPU seconds of both processes)``, best of ``--repeat``: the stream read
+    through a plain-socket server (:func:`serve_plain`) into preallocated arrays, in requests
+    of the same size and number in flight as the remote store's. What any server of this
+    store costs on this machine before HTTP: the floor under a remote read."""
+    import threading
+
+    from intake_broker_remote import RemoteStore
+
+    process = subprocess.Popen(_server_command(args, folder, "--serve-plain", port := _port()))
+    try:
+        run = BrokerCatalog(store)[-1]
+        chunks = store.event_chunks(primary_descriptor(store))
+        defaults = inspect.signature(RemoteStore).parameters
+        request_bytes, parallel = (defaults[n].default for n in ("request_bytes", "parallel"))
+        per_row = args.fields * args.width * 8
+        batches, rows = [], 0
+        for c in chunks:  # ~request_bytes each, as RemoteStore splits a large read
+            if batches and (batches[-1][1] - batches[-1][0] + c.rows) * per_row <= \
+                    request_bytes:
+                batches[-1][1] = c.seq_stop
+            else:
+                batches.append([c.seq_start, c.seq_stop])
+            rows += c.rows
+        first = chunks[0].seq_start
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                conns = [socket.create_connection(("127.0.0.1", port))
+                         for _ in range(parallel)]
+                for conn in conns:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise SystemExit("the plain-socket server did not start") from None
+                time.sleep(0.2)
+
+        def fetch(conn: socket.socket, mine: list, out: list[np.ndarray]) -> None:
+            for lo, hi in mine:
+                conn.sendall(f"{lo} {hi}\n".encode())
+                for array in out:
+                    view = memoryview(array[lo - first:hi - first]).cast("B")
+                    pos = 0
+                    while pos < len(view):
+                        got = conn.recv_into(view[pos:], min(len(view) - pos, 1 << 20))
+                        if not got:
+                            raise ConnectionError("the plain-socket server closed")
+                        pos += got
+
+        best = cpu = float("inf")
+        for _ in range(args.repeat):
+            c, served = time.process_time(), cpu_seconds(process.pid)
+            t = time.perf_counter()
+            out = [np.empty((rows, args.width)) for _ in range(args.fields)]  # new, as a read's
+            threads = [threading.Thread(target=fetch, args=(conn, batches[i::len(conns)], out))
+                       for i, conn in enumerate(conns)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            best = min(best, time.perf_counter() - t)
+            cpu = min(cpu, time.process_time() - c + cpu_seconds(process.pid) - served)
+        np.testing.assert_array_equal(out[0][-3:], run.primary.read()["f0"].values[-3:])
+        for conn in conns:
+            conn.close()
+        return best, cpu
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, __file__, "--serve", str(port), "--rows", str(args.rows),
+        return sock.getsockname()[1]
+
+
+def _server_command(args, folder: str | None, mode: str, port: int) -> list[str]:
+    command = [sys.executable, __file__, mode, str(port), "--rows", str(args.rows),
                "--fields", str(args.fields), "--width", str(args.width), "--chunk",
                str(args.chunk), "--store", args.store]
-    if folder:
-        command += ["--folder", folder]
-    process = subprocess.Popen(command)
+    return command + (["--folder", folder] if folder else [])
+
+
+def start_server(args, folder: str | None) -> tuple[subprocess.Popen, str]:
+    port = _port()
+    process = subprocess.Popen(_server_command(args, folder, "--serve", port))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
@@ -224,10 +344,14 @@ def main() -> None:
     parser.add_argument("--store", choices=["memory", "native", "msgpack", "jsonl"],
                         default="memory")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-plain", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args)
+        return
+    if args.serve_plain:
+        serve_plain(args)
         return
 
     from intake_broker_remote import RemoteStore
@@ -283,27 +407,28 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(timeout=30)
-    limit = min(seconds for _, seconds, _ in limits)
+        floor, floor_cpu = plain_floor(args, folder, local_store)
     print(f"  {'read':<56} {'time':>8}  {'GB/s':>6}  {'remote/local':>12}  "
-          f"{'remote/loopback':>15}  {'CPU s (both processes)':>22}")
+          f"{'floor/remote':>12}  {'CPU s (both processes)':>22}")
     for label, seconds, reference, used in results:
         ratio = f"{reference / seconds:12.0%}" if reference else " " * 12
-        of_limit = f"{limit / seconds:15.0%}" if reference else " " * 15
+        of_floor = f"{floor / seconds:12.0%}" if reference else " " * 12
         print(f"  {label:<56} {seconds:7.2f}s  {nbytes / seconds / 1e9:6.2f}  {ratio}  "
-              f"{of_limit}  {used:21.2f}s")
-    for label, seconds, used in limits:
-        print(f"  {'limit: loopback socket, ' + label:<56} {seconds:7.2f}s  "
-              f"{nbytes / seconds / 1e9:6.2f}  {'':12}  {'':15}  {used:21.2f}s")
-    # The ceiling of remote/local: a remote read has at least to carry the bytes over the
-    # loopback (and its server has to read them from the store, as the local read does).
+              f"{of_floor}  {used:21.2f}s")
+    rows = [("floor: store read + plain socket, no HTTP", floor, floor_cpu)]
+    rows += [("limit: loopback socket, " + label, seconds, used)
+             for label, seconds, used in limits]
+    for label, seconds, used in rows:
+        print(f"  {label:<56} {seconds:7.2f}s  {nbytes / seconds / 1e9:6.2f}  {'':12}  "
+              f"{'':12}  {used:21.2f}s")
+    # The ceiling of remote/local: a remote read has at least to read the bytes from the
+    # store on the server (as the local read does) and carry them over the loopback.
+    limit = min(seconds for _, seconds, _ in limits)
     for label, seconds, reference, _ in results:
         if reference is None:
-            overlapped = seconds / max(limit, seconds)
-            serial = seconds / (seconds + limit)
-            print(f"  ceiling of remote/local for {label.split()[-1]:<17}: "
-                  f"{seconds / limit:.0%} if loopback alone limited it; {overlapped:.0%} "
-                  f"with the server's store read fully overlapped; {serial:.0%} with store "
-                  "read and transfer one after the other (the 2 cores share both)")
+            print(f"  ceiling of remote/local for {label.split()[-1]:<17}: {seconds / floor:.0%}"
+                  f" (the floor's); {seconds / limit:.0%} if the loopback alone limited it")
+
 
 if __name__ == "__main__":
     main()
