@@ -13,12 +13,14 @@ from .assets import RemoteAssetReader
 from .catalog import RemoteCatalog
 from .errors import (
     DescriptorNotFound,
+    Forbidden,
     InvalidRequest,
     OversizedRequest,
     RemoteError,
     ResourceNotFound,
     ServerError,
     ServiceUnavailable,
+    Unauthorized,
 )
 from .store import RemoteStore
 
@@ -26,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DescriptorNotFound",
+    "Forbidden",
     "InvalidRequest",
     "OversizedRequest",
     "RemoteAssetReader",
@@ -35,4 +38,5 @@ __all__ = [
     "ResourceNotFound",
     "ServerError",
     "ServiceUnavailable",
+    "Unauthorized",
 ]

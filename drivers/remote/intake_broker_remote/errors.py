@@ -30,6 +30,16 @@ class OversizedRequest(RemoteError, ValueError):
     """A request for more than the server answers at once (too many runs, rows or bytes)."""
 
 
+class Unauthorized(RemoteError, PermissionError):
+    """The server needs credentials, or refused the ones sent (401): pass ``api_key=`` or an
+    ``Authorization`` header the server accepts. The message says why they were refused."""
+
+
+class Forbidden(RemoteError, PermissionError):
+    """The credentials are valid but do not allow this request (403): e.g. writing with a key
+    that may only read."""
+
+
 class ServiceUnavailable(RemoteError, ConnectionError):
     """The server cannot be reached, or answered 502/503/504 after every retry."""
 
@@ -48,8 +58,7 @@ def _classes() -> dict[str, type[BaseException]]:
             if isinstance(obj, type) and issubclass(obj, BrokerError):
                 found[name] = obj
     for cls in (InvalidRequest, OversizedRequest, DescriptorNotFound, ResourceNotFound,
-                ServiceUnavailable,
-                ServerError, RemoteError):
+                Unauthorized, Forbidden, ServiceUnavailable, ServerError, RemoteError):
         found[cls.__name__] = cls
     return found
 
@@ -63,6 +72,10 @@ def error_body(err: BaseException, name: str | None = None) -> dict[str, Any]:
     return body
 
 
+#: The class of an error whose body names none we know (a proxy's 401, say).
+_BY_STATUS: dict[int, type[RemoteError]] = {401: Unauthorized, 403: Forbidden}
+
+
 def raise_for_body(status: int, body: Any, fallback: str) -> None:
     """Raise the exception a server error body names (``fallback`` text when it has none)."""
     if isinstance(body, dict) and isinstance(body.get("message"), str):
@@ -73,7 +86,7 @@ def raise_for_body(status: int, body: Any, fallback: str) -> None:
     if cls is core.AmbiguousUID:
         raise core.AmbiguousUID(body.get("prefix", ""), list(body.get("candidates", [])))
     if cls is None or not issubclass(cls, BrokerError):
-        cls = ServerError if status >= 500 else InvalidRequest
+        cls = ServerError if status >= 500 else _BY_STATUS.get(status, InvalidRequest)
     if issubclass(cls, RemoteError):
         raise cls(f"{message} (HTTP {status})", status=status, name=name or None)
     raise cls(message)

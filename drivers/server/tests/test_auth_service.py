@@ -21,7 +21,7 @@ from intake_broker.memory import MemoryStore
 from intake_broker.queries import Comparison, Eq, FullText, PartialUID, Regex, ScanID
 from intake_broker.testing import factories, insert_all
 from intake_broker_remote import RemoteCatalog
-from intake_broker_remote.errors import RemoteError
+from intake_broker_remote.errors import Forbidden, Unauthorized
 from intake_broker_server.auth import (
     ApiKeyStore,
     AuthConfig,
@@ -289,9 +289,19 @@ def test_writing_needs_the_write_scope(write_url, world):
     with client(url, f"Apikey {world.key['bob']}") as http:
         assert new not in listed(http)
     cat = RemoteCatalog(url, api_key=world.key["ada"])
-    with pytest.raises(RemoteError) as info:
+    with pytest.raises(Forbidden, match="write") as info:
         cat.store.insert("start", factories.scalar_run(scan_id=51)[0][1])
-    assert info.value.status == 403
+    assert info.value.status == 403 and isinstance(info.value, PermissionError)
+
+
+def test_the_remote_catalog_says_when_its_credentials_are_refused(url, world):
+    for cat in (RemoteCatalog(url), RemoteCatalog(url, api_key="not-a-key-of-this-server")):
+        with pytest.raises(Unauthorized) as info:
+            list(cat)
+        assert info.value.status == 401 and isinstance(info.value, PermissionError)
+        assert "not-a-key" not in str(info.value)
+    with pytest.raises(Unauthorized, match="(?i)api ?key|bearer|credential"):
+        len(RemoteCatalog(url))
 
 
 # -- refused credentials --------------------------------------------------------------------
