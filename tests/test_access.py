@@ -1,4 +1,5 @@
-"""The leak matrix: a user of proposal A tries every path for runs of proposal B, on every store."""
+"""The leak matrix: a user of proposal A tries every path for runs of proposal B, on every store
+(memory, files, native and MongoDB on SecantusDB)."""
 
 from __future__ import annotations
 
@@ -70,14 +71,25 @@ def native_store(tmp_path):
     return native.NativeStore.in_folder(tmp_path / "native")
 
 
-@pytest.fixture(params=["memory", "files", "native"], scope="module")
+def mongo_store(request):
+    mongo = pytest.importorskip("intake_broker_mongo", reason="the MongoDB driver "
+                                "(intake-broker-mongo) is not installed")
+    server = request.getfixturevalue("mongo_server")
+    server.drop("access_matrix")
+    return mongo.MongoStore(f"{server.uri}/access_matrix")
+
+
+@pytest.fixture(params=["memory", "files", "native", "mongo"], scope="module")
 def store(request, tmp_path_factory):
-    make = {"memory": lambda tmp: MemoryStore(), "files": files_store, "native": native_store}
-    base = make[request.param](tmp_path_factory.mktemp("access"))
+    tmp = tmp_path_factory.mktemp("access")
+    base = {"memory": MemoryStore, "files": lambda: files_store(tmp),
+            "native": lambda: native_store(tmp), "mongo": lambda: mongo_store(request)
+            }[request.param]()
     for docs in RUNS.values():
         insert_all(base, docs)
     base.flush()
-    return base
+    yield base
+    base.close()
 
 
 def catalog_for(store, who):
