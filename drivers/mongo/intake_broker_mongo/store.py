@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -144,6 +145,9 @@ class MongoStore(DocumentStore):
                 clients[key] = make_client(location, self.timeout)
             databases.append(clients[key][location.database])
         self._clients = list(clients.values())
+        # the clients this store made are closed with it, or when it is garbage-collected (a
+        # copy unpickled on a dask worker is never closed by hand)
+        self._close_clients = weakref.finalize(self, _close_all, self._clients)
         self._databases = {"mds": databases[0], "assets": databases[1]}
         # what the clients wait for a server: ours, or what a URI or a given client says
         self.timeout = max(db.client.options.server_selection_timeout for db in databases)
@@ -211,8 +215,7 @@ class MongoStore(DocumentStore):
         return self._unique_ids
 
     def close(self) -> None:
-        for client in self._clients:
-            client.close()
+        self._close_clients()
 
     # -- writing --------------------------------------------------------------------------
 
@@ -484,6 +487,11 @@ class _KeptSummaries:
             return {**self.store.record_parts(run_uid, set(parts) - {"summary"}),
                     "summary": self.kept[run_uid]}
         return self.store.record_parts(run_uid, parts)
+
+
+def _close_all(clients: list[pymongo.MongoClient]) -> None:
+    for client in clients:
+        client.close()
 
 
 def _rebuild(targets: tuple[str, str], options: dict[str, Any]) -> MongoStore:
