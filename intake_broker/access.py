@@ -12,6 +12,11 @@ every user exactly their runs, whichever way they ask::
 
 Denied and missing runs look the same (``RunNotFound``), so uids of other proposals do not leak.
 A guarded store pickles with its principal and keeps checking in the process that unpickles it.
+
+Writes are checked too: a document goes in only when its run is one the principal may write
+(the policy's ``write_filter``; a policy without one lets a principal write the runs it may
+read). A new run's start document must itself pass the filter, so a user cannot start runs in
+another proposal, and descriptors, events, stops and stream resources go only into such runs.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import DescriptorNotFound, RunNotFound
+from .errors import DescriptorNotFound, InvalidDocument, RunNotFound, WriteDenied
 from .queries import Comparison, In, KeyPresent, Or, Query, documents_needed, evaluate
 from .store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
 
@@ -50,7 +55,11 @@ class Principal:
 
 @runtime_checkable
 class AccessPolicy(Protocol):
-    """Turns a principal into the filter of the runs it may see (None: every run)."""
+    """Turns a principal into the filter of the runs it may see (None: every run).
+
+    A policy may also have ``write_filter(principal) -> Query | None``: the runs the principal
+    may write into (see :class:`GuardedStore`); without it, those it may see.
+    """
 
     def filter(self, principal: Principal) -> Query | None: ...
 
@@ -71,13 +80,18 @@ class ProposalPolicy:
     deny_unlabelled: bool = True
 
     def filter(self, principal: Principal) -> Query | None:
+        allowed = self.write_filter(principal)
+        if allowed is None:
+            return None
+        return allowed | Comparison("lt", self.public_key, time.time())
+
+    def write_filter(self, principal: Principal) -> Query | None:
+        """The runs ``principal`` may write: those of their proposals, beamtimes and (staff)
+        beamlines, and unlabelled ones when those are not denied -- not public ones."""
         if principal.is_admin:
             return None
-        allowed: list[Query] = [
-            In(self.proposal_key, tuple(principal.proposals)),
-            In(self.beamtime_key, tuple(principal.beamtimes)),
-            Comparison("lt", self.public_key, time.time()),
-        ]
+        allowed: list[Query] = [In(self.proposal_key, tuple(principal.proposals)),
+                                In(self.beamtime_key, tuple(principal.beamtimes))]
         if "staff" in principal.roles and principal.beamlines:
             allowed.append(In(self.beamline_key, tuple(principal.beamlines)))
         if not self.deny_unlabelled:
@@ -89,13 +103,16 @@ class ProposalPolicy:
 class GuardedStore(DocumentStore):
     """``store`` as ``principal`` may see it under ``policy``: the one place access is checked.
 
-    Writes pass through unchanged (who may write is the service's business).
+    Reads see only the runs the policy's filter allows. A written document must belong to a
+    run the policy lets the principal write (:meth:`put`); a datum or datum page, which names
+    only its resource, is not checked (it is read only through events, which are).
     """
 
     store: DocumentStore
     policy: AccessPolicy
     principal: Principal
     _descriptors: dict[str, str] = field(default_factory=dict, repr=False)  # uid -> run uid
+    _writable: set[str] = field(default_factory=set, repr=False)  # runs checked for writing
     _lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __getstate__(self) -> dict:
@@ -156,11 +173,72 @@ class GuardedStore(DocumentStore):
 
     # -- the contract, guarded ------------------------------------------------------------
 
-    def put(self, kind: str, doc: dict) -> None:
-        self.store.put(kind, doc)
+    def _check_write(self, kind: str, doc: dict) -> None:
+        """Refuse ``doc`` unless it goes into a run the principal may write."""
+        allowed = self._write_filter()
+        if allowed is None:
+            return
+        if kind == "start":
+            if not evaluate(allowed, RunRecord(doc).as_record()):
+                raise WriteDenied(f"{self.principal.name!r} may not start this run: its "
+                                  "proposal, beamtime or beamline is not one of theirs")
+            return
+        if kind in ("stop", "descriptor", "stream_resource", "resource"):
+            run_uid = doc.get("run_start")
+            if kind == "resource" and run_uid is None:
+                return  # an old-style resource of no run: read only through checked events
+        elif kind in ("event_page", "stream_datum"):
+            run_uid = self._descriptor_run(doc.get("descriptor"))
+        else:  # datum pages name only their resource, and are read only through events
+            return
+        if not isinstance(run_uid, str):
+            return  # malformed: the store refuses it
+        with self._lock:
+            if run_uid in self._writable:
+                return
+        try:
+            record = self.store.run(run_uid)
+        except RunNotFound:
+            return  # nothing to write into: the store refuses the document and says why
+        extra = documents_needed(allowed) - {"start", "stop"}
+        parts = self.store.record_parts(run_uid, extra) if extra else {}
+        if not evaluate(allowed, {**record.as_record(), **parts}):
+            self._check(run_uid)  # a run the principal may not see looks missing
+            raise WriteDenied(f"{self.principal.name!r} may read run {run_uid!r} but not write "
+                              f"into it: a {kind} goes only into runs of their own proposals")
+        with self._lock:
+            self._writable.add(run_uid)
 
-    def insert(self, name: str, doc: Any) -> None:
-        self.store.insert(name, doc)
+    def _write_filter(self) -> Query | None:
+        write_filter = getattr(self.policy, "write_filter", None)
+        return (write_filter or self.policy.filter)(self.principal)
+
+    def _descriptor_run(self, descriptor_uid: Any) -> str | None:
+        """The run of a descriptor, as the store knows it; fails closed when it cannot tell."""
+        if not isinstance(descriptor_uid, str):
+            return None
+        with self._lock:
+            run_uid = self._descriptors.get(descriptor_uid)
+        if run_uid is None:
+            try:
+                run_uid = self.store.descriptor_run(descriptor_uid)
+            except DescriptorNotFound:
+                raise InvalidDocument(f"descriptor {descriptor_uid!r} is not part of any run "
+                                      "this catalog shows; insert the descriptor (and its "
+                                      "run's start) first") from None
+            with self._lock:
+                self._descriptors[descriptor_uid] = run_uid
+        return run_uid
+
+    def put(self, kind: str, doc: dict) -> None:
+        """Store ``doc`` if its run is one the principal may write, else raise
+        :class:`~intake_broker.errors.WriteDenied` (``RunNotFound`` for a run the principal
+        may not see) and store nothing."""
+        self._check_write(kind, doc)
+        self.store.put(kind, doc)
+        if kind == "descriptor" and isinstance(doc.get("run_start"), str):
+            with self._lock:
+                self._descriptors[doc["uid"]] = doc["run_start"]
 
     def runs(self, query: Query | None = None, *, sort: Sequence[tuple[str, int]] = NEWEST_FIRST,
              skip: int = 0, limit: int | None = None) -> list[RunRecord]:

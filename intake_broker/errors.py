@@ -61,6 +61,11 @@ class ReadOnlyStore(BrokerError, TypeError):
     """A write was attempted on a store that cannot be written."""
 
 
+class WriteDenied(BrokerError, PermissionError):
+    """A document would go into a run its writer may not write: a new run outside their
+    proposals, or a run they may read but that is not theirs (a public one, say)."""
+
+
 class UnknownDriver(BrokerError, LookupError):
     """A catalog names a driver or store that is not installed."""
 

@@ -12,7 +12,7 @@ import pytest
 from intake_broker import BrokerCatalog, MemoryStore
 from intake_broker.access import GuardedStore, Principal, ProposalPolicy
 from intake_broker.assets import AssetReader
-from intake_broker.errors import RunNotFound
+from intake_broker.errors import InvalidDocument, RunNotFound, WriteDenied
 from intake_broker.queries import (
     Comparison,
     Contains,
@@ -71,23 +71,29 @@ def native_store(tmp_path):
     return native.NativeStore.in_folder(tmp_path / "native")
 
 
-def mongo_store(request):
+def mongo_store(request, database):
     mongo = pytest.importorskip("intake_broker_mongo", reason="the MongoDB driver "
                                 "(intake-broker-mongo) is not installed")
     server = request.getfixturevalue("mongo_server")
-    server.drop("access_matrix")
-    return mongo.MongoStore(f"{server.uri}/access_matrix")
+    server.drop(database)
+    return mongo.MongoStore(f"{server.uri}/{database}")
+
+
+def filled_store(kind, tmp, request, database):
+    """A store of ``kind`` holding every run of RUNS."""
+    base = {"memory": MemoryStore, "files": lambda: files_store(tmp),
+            "native": lambda: native_store(tmp), "mongo": lambda: mongo_store(request, database)
+            }[kind]()
+    for docs in RUNS.values():
+        insert_all(base, docs)
+    base.flush()
+    return base
 
 
 @pytest.fixture(params=["memory", "files", "native", "mongo"], scope="module")
 def store(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("access")
-    base = {"memory": MemoryStore, "files": lambda: files_store(tmp),
-            "native": lambda: native_store(tmp), "mongo": lambda: mongo_store(request)
-            }[request.param]()
-    for docs in RUNS.values():
-        insert_all(base, docs)
-    base.flush()
+    base = filled_store(request.param, tmp_path_factory.mktemp("access"), request,
+                        "access_matrix")
     yield base
     base.close()
 
@@ -185,3 +191,76 @@ def test_staff_admin_public_and_unlabelled(store):
     assert UID["unlabelled"] in catalog_for(store, ADMIN)
     lenient = BrokerCatalog(GuardedStore(store, ProposalPolicy(deny_unlabelled=False), NOBODY))
     assert names(lenient) == {"public", "unlabelled"}
+
+
+# -- writing --------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "files", "native", "mongo"])
+def writable(request, tmp_path):
+    """A store of its own for a test that writes (the matrix's store stays as RUNS made it)."""
+    base = filled_store(request.param, tmp_path, request, "access_writes")
+    yield base
+    base.close()
+
+
+def stored(store, name):
+    """What the store holds of run ``name``: its documents' kinds and uids."""
+    return [(kind, doc.get("uid", doc.get("datum_id"))) for kind, doc in
+            store.documents(UID[name])]
+
+
+def test_users_write_runs_of_their_own_proposals(writable):
+    docs = _run(8, 70, proposal_id="p-1")
+    insert_all(GuardedStore(writable, ProposalPolicy(), ADA), docs)
+    run = catalog_for(writable, ADA)[docs[0][1]["uid"]]
+    assert run.primary.read()["det"].shape == (3,)
+    staff_run = _run(9, 80, beamline_id="csx")  # staff write at their beamlines
+    insert_all(GuardedStore(writable, ProposalPolicy(), STAFF), staff_run)
+    assert staff_run[0][1]["uid"] in catalog_for(writable, STAFF)
+    anything = _run(10, 90)  # admins write anything, unlabelled runs too
+    insert_all(GuardedStore(writable, ProposalPolicy(), ADMIN), anything)
+    assert anything[0][1]["uid"] in catalog_for(writable, ADMIN)
+
+
+@pytest.mark.parametrize("labels", [
+    {"proposal_id": "p-2"}, {"beamtime_id": "bt-9"}, {},
+    {"proposal_id": "p-3", "embargo_until": time.time() - 60}, {"beamline_id": "csx"},
+], ids=["other proposal", "other beamtime", "unlabelled", "public", "a beamline"])
+def test_users_cannot_start_runs_outside_their_proposals(writable, labels):
+    before = writable.count()
+    docs = _run(11, 100, **labels)
+    with pytest.raises(WriteDenied, match="'ada' may not start this run"):
+        GuardedStore(writable, ProposalPolicy(), ADA).insert(*docs[0])
+    assert writable.count() == before
+    with pytest.raises(RunNotFound):
+        writable.run(docs[0][1]["uid"])
+
+
+def test_users_cannot_write_into_runs_of_others(writable):
+    guarded = GuardedStore(writable, ProposalPolicy(), ADA)
+    held = {name: stored(writable, name) for name in ("b1", "public")}
+    for name, error in (("b1", RunNotFound), ("public", WriteDenied)):
+        uid = UID[name]
+        (_, descriptor), = [(n, d) for n, d in RUNS[name] if n == "descriptor"
+                            and d["name"] == "primary"]
+        sneaky = {**descriptor, "uid": f"{uid[:8]}-sneaky", "name": "sneaky"}
+        event = next(d for n, d in RUNS[name] if n == "event")
+        extra = {**event, "uid": f"{uid[:8]}-extra", "seq_num": 99}
+        resource = {"spec": "NPY_SEQ", "root": "/", "resource_path": "x", "resource_kwargs": {},
+                    "path_semantics": "posix", "uid": f"{uid[:8]}-res", "run_start": uid}
+        for doc_name, doc in (("descriptor", sneaky), ("event", extra),
+                              ("resource", resource)):
+            with pytest.raises(error) as info:
+                guarded.insert(doc_name, doc)
+            if error is RunNotFound:  # looks exactly like a missing run
+                assert str(info.value) == f"no run with uid {uid!r} in this catalog"
+            else:
+                assert "may read run" in str(info.value) and "not write" in str(info.value)
+    assert {name: stored(writable, name) for name in held} == held
+
+
+def test_events_of_a_descriptor_no_run_holds_are_refused(writable):
+    event = {**next(d for n, d in RUNS["a1"] if n == "event"), "descriptor": "no-such-desc"}
+    with pytest.raises(InvalidDocument, match="insert the descriptor"):
+        GuardedStore(writable, ProposalPolicy(), ADA).insert("event", event)

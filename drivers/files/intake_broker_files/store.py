@@ -355,6 +355,17 @@ class FilesStore(TableReads, DocumentStore):
             raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r} in {self!r}")
         return docs.tables[descriptor_uid]
 
+    def descriptor_run(self, descriptor_uid: str) -> str:
+        with self._lock:
+            run_uid = self._owner.get(descriptor_uid)
+            if run_uid is None:
+                docs = self._search(lambda d: descriptor_uid in d.tables)
+                if docs is None:
+                    raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r} in "
+                                             f"{self!r}")
+                run_uid = docs.start["uid"]
+        return run_uid
+
     def descriptors(self, run_uid: str) -> list[dict]:
         with self._lock:
             return self._contents(run_uid).descriptors()

@@ -39,6 +39,7 @@ STATUS: dict[type[BaseException], int] = {
     InvalidRequest: 400,
     OversizedRequest: 400,
     errors.ReadOnlyStore: 405,
+    errors.WriteDenied: 403,
     UnknownAssetSpec: 501,
     AssetReadError: 500,
     errors.CorruptFile: 500,

@@ -17,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from intake_broker.errors import RunNotFound, WriteDenied
 from intake_broker.memory import MemoryStore
 from intake_broker.queries import Comparison, Eq, FullText, PartialUID, Regex, ScanID
 from intake_broker.testing import factories, insert_all
@@ -292,6 +293,36 @@ def test_writing_needs_the_write_scope(write_url, world):
     with pytest.raises(Forbidden, match="write") as info:
         cat.store.insert("start", factories.scalar_run(scan_id=51)[0][1])
     assert info.value.status == 403 and isinstance(info.value, PermissionError)
+
+
+def test_writers_write_only_into_runs_of_their_proposals(write_url, world):
+    url = write_url
+    ours = factories.scalar_run(n=2, scan_id=60, proposal_id="p-A")
+    theirs = factories.scalar_run(n=2, scan_id=61, proposal_id="p-B")
+    writer = RemoteCatalog(url, api_key=world.writer)  # ada, scopes read and write
+    for name, doc in ours:
+        writer.store.insert(name, doc)
+    assert writer[ours[0][1]["uid"]].primary.read()["det"].shape == (2,)
+    with client(url, f"Apikey {world.writer}") as http:
+        response = http.post("/api/v1/documents", json=["start", theirs[0][1]])
+        assert response.status_code == 403, response.text
+        assert response.json()["error"] == "WriteDenied"
+        assert "'ada' may not start this run" in response.json()["message"]
+    with pytest.raises(WriteDenied) as info:
+        writer.store.insert("start", theirs[0][1])
+    assert isinstance(info.value, PermissionError)
+    with client(url, f"Apikey {world.key['bob']}") as http:
+        assert theirs[0][1]["uid"] not in listed(http)  # nothing was stored
+    # and a run of bob's (written by the service's admin) cannot be written into by ada
+    root = world.token("root", scope="read write")
+    admin = RemoteCatalog(url, headers={"Authorization": f"Bearer {root}"})
+    for name, doc in theirs:
+        admin.store.insert(name, doc)
+    descriptor = next(d for n, d in theirs if n == "descriptor")
+    held = admin.store.descriptors(theirs[0][1]["uid"])
+    with pytest.raises(RunNotFound):  # bob's run looks missing to ada, when written too
+        writer.store.insert("descriptor", {**descriptor, "uid": "sneaky", "name": "sneaky"})
+    assert admin.store.descriptors(theirs[0][1]["uid"]) == held
 
 
 def test_the_remote_catalog_says_when_its_credentials_are_refused(url, world):
