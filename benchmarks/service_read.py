@@ -28,9 +28,9 @@ Limits printed beside:
   does) and sends their bytes, no HTTP, no framing, into new arrays here, in requests of the
   same size and number in flight as the remote store's. No server that reads the events
   through the store contract can do better on this machine, so ``floor/remote`` is how much
-  of the reachable our HTTP read gets, and local/floor is the ceiling of remote/local (a
-  server handing the kernel the native store's chunk files with sendfile skips one copy: in
-  a separate test that was 15-25% faster than this floor, still short of half the local read);
+  of the reachable our HTTP read gets, and local/floor is the ceiling of remote/local. With
+  ``--store native`` a second plain server hands the kernel the chunk files with sendfile
+  (no copy into the server, no checksum check): what a zero-copy server could reach;
 * the loopback alone: a raw ``socket`` copy of the same bytes from another process into a
   preallocated buffer (sendall of 1 or 16 MiB memoryviews, or sendfile from the page cache;
   recv_into).
@@ -134,30 +134,49 @@ def serve_plain(args) -> None:
     keys = [f"f{i}" for i in range(args.fields)]
     server = socket.create_server(("127.0.0.1", args.serve_plain))
 
+    chunks = store.event_chunks(descriptor)
+    if args.sendfile:  # the native store's chunk files: raw values, then a 4-byte checksum
+        files = {(key, c.seq_start): os.path.join(
+            args.folder, "data", RUN_UID, descriptor, key, "c", str(i), "0")
+            for key in keys for i, c in enumerate(chunks)}
+        missing = [path for path in files.values() if not os.path.exists(path)]
+        if missing:
+            raise SystemExit(f"no chunk file {missing[0]}: the native store's layout changed")
+
     def handle(conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with conn, conn.makefile("rb") as requests:
             for line in requests:
                 lo, hi = map(int, line.split())
-                cols = store.read_events(descriptor, fields=keys, seq_range=(lo, hi))
+                if not args.sendfile:
+                    cols = store.read_events(descriptor, fields=keys, seq_range=(lo, hi))
+                    for key in keys:
+                        conn.sendall(memoryview(cols.data[key]).cast("B"))
+                    continue
                 for key in keys:
-                    conn.sendall(memoryview(cols.data[key]).cast("B"))
+                    for c in chunks:
+                        if lo <= c.seq_start < hi:
+                            with open(files[key, c.seq_start], "rb") as f:
+                                conn.sendfile(f, 0, c.rows * args.width * 8)
 
     while True:
         conn, _ = server.accept()
         threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
 
-def plain_floor(args, folder: str | None, store) -> tuple[float, float]:
+def plain_floor(args, folder: str | None, store, sendfile: bool = False
+                ) -> tuple[float, float]:
     """``(seconds, CPU seconds of both processes)``, best of ``--repeat``: the stream read
-    through a plain-socket server (:func:`serve_plain`) into preallocated arrays, in requests
-    of the same size and number in flight as the remote store's. What any server of this
-    store costs on this machine before HTTP: the floor under a remote read."""
+    through a plain-socket server (:func:`serve_plain`) into new arrays, in requests of the
+    same size and number in flight as the remote store's. What a server of this store costs
+    on this machine before HTTP: the floor under a remote read. With ``sendfile`` the server
+    hands the kernel the native store's chunk files instead of reading them (unchecked)."""
     import threading
 
     from intake_broker_remote import RemoteStore
 
-    process = subprocess.Popen(_server_command(args, folder, "--serve-plain", port := _port()))
+    command = _server_command(args, folder, "--serve-plain", port := _port())
+    process = subprocess.Popen(command + (["--sendfile"] if sendfile else []))
     try:
         run = BrokerCatalog(store)[-1]
         chunks = store.event_chunks(primary_descriptor(store))
@@ -345,6 +364,7 @@ def main() -> None:
                         default="memory")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-plain", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sendfile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -408,6 +428,8 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=30)
         floor, floor_cpu = plain_floor(args, folder, local_store)
+        sent = plain_floor(args, folder, local_store, sendfile=True) if folder and \
+            args.store == "native" else None
     print(f"  {'read':<56} {'time':>8}  {'GB/s':>6}  {'remote/local':>12}  "
           f"{'floor/remote':>12}  {'CPU s (both processes)':>22}")
     for label, seconds, reference, used in results:
@@ -416,6 +438,8 @@ def main() -> None:
         print(f"  {label:<56} {seconds:7.2f}s  {nbytes / seconds / 1e9:6.2f}  {ratio}  "
               f"{of_floor}  {used:21.2f}s")
     rows = [("floor: store read + plain socket, no HTTP", floor, floor_cpu)]
+    if sent:
+        rows.append(("below it: chunk files by sendfile, no read, no checksum", *sent))
     rows += [("limit: loopback socket, " + label, seconds, used)
              for label, seconds, used in limits]
     for label, seconds, used in rows:
