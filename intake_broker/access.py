@@ -144,24 +144,36 @@ class GuardedStore(DocumentStore):
             record = self.store.run(run_uid)
         except RunNotFound:  # the same words as a denial: a missing uid must not differ
             raise RunNotFound(f"no run with uid {run_uid!r} in this catalog") from None
-        allowed = self.policy.filter(self.principal)
-        if allowed is not None:
-            extra = documents_needed(allowed) - {"start", "stop"}
-            parts = self.store.record_parts(run_uid, extra) if extra else {}
-            if not evaluate(allowed, {**record.as_record(), **parts}):
-                raise RunNotFound(f"no run with uid {run_uid!r} in this catalog")
+        if not self._passes(self.policy.filter(self.principal), record):
+            raise RunNotFound(f"no run with uid {run_uid!r} in this catalog")
         return record
 
-    def _check_descriptor(self, descriptor_uid: str) -> None:
-        """Refuse a descriptor of a run the principal may not see, in the same words as a
-        missing one (and without naming its run)."""
+    def _passes(self, allowed: Query | None, record: RunRecord) -> bool:
+        """Whether the run of ``record`` matches the filter ``allowed`` (None: any run)."""
+        if allowed is None:
+            return True
+        extra = documents_needed(allowed) - {"start", "stop"}
+        parts = self.store.record_parts(record.uid, extra) if extra else {}
+        return evaluate(allowed, {**record.as_record(), **parts})
+
+    def _run_of(self, descriptor_uid: str) -> str | None:
+        """The run a descriptor belongs to, as listed here or as the store says (None when
+        neither knows)."""
         with self._lock:
             run_uid = self._descriptors.get(descriptor_uid)
         if run_uid is None:
             try:  # stores that index descriptors answer this without a listing first
                 run_uid = self.store.descriptor_run(descriptor_uid)
             except DescriptorNotFound:
-                run_uid = None
+                return None
+            with self._lock:
+                self._descriptors[descriptor_uid] = run_uid
+        return run_uid
+
+    def _check_descriptor(self, descriptor_uid: str) -> None:
+        """Refuse a descriptor of a run the principal may not see, in the same words as a
+        missing one (and without naming its run)."""
+        run_uid = self._run_of(descriptor_uid)
         if run_uid is not None:
             try:
                 self._check(run_uid)  # on every read: a revoked grant takes effect at once
@@ -188,7 +200,14 @@ class GuardedStore(DocumentStore):
             if kind == "resource" and run_uid is None:
                 return  # an old-style resource of no run: read only through checked events
         elif kind in ("event_page", "stream_datum"):
-            run_uid = self._descriptor_run(doc.get("descriptor"))
+            descriptor = doc.get("descriptor")
+            if not isinstance(descriptor, str):
+                return  # malformed: the store refuses it
+            run_uid = self._run_of(descriptor)
+            if run_uid is None:  # fail closed: events of no run we can name
+                raise InvalidDocument(f"descriptor {descriptor!r} is not part of any run "
+                                      "this catalog shows; insert the descriptor (and its "
+                                      "run's start) first")
         else:  # datum pages name only their resource, and are read only through events
             return
         if not isinstance(run_uid, str):
@@ -200,9 +219,7 @@ class GuardedStore(DocumentStore):
             record = self.store.run(run_uid)
         except RunNotFound:
             return  # nothing to write into: the store refuses the document and says why
-        extra = documents_needed(allowed) - {"start", "stop"}
-        parts = self.store.record_parts(run_uid, extra) if extra else {}
-        if not evaluate(allowed, {**record.as_record(), **parts}):
+        if not self._passes(allowed, record):
             self._check(run_uid)  # a run the principal may not see looks missing
             raise WriteDenied(f"{self.principal.name!r} may read run {run_uid!r} but not write "
                               f"into it: a {kind} goes only into runs of their own proposals")
@@ -212,23 +229,6 @@ class GuardedStore(DocumentStore):
     def _write_filter(self) -> Query | None:
         write_filter = getattr(self.policy, "write_filter", None)
         return (write_filter or self.policy.filter)(self.principal)
-
-    def _descriptor_run(self, descriptor_uid: Any) -> str | None:
-        """The run of a descriptor, as the store knows it; fails closed when it cannot tell."""
-        if not isinstance(descriptor_uid, str):
-            return None
-        with self._lock:
-            run_uid = self._descriptors.get(descriptor_uid)
-        if run_uid is None:
-            try:
-                run_uid = self.store.descriptor_run(descriptor_uid)
-            except DescriptorNotFound:
-                raise InvalidDocument(f"descriptor {descriptor_uid!r} is not part of any run "
-                                      "this catalog shows; insert the descriptor (and its "
-                                      "run's start) first") from None
-            with self._lock:
-                self._descriptors[descriptor_uid] = run_uid
-        return run_uid
 
     def put(self, kind: str, doc: dict) -> None:
         """Store ``doc`` if its run is one the principal may write, else raise

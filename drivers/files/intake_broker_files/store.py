@@ -341,7 +341,8 @@ class FilesStore(TableReads, DocumentStore):
                 return docs
         return None
 
-    def _table(self, descriptor_uid: str) -> EventTable:
+    def _holder(self, descriptor_uid: str) -> RunDocuments:
+        """The documents of the run holding a descriptor (by the uid map, else searched)."""
         run_uid = self._owner.get(descriptor_uid)
         docs = None
         if run_uid is not None:
@@ -353,18 +354,14 @@ class FilesStore(TableReads, DocumentStore):
             docs = self._search(lambda d: descriptor_uid in d.tables)
         if docs is None:
             raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r} in {self!r}")
-        return docs.tables[descriptor_uid]
+        return docs
+
+    def _table(self, descriptor_uid: str) -> EventTable:
+        return self._holder(descriptor_uid).tables[descriptor_uid]
 
     def descriptor_run(self, descriptor_uid: str) -> str:
         with self._lock:
-            run_uid = self._owner.get(descriptor_uid)
-            if run_uid is None:
-                docs = self._search(lambda d: descriptor_uid in d.tables)
-                if docs is None:
-                    raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r} in "
-                                             f"{self!r}")
-                run_uid = docs.start["uid"]
-        return run_uid
+            return self._holder(descriptor_uid).start["uid"]
 
     def descriptors(self, run_uid: str) -> list[dict]:
         with self._lock:
