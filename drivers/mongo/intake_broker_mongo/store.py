@@ -239,16 +239,8 @@ class MongoStore(DocumentStore):
     def summary(self, run_uid: str) -> dict[str, dict[str, dict]]:
         """Computed from the run's events; kept at its first use once the run has stopped
         (searches then read it from the index)."""
-        with self._guard(SUMMARY):
-            ready, kept = self._summaries.stored([run_uid]).get(run_uid, (False, None))
-        if ready:
-            return kept
-        finished = self.run(run_uid).stop is not None  # RunNotFound for an unknown run
-        summary = super().summary(run_uid)  # from the events, with what set_summary kept
-        for stream, fields in (kept or {}).items():  # (statistics of asset data)
-            for field, stats in fields.items():
-                summary.setdefault(stream, {}).setdefault(field, stats)
-        if finished:
+        summary, finished, kept = self._current_summary(run_uid)
+        if finished and not kept:
             with self._guard(SUMMARY):
                 try:  # kept for the next search; a user allowed only to read just computes it
                     self._summaries.write({run_uid: summary})
@@ -258,11 +250,24 @@ class MongoStore(DocumentStore):
         return summary
 
     def set_summary(self, run_uid: str, stream: str, field: str, stats: dict) -> None:
-        summary = self.summary(run_uid)
+        summary, finished, _ = self._current_summary(run_uid)
         summary.setdefault(stream, {})[field] = dict(stats)
-        finished = self.run(run_uid).stop is not None
         with self._guard(SUMMARY):
             self._summaries.write({run_uid: summary}, ready=finished)
+
+    def _current_summary(self, run_uid: str) -> tuple[dict[str, dict[str, dict]], bool, bool]:
+        """``(summary, finished, kept)``: a finished run's kept summary, else one computed
+        from the events with what ``set_summary`` kept for the run."""
+        with self._guard(SUMMARY):
+            ready, kept = self._summaries.stored([run_uid]).get(run_uid, (False, None))
+        if ready:
+            return kept, True, True
+        finished = self.run(run_uid).stop is not None  # RunNotFound for an unknown run
+        summary = super().summary(run_uid)  # from the events
+        for stream, fields in (kept or {}).items():  # (statistics of asset data)
+            for field, stats in fields.items():
+                summary.setdefault(stream, {}).setdefault(field, stats)
+        return summary, finished, False
 
     def index_summaries(self, summaries: dict[str, dict]) -> None:
         """Keep the data summaries ``{stream: {field: {stat: number}}}`` of many finished runs,
