@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from .errors import DescriptorNotFound, InvalidDocument, RunNotFound, WriteDenied
-from .queries import Comparison, In, KeyPresent, Or, Query, documents_needed, evaluate
-from .store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
+from .queries import Comparison, In, KeyPresent, Or, Query, evaluate
+from .store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord, run_matches
 
 
 @dataclass(frozen=True)
@@ -150,11 +150,7 @@ class GuardedStore(DocumentStore):
 
     def _passes(self, allowed: Query | None, record: RunRecord) -> bool:
         """Whether the run of ``record`` matches the filter ``allowed`` (None: any run)."""
-        if allowed is None:
-            return True
-        extra = documents_needed(allowed) - {"start", "stop"}
-        parts = self.store.record_parts(record.uid, extra) if extra else {}
-        return evaluate(allowed, {**record.as_record(), **parts})
+        return allowed is None or run_matches(allowed, record, self.store)
 
     def _run_of(self, descriptor_uid: str) -> str | None:
         """The run a descriptor belongs to, as listed here or as the store says (None when

@@ -344,6 +344,17 @@ class RecentMatches:
         return kept[1][skip:None if limit is None else skip + limit]
 
 
+def run_matches(query: Query, record: RunRecord, store: Any,
+                extra: set[str] | None = None) -> bool:
+    """Whether the run of ``record`` matches ``query`` (the generic evaluator), with the parts
+    of the run beyond its start and stop documents (``descriptors``, ``summary``) that
+    ``store.record_parts`` gives; ``extra``: those parts, when already known."""
+    if extra is None:
+        extra = documents_needed(query) - {"start", "stop"}
+    parts = store.record_parts(record.uid, extra) if extra else {}
+    return evaluate(query, {**record.as_record(), **parts})
+
+
 def select_runs(
     records: Iterable[RunRecord],
     query: Query | None,
@@ -363,10 +374,7 @@ def select_runs(
         if extra and store is None:
             raise ValueError(f"select_runs needs the store to evaluate {sorted(extra)} keys")
 
-        def record(r: RunRecord) -> dict:
-            return {**r.as_record(), **(store.record_parts(r.uid, extra) if extra else {})}
-
-        records = [r for r in records if evaluate(query, record(r))]
+        records = [r for r in records if run_matches(query, r, store, extra)]
     ordered = sorted(records, key=lambda r: r.uid)
     for key, direction in reversed(tuple(sort)):
         path = resolve_key(key)

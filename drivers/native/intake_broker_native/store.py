@@ -34,8 +34,6 @@ from intake_broker.queries import (
     Query,
     Regex,
     TimeRange,
-    documents_needed,
-    evaluate,
 )
 from intake_broker.store import (
     NEWEST_FIRST,
@@ -43,6 +41,7 @@ from intake_broker.store import (
     DocumentStore,
     EventColumns,
     RunRecord,
+    run_matches,
     select_runs,
     split_for_index,
 )
@@ -268,13 +267,6 @@ class NativeStore(DocumentStore):
         summary.setdefault(stream, {})[field] = dict(stats)
         self._write_summary(run_uid, summary)
 
-    def _matches(self, query: Query, record: RunRecord) -> bool:
-        """The generic evaluator on a run the SQL could not decide (with its summary when the
-        query looks at it)."""
-        extra = documents_needed(query) - {"start", "stop"}
-        parts = self.record_parts(record.uid, extra) if extra else {}
-        return evaluate(query, {**record.as_record(), **parts})
-
     def flush(self) -> None:
         """Write every buffered event now (partial chunks too), so other readers see them."""
         self._ingest.flush()
@@ -360,7 +352,7 @@ class NativeStore(DocumentStore):
             result = conn.execution_options(yield_per=_STREAM_BATCH).execute(stmt)
             for start, stop, sure in result:
                 record = _record(start, stop)
-                if sure or self._matches(query, record):  # type: ignore[arg-type]
+                if sure or run_matches(query, record, self):  # type: ignore[arg-type]
                     if skip:
                         skip -= 1
                         continue
@@ -382,7 +374,7 @@ class NativeStore(DocumentStore):
             rows = conn.execution_options(yield_per=_STREAM_BATCH).execute(
                 sa.select(runs.c.start_doc, runs.c.stop_doc).where(
                     cond.maybe, sa.not_(sa.func.coalesce(cond.yes, sa.false()))))
-            return total + sum(self._matches(query, _record(*r))  # type: ignore[arg-type]
+            return total + sum(run_matches(query, _record(*r), self)  # type: ignore[arg-type]
                                for r in rows)
 
     def run(self, uid: str) -> RunRecord:
