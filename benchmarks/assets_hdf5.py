@@ -65,18 +65,24 @@ b1 = rchar()
 print(json.dumps({{"imports": t1 - t0, "work": t3 - t2, "bytes": b1 - b0}}))
 """
 
-_OURS = ("import h5py, xarray, dask.array; from intake_broker_files import JSONLCatalog; "
-         "from intake_broker_native import NativeCatalog; "
-         "xarray.Dataset(coords={{'t': [0.0]}})")
+_OURS = (
+    "import h5py, xarray, dask.array; from intake_broker_files import JSONLCatalog; "
+    "from intake_broker_native import NativeCatalog; "
+    "xarray.Dataset(coords={{'t': [0.0]}})"
+)
 _OPEN = {"jsonl": "JSONLCatalog({glob!r})", "native": "NativeCatalog({index!r})"}
 
 CASES = {
     "h5py one frame": (
-        "import h5py", "",
-        "with h5py.File({h5!r}) as f: x = f['/entry/data/data'][{i}]"),
+        "import h5py",
+        "",
+        "with h5py.File({h5!r}) as f: x = f['/entry/data/data'][{i}]",
+    ),
     "h5py whole stack": (
-        "import h5py", "",
-        "with h5py.File({h5!r}) as f: x = f['/entry/data/data'][:]"),
+        "import h5py",
+        "",
+        "with h5py.File({h5!r}) as f: x = f['/entry/data/data'][:]",
+    ),
 }
 #: The same lazy DataArray (200 one-frame dask chunks, time and seq_num coordinates) whose
 #: tasks return a frame already in memory: what dask and xarray alone cost for ``arr[i].values``.
@@ -97,11 +103,20 @@ arr = xarray.Dataset(
 CASES["dask + xarray floor"] = (_OURS, _FLOOR, "x = arr[{i}].values")
 for _store, _cat in _OPEN.items():
     CASES[f"{_store} lazy read"] = (
-        _OURS, f"arr = {_cat}[-1].primary.to_dask()['cam_image']", "x = arr[{i}].values")
+        _OURS,
+        f"arr = {_cat}[-1].primary.to_dask()['cam_image']",
+        "x = arr[{i}].values",
+    )
     CASES[f"{_store} end to end"] = (
-        _OURS, "", f"x = {_cat}[-1].primary.to_dask()['cam_image'][{{i}}].values")
+        _OURS,
+        "",
+        f"x = {_cat}[-1].primary.to_dask()['cam_image'][{{i}}].values",
+    )
     CASES[f"{_store} whole stack"] = (
-        _OURS, "", f"x = {_cat}[-1].primary.read()['cam_image'].values")
+        _OURS,
+        "",
+        f"x = {_cat}[-1].primary.read()['cam_image'].values",
+    )
 
 
 def write_run(folder: Path, frames: int) -> Path:
@@ -118,20 +133,42 @@ def write_run(folder: Path, frames: int) -> Path:
         f.create_dataset("/entry/data/data", data=data, chunks=(1, *SHAPE))
     stores = [JSONLStore.in_folder(folder / "runs"), NativeStore.in_folder(folder / "native")]
     bundle = event_model.compose_run(metadata={"scan_id": 1, "plan_name": "count"})
-    resource = bundle.compose_resource(spec="AD_HDF5", root=str(folder),
-                                       resource_path="detector.h5",
-                                       resource_kwargs={"frame_per_point": 1})
-    desc = bundle.compose_descriptor(name="primary", data_keys={
-        "cam_image": {"dtype": "array", "dtype_numpy": "<u2", "shape": list(SHAPE),
-                      "source": "PV:cam", "external": "FILESTORE:"}})
-    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc),
-            ("resource", resource.resource_doc)]
+    resource = bundle.compose_resource(
+        spec="AD_HDF5",
+        root=str(folder),
+        resource_path="detector.h5",
+        resource_kwargs={"frame_per_point": 1},
+    )
+    desc = bundle.compose_descriptor(
+        name="primary",
+        data_keys={
+            "cam_image": {
+                "dtype": "array",
+                "dtype_numpy": "<u2",
+                "shape": list(SHAPE),
+                "source": "PV:cam",
+                "external": "FILESTORE:",
+            }
+        },
+    )
+    docs = [
+        ("start", bundle.start_doc),
+        ("descriptor", desc.descriptor_doc),
+        ("resource", resource.resource_doc),
+    ]
     for i in range(frames):
         datum = resource.compose_datum(datum_kwargs={"point_number": i})
         docs.append(("datum", datum))
-        docs.append(("event", desc.compose_event(data={"cam_image": datum["datum_id"]},
-                                                 timestamps={"cam_image": 0.0},
-                                                 filled={"cam_image": False})))
+        docs.append(
+            (
+                "event",
+                desc.compose_event(
+                    data={"cam_image": datum["datum_id"]},
+                    timestamps={"cam_image": 0.0},
+                    filled={"cam_image": False},
+                ),
+            )
+        )
     docs.append(("stop", bundle.compose_stop()))
     for store in stores:
         for name, doc in docs:
@@ -142,11 +179,17 @@ def write_run(folder: Path, frames: int) -> Path:
 
 def measure(case: str, repeat: int, **values) -> dict:
     imports, setup, work = CASES[case]
-    code = _PRELUDE.format(imports=imports.format(**values), setup=setup.format(**values),
-                           work=work.format(**values))
-    runs = [json.loads(subprocess.run([sys.executable, "-c", code], check=True,
-                                      capture_output=True, text=True).stdout)
-            for _ in range(repeat)]
+    code = _PRELUDE.format(
+        imports=imports.format(**values), setup=setup.format(**values), work=work.format(**values)
+    )
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", code], check=True, capture_output=True, text=True
+            ).stdout
+        )
+        for _ in range(repeat)
+    ]
     return min(runs, key=lambda r: r["work"])
 
 
@@ -154,8 +197,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--folder", help="write the data here and keep it (default: a "
-                        "temporary folder)")
+    parser.add_argument(
+        "--folder", help="write the data here and keep it (default: a temporary folder)"
+    )
     args = parser.parse_args()
     if args.folder:
         Path(args.folder).mkdir(parents=True, exist_ok=True)
@@ -169,10 +213,16 @@ def run(folder: Path, args: argparse.Namespace) -> None:
     if not (folder / "detector.h5").exists():
         write_run(folder, args.frames)
     h5 = folder / "detector.h5"
-    values = {"h5": str(h5), "glob": str(folder / "runs" / "*.jsonl"),
-              "index": f"sqlite:///{folder}/native/index.sqlite", "i": args.frames // 2,
-              "frames": args.frames, "shape": f"{SHAPE[0]}, {SHAPE[1]}", "rows": SHAPE[0],
-              "cols": SHAPE[1]}
+    values = {
+        "h5": str(h5),
+        "glob": str(folder / "runs" / "*.jsonl"),
+        "index": f"sqlite:///{folder}/native/index.sqlite",
+        "i": args.frames // 2,
+        "frames": args.frames,
+        "shape": f"{SHAPE[0]}, {SHAPE[1]}",
+        "rows": SHAPE[0],
+        "cols": SHAPE[1],
+    }
     result = {case: measure(case, args.repeat, **values) for case in CASES}
     frame_bytes = int(np.prod(SHAPE)) * 2
 
@@ -182,30 +232,43 @@ def run(folder: Path, args: argparse.Namespace) -> None:
     def mb(case: str) -> str:
         return f"{result[case]['bytes'] / 1e6:.2f} MB"
 
-    print(f"W3: {args.frames} frames of {SHAPE[0]}x{SHAPE[1]} uint16 (AD_HDF5), fresh process "
-          f"each, best of {args.repeat}; one frame = {frame_bytes / 1e6:.2f} MB")
+    print(
+        f"W3: {args.frames} frames of {SHAPE[0]}x{SHAPE[1]} uint16 (AD_HDF5), fresh process "
+        f"each, best of {args.repeat}; one frame = {frame_bytes / 1e6:.2f} MB"
+    )
     one, stack = ms("h5py one frame"), ms("h5py whole stack")
     print(f"  h5py one frame    {one:8.1f} ms   read {mb('h5py one frame')}")
     print(f"  h5py whole stack  {stack:8.1f} ms")
     floor = ms("dask + xarray floor")
-    print(f"  dask + xarray floor for one frame {floor:6.1f} ms   {floor / one:5.2f}x h5py   "
-          "(arr[i].values of a 200-chunk lazy DataArray whose tasks return a frame held in "
-          "memory: what any dask-backed lazy read costs before reading a byte)")
+    print(
+        f"  dask + xarray floor for one frame {floor:6.1f} ms   {floor / one:5.2f}x h5py   "
+        "(arr[i].values of a 200-chunk lazy DataArray whose tasks return a frame held in "
+        "memory: what any dask-backed lazy read costs before reading a byte)"
+    )
     for store in _OPEN:
-        lazy, e2e, whole = (ms(f"{store} {w}") for w in ("lazy read", "end to end",
-                                                           "whole stack"))
+        lazy, e2e, whole = (ms(f"{store} {w}") for w in ("lazy read", "end to end", "whole stack"))
         print(f"  {store}:")
-        print(f"    lazy read of one frame  {lazy:8.1f} ms   {lazy / one:5.2f}x h5py   "
-              f"(target <= {TARGET}x)   read {mb(f'{store} lazy read')}")
-        print(f"    one frame end to end    {e2e:8.1f} ms   {e2e / one:5.2f}x h5py   "
-              f"(catalog open + run + stream + frame; for scale)   "
-              f"read {mb(f'{store} end to end')}")
-        print(f"    whole stack             {whole:8.1f} ms   {whole / stack:5.2f}x h5py   "
-              f"(target <= {TARGET}x)")
-    print(f"  imports (not in the figures): ours {result['jsonl lazy read']['imports']:.2f} s, "
-          f"h5py {result['h5py one frame']['imports']:.2f} s")
-    print("  bytes read: rchar of the process in the timed part; end to end includes the "
-          "run's JSONL file / the native index and columns")
+        print(
+            f"    lazy read of one frame  {lazy:8.1f} ms   {lazy / one:5.2f}x h5py   "
+            f"(target <= {TARGET}x)   read {mb(f'{store} lazy read')}"
+        )
+        print(
+            f"    one frame end to end    {e2e:8.1f} ms   {e2e / one:5.2f}x h5py   "
+            f"(catalog open + run + stream + frame; for scale)   "
+            f"read {mb(f'{store} end to end')}"
+        )
+        print(
+            f"    whole stack             {whole:8.1f} ms   {whole / stack:5.2f}x h5py   "
+            f"(target <= {TARGET}x)"
+        )
+    print(
+        f"  imports (not in the figures): ours {result['jsonl lazy read']['imports']:.2f} s, "
+        f"h5py {result['h5py one frame']['imports']:.2f} s"
+    )
+    print(
+        "  bytes read: rchar of the process in the timed part; end to end includes the "
+        "run's JSONL file / the native index and columns"
+    )
     print("peers: databroker 1.2.5 / 2.0.2 not measured here (no peer environment given)")
 
 

@@ -60,8 +60,12 @@ PEER_SCRIPT = textwrap.dedent("""
 
 
 def peer(python: str, mds: str, assets: str, uid: str, repeat: int) -> dict:
-    result = subprocess.run([python, "-c", PEER_SCRIPT, mds, assets, uid, str(repeat)],
-                            capture_output=True, text=True, timeout=3600)
+    result = subprocess.run(
+        [python, "-c", PEER_SCRIPT, mds, assets, uid, str(repeat)],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if result.returncode:
         return {"error": result.stderr.strip().splitlines()[-1:]}
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -73,14 +77,20 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--fields", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--peer-python", action="append", default=[],
-                        help="a Python with databroker installed (repeatable)")
+    parser.add_argument(
+        "--peer-python",
+        action="append",
+        default=[],
+        help="a Python with databroker installed (repeatable)",
+    )
     args = parser.parse_args()
     with mongo_server(args.uri) as (server, description):
         name = f"bench-w1-{uuid.uuid4().hex[:8]}"
         mds, assets = f"{server}/{name}-mds", f"{server}/{name}-assets"
-        print(f"W1: {args.events:,} events x {args.fields} float64 fields, best of "
-              f"{args.repeat}; server: {description}")
+        print(
+            f"W1: {args.events:,} events x {args.fields} float64 fields, best of "
+            f"{args.repeat}; server: {description}"
+        )
         writer = MongoStore(mds, assets, validate=False)
         start = time.perf_counter()
         docs, _ = make_run(args.events, args.fields)
@@ -92,9 +102,9 @@ def main() -> None:
         descriptor = writer.descriptors(uid)[0]["uid"]
         events = pymongo.MongoClient(server)[f"{name}-mds"]["event"]
         try:
+
             def raw():
-                return list(events.find_raw_batches({"descriptor": descriptor},
-                                                    batch_size=100_000))
+                return list(events.find_raw_batches({"descriptor": descriptor}, batch_size=100_000))
 
             def raw_decoded():
                 docs = [d for batch in raw() for d in bson.decode_all(batch)]
@@ -118,19 +128,39 @@ def main() -> None:
             assert ds.sizes["time"] == args.events
             limit = best_of(args.repeat, raw)
             report("limit: server ships the events, raw BSON (find_raw_batches)", limit)
-            report("limit + bson.decode_all + numpy columns", best_of(args.repeat, raw_decoded),
-                   limit, "the limit")
-            report("ours: run.primary.read() (fresh catalog)", best_of(args.repeat, ours_read),
-                   limit, "the limit")
-            report("ours: run.primary.read(), read_ahead=0 (two passes)",
-                   best_of(args.repeat, lambda: ours_read(read_ahead=0)), limit, "the limit")
-            report("ours: store.read_events() (the whole stream, one find)",
-                   best_of(args.repeat, ours_columns), limit, "the limit")
+            report(
+                "limit + bson.decode_all + numpy columns",
+                best_of(args.repeat, raw_decoded),
+                limit,
+                "the limit",
+            )
+            report(
+                "ours: run.primary.read() (fresh catalog)",
+                best_of(args.repeat, ours_read),
+                limit,
+                "the limit",
+            )
+            report(
+                "ours: run.primary.read(), read_ahead=0 (two passes)",
+                best_of(args.repeat, lambda: ours_read(read_ahead=0)),
+                limit,
+                "the limit",
+            )
+            report(
+                "ours: store.read_events() (the whole stream, one find)",
+                best_of(args.repeat, ours_columns),
+                limit,
+                "the limit",
+            )
             for python in args.peer_python:
                 found = peer(python, mds, assets, uid, args.repeat)
                 if "read" in found:
-                    report(f"databroker {found['version']}: run.primary.read()", found["read"],
-                           limit, "the limit")
+                    report(
+                        f"databroker {found['version']}: run.primary.read()",
+                        found["read"],
+                        limit,
+                        "the limit",
+                    )
                 else:
                     print(f"  databroker via {python}: failed: {found['error']}")
             if not args.peer_python:

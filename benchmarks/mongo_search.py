@@ -41,11 +41,22 @@ def write_runs(db: pymongo.database.Database, count: int, start_time: float) -> 
     uids, batch = [], {"run_start": [], "run_stop": [], "event_descriptor": [], "event": []}
     for i in range(count):
         t = start_time + 60 * i
-        bundle = event_model.compose_run(time=t, metadata={
-            "scan_id": i + 1, "plan_name": PLANS[i % len(PLANS)], "sample": f"s{i % 50}",
-            "proposal": 1000 + i // 500, "detectors": ["det"], "motors": ["motor"]})
-        desc = bundle.compose_descriptor(name="primary", time=t + 0.1, data_keys={
-            "det": {"dtype": "number", "shape": [], "source": "SIM:det"}})
+        bundle = event_model.compose_run(
+            time=t,
+            metadata={
+                "scan_id": i + 1,
+                "plan_name": PLANS[i % len(PLANS)],
+                "sample": f"s{i % 50}",
+                "proposal": 1000 + i // 500,
+                "detectors": ["det"],
+                "motors": ["motor"],
+            },
+        )
+        desc = bundle.compose_descriptor(
+            name="primary",
+            time=t + 0.1,
+            data_keys={"det": {"dtype": "number", "shape": [], "source": "SIM:det"}},
+        )
         event = desc.compose_event(data={"det": float(i)}, timestamps={"det": t + 1}, time=t + 1)
         stop = bundle.compose_stop(time=t + 30, exit_status="fail" if i % 97 == 0 else "success")
         uids.append(bundle.start_doc["uid"])
@@ -83,8 +94,12 @@ def main() -> None:
     parser.add_argument("--uri", help="a MongoDB server (default: start SecantusDB here)")
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--peer-python", action="append", default=[],
-                        help="a Python with databroker 1.2 installed (repeatable)")
+    parser.add_argument(
+        "--peer-python",
+        action="append",
+        default=[],
+        help="a Python with databroker 1.2 installed (repeatable)",
+    )
     args = parser.parse_args()
     with mongo_server(args.uri) as (server, description):
         name = f"bench-w2-{uuid.uuid4().hex[:8]}"
@@ -94,30 +109,41 @@ def main() -> None:
         start_time = now - 60 * args.runs  # the newest run started a minute ago
         written = time.perf_counter()
         uids = write_runs(db, args.runs, start_time)
-        print(f"W2: search among {args.runs:,} runs, best of {args.repeat}; server: "
-              f"{description} (written in {time.perf_counter() - written:.1f} s)")
+        print(
+            f"W2: search among {args.runs:,} runs, best of {args.repeat}; server: "
+            f"{description} (written in {time.perf_counter() - written:.1f} s)"
+        )
         cat = MongoNormalizedCatalog(uri=f"{server}/{name}")
         runs = db["run_start"]
         try:
             newest = [("time", -1)]
             first_page = 500
             cases = [
-                ("cat[-1]", lambda: cat[-1],
-                 lambda: runs.find_one({}, sort=newest)),
-                ("cat[uid]", lambda: cat[uids[1234]],
-                 lambda: runs.find_one({"uid": uids[1234]})),
-                ("cat[scan_id]", lambda: cat[4321],
-                 lambda: runs.find_one({"scan_id": 4321}, sort=newest)),
-                ("cat[uid[:8]] (partial uid)", lambda: cat[uids[777][:8]],
-                 lambda: list(runs.find({"uid": {"$regex": f"^{uids[777][:8]}"}}).limit(2))),
+                ("cat[-1]", lambda: cat[-1], lambda: runs.find_one({}, sort=newest)),
+                ("cat[uid]", lambda: cat[uids[1234]], lambda: runs.find_one({"uid": uids[1234]})),
+                (
+                    "cat[scan_id]",
+                    lambda: cat[4321],
+                    lambda: runs.find_one({"scan_id": 4321}, sort=newest),
+                ),
+                (
+                    "cat[uid[:8]] (partial uid)",
+                    lambda: cat[uids[777][:8]],
+                    lambda: list(runs.find({"uid": {"$regex": f"^{uids[777][:8]}"}}).limit(2)),
+                ),
             ]
             searches = [
                 ("plan_name == 'scan'", Eq("plan_name", "scan"), {"plan_name": "scan"}),
-                ("scan_id > 9000 & plan", Comparison("gt", "scan_id", args.runs - 1000)
-                 & Eq("plan_name", "count"),
-                 {"scan_id": {"$gt": args.runs - 1000}, "plan_name": "count"}),
-                ("TimeRange (last 2 days)", TimeRange(since=now - 2 * 86400),
-                 {"time": {"$gte": now - 2 * 86400}}),
+                (
+                    "scan_id > 9000 & plan",
+                    Comparison("gt", "scan_id", args.runs - 1000) & Eq("plan_name", "count"),
+                    {"scan_id": {"$gt": args.runs - 1000}, "plan_name": "count"},
+                ),
+                (
+                    "TimeRange (last 2 days)",
+                    TimeRange(since=now - 2 * 86400),
+                    {"time": {"$gte": now - 2 * 86400}},
+                ),
                 ("stop.exit_status == 'fail'", Eq("stop.exit_status", "fail"), "stop"),
             ]
             stops = db["run_stop"]
@@ -125,7 +151,9 @@ def main() -> None:
             def stop_join(limit):
                 failed = [s["run_start"] for s in stops.find({"exit_status": "fail"})]
                 return list(runs.find({"uid": {"$in": failed}}, sort=newest, limit=limit))
+
             for label, query, mongo in searches:
+
                 def search(query=query):
                     return list(itertools.islice(cat.search(query), first_page))
 
@@ -135,50 +163,88 @@ def main() -> None:
                 if mongo == "stop":
                     page = (lambda: stop_join(first_page), lambda: stop_join(1))
                 else:
-                    page = (lambda mongo=mongo: list(runs.find(mongo, sort=newest,
-                                                               limit=first_page)),
-                            lambda mongo=mongo: runs.find_one(mongo, sort=newest))
+                    page = (
+                        lambda mongo=mongo: list(runs.find(mongo, sort=newest, limit=first_page)),
+                        lambda mongo=mongo: runs.find_one(mongo, sort=newest),
+                    )
                 cases.append((f"search {label}: first {first_page} uids", search, page[0]))
                 cases.append((f"search {label}: [-1]", search_last, page[1]))
             # data summaries, as the store keeps them at stop (here for all runs at once)
             rng = random.Random(1)
-            cat.store.index_summaries({uid: {"primary": {"det": {
-                "min": low, "max": low + 5.0, "mean": low + 2.5, "sum": low + 2.5, "count": 1}}}
-                for uid in uids for low in (rng.uniform(-100, 100),)})
-            summary = (Comparison("ge", "summary.primary.det.max", 0.0)
-                       & Comparison("lt", "summary.primary.det.max", 1.0))
+            cat.store.index_summaries(
+                {
+                    uid: {
+                        "primary": {
+                            "det": {
+                                "min": low,
+                                "max": low + 5.0,
+                                "mean": low + 2.5,
+                                "sum": low + 2.5,
+                                "count": 1,
+                            }
+                        }
+                    }
+                    for uid in uids
+                    for low in (rng.uniform(-100, 100),)
+                }
+            )
+            summary = Comparison("ge", "summary.primary.det.max", 0.0) & Comparison(
+                "lt", "summary.primary.det.max", 1.0
+            )
             values = db["intake_broker_summary_values"]
 
             def summary_floor():
-                found = [v["run_start"] for v in values.find(
-                    {"path": "primary.det.max", "value": {"$gte": 0.0, "$lt": 1.0}})]
+                found = [
+                    v["run_start"]
+                    for v in values.find(
+                        {"path": "primary.det.max", "value": {"$gte": 0.0, "$lt": 1.0}}
+                    )
+                ]
                 return list(runs.find({"uid": {"$in": found}}, sort=newest))
-            cases.append((f"search summary.primary.det.max in [0, 1) "
-                          f"({len(cat.search(summary))} runs)",
-                          lambda: list(cat.search(summary)), summary_floor))
-            cases.append(("len(cat.search(plan_name == 'scan'))",
-                          lambda: len(cat.search(Eq("plan_name", "scan"))),
-                          lambda: runs.count_documents({"plan_name": "scan"})))
+
+            cases.append(
+                (
+                    f"search summary.primary.det.max in [0, 1) ({len(cat.search(summary))} runs)",
+                    lambda: list(cat.search(summary)),
+                    summary_floor,
+                )
+            )
+            cases.append(
+                (
+                    "len(cat.search(plan_name == 'scan'))",
+                    lambda: len(cat.search(Eq("plan_name", "scan"))),
+                    lambda: runs.count_documents({"plan_name": "scan"}),
+                )
+            )
             print(f"  {'operation':<50} {'ours':>10}   {'plain pymongo':>13}   ratio")
             for label, ours, limit in cases:
                 ours()  # warm: first use of the client
                 t_ours = best_of(args.repeat, ours)
                 t_limit = best_of(args.repeat, limit)
-                print(f"  {label:<50} {t_ours * 1e3:7.1f} ms   {t_limit * 1e3:10.1f} ms"
-                      f"   {t_ours / t_limit:5.2f}x")
+                print(
+                    f"  {label:<50} {t_ours * 1e3:7.1f} ms   {t_limit * 1e3:10.1f} ms"
+                    f"   {t_ours / t_limit:5.2f}x"
+                )
             for python in args.peer_python:
-                result = subprocess.run([python, "-c", PEER_SCRIPT, f"{server}/{name}",
-                                         str(args.repeat)], capture_output=True, text=True)
+                result = subprocess.run(
+                    [python, "-c", PEER_SCRIPT, f"{server}/{name}", str(args.repeat)],
+                    capture_output=True,
+                    text=True,
+                )
                 if result.returncode:
                     print(f"  databroker via {python}: failed: {result.stderr[-300:]}")
                     continue
                 found = json.loads(result.stdout.strip().splitlines()[-1])
-                print(f"  databroker {found['version']}: search first {first_page}: "
-                      f"{found['search'] * 1e3:.1f} ms, cat[-1]: {found['last'] * 1e3:.1f} ms")
+                print(
+                    f"  databroker {found['version']}: search first {first_page}: "
+                    f"{found['search'] * 1e3:.1f} ms, cat[-1]: {found['last'] * 1e3:.1f} ms"
+                )
             counts = best_of(args.repeat, cat.store._summaries._unlisted)
-            print(f"  (of a summary search, {counts * 1e3:.1f} ms are the two estimated counts "
-                  "that tell whether other tools wrote runs without summaries: O(1) metadata in"
-                  " mongod, a scan in SecantusDB; a catalog search asks twice: len and page)")
+            print(
+                f"  (of a summary search, {counts * 1e3:.1f} ms are the two estimated counts "
+                "that tell whether other tools wrote runs without summaries: O(1) metadata in"
+                " mongod, a scan in SecantusDB; a catalog search asks twice: len and page)"
+            )
             if not args.peer_python:
                 print(PEERS_NOTE)
         finally:

@@ -30,9 +30,13 @@ def mongo_server(uri: str | None) -> Iterator[tuple[str, str]]:
         client = pymongo.MongoClient(server.uri)
         version = client.admin.command("buildInfo").get("secantusVersion", "?")
         client.close()
-        yield server.uri, (f"SecantusDB {version} (in memory) on {server.uri}, started by "
-                           "this script")
+        yield (
+            server.uri,
+            (f"SecantusDB {version} (in memory) on {server.uri}, started by this script"),
+        )
 
 
-PEERS_NOTE = ("peers: databroker 1.2.5 / 2.0.2 not measured here (no peer Python given; pass "
-              "--peer-python /path/to/python with databroker installed to add them)")
+PEERS_NOTE = (
+    "peers: databroker 1.2.5 / 2.0.2 not measured here (no peer Python given; pass "
+    "--peer-python /path/to/python with databroker installed to add them)"
+)

@@ -28,8 +28,9 @@ FIELDS = [f"f{i}" for i in range(10)]
 def new_run(store):
     bundle = event_model.compose_run(metadata={"scan_id": 1, "plan_name": "ingest"})
     desc = bundle.compose_descriptor(
-        name="primary", data_keys={k: {"dtype": "number", "shape": [], "source": "bench"}
-                                   for k in FIELDS})
+        name="primary",
+        data_keys={k: {"dtype": "number", "shape": [], "source": "bench"} for k in FIELDS},
+    )
     store.insert("start", bundle.start_doc)
     store.insert("descriptor", desc.descriptor_doc)
     return bundle, desc
@@ -46,10 +47,17 @@ def bulk(folder: Path, events: int, page: int, validate: bool) -> float:
     for lo in range(0, events, page):  # prepared first: producing documents is not ingest
         hi = min(lo + page, events)
         times = (1.7e9 + np.arange(lo, hi) * 1e-3).tolist()
-        pages.append({"descriptor": uid, "uid": [f"{uid}-{i}" for i in range(lo, hi)],
-                      "seq_num": list(range(lo + 1, hi + 1)), "time": times,
-                      "data": {k: rng.normal(size=hi - lo).tolist() for k in FIELDS},
-                      "timestamps": {k: times for k in FIELDS}, "filled": {}})
+        pages.append(
+            {
+                "descriptor": uid,
+                "uid": [f"{uid}-{i}" for i in range(lo, hi)],
+                "seq_num": list(range(lo + 1, hi + 1)),
+                "time": times,
+                "data": {k: rng.normal(size=hi - lo).tolist() for k in FIELDS},
+                "timestamps": {k: times for k in FIELDS},
+                "filled": {},
+            }
+        )
     t = time.perf_counter()
     for doc in pages:
         store.insert("event_page", doc)
@@ -69,8 +77,13 @@ def live(folder: Path, events: int, validate: bool = True) -> float:
     docs = []
     for i in range(events):
         t = 1.7e9 + i * 1e-3
-        docs.append(desc.compose_event(data={k: float(rng.normal()) for k in FIELDS},
-                                       timestamps=dict.fromkeys(FIELDS, t), time=t))
+        docs.append(
+            desc.compose_event(
+                data={k: float(rng.normal()) for k in FIELDS},
+                timestamps=dict.fromkeys(FIELDS, t),
+                time=t,
+            )
+        )
     t = time.perf_counter()
     for doc in docs:
         store.insert("event", doc)
@@ -107,16 +120,24 @@ def main() -> None:
         limit = floor(root / "d", args.events)
     rate = args.events / validated
     print("Ingest into the native store (SQLite + local folder), 10 float64 fields per event")
-    print(f"  bulk, pages of {args.page:,}, validated      {rate:12,.0f} events/s  "
-          f"(target >= 50,000: {'ok' if rate >= 50_000 else 'MISSED'})   np.save floor "
-          f"{args.events / limit:12,.0f} events/s   ratio {validated / limit:5.1f}x slower")
-    print(f"  bulk, pages of {args.page:,}, validate=False {args.events / unvalidated:12,.0f} "
-          f"events/s")
-    print(f"  live, one event at a time, validated  {args.live / one_by_one:12,.0f} events/s  "
-          f"({one_by_one / args.live * 1e6:.0f} us per event)")
-    print(f"  live, one event at a time, validate=False {args.live / one_by_one_raw:8,.0f} "
-          f"events/s  ({one_by_one_raw / args.live * 1e6:.0f} us per event; the rest of the "
-          "validated figure is event-model's jsonschema check in the core)")
+    print(
+        f"  bulk, pages of {args.page:,}, validated      {rate:12,.0f} events/s  "
+        f"(target >= 50,000: {'ok' if rate >= 50_000 else 'MISSED'})   np.save floor "
+        f"{args.events / limit:12,.0f} events/s   ratio {validated / limit:5.1f}x slower"
+    )
+    print(
+        f"  bulk, pages of {args.page:,}, validate=False {args.events / unvalidated:12,.0f} "
+        f"events/s"
+    )
+    print(
+        f"  live, one event at a time, validated  {args.live / one_by_one:12,.0f} events/s  "
+        f"({one_by_one / args.live * 1e6:.0f} us per event)"
+    )
+    print(
+        f"  live, one event at a time, validate=False {args.live / one_by_one_raw:8,.0f} "
+        f"events/s  ({one_by_one_raw / args.live * 1e6:.0f} us per event; the rest of the "
+        "validated figure is event-model's jsonschema check in the core)"
+    )
     print("  peers: databroker is not installed here: no peer figures")
 
 

@@ -46,24 +46,34 @@ def build(folder: Path, events: int, fields: int) -> dict:
     store = NativeStore.in_folder(folder / "store", validate=False)
     bundle = event_model.compose_run(metadata={"scan_id": 1, "plan_name": "benchmark"})
     desc = bundle.compose_descriptor(
-        name="primary", data_keys={k: {"dtype": "number", "shape": [], "source": "bench"}
-                                   for k in keys})
+        name="primary",
+        data_keys={k: {"dtype": "number", "shape": [], "source": "bench"} for k in keys},
+    )
     store.insert("start", bundle.start_doc)
     store.insert("descriptor", desc.descriptor_doc)
     uid = desc.descriptor_doc["uid"]
     t0 = time.perf_counter()
     for lo in range(0, events, PAGE):
         hi = min(lo + PAGE, events)
-        store.insert("event_page", {
-            "descriptor": uid, "uid": [f"{uid}-{i}" for i in range(lo, hi)],
-            "seq_num": np.arange(lo + 1, hi + 1), "time": times[lo:hi],
-            "data": {k: columns[k][lo:hi] for k in keys},
-            "timestamps": {k: times[lo:hi] for k in keys}, "filled": {}})
+        store.insert(
+            "event_page",
+            {
+                "descriptor": uid,
+                "uid": [f"{uid}-{i}" for i in range(lo, hi)],
+                "seq_num": np.arange(lo + 1, hi + 1),
+                "time": times[lo:hi],
+                "data": {k: columns[k][lo:hi] for k in keys},
+                "timestamps": {k: times[lo:hi] for k in keys},
+                "filled": {},
+            },
+        )
     store.insert("stop", bundle.compose_stop())
     ingest = time.perf_counter() - t0
     store.close()
-    return {"ingest_s": ingest, "nbytes": int(sum(v.nbytes for v in columns.values())
-                                             + times.nbytes)}
+    return {
+        "ingest_s": ingest,
+        "nbytes": int(sum(v.nbytes for v in columns.values()) + times.nbytes),
+    }
 
 
 _CHILD = r"""
@@ -102,9 +112,21 @@ print(json.dumps({"median": statistics.median(times), "peak": tracemalloc.get_tr
 def measure(folder: Path, what: str, fields: int, repeat: int) -> dict:
     """Median time of ``repeat`` reads after one warm-up, then the traced peak memory of one
     more, in a fresh process of its own (every variant starts from the same state)."""
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(folder), what, str(fields),
-                          str(Path(__file__).resolve().parent), str(repeat)],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _CHILD,
+            str(folder),
+            what,
+            str(fields),
+            str(Path(__file__).resolve().parent),
+            str(repeat),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -122,30 +144,43 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         built = build(folder, args.events, args.fields)
         chunk_rows = NativeStore.in_folder(folder / "store").chunk_rows
-        got = {w: measure(folder, w, args.fields, args.repeat)
-               for w in ("limit", "ours", "store")}
+        got = {w: measure(folder, w, args.fields, args.repeat) for w in ("limit", "ours", "store")}
         limit = got["limit"]["median"]
         nbytes = built["nbytes"]
 
         def row(label: str, what: str) -> None:
             ms, peak = got[what]["median"] * 1e3, got[what]["peak"]
-            print(f"  {label:<34} {ms:7.1f} ms  ratio {ms / limit / 1e3:5.2f}x   peak "
-                  f"{peak / 2**20:6.1f} MiB  ratio {peak / nbytes:5.2f}x")
+            print(
+                f"  {label:<34} {ms:7.1f} ms  ratio {ms / limit / 1e3:5.2f}x   peak "
+                f"{peak / 2**20:6.1f} MiB  ratio {peak / nbytes:5.2f}x"
+            )
 
-        print(f"W1 native store: .read() of {args.events:,} events x {args.fields} float64 "
-              f"fields (zarr chunks of {chunk_rows:,} rows, local disk; median of "
-              f"{args.repeat}, each in its own process)")
-        print(f"  {'limit: np.load of the 10+1 .npy':<34} {limit * 1e3:7.1f} ms"
-              f"{'':<17}arrays {nbytes / 2**20:6.1f} MiB (np.load peaks at "
-              f"{got['limit']['peak'] / nbytes:4.2f}x)")
+        print(
+            f"W1 native store: .read() of {args.events:,} events x {args.fields} float64 "
+            f"fields (zarr chunks of {chunk_rows:,} rows, local disk; median of "
+            f"{args.repeat}, each in its own process)"
+        )
+        print(
+            f"  {'limit: np.load of the 10+1 .npy':<34} {limit * 1e3:7.1f} ms"
+            f"{'':<17}arrays {nbytes / 2**20:6.1f} MiB (np.load peaks at "
+            f"{got['limit']['peak'] / nbytes:4.2f}x)"
+        )
         row("Stream.read()", "ours")
         row("store.read_events, whole stream", "store")
         print("  targets: time within 2x, peak memory within 2x")
-        print(f"  (bulk ingest of the stream for this benchmark: {built['ingest_s']:.1f} s, "
-              f"{args.events / built['ingest_s']:,.0f} events/s; see native_ingest.py)")
+        print(
+            f"  (bulk ingest of the stream for this benchmark: {built['ingest_s']:.1f} s, "
+            f"{args.events / built['ingest_s']:,.0f} events/s; see native_ingest.py)"
+        )
         peer = importlib.util.find_spec("databroker")
-        print("  peers: databroker is " + ("installed, but not compared by this script"
-                                          if peer else "not installed here: no peer figures"))
+        print(
+            "  peers: databroker is "
+            + (
+                "installed, but not compared by this script"
+                if peer
+                else "not installed here: no peer figures"
+            )
+        )
 
 
 if __name__ == "__main__":

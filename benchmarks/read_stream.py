@@ -33,22 +33,28 @@ def make_run(events: int, fields: int, page: int = 1000):
     keys = [f"f{i}" for i in range(fields)]
     desc = bundle.compose_descriptor(
         name="primary",
-        data_keys={k: {"dtype": "number", "shape": [], "source": "bench"} for k in keys})
+        data_keys={k: {"dtype": "number", "shape": [], "source": "bench"} for k in keys},
+    )
     columns = {k: rng.normal(size=events) for k in keys}
     docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
     t0 = time.time()
     for lo in range(0, events, page):
         hi = min(lo + page, events)
         n = hi - lo
-        docs.append(("event_page", {
-            "descriptor": desc.descriptor_doc["uid"],
-            "uid": [f"{desc.descriptor_doc['uid']}-{i}" for i in range(lo, hi)],
-            "seq_num": list(range(lo + 1, hi + 1)),
-            "time": list(t0 + np.arange(lo, hi) * 1e-3),
-            "data": {k: columns[k][lo:hi].tolist() for k in keys},
-            "timestamps": {k: [t0] * n for k in keys},
-            "filled": {},
-        }))
+        docs.append(
+            (
+                "event_page",
+                {
+                    "descriptor": desc.descriptor_doc["uid"],
+                    "uid": [f"{desc.descriptor_doc['uid']}-{i}" for i in range(lo, hi)],
+                    "seq_num": list(range(lo + 1, hi + 1)),
+                    "time": list(t0 + np.arange(lo, hi) * 1e-3),
+                    "data": {k: columns[k][lo:hi].tolist() for k in keys},
+                    "timestamps": {k: [t0] * n for k in keys},
+                    "filled": {},
+                },
+            )
+        )
     stop = bundle.compose_stop()
     stop["num_events"] = {"primary": events}
     docs.append(("stop", stop))
@@ -66,8 +72,10 @@ def best_of(repeat: int, func) -> float:
 
 
 def report(label: str, ours: float, limit: float, limit_label: str) -> None:
-    print(f"  {label:<34} {ours * 1e3:9.1f} ms   {limit_label:<34} {limit * 1e3:9.1f} ms"
-          f"   ratio {ours / limit:7.1f}x")
+    print(
+        f"  {label:<34} {ours * 1e3:9.1f} ms   {limit_label:<34} {limit * 1e3:9.1f} ms"
+        f"   ratio {ours / limit:7.1f}x"
+    )
 
 
 def bench_memory(docs, columns, repeat: int) -> None:
@@ -84,8 +92,12 @@ def bench_memory(docs, columns, repeat: int) -> None:
         np.stack([columns[k].copy() for k in columns])
 
     print("memory store")
-    report("run.primary.read()", best_of(repeat, ours), best_of(repeat, limit),
-           "numpy copy of the columns")
+    report(
+        "run.primary.read()",
+        best_of(repeat, ours),
+        best_of(repeat, limit),
+        "numpy copy of the columns",
+    )
 
 
 def bench_files(docs, columns, repeat: int, fmt: str, folder: Path) -> None:
@@ -94,8 +106,9 @@ def bench_files(docs, columns, repeat: int, fmt: str, folder: Path) -> None:
     except ImportError:
         print(f"{fmt} files: skipped (pip install ./drivers/files)")
         return
-    store = FilesStore([str(folder / f"*.{fmt}")], format=fmt, directory=str(folder),
-                       validate=False)
+    store = FilesStore(
+        [str(folder / f"*.{fmt}")], format=fmt, directory=str(folder), validate=False
+    )
     for name, doc in docs:
         store.insert(name, doc)
     uid = docs[0][1]["uid"]
@@ -121,10 +134,18 @@ def bench_files(docs, columns, repeat: int, fmt: str, folder: Path) -> None:
     size = path.stat().st_size / 1e6
     print(f"{fmt} files ({size:.1f} MB)")
     t_ours = best_of(repeat, ours)
-    report("run.primary.read() (cold store)", t_ours, best_of(repeat, limit),
-           "np.load of the columns (.npy)")
-    report("run.primary.read() (cold store)", t_ours, best_of(repeat, floor),
-           f"bare {fmt} parse of the file")
+    report(
+        "run.primary.read() (cold store)",
+        t_ours,
+        best_of(repeat, limit),
+        "np.load of the columns (.npy)",
+    )
+    report(
+        "run.primary.read() (cold store)",
+        t_ours,
+        best_of(repeat, floor),
+        f"bare {fmt} parse of the file",
+    )
 
 
 def main() -> None:

@@ -42,17 +42,35 @@ def runs(count: int, seed: int = 0):
     rng = random.Random(seed)
     for i in range(count):
         t = 1_600_000_000.0 + 60 * i
-        bundle = event_model.compose_run(time=t, metadata={
-            "scan_id": i + 1, "plan_name": PLANS[i % 4], "sample": {"name": f"s{i % 37}"},
-            "operator": rng.choice(["alice", "bob"]), "proposal": 300000 + i % 50})
-        desc = bundle.compose_descriptor(name="primary", time=t, data_keys={
-            "theta": {"dtype": "number", "shape": [], "source": "SIM:theta"}})
+        bundle = event_model.compose_run(
+            time=t,
+            metadata={
+                "scan_id": i + 1,
+                "plan_name": PLANS[i % 4],
+                "sample": {"name": f"s{i % 37}"},
+                "operator": rng.choice(["alice", "bob"]),
+                "proposal": 300000 + i % 50,
+            },
+        )
+        desc = bundle.compose_descriptor(
+            name="primary",
+            time=t,
+            data_keys={"theta": {"dtype": "number", "shape": [], "source": "SIM:theta"}},
+        )
         low = rng.uniform(-100, 100)
         theta = [low + 0.5 * k for k in range(11)]
-        page = desc.compose_event_page(data={"theta": theta}, timestamps={"theta": [t] * 11},
-                                       seq_num=list(range(1, 12)), time=[t] * 11)
-        docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc),
-                ("event_page", page), ("stop", bundle.compose_stop(time=t + 30))]
+        page = desc.compose_event_page(
+            data={"theta": theta},
+            timestamps={"theta": [t] * 11},
+            seq_num=list(range(1, 12)),
+            time=[t] * 11,
+        )
+        docs = [
+            ("start", bundle.start_doc),
+            ("descriptor", desc.descriptor_doc),
+            ("event_page", page),
+            ("stop", bundle.compose_stop(time=t + 30)),
+        ]
         yield docs, max(theta)
 
 
@@ -69,16 +87,23 @@ def main() -> None:
     newest = sorted(starts, key=lambda s: -s["time"])
 
     def search(k: int):  # a new question each time (k shifts the range): nothing kept helps
-        return (Eq("plan_name", "scan") & Comparison("ge", "scan_id", 4000 + k)
-                & Comparison("le", "scan_id", 4100 + k))
+        return (
+            Eq("plan_name", "scan")
+            & Comparison("ge", "scan_id", 4000 + k)
+            & Comparison("le", "scan_id", 4100 + k)
+        )
 
     def summary(k: int):
-        return (Comparison("ge", "summary.primary.theta.max", k / 1000)
-                & Comparison("lt", "summary.primary.theta.max", 1.0 + k / 1000))
+        return Comparison("ge", "summary.primary.theta.max", k / 1000) & Comparison(
+            "lt", "summary.primary.theta.max", 1.0 + k / 1000
+        )
 
     floors = {
-        search: lambda k: [s for s in newest if s.get("plan_name") == "scan"
-                           and 4000 + k <= s["scan_id"] <= 4100 + k],
+        search: lambda k: [
+            s
+            for s in newest
+            if s.get("plan_name") == "scan" and 4000 + k <= s["scan_id"] <= 4100 + k
+        ],
         summary: lambda k: [s for s in newest if k / 1000 <= maxima[s["uid"]] < 1 + k / 1000],
     }
     print(f"W2 in Python: {args.runs:,} runs, median of {args.repeat} questions")
@@ -101,15 +126,21 @@ def main() -> None:
                 expected = [s["uid"] for s in floor_of(0)]
                 assert found == expected, (label, make.__name__, len(found), len(expected))
                 shifts = iter(range(1, 10 * args.repeat))
-                ours = median_ms(args.repeat, lambda m=make, c=cat, k=shifts: list(
-                    c.search(m(next(k)))))
+                ours = median_ms(
+                    args.repeat, lambda m=make, c=cat, k=shifts: list(c.search(m(next(k))))
+                )
                 again = median_ms(args.repeat, lambda m=make, c=cat: list(c.search(m(0))))
                 floor = median_ms(args.repeat, lambda f=floor_of: f(1))
-                what = ("plan_name and scan_id range" if make is search else
-                        "summary.primary.theta.max range") + f" ({len(found)} runs)"
-                print(f"    {what:<46} {ours:8.2f} ms   floor {floor:6.2f} ms   ratio "
-                      f"{ours / floor:6.1f}x   (first question: {first * 1e3:.0f} ms; the same "
-                      f"question again, kept: {again:.2f} ms)")
+                what = (
+                    "plan_name and scan_id range"
+                    if make is search
+                    else "summary.primary.theta.max range"
+                ) + f" ({len(found)} runs)"
+                print(
+                    f"    {what:<46} {ours:8.2f} ms   floor {floor:6.2f} ms   ratio "
+                    f"{ours / floor:6.1f}x   (first question: {first * 1e3:.0f} ms; the same "
+                    f"question again, kept: {again:.2f} ms)"
+                )
     print("  peers: databroker is not installed here: no peer figures")
 
 

@@ -83,16 +83,21 @@ def make_store(args, store_kind: str, folder: str | None):
     else:
         from intake_broker_files import FilesStore
 
-        store = FilesStore([f"{folder}/*.{store_kind}"], format=store_kind, validate=False,
-                           chunk_rows=args.chunk)
+        store = FilesStore(
+            [f"{folder}/*.{store_kind}"], format=store_kind, validate=False, chunk_rows=args.chunk
+        )
         if store.count():
             return store
     rng = np.random.default_rng(0)
-    bundle = event_model.compose_run(uid=RUN_UID, time=1e9,
-                                     metadata={"scan_id": 1, "plan_name": "benchmark"})
+    bundle = event_model.compose_run(
+        uid=RUN_UID, time=1e9, metadata={"scan_id": 1, "plan_name": "benchmark"}
+    )
     keys = [f"f{i}" for i in range(args.fields)]
-    desc = bundle.compose_descriptor(name="primary", time=1e9, data_keys={
-        k: {"dtype": "array", "shape": [args.width], "source": "bench"} for k in keys})
+    desc = bundle.compose_descriptor(
+        name="primary",
+        time=1e9,
+        data_keys={k: {"dtype": "array", "shape": [args.width], "source": "bench"} for k in keys},
+    )
     store.insert("start", bundle.start_doc)
     store.insert("descriptor", desc.descriptor_doc)
     uid = desc.descriptor_doc["uid"]
@@ -101,10 +106,18 @@ def make_store(args, store_kind: str, folder: str | None):
         data = {k: rng.normal(size=(hi - lo, args.width)) for k in keys}
         if store_kind in ("msgpack", "jsonl"):
             data = {k: v.tolist() for k, v in data.items()}
-        store.insert("event_page", {
-            "descriptor": uid, "uid": [f"{uid}-{i}" for i in range(lo, hi)],
-            "seq_num": list(range(lo + 1, hi + 1)), "time": list(1e9 + np.arange(lo, hi)),
-            "data": data, "timestamps": {k: [1e9] * (hi - lo) for k in keys}, "filled": {}})
+        store.insert(
+            "event_page",
+            {
+                "descriptor": uid,
+                "uid": [f"{uid}-{i}" for i in range(lo, hi)],
+                "seq_num": list(range(lo + 1, hi + 1)),
+                "time": list(1e9 + np.arange(lo, hi)),
+                "data": data,
+                "timestamps": {k: [1e9] * (hi - lo) for k in keys},
+                "filled": {},
+            },
+        )
     store.insert("stop", bundle.compose_stop(time=2e9))
     if store_kind != "memory":
         store.close()
@@ -137,9 +150,13 @@ def serve_plain(args) -> None:
 
     chunks = store.event_chunks(descriptor)
     if args.sendfile:  # the native store's chunk files: raw values, then a 4-byte checksum
-        files = {(key, c.seq_start): os.path.join(
-            args.folder, "data", RUN_UID, descriptor, key, "c", str(i), "0")
-            for key in keys for i, c in enumerate(chunks)}
+        files = {
+            (key, c.seq_start): os.path.join(
+                args.folder, "data", RUN_UID, descriptor, key, "c", str(i), "0"
+            )
+            for key in keys
+            for i, c in enumerate(chunks)
+        }
         missing = [path for path in files.values() if not os.path.exists(path)]
         if missing:
             raise SystemExit(f"no chunk file {missing[0]}: the native store's layout changed")
@@ -165,8 +182,7 @@ def serve_plain(args) -> None:
         threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
 
-def plain_floor(args, folder: str | None, store, sendfile: bool = False
-                ) -> tuple[float, float]:
+def plain_floor(args, folder: str | None, store, sendfile: bool = False) -> tuple[float, float]:
     """``(seconds, CPU seconds of both processes)``, best of ``--repeat``: the stream read
     through a plain-socket server (:func:`serve_plain`) into new arrays, in requests of the
     same size and number in flight as the remote store's. What a server of this store costs
@@ -186,8 +202,7 @@ def plain_floor(args, folder: str | None, store, sendfile: bool = False
         per_row = args.fields * args.width * 8
         batches, rows = [], 0
         for c in chunks:  # ~request_bytes each, as RemoteStore splits a large read
-            if batches and (batches[-1][1] - batches[-1][0] + c.rows) * per_row <= \
-                    request_bytes:
+            if batches and (batches[-1][1] - batches[-1][0] + c.rows) * per_row <= request_bytes:
                 batches[-1][1] = c.seq_stop
             else:
                 batches.append([c.seq_start, c.seq_stop])
@@ -196,8 +211,7 @@ def plain_floor(args, folder: str | None, store, sendfile: bool = False
         deadline = time.monotonic() + 600
         while True:
             try:
-                conns = [socket.create_connection(("127.0.0.1", port))
-                         for _ in range(parallel)]
+                conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(parallel)]
                 for conn in conns:
                     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 break
@@ -210,7 +224,7 @@ def plain_floor(args, folder: str | None, store, sendfile: bool = False
             for lo, hi in mine:
                 conn.sendall(f"{lo} {hi}\n".encode())
                 for array in out:
-                    view = memoryview(array[lo - first:hi - first]).cast("B")
+                    view = memoryview(array[lo - first : hi - first]).cast("B")
                     pos = 0
                     while pos < len(view):
                         got = conn.recv_into(view[pos:], min(len(view) - pos, 1 << 20))
@@ -223,8 +237,10 @@ def plain_floor(args, folder: str | None, store, sendfile: bool = False
             c, served = time.process_time(), cpu_seconds(process.pid)
             t = time.perf_counter()
             out = [np.empty((rows, args.width)) for _ in range(args.fields)]  # new, as a read's
-            threads = [threading.Thread(target=fetch, args=(conn, batches[i::len(conns)], out))
-                       for i, conn in enumerate(conns)]
+            threads = [
+                threading.Thread(target=fetch, args=(conn, batches[i :: len(conns)], out))
+                for i, conn in enumerate(conns)
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:
@@ -249,9 +265,22 @@ def _port() -> int:
 
 
 def _server_command(args, folder: str | None, mode: str, port: int) -> list[str]:
-    command = [sys.executable, __file__, mode, str(port), "--rows", str(args.rows),
-               "--fields", str(args.fields), "--width", str(args.width), "--chunk",
-               str(args.chunk), "--store", args.store]
+    command = [
+        sys.executable,
+        __file__,
+        mode,
+        str(port),
+        "--rows",
+        str(args.rows),
+        "--fields",
+        str(args.fields),
+        "--width",
+        str(args.width),
+        "--chunk",
+        str(args.chunk),
+        "--store",
+        args.store,
+    ]
     return command + (["--folder", folder] if folder else [])
 
 
@@ -296,9 +325,11 @@ for _ in range(repeat):
 """
 
 #: (label, bytes per send, bytes per recv_into, sendfile)
-_SOCKET_WAYS = (("sendall 1 MiB, recv_into 1 MiB", 1 << 20, 1 << 20, False),
-                ("sendall 16 MiB, recv_into 4 MiB", 16 << 20, 4 << 20, False),
-                ("sendfile, recv_into 1 MiB", 1 << 20, 1 << 20, True))
+_SOCKET_WAYS = (
+    ("sendall 1 MiB, recv_into 1 MiB", 1 << 20, 1 << 20, False),
+    ("sendall 16 MiB, recv_into 4 MiB", 16 << 20, 4 << 20, False),
+    ("sendfile, recv_into 1 MiB", 1 << 20, 1 << 20, True),
+)
 
 
 def socket_limit(nbytes: int, repeat: int) -> list[tuple[str, float, float]]:
@@ -312,9 +343,18 @@ def socket_limit(nbytes: int, repeat: int) -> list[tuple[str, float, float]]:
     out = []
     for label, piece, recv, use_file in _SOCKET_WAYS:
         server = socket.create_server(("127.0.0.1", 0))
-        sender = subprocess.Popen([sys.executable, "-c", _SENDER,
-                                   str(server.getsockname()[1]), str(nbytes), str(repeat),
-                                   str(piece), str(int(use_file))])
+        sender = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _SENDER,
+                str(server.getsockname()[1]),
+                str(nbytes),
+                str(repeat),
+                str(piece),
+                str(int(use_file)),
+            ]
+        )
         times, cpus = [], []
         try:
             for _ in range(repeat):
@@ -363,8 +403,9 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--chunk", type=int, default=2048)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--store", choices=["memory", "native", "msgpack", "jsonl"],
-                        default="memory")
+    parser.add_argument(
+        "--store", choices=["memory", "native", "msgpack", "jsonl"], default="memory"
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-plain", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--sendfile", action="store_true", help=argparse.SUPPRESS)
@@ -380,10 +421,12 @@ def main() -> None:
     from intake_broker_remote import RemoteStore
 
     nbytes = args.rows * args.fields * args.width * 8
-    print(f"stream: {args.rows:,} events x {args.fields} fields x {args.width} float64 = "
-          f"{nbytes / 1e9:.2f} GB in chunks of {args.chunk:,} events "
-          f"({args.chunk * args.fields * args.width * 8 / 1e6:.0f} MB); store: {args.store}; "
-          f"server: {http_stack()}")
+    print(
+        f"stream: {args.rows:,} events x {args.fields} fields x {args.width} float64 = "
+        f"{nbytes / 1e9:.2f} GB in chunks of {args.chunk:,} events "
+        f"({args.chunk * args.fields * args.width * 8 / 1e6:.0f} MB); store: {args.store}; "
+        f"server: {http_stack()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = None if args.store == "memory" else tmp
         t = time.perf_counter()
@@ -394,18 +437,22 @@ def main() -> None:
         process, url = start_server(args, folder)
         try:
             results = []
-            for label, read in (("read()", lambda s: s.read()),
-                                ("to_dask().load()", lambda s: s.to_dask().load())):
+            for label, read in (
+                ("read()", lambda s: s.read()),
+                ("to_dask().load()", lambda s: s.to_dask().load()),
+            ):
                 variants = [("default codecs", {}), ("codecs=none", {"codecs": ["none"]})]
                 if label == "read()":
-                    variants.append(("codecs=none, httpx reads",
-                                     {"codecs": ["none"], "raw_reads": False}))
+                    variants.append(
+                        ("codecs=none, httpx reads", {"codecs": ["none"], "raw_reads": False})
+                    )
                 sources = {"local": local.primary}
                 for name, options in variants:
                     run = BrokerCatalog(RemoteStore(url, **options))[-1]
                     got = read(run.primary)  # also checks the values
-                    np.testing.assert_array_equal(got["f0"].values[-3:],
-                                                  read(local.primary)["f0"].values[-3:])
+                    np.testing.assert_array_equal(
+                        got["f0"].values[-3:], read(local.primary)["f0"].values[-3:]
+                    )
                     del got
                     sources[name] = run.primary
                 # one round of every source after another, best of the rounds: a machine
@@ -424,37 +471,49 @@ def main() -> None:
                         cpu[name] = min(cpu[name], used)
                 t_local = best.pop("local")
                 results.append((f"local  {label}", t_local, None, cpu["local"]))
-                results += [(f"remote {label} [{name}]", seconds, t_local, cpu[name])
-                            for name, seconds in best.items()]
+                results += [
+                    (f"remote {label} [{name}]", seconds, t_local, cpu[name])
+                    for name, seconds in best.items()
+                ]
             limits = socket_limit(nbytes, args.repeat)
         finally:
             process.terminate()
             process.wait(timeout=30)
         floor, floor_cpu = plain_floor(args, folder, local_store)
-        sent = plain_floor(args, folder, local_store, sendfile=True) if folder and \
-            args.store == "native" else None
-    print(f"  {'read':<56} {'time':>8}  {'GB/s':>6}  {'remote/local':>12}  "
-          f"{'floor/remote':>12}  {'CPU s (both processes)':>22}")
+        sent = (
+            plain_floor(args, folder, local_store, sendfile=True)
+            if folder and args.store == "native"
+            else None
+        )
+    print(
+        f"  {'read':<56} {'time':>8}  {'GB/s':>6}  {'remote/local':>12}  "
+        f"{'floor/remote':>12}  {'CPU s (both processes)':>22}"
+    )
     for label, seconds, reference, used in results:
         ratio = f"{reference / seconds:12.0%}" if reference else " " * 12
         of_floor = f"{floor / seconds:12.0%}" if reference else " " * 12
-        print(f"  {label:<56} {seconds:7.2f}s  {nbytes / seconds / 1e9:6.2f}  {ratio}  "
-              f"{of_floor}  {used:21.2f}s")
+        print(
+            f"  {label:<56} {seconds:7.2f}s  {nbytes / seconds / 1e9:6.2f}  {ratio}  "
+            f"{of_floor}  {used:21.2f}s"
+        )
     rows = [("floor: store read + plain socket, no HTTP", floor, floor_cpu)]
     if sent:
         rows.append(("below it: chunk files by sendfile, no read, no checksum", *sent))
-    rows += [("limit: loopback socket, " + label, seconds, used)
-             for label, seconds, used in limits]
+    rows += [("limit: loopback socket, " + label, seconds, used) for label, seconds, used in limits]
     for label, seconds, used in rows:
-        print(f"  {label:<56} {seconds:7.2f}s  {nbytes / seconds / 1e9:6.2f}  {'':12}  "
-              f"{'':12}  {used:21.2f}s")
+        print(
+            f"  {label:<56} {seconds:7.2f}s  {nbytes / seconds / 1e9:6.2f}  {'':12}  "
+            f"{'':12}  {used:21.2f}s"
+        )
     # The ceiling of remote/local: a remote read has at least to read the bytes from the
     # store on the server (as the local read does) and carry them over the loopback.
     limit = min(seconds for _, seconds, _ in limits)
     for label, seconds, reference, _ in results:
         if reference is None:
-            print(f"  ceiling of remote/local for {label.split()[-1]:<17}: {seconds / floor:.0%}"
-                  f" (the floor's); {seconds / limit:.0%} if the loopback alone limited it")
+            print(
+                f"  ceiling of remote/local for {label.split()[-1]:<17}: {seconds / floor:.0%}"
+                f" (the floor's); {seconds / limit:.0%} if the loopback alone limited it"
+            )
 
 
 if __name__ == "__main__":

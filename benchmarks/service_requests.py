@@ -47,8 +47,10 @@ def start(catalog: str, workers: int) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    code = ("from intake_broker_server import serve; "
-            f"serve({catalog!r}, port={port}, workers={workers}, log_level='warning')")
+    code = (
+        "from intake_broker_server import serve; "
+        f"serve({catalog!r}, port={port}, workers={workers}, log_level='warning')"
+    )
     process = subprocess.Popen([sys.executable, "-c", code])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -89,15 +91,18 @@ def _client(url: str, uids: list[str], seconds: float, concurrency: int, out) ->
     out.put(asyncio.run(load(url, uids, seconds, concurrency)))
 
 
-def measure(url: str, uids: list[str], seconds: float, concurrency: int,
-            clients: int) -> np.ndarray:
+def measure(
+    url: str, uids: list[str], seconds: float, concurrency: int, clients: int
+) -> np.ndarray:
     """Latencies of every request sent by ``clients`` processes at once."""
     if clients == 1:
         return asyncio.run(load(url, uids, seconds, concurrency))
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
-    processes = [context.Process(target=_client, args=(url, uids, seconds, concurrency, out))
-                 for _ in range(clients)]
+    processes = [
+        context.Process(target=_client, args=(url, uids, seconds, concurrency, out))
+        for _ in range(clients)
+    ]
     for process in processes:
         process.start()
     results = [out.get(timeout=seconds + 120) for _ in processes]
@@ -112,25 +117,34 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--clients", type=int, default=2,
-                        help="client processes, each with --concurrency connections")
+    parser.add_argument(
+        "--clients",
+        type=int,
+        default=2,
+        help="client processes, each with --concurrency connections",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         uids = write_runs(folder, args.runs)
         catalog = os.path.join(folder, "catalog.yml")
         with open(catalog, "w") as f:
-            f.write(textwrap.dedent(f"""
+            f.write(
+                textwrap.dedent(f"""
                 sources:
                   bench:
                     driver: bluesky-msgpack-catalog
                     args: {{paths: ["{folder}/*.msgpack"]}}
-            """))
-        print(f"GET /api/v1/runs/{{uid}} over {args.runs} runs (msgpack files), "
-              f"{args.clients} client processes x {args.concurrency} connections, "
-              f"{args.seconds:.0f} s each; "
-              f"{os.cpu_count()} CPUs shared by client and server")
-        print(f"  {'workers':>7}  {'requests/s':>10}  {'p50 ms':>7}  {'p99 ms':>7}  "
-              f"{'requests':>8}")
+            """)
+            )
+        print(
+            f"GET /api/v1/runs/{{uid}} over {args.runs} runs (msgpack files), "
+            f"{args.clients} client processes x {args.concurrency} connections, "
+            f"{args.seconds:.0f} s each; "
+            f"{os.cpu_count()} CPUs shared by client and server"
+        )
+        print(
+            f"  {'workers':>7}  {'requests/s':>10}  {'p50 ms':>7}  {'p99 ms':>7}  {'requests':>8}"
+        )
         for workers in args.workers:
             process, url = start(catalog, workers)
             try:

@@ -90,8 +90,10 @@ class ProposalPolicy:
         beamlines, and unlabelled ones when those are not denied -- not public ones."""
         if principal.is_admin:
             return None
-        allowed: list[Query] = [In(self.proposal_key, tuple(principal.proposals)),
-                                In(self.beamtime_key, tuple(principal.beamtimes))]
+        allowed: list[Query] = [
+            In(self.proposal_key, tuple(principal.proposals)),
+            In(self.beamtime_key, tuple(principal.beamtimes)),
+        ]
         if "staff" in principal.roles and principal.beamlines:
             allowed.append(In(self.beamline_key, tuple(principal.beamlines)))
         if not self.deny_unlabelled:
@@ -176,8 +178,9 @@ class GuardedStore(DocumentStore):
                 return
             except RunNotFound:
                 pass
-        raise DescriptorNotFound(f"descriptor {descriptor_uid!r} is not part of any run this "
-                                 "catalog shows")
+        raise DescriptorNotFound(
+            f"descriptor {descriptor_uid!r} is not part of any run this catalog shows"
+        )
 
     # -- the contract, guarded ------------------------------------------------------------
 
@@ -188,8 +191,10 @@ class GuardedStore(DocumentStore):
             return
         if kind == "start":
             if not evaluate(allowed, RunRecord(doc).as_record()):
-                raise WriteDenied(f"{self.principal.name!r} may not start this run: its "
-                                  "proposal, beamtime or beamline is not one of theirs")
+                raise WriteDenied(
+                    f"{self.principal.name!r} may not start this run: its "
+                    "proposal, beamtime or beamline is not one of theirs"
+                )
             return
         if kind in ("stop", "descriptor", "stream_resource", "resource"):
             run_uid = doc.get("run_start")
@@ -201,9 +206,11 @@ class GuardedStore(DocumentStore):
                 return  # malformed: the store refuses it
             run_uid = self._run_of(descriptor)
             if run_uid is None:  # fail closed: events of no run we can name
-                raise InvalidDocument(f"descriptor {descriptor!r} is not part of any run "
-                                      "this catalog shows; insert the descriptor (and its "
-                                      "run's start) first")
+                raise InvalidDocument(
+                    f"descriptor {descriptor!r} is not part of any run "
+                    "this catalog shows; insert the descriptor (and its "
+                    "run's start) first"
+                )
         else:  # datum pages name only their resource, and are read only through events
             return
         if not isinstance(run_uid, str):
@@ -217,8 +224,10 @@ class GuardedStore(DocumentStore):
             return  # nothing to write into: the store refuses the document and says why
         if not self._passes(allowed, record):
             self._check(run_uid)  # a run the principal may not see looks missing
-            raise WriteDenied(f"{self.principal.name!r} may read run {run_uid!r} but not write "
-                              f"into it: a {kind} goes only into runs of their own proposals")
+            raise WriteDenied(
+                f"{self.principal.name!r} may read run {run_uid!r} but not write "
+                f"into it: a {kind} goes only into runs of their own proposals"
+            )
         with self._lock:
             self._writable.add(run_uid)
 
@@ -236,8 +245,14 @@ class GuardedStore(DocumentStore):
             with self._lock:
                 self._descriptors[doc["uid"]] = doc["run_start"]
 
-    def runs(self, query: Query | None = None, *, sort: Sequence[tuple[str, int]] = NEWEST_FIRST,
-             skip: int = 0, limit: int | None = None) -> list[RunRecord]:
+    def runs(
+        self,
+        query: Query | None = None,
+        *,
+        sort: Sequence[tuple[str, int]] = NEWEST_FIRST,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
         return self.store.runs(self._filter(query), sort=sort, skip=skip, limit=limit)
 
     def count(self, query: Query | None = None) -> int:
@@ -257,11 +272,16 @@ class GuardedStore(DocumentStore):
         self._check_descriptor(descriptor_uid)
         return self.store.event_chunks(descriptor_uid)
 
-    def read_events(self, descriptor_uid: str, *, fields: Sequence[str] | None = None,
-                    seq_range: tuple[int, int] | None = None, uids: bool = False) -> EventColumns:
+    def read_events(
+        self,
+        descriptor_uid: str,
+        *,
+        fields: Sequence[str] | None = None,
+        seq_range: tuple[int, int] | None = None,
+        uids: bool = False,
+    ) -> EventColumns:
         self._check_descriptor(descriptor_uid)
-        return self.store.read_events(descriptor_uid, fields=fields, seq_range=seq_range,
-                                      uids=uids)
+        return self.store.read_events(descriptor_uid, fields=fields, seq_range=seq_range, uids=uids)
 
     def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
         self._check(run_uid)

@@ -19,8 +19,17 @@ from typing import Any
 #: Marks a parameter whose annotation could not be evaluated: any value is accepted.
 UNKNOWN: Any = object()
 
-_SEQUENCES = (list, tuple, set, frozenset, abc.Sequence, abc.MutableSequence, abc.Collection,
-              abc.Iterable, abc.Set)
+_SEQUENCES = (
+    list,
+    tuple,
+    set,
+    frozenset,
+    abc.Sequence,
+    abc.MutableSequence,
+    abc.Collection,
+    abc.Iterable,
+    abc.Set,
+)
 _MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
 
 
@@ -48,8 +57,11 @@ class Signature:
 
     def offered(self) -> list[str]:
         """The argument names worth listing to a user (not intake's own plumbing)."""
-        return [p.name for p in self.parameters.values()
-                if not p.owner.startswith("intake.") and p.name != "metadata"]
+        return [
+            p.name
+            for p in self.parameters.values()
+            if not p.owner.startswith("intake.") and p.name != "metadata"
+        ]
 
 
 def _hints(function: Any) -> dict[str, Any]:
@@ -94,9 +106,12 @@ def driver_signature(cls: type) -> Signature:
                 continue
             has_default = param.default is not param.empty
             if first or has_default:
-                parameters[param.name] = Parameter(param.name, required=first and not has_default,
-                                                   hint=hints.get(param.name, UNKNOWN),
-                                                   owner=klass.__module__)
+                parameters[param.name] = Parameter(
+                    param.name,
+                    required=first and not has_default,
+                    hint=hints.get(param.name, UNKNOWN),
+                    owner=klass.__module__,
+                )
         first = False
         if not more:
             return Signature(parameters, open=False)
@@ -134,15 +149,21 @@ def conforms(value: Any, hint: Any) -> bool:
     if base in _MAPPINGS:
         key, item = args if len(args) == 2 else (UNKNOWN, UNKNOWN)
         return isinstance(value, dict) and all(
-            conforms(k, key) and conforms(v, item) for k, v in value.items())
+            conforms(k, key) and conforms(v, item) for k, v in value.items()
+        )
     if isinstance(base, type):
         return isinstance(value, base)
     return True
 
 
-_WORDS = {str: ("a string", "strings"), os.PathLike: ("a path", "paths"),
-          bool: ("true or false", "true/false values"), int: ("an integer", "integers"),
-          float: ("a number", "numbers"), type(None): ("null", "nulls")}
+_WORDS = {
+    str: ("a string", "strings"),
+    os.PathLike: ("a path", "paths"),
+    bool: ("true or false", "true/false values"),
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+    type(None): ("null", "nulls"),
+}
 
 
 def describe(hint: Any, plural: bool = False) -> str:
@@ -154,8 +175,11 @@ def describe(hint: Any, plural: bool = False) -> str:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        parts = [a for a in args if not (a is os.PathLike or typing.get_origin(a) is os.PathLike)
-                 or str not in args]
+        parts = [
+            a
+            for a in args
+            if not (a is os.PathLike or typing.get_origin(a) is os.PathLike) or str not in args
+        ]
         words: list[str] = []
         for part in parts:
             text = describe(part, plural)
@@ -183,8 +207,15 @@ def describe(hint: Any, plural: bool = False) -> str:
 
 def describe_value(value: Any) -> str:
     """A YAML value and its kind, for error messages: ``5 (an integer)``."""
-    kinds = {bool: "true/false", int: "an integer", float: "a number", str: "a string",
-             list: "a list", dict: "a mapping", type(None): "null"}
+    kinds = {
+        bool: "true/false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "null",
+    }
     text = repr(value)
     if len(text) > 60:
         text = text[:57] + "..."

@@ -61,26 +61,35 @@ class AreaDetectorHDF5Handler:
 
     specs = {"AD_HDF5"}
 
-    def __init__(self, filename: str, frame_per_point: int = 1,
-                 storage_options: dict | None = None, dataset: str = "/entry/data/data"):
+    def __init__(
+        self,
+        filename: str,
+        frame_per_point: int = 1,
+        storage_options: dict | None = None,
+        dataset: str = "/entry/data/data",
+    ):
         self._file = _h5py().File(_open(filename, storage_options), "r")
         self._dataset = self._file[dataset]
         self._fpp = int(frame_per_point)
 
     def __call__(self, point_number: int) -> np.ndarray:
         start = int(point_number) * self._fpp
-        frames = self._dataset[start:start + self._fpp]
+        frames = self._dataset[start : start + self._fpp]
         if len(frames) < self._fpp:
-            raise IndexError(f"point {point_number} is past the end of {self._file.filename} "
-                             f"({len(self._dataset)} frames)")
+            raise IndexError(
+                f"point {point_number} is past the end of {self._file.filename} "
+                f"({len(self._dataset)} frames)"
+            )
         return frames[0] if self._fpp == 1 else frames
 
     def read_points(self, first: int, stop: int) -> np.ndarray:
         """The frames of points ``first..stop`` in one read, shaped ``(points, ...)``."""
-        frames = self._dataset[first * self._fpp:stop * self._fpp]
+        frames = self._dataset[first * self._fpp : stop * self._fpp]
         if len(frames) < (stop - first) * self._fpp:
-            raise IndexError(f"points {first}..{stop} run past the end of "
-                             f"{self._file.filename} ({len(self._dataset)} frames)")
+            raise IndexError(
+                f"points {first}..{stop} run past the end of "
+                f"{self._file.filename} ({len(self._dataset)} frames)"
+            )
         return frames.reshape((stop - first, -1, *frames.shape[1:])) if self._fpp > 1 else frames
 
     def close(self) -> None:
@@ -92,8 +101,14 @@ class AreaDetectorTiffHandler:
 
     specs = {"AD_TIFF"}
 
-    def __init__(self, fpath: str, template: str, filename: str, frame_per_point: int = 1,
-                 storage_options: dict | None = None):
+    def __init__(
+        self,
+        fpath: str,
+        template: str,
+        filename: str,
+        frame_per_point: int = 1,
+        storage_options: dict | None = None,
+    ):
         self._path, self._template, self._filename = fpath, template, filename
         self._fpp = int(frame_per_point)
         self._options = storage_options
@@ -111,18 +126,21 @@ class AreaDetectorTiffHandler:
 class HDF5StreamHandler:
     """``application/x-hdf5`` (ophyd-async): rows of ``dataset`` in one HDF5 file."""
 
-    def __init__(self, path: str, dataset: str, storage_options: dict | None = None,
-                 **parameters: Any):
+    def __init__(
+        self, path: str, dataset: str, storage_options: dict | None = None, **parameters: Any
+    ):
         self._file = _h5py().File(_open(path, storage_options), "r")
         self._dataset = self._file[dataset]
 
     def read(self, start: int, stop: int, shape: tuple[int, ...]) -> np.ndarray:
         per_row = int(np.prod(self._dataset.shape[1:], dtype=np.int64)) or 1
         rows_per_event = max(1, int(np.prod(shape, dtype=np.int64)) // per_row)
-        data = self._dataset[start * rows_per_event:stop * rows_per_event]
+        data = self._dataset[start * rows_per_event : stop * rows_per_event]
         if len(data) < (stop - start) * rows_per_event:
-            raise IndexError(f"rows {start}..{stop} are past the end of {self._file.filename} "
-                             f"{self._dataset.name} ({len(self._dataset)} rows)")
+            raise IndexError(
+                f"rows {start}..{stop} are past the end of {self._file.filename} "
+                f"{self._dataset.name} ({len(self._dataset)} rows)"
+            )
         return data.reshape((stop - start, *shape))
 
     def close(self) -> None:
@@ -133,8 +151,9 @@ class TiffSeriesStreamHandler:
     """``multipart/related;type=image/tiff`` (ophyd-async): one TIFF per row, named by
     ``template.format(index)`` in the folder of the stream_resource's uri."""
 
-    def __init__(self, path: str, template: str, storage_options: dict | None = None,
-                 **parameters: Any):
+    def __init__(
+        self, path: str, template: str, storage_options: dict | None = None, **parameters: Any
+    ):
         self._folder, self._template = path, template
         self._options = storage_options
 

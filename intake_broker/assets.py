@@ -149,14 +149,18 @@ def _dist_entries(folder: str) -> dict[str, int | None] | None:
 def _scan_entry_points() -> list[list[str]]:
     """``[group, name, value]`` of every handler entry point, in discovery order."""
     everything = entry_points()  # one scan of the installed distributions for all groups
-    return [[group, ep.name, ep.value]
-            for group in _HANDLER_GROUPS for ep in everything.select(group=group)]
+    return [
+        [group, ep.name, ep.value]
+        for group in _HANDLER_GROUPS
+        for ep in everything.select(group=group)
+    ]
 
 
 def _still_valid(saved: dict, paths: list[list]) -> bool:
     """Whether a cache recorded for ``saved["paths"]`` holds for ``paths`` (now)."""
-    if saved["python"] != [sys.version, _CACHE_FORMAT] or \
-            [p for p, _ in saved["paths"]] != [p for p, _ in paths]:
+    if saved["python"] != [sys.version, _CACHE_FORMAT] or [p for p, _ in saved["paths"]] != [
+        p for p, _ in paths
+    ]:
         return False
     for (path, then), (_, now) in zip(saved["paths"], paths, strict=True):
         if now == then:
@@ -173,7 +177,8 @@ def _save(cache: str, record: dict, began: int) -> None:
     """Write the cache unless something it relies on changed too recently to be trusted."""
     recent = began - _RACY_NS
     if any(m is not None and m >= recent for _, m in record["paths"]) or any(
-            m is not None and m >= recent for d in record["dists"].values() for m in d.values()):
+        m is not None and m >= recent for d in record["dists"].values() for m in d.values()
+    ):
         return
     import tempfile
 
@@ -217,11 +222,18 @@ def _cached_entry_points() -> list[list[str]]:
             return [list(item) for item in saved["entry_points"]]
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    dists = {path: entries for path, _ in paths
-             if (entries := _dist_entries(path)) is not None}
+    dists = {path: entries for path, _ in paths if (entries := _dist_entries(path)) is not None}
     found = _scan_entry_points()
-    _save(cache, {"python": [sys.version, _CACHE_FORMAT], "paths": paths, "dists": dists,
-                  "entry_points": found}, began)
+    _save(
+        cache,
+        {
+            "python": [sys.version, _CACHE_FORMAT],
+            "paths": paths,
+            "dists": dists,
+            "entry_points": found,
+        },
+        began,
+    )
     return found
 
 
@@ -270,8 +282,10 @@ class HandlerRegistry:
             try:
                 handler = value.load() if hasattr(value, "load") else _load(value)
             except Exception as err:  # a broken plugin must not break the catalog
-                warnings.warn(f"handler for {key!r} from {where} ({value}) failed to load: "
-                              f"{err}", stacklevel=2)
+                warnings.warn(
+                    f"handler for {key!r} from {where} ({value}) failed to load: {err}",
+                    stacklevel=2,
+                )
                 continue
             self._loaded[key] = handler
             return handler
@@ -309,12 +323,13 @@ def _stream_uri_path(uri: str, root_map: Mapping[str, str]) -> str:
     path = uri.removeprefix("file://localhost").removeprefix("file://")
     for old, new in sorted(root_map.items(), key=lambda kv: -len(kv[0])):
         if path.startswith(old):
-            return new + path[len(old):]
+            return new + path[len(old) :]
     return path
 
 
-def _construct(cls: Any, path: str, kwargs: Mapping[str, Any],
-               storage_options: Mapping[str, Any]) -> Any:
+def _construct(
+    cls: Any, path: str, kwargs: Mapping[str, Any], storage_options: Mapping[str, Any]
+) -> Any:
     kwargs = dict(kwargs)
     if storage_options and "storage_options" in inspect.signature(cls).parameters:
         kwargs["storage_options"] = dict(storage_options)
@@ -369,9 +384,15 @@ class AssetReader:
         fsspec options given to built-in handlers that open URLs (e.g. an S3 endpoint).
     """
 
-    def __init__(self, store, run_uid: str, *, handler_registry: Mapping | None = None,
-                 root_map: Mapping[str, str] | None = None,
-                 storage_options: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        store,
+        run_uid: str,
+        *,
+        handler_registry: Mapping | None = None,
+        root_map: Mapping[str, str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+    ):
         self.store = store
         self.run_uid = run_uid
         self.handler_registry = dict(handler_registry or {})
@@ -394,8 +415,10 @@ class AssetReader:
         return self._registry_
 
     def __getstate__(self) -> dict:
-        return {k: getattr(self, k) for k in
-                ("store", "run_uid", "handler_registry", "root_map", "storage_options")}
+        return {
+            k: getattr(self, k)
+            for k in ("store", "run_uid", "handler_registry", "root_map", "storage_options")
+        }
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -434,8 +457,9 @@ class AssetReader:
         try:
             doc = self.store.resource(self.run_uid, uid)
         except KeyError:
-            raise AssetReadError(f"resource {uid!r} is not among the run's resources; "
-                                 f"{self._where(key)}") from None
+            raise AssetReadError(
+                f"resource {uid!r} is not among the run's resources; {self._where(key)}"
+            ) from None
         with self._lock:
             self._resources[uid] = doc
         return doc
@@ -443,8 +467,9 @@ class AssetReader:
     # -- handlers -------------------------------------------------------------------------
 
     def _where(self, key: str) -> str:
-        return (f"run {self.run_uid!r}, data key {key!r}, root_map in effect: "
-                f"{self.root_map or '{}'}")
+        return (
+            f"run {self.run_uid!r}, data key {key!r}, root_map in effect: {self.root_map or '{}'}"
+        )
 
     def _handler(self, uid: str, key: str, stream: bool = False) -> Any:
         """The handler of resource ``uid`` (of stream_resource ``uid`` if ``stream``)."""
@@ -464,12 +489,13 @@ class AssetReader:
         try:
             handler = _construct(cls, path, kwargs, self.storage_options)
         except FileNotFoundError as err:
-            raise AssetNotFound(f"asset file {path!r} is missing ({err}); {self._where(key)}. "
-                                "If the files moved, map their old root to the new one with "
-                                "root_map") from err
+            raise AssetNotFound(
+                f"asset file {path!r} is missing ({err}); {self._where(key)}. "
+                "If the files moved, map their old root to the new one with "
+                "root_map"
+            ) from err
         except OSError as err:
-            raise AssetReadError(f"cannot open asset {path!r} ({err}); {self._where(key)}") \
-                from err
+            raise AssetReadError(f"cannot open asset {path!r} ({err}); {self._where(key)}") from err
         with self._lock:
             self._handlers[uid] = handler
         return handler
@@ -480,13 +506,15 @@ class AssetReader:
         except FileNotFoundError as err:
             raise AssetNotFound(f"asset file missing: {err}; {self._where(key)}") from err
         except (OSError, KeyError, IndexError) as err:
-            raise AssetReadError(f"reading an asset failed ({type(err).__name__}: {err}); "
-                                 f"{self._where(key)}") from err
+            raise AssetReadError(
+                f"reading an asset failed ({type(err).__name__}: {err}); {self._where(key)}"
+            ) from err
 
     # -- reading --------------------------------------------------------------------------
 
-    def read_datums(self, key: str, datum_ids: Sequence[str], dtype: np.dtype,
-                    shape: tuple[int, ...]) -> np.ndarray:
+    def read_datums(
+        self, key: str, datum_ids: Sequence[str], dtype: np.dtype, shape: tuple[int, ...]
+    ) -> np.ndarray:
         """The frames of ``datum_ids`` (resource/datum assets) as one array.
 
         Runs of consecutive ``point_number`` s of one resource are read in one call when the
@@ -502,7 +530,7 @@ class AssetReader:
         for handler, first, calls in groups:
             if first is not None:
                 frames = self._call(key, handler.read_points, first, first + len(calls))
-                out[row:row + len(calls)] = _fit(frames, (len(calls), *shape), key)
+                out[row : row + len(calls)] = _fit(frames, (len(calls), *shape), key)
             else:
                 for i, kwargs in enumerate(calls):
                     out[row + i] = _fit(self._call(key, handler, **kwargs), shape, key)
@@ -517,28 +545,43 @@ class AssetReader:
             try:
                 resource_uid, kwargs = datums[datum_id]
             except KeyError:
-                raise AssetReadError(f"datum {datum_id!r} is not among the run's datums; "
-                                     f"{self._where(key)}") from None
+                raise AssetReadError(
+                    f"datum {datum_id!r} is not among the run's datums; {self._where(key)}"
+                ) from None
             handler = self._handler(resource_uid, key)
             point = kwargs.get("point_number") if set(kwargs) == {"point_number"} else None
             bulk = point is not None and hasattr(handler, "read_points")
-            if groups and bulk and groups[-1][0] is handler and groups[-1][1] is not None \
-                    and groups[-1][1] + len(groups[-1][2]) == point:
+            if (
+                groups
+                and bulk
+                and groups[-1][0] is handler
+                and groups[-1][1] is not None
+                and groups[-1][1] + len(groups[-1][2]) == point
+            ):
                 groups[-1][2].append(kwargs)
             else:
                 groups.append((handler, point if bulk else None, [kwargs]))
         return groups
 
-    def read_stream(self, key: str, descriptor_uid: str, seq_range: tuple[int, int],
-                    dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    def read_stream(
+        self,
+        key: str,
+        descriptor_uid: str,
+        seq_range: tuple[int, int],
+        dtype: np.dtype,
+        shape: tuple[int, ...],
+    ) -> np.ndarray:
         """Rows ``seq_range`` of a stream_resource-backed key as one array."""
         lo, hi = seq_range
         out = np.empty((hi - lo, *shape), dtype=dtype)
         filled = np.zeros(hi - lo, dtype=bool)
         for sd in self.assets.stream_datums:
             resource = self.assets.stream_resources.get(sd["stream_resource"])
-            if (sd.get("descriptor") != descriptor_uid or resource is None
-                    or resource["data_key"] != key):
+            if (
+                sd.get("descriptor") != descriptor_uid
+                or resource is None
+                or resource["data_key"] != key
+            ):
                 continue
             first, last = max(lo, sd["seq_nums"]["start"]), min(hi, sd["seq_nums"]["stop"])
             if first >= last:
@@ -546,12 +589,11 @@ class AssetReader:
             offset = sd["indices"]["start"] + first - sd["seq_nums"]["start"]
             handler = self._handler(resource["uid"], key, stream=True)
             rows = self._call(key, handler.read, offset, offset + last - first, shape)
-            out[first - lo:last - lo] = _fit(rows, (last - first, *shape), key)
-            filled[first - lo:last - lo] = True
+            out[first - lo : last - lo] = _fit(rows, (last - first, *shape), key)
+            filled[first - lo : last - lo] = True
         if not filled.all():
             missing = lo + int(np.flatnonzero(~filled)[0])
-            raise AssetReadError(f"no stream_datum covers seq_num {missing}; "
-                                 f"{self._where(key)}")
+            raise AssetReadError(f"no stream_datum covers seq_num {missing}; {self._where(key)}")
         return out
 
 
@@ -560,8 +602,10 @@ def _fit(array: np.ndarray, shape: tuple[int, ...], key: str) -> np.ndarray:
         return array
     if array.size == int(np.prod(shape)):
         return array.reshape(shape)
-    raise AssetReadError(f"data key {key!r}: the asset holds shape {list(array.shape)} but the "
-                         f"descriptor declares {list(shape)}")
+    raise AssetReadError(
+        f"data key {key!r}: the asset holds shape {list(array.shape)} but the "
+        f"descriptor declares {list(shape)}"
+    )
 
 
 def frames_per_chunk(shape: tuple[int, ...], dtype: np.dtype) -> int:

@@ -66,9 +66,11 @@ class BrokerCatalog(Catalog):
     ):
         self._store = store
         self._query = as_query(query)
-        self._assets = {"handler_registry": dict(handler_registry or {}),
-                        "root_map": dict(root_map or {}),
-                        "storage_options": dict(asset_storage_options or {})}
+        self._assets = {
+            "handler_registry": dict(handler_registry or {}),
+            "root_map": dict(root_map or {}),
+            "storage_options": dict(asset_storage_options or {}),
+        }
         super().__init__(name=name or "bluesky", **kwargs)
 
     # -- the one place where runs are read ------------------------------------------------
@@ -98,23 +100,26 @@ class BrokerCatalog(Catalog):
 
     def _lookup(self, key: Any) -> RunRecord:
         if isinstance(key, bool):
-            raise RunNotFound(f"{key!r} is not a run key; use a uid, a uid prefix, a scan_id "
-                              "or a negative index")
+            raise RunNotFound(
+                f"{key!r} is not a run key; use a uid, a uid prefix, a scan_id or a negative index"
+            )
         if isinstance(key, int) or type(key).__name__.startswith("int"):
             key = int(key)
             if key < 0:
                 found = self._runs(skip=-key - 1, limit=1)
                 if not found:
-                    raise RunNotFound(f"index {key} is out of range: this catalog has "
-                                      f"{len(self)} runs")
+                    raise RunNotFound(
+                        f"index {key} is out of range: this catalog has {len(self)} runs"
+                    )
                 return found[0]
             found = self._runs(Eq("scan_id", key), limit=1)
             if not found:
                 raise RunNotFound(f"no run with scan_id {key} in this catalog")
             return found[0]
         if not isinstance(key, str):
-            raise RunNotFound(f"{key!r} is not a run key; use a uid, a uid prefix, a scan_id "
-                              "or a negative index")
+            raise RunNotFound(
+                f"{key!r} is not a run key; use a uid, a uid prefix, a scan_id or a negative index"
+            )
         if self._query is None:
             try:
                 return self._store.run(key)
@@ -189,8 +194,9 @@ class BrokerCatalog(Catalog):
 
     # -- search and writing ---------------------------------------------------------------
 
-    def search(self, query: Query | Mapping | str | None = None, *,
-               saved: str | None = None, **kwargs: Any) -> BrokerCatalog:
+    def search(
+        self, query: Query | Mapping | str | None = None, *, saved: str | None = None, **kwargs: Any
+    ) -> BrokerCatalog:
         """The runs of this catalog that also match ``query``, as a catalog.
 
         ``query`` is a :mod:`intake_broker.queries` object (combine with ``&``, ``|``, ``~``),
@@ -209,8 +215,14 @@ class BrokerCatalog(Catalog):
             query = _and(query, saved_query(saved))
         combined = _and(self._query, query)
         found = _rebuild_catalog(type(self), self._store)
-        found.__setstate__({"_query": combined, "_assets": self._assets,
-                            "name": f"{self.name}_search", "metadata": dict(self.metadata)})
+        found.__setstate__(
+            {
+                "_query": combined,
+                "_assets": self._assets,
+                "name": f"{self.name}_search",
+                "metadata": dict(self.metadata),
+            }
+        )
         return found
 
     def save_query(self, name: str, query: Query | Mapping | str) -> None:
@@ -233,8 +245,11 @@ class BrokerCatalog(Catalog):
     def __reduce__(self):
         # Pickle the store itself, not the constructor's arguments: a catalog over a memory
         # store arrives with its runs, and a subclass (a driver's catalog) keeps its class.
-        return (_rebuild_catalog, (type(self), self._store),
-                {"_query": self._query, "_assets": self._assets, "name": self.name})
+        return (
+            _rebuild_catalog,
+            (type(self), self._store),
+            {"_query": self._query, "_assets": self._assets, "name": self.name},
+        )
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -339,8 +354,9 @@ class Run(Catalog):
     def __getitem__(self, name: str) -> Stream:
         descriptors = [d for d in self.descriptors if d.get("name", "primary") == name]
         if not descriptors:
-            raise StreamNotFound(f"run {self.uid[:8]} has no stream {name!r}; it has "
-                                 f"{self._stream_names()}")
+            raise StreamNotFound(
+                f"run {self.uid[:8]} has no stream {name!r}; it has {self._stream_names()}"
+            )
         return Stream(self._store, self.uid, name, descriptors, assets=self._assets)
 
     def __getattr__(self, item: str) -> Any:
@@ -352,17 +368,22 @@ class Run(Catalog):
             raise AttributeError(item) from err
 
     def __dir__(self) -> list[str]:
-        return self._stream_names() + list(self.__dict__) + [
-            a for a in dir(type(self)) if not a.startswith("__")]
+        return (
+            self._stream_names()
+            + list(self.__dict__)
+            + [a for a in dir(type(self)) if not a.startswith("__")]
+        )
 
     def _ipython_key_completions_(self) -> list[str]:
         return self._stream_names()
 
     def __repr__(self) -> str:
         start = self._record.start
-        return (f"<Run {self.uid[:8]} scan_id={start.get('scan_id')} "
-                f"plan={start.get('plan_name')!r} streams={self._stream_names()}"
-                f"{'' if self.complete else ' (incomplete)'}>")
+        return (
+            f"<Run {self.uid[:8]} scan_id={start.get('scan_id')} "
+            f"plan={start.get('plan_name')!r} streams={self._stream_names()}"
+            f"{'' if self.complete else ' (incomplete)'}>"
+        )
 
     def items(self) -> Iterator[tuple[str, Stream]]:
         return ((name, self[name]) for name in self._stream_names())
@@ -385,16 +406,20 @@ class Run(Catalog):
         from .filling import make_filler
 
         options = self._asset_options
-        with make_filler(options.get("handler_registry"), options.get("root_map"),
-                         delayed=fill == "delayed") as f:
+        with make_filler(
+            options.get("handler_registry"), options.get("root_map"), delayed=fill == "delayed"
+        ) as f:
             for name, doc in docs:
                 yield f(name, doc)
 
     canonical = documents
 
     def __reduce__(self):
-        return (Run, (self._store, self._record), {"_asset_options": self._asset_options,
-                                                    "_assets": self._assets})
+        return (
+            Run,
+            (self._store, self._record),
+            {"_asset_options": self._asset_options, "_assets": self._assets},
+        )
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)

@@ -127,24 +127,36 @@ def driver_class(spec: CatalogSpec, name: str) -> type | None:
         try:
             return registry[driver]
         except Exception as err:
-            raise spec.error(keys, f"driver {driver!r} is installed but failed to import: "
-                                   f"{err}", UnknownDriverError) from err
+            raise spec.error(
+                keys,
+                f"driver {driver!r} is installed but failed to import: {err}",
+                UnknownDriverError,
+            ) from err
     if "." in driver or ":" in driver:
         try:
             return import_object(driver)
         except (ImportError, AttributeError) as err:
-            raise spec.error(keys, f"cannot import driver class {driver!r}: {err}",
-                             UnknownDriverError) from err
+            raise spec.error(
+                keys, f"cannot import driver class {driver!r}: {err}", UnknownDriverError
+            ) from err
     bluesky = installed_drivers()
     close = difflib.get_close_matches(driver, [*bluesky, *OPTIONAL_DRIVERS], n=1, cutoff=0.75)
     hint = f"; did you mean {close[0]!r}?" if close and close[0] != driver else "."
     package = OPTIONAL_DRIVERS.get(driver)
-    where = (f" It comes with {package}." if package
-             else " Check the spelling, or install the plugin that provides it.")
-    raise spec.error(keys, (
-        f"driver {driver!r} is not installed{hint} Installed Bluesky drivers: "
-        f"{', '.join(bluesky) or 'none'} (and {len(registry) - len(bluesky)} other intake "
-        f"drivers).{where}"), UnknownDriverError)
+    where = (
+        f" It comes with {package}."
+        if package
+        else " Check the spelling, or install the plugin that provides it."
+    )
+    raise spec.error(
+        keys,
+        (
+            f"driver {driver!r} is not installed{hint} Installed Bluesky drivers: "
+            f"{', '.join(bluesky) or 'none'} (and {len(registry) - len(bluesky)} other intake "
+            f"drivers).{where}"
+        ),
+        UnknownDriverError,
+    )
 
 
 @dataclass
@@ -156,8 +168,9 @@ class EntryCheck:
     problem: CatalogFileError | None = None
 
 
-def check_entry(spec: CatalogSpec, name: str, chain: tuple = (), *, deep: bool = True
-                ) -> EntryCheck:
+def check_entry(
+    spec: CatalogSpec, name: str, chain: tuple = (), *, deep: bool = True
+) -> EntryCheck:
     """Check one entry of ``spec``: driver, argument names, required arguments and types.
 
     A driver of this project that is not installed is not an error here: the entry's
@@ -172,8 +185,9 @@ def check_entry(spec: CatalogSpec, name: str, chain: tuple = (), *, deep: bool =
         Naming the file, the line, the field and what would be valid.
     """
     if name not in spec.sources:
-        raise spec.error(("sources",), f"no entry {name!r}; the entries are "
-                                       f"{', '.join(map(str, spec.sources))}")
+        raise spec.error(
+            ("sources",), f"no entry {name!r}; the entries are {', '.join(map(str, spec.sources))}"
+        )
     entry = spec.sources[name]
     try:
         cls = driver_class(spec, name)
@@ -182,8 +196,11 @@ def check_entry(spec: CatalogSpec, name: str, chain: tuple = (), *, deep: bool =
             return EntryCheck(name, None, err)
         raise
     args = entry.get("args") or {}
-    check_timezone(spec, ("sources", name, "metadata", "timezone"),
-                   (entry.get("metadata") or {}).get("timezone"))
+    check_timezone(
+        spec,
+        ("sources", name, "metadata", "timezone"),
+        (entry.get("metadata") or {}).get("timezone"),
+    )
     for keys, text in strings_in(args, ("sources", name, "args")):
         try:
             list(variables(text))
@@ -206,31 +223,47 @@ def _check_arguments(spec: CatalogSpec, name: str, cls: type, args: dict) -> Non
     for arg in args:
         if not signature.open and arg not in signature.parameters:
             close = difflib.get_close_matches(str(arg), offered, n=1)
-            raise spec.error(("sources", name, "args", arg), (
-                f"driver {driver!r} takes no argument {arg!r}"
-                + (f"; did you mean {close[0]!r}?" if close else ".")
-                + f" Its arguments: {', '.join(offered)}"))
+            raise spec.error(
+                ("sources", name, "args", arg),
+                (
+                    f"driver {driver!r} takes no argument {arg!r}"
+                    + (f"; did you mean {close[0]!r}?" if close else ".")
+                    + f" Its arguments: {', '.join(offered)}"
+                ),
+            )
     for required in signature.required:
         if required not in args:
             hint = describe(signature.parameters[required].hint)
-            raise spec.error(("sources", name, "args"), (
-                f"driver {driver!r} needs the argument {required!r} ({hint}); its arguments: "
-                + ", ".join(f"{p}{' (required)' if p in signature.required else ''}"
-                            for p in offered)))
+            raise spec.error(
+                ("sources", name, "args"),
+                (
+                    f"driver {driver!r} needs the argument {required!r} ({hint}); its arguments: "
+                    + ", ".join(
+                        f"{p}{' (required)' if p in signature.required else ''}" for p in offered
+                    )
+                ),
+            )
     for arg, value in args.items():
         parameter = signature.parameters.get(arg)
         if parameter is not None and not conforms(value, parameter.hint):
-            raise spec.error(("sources", name, "args", arg), (
-                f"expected {describe(parameter.hint)}, got {describe_value(value)}"))
+            raise spec.error(
+                ("sources", name, "args", arg),
+                (f"expected {describe(parameter.hint)}, got {describe_value(value)}"),
+            )
     registry = args.get("handler_registry")
     if isinstance(registry, dict):
         for spec_name, target in registry.items():
-            if isinstance(target, str) and not re.fullmatch(r"[A-Za-z_][\w.]*[.:][A-Za-z_][\w.]*",
-                                                            target):
-                raise spec.error(("sources", name, "args", "handler_registry", spec_name), (
-                    f"handler {target!r} is not a dotted name; give the handler class as "
-                    "'package.module.Class', e.g. "
-                    "'area_detector_handlers.handlers.AreaDetectorHDF5Handler'"))
+            if isinstance(target, str) and not re.fullmatch(
+                r"[A-Za-z_][\w.]*[.:][A-Za-z_][\w.]*", target
+            ):
+                raise spec.error(
+                    ("sources", name, "args", "handler_registry", spec_name),
+                    (
+                        f"handler {target!r} is not a dotted name; give the handler class as "
+                        "'package.module.Class', e.g. "
+                        "'area_detector_handlers.handlers.AreaDetectorHDF5Handler'"
+                    ),
+                )
 
 
 # -- opening ---------------------------------------------------------------------------------
@@ -251,17 +284,27 @@ class CheckedEntry(LocalCatalogEntry):
             try:
                 parameters.append(UserParameter(name=key, **(value or {})))
             except (TypeError, ValueError) as err:
-                raise spec.error(("sources", check.name, "parameters", key), (
-                    f"not an intake user parameter ({err}); give description, type, default "
-                    "and optionally min, max, allowed")) from None
+                raise spec.error(
+                    ("sources", check.name, "parameters", key),
+                    (
+                        f"not an intake user parameter ({err}); give description, type, default "
+                        "and optionally min, max, allowed"
+                    ),
+                ) from None
         self._spec, self._check = spec, check
         super().__init__(
-            name=check.name, description=entry.get("description"),
+            name=check.name,
+            description=entry.get("description"),
             driver=check.cls if check.cls is not None else entry["driver"],
             direct_access=entry.get("direct_access", "forbid"),
-            args=dict(entry.get("args") or {}), cache=entry.get("cache") or [],
-            parameters=parameters, metadata=metadata, catalog_dir=spec.catalog_dir,
-            getenv=True, getshell=False)
+            args=dict(entry.get("args") or {}),
+            cache=entry.get("cache") or [],
+            parameters=parameters,
+            metadata=metadata,
+            catalog_dir=spec.catalog_dir,
+            getenv=True,
+            getshell=False,
+        )
 
     def get(self, **user_parameters: Any) -> Any:
         """Open the entry; a driver refusing its arguments is an error naming the entry."""
@@ -271,8 +314,9 @@ class CheckedEntry(LocalCatalogEntry):
             raise
         except (TypeError, ValueError) as err:
             driver = self._spec.entry_driver(self.name)
-            raise self._spec.error(("sources", self.name), (
-                f"driver {driver!r} refused its arguments: {type(err).__name__}: {err}")
+            raise self._spec.error(
+                ("sources", self.name),
+                (f"driver {driver!r} refused its arguments: {type(err).__name__}: {err}"),
             ) from err
 
     def _create_open_args(self, user_parameters: dict) -> tuple[Any, dict]:
@@ -283,9 +327,13 @@ class CheckedEntry(LocalCatalogEntry):
         for where, text in strings_in(self._open_args, keys):
             for variable, has_default in variables(text):
                 if not has_default and variable not in os.environ:
-                    raise spec.error(where, (
-                        f"environment variable {variable} is not set; set it (export "
-                        f"{variable}=...) or give a default: ${{{variable}:-value}}"))
+                    raise spec.error(
+                        where,
+                        (
+                            f"environment variable {variable} is not set; set it (export "
+                            f"{variable}=...) or give a default: ${{{variable}:-value}}"
+                        ),
+                    )
         plugin, args = super()._create_open_args(user_parameters)
         metadata = args.pop("metadata", None)
         args = {k: _expand(v) for k, v in args.items()}
@@ -319,8 +367,9 @@ def finish_arguments(spec: CatalogSpec, name: str, plugin: type, args: dict) -> 
         elif isinstance(value, list):
             args[arg] = [resolve_path(v, base) if isinstance(v, str) else v for v in value]
         elif isinstance(value, dict) and arg == "root_map":
-            args[arg] = {k: resolve_path(v, base) if isinstance(v, str) else v
-                         for k, v in value.items()}
+            args[arg] = {
+                k: resolve_path(v, base) if isinstance(v, str) else v for k, v in value.items()
+            }
     registry = args.get("handler_registry")
     if isinstance(registry, dict):
         handlers = {}
@@ -328,9 +377,13 @@ def finish_arguments(spec: CatalogSpec, name: str, plugin: type, args: dict) -> 
             try:
                 handlers[key] = import_object(target) if isinstance(target, str) else target
             except (ImportError, AttributeError) as err:
-                raise spec.error(("sources", name, "args", "handler_registry", key), (
-                    f"cannot import handler {target!r}: {err}; install the package that "
-                    "provides it or correct the name")) from None
+                raise spec.error(
+                    ("sources", name, "args", "handler_registry", key),
+                    (
+                        f"cannot import handler {target!r}: {err}; install the package that "
+                        "provides it or correct the name"
+                    ),
+                ) from None
         args["handler_registry"] = handlers
     return args
 
@@ -361,8 +414,9 @@ class YAMLCatalog(Catalog):
         return self._checks[name]
 
 
-def open_yaml(path: str | os.PathLike, storage_options: dict | None = None,
-              **kwargs: Any) -> YAMLCatalog:
+def open_yaml(
+    path: str | os.PathLike, storage_options: dict | None = None, **kwargs: Any
+) -> YAMLCatalog:
     """Read and check a YAML catalog file, every entry of it; see the module docstring."""
     spec = CatalogSpec.read(path, storage_options)
     checks = {name: check_entry(spec, name) for name in spec.sources}

@@ -68,23 +68,29 @@ def open_cli_catalog(spec: str | None, entry: str | None = None, data: str | Non
             return temp()
         return default_catalog(data, **({} if spec in (None, "default") else {"store": spec}))
     if data is not None:
-        raise UsageError("--data is the folder of the default catalog; it cannot be combined "
-                         "with --catalog FILE")
+        raise UsageError(
+            "--data is the folder of the default catalog; it cannot be combined with --catalog FILE"
+        )
     if "://" not in spec and not Path(spec).exists():
-        raise BrokerError(f"--catalog {spec!r}: no such file, and no store of that name is "
-                          f"installed ({', '.join(installed_stores())})")
+        raise BrokerError(
+            f"--catalog {spec!r}: no such file, and no store of that name is "
+            f"installed ({', '.join(installed_stores())})"
+        )
     top = open_catalog(spec)
     names = list(top)
     if entry is None and len(names) != 1:
-        raise UsageError(f"{spec} has {len(names)} entries ({', '.join(names)}); choose one "
-                         "with --entry NAME")
+        raise UsageError(
+            f"{spec} has {len(names)} entries ({', '.join(names)}); choose one with --entry NAME"
+        )
     entry = names[0] if entry is None else entry
     if entry not in names:
         raise BrokerError(f"{spec} has no entry {entry!r}; its entries: {', '.join(names)}")
     catalog = top[entry]
     if not isinstance(catalog, BrokerCatalog):
-        raise BrokerError(f"entry {entry!r} of {spec} is a {type(catalog).__name__}, not a "
-                          "catalog of Bluesky runs (a bluesky-*-catalog driver)")
+        raise BrokerError(
+            f"entry {entry!r} of {spec} is a {type(catalog).__name__}, not a "
+            "catalog of Bluesky runs (a bluesky-*-catalog driver)"
+        )
     return catalog
 
 
@@ -99,8 +105,9 @@ def lookup_run(catalog: Any, key: str):
             try:
                 return catalog[key]
             except RunNotFound:
-                raise RunNotFound(f"no run with scan_id {key} or uid prefix {key!r} in this "
-                                  "catalog") from None
+                raise RunNotFound(
+                    f"no run with scan_id {key} or uid prefix {key!r} in this catalog"
+                ) from None
     return catalog[key]
 
 
@@ -123,20 +130,28 @@ def run_row(start: dict, stop: dict | None) -> list[str]:
     """The cells of one run in the run tables of ``ls``, ``search`` and ``demo``."""
     status = "incomplete" if stop is None else str(stop.get("exit_status", "?"))
     scan_id = start.get("scan_id")
-    return [start["uid"][:8], "-" if scan_id is None else str(scan_id),
-            str(start.get("plan_name", "-")), _local_time(start.get("time")), _events(stop),
-            status]
+    return [
+        start["uid"][:8],
+        "-" if scan_id is None else str(scan_id),
+        str(start.get("plan_name", "-")),
+        _local_time(start.get("time")),
+        _events(stop),
+        status,
+    ]
 
 
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]],
-                 right: Sequence[int] = ()) -> str:
+def format_table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], right: Sequence[int] = ()
+) -> str:
     """Plain text columns, left-aligned except the column indices in ``right``."""
     rows = [list(map(str, r)) for r in rows]
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
     lines = []
     for row in [list(headers), *rows]:
-        cells = [c.rjust(w) if i in right else c.ljust(w)
-                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
@@ -149,8 +164,10 @@ def print_runs(runs: Iterable[Any], total: int | None = None, empty: str = "no r
         return
     print(format_table(["UID", "SCAN", "PLAN", "START", "EVENTS", "STATUS"], rows, right=(1,)))
     if total is not None and total > len(rows):
-        print(f"... {total - len(rows)} more runs (showing {len(rows)} of {total}; "
-              f"use --limit {total})")
+        print(
+            f"... {total - len(rows)} more runs (showing {len(rows)} of {total}; "
+            f"use --limit {total})"
+        )
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -165,21 +182,27 @@ def cmd_demo(args: argparse.Namespace, catalog: Any) -> int:
     print_runs(catalog[uid] for uid in reversed(uids))
     print("\nOpen them in a notebook (cat[-1] is the newest, the first row):")
     if args.catalog == "memory":
-        print("    (nowhere: a memory catalog is gone when the command ends; leave out --catalog "
-              "to write to the default catalog)")
+        print(
+            "    (nowhere: a memory catalog is gone when the command ends; leave out --catalog "
+            "to write to the default catalog)"
+        )
         return 0
     if args.catalog not in (None, "default") and Path(args.catalog).exists():
         print("    from intake_broker import open_catalog")
-        print(f"    cat = open_catalog({str(Path(args.catalog).resolve())!r})"
-              f"[{args.entry or catalog.name!r}]")
+        print(
+            f"    cat = open_catalog({str(Path(args.catalog).resolve())!r})"
+            f"[{args.entry or catalog.name!r}]"
+        )
     else:
         call = "" if args.data is None else repr(str(Path(args.data).resolve()))
         if args.catalog not in (None, "default"):
             call += (", " if call else "") + f"store={args.catalog!r}"
         where = os.environ.get("INTAKE_BROKER_DATA") if args.data is None else None
         print("    from intake_broker import default_catalog")
-        print(f"    cat = default_catalog({call})"
-              + (f"  # with INTAKE_BROKER_DATA={where}" if where else ""))
+        print(
+            f"    cat = default_catalog({call})"
+            + (f"  # with INTAKE_BROKER_DATA={where}" if where else "")
+        )
     print("    cat[-1].primary.read()")
     return 0
 
@@ -225,14 +248,19 @@ def cmd_import(args: argparse.Namespace, catalog: Any) -> int:
     from .transfer import copy_runs
 
     source = _catalog_spec(args.source, None)
-    dest = _catalog_spec(args.dest, args.data) if args.dest else open_cli_catalog(
-        None, None, args.data)
+    dest = (
+        _catalog_spec(args.dest, args.data)
+        if args.dest
+        else open_cli_catalog(None, None, args.data)
+    )
     query = parse_query(args.query) if args.query else None
     progress = True if args.progress is None else args.progress
     report = copy_runs(source.store, dest.store, query=query, progress=progress)
-    print(f"copied {len(report.copied)} runs ({report.events} events), skipped "
-          f"{len(report.skipped)} already complete"
-          + (f", {len(report.incomplete)} without a stop document" if report.incomplete else ""))
+    print(
+        f"copied {len(report.copied)} runs ({report.events} events), skipped "
+        f"{len(report.skipped)} already complete"
+        + (f", {len(report.incomplete)} without a stop document" if report.incomplete else "")
+    )
     return 0
 
 
@@ -241,11 +269,19 @@ def cmd_serve(args: argparse.Namespace, catalog: Any) -> int:
     try:
         from intake_broker_server import serve
     except ImportError:
-        raise UsageError("serving needs the server plugin: pip install -e drivers/remote "
-                         "-e drivers/server") from None
+        raise UsageError(
+            "serving needs the server plugin: pip install -e drivers/remote -e drivers/server"
+        ) from None
     try:
-        serve(args.catalog, host=args.host, port=args.port, workers=args.workers,
-              entry=args.entry, data=args.data, auth=args.auth)
+        serve(
+            args.catalog,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            entry=args.entry,
+            data=args.data,
+            auth=args.auth,
+        )
     except ValueError as err:
         raise UsageError(str(err)) from None
     return 0
@@ -256,8 +292,9 @@ def cmd_apikey(args: argparse.Namespace, catalog: Any) -> int:
     try:
         from intake_broker_server.auth import apikey_main
     except ImportError:
-        raise UsageError("API keys belong to the server plugin: pip install -e drivers/remote "
-                         "-e drivers/server") from None
+        raise UsageError(
+            "API keys belong to the server plugin: pip install -e drivers/remote -e drivers/server"
+        ) from None
     return apikey_main(args.apikey_args)
 
 
@@ -271,8 +308,10 @@ def cmd_summarize(args: argparse.Namespace, catalog: Any) -> int:
         found = summarize_assets(run)
         for stream, fields in found.items():
             for field, stats in fields.items():
-                print(f"{run.uid[:8]}  {stream}.{field}: max {stats.get('max')} "
-                      f"mean {stats.get('mean')} count {stats.get('count')}")
+                print(
+                    f"{run.uid[:8]}  {stream}.{field}: max {stats.get('max')} "
+                    f"mean {stats.get('mean')} count {stats.get('count')}"
+                )
         done += 1
     print(f"summarized the asset data of {done} runs")
     return 0
@@ -280,7 +319,7 @@ def cmd_summarize(args: argparse.Namespace, catalog: Any) -> int:
 
 def _short(value: Any, width: int = 90) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def cmd_show(args: argparse.Namespace, catalog: Any) -> int:
@@ -317,8 +356,15 @@ def cmd_show(args: argparse.Namespace, catalog: Any) -> int:
         rows = []
         for key, dk in stream.layout.data_keys.items():
             shape = "x".join(str(n) for n in dk.get("shape") or ()) or "scalar"
-            rows.append([key, str(field_dtype(dk)), shape, str(dk.get("units") or "-"),
-                         str(dk.get("source", "-"))])
+            rows.append(
+                [
+                    key,
+                    str(field_dtype(dk)),
+                    shape,
+                    str(dk.get("units") or "-"),
+                    str(dk.get("source", "-")),
+                ]
+            )
         text = format_table(["KEY", "DTYPE", "SHAPE", "UNITS", "SOURCE"], rows)
         print("\n".join("  " + line for line in text.splitlines()))
     return 0
@@ -346,8 +392,10 @@ def ingest_sources(sources: Sequence[str]) -> list[str]:
         elif not path.exists():
             raise BrokerError(f"no such file or folder: {source!r}")
         elif path.suffix not in _FORMATS:
-            raise UsageError(f"{source!r}: unknown file type; ingest reads suitcase *.jsonl or "
-                             "*.msgpack files, folders of them, or - (JSONL on stdin)")
+            raise UsageError(
+                f"{source!r}: unknown file type; ingest reads suitcase *.jsonl or "
+                "*.msgpack files, folders of them, or - (JSONL on stdin)"
+            )
         else:
             files.append(source)
     return files
@@ -359,8 +407,10 @@ def _read(source: str) -> Iterator[tuple[str, str, dict]]:
     try:
         from intake_broker_files import FORMATS
     except ImportError:
-        raise BrokerError("ingest reads suitcase files through the files driver: "
-                          "pip install ./drivers/files (intake-broker-files)") from None
+        raise BrokerError(
+            "ingest reads suitcase files through the files driver: "
+            "pip install ./drivers/files (intake-broker-files)"
+        ) from None
     if source == "-":
         data, label, fmt = getattr(sys.stdin, "buffer", sys.stdin).read(), "<stdin>", "jsonl"
     else:
@@ -369,8 +419,11 @@ def _read(source: str) -> Iterator[tuple[str, str, dict]]:
     if isinstance(data, str):
         data = data.encode()
     for located in FORMATS[fmt].parse(data, label):
-        yield located.where if source != "-" else f"{label}: {located.where}", \
-            located.name, located.doc
+        yield (
+            located.where if source != "-" else f"{label}: {located.where}",
+            located.name,
+            located.doc,
+        )
 
 
 def cmd_ingest(args: argparse.Namespace, catalog: Any) -> int:
@@ -380,8 +433,13 @@ def cmd_ingest(args: argparse.Namespace, catalog: Any) -> int:
     if args.no_validate:
         catalog.store.validate = False
     docs, runs, known, failed = 0, 0, 0, []
-    bar = tqdm(files, unit="file", desc="ingest", leave=False,
-               disable=None if args.progress is None else not args.progress)
+    bar = tqdm(
+        files,
+        unit="file",
+        desc="ingest",
+        leave=False,
+        disable=None if args.progress is None else not args.progress,
+    )
     for source in bar:
         try:
             for where, name, doc in _read(source):
@@ -393,15 +451,18 @@ def cmd_ingest(args: argparse.Namespace, catalog: Any) -> int:
                 except BrokerError as err:
                     raise IngestError(f"{source}: {where}: {err}") from None
                 except (KeyError, TypeError, ValueError) as err:
-                    raise IngestError(f"{source}: {where}: cannot store this {name} document "
-                                      f"({type(err).__name__}: {err})") from None
+                    raise IngestError(
+                        f"{source}: {where}: cannot store this {name} document "
+                        f"({type(err).__name__}: {err})"
+                    ) from None
                 docs += 1
                 bar.set_postfix(documents=docs)
         except (BrokerError, OSError) as err:
             if not args.keep_going:
                 print(f"ingested {docs} documents of {runs} runs before the error")
-                raise IngestError(f"{err}; stopped (--keep-going goes on with the next "
-                                  "file)") from None
+                raise IngestError(
+                    f"{err}; stopped (--keep-going goes on with the next file)"
+                ) from None
             failed.append(source)
             bar.write(f"{PROG}: error: {err}", file=sys.stderr)
     again = f" ({known} already in the catalog)" if known else ""
@@ -418,8 +479,10 @@ def cmd_catalogs(args: argparse.Namespace, catalog: Any) -> int:
 
     folders = search_path(args.data)
     found = Catalogs(folders).scan()
-    rows = [[f.name + (" (shadowed)" if f.shadowed else ""), f.driver or "-",
-             f"{f.where} [{f.source}]"] for f in found]
+    rows = [
+        [f.name + (" (shadowed)" if f.shadowed else ""), f.driver or "-", f"{f.where} [{f.source}]"]
+        for f in found
+    ]
     if rows:
         print(format_table(["NAME", "DRIVER", "FROM"], rows))
     else:
@@ -446,36 +509,66 @@ _EXAMPLES = """examples:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``intake-broker``."""
     parser = argparse.ArgumentParser(
-        prog=PROG, description="A data broker for Bluesky runs: write demo runs, ingest files, "
-        "list, show and search runs.", epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--catalog", metavar="PATH_OR_NAME",
-                        help="a YAML catalog file (with --entry), or a store name (msgpack, "
-                        "jsonl, memory); default: the embedded default catalog")
+        prog=PROG,
+        description="A data broker for Bluesky runs: write demo runs, ingest files, "
+        "list, show and search runs.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--catalog",
+        metavar="PATH_OR_NAME",
+        help="a YAML catalog file (with --entry), or a store name (msgpack, "
+        "jsonl, memory); default: the embedded default catalog",
+    )
     parser.add_argument("--entry", metavar="NAME", help="the entry of the YAML catalog to use")
-    parser.add_argument("--data", metavar="DIR", help="data directory of the default catalog "
-                        "(default: $INTAKE_BROKER_DATA or the user data dir)")
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="data directory of the default catalog "
+        "(default: $INTAKE_BROKER_DATA or the user data dir)",
+    )
     progress = parser.add_mutually_exclusive_group()
-    progress.add_argument("--progress", action="store_true", default=None,
-                          help="always show progress bars (default: on a terminal)")
-    progress.add_argument("--no-progress", dest="progress", action="store_false",
-                          help="never show progress bars")
+    progress.add_argument(
+        "--progress",
+        action="store_true",
+        default=None,
+        help="always show progress bars (default: on a terminal)",
+    )
+    progress.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="never show progress bars"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="write realistic demo runs and show how to open them")
-    demo.add_argument("--runs", type=_positive, default=1, metavar="N",
-                      help="write the five demo runs N times (default 1)")
+    demo.add_argument(
+        "--runs",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="write the five demo runs N times (default 1)",
+    )
     demo.add_argument("--seed", type=int, default=None, help="seed of the simulated noise")
     demo.set_defaults(func=cmd_demo)
 
     ingest = sub.add_parser("ingest", help="add suitcase JSONL / msgpack files to the catalog")
-    ingest.add_argument("sources", nargs="+", metavar="SOURCE",
-                        help="*.jsonl or *.msgpack files, folders of them, or - for a JSONL "
-                        "stream of [name, doc] lines on stdin")
-    ingest.add_argument("--no-validate", action="store_true",
-                        help="skip event-model schema validation (fast bulk import)")
-    ingest.add_argument("--keep-going", action="store_true",
-                        help="after a bad file, report it and go on with the others")
+    ingest.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="*.jsonl or *.msgpack files, folders of them, or - for a JSONL "
+        "stream of [name, doc] lines on stdin",
+    )
+    ingest.add_argument(
+        "--no-validate",
+        action="store_true",
+        help="skip event-model schema validation (fast bulk import)",
+    )
+    ingest.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="after a bad file, report it and go on with the others",
+    )
     ingest.set_defaults(func=cmd_ingest)
 
     ls = sub.add_parser("ls", help="list runs, newest first")
@@ -484,50 +577,84 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_ls)
 
     show = sub.add_parser("show", help="show one run: metadata, stop, streams and data keys")
-    show.add_argument("run", metavar="RUN",
-                      help="uid, uid prefix, scan_id, or negative index (-1 is the newest)")
-    show.add_argument("--documents", action="store_true",
-                      help="dump every document as JSONL ([name, doc] per line)")
+    show.add_argument(
+        "run", metavar="RUN", help="uid, uid prefix, scan_id, or negative index (-1 is the newest)"
+    )
+    show.add_argument(
+        "--documents",
+        action="store_true",
+        help="dump every document as JSONL ([name, doc] per line)",
+    )
     show.set_defaults(func=cmd_show)
 
     search = sub.add_parser("search", help="list the runs matching a query")
-    search.add_argument("query", nargs="*", metavar="QUERY",
-                        help="the query language, e.g. 'plan_name == \"scan\" and "
-                        "4000 <= scan_id <= 4100 and summary.primary.theta.max < 5', "
-                        "or a JSON object (a MongoDB-style filter)")
+    search.add_argument(
+        "query",
+        nargs="*",
+        metavar="QUERY",
+        help='the query language, e.g. \'plan_name == "scan" and '
+        "4000 <= scan_id <= 4100 and summary.primary.theta.max < 5', "
+        "or a JSON object (a MongoDB-style filter)",
+    )
     search.add_argument("--limit", type=_positive, default=20, metavar="N", help="default 20")
     search.add_argument("--save", metavar="NAME", help="also store the query under NAME")
     search.add_argument("--saved", metavar="NAME", help="run the query saved as NAME")
     search.set_defaults(func=cmd_search)
 
-    copy = sub.add_parser("import", help="copy the runs of another store into this one "
-                          "(resumable: a re-run skips runs already complete)")
-    copy.add_argument("source", metavar="SOURCE", help="a YAML file (FILE.yml#ENTRY), a "
-                      "store name, or a folder of suitcase *.jsonl / *.msgpack files")
-    copy.add_argument("dest", metavar="DEST", nargs="?",
-                      help="where to (same forms); default: the embedded default catalog")
+    copy = sub.add_parser(
+        "import",
+        help="copy the runs of another store into this one "
+        "(resumable: a re-run skips runs already complete)",
+    )
+    copy.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="a YAML file (FILE.yml#ENTRY), a "
+        "store name, or a folder of suitcase *.jsonl / *.msgpack files",
+    )
+    copy.add_argument(
+        "dest",
+        metavar="DEST",
+        nargs="?",
+        help="where to (same forms); default: the embedded default catalog",
+    )
     copy.add_argument("--query", metavar="EXPR", help="only the runs matching EXPR")
     copy.set_defaults(func=cmd_import, needs_catalog=False)
 
-    serve = sub.add_parser("serve", help="serve the catalog over HTTP (JSON/msgpack API, "
-                           "zarr v3 layout, OpenAPI at /docs)")
+    serve = sub.add_parser(
+        "serve",
+        help="serve the catalog over HTTP (JSON/msgpack API, zarr v3 layout, OpenAPI at /docs)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback)")
     serve.add_argument("--port", type=int, default=8000, help="default 8000")
     serve.add_argument("--workers", type=_positive, default=1, help="worker processes")
-    serve.add_argument("--auth", metavar="MODULE:NAME", help="an AuthConfig (API keys, "
-                       "tokens, identity provider, access policy); default: no authentication")
+    serve.add_argument(
+        "--auth",
+        metavar="MODULE:NAME",
+        help="an AuthConfig (API keys, "
+        "tokens, identity provider, access policy); default: no authentication",
+    )
     serve.set_defaults(func=cmd_serve, needs_catalog=False)
 
-    sub.add_parser("apikey", help="create, list or revoke API keys of the service "
-                   "(intake-broker apikey --help)", add_help=False)
+    sub.add_parser(
+        "apikey",
+        help="create, list or revoke API keys of the service (intake-broker apikey --help)",
+        add_help=False,
+    )
 
-    summarize = sub.add_parser("summarize", help="compute and keep statistics of asset data "
-                               "(frames in external files) so summary.* searches find them")
+    summarize = sub.add_parser(
+        "summarize",
+        help="compute and keep statistics of asset data "
+        "(frames in external files) so summary.* searches find them",
+    )
     summarize.add_argument("runs", nargs="*", metavar="RUN", help="default: every run")
     summarize.set_defaults(func=cmd_summarize)
 
-    catalogs = sub.add_parser("catalogs", help="list the YAML catalogs found (user data dir, "
-                              "sys.prefix/share/intake, $INTAKE_PATH, entry points)")
+    catalogs = sub.add_parser(
+        "catalogs",
+        help="list the YAML catalogs found (user data dir, "
+        "sys.prefix/share/intake, $INTAKE_PATH, entry points)",
+    )
     catalogs.set_defaults(func=cmd_catalogs, needs_catalog=False)
     return parser
 
@@ -559,8 +686,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "apikey" in argv:  # its own options and sub-commands, parsed by the server plugin
         try:
-            return cmd_apikey(argparse.Namespace(apikey_args=argv[argv.index("apikey") + 1:]),
-                              None)
+            return cmd_apikey(
+                argparse.Namespace(apikey_args=argv[argv.index("apikey") + 1 :]), None
+            )
         except UsageError as err:
             _error(str(err))
             return 2

@@ -55,8 +55,9 @@ def store_class(name: str) -> type:
     try:
         return ep.load()
     except Exception as err:
-        raise UnknownDriver(f"the store {name!r} ({ep.value}) is installed but failed to "
-                            f"import: {err}") from err
+        raise UnknownDriver(
+            f"the store {name!r} ({ep.value}) is installed but failed to import: {err}"
+        ) from err
 
 
 def load_store(name: str, **kwargs: Any):
@@ -65,8 +66,10 @@ def load_store(name: str, **kwargs: Any):
     try:
         return cls(**kwargs)
     except TypeError as err:  # wrong or missing arguments
-        raise BrokerError(f"store {name!r} ({cls.__name__}) cannot be created with arguments "
-                          f"{sorted(kwargs)}: {err}") from err
+        raise BrokerError(
+            f"store {name!r} ({cls.__name__}) cannot be created with arguments "
+            f"{sorted(kwargs)}: {err}"
+        ) from err
 
 
 def data_dir() -> Path:

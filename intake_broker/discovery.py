@@ -122,8 +122,7 @@ class Catalogs(Mapping):
         Whether to include the ``intake.catalogs`` entry points.
     """
 
-    def __init__(self, path: list[tuple[str, Path]] | None = None, *,
-                 entry_points: bool = True):
+    def __init__(self, path: list[tuple[str, Path]] | None = None, *, entry_points: bool = True):
         self._path = path
         self._entry_points = entry_points
         self._opened: dict[tuple, Any] = {}
@@ -138,11 +137,12 @@ class Catalogs(Mapping):
         names: set[str] = set()
 
         def add(item: Found) -> None:
-            found.append(item if item.name not in names else
-                         Found(**{**item.__dict__, "shadowed": True}))
+            found.append(
+                item if item.name not in names else Found(**{**item.__dict__, "shadowed": True})
+            )
             names.add(item.name)
 
-        for label, folder in (self._path if self._path is not None else search_path()):
+        for label, folder in self._path if self._path is not None else search_path():
             for file in _catalog_files(folder):
                 try:
                     spec = CatalogSpec.read(file)
@@ -151,9 +151,16 @@ class Catalogs(Mapping):
                     continue
                 for name, entry in spec.sources.items():
                     driver = entry.get("driver")
-                    add(Found(str(name), driver if isinstance(driver, str) else repr(driver),
-                              label, path=spec.path, entry=str(name),
-                              line=spec.line("sources", name)))
+                    add(
+                        Found(
+                            str(name),
+                            driver if isinstance(driver, str) else repr(driver),
+                            label,
+                            path=spec.path,
+                            entry=str(name),
+                            line=spec.line("sources", name),
+                        )
+                    )
         if self._entry_points:
             for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
                 add(Found(ep.name, None, "entry point", target=ep.value))
@@ -181,7 +188,8 @@ class Catalogs(Mapping):
                 f"no catalog named {name!r} was found; found: {', '.join(known) or 'none'}. "
                 "Put a YAML catalog file in one of: "
                 + ", ".join(str(f) for _, f in (self._path or search_path()))
-                + " (or a folder of $INTAKE_PATH); `intake-broker catalogs` lists them")
+                + " (or a folder of $INTAKE_PATH); `intake-broker catalogs` lists them"
+            )
         if found.path is None:
             key: tuple = ("ep", found.name)
         else:
@@ -238,8 +246,10 @@ def load_entry_point(name: str) -> Any:
     except BrokerError:
         raise
     except Exception as err:
-        raise BrokerError(f"the catalog entry point {name!r} ({ep.value}) failed to load: "
-                          f"{type(err).__name__}: {err}") from err
+        raise BrokerError(
+            f"the catalog entry point {name!r} ({ep.value}) failed to load: "
+            f"{type(err).__name__}: {err}"
+        ) from err
 
 
 _CATALOGS = Catalogs()

@@ -71,9 +71,11 @@ def validate(name: str, doc: Mapping[str, Any]) -> None:
 def _page_shaped(page: Mapping[str, Any]) -> bool:
     """Whether a page has its columns where the schema wants them (else validate it whole)."""
     columns = all(isinstance(page.get(k), list | np.ndarray) for k in ("uid", "time", "seq_num"))
-    groups = all(isinstance(page.get(g), Mapping)
-                 and all(isinstance(v, list | np.ndarray) for v in page[g].values())
-                 for g in ("data", "timestamps"))
+    groups = all(
+        isinstance(page.get(g), Mapping)
+        and all(isinstance(v, list | np.ndarray) for v in page[g].values())
+        for g in ("data", "timestamps")
+    )
     return columns and groups
 
 
@@ -168,8 +170,11 @@ def check_reinsert(kind: str, existing: Mapping[str, Any], new: Mapping[str, Any
     if same_document(existing, new):
         return
     keys = sorted(set(existing) | set(new))
-    differ = [k for k in keys if k not in existing or k not in new
-              or not same_document(existing[k], new[k])]
+    differ = [
+        k
+        for k in keys
+        if k not in existing or k not in new or not same_document(existing[k], new[k])
+    ]
     raise DocumentConflict(
         f"{doc_label(kind, new)} reuses a stored uid but differs from the stored document in "
         f"{', '.join(differ)}; stored documents are never overwritten: give the new document "

@@ -104,8 +104,7 @@ class FederatedStore(DocumentStore):
     ):
         if not members:
             raise BrokerError(f"federation {name!r} has no members; give at least one store")
-        self.members = {n: m if isinstance(m, Member) else Member(n, m)
-                        for n, m in members.items()}
+        self.members = {n: m if isinstance(m, Member) else Member(n, m) for n, m in members.items()}
         self.timeout = timeout
         self.exact_count_limit = exact_count_limit
         self.name = name
@@ -168,8 +167,9 @@ class FederatedStore(DocumentStore):
                 if self._busy.get(member.name) is future:
                     del self._busy[member.name]
 
-    def _ask(self, names: Sequence[str], call: Callable[[Member], Any]
-             ) -> tuple[dict[str, Any], dict[str, BaseException]]:
+    def _ask(
+        self, names: Sequence[str], call: Callable[[Member], Any]
+    ) -> tuple[dict[str, Any], dict[str, BaseException]]:
         """``call(member)`` for each named member at once: (answers, errors) by name.
 
         A member that does not answer within the timeout gets a ``TimeoutError``; its thread
@@ -182,12 +182,18 @@ class FederatedStore(DocumentStore):
             with self._lock:
                 busy = self._busy.get(name)
             if busy is not None and not busy.done():
-                errors[name] = TimeoutError("still busy with an earlier request that did not "
-                                            f"answer within {self.timeout:g} s")
+                errors[name] = TimeoutError(
+                    "still busy with an earlier request that did not "
+                    f"answer within {self.timeout:g} s"
+                )
                 continue
             future: Future = Future()
-            thread = threading.Thread(target=self._work, args=(future, self.members[name], call),
-                                      name=f"federation-{name}", daemon=True)
+            thread = threading.Thread(
+                target=self._work,
+                args=(future, self.members[name], call),
+                name=f"federation-{name}",
+                daemon=True,
+            )
             thread.start()
             futures[future] = name
         wait(futures, timeout=self.timeout)
@@ -212,10 +218,13 @@ class FederatedStore(DocumentStore):
             return
         details = "; ".join(f"{n}: {_describe(e)}" for n, e in errors.items())
         if not answers:
-            raise MembersUnavailable(f"federation {self.name!r}: no member answered ({what}): "
-                                     f"{details}")
-        _warn(f"federation {self.name!r}: {len(errors)} of {len(self.members)} members did not "
-              f"answer ({what}), results are partial: {details}")
+            raise MembersUnavailable(
+                f"federation {self.name!r}: no member answered ({what}): {details}"
+            )
+        _warn(
+            f"federation {self.name!r}: {len(errors)} of {len(self.members)} members did not "
+            f"answer ({what}), results are partial: {details}"
+        )
 
     # -- which runs -------------------------------------------------------------------------
 
@@ -224,8 +233,7 @@ class FederatedStore(DocumentStore):
         holders: dict[str, list[str]] = {}
         for name in self.members:
             for record in answers.get(name, ()):
-                origin = (tuple(f"{name}/{o}" for o in record.origin) if record.origin
-                          else (name,))
+                origin = tuple(f"{name}/{o}" for o in record.origin) if record.origin else (name,)
                 have = merged.get(record.uid)
                 if have is None:
                     merged[record.uid] = RunRecord(record.start, record.stop, origin)
@@ -276,17 +284,23 @@ class FederatedStore(DocumentStore):
         if key is not None:
             with self._lock:
                 found = self._frontier.get(key)
-            if found is not None and time.monotonic() - found[0] < 60 and \
-                    set(found[1]) == set(names):
+            if (
+                found is not None
+                and time.monotonic() - found[0] < 60
+                and set(found[1]) == set(names)
+            ):
                 offsets = found[1]
         if offsets is not None:
             base = 0
-            answers, errors = self._ask(names, lambda m: m.runs(
-                query, sort=sort, skip=offsets[m.name], limit=limit))
+            answers, errors = self._ask(
+                names, lambda m: m.runs(query, sort=sort, skip=offsets[m.name], limit=limit)
+            )
         else:
             base, offsets = skip, dict.fromkeys(names, 0)
-            answers, errors = self._ask(names, lambda m: m.runs(
-                query, sort=sort, limit=None if limit is None else skip + limit))
+            answers, errors = self._ask(
+                names,
+                lambda m: m.runs(query, sort=sort, limit=None if limit is None else skip + limit),
+            )
         self._report(answers, errors, "listing runs")
         merged = self._merge(answers)
         top = select_runs(merged, None, sort, 0, None if limit is None else base + limit)
@@ -339,8 +353,9 @@ class FederatedStore(DocumentStore):
                 holders = self._holders.get(run_uid, ())
         return holders
 
-    def _from_holders(self, holders: Sequence[str], call: Callable[[Member], Any],
-                      what: str, timeout: bool = True) -> tuple[str, Any]:
+    def _from_holders(
+        self, holders: Sequence[str], call: Callable[[Member], Any], what: str, timeout: bool = True
+    ) -> tuple[str, Any]:
         """The answer of the first of ``holders`` that gives one; a failing holder is
         reported and the next one asked. ``timeout=False`` calls on this thread, unbounded."""
         errors: dict[str, BaseException] = {}
@@ -365,10 +380,10 @@ class FederatedStore(DocumentStore):
         else:
             if errors:
                 details = "; ".join(f"{n}: {_describe(e)}" for n, e in errors.items())
-                raise MembersUnavailable(f"federation {self.name!r}: no member holding it "
-                                         f"answered ({what}): {details}")
-            raise not_found or KeyError(f"{what}: no member of federation {self.name!r} "
-                                        "holds it")
+                raise MembersUnavailable(
+                    f"federation {self.name!r}: no member holding it answered ({what}): {details}"
+                )
+            raise not_found or KeyError(f"{what}: no member of federation {self.name!r} holds it")
         if errors:
             details = "; ".join(f"{n}: {_describe(e)}" for n, e in errors.items())
             _warn(f"federation {self.name!r}: read {what} from {found[0]!r} because {details}")
@@ -376,8 +391,9 @@ class FederatedStore(DocumentStore):
 
     def descriptors(self, run_uid: str) -> list[dict]:
         holders = self._holders_of(run_uid)
-        name, found = self._from_holders(holders, lambda m: m.open().descriptors(run_uid),
-                                         f"descriptors of run {run_uid}")
+        name, found = self._from_holders(
+            holders, lambda m: m.open().descriptors(run_uid), f"descriptors of run {run_uid}"
+        )
         order = (name, *(h for h in holders if h != name))
         with self._lock:
             for descriptor in found:
@@ -389,9 +405,12 @@ class FederatedStore(DocumentStore):
             return self._descriptor_holders.get(descriptor_uid) or tuple(self.members)
 
     def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
-        return self._from_holders(self._descriptor_members(descriptor_uid),
-                                  lambda m: m.open().event_chunks(descriptor_uid),
-                                  f"descriptor {descriptor_uid}", timeout=False)[1]
+        return self._from_holders(
+            self._descriptor_members(descriptor_uid),
+            lambda m: m.open().event_chunks(descriptor_uid),
+            f"descriptor {descriptor_uid}",
+            timeout=False,
+        )[1]
 
     def read_events(
         self,
@@ -403,34 +422,47 @@ class FederatedStore(DocumentStore):
     ) -> EventColumns:
         return self._from_holders(
             self._descriptor_members(descriptor_uid),
-            lambda m: m.open().read_events(descriptor_uid, fields=fields, seq_range=seq_range,
-                                           uids=uids),
-            f"descriptor {descriptor_uid}", timeout=False)[1]
+            lambda m: m.open().read_events(
+                descriptor_uid, fields=fields, seq_range=seq_range, uids=uids
+            ),
+            f"descriptor {descriptor_uid}",
+            timeout=False,
+        )[1]
 
     def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
         def first(member: Member) -> tuple[Iterator, Any]:
             documents = iter(member.open().documents(run_uid))
             return documents, next(documents)
 
-        _, (rest, head) = self._from_holders(self._holders_of(run_uid), first,
-                                             f"documents of run {run_uid}", timeout=False)
+        _, (rest, head) = self._from_holders(
+            self._holders_of(run_uid), first, f"documents of run {run_uid}", timeout=False
+        )
         yield head
         yield from rest
 
     def resource(self, run_uid: str, resource_uid: str) -> dict:
-        return self._from_holders(self._holders_of(run_uid),
-                                  lambda m: m.open().resource(run_uid, resource_uid),
-                                  f"resource {resource_uid}", timeout=False)[1]
+        return self._from_holders(
+            self._holders_of(run_uid),
+            lambda m: m.open().resource(run_uid, resource_uid),
+            f"resource {resource_uid}",
+            timeout=False,
+        )[1]
 
     def run_assets(self, run_uid: str) -> Any:
-        return self._from_holders(self._holders_of(run_uid),
-                                  lambda m: m.open().run_assets(run_uid),
-                                  f"assets of run {run_uid}", timeout=False)[1]
+        return self._from_holders(
+            self._holders_of(run_uid),
+            lambda m: m.open().run_assets(run_uid),
+            f"assets of run {run_uid}",
+            timeout=False,
+        )[1]
 
     def datum_pages(self, run_uid: str) -> Iterator[dict]:
-        return self._from_holders(self._holders_of(run_uid),
-                                  lambda m: list(m.open().datum_pages(run_uid)),
-                                  f"datums of run {run_uid}", timeout=False)[1]
+        return self._from_holders(
+            self._holders_of(run_uid),
+            lambda m: list(m.open().datum_pages(run_uid)),
+            f"datums of run {run_uid}",
+            timeout=False,
+        )[1]
 
     def member_of(self, record: RunRecord) -> Member:
         """The member a run is read from (the first of its holders)."""
@@ -484,8 +516,12 @@ class FederatedCatalog(BrokerCatalog):
 
         metadata = dict(metadata or {})
         resolved = resolve_members(members, metadata.get("catalog_dir"))
-        store = FederatedStore({m.name: m.source for m in resolved.members}, timeout=timeout,
-                               exact_count_limit=exact_count_limit, name=name or "federation")
+        store = FederatedStore(
+            {m.name: m.source for m in resolved.members},
+            timeout=timeout,
+            exact_count_limit=exact_count_limit,
+            name=name or "federation",
+        )
         store.skipped_members = dict(resolved.skipped)
         for member, why in resolved.skipped.items():
             _warn(f"federation {name or 'federation'!r}: member {member!r} is left out: {why}")
@@ -536,4 +572,3 @@ class FederatedCatalog(BrokerCatalog):
             own = member.assets.get(key)
             assets[key] = {**value, **own} if isinstance(value, dict) and own else value
         return Run(self._store, record, assets=assets)
-

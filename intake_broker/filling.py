@@ -36,5 +36,10 @@ def make_filler(
     if _DELAYED not in event_model._coercion_registry:
         event_model.register_coercion(_DELAYED, _delayed)
     specs = {k: v for k, v in HandlerRegistry(handler_registry).as_dict().items() if "/" not in k}
-    return event_model.Filler(specs, root_map=dict(root_map or {}), inplace=False,
-                              coerce=_DELAYED if delayed else "force_numpy", retry_intervals=[])
+    return event_model.Filler(
+        specs,
+        root_map=dict(root_map or {}),
+        inplace=False,
+        coerce=_DELAYED if delayed else "force_numpy",
+        retry_intervals=[],
+    )

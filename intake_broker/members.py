@@ -58,8 +58,10 @@ class Member:
         if isinstance(source, DocumentStore | BrokerCatalog):
             self._bind(source)
         elif not callable(source):
-            raise TypeError(f"federation member {name!r} is a {type(source).__name__}; give a "
-                            "DocumentStore, a BrokerCatalog, or a callable returning one")
+            raise TypeError(
+                f"federation member {name!r} is a {type(source).__name__}; give a "
+                "DocumentStore, a BrokerCatalog, or a callable returning one"
+            )
 
     def _bind(self, obj: Any) -> None:
         if isinstance(obj, BrokerCatalog):
@@ -69,8 +71,10 @@ class Member:
         elif isinstance(obj, DocumentStore):
             self.store = obj
         else:
-            raise BrokerError(f"federation member {self.name!r} opened as a "
-                              f"{type(obj).__name__}, not a catalog of Bluesky runs")
+            raise BrokerError(
+                f"federation member {self.name!r} opened as a "
+                f"{type(obj).__name__}, not a catalog of Bluesky runs"
+            )
 
     def open(self) -> DocumentStore:
         """The member's store, opened now if it was not yet."""
@@ -108,8 +112,10 @@ class Member:
 
 
 _MAPPING_KEYS = ("catalog", "entry", "name")
-_FORMS = ("a YAML file (nsls2.yml), an entry of one (nsls2.yml#csx), the name of a discovered "
-          "catalog (csx), or a mapping {catalog: nsls2.yml, entry: csx, name: CSX}")
+_FORMS = (
+    "a YAML file (nsls2.yml), an entry of one (nsls2.yml#csx), the name of a discovered "
+    "catalog (csx), or a mapping {catalog: nsls2.yml, entry: csx, name: CSX}"
+)
 
 
 @dataclass(frozen=True)
@@ -168,8 +174,7 @@ class _Where:
 
     def error(self, problem: str) -> BrokerError:
         if self.spec is None:
-            return BrokerError(f"federation member {self.keys[-1] if self.keys else ''}: "
-                               f"{problem}")
+            return BrokerError(f"federation member {self.keys[-1] if self.keys else ''}: {problem}")
         return self.spec.error(self.keys, problem)
 
 
@@ -184,15 +189,18 @@ def _bluesky(cls: type | None) -> bool:
 
 
 def _cycle(chain: tuple, node: tuple, where: _Where) -> BrokerError:
-    loop = [*chain[chain.index(node):], node]
+    loop = [*chain[chain.index(node) :], node]
     steps = []
     for i, (path, entry) in enumerate(loop):
         line = CatalogSpec.read(path).line("sources", entry, "args", "members")
-        steps.append(f"{path}" + (f", line {line}" if i < len(loop) - 1 else "")
-                     + f" (entry {entry!r})")
-    return where.error("circular reference: " + " -> ".join(steps) + ". A federation cannot "
-                       "contain itself; name the store entries (file.yml#entry) or whole files "
-                       "(file.yml, whose federation entries are left out) instead")
+        steps.append(
+            f"{path}" + (f", line {line}" if i < len(loop) - 1 else "") + f" (entry {entry!r})"
+        )
+    return where.error(
+        "circular reference: " + " -> ".join(steps) + ". A federation cannot "
+        "contain itself; name the store entries (file.yml#entry) or whole files "
+        "(file.yml, whose federation entries are left out) instead"
+    )
 
 
 def check_members(spec: CatalogSpec, name: str, chain: tuple = ()) -> Resolved:
@@ -208,12 +216,14 @@ def check_members(spec: CatalogSpec, name: str, chain: tuple = ()) -> Resolved:
     if node in chain:
         raise _cycle(chain, node, _Where(spec, keys))
     members = (spec.sources[name].get("args") or {}).get("members")
-    return resolve_members(members, spec.catalog_dir, chain=(*chain, node),
-                           where=_Where(spec, keys))
+    return resolve_members(
+        members, spec.catalog_dir, chain=(*chain, node), where=_Where(spec, keys)
+    )
 
 
-def resolve_members(members: Any, base: str | None, *, chain: tuple = (),
-                    where: _Where | None = None) -> Resolved:
+def resolve_members(
+    members: Any, base: str | None, *, chain: tuple = (), where: _Where | None = None
+) -> Resolved:
     """The members of a federation: what to open and under which name (see module doc).
 
     Parameters
@@ -230,8 +240,9 @@ def resolve_members(members: Any, base: str | None, *, chain: tuple = (),
     elif isinstance(members, list | tuple):
         items = [(None, i, v) for i, v in enumerate(members)]
     else:
-        raise where.error(f"members must be a list or a mapping of {_FORMS}; got "
-                          f"{type(members).__name__}")
+        raise where.error(
+            f"members must be a list or a mapping of {_FORMS}; got {type(members).__name__}"
+        )
     if not items:
         raise where.error("a federation needs at least one member: " + _FORMS)
     resolved = Resolved()
@@ -248,31 +259,39 @@ def _unique(resolved: Resolved, where: _Where) -> Resolved:
         if member.key in seen:
             continue  # the same store named twice (a file and one of its entries): once
         if member.name in names:
-            raise where.error(f"two members are named {member.name!r}; name them apart with "
-                              "{catalog: file.yml, name: NAME} or a mapping of members")
+            raise where.error(
+                f"two members are named {member.name!r}; name them apart with "
+                "{catalog: file.yml, name: NAME} or a mapping of members"
+            )
         seen[member.key] = member.name
         names.add(member.name)
         out.members.append(member)
     return out
 
 
-def _resolve_one(given: str | None, value: Any, base: str, chain: tuple,
-                 where: _Where) -> Resolved:
+def _resolve_one(given: str | None, value: Any, base: str, chain: tuple, where: _Where) -> Resolved:
     if isinstance(value, DocumentStore | BrokerCatalog) or (
-            callable(value) and not isinstance(value, str | Mapping)):
+        callable(value) and not isinstance(value, str | Mapping)
+    ):
         name = given or getattr(value, "name", None) or f"member{where.keys[-1]}"
         return Resolved([ResolvedMember(str(name), value, ("object", id(value)))])
     if isinstance(value, Mapping):
         unknown = sorted(set(value) - set(_MAPPING_KEYS))
         if unknown or not isinstance(value.get("catalog"), str):
-            problem = (f"unknown key {unknown[0]!r}" if unknown
-                       else "a member mapping needs 'catalog: <file.yml>'")
-            raise where.error(f"{problem}; a member mapping has the keys catalog (a YAML "
-                              "file, required), entry and name")
+            problem = (
+                f"unknown key {unknown[0]!r}"
+                if unknown
+                else "a member mapping needs 'catalog: <file.yml>'"
+            )
+            raise where.error(
+                f"{problem}; a member mapping has the keys catalog (a YAML "
+                "file, required), entry and name"
+            )
         path = resolve_path(_expand(value["catalog"], where), base)
         entry = value.get("entry")
-        return _from_file(path, None if entry is None else str(entry),
-                          value.get("name") or given, chain, where)
+        return _from_file(
+            path, None if entry is None else str(entry), value.get("name") or given, chain, where
+        )
     if not isinstance(value, str) or not value:
         raise where.error(f"expected {_FORMS}; got {value!r}")
     text = _expand(value, where)
@@ -284,9 +303,11 @@ def _resolve_one(given: str | None, value: Any, base: str, chain: tuple,
     found = catalogs().find(text)
     if found is None:
         known = ", ".join(catalogs()) or "none"
-        raise where.error(f"no catalog named {text!r} was found (found: {known}; "
-                          "`intake-broker catalogs` lists them with where they come from); "
-                          f"a member is {_FORMS}")
+        raise where.error(
+            f"no catalog named {text!r} was found (found: {known}; "
+            "`intake-broker catalogs` lists them with where they come from); "
+            f"a member is {_FORMS}"
+        )
     if found.path is None:
         return Resolved([ResolvedMember(given or text, EntryPointOpener(text), ("ep", text))])
     return _from_file(found.path, found.entry, given or text, chain, where)
@@ -301,8 +322,9 @@ def _expand(text: str, where: _Where) -> str:
         raise where.error(str(err)) from None
 
 
-def _from_file(path: str, entry: str | None, name: str | None, chain: tuple,
-               where: _Where) -> Resolved:
+def _from_file(
+    path: str, entry: str | None, name: str | None, chain: tuple, where: _Where
+) -> Resolved:
     try:
         spec = CatalogSpec.read(path)
     except CatalogFileError as err:
@@ -317,12 +339,14 @@ def _from_file(path: str, entry: str | None, name: str | None, chain: tuple,
             if check.problem is not None:
                 resolved.skipped[member] = check.problem.problem
             elif _bluesky(check.cls) and not _federation(check.cls):
-                resolved.members.append(ResolvedMember(member, EntryOpener(spec.path, each),
-                                                       (spec.path, each)))
+                resolved.members.append(
+                    ResolvedMember(member, EntryOpener(spec.path, each), (spec.path, each))
+                )
         return resolved
     if entry not in spec.sources:
-        raise where.error(f"{path} has no entry {entry!r}; its entries: "
-                          f"{', '.join(map(str, spec.sources))}")
+        raise where.error(
+            f"{path} has no entry {entry!r}; its entries: {', '.join(map(str, spec.sources))}"
+        )
     node = (spec.path, entry)
     if node in chain:
         raise _cycle(chain, node, where)
@@ -335,7 +359,9 @@ def _from_file(path: str, entry: str | None, name: str | None, chain: tuple,
         resolved.add(check_members(spec, entry, chain), prefix=name)
         return resolved
     if not _bluesky(check.cls):
-        raise where.error(f"entry {entry!r} of {path} uses driver "
-                          f"{spec.entry_driver(entry)!r}, which is not a catalog of Bluesky "
-                          "runs")
+        raise where.error(
+            f"entry {entry!r} of {path} uses driver "
+            f"{spec.entry_driver(entry)!r}, which is not a catalog of Bluesky "
+            "runs"
+        )
     return Resolved([ResolvedMember(member, EntryOpener(spec.path, entry), node)])

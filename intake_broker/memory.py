@@ -113,7 +113,7 @@ class EventTable:
         seq = self.columns()["seq_num"]
         out = []
         for start in range(0, len(seq), rows_per_chunk):
-            part = seq[start:start + rows_per_chunk]
+            part = seq[start : start + rows_per_chunk]
             out.append(Chunk(self.descriptor["uid"], int(part[0]), int(part[-1]) + 1, len(part)))
         return out
 
@@ -300,8 +300,11 @@ class MemoryStore(TableReads, DocumentStore):
 
     def _run_for(self, kind: str, doc: dict) -> RunDocuments:
         if kind in ("event_page", "datum_page", "stream_datum"):
-            parent = {"event_page": "descriptor", "datum_page": "resource",
-                      "stream_datum": "stream_resource"}[kind]
+            parent = {
+                "event_page": "descriptor",
+                "datum_page": "resource",
+                "stream_datum": "stream_resource",
+            }[kind]
             run_uid = self._owner.get(doc[parent])
             if run_uid is None:
                 raise InvalidDocument(

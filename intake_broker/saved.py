@@ -33,8 +33,9 @@ def saved_queries(folder: str | os.PathLike | None = None) -> dict[str, Query]:
         raw = json.loads(path.read_text())
         return {name: decode_query(encoded) for name, encoded in raw.items()}
     except (ValueError, AttributeError) as err:
-        raise BadQuery(f"the saved queries in {path} cannot be read ({err}); fix or remove "
-                       "the file") from err
+        raise BadQuery(
+            f"the saved queries in {path} cannot be read ({err}); fix or remove the file"
+        ) from err
 
 
 def save_query(name: str, query: Query, folder: str | os.PathLike | None = None) -> None:

@@ -171,8 +171,10 @@ class DocumentStore(ABC):
     def descriptor_run(self, descriptor_uid: str) -> str:
         """The uid of the run a descriptor belongs to (what lets access checks and services
         stay stateless). Optional: stores that index descriptors override it."""
-        raise DescriptorNotFound(f"{type(self).__name__} cannot look up descriptor "
-                                 f"{descriptor_uid!r} by itself; list its run's descriptors first")
+        raise DescriptorNotFound(
+            f"{type(self).__name__} cannot look up descriptor "
+            f"{descriptor_uid!r} by itself; list its run's descriptors first"
+        )
 
     @abstractmethod
     def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
@@ -259,8 +261,9 @@ class DocumentStore(ABC):
 
         Optional: stores that can live in a folder implement it.
         """
-        raise NotImplementedError(f"{cls.__name__} cannot be kept in a folder; give its "
-                                  "arguments instead")
+        raise NotImplementedError(
+            f"{cls.__name__} cannot be kept in a folder; give its arguments instead"
+        )
 
     def flush(self) -> None:  # noqa: B027 (optional, with a do-nothing default)
         """Write out what the store buffers (events of a run being written); a no-op for
@@ -284,8 +287,9 @@ def _sort_value(record: Mapping[str, Any], path: tuple[str, ...]) -> tuple:
     return (2, value) if isinstance(value, int | float) else (3, value)
 
 
-def split_for_index(query: Query | None, indexed: frozenset[str] = frozenset({"start", "stop"})
-                    ) -> tuple[Query | None, Query | None]:
+def split_for_index(
+    query: Query | None, indexed: frozenset[str] = frozenset({"start", "stop"})
+) -> tuple[Query | None, Query | None]:
     """``(index_part, rest)``: the part of a query on the ``indexed`` documents (by default start
     and stop: what a run index answers natively) and the rest, e.g. ``descriptors.*`` (None if
     nothing is left).
@@ -300,6 +304,7 @@ def split_for_index(query: Query | None, indexed: frozenset[str] = frozenset({"s
     parts = query.queries if isinstance(query, And) else (query,)
     index = [q for q in parts if documents_needed(q) <= indexed]
     rest = [q for q in parts if q not in index]
+
     def combine(queries: list[Query]) -> Query | None:
         return None if not queries else queries[0] if len(queries) == 1 else And(tuple(queries))
 
@@ -321,14 +326,23 @@ class RecentMatches:
         self._items: OrderedDict[Any, tuple[Any, list[RunRecord]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def select(self, version: Any, records: Callable[[], Iterable[RunRecord]],
-               query: Query | None, sort: Sequence[tuple[str, int]], skip: int,
-               limit: int | None, store: DocumentStore | None = None) -> list[RunRecord]:
+    def select(
+        self,
+        version: Any,
+        records: Callable[[], Iterable[RunRecord]],
+        query: Query | None,
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int | None,
+        store: DocumentStore | None = None,
+    ) -> list[RunRecord]:
         """``select_runs(records(), query, sort, skip, limit, store)``, from the ordered
         matches kept for ``(query, sort)`` if the store's ``version`` is unchanged."""
         try:  # by its JSON: Eq("flag", True) == Eq("flag", 1) as objects, not as queries
-            key = (None if query is None else json.dumps(query.encode(), sort_keys=True),
-                   tuple(map(tuple, sort)))
+            key = (
+                None if query is None else json.dumps(query.encode(), sort_keys=True),
+                tuple(map(tuple, sort)),
+            )
         except (TypeError, ValueError):  # not representable as JSON: not kept
             return select_runs(records(), query, sort, skip, limit, store=store)
         with self._lock:
@@ -341,11 +355,10 @@ class RecentMatches:
                 self._items[key] = kept
                 while len(self._items) > self.size:
                     self._items.popitem(last=False)
-        return kept[1][skip:None if limit is None else skip + limit]
+        return kept[1][skip : None if limit is None else skip + limit]
 
 
-def run_matches(query: Query, record: RunRecord, store: Any,
-                extra: set[str] | None = None) -> bool:
+def run_matches(query: Query, record: RunRecord, store: Any, extra: set[str] | None = None) -> bool:
     """Whether the run of ``record`` matches ``query`` (the generic evaluator), with the parts
     of the run beyond its start and stop documents (``descriptors``, ``summary``) that
     ``store.record_parts`` gives; ``extra``: those parts, when already known."""

@@ -29,8 +29,11 @@ _JSON_DTYPES = {
 def field_dtype(data_key: Mapping[str, Any]) -> np.dtype:
     """The numpy dtype of a data key: ``dtype_numpy`` if given, else from the JSON ``dtype``."""
     if data_key.get("dtype_numpy"):
-        dtype = np.dtype(data_key["dtype_numpy"] if isinstance(data_key["dtype_numpy"], str)
-                         else [tuple(f) for f in data_key["dtype_numpy"]])
+        dtype = np.dtype(
+            data_key["dtype_numpy"]
+            if isinstance(data_key["dtype_numpy"], str)
+            else [tuple(f) for f in data_key["dtype_numpy"]]
+        )
         return np.dtype("object") if dtype.kind in "US" else dtype
     return _JSON_DTYPES.get(data_key.get("dtype", "number"), np.dtype("object"))
 
@@ -63,8 +66,9 @@ def _fill_value(dtype: np.dtype):
 
 
 def _read_chunk(store: DocumentStore, chunk: Chunk, fields: list[str]):
-    return store.read_events(chunk.descriptor, fields=fields,
-                             seq_range=(chunk.seq_start, chunk.seq_stop))
+    return store.read_events(
+        chunk.descriptor, fields=fields, seq_range=(chunk.seq_start, chunk.seq_stop)
+    )
 
 
 def _take(columns, group: str, key: str, dtype: np.dtype, shape: tuple[int, ...], rows: int):
@@ -82,23 +86,32 @@ def _take(columns, group: str, key: str, dtype: np.dtype, shape: tuple[int, ...]
     return array if array.dtype == dtype else array.astype(dtype)
 
 
-def _read_datum_chunk(store: DocumentStore, reader: AssetReader, chunk: Chunk, key: str,
-                      dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+def _read_datum_chunk(
+    store: DocumentStore,
+    reader: AssetReader,
+    chunk: Chunk,
+    key: str,
+    dtype: np.dtype,
+    shape: tuple[int, ...],
+) -> np.ndarray:
     columns = _read_chunk(store, chunk, [key])
     return reader.read_datums(key, list(columns.data[key]), dtype, shape)
 
 
-def _read_stream_chunk(reader: AssetReader, chunk: Chunk, key: str, dtype: np.dtype,
-                       shape: tuple[int, ...]) -> np.ndarray:
-    return reader.read_stream(key, chunk.descriptor, (chunk.seq_start, chunk.seq_stop),
-                              dtype, shape)
+def _read_stream_chunk(
+    reader: AssetReader, chunk: Chunk, key: str, dtype: np.dtype, shape: tuple[int, ...]
+) -> np.ndarray:
+    return reader.read_stream(
+        key, chunk.descriptor, (chunk.seq_start, chunk.seq_stop), dtype, shape
+    )
 
 
 class StreamLayout:
     """What a stream is made of, learned from descriptors and chunk metadata only."""
 
-    def __init__(self, store: DocumentStore, descriptors: Sequence[dict],
-                 reader: AssetReader | None = None):
+    def __init__(
+        self, store: DocumentStore, descriptors: Sequence[dict], reader: AssetReader | None = None
+    ):
         self.store = store
         self.reader = reader
         self.descriptors = list(descriptors)
@@ -118,8 +131,9 @@ class StreamLayout:
     def index(self) -> tuple[np.ndarray, np.ndarray]:
         """``time`` and ``seq_num`` of every event, in chunk order (reads only those columns)."""
         times, seqs = [], []
-        per_descriptor = {d["uid"]: self.store.read_events(d["uid"], fields=[])
-                          for d in self.descriptors}
+        per_descriptor = {
+            d["uid"]: self.store.read_events(d["uid"], fields=[]) for d in self.descriptors
+        }
         for chunk in self.chunks:
             cols = per_descriptor[chunk.descriptor]
             lo, hi = np.searchsorted(cols.seq_num, (chunk.seq_start, chunk.seq_stop))
@@ -156,18 +170,24 @@ class StreamLayout:
     def _asset_tasks(self, key: str, chunks: Sequence[Chunk]) -> list[tuple]:
         """One task per chunk reading the asset values of ``key``."""
         if self.reader is None:
-            raise ValueError(f"data key {key!r} is kept in external files; open the stream "
-                             "through a catalog so it knows the asset handlers")
+            raise ValueError(
+                f"data key {key!r} is kept in external files; open the stream "
+                "through a catalog so it knows the asset handlers"
+            )
         dtype, shape = self._field_spec(key, "data")
         if self._asset_kind(key, "data") == "stream":
-            return [(_read_stream_chunk, self.reader, chunk, key, dtype, shape)
-                    for chunk in chunks]
-        return [(_read_datum_chunk, self.store, self.reader, chunk, key, dtype, shape)
-                for chunk in chunks]
+            return [(_read_stream_chunk, self.reader, chunk, key, dtype, shape) for chunk in chunks]
+        return [
+            (_read_datum_chunk, self.store, self.reader, chunk, key, dtype, shape)
+            for chunk in chunks
+        ]
 
-    def arrays(self, fields: Iterable[str], group: str = "data",
-               index: list[tuple[np.ndarray, np.ndarray]] | None = None
-               ) -> dict[str, np.ndarray]:
+    def arrays(
+        self,
+        fields: Iterable[str],
+        group: str = "data",
+        index: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> dict[str, np.ndarray]:
         """Every value of the fields now (what ``read()`` uses): one store read per chunk --
         or one for the whole stream when it has one descriptor -- without scheduling a dask
         task per chunk and field."""
@@ -183,8 +203,10 @@ class StreamLayout:
             reads = [(c.seq_start, c.seq_stop, c.rows, c.descriptor) for c in self.chunks]
         for seq_start, seq_stop, rows, uid in reads if inline or index is not None else ():
             columns = self.store.read_events(
-                uid, fields=[f for f in inline if f in self.fields_of[uid]],
-                seq_range=(seq_start, seq_stop))
+                uid,
+                fields=[f for f in inline if f in self.fields_of[uid]],
+                seq_range=(seq_start, seq_stop),
+            )
             if index is not None:  # time and seq_num come with the same reads
                 index.append((columns.time, columns.seq_num))
             for key in inline:
@@ -211,12 +233,20 @@ class StreamLayout:
 
         fields = list(fields)
         inline = [f for f in fields if self._asset_kind(f, group) is None]
-        token = tokenize(id(self.store), [(c.descriptor, c.seq_start, c.seq_stop, c.rows)
-                                          for c in self.chunks], fields, group)
+        token = tokenize(
+            id(self.store),
+            [(c.descriptor, c.seq_start, c.seq_stop, c.rows) for c in self.chunks],
+            fields,
+            group,
+        )
         read_name = f"read-events-{token}"
         read_layer = {
-            (read_name, i): (_read_chunk, self.store, chunk,
-                             [f for f in inline if f in self.fields_of[chunk.descriptor]])
+            (read_name, i): (
+                _read_chunk,
+                self.store,
+                chunk,
+                [f for f in inline if f in self.fields_of[chunk.descriptor]],
+            )
             for i, chunk in enumerate(self.chunks)
         }
         out = {}
@@ -226,15 +256,18 @@ class StreamLayout:
             zeros = (0,) * len(shape)
             if key in inline:
                 chunks = self.chunks
-                layer = {(name, i, *zeros): (_take, (read_name, i), group, key, dtype, shape,
-                                             chunk.rows)
-                         for i, chunk in enumerate(chunks)}
-                graph = HighLevelGraph({read_name: read_layer, name: layer},
-                                       {read_name: set(), name: {read_name}})
+                layer = {
+                    (name, i, *zeros): (_take, (read_name, i), group, key, dtype, shape, chunk.rows)
+                    for i, chunk in enumerate(chunks)
+                }
+                graph = HighLevelGraph(
+                    {read_name: read_layer, name: layer}, {read_name: set(), name: {read_name}}
+                )
             else:
                 chunks = self.asset_chunks(key)
-                layer = {(name, i, *zeros): task
-                         for i, task in enumerate(self._asset_tasks(key, chunks))}
+                layer = {
+                    (name, i, *zeros): task for i, task in enumerate(self._asset_tasks(key, chunks))
+                }
                 graph = HighLevelGraph({name: layer}, {name: set()})
             if not chunks:
                 out[key] = da.empty((0, *shape), dtype=dtype)
@@ -280,11 +313,19 @@ class Stream(DataSource):
         meta = {"stream_name": stream_name, "descriptors": self._descriptors}
         super().__init__(metadata={**meta, **(metadata or {})})
 
-    def __call__(self, include: Sequence[str] | None = None,
-                 exclude: Sequence[str] | None = None, **kwargs) -> Stream:
+    def __call__(
+        self, include: Sequence[str] | None = None, exclude: Sequence[str] | None = None, **kwargs
+    ) -> Stream:
         """The same stream restricted to ``include`` keys and without ``exclude`` keys."""
-        return Stream(self._store, self._run_uid, self.name, self._descriptors,
-                      include=include, exclude=exclude, assets=self._assets)
+        return Stream(
+            self._store,
+            self._run_uid,
+            self.name,
+            self._descriptors,
+            include=include,
+            exclude=exclude,
+            assets=self._assets,
+        )
 
     def __repr__(self) -> str:
         return f"<Stream {self.name!r} of run {self._run_uid[:8]}>"
@@ -302,14 +343,17 @@ class Stream(DataSource):
         if self._include is not None:
             unknown = sorted(set(self._include) - set(keys))
             if unknown:
-                raise KeyError(f"stream {self.name!r} has no data keys {unknown}; "
-                               f"it has {keys}")
+                raise KeyError(f"stream {self.name!r} has no data keys {unknown}; it has {keys}")
             keys = [k for k in keys if k in self._include]
         return [k for k in keys if k not in self._exclude]
 
     def _get_schema(self) -> Schema:
-        return Schema(dtype=None, shape=(len(self.layout),), npartitions=len(self.layout.chunks),
-                      extra_metadata={})
+        return Schema(
+            dtype=None,
+            shape=(len(self.layout),),
+            npartitions=len(self.layout.chunks),
+            extra_metadata={},
+        )
 
     def _dataset(self, group: str, lazy: bool = True):
         import xarray as xr
@@ -322,17 +366,22 @@ class Stream(DataSource):
             parts: list[tuple[np.ndarray, np.ndarray]] = []
             arrays = layout.arrays(self.fields, group, index=parts)
             time = np.concatenate([t for t, _ in parts]) if parts else np.empty(0, float)
-            seq_num = (np.concatenate([q for _, q in parts]) if parts
-                       else np.empty(0, np.int64))
+            seq_num = np.concatenate([q for _, q in parts]) if parts else np.empty(0, np.int64)
         data_vars = {}
         for key, array in arrays.items():
             dk = layout.data_keys[key]
             dims = ("time",) if group == "timestamps" else field_dims(key, dk)
-            attrs = {k: dk[k] for k in ("source", "units", "object_name", "precision", "external")
-                     if k in dk}
+            attrs = {
+                k: dk[k]
+                for k in ("source", "units", "object_name", "precision", "external")
+                if k in dk
+            }
             data_vars[key] = xr.Variable(dims, array, attrs=attrs)
-        return xr.Dataset(data_vars, coords={"time": time, "seq_num": ("time", seq_num)},
-                          attrs={"stream_name": self.name, "run_uid": self._run_uid})
+        return xr.Dataset(
+            data_vars,
+            coords={"time": time, "seq_num": ("time", seq_num)},
+            attrs={"stream_name": self.name, "run_uid": self._run_uid},
+        )
 
     def to_dask(self):
         """The stream as a lazy ``xarray.Dataset``: one dask chunk per stored page."""
@@ -398,8 +447,9 @@ class ConfigSource(DataSource):
 
         layout = self._stream.layout
         time, seq_num = layout.index()
-        by_descriptor = {d["uid"]: d.get("configuration", {}).get(self._object, {})
-                         for d in layout.descriptors}
+        by_descriptor = {
+            d["uid"]: d.get("configuration", {}).get(self._object, {}) for d in layout.descriptors
+        }
         keys: dict[str, dict] = {}
         for conf in by_descriptor.values():
             for key, dk in conf.get("data_keys", {}).items():
@@ -414,8 +464,11 @@ class ConfigSource(DataSource):
                 parts.append(np.broadcast_to(value, (chunk.rows, *value.shape)))
             values = np.concatenate(parts) if parts else np.empty((0, *shape), dtype)
             data_vars[key] = (field_dims(key, dk), values)
-        return xr.Dataset(data_vars, coords={"time": time, "seq_num": ("time", seq_num)},
-                          attrs={"object_name": self._object})
+        return xr.Dataset(
+            data_vars,
+            coords={"time": time, "seq_num": ("time", seq_num)},
+            attrs={"object_name": self._object},
+        )
 
     def to_dask(self):
         return self.read()

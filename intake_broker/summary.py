@@ -33,8 +33,13 @@ def field_stats(values: np.ndarray) -> dict[str, float | int] | None:
     if not finite.size:
         return {"count": 0}
     total = float(finite.sum())
-    return {"min": float(finite.min()), "max": float(finite.max()),
-            "mean": total / finite.size, "sum": total, "count": int(finite.size)}
+    return {
+        "min": float(finite.min()),
+        "max": float(finite.max()),
+        "mean": total / finite.size,
+        "sum": total,
+        "count": int(finite.size),
+    }
 
 
 def merge_stats(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -45,8 +50,13 @@ def merge_stats(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str,
         return a
     count = a["count"] + b["count"]
     total = a["sum"] + b["sum"]
-    return {"min": min(a["min"], b["min"]), "max": max(a["max"], b["max"]),
-            "mean": total / count, "sum": total, "count": count}
+    return {
+        "min": min(a["min"], b["min"]),
+        "max": max(a["max"], b["max"]),
+        "mean": total / count,
+        "sum": total,
+        "count": count,
+    }
 
 
 def run_summary(store, run_uid: str) -> dict[str, dict[str, dict[str, Any]]]:

@@ -38,9 +38,11 @@ class CopyReport:
     events: int = 0
 
     def __str__(self) -> str:
-        return (f"{len(self.copied)} runs copied ({len(self.incomplete)} of them incomplete), "
-                f"{len(self.skipped)} already there; {self.documents} documents, "
-                f"{self.events} events")
+        return (
+            f"{len(self.copied)} runs copied ({len(self.incomplete)} of them incomplete), "
+            f"{len(self.skipped)} already there; {self.documents} documents, "
+            f"{self.events} events"
+        )
 
 
 def stream_counts(store: DocumentStore, run_uid: str) -> dict[str, int]:
@@ -55,8 +57,9 @@ def stream_counts(store: DocumentStore, run_uid: str) -> dict[str, int]:
 def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="run", desc="copying runs", disable=not enabled,
-                dynamic_ncols=True)
+    return tqdm(
+        total=total, unit="run", desc="copying runs", disable=not enabled, dynamic_ncols=True
+    )
 
 
 def copy_runs(
@@ -104,8 +107,9 @@ def copy_runs(
             for record in page:
                 _copy_one(source, dest, record, report, validate)
                 bar.update(1)
-                bar.set_postfix(copied=len(report.copied), skipped=len(report.skipped),
-                                refresh=False)
+                bar.set_postfix(
+                    copied=len(report.copied), skipped=len(report.skipped), refresh=False
+                )
             if len(page) < _PAGE:
                 break
             skip += _PAGE
@@ -119,8 +123,12 @@ def _copy_one(source, dest, record, report: CopyReport, validate: bool) -> None:
         held = dest.run(uid)
     except RunNotFound:
         held = None
-    if (held is not None and held.complete and record.complete
-            and stream_counts(dest, uid) == expected):
+    if (
+        held is not None
+        and held.complete
+        and record.complete
+        and stream_counts(dest, uid) == expected
+    ):
         report.skipped.append(uid)
         return
     for kind, doc in source.documents(uid):
@@ -133,10 +141,13 @@ def _copy_one(source, dest, record, report: CopyReport, validate: bool) -> None:
     got = stream_counts(dest, uid)
     if got != expected:
         differ = sorted(k for k in set(got) | set(expected) if got.get(k, 0) != expected.get(k, 0))
-        details = ", ".join(f"{k!r}: source {expected.get(k, 0)}, destination {got.get(k, 0)}"
-                            for k in differ)
-        raise CopyMismatch(f"run {uid!r} was copied but its event counts differ ({details}); "
-                           "the destination may hold events the source lacks, or lost some")
+        details = ", ".join(
+            f"{k!r}: source {expected.get(k, 0)}, destination {got.get(k, 0)}" for k in differ
+        )
+        raise CopyMismatch(
+            f"run {uid!r} was copied but its event counts differ ({details}); "
+            "the destination may hold events the source lacks, or lost some"
+        )
     report.copied.append(uid)
     if not record.complete:
         report.incomplete.append(uid)

@@ -28,23 +28,31 @@ FILE_SCHEMA: dict[str, Any] = {
         "name": {"type": "string"},
         "description": {"type": "string"},
     },
-    "$defs": {"entry": {
-        "type": "object",
-        "required": ["driver"],
-        "additionalProperties": False,
-        "properties": {
-            "driver": {"type": ["string", "array", "object"]},
-            "args": {"type": "object"},
-            "description": {"type": "string"},
-            "metadata": {"type": "object", "properties": {"timezone": {"type": "string"}}},
-            "parameters": {"type": "object"},
-            "direct_access": {"enum": ["forbid", "allow", "force"]},
-            "cache": {"type": "array"},
-        },
-    }},
+    "$defs": {
+        "entry": {
+            "type": "object",
+            "required": ["driver"],
+            "additionalProperties": False,
+            "properties": {
+                "driver": {"type": ["string", "array", "object"]},
+                "args": {"type": "object"},
+                "description": {"type": "string"},
+                "metadata": {"type": "object", "properties": {"timezone": {"type": "string"}}},
+                "parameters": {"type": "object"},
+                "direct_access": {"enum": ["forbid", "allow", "force"]},
+                "cache": {"type": "array"},
+            },
+        }
+    },
 }
-_JSON_TYPES = {"object": "a mapping", "array": "a list", "string": "a string",
-               "integer": "an integer", "number": "a number", "boolean": "true or false"}
+_JSON_TYPES = {
+    "object": "a mapping",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+}
 
 
 class CatalogFileError(BrokerError, ValueError):
@@ -98,8 +106,9 @@ class CatalogSpec:
                 loader.dispose()
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
-            raise CatalogFileError(path, mark.line + 1 if mark else None, None,
-                                   f"not valid YAML: {err}") from None
+            raise CatalogFileError(
+                path, mark.line + 1 if mark else None, None, f"not valid YAML: {err}"
+            ) from None
         self._check_structure()
 
     @classmethod
@@ -145,16 +154,20 @@ class CatalogSpec:
                         break
                 else:
                     return line
-            elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) \
-                    and key < len(node.value):
+            elif (
+                isinstance(node, yaml.SequenceNode)
+                and isinstance(key, int)
+                and key < len(node.value)
+            ):
                 node = node.value[key]
                 line = node.start_mark.line + 1
             else:
                 return line
         return line
 
-    def error(self, keys: tuple, problem: str, cls: type[CatalogFileError] = CatalogFileError
-              ) -> CatalogFileError:
+    def error(
+        self, keys: tuple, problem: str, cls: type[CatalogFileError] = CatalogFileError
+    ) -> CatalogFileError:
         """An error at the field ``keys`` (e.g. ``("sources", "csx", "args", "paths")``)."""
         return cls(self.path, self.line(*keys), keys, problem)
 
@@ -187,15 +200,18 @@ class CatalogSpec:
     def _check_structure(self) -> None:
         data = self.data
         if not isinstance(data, dict) or not isinstance(data.get("sources"), dict):
-            raise self.error(("sources",) if isinstance(data, dict) else (), (
-                "no 'sources:' mapping; an intake catalog lists its entries under 'sources:' "
-                "with 'driver:' and 'args:', e.g.\nsources:\n  csx:\n    driver: "
-                "bluesky-msgpack-catalog\n    args: {paths: [runs/]}"))
+            raise self.error(
+                ("sources",) if isinstance(data, dict) else (),
+                (
+                    "no 'sources:' mapping; an intake catalog lists its entries under 'sources:' "
+                    "with 'driver:' and 'args:', e.g.\nsources:\n  csx:\n    driver: "
+                    "bluesky-msgpack-catalog\n    args: {paths: [runs/]}"
+                ),
+            )
         import jsonschema
 
         validator = jsonschema.Draft202012Validator(FILE_SCHEMA)
-        errors = sorted(validator.iter_errors(data),
-                        key=lambda e: self.line(*e.absolute_path) or 0)
+        errors = sorted(validator.iter_errors(data), key=lambda e: self.line(*e.absolute_path) or 0)
         if errors:
             keys, problem = _schema_problem(errors[0])
             more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
@@ -220,16 +236,20 @@ def _schema_problem(error: Any) -> tuple[tuple, str]:
         extra = sorted(k for k in instance if k not in allowed)
         hint = difflib.get_close_matches(str(extra[0]), allowed, n=1)
         return (*keys, extra[0]), (
-            f"unknown key {extra[0]!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
-            + f" Valid keys: {', '.join(allowed)}")
+            f"unknown key {extra[0]!r}"
+            + (f"; did you mean {hint[0]!r}?" if hint else "")
+            + f" Valid keys: {', '.join(allowed)}"
+        )
     if validator == "type":
         wanted = error.validator_value
         wanted = [wanted] if isinstance(wanted, str) else wanted
         words = " or ".join(_JSON_TYPES.get(w, w) for w in wanted)
         return keys, f"expected {words}, got {describe_value(instance)}"
     if validator == "enum":
-        return keys, (f"expected one of {', '.join(map(repr, error.validator_value))}, "
-                      f"got {describe_value(instance)}")
+        return keys, (
+            f"expected one of {', '.join(map(repr, error.validator_value))}, "
+            f"got {describe_value(instance)}"
+        )
     return keys, error.message
 
 
@@ -242,8 +262,11 @@ def check_timezone(spec: CatalogSpec, keys: tuple, zone: Any) -> None:
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise spec.error(keys, f"unknown time zone {zone!r}; give an IANA name such as "
-                               "'America/New_York', 'Europe/Berlin' or 'UTC'") from None
+        raise spec.error(
+            keys,
+            f"unknown time zone {zone!r}; give an IANA name such as "
+            "'America/New_York', 'Europe/Berlin' or 'UTC'",
+        ) from None
 
 
 # -- environment variables and paths ---------------------------------------------------------
@@ -279,8 +302,10 @@ def variables(text: str) -> Iterator[tuple[str, bool]]:
         body = match.group("body")
         found = _VARIABLE.fullmatch(body or "")
         if body is None or found is None:
-            raise ValueError(f"{match.group(0)!r} is not a variable reference; write ${{NAME}} "
-                             "or ${NAME:-default} (and $$ for a literal $)")
+            raise ValueError(
+                f"{match.group(0)!r} is not a variable reference; write ${{NAME}} "
+                "or ${NAME:-default} (and $$ for a literal $)"
+            )
         yield found["name"], found["default"] is not None
     for match in _JINJA_ENV.finditer(text):
         yield match["name"], False

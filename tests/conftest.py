@@ -77,8 +77,9 @@ class MongoServer(SecantusServer):
 @pytest.fixture(scope="session")
 def mongo_server():
     """SecantusDB for the session (skips when the MongoDB driver or server is missing)."""
-    pytest.importorskip("intake_broker_mongo", reason="the MongoDB driver "
-                        "(intake-broker-mongo) is not installed")
+    pytest.importorskip(
+        "intake_broker_mongo", reason="the MongoDB driver (intake-broker-mongo) is not installed"
+    )
     server = MongoServer()
     yield server
     server.stop()
@@ -87,8 +88,9 @@ def mongo_server():
 @pytest.fixture
 def killable_mongo():
     """A SecantusDB server of this test alone, which the test may kill."""
-    pytest.importorskip("intake_broker_mongo", reason="the MongoDB driver "
-                        "(intake-broker-mongo) is not installed")
+    pytest.importorskip(
+        "intake_broker_mongo", reason="the MongoDB driver (intake-broker-mongo) is not installed"
+    )
     server = MongoServer()
     yield server
     server.stop()
@@ -143,8 +145,9 @@ def facility(tmp_path_factory, s3_server, request) -> Facility:
     installed (ISS with the password from ``ISS_MONGO_PASSWORD``, never written in the file).
     """
     with pytest.MonkeyPatch.context() as monkeypatch:
-        yield _fill(tmp_path_factory.mktemp("facility") / "catalogs", monkeypatch, s3_server,
-                    request)
+        yield _fill(
+            tmp_path_factory.mktemp("facility") / "catalogs", monkeypatch, s3_server, request
+        )
 
 
 def _fill(folder: Path, monkeypatch, s3_server, request) -> Facility:
@@ -167,15 +170,18 @@ def _fill(folder: Path, monkeypatch, s3_server, request) -> Facility:
 
     result = Facility(folder)
     runs = {  # member: [(label, time, plan), ...]; labels shared between members are mirrors
-        "nsls2/chx": [("chx-1", 1_700_000_100.0, "count"), ("shared-chx", 1_700_000_300.0,
-                                                            "scan")],
-        "nsls2/archive": [("shared-chx", 1_700_000_300.0, "scan"),
-                          ("archive-1", 1_600_000_000.0, "count")],
+        "nsls2/chx": [("chx-1", 1_700_000_100.0, "count"), ("shared-chx", 1_700_000_300.0, "scan")],
+        "nsls2/archive": [
+            ("shared-chx", 1_700_000_300.0, "scan"),
+            ("archive-1", 1_600_000_000.0, "count"),
+        ],
         "aps/xpcs": [("xpcs-1", 1_700_000_200.0, "scan"), ("xpcs-2", 1_700_000_900.0, "count")],
     }
     if _has("intake_broker_native"):
-        runs["nsls2/csx"] = [("csx-1", 1_700_000_500.0, "scan"),
-                             ("shared-csx", 1_700_000_700.0, "count")]
+        runs["nsls2/csx"] = [
+            ("csx-1", 1_700_000_500.0, "scan"),
+            ("shared-csx", 1_700_000_700.0, "count"),
+        ]
         runs["nsls2/archive"].append(("shared-csx", 1_700_000_700.0, "count"))
     if mongo is not None:
         runs["nsls2/iss"] = [("iss-1", 1_700_000_600.0, "scan")]
@@ -187,8 +193,9 @@ def _fill(folder: Path, monkeypatch, s3_server, request) -> Facility:
             catalog = open_catalog(folder / f"{file}.yml")[entry]
         for scan_id, (label, when, plan) in enumerate(made, start=1):
             if label not in documents:
-                documents[label] = scalar_run(time=when, scan_id=scan_id, plan_name=plan,
-                                              sample=label)
+                documents[label] = scalar_run(
+                    time=when, scan_id=scan_id, plan_name=plan, sample=label
+                )
             docs = documents[label]
             uid = docs[0][1]["uid"]
             _write(catalog, docs)

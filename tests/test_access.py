@@ -37,16 +37,18 @@ NOBODY = Principal("eve")
 
 
 def _run(scan_id, when, **md):
-    return factories.scalar_run(n=3, time=1_700_000_000 + when, scan_id=scan_id,
-                                plan_name="scan", **md)
+    return factories.scalar_run(
+        n=3, time=1_700_000_000 + when, scan_id=scan_id, plan_name="scan", **md
+    )
 
 
 RUNS = {
     "a1": _run(1, 0, proposal_id="p-1", beamline_id="chx", sample={"name": "LaB6"}),
     "a2": _run(2, 10, proposal_id="p-1", beamline_id="chx", sample={"name": "Si"}),
     "b1": _run(3, 20, proposal_id="p-2", beamline_id="csx", sample={"name": "secret gold"}),
-    "b2": _run(1, 30, proposal_id="p-2", beamtime_id="bt-9", beamline_id="iss",
-               sample={"name": "LaB6"}),
+    "b2": _run(
+        1, 30, proposal_id="p-2", beamtime_id="bt-9", beamline_id="iss", sample={"name": "LaB6"}
+    ),
     "public": _run(5, 40, proposal_id="p-3", embargo_until=time.time() - 60),
     "embargoed": _run(6, 50, proposal_id="p-3", embargo_until=time.time() + 3600),
     "unlabelled": _run(7, 60, sample={"name": "LaB6"}),
@@ -72,8 +74,9 @@ def native_store(tmp_path):
 
 
 def mongo_store(request, database):
-    mongo = pytest.importorskip("intake_broker_mongo", reason="the MongoDB driver "
-                                "(intake-broker-mongo) is not installed")
+    mongo = pytest.importorskip(
+        "intake_broker_mongo", reason="the MongoDB driver (intake-broker-mongo) is not installed"
+    )
     server = request.getfixturevalue("mongo_server")
     server.drop(database)
     return mongo.MongoStore(f"{server.uri}/{database}")
@@ -81,9 +84,12 @@ def mongo_store(request, database):
 
 def filled_store(kind, tmp, request, database):
     """A store of ``kind`` holding every run of RUNS."""
-    base = {"memory": MemoryStore, "files": lambda: files_store(tmp),
-            "native": lambda: native_store(tmp), "mongo": lambda: mongo_store(request, database)
-            }[kind]()
+    base = {
+        "memory": MemoryStore,
+        "files": lambda: files_store(tmp),
+        "native": lambda: native_store(tmp),
+        "mongo": lambda: mongo_store(request, database),
+    }[kind]()
     for docs in RUNS.values():
         insert_all(base, docs)
     base.flush()
@@ -92,8 +98,7 @@ def filled_store(kind, tmp, request, database):
 
 @pytest.fixture(params=["memory", "files", "native", "mongo"], scope="module")
 def store(request, tmp_path_factory):
-    base = filled_store(request.param, tmp_path_factory.mktemp("access"), request,
-                        "access_matrix")
+    base = filled_store(request.param, tmp_path_factory.mktemp("access"), request, "access_matrix")
     yield base
     base.close()
 
@@ -115,12 +120,24 @@ def test_listing_and_counts(store, who):
 
 
 QUERIES = [
-    Eq("plan_name", "scan"), Eq("sample.name", "secret gold"), Regex("sample.name", "gold"),
-    Regex("uid", "."), FullText("secret gold"), Fuzzy("sample.name", "secret gild"),
-    Contains("motors", "motor"), In("scan_id", [1, 2, 3, 4, 5, 6, 7]), KeyPresent("sample"),
-    Not(Eq("proposal_id", "p-1")), Comparison("gt", "scan_id", 0), ScanID(3), ScanIDRange(0, 99),
-    TimeRange(since=0), Eq("stop.exit_status", "success"), Eq("descriptors.name", "primary"),
-    Comparison("gt", "summary.primary.det.max", -1), Eq("proposal_id", "p-2"),
+    Eq("plan_name", "scan"),
+    Eq("sample.name", "secret gold"),
+    Regex("sample.name", "gold"),
+    Regex("uid", "."),
+    FullText("secret gold"),
+    Fuzzy("sample.name", "secret gild"),
+    Contains("motors", "motor"),
+    In("scan_id", [1, 2, 3, 4, 5, 6, 7]),
+    KeyPresent("sample"),
+    Not(Eq("proposal_id", "p-1")),
+    Comparison("gt", "scan_id", 0),
+    ScanID(3),
+    ScanIDRange(0, 99),
+    TimeRange(since=0),
+    Eq("stop.exit_status", "success"),
+    Eq("descriptors.name", "primary"),
+    Comparison("gt", "summary.primary.det.max", -1),
+    Eq("proposal_id", "p-2"),
     Eq("beamtime_id", "bt-9"),
 ]
 
@@ -130,8 +147,7 @@ def test_search_never_leaks(store, query):
     for who in (ADA, BOB, STAFF, NOBODY):
         found = names(catalog_for(store, who).search(query))
         assert found <= VISIBLE[who.name], (who.name, found)
-    assert names(catalog_for(store, ADMIN).search(query)) == names(
-        r.uid for r in store.runs(query))
+    assert names(catalog_for(store, ADMIN).search(query)) == names(r.uid for r in store.runs(query))
 
 
 def test_lookups_of_other_proposals_look_missing(store):
@@ -148,7 +164,10 @@ def test_lookups_of_other_proposals_look_missing(store):
         cat[3]  # only b1 has scan_id 3
     assert cat[-1].metadata["start"]["uid"] == UID["public"]
     assert {cat[-i].metadata["start"]["uid"] for i in (1, 2, 3)} == {
-        UID["a1"], UID["a2"], UID["public"]}
+        UID["a1"],
+        UID["a2"],
+        UID["public"],
+    }
     with pytest.raises(RunNotFound):
         cat[-4]
 
@@ -157,11 +176,16 @@ def test_every_read_path_of_the_store_is_checked(store):
     guarded = GuardedStore(store, ProposalPolicy(), ADA)
     other = UID["b1"]
     descriptor = store.descriptors(other)[0]["uid"]  # a uid learned elsewhere
-    for call in (lambda: guarded.run(other), lambda: guarded.descriptors(other),
-                 lambda: list(guarded.documents(other)), lambda: guarded.run_assets(other),
-                 lambda: guarded.summary(other), lambda: list(guarded.datum_pages(other)),
-                 lambda: guarded.record_parts(other, {"descriptors"}),
-                 lambda: AssetReader(guarded, other).assets):
+    for call in (
+        lambda: guarded.run(other),
+        lambda: guarded.descriptors(other),
+        lambda: list(guarded.documents(other)),
+        lambda: guarded.run_assets(other),
+        lambda: guarded.summary(other),
+        lambda: list(guarded.datum_pages(other)),
+        lambda: guarded.record_parts(other, {"descriptors"}),
+        lambda: AssetReader(guarded, other).assets,
+    ):
         with pytest.raises(RunNotFound):
             call()
     for call in (lambda: guarded.read_events(descriptor), lambda: guarded.event_chunks(descriptor)):
@@ -174,8 +198,9 @@ def test_a_held_run_is_checked_again_where_it_is_used(store):
     cat = catalog_for(store, ADA)
     run = cat[UID["a1"]]
     primary = next(d["uid"] for n, d in RUNS["a1"] if n == "descriptor" and d["name"] == "primary")
-    expected = [d["data"]["det"] for n, d in RUNS["a1"] if n == "event"
-                and d["descriptor"] == primary]
+    expected = [
+        d["data"]["det"] for n, d in RUNS["a1"] if n == "event" and d["descriptor"] == primary
+    ]
     np.testing.assert_array_equal(run.primary.read()["det"].values, expected)
     clone = pickle.loads(pickle.dumps(run))
     assert clone.primary.read()["det"].shape == (3,)
@@ -206,8 +231,7 @@ def writable(request, tmp_path):
 
 def stored(store, name):
     """What the store holds of run ``name``: its documents' kinds and uids."""
-    return [(kind, doc.get("uid", doc.get("datum_id"))) for kind, doc in
-            store.documents(UID[name])]
+    return [(kind, doc.get("uid", doc.get("datum_id"))) for kind, doc in store.documents(UID[name])]
 
 
 def test_users_write_runs_of_their_own_proposals(writable):
@@ -223,10 +247,17 @@ def test_users_write_runs_of_their_own_proposals(writable):
     assert anything[0][1]["uid"] in catalog_for(writable, ADMIN)
 
 
-@pytest.mark.parametrize("labels", [
-    {"proposal_id": "p-2"}, {"beamtime_id": "bt-9"}, {},
-    {"proposal_id": "p-3", "embargo_until": time.time() - 60}, {"beamline_id": "csx"},
-], ids=["other proposal", "other beamtime", "unlabelled", "public", "a beamline"])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"proposal_id": "p-2"},
+        {"beamtime_id": "bt-9"},
+        {},
+        {"proposal_id": "p-3", "embargo_until": time.time() - 60},
+        {"beamline_id": "csx"},
+    ],
+    ids=["other proposal", "other beamtime", "unlabelled", "public", "a beamline"],
+)
 def test_users_cannot_start_runs_outside_their_proposals(writable, labels):
     before = writable.count()
     docs = _run(11, 100, **labels)
@@ -242,15 +273,22 @@ def test_users_cannot_write_into_runs_of_others(writable):
     held = {name: stored(writable, name) for name in ("b1", "public")}
     for name, error in (("b1", RunNotFound), ("public", WriteDenied)):
         uid = UID[name]
-        (_, descriptor), = [(n, d) for n, d in RUNS[name] if n == "descriptor"
-                            and d["name"] == "primary"]
+        ((_, descriptor),) = [
+            (n, d) for n, d in RUNS[name] if n == "descriptor" and d["name"] == "primary"
+        ]
         sneaky = {**descriptor, "uid": f"{uid[:8]}-sneaky", "name": "sneaky"}
         event = next(d for n, d in RUNS[name] if n == "event")
         extra = {**event, "uid": f"{uid[:8]}-extra", "seq_num": 99}
-        resource = {"spec": "NPY_SEQ", "root": "/", "resource_path": "x", "resource_kwargs": {},
-                    "path_semantics": "posix", "uid": f"{uid[:8]}-res", "run_start": uid}
-        for doc_name, doc in (("descriptor", sneaky), ("event", extra),
-                              ("resource", resource)):
+        resource = {
+            "spec": "NPY_SEQ",
+            "root": "/",
+            "resource_path": "x",
+            "resource_kwargs": {},
+            "path_semantics": "posix",
+            "uid": f"{uid[:8]}-res",
+            "run_start": uid,
+        }
+        for doc_name, doc in (("descriptor", sneaky), ("event", extra), ("resource", resource)):
             with pytest.raises(error) as info:
                 guarded.insert(doc_name, doc)
             if error is RunNotFound:  # looks exactly like a missing run

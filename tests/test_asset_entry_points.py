@@ -49,8 +49,10 @@ def install(folder, name, entry_points: dict[str, dict[str, str]], version="1.0"
     dist = folder / f"{name}-{version}.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    text = "".join(f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n"
-                   for group, eps in entry_points.items())
+    text = "".join(
+        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) + "\n"
+        for group, eps in entry_points.items()
+    )
     (dist / "entry_points.txt").write_text(text)
     return dist
 
@@ -72,8 +74,11 @@ def test_installing_and_removing_a_handler_package_is_seen(site):
     assert handlers() == {"OLD": NPY} and len(scans) == 1
     assert handlers() == {"OLD": NPY} and len(scans) == 1  # from the cache: no scan
 
-    new = install(folder, "new_handlers", {"intake_broker.handlers": {"NEW": H5},
-                                           "console_scripts": {"x": "y:z"}})
+    new = install(
+        folder,
+        "new_handlers",
+        {"intake_broker.handlers": {"NEW": H5}, "console_scripts": {"x": "y:z"}},
+    )
     assert handlers() == {"OLD": NPY, "NEW": H5} and len(scans) == 2
     age(new / "entry_points.txt", new, folder)
     assert handlers() == {"OLD": NPY, "NEW": H5} and len(scans) == 3  # cached now
@@ -108,8 +113,7 @@ def test_a_folder_that_changes_without_new_distributions_keeps_the_cache(site):
     assert handlers() == {"A": NPY} and len(scans) == 2
 
 
-def test_a_new_sys_path_entry_and_another_python_are_other_caches(site, tmp_path,
-                                                                  monkeypatch):
+def test_a_new_sys_path_entry_and_another_python_are_other_caches(site, tmp_path, monkeypatch):
     folder, scans = site
     age(folder)
     assert handlers() == {} and len(scans) == 1
@@ -151,8 +155,14 @@ def test_an_unusable_cache_is_ignored(site, tmp_path, monkeypatch):
 
 def test_priority_catalog_then_runtime_then_entry_points_then_builtins(site, monkeypatch):
     folder, _ = site
-    install(folder, "handlers", {"databroker.handlers": {"AD_HDF5": NPY, "OTHER": H5},
-                                 "intake_broker.handlers": {"OTHER": NPY}})
+    install(
+        folder,
+        "handlers",
+        {
+            "databroker.handlers": {"AD_HDF5": NPY, "OTHER": H5},
+            "intake_broker.handlers": {"OTHER": NPY},
+        },
+    )
     monkeypatch.setattr(assets, "_runtime", {})
     assets._entry_point_handlers.cache_clear()
     registry = assets.HandlerRegistry()

@@ -32,6 +32,7 @@ STORES = {"memory": lambda tmp_path: MemoryStore(), "jsonl files": files_store}
 def make_catalog(request, tmp_path):
     def make(**kwargs):
         return BrokerCatalog(STORES[request.param](tmp_path), **kwargs)
+
     return make
 
 
@@ -184,8 +185,7 @@ def test_documents_fill_from_hdf5(tmp_path):
     got = np.stack([np.asarray(v) for p in pages for v in p["data"]["cam_image"]])
     np.testing.assert_array_equal(got, frames)
     # event-model marks a filled value with the datum id it came from
-    assert all(
-               isinstance(p["filled"]["cam_image"][0], str) for p in pages)
+    assert all(isinstance(p["filled"]["cam_image"][0], str) for p in pages)
     unfilled = [d for n, d in cat[-1].documents() if n == "event_page"]
     assert all(p["filled"]["cam_image"] == [False] for p in unfilled)
 
@@ -232,8 +232,11 @@ def test_hdf5_assets_from_s3(tmp_path, s3_server):
     docs, frames = ad_hdf5_run(tmp_path, filename="on-s3.h5")
     fs.put(str(tmp_path / "on-s3.h5"), "assets/beamline/on-s3.h5")
     (tmp_path / "on-s3.h5").unlink()
-    cat = BrokerCatalog(MemoryStore(), root_map={str(tmp_path): "s3://assets/beamline"},
-                        asset_storage_options=options)
+    cat = BrokerCatalog(
+        MemoryStore(),
+        root_map={str(tmp_path): "s3://assets/beamline"},
+        asset_storage_options=options,
+    )
     insert(cat, docs)
     ds = cat[-1].primary.to_dask()
     np.testing.assert_array_equal(ds["cam_image"][5].values, frames[5])

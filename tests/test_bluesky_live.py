@@ -68,8 +68,9 @@ def test_values_equal_the_documents(recorded, which):
     for key in events[0]["data"]:
         expected = np.asarray([e["data"][key] for e in events])
         np.testing.assert_array_equal(ds[key].values, expected)
-        np.testing.assert_array_equal(run.primary.timestamps.read()[key],
-                                      [e["timestamps"][key] for e in events])
+        np.testing.assert_array_equal(
+            run.primary.timestamps.read()[key], [e["timestamps"][key] for e in events]
+        )
     assert_same_documents(list(run.documents()), documents)
 
 
@@ -148,8 +149,9 @@ def test_documents_fill_external_frames_through_handlers(tmp_path):
     from ophyd.sim import NumpySeqHandler, img
 
     img.save_path = str(tmp_path)
-    cat = intake_broker.BrokerCatalog(intake_broker.MemoryStore(),
-                                      handler_registry={"NPY_SEQ": NumpySeqHandler})
+    cat = intake_broker.BrokerCatalog(
+        intake_broker.MemoryStore(), handler_registry={"NPY_SEQ": NumpySeqHandler}
+    )
     RE = RunEngine()
     RE.subscribe(cat.insert)
     RE(count([img], 2))

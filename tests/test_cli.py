@@ -44,7 +44,7 @@ def table_rows(out: str) -> list[list[str]]:
     lines = out.splitlines()
     first = next(i for i, line in enumerate(lines) if line.startswith("UID"))
     rows = []
-    for line in lines[first + 1:]:
+    for line in lines[first + 1 :]:
         if not re.match(r"[0-9a-f]{8} ", line):
             break
         uid, scan_id, plan, day, clock, *rest = line.split()
@@ -66,31 +66,59 @@ def demo_dir(tmp_path_factory):
 # -- parse_query --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('plan_name == "scan"', Eq("plan_name", "scan")),
-    ("plan_name==scan", Eq("plan_name", "scan")),
-    ("scan_id > 4", Comparison("gt", "scan_id", 4)),
-    ("scan_id <= 4.5", Comparison("le", "scan_id", 4.5)),
-    ("sample != 'LaB6 standard'", NotEq("sample", "LaB6 standard")),
-    ('plan_name == "scan" and scan_id >= 4 AND stop.exit_status == success',
-     And((Eq("plan_name", "scan"), Comparison("ge", "scan_id", 4),
-          Eq("stop.exit_status", "success")))),
-    ("flag == true and x == null and y < -1", And((Eq("flag", True), Eq("x", None),
-                                                   Comparison("lt", "y", -1)))),
-    ("scan_id > 4 or scan_id < 2", Or((Comparison("gt", "scan_id", 4),
-                                      Comparison("lt", "scan_id", 2)))),
-    ('{"plan_name": "scan", "scan_id": {"$gt": 4}}',
-     And((Eq("plan_name", "scan"), Comparison("gt", "scan_id", 4)))),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('plan_name == "scan"', Eq("plan_name", "scan")),
+        ("plan_name==scan", Eq("plan_name", "scan")),
+        ("scan_id > 4", Comparison("gt", "scan_id", 4)),
+        ("scan_id <= 4.5", Comparison("le", "scan_id", 4.5)),
+        ("sample != 'LaB6 standard'", NotEq("sample", "LaB6 standard")),
+        (
+            'plan_name == "scan" and scan_id >= 4 AND stop.exit_status == success',
+            And(
+                (
+                    Eq("plan_name", "scan"),
+                    Comparison("ge", "scan_id", 4),
+                    Eq("stop.exit_status", "success"),
+                )
+            ),
+        ),
+        (
+            "flag == true and x == null and y < -1",
+            And((Eq("flag", True), Eq("x", None), Comparison("lt", "y", -1))),
+        ),
+        (
+            "scan_id > 4 or scan_id < 2",
+            Or((Comparison("gt", "scan_id", 4), Comparison("lt", "scan_id", 2))),
+        ),
+        (
+            '{"plan_name": "scan", "scan_id": {"$gt": 4}}',
+            And((Eq("plan_name", "scan"), Comparison("gt", "scan_id", 4))),
+        ),
+    ],
+)
 def test_parse_query(text, expected):
     assert parse_query(text) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "", "plan_name", "plan_name ==", "== scan", "scan_id > 4 or",
-    "scan_id > 4 and", 'plan_name == "unterminated', "a == b c", "a ~ 5", "{not json",
-    '{"scan_id": {"$bogus": 1}}', "a.. == 1",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "plan_name",
+        "plan_name ==",
+        "== scan",
+        "scan_id > 4 or",
+        "scan_id > 4 and",
+        'plan_name == "unterminated',
+        "a == b c",
+        "a ~ 5",
+        "{not json",
+        '{"scan_id": {"$bogus": 1}}',
+        "a.. == 1",
+    ],
+)
 def test_parse_query_rejects(text):
     with pytest.raises(BadQuery):
         parse_query(text)
@@ -145,8 +173,16 @@ def test_demo_data_read_back(demo_dir):
     runs = {run.metadata["start"]["scan_id"]: run for run in cat.values()}
     for run in runs.values():
         start, stop = run.metadata["start"], run.metadata["stop"]
-        for key in ("plan_name", "plan_args", "scan_id", "detectors", "num_points", "hints",
-                    "sample", "operator"):
+        for key in (
+            "plan_name",
+            "plan_args",
+            "scan_id",
+            "detectors",
+            "num_points",
+            "hints",
+            "sample",
+            "operator",
+        ):
             assert key in start
         assert stop["exit_status"] == "success"
         assert stop["num_events"] == {name: len(run[name].read()["time"]) for name in run}
@@ -247,8 +283,9 @@ def test_search(demo_dir, capsys):
     assert [r[1] for r in table_rows(out)] == ["5", "2"]
     code, out, _ = cli(capsys, "--data", demo_dir, "search", '{"scan_id": {"$gte": 3}}')
     assert [r[2] for r in table_rows(out)] == ["count", "rel_scan", "grid_scan"]
-    code, out, _ = cli(capsys, "--data", demo_dir, "search", "plan_name", "!=", "count", "and",
-                       "scan_id", ">", "1")
+    code, out, _ = cli(
+        capsys, "--data", demo_dir, "search", "plan_name", "!=", "count", "and", "scan_id", ">", "1"
+    )
     assert [r[2] for r in table_rows(out)] == ["rel_scan", "grid_scan"]
     code, out, _ = cli(capsys, "--data", demo_dir, "search", "plan_name == nothing")
     assert code == 0 and "no runs match" in out
@@ -272,8 +309,10 @@ def test_usage_errors(tmp_path, capsys):
 
 def test_yaml_catalog(tmp_path, capsys):
     yml = tmp_path / "cat.yml"
-    yml.write_text("sources:\n  mem:\n    driver: bluesky-memory-catalog\n"
-                   "  other:\n    driver: bluesky-memory-catalog\n")
+    yml.write_text(
+        "sources:\n  mem:\n    driver: bluesky-memory-catalog\n"
+        "  other:\n    driver: bluesky-memory-catalog\n"
+    )
     code, _, err = cli(capsys, "--catalog", yml, "ls")
     assert code == 2 and "--entry" in err and "mem" in err
     code, out, _ = cli(capsys, "--catalog", yml, "--entry", "mem", "--no-progress", "demo")
@@ -332,8 +371,9 @@ def test_ingest_suitcase_files(files_driver, suitcase_files, tmp_path, capsys):
     assert cat[uids["msgpack"]].primary.read()["det2"].shape == (3,)
 
     # ingesting the same files again changes nothing
-    code, out, _ = cli(capsys, "--data", tmp_path, "ingest", "--no-validate", files["jsonl"],
-                       files["msgpack"])
+    code, out, _ = cli(
+        capsys, "--data", tmp_path, "ingest", "--no-validate", files["jsonl"], files["msgpack"]
+    )
     assert code == 0 and "2 already in the catalog" in out
     assert len(default_catalog(tmp_path)) == 2
 
@@ -396,21 +436,29 @@ def test_ingest_unknown_file_type(tmp_path, capsys):
 def test_console_entry_point(demo_dir, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "intake_broker.cli", "--data", str(demo_dir), "show", "-1"],
-        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent,
         env={**os.environ, "INTAKE_BROKER_DATA": str(tmp_path)},
     )
     assert proc.returncode == 0, proc.stderr
     assert "cam_image" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "intake_broker.cli", "--data", str(demo_dir),
-                           "show", "nope"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "intake_broker.cli", "--data", str(demo_dir), "show", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1
     assert proc.stderr.startswith("intake-broker: error:") and "Traceback" not in proc.stderr
 
 
 def test_search_save_and_saved(demo_dir, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("INTAKE_BROKER_DATA", str(tmp_path))
-    code, out, _ = cli(capsys, "--data", demo_dir, "search", "--save", "counts",
-                       'plan_name == "count"')
+    code, out, _ = cli(
+        capsys, "--data", demo_dir, "search", "--save", "counts", 'plan_name == "count"'
+    )
     assert code == 0 and "saved as 'counts'" in out
     code, again, _ = cli(capsys, "--data", demo_dir, "search", "--saved", "counts")
     assert code == 0 and again.count("count") == out.count("count") - 1  # no "saved as" line

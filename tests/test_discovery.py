@@ -95,12 +95,16 @@ def test_a_broken_file_warns_and_hides_nothing_else(places):
 
 
 def test_an_entry_with_bad_arguments_fails_when_opened_naming_its_line(places):
-    put(places["a"], "bad.yml", """
+    put(
+        places["a"],
+        "bad.yml",
+        """
         sources:
           csx:
             driver: bluesky-msgpack-catalog
             args: {paths: 5}
-        """)
+        """,
+    )
     cats = Catalogs()
     assert list(cats) == ["csx"]
     with pytest.raises(CatalogFileError, match=r"bad.yml, line 4, entry 'csx'"):
@@ -123,12 +127,16 @@ def test_entry_points(places, monkeypatch):
 
 def test_a_federation_member_found_by_name(places, tmp_path):
     put(places["a"], "one.yml", CSX.format(where="a", other="chx"))
-    fed = put(tmp_path, "fed.yml", """
+    fed = put(
+        tmp_path,
+        "fed.yml",
+        """
         sources:
           both:
             driver: bluesky-federation-catalog
             args: {members: [csx, chx]}
-        """)
+        """,
+    )
     from intake_broker import open_catalog
 
     both = open_catalog(fed)["both"]
@@ -169,8 +177,13 @@ print(sorted(catalog), cat.store.paths[0].endswith("runs"))
 def _fresh(places, before: str) -> subprocess.CompletedProcess:
     put(places["a"], "one.yml", CSX.format(where="a", other="chx"))
     env = {**os.environ}
-    return subprocess.run([sys.executable, "-c", SCRIPT.format(before=before)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(before=before)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_from_intake_broker_import_catalog_in_a_fresh_interpreter(places):

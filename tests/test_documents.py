@@ -14,9 +14,9 @@ from intake_broker.errors import DocumentConflict, InvalidDocument
 def page():
     bundle = event_model.compose_run()
     desc = bundle.compose_descriptor(
-        name="primary", data_keys={"x": {"dtype": "number", "shape": [], "source": "s"}})
-    events = [desc.compose_event(data={"x": float(i)}, timestamps={"x": 1.0})
-              for i in range(50)]
+        name="primary", data_keys={"x": {"dtype": "number", "shape": [], "source": "s"}}
+    )
+    events = [desc.compose_event(data={"x": float(i)}, timestamps={"x": 1.0}) for i in range(50)]
     return event_model.pack_event_page(*events)
 
 
@@ -34,12 +34,15 @@ def test_datum_becomes_a_one_row_page():
     assert kind == "datum_page" and doc["datum_id"] == [datum["datum_id"]]
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"seq_num": ["a"] * 50}, "column 'seq_num' must be a list of integers"),
-    ({"time": list(range(49))}, "column 'time' has 49 rows but the page has 50 uids"),
-    ({"data": {"x": 5}}, "at data/x: 5 is not of type 'array'"),
-    ({"uid": None}, "uid"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"seq_num": ["a"] * 50}, "column 'seq_num' must be a list of integers"),
+        ({"time": list(range(49))}, "column 'time' has 49 rows but the page has 50 uids"),
+        ({"data": {"x": 5}}, "at data/x: 5 is not of type 'array'"),
+        ({"uid": None}, "uid"),
+    ],
+)
 def test_malformed_pages_are_named(page, change, message):
     with pytest.raises(InvalidDocument, match=message) as info:
         normalize("event_page", {**page, **change})

@@ -61,8 +61,7 @@ def test_every_member_of_the_facility_files_is_searched(facility):
     expected = [u for u in facility.newest_first() if facility.plan_names[u] == "scan"]
     assert list(scans) == expected and len(scans) == len(expected)
     assert isinstance(scans, FederatedCatalog)
-    assert {m for u in expected for m in scans[u].metadata["origin"]} >= {"nsls2/chx",
-                                                                          "aps/xpcs"}
+    assert {m for u in expected for m in scans[u].metadata["origin"]} >= {"nsls2/chx", "aps/xpcs"}
 
 
 def test_streams_read_through_the_federation_from_every_member(facility):
@@ -113,7 +112,8 @@ def test_mongo_member_with_the_password_from_the_environment(facility):
 
 def test_a_stopped_s3_member_gives_a_warning_and_the_others(tmp_path, stoppable_s3, monkeypatch):
     local = tmp_path / "local"
-    (tmp_path / "site.yml").write_text(textwrap.dedent(f"""
+    (tmp_path / "site.yml").write_text(
+        textwrap.dedent(f"""
         sources:
           local:
             driver: bluesky-jsonl-catalog
@@ -133,7 +133,8 @@ def test_a_stopped_s3_member_gives_a_warning_and_the_others(tmp_path, stoppable_
           both:
             driver: bluesky-federation-catalog
             args: {{members: [site.yml], timeout: 3}}
-        """))
+        """)
+    )
     stoppable_s3.filesystem().mkdir("site")
     local.mkdir()
     site = open_catalog(tmp_path / "site.yml")
@@ -159,7 +160,8 @@ def test_a_killed_mongo_member_gives_a_warning_and_the_others(tmp_path, killable
     server = killable_mongo
     if True:
         (tmp_path / "local").mkdir()
-        (tmp_path / "site.yml").write_text(textwrap.dedent(f"""
+        (tmp_path / "site.yml").write_text(
+            textwrap.dedent(f"""
             sources:
               local:
                 driver: bluesky-msgpack-catalog
@@ -172,7 +174,8 @@ def test_a_killed_mongo_member_gives_a_warning_and_the_others(tmp_path, killable
               both:
                 driver: bluesky-federation-catalog
                 args: {{members: [site.yml], timeout: 3}}
-            """))
+            """)
+        )
         site = open_catalog(tmp_path / "site.yml")
         insert_all(site["local"].store, scalar_run(time=1_700_000_000.0))
         insert_all(site["mongo"].store, scalar_run(time=1_700_000_100.0))
@@ -259,8 +262,9 @@ def test_a_hung_member_never_holds_up_the_interpreter_exit(tmp_path):
         print(cat[-1].uid == good.runs()[0].uid, cat.partial_members)
     """)
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True ('hung',)"
     assert time.monotonic() - started < 30
@@ -333,8 +337,9 @@ def test_pages_of_the_merged_list_match_the_whole_list():
             pages += [r.uid for r in store.runs(skip=skip, limit=size)]
         assert pages == expected
     assert [r.uid for r in store.runs(skip=5, limit=3)] == expected[5:8]  # out of order too
-    assert [r.uid for r in store.runs(sort=[("time", 1)], skip=2, limit=4)] == \
-        list(reversed(expected))[2:6]
+    assert [r.uid for r in store.runs(sort=[("time", 1)], skip=2, limit=4)] == list(
+        reversed(expected)
+    )[2:6]
 
 
 def test_iterating_a_large_federation_asks_each_member_for_each_run_about_once(monkeypatch):
@@ -408,8 +413,10 @@ def test_lookups_say_which_members_did_not_answer():
         with pytest.raises(RunNotFound):
             cat["0123456789abcdef"]
     assert cat.partial_members == ("bad",)
-    with pytest.raises(RunNotFound, match="bad did not answer"), pytest.warns(
-            MemberUnavailableWarning):
+    with (
+        pytest.raises(RunNotFound, match="bad did not answer"),
+        pytest.warns(MemberUnavailableWarning),
+    ):
         cat.store.run("0123456789abcdef")
 
 

@@ -26,8 +26,9 @@ def test_kept_search_answers_follow_every_change():
     from intake_broker.queries import Comparison
 
     store = MemoryStore()
-    runs = [factories.scalar_run(n=3, time=1_600_000_000 + 60 * i, scan_id=i + 1)
-            for i in range(30)]
+    runs = [
+        factories.scalar_run(n=3, time=1_600_000_000 + 60 * i, scan_id=i + 1) for i in range(30)
+    ]
     for docs in runs[:20]:
         insert_all(store, docs)
     cat = BrokerCatalog(store)

@@ -32,12 +32,13 @@ CASES = {
     "plan_name != 'count'": NotEq("plan_name", "count"),
     "scan_id > 4000": Comparison("gt", "scan_id", 4000),
     "summary.primary.theta.max < 5.5": Comparison("lt", "summary.primary.theta.max", 5.5),
-    "4000 <= scan_id <= 4100": And((Comparison("ge", "scan_id", 4000),
-                                    Comparison("le", "scan_id", 4100))),
+    "4000 <= scan_id <= 4100": And(
+        (Comparison("ge", "scan_id", 4000), Comparison("le", "scan_id", 4100))
+    ),
     "5 > scan_id": Comparison("lt", "scan_id", 5),
-    'plan_name == "scan" and scan_id > 4 and stop.exit_status == success': And((
-        Eq("plan_name", "scan"), Comparison("gt", "scan_id", 4),
-        Eq("stop.exit_status", "success"))),
+    'plan_name == "scan" and scan_id > 4 and stop.exit_status == success': And(
+        (Eq("plan_name", "scan"), Comparison("gt", "scan_id", 4), Eq("stop.exit_status", "success"))
+    ),
     "a == 1 or b == 2 and c == 3": Or((Eq("a", 1), And((Eq("b", 2), Eq("c", 3))))),
     "(a == 1 or b == 2) and not c == 3": And((Or((Eq("a", 1), Eq("b", 2))), Not(Eq("c", 3)))),
     "scan_id in [1, 2, 3]": In("scan_id", (1, 2, 3)),
@@ -70,18 +71,21 @@ def test_json_objects_are_mongo_filters():
     assert parse_query('{"plan_name": "scan"}') == Eq("plan_name", "scan")
 
 
-@pytest.mark.parametrize("text, column, message", [
-    ('plan_name == ', 14, "expected a value"),
-    ('plan_name === "scan"', 13, "expected a value"),
-    ('(plan_name == "scan"', 21, "')' to close"),
-    ('plan_name == "scan" scan_id > 3', 21, "expected 'and', 'or'"),
-    ('scan_id > "abc"', 9, "'scan_id' holds numbers"),
-    ('scan_id == "12"', 9, "write the number without quotes"),
-    ('plan_name @ 3', 11, "unexpected character '@'"),
-    ('and == 3', 1, "expected a key"),
-    ('scan_id in 3', 12, "a [list] after 'in'"),
-    ('name ~ 5', 8, "regular expression in quotes"),
-])
+@pytest.mark.parametrize(
+    "text, column, message",
+    [
+        ("plan_name == ", 14, "expected a value"),
+        ('plan_name === "scan"', 13, "expected a value"),
+        ('(plan_name == "scan"', 21, "')' to close"),
+        ('plan_name == "scan" scan_id > 3', 21, "expected 'and', 'or'"),
+        ('scan_id > "abc"', 9, "'scan_id' holds numbers"),
+        ('scan_id == "12"', 9, "write the number without quotes"),
+        ("plan_name @ 3", 11, "unexpected character '@'"),
+        ("and == 3", 1, "expected a key"),
+        ("scan_id in 3", 12, "a [list] after 'in'"),
+        ("name ~ 5", 8, "regular expression in quotes"),
+    ],
+)
 def test_errors_show_where(text, column, message):
     with pytest.raises(BadQuery) as info:
         parse_query(text)

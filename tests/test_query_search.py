@@ -25,8 +25,7 @@ def test_scan_ids():
 
 
 def test_full_text_needs_every_word_as_a_whole_word():
-    run = rec(sample={"name": "LaB6", "notes": ["calibration before the Si run"]},
-              operator="Ada")
+    run = rec(sample={"name": "LaB6", "notes": ["calibration before the Si run"]}, operator="Ada")
     assert FullText("lab6 CALIBRATION").match(run)
     assert FullText("si").match(run)
     assert not FullText("calib").match(run)  # words, not substrings
@@ -47,5 +46,7 @@ def test_fuzzy_tolerates_typos():
 def test_documents_needed():
     assert documents_needed(Eq("plan_name", "scan")) == {"start"}
     assert documents_needed(Eq("descriptors.name", "baseline") | ~Eq("stop.x", 1)) == {
-        "descriptors", "stop"}
+        "descriptors",
+        "stop",
+    }
     assert documents_needed(FullText("x")) == {"start"}

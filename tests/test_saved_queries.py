@@ -21,8 +21,11 @@ def cat(tmp_path, monkeypatch):
 
 def test_save_and_rerun(cat, tmp_path):
     cat.save_query("counts", 'plan_name == "count"')
-    assert sorted(r.metadata["start"]["scan_id"] for r in cat.search(saved="counts").values()) \
-        == [1, 3, 5]
+    assert sorted(r.metadata["start"]["scan_id"] for r in cat.search(saved="counts").values()) == [
+        1,
+        3,
+        5,
+    ]
     assert (tmp_path / "saved-queries.json").exists()
     # a new session sees it, and it combines with another query
     again = intake_broker.temp()

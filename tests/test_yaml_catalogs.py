@@ -38,12 +38,15 @@ def error_of(path, entry=None) -> CatalogFileError:
 
 
 def test_intake_opens_a_memory_catalog_from_yaml(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         sources:
           scratch:
             driver: bluesky-memory-catalog
             args: {}
-        """)
+        """,
+    )
     cat = intake.open_catalog(str(path))["scratch"]
     assert isinstance(cat, BrokerCatalog) and len(cat) == 0
     assert isinstance(open_catalog(path)["scratch"], BrokerCatalog)
@@ -53,24 +56,30 @@ def test_intake_opens_a_memory_catalog_from_yaml(tmp_path):
 
 
 def test_unknown_driver_names_file_line_entry_and_installed_drivers(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         sources:
           csx:
             driver: bluesky-jsonl-catalgo
             args: {paths: ["*.jsonl"]}
-        """)
+        """,
+    )
     err = error_of(path)
     assert isinstance(err, UnknownDriver) and isinstance(err, BrokerError)
     message = str(err)
     assert message.startswith(f"{path}, line 3, entry 'csx', field 'driver'")
-    assert "'bluesky-jsonl-catalgo' is not installed; did you mean 'bluesky-jsonl-catalog'?" \
-        in message
+    assert (
+        "'bluesky-jsonl-catalgo' is not installed; did you mean 'bluesky-jsonl-catalog'?" in message
+    )
     assert "bluesky-memory-catalog" in message and "bluesky-federation-catalog" in message
     assert err.line == 3 and err.field == "sources.csx.driver"
 
 
 def test_missing_required_argument(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         metadata: {facility: test}
         sources:
           chx:
@@ -78,7 +87,8 @@ def test_missing_required_argument(tmp_path):
             driver: bluesky-msgpack-catalog
             args:
               directory: runs
-        """)
+        """,
+    )
     message = str(error_of(path))
     assert message.startswith(f"{path}, line 6, entry 'chx', field 'args'")
     assert "needs the argument 'paths' (a string or a list of strings)" in message
@@ -86,94 +96,127 @@ def test_missing_required_argument(tmp_path):
 
 
 def test_wrong_type(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         sources:
           chx:
             driver: bluesky-msgpack-catalog
             args:
               paths: 5
-        """)
+        """,
+    )
     message = str(error_of(path))
-    assert message == (f"{path}, line 5, entry 'chx', field 'args.paths': expected a string or "
-                       "a list of strings, got 5 (an integer)")
+    assert message == (
+        f"{path}, line 5, entry 'chx', field 'args.paths': expected a string or "
+        "a list of strings, got 5 (an integer)"
+    )
 
 
 def test_wrong_type_inside_a_mapping_and_a_list(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         sources:
           chx:
             driver: bluesky-msgpack-catalog
             args:
               paths: [runs, 7]
-        """)
+        """,
+    )
     assert "line 5" in str(error_of(path))
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         sources:
           fed:
             driver: bluesky-federation-catalog
             args: {members: [a.yml], timeout: soon}
-        """)
-    assert "field 'args.timeout': expected a number or null, got 'soon' (a string)" in \
-        str(error_of(path))
+        """,
+    )
+    assert "field 'args.timeout': expected a number or null, got 'soon' (a string)" in str(
+        error_of(path)
+    )
 
 
 def test_unknown_argument_suggests_the_right_one(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         sources:
           chx:
             driver: bluesky-msgpack-catalog
             args:
               paths: [runs]
               root_mpa: {/a: /b}
-        """)
+        """,
+    )
     message = str(error_of(path))
-    assert "line 6" in message and "takes no argument 'root_mpa'; did you mean 'root_map'?" \
-        in message
+    assert (
+        "line 6" in message and "takes no argument 'root_mpa'; did you mean 'root_map'?" in message
+    )
 
 
 def test_unknown_key_of_an_entry(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         sources:
           chx:
             driver: bluesky-memory-catalog
             arg: {}
-        """)
+        """,
+    )
     message = str(error_of(path))
-    assert message.startswith(f"{path}, line 4, entry 'chx', field 'arg': unknown key 'arg'; "
-                              "did you mean 'args'?")
+    assert message.startswith(
+        f"{path}, line 4, entry 'chx', field 'arg': unknown key 'arg'; did you mean 'args'?"
+    )
     assert "Valid keys: args, cache, description" in message
 
 
 def test_bad_user_parameter(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         sources:
           chx:
             driver: bluesky-memory-catalog
             parameters:
               beamtime: {description: which, type: str, colour: red}
-        """)
-    assert "line 5, entry 'chx', field 'parameters.beamtime': not an intake user parameter" in \
-        str(error_of(path))
+        """,
+    )
+    assert "line 5, entry 'chx', field 'parameters.beamtime': not an intake user parameter" in str(
+        error_of(path)
+    )
 
 
 def test_entry_without_driver(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         sources:
           chx:
             args: {paths: [runs]}
-        """)
+        """,
+    )
     assert "line 2, entry 'chx': missing required key 'driver'" in str(error_of(path))
 
 
 def test_circular_include_names_the_chain(tmp_path):
-    a = write(tmp_path, """
+    a = write(
+        tmp_path,
+        """
         sources:
           everything:
             driver: bluesky-federation-catalog
             args:
               members: [b.yml#both]
-        """, "a.yml")
-    b = write(tmp_path, """
+        """,
+        "a.yml",
+    )
+    b = write(
+        tmp_path,
+        """
         sources:
           local:
             driver: bluesky-memory-catalog
@@ -181,26 +224,33 @@ def test_circular_include_names_the_chain(tmp_path):
             driver: bluesky-federation-catalog
             args:
               members: [b.yml#local, a.yml#everything]
-        """, "b.yml")
+        """,
+        "b.yml",
+    )
     err = error_of(a)
     message = str(err)
-    assert message.startswith(f"{b}, line 7, entry 'both', field 'args.members.1': circular "
-                              "reference:")
-    assert (f"{a}, line 5 (entry 'everything') -> {b}, line 7 (entry 'both') -> {a} "
-            "(entry 'everything')") in message
+    assert message.startswith(
+        f"{b}, line 7, entry 'both', field 'args.members.1': circular reference:"
+    )
+    assert (
+        f"{a}, line 5 (entry 'everything') -> {b}, line 7 (entry 'both') -> {a} "
+        "(entry 'everything')"
+    ) in message
     assert "name the store entries (file.yml#entry)" in message
     assert str(error_of(b)).count("circular reference") == 1
 
 
 def test_a_federation_naming_itself(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         sources:
           loop:
             driver: bluesky-federation-catalog
             args: {members: ["facility.yml#loop"]}
-        """)
-    assert "line 4, entry 'loop', field 'args.members.0': circular reference" in \
-        str(error_of(path))
+        """,
+    )
+    assert "line 4, entry 'loop', field 'args.members.0': circular reference" in str(error_of(path))
 
 
 def test_bad_members(tmp_path):
@@ -211,45 +261,60 @@ def test_bad_members(tmp_path):
         ("[no-such-catalog-name]", "no catalog named 'no-such-catalog-name' was found"),
         ("[]", "needs at least one member"),
     ]:
-        path = write(tmp_path, f"""
+        path = write(
+            tmp_path,
+            f"""
             sources:
               fed:
                 driver: bluesky-federation-catalog
                 args: {{members: {members}}}
-            """)
+            """,
+        )
         with pytest.raises(CatalogFileError, match=expected) as info:
             open_catalog(path)
         assert info.value.line == 4
 
 
 def test_malformed_variable_reference(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         sources:
           chx:
             driver: bluesky-msgpack-catalog
             args:
               paths: ["${DATA"]
-        """)
-    assert "line 5, entry 'chx', field 'args.paths.0': '${' is not a variable reference" in \
-        str(error_of(path))
+        """,
+    )
+    assert "line 5, entry 'chx', field 'args.paths.0': '${' is not a variable reference" in str(
+        error_of(path)
+    )
 
 
 def test_bad_time_zone(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         sources:
           chx:
             driver: bluesky-memory-catalog
             metadata: {timezone: America/Gotham}
-        """)
-    assert "line 4, entry 'chx', field 'metadata.timezone': unknown time zone " \
+        """,
+    )
+    assert (
+        "line 4, entry 'chx', field 'metadata.timezone': unknown time zone "
         "'America/Gotham'; give an IANA name such as 'America/New_York'" in str(error_of(path))
+    )
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("sources: [1, 2]", "no 'sources:' mapping"),
-    ("sources: {a: {driver: x\n", "not valid YAML"),
-    ("just text", "no 'sources:' mapping"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("sources: [1, 2]", "no 'sources:' mapping"),
+        ("sources: {a: {driver: x\n", "not valid YAML"),
+        ("just text", "no 'sources:' mapping"),
+    ],
+)
 def test_malformed_yaml_is_a_clear_error(tmp_path, text, expected):
     with pytest.raises(BrokerError, match=expected):
         open_catalog(write(tmp_path, text))
@@ -261,20 +326,29 @@ def test_missing_catalog_file(tmp_path):
 
 
 def test_a_driver_refusing_its_arguments_names_the_entry(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         sources:
           nothing:
             driver: bluesky-msgpack-catalog
             args: {paths: []}
-        """)
-    assert "line 2, entry 'nothing': driver 'bluesky-msgpack-catalog' refused its arguments" in \
-        str(error_of(path, "nothing"))
+        """,
+    )
+    assert "line 2, entry 'nothing': driver 'bluesky-msgpack-catalog' refused its arguments" in str(
+        error_of(path, "nothing")
+    )
 
 
 def test_a_known_driver_that_is_not_installed_fails_only_its_entry(tmp_path, monkeypatch):
-    monkeypatch.setitem(OPTIONAL_DRIVERS, "bluesky-future-catalog", "intake-broker-future "
-                        "(pip install ./drivers/future)")
-    path = write(tmp_path, """
+    monkeypatch.setitem(
+        OPTIONAL_DRIVERS,
+        "bluesky-future-catalog",
+        "intake-broker-future (pip install ./drivers/future)",
+    )
+    path = write(
+        tmp_path,
+        """
         sources:
           future:
             driver: bluesky-future-catalog
@@ -284,7 +358,8 @@ def test_a_known_driver_that_is_not_installed_fails_only_its_entry(tmp_path, mon
           both:
             driver: bluesky-federation-catalog
             args: {members: [facility.yml]}
-        """)
+        """,
+    )
     cat = open_catalog(path)
     assert isinstance(cat["here"], BrokerCatalog)
     with pytest.raises(UnknownDriver, match=r"line 3, .*comes with intake-broker-future"):
@@ -321,15 +396,16 @@ def test_an_unset_variable_is_an_error_naming_file_line_and_variable(tmp_path, m
     path = write(tmp_path, SECRET_YAML)
     cat = open_catalog(path)  # opening the file needs no variable; opening an entry does
     message = str(error_of(path, "iss"))
-    assert message.startswith(f"{path}, line 5, entry 'iss', field 'args.paths.0': environment "
-                              "variable RUNS_ROOT is not set")
+    assert message.startswith(
+        f"{path}, line 5, entry 'iss', field 'args.paths.0': environment "
+        "variable RUNS_ROOT is not set"
+    )
     assert "${RUNS_ROOT:-value}" in message
     assert "line 10" in str(error_of(path, "chx"))  # intake's {{ env(NAME) }} too
     assert cat["defaults"].store.paths == ["/data/runs", f"{tmp_path}/${{NOT_A_VARIABLE}}"]
 
 
-def test_secrets_come_from_the_environment_and_stay_out_of_the_description(tmp_path,
-                                                                            monkeypatch):
+def test_secrets_come_from_the_environment_and_stay_out_of_the_description(tmp_path, monkeypatch):
     monkeypatch.setenv("RUNS_ROOT", str(tmp_path))
     monkeypatch.setenv("ISS_TEST_PASSWORD", "hunter2")
     monkeypatch.setenv("CHX_TEST_ROOT", str(tmp_path))
@@ -355,7 +431,9 @@ def test_relative_paths_are_relative_to_the_yaml_folder(tmp_path, monkeypatch):
     folder = tmp_path / "catalogs"
     folder.mkdir()
     monkeypatch.chdir(tmp_path)
-    path = write(folder, """
+    path = write(
+        folder,
+        """
         metadata: {timezone: Europe/Berlin}
         sources:
           local:
@@ -368,7 +446,8 @@ def test_relative_paths_are_relative_to_the_yaml_folder(tmp_path, monkeypatch):
             metadata: {timezone: UTC}
           inherits:
             driver: bluesky-memory-catalog
-        """)
+        """,
+    )
     cat = open_catalog(path)
     local = cat["local"]
     assert local.store.paths == [f"{folder}/runs", "/abs/runs", "s3://bucket/runs/*.msgpack"]
@@ -393,7 +472,9 @@ def test_resolve_path():
 
 
 def test_a_handler_that_cannot_be_imported(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         sources:
           chx:
             driver: bluesky-msgpack-catalog
@@ -402,12 +483,17 @@ def test_a_handler_that_cannot_be_imported(tmp_path):
               handler_registry:
                 AD_HDF5: no_such_package.handlers.Handler
                 BAD: not a name
-        """)
-    assert "line 8, entry 'chx', field 'args.handler_registry.BAD': handler 'not a name' is " \
+        """,
+    )
+    assert (
+        "line 8, entry 'chx', field 'args.handler_registry.BAD': handler 'not a name' is "
         "not a dotted name" in str(error_of(path))
+    )
     path.write_text(path.read_text().replace("        BAD: not a name\n", ""))
-    assert "line 7, entry 'chx', field 'args.handler_registry.AD_HDF5': cannot import handler" \
+    assert (
+        "line 7, entry 'chx', field 'args.handler_registry.AD_HDF5': cannot import handler"
         in str(error_of(path, "chx"))
+    )
 
 
 # -- the example catalogs ------------------------------------------------------------------------
@@ -442,12 +528,15 @@ def test_the_example_catalogs_open_and_check(facility):
 
 
 def test_inserting_through_a_yaml_entry_writes_beside_the_yaml(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         sources:
           local:
             driver: bluesky-jsonl-catalog
             args: {paths: [runs], directory: runs}
-        """)
+        """,
+    )
     (tmp_path / "runs").mkdir()
     local = open_catalog(path)["local"]
     insert_all(local.store, scalar_run())

@@ -356,7 +356,6 @@ def evaluate(query: Query, record: Mapping[str, Any]) -> bool:
     return query.match(record)
 
 
-
 # ------------------------------------------------------------------------------------------------
 # translation to native forms
 

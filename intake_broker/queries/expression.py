@@ -49,19 +49,36 @@ from .types import (
 )
 
 #: Keys whose values are known to be numbers; comparing them with a string is a mistake.
-NUMERIC_KEYS = frozenset({"scan_id", "time", "num_points", "num_intervals", "start.scan_id",
-                          "start.time", "stop.time"})
+NUMERIC_KEYS = frozenset(
+    {"scan_id", "time", "num_points", "num_intervals", "start.scan_id", "start.time", "stop.time"}
+)
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<space>\s+)
   | (?P<string>"(?:[^"\\]|\\.)*"|'[^']*')
   | (?P<number>-?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?(?![\w.]))
   | (?P<op>==|!=|<=|>=|<|>|=|~)
   | (?P<punct>[()\[\],])
   | (?P<word>[A-Za-z_][\w.\-]*)
-""", re.VERBOSE)
-_KEYWORDS = {"and", "or", "not", "in", "contains", "has", "true", "false", "null", "since",
-             "until", "like", "text"}
+""",
+    re.VERBOSE,
+)
+_KEYWORDS = {
+    "and",
+    "or",
+    "not",
+    "in",
+    "contains",
+    "has",
+    "true",
+    "false",
+    "null",
+    "since",
+    "until",
+    "like",
+    "text",
+}
 _OPS = {"==": "eq", "=": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 _FLIP = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}
 
@@ -177,7 +194,7 @@ class _Parser:
             return {"true": True, "false": False, "null": None}.get(token.word, token.text)
         if token.text == "[":
             return self.list_rest()
-        raise self.fail("a value (\"text\", a number, true, false, null or [a, list])", token)
+        raise self.fail('a value ("text", a number, true, false, null or [a, list])', token)
 
     def list_rest(self) -> list:
         values: list = []
@@ -235,18 +252,31 @@ class _Parser:
 
     def compare(self, key: str, op: str, value: Any, where: _Token) -> Query:
         if op in ("lt", "le", "gt", "ge"):
-            if key in NUMERIC_KEYS and not isinstance(value, int | float) or isinstance(value,
-                                                                                         bool):
-                raise _error(self.text, where.pos,
-                             f"{key} is compared with {value!r}; '{key}' holds numbers, so "
-                             "compare it with a number")
+            if (
+                key in NUMERIC_KEYS
+                and not isinstance(value, int | float)
+                or isinstance(value, bool)
+            ):
+                raise _error(
+                    self.text,
+                    where.pos,
+                    f"{key} is compared with {value!r}; '{key}' holds numbers, so "
+                    "compare it with a number",
+                )
             if not isinstance(value, int | float | str):
-                raise _error(self.text, where.pos, f"cannot order by {value!r}: compare with a "
-                             "number or a string")
+                raise _error(
+                    self.text,
+                    where.pos,
+                    f"cannot order by {value!r}: compare with a number or a string",
+                )
             return Comparison(op, key, value)
         if key in NUMERIC_KEYS and isinstance(value, str):
-            raise _error(self.text, where.pos, f"'{key}' holds numbers but is compared with the "
-                         f"text {value!r}; write the number without quotes")
+            raise _error(
+                self.text,
+                where.pos,
+                f"'{key}' holds numbers but is compared with the "
+                f"text {value!r}; write the number without quotes",
+            )
         return Eq(key, value) if op == "eq" else NotEq(key, value)
 
 
@@ -264,7 +294,7 @@ def parse_query(text: str, *, timezone: str | None = None) -> Query:
     from .mongo import from_mongo
 
     if not isinstance(text, str) or not text.strip():
-        raise BadQuery("empty query: write e.g. plan_name == \"scan\" and scan_id > 4")
+        raise BadQuery('empty query: write e.g. plan_name == "scan" and scan_id > 4')
     if text.lstrip().startswith("{"):
         try:
             spec = json.loads(text)

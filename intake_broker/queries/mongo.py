@@ -156,7 +156,6 @@ def as_query(obj: Query | Mapping[str, Any] | None) -> Query | None:
     raise BadQuery(f"expected a Query, a Mongo-style dict or None, got {type(obj).__name__}")
 
 
-
 #: Translates a query to a MongoDB filter on the start-document collection. Keys addressing
 #: other documents (``stop.*``) raise :class:`NotTranslatable`.
 to_mongo = Translator("mongo")

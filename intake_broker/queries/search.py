@@ -52,12 +52,14 @@ class ScanIDRange(Query):
 
     def __post_init__(self) -> None:
         if not (_is_int(self.start) and _is_int(self.stop)) or self.start > self.stop:
-            raise BadQuery(f"ScanIDRange needs integers start <= stop, got "
-                           f"({self.start!r}, {self.stop!r})")
+            raise BadQuery(
+                f"ScanIDRange needs integers start <= stop, got ({self.start!r}, {self.stop!r})"
+            )
 
     def match(self, record: Mapping[str, Any]) -> bool:
-        return any(_is_int(v) and self.start <= v < self.stop
-                   for v in _values(record, "start.scan_id"))
+        return any(
+            _is_int(v) and self.start <= v < self.stop for v in _values(record, "start.scan_id")
+        )
 
 
 def _strings(node: Any) -> Iterator[str]:
@@ -104,8 +106,7 @@ def edit_distance(a: str, b: str, limit: int) -> int:
     for i, ca in enumerate(a, 1):
         current = [i]
         for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1,
-                               previous[j - 1] + (ca != cb)))
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
         if min(current) > limit:
             return limit + 1
         previous = current
@@ -127,11 +128,12 @@ class Fuzzy(Query):
         if not isinstance(self.text, str) or not self.text:
             raise BadQuery(f"Fuzzy needs a non-empty text, got {self.text!r}")
         if not _is_int(self.max_edits) or self.max_edits < 0:
-            raise BadQuery(f"Fuzzy max_edits must be a whole number >= 0, got "
-                           f"{self.max_edits!r}")
+            raise BadQuery(f"Fuzzy max_edits must be a whole number >= 0, got {self.max_edits!r}")
 
     def match(self, record: Mapping[str, Any]) -> bool:
         target = self.text.casefold()
-        return any(isinstance(v, str)
-                   and edit_distance(v.casefold(), target, self.max_edits) <= self.max_edits
-                   for v in _candidates(_values(record, self.key)))
+        return any(
+            isinstance(v, str)
+            and edit_distance(v.casefold(), target, self.max_edits) <= self.max_edits
+            for v in _candidates(_values(record, self.key))
+        )

@@ -51,10 +51,14 @@ DETECTORS = [["det"], ["det", "eiger"], ["eiger"], ["fccd"]]
 def _run(i: int, rng: np.random.Generator) -> list[tuple[str, dict]]:
     plan = ["scan", "count", "grid_scan", "rel_scan"][i % 4]
     detectors = DETECTORS[i % len(DETECTORS)]
-    metadata = {"scan_id": 4000 + i // 2 if i % 7 else 100 + i, "plan_name": plan,
-                "detectors": detectors, "motors": ["theta"] if i % 3 else ["x", "y"],
-                "sample": {"name": SAMPLES[i % len(SAMPLES)], "temperature": 280.0 + i % 40},
-                "purpose": "calibration run" if i % 11 == 0 else "user data"}
+    metadata = {
+        "scan_id": 4000 + i // 2 if i % 7 else 100 + i,
+        "plan_name": plan,
+        "detectors": detectors,
+        "motors": ["theta"] if i % 3 else ["x", "y"],
+        "sample": {"name": SAMPLES[i % len(SAMPLES)], "temperature": 280.0 + i % 40},
+        "purpose": "calibration run" if i % 11 == 0 else "user data",
+    }
     if OPERATORS[i % 4] is not None:
         metadata["operator"] = OPERATORS[i % 4]
     elif i % 8 == 3:
@@ -64,36 +68,62 @@ def _run(i: int, rng: np.random.Generator) -> list[tuple[str, dict]]:
     exposure = [0.1, 0.5, 1.0][i % 3]
     data_keys = {"theta": {"dtype": "number", "shape": [], "source": "SIM:theta"}}
     for det in detectors:
-        data_keys[det] = {"dtype": "array" if det == "fccd" else "number",
-                          "shape": [4, 4] if det == "fccd" else [], "source": f"SIM:{det}"}
-    config = {det: {"data": {f"{det}_exposure": exposure},
-                    "timestamps": {f"{det}_exposure": T0},
-                    "data_keys": {f"{det}_exposure": {"dtype": "number", "shape": [],
-                                                      "source": "SIM:exposure"}}}
-              for det in detectors}
-    desc = bundle.compose_descriptor(name="primary", data_keys=data_keys, configuration=config,
-                                     time=T0 + 3600.0 * i + 1)
+        data_keys[det] = {
+            "dtype": "array" if det == "fccd" else "number",
+            "shape": [4, 4] if det == "fccd" else [],
+            "source": f"SIM:{det}",
+        }
+    config = {
+        det: {
+            "data": {f"{det}_exposure": exposure},
+            "timestamps": {f"{det}_exposure": T0},
+            "data_keys": {
+                f"{det}_exposure": {"dtype": "number", "shape": [], "source": "SIM:exposure"}
+            },
+        }
+        for det in detectors
+    }
+    desc = bundle.compose_descriptor(
+        name="primary", data_keys=data_keys, configuration=config, time=T0 + 3600.0 * i + 1
+    )
     docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
     if i % 5 == 0:
         baseline = bundle.compose_descriptor(
-            name="baseline", time=T0 + 3600.0 * i + 1.5,
-            data_keys={"ring_current": {"dtype": "number", "shape": [], "source": "SR:I"}})
+            name="baseline",
+            time=T0 + 3600.0 * i + 1.5,
+            data_keys={"ring_current": {"dtype": "number", "shape": [], "source": "SR:I"}},
+        )
         docs.append(("descriptor", baseline.descriptor_doc))
-        docs.append(("event", baseline.compose_event(data={"ring_current": 400.0 - i},
-                                                     timestamps={"ring_current": T0},
-                                                     time=T0 + 3600.0 * i + 1.6)))
+        docs.append(
+            (
+                "event",
+                baseline.compose_event(
+                    data={"ring_current": 400.0 - i},
+                    timestamps={"ring_current": T0},
+                    time=T0 + 3600.0 * i + 1.6,
+                ),
+            )
+        )
     low = float(i % 10)
     for n in range(3 + i % 4):
         data = {"theta": low + n}
         for det in detectors:
-            data[det] = (np.full((4, 4), float(i + n)) if det == "fccd"
-                         else float(rng.normal(10.0 * (i % 5), 1.0)))
-        docs.append(("event", desc.compose_event(
-            data=data, timestamps={k: T0 for k in data}, time=T0 + 3600.0 * i + 2 + n)))
+            data[det] = (
+                np.full((4, 4), float(i + n))
+                if det == "fccd"
+                else float(rng.normal(10.0 * (i % 5), 1.0))
+            )
+        docs.append(
+            (
+                "event",
+                desc.compose_event(
+                    data=data, timestamps={k: T0 for k in data}, time=T0 + 3600.0 * i + 2 + n
+                ),
+            )
+        )
     if i % 13 != 5:  # some runs never ended
         status = "abort" if i % 17 == 3 else "success"
-        docs.append(("stop", bundle.compose_stop(exit_status=status,
-                                                 time=T0 + 3600.0 * i + 10)))
+        docs.append(("stop", bundle.compose_stop(exit_status=status, time=T0 + 3600.0 * i + 10)))
     return docs
 
 
@@ -140,8 +170,10 @@ def query_cases() -> dict[str, Query]:
         "descriptor config": Eq("descriptors.configuration.eiger.data.eiger_exposure", 0.1),
         "descriptor name": Eq("descriptors.name", "baseline"),
         "summary max": Comparison("lt", "summary.primary.theta.max", 5),
-        "summary range": (Comparison("ge", "summary.primary.theta.min", 2)
-                          & Comparison("le", "summary.primary.theta.max", 8)),
+        "summary range": (
+            Comparison("ge", "summary.primary.theta.min", 2)
+            & Comparison("le", "summary.primary.theta.max", 8)
+        ),
         "summary array sum": Comparison("gt", "summary.primary.fccd.sum", 1000),
         "summary count": Eq("summary.primary.theta.count", 5),
         "summary other stream": Comparison("gt", "summary.baseline.ring_current.mean", 300),
@@ -167,9 +199,14 @@ def reference_records(runs: list[list[tuple[str, dict]]]) -> list[dict]:
         for name, doc in docs:
             reference.insert(name, doc)
         start = docs[0][1]
-        records.append({"start": start, "stop": docs[-1][1] if docs[-1][0] == "stop" else None,
-                        "descriptors": [d for n, d in docs if n == "descriptor"],
-                        "summary": run_summary(reference, start["uid"])})
+        records.append(
+            {
+                "start": start,
+                "stop": docs[-1][1] if docs[-1][0] == "stop" else None,
+                "descriptors": [d for n, d in docs if n == "descriptor"],
+                "summary": run_summary(reference, start["uid"]),
+            }
+        )
     return records
 
 

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-def recorded_runs(sample: Callable[[str], Any] = lambda label: f"sample-{label}",
-                  ) -> dict[str, list[tuple[str, dict]]]:
+def recorded_runs(
+    sample: Callable[[str], Any] = lambda label: f"sample-{label}",
+) -> dict[str, list[tuple[str, dict]]]:
     """Five plans run by a RunEngine over ophyd.sim devices, as ``{label: [(name, doc), ...]}``
     exactly as the RunEngine emitted them: ``scan``, ``count``, ``grid_scan``,
     ``det_with_conf`` (a detector with configuration) and ``image`` (2-D frames). Their

@@ -27,9 +27,14 @@ from pathlib import Path
 from typing import Any
 
 #: Credentials moto accepts; set so that no real AWS configuration is read.
-AWS_TEST_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+}
 
 
 @contextlib.contextmanager
@@ -63,15 +68,19 @@ class S3Server:
     @property
     def storage_options(self) -> dict[str, Any]:
         """fsspec / s3fs options reaching this server."""
-        return {"key": "testing", "secret": "testing",
-                "client_kwargs": {"endpoint_url": self.endpoint}}
+        return {
+            "key": "testing",
+            "secret": "testing",
+            "client_kwargs": {"endpoint_url": self.endpoint},
+        }
 
     def filesystem(self):
         """An s3fs filesystem on this server (listings not cached)."""
         import s3fs
 
-        return s3fs.S3FileSystem(**self.storage_options, use_listings_cache=False,
-                                 skip_instance_cache=True)
+        return s3fs.S3FileSystem(
+            **self.storage_options, use_listings_cache=False, skip_instance_cache=True
+        )
 
     def stop(self) -> None:
         if self.running:
@@ -110,33 +119,49 @@ class SecantusServer:
 
         exe = secantusd()
         if exe is None:
-            raise FileNotFoundError("SecantusDB is not installed (pip install secantusdb, or "
-                                    "the mongo driver's test extra)")
+            raise FileNotFoundError(
+                "SecantusDB is not installed (pip install secantusdb, or "
+                "the mongo driver's test extra)"
+            )
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         self.host = f"127.0.0.1:{self.port}"
         self.uri = f"mongodb://{self.host}"
-        self._log = tempfile.NamedTemporaryFile(prefix="secantusd-", suffix=".log",
-                                                delete=False)
+        self._log = tempfile.NamedTemporaryFile(prefix="secantusd-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
-            [exe, "--host", "127.0.0.1", "--port", str(self.port), "--storage-path", ":memory:",
-             "--standalone", "--log-level", "WARNING"], stdout=self._log,
-            stderr=subprocess.STDOUT)
+            [
+                exe,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--storage-path",
+                ":memory:",
+                "--standalone",
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=500)
         deadline = time.monotonic() + timeout
         try:
             while True:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"secantusd-py exited with {self.process.returncode}: "
-                                       f"{Path(self._log.name).read_text()[-2000:]}")
+                    raise RuntimeError(
+                        f"secantusd-py exited with {self.process.returncode}: "
+                        f"{Path(self._log.name).read_text()[-2000:]}"
+                    )
                 try:
                     client.admin.command("ping")
                     break
                 except pymongo.errors.PyMongoError:
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"SecantusDB did not answer on port {self.port} "
-                                           f"within {timeout:g} s") from None
+                        raise RuntimeError(
+                            f"SecantusDB did not answer on port {self.port} within {timeout:g} s"
+                        ) from None
                     time.sleep(0.1)
         except BaseException:
             self.stop()

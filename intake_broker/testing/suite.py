@@ -86,8 +86,15 @@ class DocumentStoreTests:
 
     # -- documents in, documents out ------------------------------------------------------
 
-    @pytest.mark.parametrize("make", [factories.scalar_run, factories.image_run,
-                                      factories.reconfigured_run, factories.asset_run])
+    @pytest.mark.parametrize(
+        "make",
+        [
+            factories.scalar_run,
+            factories.image_run,
+            factories.reconfigured_run,
+            factories.asset_run,
+        ],
+    )
     def test_every_document_type_round_trips(self, store, make):
         docs = make()
         insert_all(store, docs)
@@ -106,8 +113,11 @@ class DocumentStoreTests:
         insert_all(store, docs)
         got = list(self.reopen(store).documents(docs[0][1]["uid"]))
         assert got[0][0] == "start" and got[-1][0] == "stop"
-        times = [doc["time"] if name != "event_page" else doc["time"][0]
-                 for name, doc in got if name in ("descriptor", "event_page")]
+        times = [
+            doc["time"] if name != "event_page" else doc["time"][0]
+            for name, doc in got
+            if name in ("descriptor", "event_page")
+        ]
         assert times == sorted(times)
 
     def test_identical_reinsert_is_a_no_op(self, store):
@@ -206,8 +216,12 @@ class DocumentStoreTests:
     def test_core_queries(self, store):
         for docs in factories.many_runs(6):
             insert_all(store, docs)
-        insert_all(store, factories.scalar_run(time=1_650_000_000, scan_id=100,
-                                               sample={"name": "LaB6"}, stop=False))
+        insert_all(
+            store,
+            factories.scalar_run(
+                time=1_650_000_000, scan_id=100, sample={"name": "LaB6"}, stop=False
+            ),
+        )
         store = self.reopen(store)
 
         def scan_ids(query):
@@ -240,8 +254,9 @@ class DocumentStoreTests:
         counts = catalog.search({"plan_name": "count"})
         assert isinstance(counts, BrokerCatalog) and len(counts) == 3
         narrower = counts.search({"scan_id": {"$gte": 3}})
-        assert sorted(catalog_run.metadata["start"]["scan_id"]
-                      for _, catalog_run in narrower.items()) == [3, 5]
+        assert sorted(
+            catalog_run.metadata["start"]["scan_id"] for _, catalog_run in narrower.items()
+        ) == [3, 5]
         with pytest.raises(RunNotFound):
             narrower[1]  # in the store, but not in this search
         assert narrower[-1].metadata["start"]["scan_id"] == 5
@@ -260,8 +275,9 @@ class DocumentStoreTests:
         assert set(cols.data) == {"det"}
         np.testing.assert_array_equal(cols.data["det"], [e["data"]["det"] for e in events[2:6]])
         np.testing.assert_array_equal(cols.time, [e["time"] for e in events[2:6]])
-        np.testing.assert_array_equal(cols.timestamps["det"],
-                                      [e["timestamps"]["det"] for e in events[2:6]])
+        np.testing.assert_array_equal(
+            cols.timestamps["det"], [e["timestamps"]["det"] for e in events[2:6]]
+        )
         only_index = store.read_events(primary["uid"], fields=[])
         assert only_index.data == {} and list(only_index.seq_num) == list(range(1, 11))
         assert sum(c.rows for c in store.event_chunks(primary["uid"])) == 10
@@ -285,8 +301,9 @@ class DocumentStoreTests:
         assert list(run.primary(include=["det"]).read().data_vars) == ["det"]
         assert "det" not in run.primary(exclude=["det"]).read().data_vars
         timestamps = run.primary.timestamps.read()
-        np.testing.assert_array_equal(timestamps["det"].values,
-                                      [e["timestamps"]["det"] for e in events])
+        np.testing.assert_array_equal(
+            timestamps["det"].values, [e["timestamps"]["det"] for e in events]
+        )
         config = run.primary.config["det"].read()
         np.testing.assert_array_equal(config["exposure"].values, [0.1] * 6)
         assert run.baseline.read()["temperature"].values.tolist() == [290.0, 291.5]

@@ -26,9 +26,14 @@ class _FilesCatalog(BrokerCatalog):
         refresh_interval: float = 1.0,
         **kwargs: Any,
     ):
-        store = FilesStore(paths, format=self._format, directory=directory,
-                           storage_options=storage_options, validate=validate,
-                           refresh_interval=refresh_interval)
+        store = FilesStore(
+            paths,
+            format=self._format,
+            directory=directory,
+            storage_options=storage_options,
+            validate=validate,
+            refresh_interval=refresh_interval,
+        )
         super().__init__(store, handler_registry=handler_registry, root_map=root_map, **kwargs)
 
 

@@ -63,15 +63,24 @@ def _describe(obj: Any) -> str:
 
 def as_pair(obj: Any, path: str, where: str) -> Located:
     """Check that a decoded value is a ``[name, document]`` pair with a known name."""
-    if not (isinstance(obj, list | tuple) and len(obj) == 2 and isinstance(obj[0], str)
-            and isinstance(obj[1], dict)):
+    if not (
+        isinstance(obj, list | tuple)
+        and len(obj) == 2
+        and isinstance(obj[0], str)
+        and isinstance(obj[1], dict)
+    ):
         if isinstance(obj, list | tuple) and len(obj) == 2 and isinstance(obj[0], str):
-            raise corrupt(path, where, f"the {obj[0]!r} document is {_describe(obj[1])}",
-                          "a document that is a JSON object / msgpack map")
+            raise corrupt(
+                path,
+                where,
+                f"the {obj[0]!r} document is {_describe(obj[1])}",
+                "a document that is a JSON object / msgpack map",
+            )
         raise corrupt(path, where, f"found {_describe(obj)}", _PAIR)
     if obj[0] not in DOCUMENT_NAMES:
-        raise corrupt(path, where, f"unknown document name {obj[0]!r}",
-                      f"one of {', '.join(DOCUMENT_NAMES)}")
+        raise corrupt(
+            path, where, f"unknown document name {obj[0]!r}", f"one of {', '.join(DOCUMENT_NAMES)}"
+        )
     return Located(obj[0], obj[1], where)
 
 
@@ -99,8 +108,9 @@ class FileFormat(ABC):
         """The first pair of a file, reading as little of it as possible."""
 
     @abstractmethod
-    def last(self, fs: Any, path: str, size: int,
-             resume: tuple[int, int] | None = None) -> tuple[Located, tuple[int, int] | None]:
+    def last(
+        self, fs: Any, path: str, size: int, resume: tuple[int, int] | None = None
+    ) -> tuple[Located, tuple[int, int] | None]:
         """The last pair of a file and a hint to find it faster once the file has grown.
 
         ``resume`` is a hint returned by an earlier call on a shorter version of the file.
@@ -108,8 +118,9 @@ class FileFormat(ABC):
 
 
 def _empty(path: str) -> CorruptFile:
-    return corrupt(path, "byte 0", "the file is empty",
-                   "a run file that starts with its start document")
+    return corrupt(
+        path, "byte 0", "the file is empty", "a run file that starts with its start document"
+    )
 
 
 # -- JSONL ---------------------------------------------------------------------------------
@@ -159,12 +170,17 @@ class JSONLFormat(FileFormat):
             obj = json.loads(line)
         except ValueError as err:
             if cut:
-                raise corrupt(path, where, "the file ends in the middle of this line (it was cut "
-                              "short, e.g. by a writer that crashed)",
-                              f"a complete line holding {_PAIR}") from None
+                raise corrupt(
+                    path,
+                    where,
+                    "the file ends in the middle of this line (it was cut "
+                    "short, e.g. by a writer that crashed)",
+                    f"a complete line holding {_PAIR}",
+                ) from None
             detail = f"{err.msg} at column {err.colno}" if hasattr(err, "msg") else str(err)
-            raise corrupt(path, where, f"the line is not JSON ({detail})",
-                          f"one JSON array per line, {_PAIR}") from None
+            raise corrupt(
+                path, where, f"the line is not JSON ({detail})", f"one JSON array per line, {_PAIR}"
+            ) from None
         return as_pair(obj, path, where)
 
     def parse(self, data: bytes, path: str) -> Iterator[Located]:
@@ -201,8 +217,9 @@ class JSONLFormat(FileFormat):
                 return self._loads(buf[offset:], path, f"line {number}", cut=True)
             block *= 2
 
-    def last(self, fs: Any, path: str, size: int,
-             resume: tuple[int, int] | None = None) -> tuple[Located, None]:
+    def last(
+        self, fs: Any, path: str, size: int, resume: tuple[int, int] | None = None
+    ) -> tuple[Located, None]:
         block = _BLOCK
         while True:
             start = max(0, size - block)
@@ -212,7 +229,7 @@ class JSONLFormat(FileFormat):
             if newline >= 0 or start == 0:
                 break
             block *= 4
-        line = body[newline + 1:]
+        line = body[newline + 1 :]
         if not line.strip():
             raise _empty(path)
         where = f"the last line (at byte offset {start + newline + 1})"
@@ -305,16 +322,29 @@ class MsgpackFormat(FileFormat):
     @staticmethod
     def _fail(path: str, where: str, err: Exception) -> CorruptFile:
         if isinstance(err, _PickledArray):
-            return corrupt(path, where, f"it holds {err} (intake-broker does not unpickle data "
-                           "files: that could run arbitrary code)",
-                           "numeric numpy arrays or plain msgpack values")
-        return corrupt(path, where, f"the bytes are not msgpack ({type(err).__name__}: {err})",
-                       f"a stream of msgpack arrays, each {_PAIR}")
+            return corrupt(
+                path,
+                where,
+                f"it holds {err} (intake-broker does not unpickle data "
+                "files: that could run arbitrary code)",
+                "numeric numpy arrays or plain msgpack values",
+            )
+        return corrupt(
+            path,
+            where,
+            f"the bytes are not msgpack ({type(err).__name__}: {err})",
+            f"a stream of msgpack arrays, each {_PAIR}",
+        )
 
     @staticmethod
     def _cut(path: str, where: str) -> CorruptFile:
-        return corrupt(path, where, "the file ends in the middle of this object (it was cut "
-                       "short, e.g. by a writer that crashed)", f"a complete msgpack {_PAIR}")
+        return corrupt(
+            path,
+            where,
+            "the file ends in the middle of this object (it was cut "
+            "short, e.g. by a writer that crashed)",
+            f"a complete msgpack {_PAIR}",
+        )
 
     def parse(self, data: bytes, path: str) -> Iterator[Located]:
         if not data:
@@ -339,8 +369,9 @@ class MsgpackFormat(FileFormat):
         if size == 0:
             raise _empty(path)
         with fs.open(path, "rb") as file:
-            unpacker = msgpack.Unpacker(_Capped(file, size), read_size=_BLOCK,
-                                        max_buffer_size=max(size, 1 << 20), **_UNPACK)
+            unpacker = msgpack.Unpacker(
+                _Capped(file, size), read_size=_BLOCK, max_buffer_size=max(size, 1 << 20), **_UNPACK
+            )
             try:
                 obj = unpacker.unpack()
             except msgpack.OutOfData:
@@ -349,8 +380,9 @@ class MsgpackFormat(FileFormat):
                 raise self._fail(path, _where(0, 0), err) from None
         return as_pair(obj, path, _where(0, 0))
 
-    def last(self, fs: Any, path: str, size: int,
-             resume: tuple[int, int] | None = None) -> tuple[Located, tuple[int, int]]:
+    def last(
+        self, fs: Any, path: str, size: int, resume: tuple[int, int] | None = None
+    ) -> tuple[Located, tuple[int, int]]:
         """Skip over every object without building it (``Unpacker.skip``), then decode the
         last one; ``resume`` (byte offset and index of the last object seen before) lets a
         grown file be skipped from there."""
@@ -362,8 +394,9 @@ class MsgpackFormat(FileFormat):
             if base:
                 file.seek(base)
             capped = _Capped(file, size - base)
-            unpacker = msgpack.Unpacker(capped, read_size=1 << 20,
-                                        max_buffer_size=max(size, 1 << 20), **_UNPACK)
+            unpacker = msgpack.Unpacker(
+                capped, read_size=1 << 20, max_buffer_size=max(size, 1 << 20), **_UNPACK
+            )
             while True:
                 offset = base + unpacker.tell()
                 try:
@@ -393,5 +426,6 @@ def get_format(name: str) -> FileFormat:
     try:
         return FORMATS[name]
     except KeyError:
-        raise ValueError(f"unknown file format {name!r}; expected one of "
-                         f"{', '.join(sorted(FORMATS))}") from None
+        raise ValueError(
+            f"unknown file format {name!r}; expected one of {', '.join(sorted(FORMATS))}"
+        ) from None

@@ -28,8 +28,14 @@ class CorruptFileWarning(UserWarning):
 
 def file_key(info: dict) -> tuple:
     """What identifies one version of a file: its size and its mtime (or ETag)."""
-    stamp = next((info[k] for k in ("mtime", "ETag", "etag", "LastModified", "created")
-                  if info.get(k) is not None), None)
+    stamp = next(
+        (
+            info[k]
+            for k in ("mtime", "ETag", "etag", "LastModified", "created")
+            if info.get(k) is not None
+        ),
+        None,
+    )
     return (info.get("size"), str(stamp))
 
 
@@ -41,7 +47,7 @@ def glob_base(path: str) -> str:
     """The directory a glob searches: its part before the first wildcard, up to a ``/``."""
     if not has_magic(path):
         return path
-    head = path[:min(path.index(c) for c in _MAGIC if c in path)]
+    head = path[: min(path.index(c) for c in _MAGIC if c in path)]
     return head.rsplit("/", 1)[0] if "/" in head else ""
 
 
@@ -71,17 +77,28 @@ class IndexEntry:
 def record_from_ends(path: str, first: Located, last: Located) -> RunRecord:
     """Check the first and last pair of a file and make the run's record."""
     if first.name != "start":
-        raise corrupt(path, first.where, f"the first document is a {first.name!r} document",
-                      "the run's start document first")
+        raise corrupt(
+            path,
+            first.where,
+            f"the first document is a {first.name!r} document",
+            "the run's start document first",
+        )
     start = first.doc
     if not isinstance(start.get("uid"), str):
-        raise corrupt(path, first.where, "the start document has no 'uid'",
-                      "a start document with a string uid")
+        raise corrupt(
+            path,
+            first.where,
+            "the start document has no 'uid'",
+            "a start document with a string uid",
+        )
     stop = last.doc if last.name == "stop" and last is not first else None
     if stop is not None and stop.get("run_start") != start["uid"]:
-        raise corrupt(path, last.where,
-                      f"the stop document belongs to run {stop.get('run_start')!r}",
-                      f"the stop document of run {start['uid']!r}, whose start opens the file")
+        raise corrupt(
+            path,
+            last.where,
+            f"the stop document belongs to run {stop.get('run_start')!r}",
+            f"the stop document of run {start['uid']!r}, whose start opens the file",
+        )
     return RunRecord(start, stop)
 
 
@@ -98,8 +115,9 @@ class FileIndex:
         Re-glob at most this often (seconds).
     """
 
-    def __init__(self, patterns: Iterable[tuple[Any, str]], fmt: FileFormat,
-                 refresh_interval: float = 1.0):
+    def __init__(
+        self, patterns: Iterable[tuple[Any, str]], fmt: FileFormat, refresh_interval: float = 1.0
+    ):
         self._raw = list(patterns)
         self._patterns: list[tuple[Any, str]] | None = None
         self.fmt = fmt
@@ -121,8 +139,10 @@ class FileIndex:
         if self._patterns is None:
             ext = self.fmt.extension
             self._patterns = [
-                (fs, path if has_magic(path) or path.endswith(ext)
-                 else f"{path.rstrip('/')}/*{ext}")
+                (
+                    fs,
+                    path if has_magic(path) or path.endswith(ext) else f"{path.rstrip('/')}/*{ext}",
+                )
                 for fs, path in self._raw
             ]
         return self._patterns
@@ -142,8 +162,11 @@ class FileIndex:
         found: dict[str, tuple[Any, dict]] = {}
         for fs, pattern in self.patterns():
             _forget_listings(fs, glob_base(pattern))
-            listing = fs.glob(pattern, detail=True) if has_magic(pattern) else (
-                {pattern: fs.info(pattern)} if fs.exists(pattern) else {})
+            listing = (
+                fs.glob(pattern, detail=True)
+                if has_magic(pattern)
+                else ({pattern: fs.info(pattern)} if fs.exists(pattern) else {})
+            )
             for path, info in listing.items():
                 if info.get("type", "file") != "directory":
                     found.setdefault(path, (fs, info))
@@ -181,8 +204,11 @@ class FileIndex:
             entry.error = err
             if (path, key) not in self._warned:
                 self._warned.add((path, key))
-                warnings.warn(f"left a corrupt file out of the run listing: {err}",
-                              CorruptFileWarning, stacklevel=5)
+                warnings.warn(
+                    f"left a corrupt file out of the run listing: {err}",
+                    CorruptFileWarning,
+                    stacklevel=5,
+                )
         except FileNotFoundError:  # removed between listing and reading
             self.forget(path)
             return None
@@ -190,8 +216,9 @@ class FileIndex:
         self._changed()
         return entry
 
-    def _last_pair(self, fs: Any, path: str, size: int,
-                   previous: IndexEntry | None) -> tuple[Located, Any]:
+    def _last_pair(
+        self, fs: Any, path: str, size: int, previous: IndexEntry | None
+    ) -> tuple[Located, Any]:
         resume = None
         if previous is not None and previous.resume and previous.key[0] is not None:
             if size > previous.key[0]:  # grown: skip on from the last object seen
@@ -228,8 +255,14 @@ class FileIndex:
             return self._uids
         out: dict[str, IndexEntry] = {}
         # readable files first, then files named after their run, then by path
-        ranked = sorted(self.entries.values(), key=lambda e: (
-            e.record is None, not e.path.endswith(f"/{e.uid}{self.fmt.extension}"), e.path))
+        ranked = sorted(
+            self.entries.values(),
+            key=lambda e: (
+                e.record is None,
+                not e.path.endswith(f"/{e.uid}{self.fmt.extension}"),
+                e.path,
+            ),
+        )
         for entry in ranked:
             if entry.uid is None:
                 continue
@@ -238,8 +271,11 @@ class FileIndex:
                 out[entry.uid] = entry
             elif (entry.path, entry.key, "dup") not in self._warned:
                 self._warned.add((entry.path, entry.key, "dup"))
-                warnings.warn(f"{entry.path} holds run {entry.uid!r} which {other.path} holds "
-                              f"too; listing {other.path} only", CorruptFileWarning,
-                              stacklevel=4)
+                warnings.warn(
+                    f"{entry.path} holds run {entry.uid!r} which {other.path} holds "
+                    f"too; listing {other.path} only",
+                    CorruptFileWarning,
+                    stacklevel=4,
+                )
         self._uids = out
         return out

@@ -105,8 +105,10 @@ class FilesStore(TableReads, DocumentStore):
         self.paths = [os.fspath(p) for p in paths]
         self.directory = None if directory is None else os.fspath(directory)
         if not self.paths and self.directory is None:
-            raise ValueError("FilesStore needs at least one path, glob or directory to read "
-                             "(or a directory to write to)")
+            raise ValueError(
+                "FilesStore needs at least one path, glob or directory to read "
+                "(or a directory to write to)"
+            )
         self.file_format = get_format(format)
         self.storage_options = dict(storage_options or {})
         self.validate = validate
@@ -137,18 +139,25 @@ class FilesStore(TableReads, DocumentStore):
         self._owner: dict[str, str] = {}  # descriptor / resource uid -> run uid
 
     def _arguments(self) -> dict[str, Any]:
-        return {"paths": self.paths, "format": self.file_format.name,
-                "directory": self.directory, "storage_options": self.storage_options,
-                "validate": self.validate, "refresh_interval": self.refresh_interval,
-                "chunk_rows": self.chunk_rows, "cache_size": self.cache_size}
+        return {
+            "paths": self.paths,
+            "format": self.file_format.name,
+            "directory": self.directory,
+            "storage_options": self.storage_options,
+            "validate": self.validate,
+            "refresh_interval": self.refresh_interval,
+            "chunk_rows": self.chunk_rows,
+            "cache_size": self.cache_size,
+        }
 
     def __reduce__(self):
         # By arguments, plus where the descriptors of recently read runs are, so that a dask
         # worker reading a stream goes straight to the run's file.
         with self._lock:
             runs = [w.docs for w in self._open.values()] + list(self._cache.values())
-            owners = {uid: docs.start["uid"] for docs in runs
-                      for uid in (*docs.tables, *docs.resources)}
+            owners = {
+                uid: docs.start["uid"] for docs in runs for uid in (*docs.tables, *docs.resources)
+            }
         return (_restore, (type(self), self._arguments(), owners))
 
     def __repr__(self) -> str:
@@ -166,8 +175,9 @@ class FilesStore(TableReads, DocumentStore):
         with self._lock:
             if refresh:
                 self._index.refresh()
-            records = {uid: e.record for uid, e in self._index.by_uid().items()
-                       if e.record is not None}
+            records = {
+                uid: e.record for uid, e in self._index.by_uid().items() if e.record is not None
+            }
             records.update({uid: w.docs.record for uid, w in self._open.items()})
         return records
 
@@ -182,8 +192,9 @@ class FilesStore(TableReads, DocumentStore):
         with self._lock:
             self._index.refresh()
             version = (self._index.generation, self._writes)
-        return self._matches.select(version, lambda: self._records(refresh=False).values(),
-                                    query, sort, skip, limit, self)
+        return self._matches.select(
+            version, lambda: self._records(refresh=False).values(), query, sort, skip, limit, self
+        )
 
     def count(self, query: Query | None = None) -> int:
         if query is None:
@@ -250,29 +261,46 @@ class FilesStore(TableReads, DocumentStore):
                 kind, doc = normalize(item.name, item.doc, check=False)
                 if docs is None:
                     if kind != "start":
-                        raise corrupt(path, item.where, f"the first document is a {kind!r} "
-                                      "document", "the run's start document first")
+                        raise corrupt(
+                            path,
+                            item.where,
+                            f"the first document is a {kind!r} document",
+                            "the run's start document first",
+                        )
                     docs = RunDocuments(doc)
                     continue
                 owner = doc.get("run_start") if kind != "start" else doc.get("uid")
                 if owner is not None and owner != docs.start["uid"]:
-                    raise corrupt(path, item.where, f"{doc_label(kind, doc)} belongs to run "
-                                  f"{owner!r}", f"documents of run {docs.start['uid']!r} only "
-                                  "(one run per file)")
+                    raise corrupt(
+                        path,
+                        item.where,
+                        f"{doc_label(kind, doc)} belongs to run {owner!r}",
+                        f"documents of run {docs.start['uid']!r} only (one run per file)",
+                    )
                 docs.put(kind, doc)
             except CorruptFile:
                 raise
             except (InvalidDocument, DocumentConflict) as err:
-                raise corrupt(path, item.where, str(err),
-                              "each document after those it refers to, uids unique") from None
+                raise corrupt(
+                    path,
+                    item.where,
+                    str(err),
+                    "each document after those it refers to, uids unique",
+                ) from None
             except KeyError as err:
-                raise corrupt(path, item.where, f"the {item.name} document lacks the field "
-                              f"{err.args[0]!r}", "a document following the event-model "
-                              "schema") from None
+                raise corrupt(
+                    path,
+                    item.where,
+                    f"the {item.name} document lacks the field {err.args[0]!r}",
+                    "a document following the event-model schema",
+                ) from None
             except (TypeError, ValueError, AttributeError) as err:
-                raise corrupt(path, item.where, f"the {item.name} document is malformed "
-                              f"({type(err).__name__}: {err})",
-                              "a document following the event-model schema") from None
+                raise corrupt(
+                    path,
+                    item.where,
+                    f"the {item.name} document is malformed ({type(err).__name__}: {err})",
+                    "a document following the event-model schema",
+                ) from None
         assert docs is not None  # parse() raises for an empty file
         return docs
 
@@ -315,8 +343,10 @@ class FilesStore(TableReads, DocumentStore):
             kept = (entry.key, summary)
             with self._lock:
                 self._summaries[entry.path] = kept
-        return {stream: {field: dict(stats) for field, stats in fields.items()}
-                for stream, fields in kept[1].items()}
+        return {
+            stream: {field: dict(stats) for field, stats in fields.items()}
+            for stream, fields in kept[1].items()
+        }
 
     def _cache_put(self, cache_key: tuple, docs: RunDocuments) -> None:
         for stale in [k for k in self._cache if k[0] == cache_key[0]]:
@@ -385,8 +415,9 @@ class FilesStore(TableReads, DocumentStore):
         try:
             data = self.file_format.encode(kind, doc)
         except (TypeError, ValueError, OverflowError) as err:
-            raise InvalidDocument(f"{doc_label(kind, doc)} cannot be written to a "
-                                  f"{self.file_format.name} file: {err}") from None
+            raise InvalidDocument(
+                f"{doc_label(kind, doc)} cannot be written to a {self.file_format.name} file: {err}"
+            ) from None
         with self._lock:
             self._writes += 1
             if kind == "start":
@@ -415,8 +446,9 @@ class FilesStore(TableReads, DocumentStore):
         writer = RunWriter(RunDocuments(doc), self._wfs, self._run_path(uid), self.file_format)
         writer.create(data)
         self._open[uid] = writer
-        self._index.put(IndexEntry(writer.path, self._wfs, ("open",), uid, writer.docs.record),
-                        pinned=True)
+        self._index.put(
+            IndexEntry(writer.path, self._wfs, ("open",), uid, writer.docs.record), pinned=True
+        )
 
     def _writer_for(self, kind: str, doc: dict) -> RunWriter:
         """The writer of the run a document belongs to (reopening a stored run if needed)."""
@@ -430,7 +462,8 @@ class FilesStore(TableReads, DocumentStore):
                 if docs is None:
                     raise InvalidDocument(
                         f"{doc_label(kind, doc)} refers to {field} {parent!r}, which no run in "
-                        f"this store holds; insert the {field} (and its run's start) first")
+                        f"this store holds; insert the {field} (and its run's start) first"
+                    )
                 run_uid = docs.start["uid"]
         else:
             run_uid = doc.get("run_start")
@@ -443,13 +476,15 @@ class FilesStore(TableReads, DocumentStore):
         if docs is None:
             raise InvalidDocument(
                 f"{doc_label(kind, doc)} refers to run_start {run_uid!r}, which this store does "
-                "not hold; insert the run's start document first")
+                "not hold; insert the run's start document first"
+            )
         entry = self._find(run_uid)
         self._cache.pop((entry.path, entry.key), None)
         writer = RunWriter(docs, entry.fs, entry.path, self.file_format, key=entry.key)
         self._open[run_uid] = writer
-        self._index.put(IndexEntry(entry.path, entry.fs, entry.key, run_uid, docs.record),
-                        pinned=True)
+        self._index.put(
+            IndexEntry(entry.path, entry.fs, entry.key, run_uid, docs.record), pinned=True
+        )
         return writer
 
     def _settle(self, writer: RunWriter, force: bool = False) -> None:
@@ -486,12 +521,13 @@ class FilesStore(TableReads, DocumentStore):
 class _OneFormatStore(FilesStore):
     _format: str
 
-    def __init__(self, paths: str | os.PathLike | Sequence[str | os.PathLike],
-                 **kwargs: Any):
+    def __init__(self, paths: str | os.PathLike | Sequence[str | os.PathLike], **kwargs: Any):
         fmt = kwargs.pop("format", self._format)
         if fmt != self._format:
-            raise ValueError(f"{type(self).__name__} reads {self._format!r} files, not {fmt!r}; "
-                             "use FilesStore(paths, format=...) for another format")
+            raise ValueError(
+                f"{type(self).__name__} reads {self._format!r} files, not {fmt!r}; "
+                "use FilesStore(paths, format=...) for another format"
+            )
         super().__init__(paths, format=fmt, **kwargs)
 
     @classmethod

@@ -47,8 +47,9 @@ class RunWriter:
         The index key of the file as it is on disk, for a run reopened from its file.
     """
 
-    def __init__(self, docs: RunDocuments, fs: Any, path: str, fmt: FileFormat,
-                 key: tuple | None = None):
+    def __init__(
+        self, docs: RunDocuments, fs: Any, path: str, fmt: FileFormat, key: tuple | None = None
+    ):
         self.docs = docs
         self.fs = fs
         self.path = path

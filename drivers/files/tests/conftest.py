@@ -20,8 +20,11 @@ def s3_server():
     pytest.importorskip("s3fs")
     with aws_test_credentials(), S3Server() as server:
         server.filesystem().mkdir(BUCKET)
-        yield {"endpoint_url": server.endpoint, "storage_options": server.storage_options,
-               "bucket": BUCKET}
+        yield {
+            "endpoint_url": server.endpoint,
+            "storage_options": server.storage_options,
+            "bucket": BUCKET,
+        }
 
 
 @pytest.fixture

@@ -19,8 +19,10 @@ from intake_broker_files import CorruptFileWarning, FilesStore
 def _folder(tmp_path, fmt, n_good=2):
     """``n_good`` good runs and one more run, ``victim``, whose file a test breaks."""
     store = FilesStore(str(tmp_path / f"*.{fmt}"), format=fmt)
-    good = [factories.scalar_run(n=3, time=1_600_000_000 + 100 * i, scan_id=i + 1)
-            for i in range(n_good)]
+    good = [
+        factories.scalar_run(n=3, time=1_600_000_000 + 100 * i, scan_id=i + 1)
+        for i in range(n_good)
+    ]
     victim = factories.scalar_run(n=3, time=1_700_000_000, scan_id=99)
     for docs in [*good, victim]:
         insert_all(store, docs)
@@ -90,8 +92,11 @@ def test_non_json_line(tmp_path):
     # the index reads only the first and last lines, so the run is listed ...
     assert victim[0][1]["uid"] in [r.uid for r in store.runs()]
     # ... and reading its contents says exactly what is wrong
-    with pytest.raises(CorruptFile, match=rf"{path.name}: line 4: the line is not JSON "
-                                          r"\(Expecting value at column 1\); expected one JSON"):
+    with pytest.raises(
+        CorruptFile,
+        match=rf"{path.name}: line 4: the line is not JSON "
+        r"\(Expecting value at column 1\); expected one JSON",
+    ):
         store.descriptors(victim[0][1]["uid"])
     _others_still_work(store, good)
 
@@ -104,8 +109,11 @@ def test_line_that_is_an_object_not_a_pair(tmp_path):
     path.write_bytes(b"".join(lines))
     store = _fresh(tmp_path, "jsonl")
     assert len(_listed_with_warning(store, path)) == len(good)
-    with pytest.raises(CorruptFile, match=rf"{path.name}: line 1: found an object/map with "
-                                          r"keys \['start'\]; expected a \[name, document\]"):
+    with pytest.raises(
+        CorruptFile,
+        match=rf"{path.name}: line 1: found an object/map with "
+        r"keys \['start'\]; expected a \[name, document\]",
+    ):
         store.run(victim[0][1]["uid"])  # found by its file name, which is its uid
     _others_still_work(store, good)
 
@@ -133,8 +141,11 @@ def test_event_of_a_descriptor_missing_from_the_file(tmp_path):
     del lines[2]  # the first descriptor (baseline); its first event is on line 4 now
     path.write_bytes(b"".join(lines))
     store = _fresh(tmp_path, "jsonl")
-    with pytest.raises(CorruptFile, match=r"line 4: event_page document .* refers to "
-                                          r"descriptor .* insert the descriptor first"):
+    with pytest.raises(
+        CorruptFile,
+        match=r"line 4: event_page document .* refers to "
+        r"descriptor .* insert the descriptor first",
+    ):
         store.descriptors(victim[0][1]["uid"])
     _others_still_work(store, good)
 
@@ -158,8 +169,11 @@ def test_truncated_msgpack_file(tmp_path):
     store = _fresh(tmp_path, "msgpack")
     assert len(_listed_with_warning(store, path)) == len(good)
     last = len(objects) - 1
-    with pytest.raises(CorruptFile, match=rf"{path.name}: object {last} \(byte offset \d+\): "
-                                          r"the file ends in the middle of this object"):
+    with pytest.raises(
+        CorruptFile,
+        match=rf"{path.name}: object {last} \(byte offset \d+\): "
+        r"the file ends in the middle of this object",
+    ):
         store.run(victim[0][1]["uid"])
     _others_still_work(store, good)
 
@@ -170,14 +184,20 @@ def test_msgpack_garbage_and_non_pairs(tmp_path):
     path.write_bytes(data + msgpack.packb({"not": "a pair"}))
     store = _fresh(tmp_path, "msgpack")
     assert len(_listed_with_warning(store, path)) == len(good)
-    with pytest.raises(CorruptFile, match=rf"object \d+ \(byte offset {len(data)}\): found an "
-                                          r"object/map with keys \['not'\]"):
+    with pytest.raises(
+        CorruptFile,
+        match=rf"object \d+ \(byte offset {len(data)}\): found an "
+        r"object/map with keys \['not'\]",
+    ):
         store.run(victim[0][1]["uid"])
     path.write_bytes(b"\xc1" + data)  # 0xc1 is never used by msgpack
     store = _fresh(tmp_path, "msgpack")
     assert len(_listed_with_warning(store, path)) == len(good)
-    with pytest.raises(CorruptFile, match=r"object 0 \(byte offset 0\): the bytes are not "
-                                          r"msgpack"):
+    with pytest.raises(
+        CorruptFile,
+        match=r"object 0 \(byte offset 0\): the bytes are not "
+        r"msgpack",
+    ):
         store.run(victim[0][1]["uid"])
     _others_still_work(store, good)
 
@@ -210,8 +230,7 @@ def test_refused_inserts_leave_the_file_unchanged(tmp_path, fmt):
     with pytest.raises(InvalidDocument, match="data keys"):
         store.insert("event", wrong_keys)
     with pytest.raises(InvalidDocument, match="cannot be written"):
-        store.insert("descriptor", dict(docs[1][1], uid="unencodable",
-                                        hints={"x": object()}))
+        store.insert("descriptor", dict(docs[1][1], uid="unencodable", hints={"x": object()}))
     store.insert("event", event)  # identical: nothing appended
     assert path.read_bytes() == before
     store.insert("stop", factories.scalar_run()[-1][1] | {"run_start": docs[0][1]["uid"]})

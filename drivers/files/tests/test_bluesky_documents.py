@@ -25,8 +25,10 @@ def suitcase_folder(bluesky_runs, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("suitcase")
     for docs in bluesky_runs.values():
-        with suitcase.jsonl.Serializer(str(folder)) as jsonl, \
-                suitcase.msgpack.Serializer(str(folder)) as packed:
+        with (
+            suitcase.jsonl.Serializer(str(folder)) as jsonl,
+            suitcase.msgpack.Serializer(str(folder)) as packed,
+        ):
             for name, doc in docs:
                 jsonl(name, doc)
                 packed(name, doc)
@@ -47,8 +49,9 @@ def suitcase_folder(bluesky_runs, tmp_path_factory):
 
 
 def _events_by_seq(docs, descriptor_name="primary"):
-    descriptors = {d["uid"] for n, d in docs if n == "descriptor"
-                   and d.get("name") == descriptor_name}
+    descriptors = {
+        d["uid"] for n, d in docs if n == "descriptor" and d.get("name") == descriptor_name
+    }
     return {d["seq_num"]: d for n, d in docs if n == "event" and d["descriptor"] in descriptors}
 
 
@@ -97,7 +100,7 @@ def test_suitcase_files_read_through_a_yaml_catalog(suitcase_folder, bluesky_run
     np.testing.assert_array_equal(image["img"].values, np.stack(frames))
     config = catalog[bluesky_runs["det_with_conf"][0][1]["uid"]].primary.config
     descriptor = next(d for n, d in bluesky_runs["det_with_conf"] if n == "descriptor")
-    (device, conf), = ((k, v["data"]) for k, v in descriptor["configuration"].items())
+    ((device, conf),) = ((k, v["data"]) for k, v in descriptor["configuration"].items())
     read = config[device].read()
     assert {k: read[k].values.tolist()[0] for k in conf} == conf
     grid = catalog[-3].primary.read()
@@ -129,8 +132,8 @@ def test_live_run_engine_through_the_catalog(tmp_path, fmt):
     RE.subscribe(catalog.insert)
     RE(bp.scan([det], motor, -1, 1, 5))
     RE(bp.count([direct_img], 2))
-    runs = [emitted[:emitted.index(next(x for x in emitted if x[0] == "stop")) + 1]]
-    runs.append(emitted[len(runs[0]):])
+    runs = [emitted[: emitted.index(next(x for x in emitted if x[0] == "stop")) + 1]]
+    runs.append(emitted[len(runs[0]) :])
     files = sorted(tmp_path.glob(f"*.{fmt}"))
     assert {f.stem for f in files} == {docs[0][1]["uid"] for docs in runs}
 
@@ -153,6 +156,8 @@ def test_live_run_engine_through_the_catalog(tmp_path, fmt):
 
 def _yaml(folder, fmt):
     path = folder / "live.yml"
-    path.write_text(f"sources:\n  live:\n    driver: {FORMATS[fmt]}\n    args:\n"
-                    f"      paths: ['{folder}/*.{fmt}']\n")
+    path.write_text(
+        f"sources:\n  live:\n    driver: {FORMATS[fmt]}\n    args:\n"
+        f"      paths: ['{folder}/*.{fmt}']\n"
+    )
     return str(path)

@@ -10,8 +10,13 @@ from intake_broker_files import FilesStore
 
 def _same_files(store: FilesStore) -> FilesStore:
     store.flush()  # on S3 a run being written becomes visible at stop or flush
-    return FilesStore(store.paths, format=store.file_format.name, directory=store.directory,
-                      storage_options=store.storage_options, validate=store.validate)
+    return FilesStore(
+        store.paths,
+        format=store.file_format.name,
+        directory=store.directory,
+        storage_options=store.storage_options,
+        validate=store.validate,
+    )
 
 
 class TestLocalJSONL(DocumentStoreTests):
@@ -35,8 +40,9 @@ class TestLocalMsgpack(DocumentStoreTests):
 class TestS3JSONL(DocumentStoreTests):
     @pytest.fixture
     def store(self, s3_server, s3_prefix):
-        return FilesStore([f"{s3_prefix}/*.jsonl"], format="jsonl",
-                          storage_options=s3_server["storage_options"])
+        return FilesStore(
+            [f"{s3_prefix}/*.jsonl"], format="jsonl", storage_options=s3_server["storage_options"]
+        )
 
     def reopen(self, store):
         return _same_files(store)

@@ -72,8 +72,9 @@ def test_what_we_write_plain_msgpack_reads(tmp_path):
 
 
 def test_unknown_format_names_the_known_ones():
-    with pytest.raises(ValueError, match="unknown file format 'csv'; expected one of jsonl, "
-                                         "msgpack"):
+    with pytest.raises(
+        ValueError, match="unknown file format 'csv'; expected one of jsonl, msgpack"
+    ):
         get_format("csv")
 
 
@@ -86,21 +87,26 @@ def test_jsonl_empty_and_whitespace_files(tmp_path):
         list(JSONLFormat().parse(path.read_bytes(), str(path)))
 
 
-
 def _line_by_line(data: bytes) -> list:
     """What ``JSONLFormat.parse`` gives when every line goes through ``json.loads``."""
     lines = data.split(b"\n")
-    return [JSONLFormat._loads(line, "run.jsonl", f"line {n}", cut=n == len(lines))
-            for n, line in enumerate(lines, 1) if line.strip()]
+    return [
+        JSONLFormat._loads(line, "run.jsonl", f"line {n}", cut=n == len(lines))
+        for n, line in enumerate(lines, 1)
+        if line.strip()
+    ]
 
 
-@pytest.mark.parametrize("body", [
-    b'["event", {}] ["event", {}]\n',           # two values on one line
-    b'["event",\n {}]\n',                        # one value over two lines
-    b'\x0b["event", {}]\n',                      # not JSON whitespace
-    b'["event", {"x": "\xff"}]\n',               # not UTF-8
-    b'["event", {}]\n["stop", {"a": NaN',        # cut short
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'["event", {}] ["event", {}]\n',  # two values on one line
+        b'["event",\n {}]\n',  # one value over two lines
+        b'\x0b["event", {}]\n',  # not JSON whitespace
+        b'["event", {"x": "\xff"}]\n',  # not UTF-8
+        b'["event", {}]\n["stop", {"a": NaN',  # cut short
+    ],
+)
 def test_jsonl_fast_parse_keeps_the_line_by_line_errors(body):
     """A file is decoded once and scanned line by line with json's scanner; anything unusual
     goes through ``json.loads`` per line, so the errors stay the same."""
@@ -113,8 +119,11 @@ def test_jsonl_fast_parse_keeps_the_line_by_line_errors(body):
 
 
 def test_jsonl_fast_parse_equals_json_loads_per_line():
-    data = (b"\n" + _jsonl(factories.scalar_run(n=3), b"\r\n")
-            + b'  ["stop", {"x": NaN, "y": "\xc3\xa9", "z": [1e400]}]\t\r\n\n')
+    data = (
+        b"\n"
+        + _jsonl(factories.scalar_run(n=3), b"\r\n")
+        + b'  ["stop", {"x": NaN, "y": "\xc3\xa9", "z": [1e400]}]\t\r\n\n'
+    )
     fast = list(JSONLFormat().parse(data, "run.jsonl"))
     assert repr(fast) == repr(_line_by_line(data))
     assert fast[-1].doc["y"] == "\u00e9" and fast[0].where == "line 2"

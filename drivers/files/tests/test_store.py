@@ -31,13 +31,21 @@ from intake_broker_files.formats import decode_msgpack_numpy
 
 
 def _stop(docs):
-    return {"uid": str(uuid.uuid4()), "time": docs[-1][1]["time"] + 1, "exit_status": "success",
-            "run_start": docs[0][1]["uid"], "reason": "", "num_events": {}}
+    return {
+        "uid": str(uuid.uuid4()),
+        "time": docs[-1][1]["time"] + 1,
+        "exit_status": "success",
+        "run_start": docs[0][1]["uid"],
+        "reason": "",
+        "num_events": {},
+    }
 
 
 def _runs(store, count, n=3, **kwargs):
-    runs = [factories.scalar_run(n=n, time=1_600_000_000 + 60 * i, scan_id=i + 1, **kwargs)
-            for i in range(count)]
+    runs = [
+        factories.scalar_run(n=n, time=1_600_000_000 + 60 * i, scan_id=i + 1, **kwargs)
+        for i in range(count)
+    ]
     for docs in runs:
         insert_all(store, docs)
     return runs
@@ -48,8 +56,10 @@ def _runs(store, count, n=3, **kwargs):
 
 @pytest.fixture(scope="module")
 def big_runs():
-    return [factories.scalar_run(n=5000, page=True, time=1_600_000_000 + 60 * i, scan_id=i + 1)
-            for i in range(3)]
+    return [
+        factories.scalar_run(n=5000, page=True, time=1_600_000_000 + 60 * i, scan_id=i + 1)
+        for i in range(3)
+    ]
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "msgpack"])
@@ -63,13 +73,18 @@ def test_listing_reads_only_the_ends_of_files(tmp_path, monkeypatch, fmt, big_ru
     parsed: list[str] = []
     cls = JSONLFormat if fmt == "jsonl" else MsgpackFormat
     original = cls.parse
-    monkeypatch.setattr(cls, "parse", lambda self, data, path: (parsed.append(path),
-                                                                original(self, data, path))[1])
+    monkeypatch.setattr(
+        cls, "parse", lambda self, data, path: (parsed.append(path), original(self, data, path))[1]
+    )
     read = []
     original_cat = LocalFileSystem.cat_file
-    monkeypatch.setattr(LocalFileSystem, "cat_file", lambda self, path, start=None, end=None,
-                        **kw: (lambda b: (read.append(len(b)), b)[1])(
-                            original_cat(self, path, start=start, end=end, **kw)))
+    monkeypatch.setattr(
+        LocalFileSystem,
+        "cat_file",
+        lambda self, path, start=None, end=None, **kw: (lambda b: (read.append(len(b)), b)[1])(
+            original_cat(self, path, start=start, end=end, **kw)
+        ),
+    )
 
     catalog = BrokerCatalog(FilesStore(str(tmp_path / f"*.{fmt}"), format=fmt))
     assert len(catalog) == 3 and list(catalog)[0] == runs[-1][0][1]["uid"]
@@ -104,8 +119,7 @@ def test_summary_searches_read_each_finished_file_once(tmp_path, monkeypatch):
     assert len(first) == 5 and len(parsed) == 5
     assert [r.uid for r in reader.runs(query)] == first
     assert len(parsed) == 5  # the same question of an unchanged folder: the answer was kept
-    assert [r.uid for r in reader.runs(Comparison("ge", "summary.primary.motor.count", 1))
-            ] == first
+    assert [r.uid for r in reader.runs(Comparison("ge", "summary.primary.motor.count", 1))] == first
     # the finished runs' summaries were kept; the acquiring run's may be read again
     assert set(parsed[5:]) <= {str(tmp_path / f"{acquiring[0][1]['uid']}.jsonl")}
     changed = reader.summary(runs[0][0][1]["uid"])
@@ -180,7 +194,8 @@ def test_paths_may_be_a_directory_or_a_file(tmp_path):
     writer = FilesStore(str(tmp_path))  # a directory: every *.jsonl in it, written there
     runs = _runs(writer, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        f"{d[0][1]['uid']}.jsonl" for d in runs)
+        f"{d[0][1]['uid']}.jsonl" for d in runs
+    )
     assert FilesStore(str(tmp_path)).count() == 2
     one = FilesStore(str(tmp_path / f"{runs[0][0][1]['uid']}.jsonl"))
     assert [r.uid for r in one.runs()] == [runs[0][0][1]["uid"]]
@@ -229,8 +244,10 @@ def test_a_document_after_the_stop_keeps_the_stop_last(tmp_path):
     store = FilesStore(str(tmp_path / "*.jsonl"))
     docs = factories.scalar_run(n=2)
     insert_all(store, docs)
-    extra = factories.scalar_run(n=1)[2][1] | {"run_start": docs[0][1]["uid"],
-                                                "uid": str(uuid.uuid4())}
+    extra = factories.scalar_run(n=1)[2][1] | {
+        "run_start": docs[0][1]["uid"],
+        "uid": str(uuid.uuid4()),
+    }
     store.insert("descriptor", extra)
     lines = (tmp_path / f"{docs[0][1]['uid']}.jsonl").read_text().splitlines()
     assert [json.loads(x)[0] for x in lines[-2:]] == ["descriptor", "stop"]
@@ -316,8 +333,9 @@ def test_msgpack_numpy_values_decode_without_msgpack_numpy():
         "zero-d": np.array(3.0),
     }
     data = msgpack.packb(["event", values], default=msgpack_numpy.encode, use_bin_type=True)
-    name, got = msgpack.unpackb(data, raw=False, strict_map_key=False,
-                                object_hook=decode_msgpack_numpy)
+    name, got = msgpack.unpackb(
+        data, raw=False, strict_map_key=False, object_hook=decode_msgpack_numpy
+    )
     for key, value in values.items():
         assert np.asarray(got[key]).dtype == np.asarray(value).dtype, key
         np.testing.assert_array_equal(got[key], value)
@@ -328,8 +346,11 @@ def test_pickled_object_arrays_are_refused(tmp_path):
     docs = factories.scalar_run(n=1)
     docs[0][1]["weird"] = np.array([{"a": 1}], dtype=object)
     path = tmp_path / f"{docs[0][1]['uid']}.msgpack"
-    path.write_bytes(b"".join(msgpack.packb([n, d], default=msgpack_numpy.encode,
-                                            use_bin_type=True) for n, d in docs))
+    path.write_bytes(
+        b"".join(
+            msgpack.packb([n, d], default=msgpack_numpy.encode, use_bin_type=True) for n, d in docs
+        )
+    )
     store = FilesStore(str(tmp_path / "*.msgpack"), format="msgpack")
     with pytest.warns(CorruptFileWarning):
         assert store.count() == 0
@@ -374,10 +395,12 @@ def test_s3_through_a_yaml_catalog(s3_server, s3_prefix, tmp_path):
     yaml.write_text(
         "sources:\n  bucket:\n    driver: bluesky-jsonl-catalog\n    args:\n"
         f"      paths: ['{s3_prefix}/*.jsonl']\n"
-        f"      storage_options: {json.dumps(options)}\n")
+        f"      storage_options: {json.dumps(options)}\n"
+    )
     catalog = intake.open_catalog(str(yaml))["bucket"]
     assert catalog[-1].primary.read()["det"].values.tolist() == [
-        d["data"]["det"] for n, d in docs if n == "event" and d["descriptor"] == docs[2][1]["uid"]]
+        d["data"]["det"] for n, d in docs if n == "event" and d["descriptor"] == docs[2][1]["uid"]
+    ]
 
 
 # -- registration --------------------------------------------------------------------------
@@ -386,8 +409,11 @@ def test_s3_through_a_yaml_catalog(s3_server, s3_prefix, tmp_path):
 def test_entry_points():
     drivers = {ep.name: ep for ep in entry_points(group="intake.drivers")}
     assert drivers["bluesky-jsonl-catalog"].load() is JSONLCatalog
-    stores = {ep.name: ep.load() for ep in entry_points(group="intake_broker.stores")
-              if ep.name in ("jsonl", "msgpack")}
+    stores = {
+        ep.name: ep.load()
+        for ep in entry_points(group="intake_broker.stores")
+        if ep.name in ("jsonl", "msgpack")
+    }
     assert stores == {"jsonl": JSONLStore, "msgpack": MsgpackStore}
     # as the core's registry calls them
     assert MsgpackStore(paths=["/tmp/x/*.msgpack"], format="msgpack").file_format.name == "msgpack"

@@ -39,8 +39,12 @@ _CHECK_BYTES = 32 * 2**20
 # BSON element types: numeric leaves we copy out, and fixed-size values we can step over.
 _DOUBLE, _STRING, _DOC, _ARRAY, _BINARY, _OID, _BOOL, _NULL, _INT32, _INT64 = (
     0x01, 0x02, 0x03, 0x04, 0x05, 0x07, 0x08, 0x0A, 0x10, 0x12)  # fmt: skip
-_NUMERIC = {_DOUBLE: np.dtype("<f8"), _INT32: np.dtype("<i4"), _INT64: np.dtype("<i8"),
-            _BOOL: np.dtype("?")}
+_NUMERIC = {
+    _DOUBLE: np.dtype("<f8"),
+    _INT32: np.dtype("<i4"),
+    _INT64: np.dtype("<i8"),
+    _BOOL: np.dtype("?"),
+}
 _OPAQUE_SIZES = {0x06: 0, 0x09: 8, 0x11: 8, 0x13: 16, 0xFF: 0, 0x7F: 0}
 
 
@@ -94,8 +98,10 @@ def split_documents(buffer: bytes) -> tuple[np.ndarray, np.ndarray]:
     while pos < size:
         length = unpack(buffer, pos)[0] if pos + 4 <= size else 0
         if length < 5 or pos + length > size:
-            raise ValueError(f"malformed BSON: a document at byte {pos} claims {length} bytes "
-                             f"of the {size - pos} left")
+            raise ValueError(
+                f"malformed BSON: a document at byte {pos} claims {length} bytes "
+                f"of the {size - pos} left"
+            )
         starts.append(pos)
         lengths.append(length)
         pos += length
@@ -114,7 +120,7 @@ def _parse_document(data: bytes, start: int, variable: list[tuple[int, int]]) ->
     while pos < end:
         etype = data[pos]
         key_end = data.index(b"\x00", pos + 1)
-        key = data[pos + 1:key_end].decode("utf-8", "surrogateescape")
+        key = data[pos + 1 : key_end].decode("utf-8", "surrogateescape")
         pos = key_end + 1
         if etype in _NUMERIC or etype == _OID:
             size = 12 if etype == _OID else _NUMERIC[etype].itemsize
@@ -154,7 +160,7 @@ def _template(row: np.ndarray) -> _Template:
     root = _parse_document(data, 0, variable)
     mask = np.ones(len(data), bool)
     for offset, size in variable:
-        mask[offset:offset + size] = False
+        mask[offset : offset + size] = False
     return _Template(root, np.flatnonzero(mask))
 
 
@@ -165,7 +171,7 @@ def _fits(rows: np.ndarray, template: _Template) -> np.ndarray:
     out = np.empty(len(rows), bool)
     step = max(1, _CHECK_BYTES // max(1, skeleton.size))
     for lo in range(0, len(rows), step):
-        out[lo:lo + step] = (rows[lo:lo + step, skeleton] == reference).all(axis=1)
+        out[lo : lo + step] = (rows[lo : lo + step, skeleton] == reference).all(axis=1)
     return out
 
 
@@ -201,13 +207,19 @@ def _copy_numeric(rows: np.ndarray, leaves: list[_Node], shape: tuple[int, ...])
         etype, first = leaves[i].etype, leaves[i].offset
         j = i + 1
         stride = leaves[j].offset - first if j < len(leaves) else 1
-        while (j < len(leaves) and leaves[j].etype == etype
-               and leaves[j].offset - leaves[j - 1].offset == stride):
+        while (
+            j < len(leaves)
+            and leaves[j].etype == etype
+            and leaves[j].offset - leaves[j - 1].offset == stride
+        ):
             j += 1
         item = _NUMERIC[etype].itemsize
         view = np.lib.stride_tricks.as_strided(
-            rows[:, first:], shape=(len(rows), j - i, item),
-            strides=(rows.strides[0], stride, 1), writeable=False)
+            rows[:, first:],
+            shape=(len(rows), j - i, item),
+            strides=(rows.strides[0], stride, 1),
+            writeable=False,
+        )
         values = np.ascontiguousarray(view).view(_NUMERIC[etype]).reshape(len(rows), j - i)
         out[:, i:j] = values
         i = j
@@ -215,7 +227,7 @@ def _copy_numeric(rows: np.ndarray, leaves: list[_Node], shape: tuple[int, ...])
 
 
 def _copy_strings(rows: np.ndarray, node: _Node) -> np.ndarray | None:
-    raw = np.ascontiguousarray(rows[:, node.offset:node.offset + node.size])
+    raw = np.ascontiguousarray(rows[:, node.offset : node.offset + node.size])
     if node.size and bool((raw == 0).any()):
         return None  # an embedded NUL: fixed-width bytes would lose it
     fixed = raw.view(f"S{max(node.size, 1)}").ravel() if node.size else np.full(len(rows), b"")
@@ -232,7 +244,7 @@ def _copy_value(rows: np.ndarray, node: _Node | None) -> np.ndarray | None:
     if node.etype == _NULL:
         return np.full(len(rows), None, dtype=object)
     if node.etype == _OID:
-        return np.ascontiguousarray(rows[:, node.offset:node.offset + 12]).view("V12").ravel()
+        return np.ascontiguousarray(rows[:, node.offset : node.offset + 12]).view("V12").ravel()
     if node.etype == _STRING:
         return _copy_strings(rows, node)
     found = _leaves(node)
@@ -291,10 +303,18 @@ def values_to_array(values: list[Any]) -> np.ndarray:
     return out
 
 
-def _generic(buffer: bytes, starts: np.ndarray, lengths: np.ndarray, rows: np.ndarray,
-             paths: Sequence[Path], parts: _Parts) -> None:
-    chunk = b"".join(buffer[s:s + n] for s, n in zip(starts[rows].tolist(),
-                                                       lengths[rows].tolist(), strict=True))
+def _generic(
+    buffer: bytes,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    rows: np.ndarray,
+    paths: Sequence[Path],
+    parts: _Parts,
+) -> None:
+    chunk = b"".join(
+        buffer[s : s + n]
+        for s, n in zip(starts[rows].tolist(), lengths[rows].tolist(), strict=True)
+    )
     docs = bson.decode_all(chunk)
     for path in paths:
         parts.add(path, rows, values_to_array([_lookup(d, path) for d in docs]))
@@ -343,14 +363,17 @@ def _tables(buffer: bytes, starts: np.ndarray, lengths: np.ndarray):
     for lo, hi in zip([0, *edges.tolist()], [*edges.tolist(), n], strict=True):
         runs.setdefault(int(lengths[lo]), []).append((lo, hi))
     for length, spans in runs.items():
-        blocks = [data[starts[lo]:starts[lo] + (hi - lo) * length].reshape(hi - lo, length)
-                  for lo, hi in spans]
+        blocks = [
+            data[starts[lo] : starts[lo] + (hi - lo) * length].reshape(hi - lo, length)
+            for lo, hi in spans
+        ]
         group = np.concatenate([np.arange(lo, hi) for lo, hi in spans])
         yield length, group, blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
-def decode_columns(batches: Iterable[bytes] | bytes,
-                   paths: Sequence[Path]) -> tuple[int, dict[Path, np.ndarray]]:
+def decode_columns(
+    batches: Iterable[bytes] | bytes, paths: Sequence[Path]
+) -> tuple[int, dict[Path, np.ndarray]]:
     """Decode the values at ``paths`` of every BSON document in ``batches``.
 
     Parameters

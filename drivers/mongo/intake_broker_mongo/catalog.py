@@ -73,9 +73,15 @@ class MongoNormalizedCatalog(BrokerCatalog):
                 "took them, or uri= for one database holding every collection"
                 + ("; not both" if uri is not None else "")
             )
-        store = MongoStore(metadatastore_db if uri is None else uri, asset_registry_db,
-                           validate=validate, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
-                           server_selection_timeout=server_selection_timeout,
-                           create_indexes=create_indexes, recent_first=recent_first,
-                           read_ahead=read_ahead)
+        store = MongoStore(
+            metadatastore_db if uri is None else uri,
+            asset_registry_db,
+            validate=validate,
+            chunk_rows=chunk_rows,
+            chunk_bytes=chunk_bytes,
+            server_selection_timeout=server_selection_timeout,
+            create_indexes=create_indexes,
+            recent_first=recent_first,
+            read_ahead=read_ahead,
+        )
         super().__init__(store, handler_registry=handler_registry, root_map=root_map, **kwargs)

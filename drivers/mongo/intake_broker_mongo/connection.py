@@ -96,8 +96,9 @@ def _database_name(uri: str) -> str:
 def locate(target: str | Database, role: str) -> Location:
     """A :class:`Location` for a URI or a pymongo ``Database``; ``role`` names it in errors."""
     if isinstance(target, Database):  # no URI to show: describe the database instead
-        return Location(None, target.name,
-                        f"the {role} database {target.name!r} (a pymongo Database object)")
+        return Location(
+            None, target.name, f"the {role} database {target.name!r} (a pymongo Database object)"
+        )
     if not isinstance(target, str):
         raise MongoConfigurationError(
             f"{role} must be a MongoDB URI string or a pymongo Database, not "

@@ -42,8 +42,7 @@ def row_bytes(descriptor: Mapping[str, Any]) -> int:
     return total
 
 
-def rows_per_chunk(descriptor: Mapping[str, Any], chunk_rows: int | None,
-                   chunk_bytes: int) -> int:
+def rows_per_chunk(descriptor: Mapping[str, Any], chunk_rows: int | None, chunk_bytes: int) -> int:
     """Rows per chunk: ``chunk_rows`` if given, else as many as fit ``chunk_bytes``."""
     if chunk_rows:
         return max(1, int(chunk_rows))
@@ -52,8 +51,10 @@ def rows_per_chunk(descriptor: Mapping[str, Any], chunk_rows: int | None,
 
 def contiguous_chunks(descriptor: str, first: int, last: int, rows: int) -> list[Chunk]:
     """Chunks of ``rows`` events covering seq_num ``first..last``, every number present."""
-    return [Chunk(descriptor, lo, min(lo + rows, last + 1), min(lo + rows, last + 1) - lo)
-            for lo in range(first, last + 1, rows)]
+    return [
+        Chunk(descriptor, lo, min(lo + rows, last + 1), min(lo + rows, last + 1) - lo)
+        for lo in range(first, last + 1, rows)
+    ]
 
 
 def chunk_plan(
@@ -80,11 +81,19 @@ def chunk_plan(
             unknown += uids
     if not unknown:
         return plan
-    ranges = events.aggregate([
-        {"$match": {"descriptor": {"$in": unknown}}},
-        {"$group": {"_id": "$descriptor", "n": {"$sum": 1}, "lo": {"$min": "$seq_num"},
-                    "hi": {"$max": "$seq_num"}}},
-    ])
+    ranges = events.aggregate(
+        [
+            {"$match": {"descriptor": {"$in": unknown}}},
+            {
+                "$group": {
+                    "_id": "$descriptor",
+                    "n": {"$sum": 1},
+                    "lo": {"$min": "$seq_num"},
+                    "hi": {"$max": "$seq_num"},
+                }
+            },
+        ]
+    )
     gappy = []
     for found in ranges:
         uid, n, lo, hi = found["_id"], found["n"], found["lo"], found["hi"]
@@ -97,18 +106,33 @@ def chunk_plan(
     return plan
 
 
-def _bucketed_chunks(events: Collection, uids: list[str],
-                     rows_of: Mapping[str, int]) -> dict[str, list[Chunk]]:
+def _bucketed_chunks(
+    events: Collection, uids: list[str], rows_of: Mapping[str, int]
+) -> dict[str, list[Chunk]]:
     """Exact chunks when seq_nums have gaps or repeats: events counted per seq_num bucket."""
     out: dict[str, list[Chunk]] = {uid: [] for uid in uids}
     branches = [{"case": {"$eq": ["$descriptor", uid]}, "then": rows_of[uid]} for uid in uids]
-    buckets = events.aggregate([
-        {"$match": {"descriptor": {"$in": uids}}},
-        {"$group": {
-            "_id": {"d": "$descriptor", "b": {"$floor": {"$divide": [
-                {"$subtract": ["$seq_num", 1]}, {"$switch": {"branches": branches}}]}}},
-            "n": {"$sum": 1}}},
-    ])
+    buckets = events.aggregate(
+        [
+            {"$match": {"descriptor": {"$in": uids}}},
+            {
+                "$group": {
+                    "_id": {
+                        "d": "$descriptor",
+                        "b": {
+                            "$floor": {
+                                "$divide": [
+                                    {"$subtract": ["$seq_num", 1]},
+                                    {"$switch": {"branches": branches}},
+                                ]
+                            }
+                        },
+                    },
+                    "n": {"$sum": 1},
+                }
+            },
+        ]
+    )
     for found in buckets:
         if not isinstance(found["_id"].get("b"), int | float):
             continue  # events without a numeric seq_num: no seq_num range can hold them
@@ -150,16 +174,24 @@ def read_columns(
     keys = all_keys if fields is None else [k for k in fields if k in descriptor["data_keys"]]
     external = [k for k in keys if descriptor["data_keys"][k].get("external")]
     extra = list(extra)
-    paths = [("seq_num",), ("time",), *(("data", k) for k in keys),
-             *(("timestamps", k) for k in keys), *(("filled", k) for k in external), *extra]
+    paths = [
+        ("seq_num",),
+        ("time",),
+        *(("data", k) for k in keys),
+        *(("timestamps", k) for k in keys),
+        *(("filled", k) for k in external),
+        *extra,
+    ]
     if uids:
         paths.append(("uid",))
     projection = None
     if set(keys) != set(all_keys) or not keys:
         projection = {"_id": 0, **{".".join(p): 1 for p in paths}}
     batches = events.find_raw_batches(
-        event_filter(descriptor["uid"], None if whole else seq_range), projection,
-        batch_size=100_000)
+        event_filter(descriptor["uid"], None if whole else seq_range),
+        projection,
+        batch_size=100_000,
+    )
     n, columns = decode_columns(batches, paths)
     seq_num = columns[("seq_num",)]
     if seq_num.dtype.kind not in "iu":

@@ -36,13 +36,29 @@ STREAM_RESOURCE, STREAM_DATUM = "stream_resource", "stream_datum"
 SUMMARY, SUMMARY_VALUES = "intake_broker_summary", "intake_broker_summary_values"
 
 #: Which database (``"mds"`` metadatastore or ``"assets"``) holds each collection.
-DATABASE_OF = {RUN_START: "mds", RUN_STOP: "mds", DESCRIPTOR: "mds", EVENT: "mds",
-               RESOURCE: "assets", DATUM: "assets", STREAM_RESOURCE: "assets",
-               STREAM_DATUM: "assets", SUMMARY: "mds", SUMMARY_VALUES: "mds"}
+DATABASE_OF = {
+    RUN_START: "mds",
+    RUN_STOP: "mds",
+    DESCRIPTOR: "mds",
+    EVENT: "mds",
+    RESOURCE: "assets",
+    DATUM: "assets",
+    STREAM_RESOURCE: "assets",
+    STREAM_DATUM: "assets",
+    SUMMARY: "mds",
+    SUMMARY_VALUES: "mds",
+}
 #: The collection of each stored document kind (pages are stored as their rows).
-COLLECTION_OF = {"start": RUN_START, "stop": RUN_STOP, "descriptor": DESCRIPTOR,
-                 "event_page": EVENT, "resource": RESOURCE, "datum_page": DATUM,
-                 "stream_resource": STREAM_RESOURCE, "stream_datum": STREAM_DATUM}
+COLLECTION_OF = {
+    "start": RUN_START,
+    "stop": RUN_STOP,
+    "descriptor": DESCRIPTOR,
+    "event_page": EVENT,
+    "resource": RESOURCE,
+    "datum_page": DATUM,
+    "stream_resource": STREAM_RESOURCE,
+    "stream_datum": STREAM_DATUM,
+}
 
 _ASC, _DESC, _TEXT = pymongo.ASCENDING, pymongo.DESCENDING, pymongo.TEXT
 
@@ -119,7 +135,6 @@ def has_unique_ids(mds: Database, assets: Database) -> bool:
     insert fails atomically, and a single row can be inserted without asking first)."""
     for database, collection, field in ((mds, EVENT, "uid"), (assets, DATUM, "datum_id")):
         info = database[collection].index_information().values()
-        if not any(spec.get("unique") and [k for k, _ in spec["key"]] == [field]
-                   for spec in info):
+        if not any(spec.get("unique") and [k for k, _ in spec["key"]] == [field] for spec in info):
             return False
     return True

@@ -52,8 +52,24 @@ from intake_broker.queries import (
 STOP_FIELD = "__intake_broker_stop"
 #: The core query types this translator answers natively.
 NATIVE_QUERIES: frozenset[type[Query]] = frozenset(
-    {Eq, NotEq, Comparison, In, NotIn, Regex, Contains, KeyPresent, TimeRange, PartialUID, And,
-     Or, Not, ScanID, ScanIDRange})
+    {
+        Eq,
+        NotEq,
+        Comparison,
+        In,
+        NotIn,
+        Regex,
+        Contains,
+        KeyPresent,
+        TimeRange,
+        PartialUID,
+        And,
+        Or,
+        Not,
+        ScanID,
+        ScanIDRange,
+    }
+)
 
 to_mongo_normalized = Translator("mongo-normalized")
 
@@ -103,15 +119,22 @@ def rekey(query: Query, stop_prefix: str) -> Query:
         changes = {}
         for name in query._query_fields:
             value = getattr(query, name)
-            changes[name] = (rekey(value, stop_prefix) if isinstance(value, Query)
-                             else tuple(rekey(q, stop_prefix) for q in value))
+            changes[name] = (
+                rekey(value, stop_prefix)
+                if isinstance(value, Query)
+                else tuple(rekey(q, stop_prefix) for q in value)
+            )
         return dataclasses.replace(query, **changes)
     key = getattr(query, "key", None)
     if isinstance(key, str):
         document, *path = resolve_key(key)
         if document == "stop":
-            return dataclasses.replace(query, key=".".join(("start", stop_prefix, *path))
-                                       if stop_prefix else ".".join(("start", *path)))
+            return dataclasses.replace(
+                query,
+                key=".".join(("start", stop_prefix, *path))
+                if stop_prefix
+                else ".".join(("start", *path)),
+            )
     return query
 
 
@@ -144,7 +167,8 @@ class Plan:
         if self.stop_filter is not None:
             return False
         return self.joined_filter is not None or any(
-            key.startswith(STOP_FIELD + ".") for key, _ in self.sort)
+            key.startswith(STOP_FIELD + ".") for key, _ in self.sort
+        )
 
 
 def and_filters(filters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -249,8 +273,7 @@ def plan(query: Query | None, sort: Sequence[tuple[str, int]]) -> Plan:
                 result.stop_filter = to_mongo_normalized(rekey(together, ""))
                 result.stop_as_join = to_mongo_normalized(rekey(together, STOP_FIELD))
         if joined_parts:
-            result.joined_filter = to_mongo_normalized(rekey(And(tuple(joined_parts)),
-                                                             STOP_FIELD))
+            result.joined_filter = to_mongo_normalized(rekey(And(tuple(joined_parts)), STOP_FIELD))
     except NotTranslatable:
         result.residual = query
         result.stop_filter = result.stop_as_join = result.joined_filter = None

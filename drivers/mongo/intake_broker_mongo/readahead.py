@@ -22,8 +22,13 @@ from intake_broker.store import EventColumns
 
 
 def _nbytes(columns: EventColumns) -> int:
-    arrays = [columns.seq_num, columns.time, *columns.data.values(),
-              *columns.timestamps.values(), *columns.filled.values()]
+    arrays = [
+        columns.seq_num,
+        columns.time,
+        *columns.data.values(),
+        *columns.timestamps.values(),
+        *columns.filled.values(),
+    ]
     total = sum(a.nbytes for a in arrays)
     return total + sum(64 * a.size for a in arrays if a.dtype == object)
 
@@ -62,12 +67,18 @@ class ReadAhead:
             self._entries.pop(descriptor, None)
 
 
-def sliced(columns: EventColumns, fields: Sequence[str] | None,
-           seq_range: tuple[int, int] | None) -> EventColumns:
+def sliced(
+    columns: EventColumns, fields: Sequence[str] | None, seq_range: tuple[int, int] | None
+) -> EventColumns:
     """Copies of the rows in ``seq_range`` and the ``fields`` of whole-descriptor columns."""
-    lo, hi = (0, len(columns.seq_num)) if seq_range is None else (
-        np.searchsorted(columns.seq_num, seq_range[0], side="left"),
-        np.searchsorted(columns.seq_num, seq_range[1], side="left"))
+    lo, hi = (
+        (0, len(columns.seq_num))
+        if seq_range is None
+        else (
+            np.searchsorted(columns.seq_num, seq_range[0], side="left"),
+            np.searchsorted(columns.seq_num, seq_range[1], side="left"),
+        )
+    )
     keys = list(columns.data) if fields is None else [k for k in fields if k in columns.data]
     return EventColumns(
         seq_num=columns.seq_num[lo:hi].copy(),

@@ -88,8 +88,14 @@ def _datum_blocks(datums: list[dict], ordering: _Ordering) -> list[_Block]:
         if i == len(datums) or datums[i]["resource"] != datums[start]["resource"]:
             rows = [{k: v for k, v in d.items() if k != "_id"} for d in datums[start:i]]
             keys = np.array([ordering.key(d) for d in datums[start:i]])
-            blocks.append(_Block(keys, lambda lo, hi, rows=rows: [
-                ("datum_page", event_model.pack_datum_page(*rows[lo:hi]))]))
+            blocks.append(
+                _Block(
+                    keys,
+                    lambda lo, hi, rows=rows: [
+                        ("datum_page", event_model.pack_datum_page(*rows[lo:hi]))
+                    ],
+                )
+            )
             start = i
     return blocks
 
@@ -99,9 +105,14 @@ def _event_blocks(store: MongoStore, descriptor: dict, ordering: _Ordering) -> I
     events = store._collection(EVENT)
     for chunk in store.event_chunks(descriptor["uid"]):
         with store._guard(EVENT):
-            columns, extra = read_columns(events, descriptor, fields=None, uids=True,
-                                          seq_range=(chunk.seq_start, chunk.seq_stop),
-                                          extra=[("_id",)])
+            columns, extra = read_columns(
+                events,
+                descriptor,
+                fields=None,
+                uids=True,
+                seq_range=(chunk.seq_start, chunk.seq_stop),
+                extra=[("_id",)],
+            )
         keys = ordering.keys(extra[("_id",)], columns.time)
         order = np.argsort(keys, kind="stable")
         if len(order):
@@ -112,17 +123,23 @@ def _page_maker(descriptor: str, columns, order: np.ndarray):
     def emit(lo: int, hi: int) -> list[tuple[str, dict]]:
         pages = []
         for a in range(lo, hi, PAGE_ROWS):
-            rows = order[a:min(hi, a + PAGE_ROWS)]
-            pages.append(("event_page", {
-                "descriptor": descriptor,
-                "uid": columns.uid[rows].tolist(),
-                "seq_num": columns.seq_num[rows].tolist(),
-                "time": columns.time[rows].tolist(),
-                "data": {k: _listed(v[rows]) for k, v in columns.data.items()},
-                "timestamps": {k: _listed(v[rows]) for k, v in columns.timestamps.items()},
-                "filled": {k: _listed(v[rows]) for k, v in columns.filled.items()},
-            }))
+            rows = order[a : min(hi, a + PAGE_ROWS)]
+            pages.append(
+                (
+                    "event_page",
+                    {
+                        "descriptor": descriptor,
+                        "uid": columns.uid[rows].tolist(),
+                        "seq_num": columns.seq_num[rows].tolist(),
+                        "time": columns.time[rows].tolist(),
+                        "data": {k: _listed(v[rows]) for k, v in columns.data.items()},
+                        "timestamps": {k: _listed(v[rows]) for k, v in columns.timestamps.items()},
+                        "filled": {k: _listed(v[rows]) for k, v in columns.filled.items()},
+                    },
+                )
+            )
         return pages
+
     return emit
 
 
@@ -167,31 +184,48 @@ def _legacy_resources(store: MongoStore, descriptors: list[dict]) -> list[dict]:
         for key, data_key in descriptor["data_keys"].items():
             if data_key.get("external"):
                 with store._guard(EVENT):
-                    datum_ids.update(store._collection(EVENT).distinct(
-                        f"data.{key}", {"descriptor": descriptor["uid"]}))
+                    datum_ids.update(
+                        store._collection(EVENT).distinct(
+                            f"data.{key}", {"descriptor": descriptor["uid"]}
+                        )
+                    )
     if not datum_ids:
         return []
     with store._guard(DATUM):
         resource_uids = store._collection(DATUM).distinct(
-            "resource", {"datum_id": {"$in": sorted(map(str, datum_ids))}})
+            "resource", {"datum_id": {"$in": sorted(map(str, datum_ids))}}
+        )
         return list(store._collection(RESOURCE).find({"uid": {"$in": resource_uids}}))
 
 
-def asset_documents(store: MongoStore, run_uid: str, descriptors: list[dict]
-                    ) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
+def asset_documents(
+    store: MongoStore, run_uid: str, descriptors: list[dict]
+) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
     """Resources, datums, stream_resources and stream_datums of a run (with their ``_id``)."""
     with store._guard(RESOURCE):
         resources = list(store._collection(RESOURCE).find({"run_start": run_uid}))
         stream_resources = list(store._collection(STREAM_RESOURCE).find({"run_start": run_uid}))
-    if not resources and any(dk.get("external") for d in descriptors
-                             for dk in d["data_keys"].values()):
+    if not resources and any(
+        dk.get("external") for d in descriptors for dk in d["data_keys"].values()
+    ):
         resources = _legacy_resources(store, descriptors)
     with store._guard(DATUM):
-        datums = list(store._collection(DATUM).find(
-            {"resource": {"$in": [r["uid"] for r in resources]}})) if resources else []
-        stream_datums = list(store._collection(STREAM_DATUM).find(
-            {"stream_resource": {"$in": [r["uid"] for r in stream_resources]}})
-        ) if stream_resources else []
+        datums = (
+            list(
+                store._collection(DATUM).find({"resource": {"$in": [r["uid"] for r in resources]}})
+            )
+            if resources
+            else []
+        )
+        stream_datums = (
+            list(
+                store._collection(STREAM_DATUM).find(
+                    {"stream_resource": {"$in": [r["uid"] for r in stream_resources]}}
+                )
+            )
+            if stream_resources
+            else []
+        )
     return resources, datums, stream_resources, stream_datums
 
 
@@ -204,22 +238,33 @@ def replay(store: MongoStore, run_uid: str) -> Iterator[tuple[str, dict]]:
         stop = store._collection(RUN_STOP).find_one({"run_start": run_uid})
         descriptors = list(store._collection(DESCRIPTOR).find({"run_start": run_uid}))
     resources, datums, stream_resources, stream_datums = asset_documents(
-        store, run_uid, descriptors)
-    singles = [("descriptor", d) for d in descriptors] + [("resource", r) for r in resources] \
-        + [("stream_resource", r) for r in stream_resources] \
+        store, run_uid, descriptors
+    )
+    singles = (
+        [("descriptor", d) for d in descriptors]
+        + [("resource", r) for r in resources]
+        + [("stream_resource", r) for r in stream_resources]
         + [("stream_datum", d) for d in stream_datums]
+    )
     with store._guard(EVENT):
-        sample_ids = [store._collection(EVENT).find_one({"descriptor": d["uid"]}, {"_id": 1})
-                      for d in descriptors]
-    ordering = _Ordering([start, *(doc for _, doc in singles), *datums,
-                          *(s for s in sample_ids if s is not None)], start.get("time", 0.0))
+        sample_ids = [
+            store._collection(EVENT).find_one({"descriptor": d["uid"]}, {"_id": 1})
+            for d in descriptors
+        ]
+    ordering = _Ordering(
+        [start, *(doc for _, doc in singles), *datums, *(s for s in sample_ids if s is not None)],
+        start.get("time", 0.0),
+    )
     for descriptor in descriptors:
         store._cache_descriptor(descriptor)
     sources: list[Iterator[_Block]] = [
-        iter([_single(kind, doc, ordering.key(doc))]) for kind, doc in singles]
+        iter([_single(kind, doc, ordering.key(doc))]) for kind, doc in singles
+    ]
     sources.append(iter(_datum_blocks(datums, ordering)))
-    sources += [_event_blocks(store, {k: v for k, v in d.items() if k != "_id"}, ordering)
-                for d in descriptors]
+    sources += [
+        _event_blocks(store, {k: v for k, v in d.items() if k != "_id"}, ordering)
+        for d in descriptors
+    ]
     start.pop("_id", None)
     yield "start", start
     yield from _merge(sources)

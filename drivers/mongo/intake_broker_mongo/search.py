@@ -100,8 +100,9 @@ class RunFinder:
     def _plan(self, query: Query | None, sort: Sequence[tuple[str, int]]) -> Plan:
         return plan(query, sort)
 
-    def _stops_matching(self, stop_filter: dict, since: float | None = None
-                        ) -> dict[str, dict] | None:
+    def _stops_matching(
+        self, stop_filter: dict, since: float | None = None
+    ) -> dict[str, dict] | None:
         """The stop documents matching ``stop_filter`` (and ended at ``since`` or later) by
         run_start uid; None when there are more than :data:`SEMI_JOIN_LIMIT`."""
         if since is not None:
@@ -118,9 +119,14 @@ class RunFinder:
         found.stop_filter = None
         return found
 
-    def _semi_joined_runs(self, found: Plan, query: Query | None,
-                          sort: Sequence[tuple[str, int]], skip: int,
-                          limit: int | None) -> list[RunRecord]:
+    def _semi_joined_runs(
+        self,
+        found: Plan,
+        query: Query | None,
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int | None,
+    ) -> list[RunRecord]:
         """Runs of the matching stop documents; newest-first pages look at recent stops first.
 
         A run that started at ``t`` or later stopped at ``t`` or later, so once the runs whose
@@ -128,9 +134,13 @@ class RunFinder:
         other run can be on that page.
         """
         wanted = None if limit is None else skip + limit
-        windows = (self.recent_first and wanted is not None and wanted <= 10_000
-                   and found.sort == [("time", -1), ("uid", 1)]
-                   and "time" not in found.stop_filter)
+        windows = (
+            self.recent_first
+            and wanted is not None
+            and wanted <= 10_000
+            and found.sort == [("time", -1), ("uid", 1)]
+            and "time" not in found.stop_filter
+        )
         now, width, attempts = time.time(), FIRST_WINDOW, 0
         while True:  # at most three windows, then every matching stop
             since = now - width if windows and attempts < 3 else None
@@ -141,7 +151,8 @@ class RunFinder:
             starts = self._starts_by_uid(found.start_filter, list(stops))
             records = [RunRecord(s, stops[s["uid"]]) for s in starts]
             recent = since is not None and sum(
-                isinstance(t := r.start.get("time"), int | float) and t >= since for r in records)
+                isinstance(t := r.start.get("time"), int | float) and t >= since for r in records
+            )
             if since is None or recent >= wanted:
                 return select_runs(records, None, sort, skip, limit)
             width *= min(64.0, max(2.0, 1.5 * wanted / max(recent, 1)))
@@ -158,52 +169,73 @@ class RunFinder:
         bounds = time_bounds(found.start_filter.get("time"))
         keys = set(found.start_filter) - {"time"}
         narrowed = bool(keys & {"uid", "scan_id"}) or any(k.startswith("$") for k in keys)
-        if (self.recent_first and wanted is not None and wanted <= 10_000 and not narrowed
-                and bounds is not None and found.sort == [("time", -1), ("uid", 1)]):
+        if (
+            self.recent_first
+            and wanted is not None
+            and wanted <= 10_000
+            and not narrowed
+            and bounds is not None
+            and found.sort == [("time", -1), ("uid", 1)]
+        ):
             lower, upper = bounds
             anchor = min(time.time(), upper if upper is not None else math.inf)
             width = FIRST_WINDOW
             while width < MAX_WINDOW and (lower is None or anchor - width > lower):
                 spec = dict(found.start_filter.get("time") or {})
                 spec["$gte"] = max(anchor - width, spec.get("$gte", -math.inf))
-                starts = list(self.starts.find({**found.start_filter, "time": spec},
-                                               sort=found.sort, limit=wanted))
+                starts = list(
+                    self.starts.find(
+                        {**found.start_filter, "time": spec}, sort=found.sort, limit=wanted
+                    )
+                )
                 if len(starts) >= wanted:
                     return [strip_id(s) for s in starts[skip:]]
                 growth = 1.5 * wanted / len(starts) if starts else 16.0
                 width *= min(64.0, max(2.0, growth))
-        cursor = self.starts.find(found.start_filter, sort=found.sort, skip=skip,
-                                  limit=limit or 0)
+        cursor = self.starts.find(found.start_filter, sort=found.sort, skip=skip, limit=limit or 0)
         return [strip_id(s) for s in cursor]
 
-    def _starts_by_uid(self, start_filter: dict, uids: list[str],
-                       projection: dict | None = None) -> list[dict]:
+    def _starts_by_uid(
+        self, start_filter: dict, uids: list[str], projection: dict | None = None
+    ) -> list[dict]:
         starts = []
         for lo in range(0, len(uids), IN_CHUNK):
-            chunk = {"uid": {"$in": uids[lo:lo + IN_CHUNK]}}
+            chunk = {"uid": {"$in": uids[lo : lo + IN_CHUNK]}}
             starts += self.starts.find(flatten({"$and": [start_filter, chunk]}), projection)
         return [strip_id(s) for s in starts]
 
     def _stops_of(self, uids: list[str]) -> dict[str, dict]:
         stops: dict[str, dict] = {}
         for lo in range(0, len(uids), IN_CHUNK):
-            for stop in self.stops.find({"run_start": {"$in": uids[lo:lo + IN_CHUNK]}}):
+            for stop in self.stops.find({"run_start": {"$in": uids[lo : lo + IN_CHUNK]}}):
                 stops[stop["run_start"]] = strip_id(stop)
         return stops
 
     def _join_pipeline(self, found: Plan) -> list[dict]:
         pipeline: list[dict] = [{"$match": found.start_filter}] if found.start_filter else []
         pipeline += [
-            {"$lookup": {"from": RUN_STOP, "localField": "uid", "foreignField": "run_start",
-                         "as": STOP_FIELD}},
+            {
+                "$lookup": {
+                    "from": RUN_STOP,
+                    "localField": "uid",
+                    "foreignField": "run_start",
+                    "as": STOP_FIELD,
+                }
+            },
             {"$addFields": {STOP_FIELD: {"$arrayElemAt": ["$" + STOP_FIELD, 0]}}},
         ]
         if found.joined_filter:
             pipeline.append({"$match": found.joined_filter})
         return pipeline
 
-    def _joined_runs(self, found: Plan, query: Query | None, sort: Sequence[tuple[str, int]],
-                     skip: int, limit: int | None) -> list[RunRecord]:
+    def _joined_runs(
+        self,
+        found: Plan,
+        query: Query | None,
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int | None,
+    ) -> list[RunRecord]:
         pipeline = self._join_pipeline(found) + [{"$sort": dict(found.sort)}]
         pipeline += [{"$skip": skip}] if skip else []
         pipeline += [{"$limit": limit}] if limit is not None else []
@@ -217,8 +249,14 @@ class RunFinder:
             records.append(RunRecord(strip_id(doc), stop))
         return records
 
-    def _evaluated_runs(self, found: Plan, query: Query | None, sort: Sequence[tuple[str, int]],
-                        skip: int, limit: int | None) -> list[RunRecord]:
+    def _evaluated_runs(
+        self,
+        found: Plan,
+        query: Query | None,
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int | None,
+    ) -> list[RunRecord]:
         """The generic evaluator over the runs the translatable part of the query allows."""
         starts = [strip_id(s) for s in self.starts.find(found.start_filter)]
         stops = self._stops_of([s["uid"] for s in starts])
@@ -231,8 +269,11 @@ def time_bounds(spec: Any) -> tuple[float | None, float | None] | None:
     None when the condition is anything else."""
     if spec is None:
         return None, None
-    if not isinstance(spec, dict) or not set(spec) <= {"$gte", "$gt", "$lt", "$lte"} or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in spec.values()):
+    if (
+        not isinstance(spec, dict)
+        or not set(spec) <= {"$gte", "$gt", "$lt", "$lte"}
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec.values())
+    ):
         return None
     lower = max((spec[k] for k in ("$gte", "$gt") if k in spec), default=None)
     upper = min((spec[k] for k in ("$lt", "$lte") if k in spec), default=None)

@@ -120,8 +120,10 @@ class MongoStore(DocumentStore):
         recent_first: bool = True,
         read_ahead: int = DEFAULT_CHUNK_BYTES,
     ):
-        self._targets = (metadatastore_db,
-                         metadatastore_db if asset_registry_db is None else asset_registry_db)
+        self._targets = (
+            metadatastore_db,
+            metadatastore_db if asset_registry_db is None else asset_registry_db,
+        )
         self.validate = validate
         self.chunk_rows = chunk_rows
         self.chunk_bytes = chunk_bytes
@@ -129,8 +131,10 @@ class MongoStore(DocumentStore):
         self.create_indexes_on_write = create_indexes
         self._recent_first = recent_first  # the finder holds it once made
         self.read_ahead = read_ahead
-        self._locations = (locate(self._targets[0], "metadatastore"),
-                           locate(self._targets[1], "asset registry"))
+        self._locations = (
+            locate(self._targets[0], "metadatastore"),
+            locate(self._targets[1], "asset registry"),
+        )
         self._setup()
 
     def _setup(self) -> None:
@@ -156,22 +160,31 @@ class MongoStore(DocumentStore):
         self._descriptor_docs: _LRU = _LRU()
         self._plans: _LRU = _LRU()
         self._read_ahead = ReadAhead(self.read_ahead, 4 * self.read_ahead)
-        self._finder = RunFinder(self._collection(RUN_START), self._collection(RUN_STOP),
-                                 self._recent_first)
-        self._writer = NormalizedWriter(self._collection, self._descriptor_or_none,
-                                        self._ensure_indexes)
-        self._summaries = Summaries(self._collection(SUMMARY), self._collection(SUMMARY_VALUES),
-                                    self._collection(RUN_START))
+        self._finder = RunFinder(
+            self._collection(RUN_START), self._collection(RUN_STOP), self._recent_first
+        )
+        self._writer = NormalizedWriter(
+            self._collection, self._descriptor_or_none, self._ensure_indexes
+        )
+        self._summaries = Summaries(
+            self._collection(SUMMARY), self._collection(SUMMARY_VALUES), self._collection(RUN_START)
+        )
 
     def __reduce__(self):
         if any(isinstance(t, Database) for t in self._targets):
-            raise TypeError("a MongoStore made from pymongo Database objects cannot be pickled;"
-                            " make it from URIs to send it to other processes")
-        options = {"validate": self.validate, "chunk_rows": self.chunk_rows,
-                   "chunk_bytes": self.chunk_bytes,
-                   "server_selection_timeout": self.timeout,
-                   "create_indexes": self.create_indexes_on_write,
-                   "recent_first": self.recent_first, "read_ahead": self.read_ahead}
+            raise TypeError(
+                "a MongoStore made from pymongo Database objects cannot be pickled;"
+                " make it from URIs to send it to other processes"
+            )
+        options = {
+            "validate": self.validate,
+            "chunk_rows": self.chunk_rows,
+            "chunk_bytes": self.chunk_bytes,
+            "server_selection_timeout": self.timeout,
+            "create_indexes": self.create_indexes_on_write,
+            "recent_first": self.recent_first,
+            "read_ahead": self.read_ahead,
+        }
         return (_rebuild, (self._targets, options))
 
     def __repr__(self) -> str:
@@ -210,8 +223,9 @@ class MongoStore(DocumentStore):
         if self._unique_ids is None:
             if self.create_indexes_on_write:
                 self.create_indexes()
-            self._unique_ids = layout.has_unique_ids(self._databases["mds"],
-                                                     self._databases["assets"])
+            self._unique_ids = layout.has_unique_ids(
+                self._databases["mds"], self._databases["assets"]
+            )
         return self._unique_ids
 
     def close(self) -> None:
@@ -277,12 +291,18 @@ class MongoStore(DocumentStore):
             known = set()
             uids = list(summaries)
             for i in range(0, len(uids), 500):
-                known.update(d["uid"] for d in self._collection(RUN_START).find(
-                    {"uid": {"$in": uids[i:i + 500]}}, {"uid": 1, "_id": 0}))
+                known.update(
+                    d["uid"]
+                    for d in self._collection(RUN_START).find(
+                        {"uid": {"$in": uids[i : i + 500]}}, {"uid": 1, "_id": 0}
+                    )
+                )
         missing = [uid for uid in summaries if uid not in known]
         if missing:
-            raise RunNotFound(f"no run with uid {missing[0]!r} in {self._locations[0].label}; "
-                              "no summary was changed")
+            raise RunNotFound(
+                f"no run with uid {missing[0]!r} in {self._locations[0].label}; "
+                "no summary was changed"
+            )
         with self._guard(SUMMARY):
             self._summaries.write(dict(summaries))
 
@@ -313,8 +333,11 @@ class MongoStore(DocumentStore):
                 allowed = In("uid", sorted(keep))
                 index_part = allowed if index_part is None else And((index_part, allowed))
             candidates = self.runs(index_part, sort=sort)
-            parts = (self if "summary" not in documents_needed(query)
-                     else _KeptSummaries(self, [r.uid for r in candidates]))
+            parts = (
+                self
+                if "summary" not in documents_needed(query)
+                else _KeptSummaries(self, [r.uid for r in candidates])
+            )
             return select_runs(candidates, query, sort, skip, limit, store=parts)
         with self._guard(RUN_START):
             return self._finder.runs(query, sort=sort, skip=skip, limit=limit)
@@ -357,16 +380,16 @@ class MongoStore(DocumentStore):
 
     def descriptor_run(self, descriptor_uid: str) -> str:
         with self._guard(DESCRIPTOR):
-            doc = self._collection(DESCRIPTOR).find_one({"uid": descriptor_uid},
-                                                        {"run_start": 1})
+            doc = self._collection(DESCRIPTOR).find_one({"uid": descriptor_uid}, {"run_start": 1})
         if doc is None:
             raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r}")
         return doc["run_start"]
 
     def descriptors(self, run_uid: str) -> list[dict]:
         with self._guard(DESCRIPTOR):
-            cursor = self._collection(DESCRIPTOR).find({"run_start": run_uid},
-                                                       sort=[("time", 1), ("_id", 1)])
+            cursor = self._collection(DESCRIPTOR).find(
+                {"run_start": run_uid}, sort=[("time", 1), ("_id", 1)]
+            )
             found = [strip_id(doc) for doc in cursor]
         for doc in found:
             self._cache_descriptor(doc)
@@ -379,10 +402,10 @@ class MongoStore(DocumentStore):
             return cached[1]
         descriptors = self.descriptors(run_uid)
         with self._guard(EVENT):
-            stop = self._collection(RUN_STOP).find_one({"run_start": run_uid},
-                                                       {"num_events": 1})
-            rows = {d["uid"]: rows_per_chunk(d, self.chunk_rows, self.chunk_bytes)
-                    for d in descriptors}
+            stop = self._collection(RUN_STOP).find_one({"run_start": run_uid}, {"num_events": 1})
+            rows = {
+                d["uid"]: rows_per_chunk(d, self.chunk_rows, self.chunk_bytes) for d in descriptors
+            }
             chunks = chunk_plan(descriptors, stop, self._collection(EVENT), rows)
         expires = None if stop is not None else time.monotonic() + _INCOMPLETE_TTL
         with self._lock:
@@ -406,15 +429,21 @@ class MongoStore(DocumentStore):
             whole = self._read_ahead.get(descriptor_uid)
             if whole is None and self._small_and_finished(descriptor):
                 with self._guard(EVENT):
-                    whole, _ = read_columns(self._collection(EVENT), descriptor, fields=None,
-                                            seq_range=None, uids=False)
+                    whole, _ = read_columns(
+                        self._collection(EVENT), descriptor, fields=None, seq_range=None, uids=False
+                    )
                 self._read_ahead.put(descriptor_uid, whole)
             if whole is not None:
                 return sliced(whole, fields, seq_range)
         with self._guard(EVENT):
-            columns, _ = read_columns(self._collection(EVENT), descriptor, fields=fields,
-                                      seq_range=seq_range, uids=uids,
-                                      whole=self._covers_all(descriptor, seq_range))
+            columns, _ = read_columns(
+                self._collection(EVENT),
+                descriptor,
+                fields=fields,
+                seq_range=seq_range,
+                uids=uids,
+                whole=self._covers_all(descriptor, seq_range),
+            )
         return columns
 
     def _small_and_finished(self, descriptor: dict) -> bool:
@@ -434,8 +463,11 @@ class MongoStore(DocumentStore):
         with self._lock:
             cached = self._plans.get(descriptor["run_start"])
         chunks = cached[1].get(descriptor["uid"]) if cached is not None else None
-        return bool(chunks) and seq_range[0] <= chunks[0].seq_start \
+        return (
+            bool(chunks)
+            and seq_range[0] <= chunks[0].seq_start
             and seq_range[1] >= chunks[-1].seq_stop
+        )
 
     def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
         return replay(self, run_uid)
@@ -458,11 +490,11 @@ class MongoStore(DocumentStore):
         from intake_broker.assets import RunAssets
 
         resources, datums, stream_resources, stream_datums = asset_documents(
-            self, run_uid, self.descriptors(run_uid))
+            self, run_uid, self.descriptors(run_uid)
+        )
         found = RunAssets()
         found.resources = {r["uid"]: strip_id(r) for r in resources}
-        found.datums = {d["datum_id"]: (d["resource"], d.get("datum_kwargs", {}))
-                        for d in datums}
+        found.datums = {d["datum_id"]: (d["resource"], d.get("datum_kwargs", {})) for d in datums}
         found.stream_resources = {r["uid"]: strip_id(r) for r in stream_resources}
         found.stream_datums = [strip_id(d) for d in stream_datums]
         return found
@@ -484,13 +516,18 @@ class _KeptSummaries:
     def __init__(self, store: MongoStore, uids: list[str]):
         self.store = store
         with store._guard(SUMMARY):
-            self.kept = {uid: summary for uid, (ready, summary)
-                         in store._summaries.stored(uids).items() if ready}
+            self.kept = {
+                uid: summary
+                for uid, (ready, summary) in store._summaries.stored(uids).items()
+                if ready
+            }
 
     def record_parts(self, run_uid: str, parts) -> dict[str, Any]:
         if "summary" in parts and run_uid in self.kept:
-            return {**self.store.record_parts(run_uid, set(parts) - {"summary"}),
-                    "summary": self.kept[run_uid]}
+            return {
+                **self.store.record_parts(run_uid, set(parts) - {"summary"}),
+                "summary": self.kept[run_uid],
+            }
         return self.store.record_parts(run_uid, parts)
 
 

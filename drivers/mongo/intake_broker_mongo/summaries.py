@@ -54,8 +54,11 @@ def _number_test(query: Query) -> tuple[str, dict] | None:
         return None
     if isinstance(query, Comparison) and _is_number(query.value):
         return path, {_OPS[query.operator]: float(query.value)}
-    values = [query.value] if isinstance(query, Eq) else (
-        list(query.values) if isinstance(query, In) else [])
+    values = (
+        [query.value]
+        if isinstance(query, Eq)
+        else (list(query.values) if isinstance(query, In) else [])
+    )
     if values and all(_is_number(v) for v in values):
         return path, {"$in": [float(v) for v in values]}
     return None
@@ -74,12 +77,24 @@ class Summaries:
         self._mark_waiting([run_uid])
 
     def _mark_waiting(self, uids: list[str]) -> None:
-        self.summaries.bulk_write([UpdateOne({"run_start": uid}, {
-            "$set": {"ready": False}, "$setOnInsert": {"summary": None}}, upsert=True)
-            for uid in uids])
-        self.values.bulk_write([UpdateOne({"run_start": uid, "path": WAITING},
-                                          {"$set": {"value": None}}, upsert=True)
-                                for uid in uids])
+        self.summaries.bulk_write(
+            [
+                UpdateOne(
+                    {"run_start": uid},
+                    {"$set": {"ready": False}, "$setOnInsert": {"summary": None}},
+                    upsert=True,
+                )
+                for uid in uids
+            ]
+        )
+        self.values.bulk_write(
+            [
+                UpdateOne(
+                    {"run_start": uid, "path": WAITING}, {"$set": {"value": None}}, upsert=True
+                )
+                for uid in uids
+            ]
+        )
 
     def write(self, summaries: dict[str, dict], *, ready: bool = True) -> None:
         """Keep the summaries of runs (by run uid; ``ready``: the runs are finished) and index
@@ -87,18 +102,26 @@ class Summaries:
         interrupted write leaves them to the evaluator."""
         uids = list(summaries)
         for i in range(0, len(uids), _BATCH):
-            some = uids[i:i + _BATCH]
+            some = uids[i : i + _BATCH]
             self._mark_waiting(some)
             self.values.delete_many({"run_start": {"$in": some}, "path": {"$ne": WAITING}})
-        rows = [{"run_start": uid, "path": path, "value": value}
-                for uid, summary in summaries.items()
-                for path, value in searchable_numbers(summary)]
+        rows = [
+            {"run_start": uid, "path": path, "value": value}
+            for uid, summary in summaries.items()
+            for path, value in searchable_numbers(summary)
+        ]
         if rows and ready:
             self.values.insert_many(rows, ordered=False)
         for i in range(0, len(uids), _BATCH):
-            some = uids[i:i + _BATCH]
-            self.summaries.bulk_write([UpdateOne({"run_start": uid}, {
-                "$set": {"ready": ready, "summary": summaries[uid]}}) for uid in some])
+            some = uids[i : i + _BATCH]
+            self.summaries.bulk_write(
+                [
+                    UpdateOne(
+                        {"run_start": uid}, {"$set": {"ready": ready, "summary": summaries[uid]}}
+                    )
+                    for uid in some
+                ]
+            )
             if ready:
                 self.values.delete_many({"run_start": {"$in": some}, "path": WAITING})
 
@@ -108,8 +131,9 @@ class Summaries:
         uids = list(uids)
         found: dict[str, tuple[bool, dict | None]] = {}
         for i in range(0, len(uids), _BATCH):
-            for doc in self.summaries.find({"run_start": {"$in": uids[i:i + _BATCH]}},
-                                           {"_id": 0}):
+            for doc in self.summaries.find(
+                {"run_start": {"$in": uids[i : i + _BATCH]}}, {"_id": 0}
+            ):
                 found[doc["run_start"]] = (doc.get("ready", False), doc.get("summary"))
         return found
 

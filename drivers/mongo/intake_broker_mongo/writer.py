@@ -57,14 +57,21 @@ def _without_id(doc: dict | None) -> dict | None:
 class NormalizedWriter:
     """Puts normalised documents (``DocumentStore.put``) into the layout's collections."""
 
-    def __init__(self, collection: Callable[[str], Collection],
-                 descriptor: Callable[[str], dict | None], ensure_indexes: Callable[[], bool]):
+    def __init__(
+        self,
+        collection: Callable[[str], Collection],
+        descriptor: Callable[[str], dict | None],
+        ensure_indexes: Callable[[], bool],
+    ):
         self._collection = collection
         self._descriptor = descriptor
         self._ensure_indexes = ensure_indexes  # returns whether the unique indexes exist
         self._unique = False
-        self._known: dict[str, set[str]] = {RUN_START: set(), RESOURCE: set(),
-                                            STREAM_RESOURCE: set()}
+        self._known: dict[str, set[str]] = {
+            RUN_START: set(),
+            RESOURCE: set(),
+            STREAM_RESOURCE: set(),
+        }
         self._lock = threading.Lock()
 
     # -- helpers --------------------------------------------------------------------------
@@ -118,8 +125,7 @@ class NormalizedWriter:
                 return
             except pymongo.errors.DuplicateKeyError:
                 pass  # stored already: compare below
-        stored = {doc[id_field]: _without_id(doc)
-                  for doc in target.find({id_field: {"$in": ids}})}
+        stored = {doc[id_field]: _without_id(doc) for doc in target.find({id_field: {"$in": ids}})}
         if stored and len(stored) == len(set(ids)):
             for row in rows:
                 existing = stored[row[id_field]]
@@ -193,4 +199,3 @@ class NormalizedWriter:
             )
         if page["uid"]:
             self._insert_rows("event", EVENT, event_page_rows(page), "uid")
-

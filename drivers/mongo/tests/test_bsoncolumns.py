@@ -13,8 +13,18 @@ import pytest
 from intake_broker.documents import same_document
 from intake_broker_mongo.bsoncolumns import decode_columns, split_documents
 
-PATHS = [("seq_num",), ("time",), ("uid",), ("_id",), ("data", "a"), ("data", "b"),
-         ("data", "c"), ("timestamps", "a"), ("missing",), ("data", "a", "deeper")]
+PATHS = [
+    ("seq_num",),
+    ("time",),
+    ("uid",),
+    ("_id",),
+    ("data", "a"),
+    ("data", "b"),
+    ("data", "c"),
+    ("timestamps", "a"),
+    ("missing",),
+    ("data", "a", "deeper"),
+]
 
 
 def _lookup(doc, path):
@@ -27,7 +37,7 @@ def _lookup(doc, path):
 
 def assert_decodes_like_bson(docs, paths=PATHS):
     raw = b"".join(bson.encode(d) for d in docs)
-    n, columns = decode_columns([raw[:len(raw) // 3], raw[len(raw) // 3:]], paths)
+    n, columns = decode_columns([raw[: len(raw) // 3], raw[len(raw) // 3 :]], paths)
     decoded = bson.decode_all(raw)
     assert n == len(docs)
     for path in paths:
@@ -43,9 +53,14 @@ def assert_decodes_like_bson(docs, paths=PATHS):
 
 
 def _event(i, value, uid=None):
-    return {"_id": bson.ObjectId(), "uid": uid or str(uuid.uuid4()), "seq_num": i + 1,
-            "time": 1.7e9 + i, "data": {"a": value, "b": float(i), "c": "x" * (i % 3)},
-            "timestamps": {"a": 1.7e9 + i, "b": 1.7e9, "c": 1.7e9}}
+    return {
+        "_id": bson.ObjectId(),
+        "uid": uid or str(uuid.uuid4()),
+        "seq_num": i + 1,
+        "time": 1.7e9 + i,
+        "data": {"a": value, "b": float(i), "c": "x" * (i % 3)},
+        "timestamps": {"a": 1.7e9 + i, "b": 1.7e9, "c": 1.7e9},
+    }
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -54,14 +69,26 @@ def test_random_documents_decode_like_bson(seed):
     kind = rng.choice(["floats", "mixed", "arrays", "odd"])
     values = {
         "floats": lambda: rng.random(),
-        "mixed": lambda: rng.choice([1.5, 2, True, False, None, "s" * rng.randint(0, 3),
-                                     2**40, float("nan"), -0.0]),
+        "mixed": lambda: rng.choice(
+            [1.5, 2, True, False, None, "s" * rng.randint(0, 3), 2**40, float("nan"), -0.0]
+        ),
         "arrays": lambda: [[rng.random() for _ in range(3)] for _ in range(rng.choice([2, 11]))],
-        "odd": lambda: rng.choice([{"deeper": 1}, [1, "a"], [[1], [2, 3]], [], [True, 1],
-                                   bson.Int64(5), datetime.datetime(2026, 1, 1), b"bytes"]),
+        "odd": lambda: rng.choice(
+            [
+                {"deeper": 1},
+                [1, "a"],
+                [[1], [2, 3]],
+                [],
+                [True, 1],
+                bson.Int64(5),
+                datetime.datetime(2026, 1, 1),
+                b"bytes",
+            ]
+        ),
     }[kind]
-    docs = [_event(i, values(), uid=rng.choice([None, f"u-{i}"]))
-            for i in range(rng.randint(0, 60))]
+    docs = [
+        _event(i, values(), uid=rng.choice([None, f"u-{i}"])) for i in range(rng.randint(0, 60))
+    ]
     for doc in docs:
         if rng.random() < 0.1:
             del doc["data"]["a"]

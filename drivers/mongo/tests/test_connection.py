@@ -47,8 +47,11 @@ def _raised_by(func):
 def test_unreachable_server_names_the_uri_without_the_password(closed_port, operation):
     uri = f"mongodb://ann:s3cr3t-pw@127.0.0.1:{closed_port}/mds?authSource=admin"
     cat = MongoNormalizedCatalog(uri, server_selection_timeout=0.3)  # opening does not connect
-    call = {"len": lambda: len(cat), "last": lambda: cat[-1],
-            "insert": lambda: cat.insert("start", {"uid": "u", "time": 1.0})}[operation]
+    call = {
+        "len": lambda: len(cat),
+        "last": lambda: cat[-1],
+        "insert": lambda: cat.insert("start", {"uid": "u", "time": 1.0}),
+    }[operation]
     error = _raised_by(call)
     cat.store.close()
     assert isinstance(error, MongoConnectionError), error
@@ -61,8 +64,11 @@ def test_unreachable_server_names_the_uri_without_the_password(closed_port, oper
 
 
 def test_asset_database_errors_name_the_asset_uri(closed_port, mongo_server):
-    store = MongoStore(f"{mongo_server}/somewhere", f"mongodb://127.0.0.1:{closed_port}/assets",
-                       server_selection_timeout=0.3)
+    store = MongoStore(
+        f"{mongo_server}/somewhere",
+        f"mongodb://127.0.0.1:{closed_port}/assets",
+        server_selection_timeout=0.3,
+    )
     try:
         assert store.count() == 0  # the metadatastore answers
         error = _raised_by(lambda: store.resource("run", "resource"))
@@ -83,13 +89,18 @@ def test_bad_arguments_are_refused_when_opening():
         MongoNormalizedCatalog("mongodb://h/a", uri="mongodb://h/b")
 
 
-@pytest.mark.parametrize(("uri", "shown"), [
-    ("mongodb://ann:pw@db:27017/mds", "mongodb://ann:***@db:27017/mds"),
-    ("mongodb://ann:p@ss@db/mds", "mongodb://ann:***@db/mds"),
-    ("mongodb://ann@db/mds", "mongodb://ann@db/mds"),
-    ("mongodb://db1:1,db2:2/mds?replicaSet=rs", "mongodb://db1:1,db2:2/mds?replicaSet=rs"),
-    ("mongodb+srv://u:pw@c.example.net/db?authMechanismProperties=AWS_SESSION_TOKEN:tok&w=1",
-     "mongodb+srv://u:***@c.example.net/db?authMechanismProperties=***&w=1"),
-])
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("mongodb://ann:pw@db:27017/mds", "mongodb://ann:***@db:27017/mds"),
+        ("mongodb://ann:p@ss@db/mds", "mongodb://ann:***@db/mds"),
+        ("mongodb://ann@db/mds", "mongodb://ann@db/mds"),
+        ("mongodb://db1:1,db2:2/mds?replicaSet=rs", "mongodb://db1:1,db2:2/mds?replicaSet=rs"),
+        (
+            "mongodb+srv://u:pw@c.example.net/db?authMechanismProperties=AWS_SESSION_TOKEN:tok&w=1",
+            "mongodb+srv://u:***@c.example.net/db?authMechanismProperties=***&w=1",
+        ),
+    ],
+)
 def test_redact(uri, shown):
     assert redact(uri) == shown

@@ -56,56 +56,95 @@ def _records(count: int = 48) -> list[RunRecord]:
     for i in range(count):
         metadata = {"scan_id": i % 20, "plan_name": rng.choice(["scan", "count", "Scan", None])}
         if i % 5:
-            metadata["sample"] = rng.choice([{"name": "LaB6", "tags": ["cal", "std"]},
-                                             {"name": "Si"}, "bare string", {"name": None}])
+            metadata["sample"] = rng.choice(
+                [
+                    {"name": "LaB6", "tags": ["cal", "std"]},
+                    {"name": "Si"},
+                    "bare string",
+                    {"name": None},
+                ]
+            )
         if i % 3:
             metadata["motors"] = rng.sample(["th", "tth", "x", "y"], rng.randint(0, 3))
         if i % 4 == 0:
             metadata["flag"] = rng.choice([True, False, 0, 1])
         if i % 7 == 0:
             metadata["value"] = rng.choice([None, 2.5, "2.5", [1, 2]])
-        bundle = event_model.compose_run(uid=f"{i:02x}{rng.getrandbits(32):08x}-run",
-                                         time=T0 + 60 * i + rng.random(), metadata=metadata)
+        bundle = event_model.compose_run(
+            uid=f"{i:02x}{rng.getrandbits(32):08x}-run",
+            time=T0 + 60 * i + rng.random(),
+            metadata=metadata,
+        )
         stop = None
         if i % 6:
-            stop = bundle.compose_stop(time=T0 + 60 * i + 30,
-                                       exit_status=rng.choice(["success", "fail", "abort"]),
-                                       reason=rng.choice(["", "user", "beam dump"]))
+            stop = bundle.compose_stop(
+                time=T0 + 60 * i + 30,
+                exit_status=rng.choice(["success", "fail", "abort"]),
+                reason=rng.choice(["", "user", "beam dump"]),
+            )
             stop["num_events"] = {"primary": rng.randint(0, 5)}
         records.append(RunRecord(bundle.start_doc, stop))
     return records
 
 
 QUERIES: list[Query] = [
-    Eq("plan_name", "scan"), Eq("plan_name", None), NotEq("plan_name", None),
-    NotEq("plan_name", "scan"), Eq("sample.name", "LaB6"), Eq("sample", "bare string"),
-    Eq("sample.name", None), Eq("sample.tags", "std"), Eq("value", [1, 2]), Eq("flag", True),
-    Eq("flag", 1), Eq("value", 2.5), Comparison("gt", "scan_id", 10),
-    Comparison("le", "scan_id", 3), Comparison("ge", "value", 2),
+    Eq("plan_name", "scan"),
+    Eq("plan_name", None),
+    NotEq("plan_name", None),
+    NotEq("plan_name", "scan"),
+    Eq("sample.name", "LaB6"),
+    Eq("sample", "bare string"),
+    Eq("sample.name", None),
+    Eq("sample.tags", "std"),
+    Eq("value", [1, 2]),
+    Eq("flag", True),
+    Eq("flag", 1),
+    Eq("value", 2.5),
+    Comparison("gt", "scan_id", 10),
+    Comparison("le", "scan_id", 3),
+    Comparison("ge", "value", 2),
     Comparison("lt", "plan_name", "d"),
-    Comparison("gt", "value", "1"), In("plan_name", ["count", None]), In("motors", ["th", "x"]),
-    NotIn("scan_id", [1, 2, 3]), NotIn("plan_name", [None]), Regex("plan_name", "^sc"),
-    Regex("plan_name", "^sc", case_sensitive=False), Regex("sample.name", "i$"),
-    Contains("motors", "tth"), Contains("sample.tags", "cal"), KeyPresent("sample"),
-    KeyPresent("sample.name", present=False), KeyPresent("value"),
-    TimeRange(since=T0 + 600, until=T0 + 1800), TimeRange(until=T0 + 300),
-    PartialUID("0"), PartialUID("1a"), ~Eq("plan_name", "scan"),
+    Comparison("gt", "value", "1"),
+    In("plan_name", ["count", None]),
+    In("motors", ["th", "x"]),
+    NotIn("scan_id", [1, 2, 3]),
+    NotIn("plan_name", [None]),
+    Regex("plan_name", "^sc"),
+    Regex("plan_name", "^sc", case_sensitive=False),
+    Regex("sample.name", "i$"),
+    Contains("motors", "tth"),
+    Contains("sample.tags", "cal"),
+    KeyPresent("sample"),
+    KeyPresent("sample.name", present=False),
+    KeyPresent("value"),
+    TimeRange(since=T0 + 600, until=T0 + 1800),
+    TimeRange(until=T0 + 300),
+    PartialUID("0"),
+    PartialUID("1a"),
+    ~Eq("plan_name", "scan"),
     Eq("plan_name", "count") | Comparison("gt", "scan_id", 15),
-    Eq("plan_name", "scan") & Contains("motors", "x"), And(()), Or(()),
+    Eq("plan_name", "scan") & Contains("motors", "x"),
+    And(()),
+    Or(()),
     Not(And((Eq("plan_name", "scan"), Comparison("lt", "scan_id", 5)))),
     # stop keys: semi-join (a missing stop cannot match) ...
-    Eq("stop.exit_status", "success"), In("stop.exit_status", ["fail", "abort"]),
-    Comparison("ge", "stop.num_events.primary", 3), KeyPresent("stop.reason"),
+    Eq("stop.exit_status", "success"),
+    In("stop.exit_status", ["fail", "abort"]),
+    Comparison("ge", "stop.num_events.primary", 3),
+    KeyPresent("stop.reason"),
     Regex("stop.reason", "dump") & Eq("plan_name", "count"),
     Eq("stop.exit_status", "fail") & TimeRange(since=T0 + 900),
     # ... and the join (a missing stop matches, or start and stop mixed)
-    KeyPresent("stop.exit_status", present=False), NotEq("stop.exit_status", "success"),
-    ~Eq("stop.exit_status", "fail"), Eq("plan_name", "scan") | Eq("stop.exit_status", "abort"),
+    KeyPresent("stop.exit_status", present=False),
+    NotEq("stop.exit_status", "success"),
+    ~Eq("stop.exit_status", "fail"),
+    Eq("plan_name", "scan") | Eq("stop.exit_status", "abort"),
     Eq("stop.reason", "user") | KeyPresent("stop", present=False),
     NotIn("stop.exit_status", ["success"]) & Comparison("lt", "scan_id", 12),
     Eq("stop.exit_status", "fail") & (Eq("plan_name", "scan") | Eq("stop.reason", "user")),
     # untranslatable: evaluated in Python over the translatable part's candidates
-    LengthAtLeast("motors", 2), LengthAtLeast("motors", 1) & Eq("stop.exit_status", "success"),
+    LengthAtLeast("motors", 2),
+    LengthAtLeast("motors", 1) & Eq("stop.exit_status", "success"),
 ]
 
 
@@ -149,17 +188,21 @@ def test_store_agrees_with_the_generic_evaluator(filled, records, query):
     assert _uids(filled.runs(query, skip=2, limit=3)) == _uids(expected)[2:5]
     ascending = [("scan_id", 1), ("time", -1)]
     assert _uids(filled.runs(query, sort=ascending, limit=7)) == _uids(
-        select_runs(records, query, ascending, limit=7))
+        select_runs(records, query, ascending, limit=7)
+    )
     for found, want in zip(filled.runs(query), expected, strict=True):
         assert found.start == want.start and found.stop == want.stop
 
 
-@pytest.mark.parametrize("query", [Eq("stop.exit_status", "success"),
-                                   ~Eq("stop.exit_status", "fail"), Eq("plan_name", "scan")])
+@pytest.mark.parametrize(
+    "query",
+    [Eq("stop.exit_status", "success"), ~Eq("stop.exit_status", "fail"), Eq("plan_name", "scan")],
+)
 def test_sorting_on_stop_keys(filled, records, query):
     for sort in ([("stop.time", -1)], [("stop.exit_status", 1), ("time", 1)]):
         assert _uids(filled.runs(query, sort=sort, skip=1, limit=9)) == _uids(
-            select_runs(records, query, sort, skip=1, limit=9))
+            select_runs(records, query, sort, skip=1, limit=9)
+        )
 
 
 @pytest.mark.parametrize("path", ["no_aggregation", "small_semi_join", "no_recent_first"])
@@ -171,6 +214,7 @@ def test_every_fallback_gives_the_same_answers(filled, records, monkeypatch, pat
             if any("$lookup" in stage for stage in pipeline):
                 raise pymongo.errors.OperationFailure("Unrecognized pipeline stage: '$lookup'")
             return aggregate(self, pipeline, *args, **kwargs)
+
         monkeypatch.setattr(Collection, "aggregate", refuse)
     elif path == "small_semi_join":  # too many stop matches to list: join them instead
         monkeypatch.setattr(search_module, "SEMI_JOIN_LIMIT", 1)
@@ -187,17 +231,26 @@ def test_newest_first_pages_reach_back_past_recent_windows(filled, records):
     # every run is years old: the recent windows are empty and must widen to the whole range
     assert _uids(filled.runs(limit=1)) == [records[-1].uid]
     assert _uids(filled.runs(Eq("plan_name", "count"), skip=3, limit=4)) == _uids(
-        select_runs(records, Eq("plan_name", "count"), skip=3, limit=4))
+        select_runs(records, Eq("plan_name", "count"), skip=3, limit=4)
+    )
 
 
 def test_translations():
     assert to_mongo_normalized(PartialUID("ab1")) == {"uid": {"$gte": "ab1", "$lt": "ab2"}}
-    assert flatten({"$and": [{"plan_name": "scan"}, {"time": {"$gte": 1}},
-                             {"time": {"$lt": 2}}, {"uid": {"$in": ["a"]}}]}) == {
-        "uid": {"$in": ["a"]}, "time": {"$gte": 1, "$lt": 2}, "plan_name": "scan"}
-    assert flatten({"$and": [{"x": {"$regex": "a", "$options": "i"}},
-                             {"x": {"$regex": "b"}}]}) == {
-        "x": {"$regex": "a", "$options": "i"}, "$and": [{"x": {"$regex": "b"}}]}
+    assert flatten(
+        {
+            "$and": [
+                {"plan_name": "scan"},
+                {"time": {"$gte": 1}},
+                {"time": {"$lt": 2}},
+                {"uid": {"$in": ["a"]}},
+            ]
+        }
+    ) == {"uid": {"$in": ["a"]}, "time": {"$gte": 1, "$lt": 2}, "plan_name": "scan"}
+    assert flatten({"$and": [{"x": {"$regex": "a", "$options": "i"}}, {"x": {"$regex": "b"}}]}) == {
+        "x": {"$regex": "a", "$options": "i"},
+        "$and": [{"x": {"$regex": "b"}}],
+    }
     found = plan(Eq("plan_name", "scan") & Eq("stop.exit_status", "success"), [("time", -1)])
     assert found.start_filter == {"plan_name": {"$eq": "scan"}}
     assert found.stop_filter == {"exit_status": {"$eq": "success"}}
@@ -219,10 +272,12 @@ def test_recent_windows_give_the_same_pages(database_uri):
     records = []
     for i in range(60):
         t = now - 1200 * i - rng.random() * 600
-        bundle = event_model.compose_run(time=t, metadata={
-            "scan_id": i, "plan_name": rng.choice(["scan", "count"])})
-        stop = bundle.compose_stop(time=t + rng.choice([5, 4000, 90000]),
-                                   exit_status=rng.choice(["success", "fail"]))
+        bundle = event_model.compose_run(
+            time=t, metadata={"scan_id": i, "plan_name": rng.choice(["scan", "count"])}
+        )
+        stop = bundle.compose_stop(
+            time=t + rng.choice([5, 4000, 90000]), exit_status=rng.choice(["success", "fail"])
+        )
         records.append(RunRecord(bundle.start_doc, stop if i % 9 else None))
     store = MongoStore(database_uri())
     try:
@@ -230,27 +285,51 @@ def test_recent_windows_give_the_same_pages(database_uri):
             store.insert("start", record.start)
             if record.stop is not None:
                 store.insert("stop", record.stop)
-        for query in (None, Eq("plan_name", "scan"), Eq("stop.exit_status", "fail"),
-                      Eq("stop.exit_status", "success") & Eq("plan_name", "count"),
-                      TimeRange(since=now - 86400)):
+        for query in (
+            None,
+            Eq("plan_name", "scan"),
+            Eq("stop.exit_status", "fail"),
+            Eq("stop.exit_status", "success") & Eq("plan_name", "count"),
+            TimeRange(since=now - 86400),
+        ):
             for skip, limit in ((0, 1), (2, 3), (0, 10), (5, 30)):
                 assert _uids(store.runs(query, skip=skip, limit=limit)) == _uids(
-                    select_runs(records, query, skip=skip, limit=limit)), (query, skip, limit)
+                    select_runs(records, query, skip=skip, limit=limit)
+                ), (query, skip, limit)
     finally:
         store.close()
 
 
 # -- data summaries: the summary index against the evaluator -------------------------------
 
-STATS = [0, 1, 2.5, -3, 1e20, float("inf"), True, False, None, "a", 2**60, [1, 5], [],
-         [2.5, "a"], {"x": 1}]
+STATS = [
+    0,
+    1,
+    2.5,
+    -3,
+    1e20,
+    float("inf"),
+    True,
+    False,
+    None,
+    "a",
+    2**60,
+    [1, 5],
+    [],
+    [2.5, "a"],
+    {"x": 1},
+]
 SUMMARY_QUERIES: list[Query] = [
-    Comparison("lt", "summary.primary.det.max", 2), Comparison("ge", "summary.primary.det.max", 1),
+    Comparison("lt", "summary.primary.det.max", 2),
+    Comparison("ge", "summary.primary.det.max", 1),
     Comparison("ge", "summary.primary.det.max", 0) & Comparison("lt", "summary.primary.det.max", 3),
     Comparison("gt", "summary.primary.det.min", 1e19) & Eq("plan_name", "scan"),
-    Eq("summary.primary.det.count", 1), In("summary.primary.det.max", [2.5, 5]),
-    Eq("summary.primary.det.max", "a"), Comparison("gt", "summary.primary.a.b.max", 0),
-    Comparison("gt", "summary.primary.det", 0), KeyPresent("summary.primary.det.max"),
+    Eq("summary.primary.det.count", 1),
+    In("summary.primary.det.max", [2.5, 5]),
+    Eq("summary.primary.det.max", "a"),
+    Comparison("gt", "summary.primary.a.b.max", 0),
+    Comparison("gt", "summary.primary.det", 0),
+    KeyPresent("summary.primary.det.max"),
     Comparison("gt", "summary.primary.det.max.x", 0),
     ~Comparison("lt", "summary.primary.det.max", 2),
     Comparison("lt", "summary.primary.det.max", 2) | Eq("plan_name", "count"),
@@ -327,5 +406,7 @@ def test_summaries_are_kept_at_their_first_search_not_at_stop(database_uri):
     assert [kept[uid][0] for uid in uids] == [True, True, False]
     assert kept[uids[0]][1]["primary"]["motor"]["count"] == 4
     assert _uids(store.runs(Comparison("ge", "summary.primary.motor.count", 4))) == [
-        uids[1], uids[0]]
+        uids[1],
+        uids[0],
+    ]
     store.close()

@@ -38,12 +38,14 @@ def many_streams(streams: int, events: int = 4, stop: bool = True) -> list:
     bundle = event_model.compose_run(metadata={"scan_id": 1, "plan_name": "count"})
     docs = [("start", bundle.start_doc)]
     for s in range(streams):
-        desc = bundle.compose_descriptor(name=f"stream{s}", data_keys={
-            "x": {"dtype": "number", "shape": [], "source": "x"}})
+        desc = bundle.compose_descriptor(
+            name=f"stream{s}", data_keys={"x": {"dtype": "number", "shape": [], "source": "x"}}
+        )
         docs.append(("descriptor", desc.descriptor_doc))
         for i in range(events):
-            docs.append(("event", desc.compose_event(data={"x": float(i + s)},
-                                                     timestamps={"x": 1.0})))
+            docs.append(
+                ("event", desc.compose_event(data={"x": float(i + s)}, timestamps={"x": 1.0}))
+            )
     if stop:
         docs.append(("stop", bundle.compose_stop()))
     return docs
@@ -100,9 +102,17 @@ def test_a_small_finished_stream_is_read_in_one_pass(counted):
     first = BrokerCatalog(store)[-1].primary.read()
     assert listener.event_finds == 1  # read() takes the time index with the values: one pass
     start = docs[0][1]
-    store.insert("stop", {"uid": f"{start['uid']}-stop", "run_start": start["uid"],
-                          "time": start["time"] + 100, "exit_status": "success", "reason": "",
-                          "num_events": {"primary": 50, "baseline": 2}})
+    store.insert(
+        "stop",
+        {
+            "uid": f"{start['uid']}-stop",
+            "run_start": start["uid"],
+            "time": start["time"] + 100,
+            "exit_status": "success",
+            "reason": "",
+            "num_events": {"primary": 50, "baseline": 2},
+        },
+    )
     listener.event_finds = 0
     run = BrokerCatalog(store)[-1]
     assert run.complete
@@ -111,14 +121,14 @@ def test_a_small_finished_stream_is_read_in_one_pass(counted):
     assert again.identical(first)
     assert run.primary.to_dask().load().identical(first)
     assert listener.event_finds == 1
-    assert run.primary.timestamps.read()["det"].values.tolist() == \
-        first.time.values.tolist()
+    assert run.primary.timestamps.read()["det"].values.tolist() == first.time.values.tolist()
 
 
 def test_incomplete_run_with_gaps_in_seq_num(store):
     bundle = event_model.compose_run()
-    desc = bundle.compose_descriptor(name="primary", data_keys={
-        "x": {"dtype": "integer", "shape": [], "source": "x"}})
+    desc = bundle.compose_descriptor(
+        name="primary", data_keys={"x": {"dtype": "integer", "shape": [], "source": "x"}}
+    )
     insert_all(store, [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)])
     seq_nums = [1, 2, 3, 7, 8, 20, 21, 22, 23, 40]
     for s in seq_nums:
@@ -168,8 +178,14 @@ def test_old_databases_resources_without_run_start_and_foreign_ids(database_uri)
     mds = database_uri()
     client = pymongo.MongoClient(mds)
     db = client.get_default_database()
-    collections = {"start": "run_start", "stop": "run_stop", "descriptor": "event_descriptor",
-                   "event": "event", "resource": "resource", "datum": "datum"}
+    collections = {
+        "start": "run_start",
+        "stop": "run_stop",
+        "descriptor": "event_descriptor",
+        "event": "event",
+        "resource": "resource",
+        "datum": "datum",
+    }
     for name, doc in docs:
         if name in ("stream_resource", "stream_datum"):
             continue
@@ -184,14 +200,20 @@ def test_old_databases_resources_without_run_start_and_foreign_ids(database_uri)
         run = cat[-1]
         got = list(run.documents())
         assert got[0][0] == "start" and got[-1][0] == "stop"
-        expected = [(n, {k: v for k, v in d.items() if (n, k) != ("resource", "run_start")})
-                    for n, d in docs if n not in ("stream_resource", "stream_datum")]
+        expected = [
+            (n, {k: v for k, v in d.items() if (n, k) != ("resource", "run_start")})
+            for n, d in docs
+            if n not in ("stream_resource", "stream_datum")
+        ]
         assert _identified(got) == _identified(expected)
         resource = next(d for n, d in docs if n == "resource")
         assets = cat.store.run_assets(run.uid)
         assert set(assets.resources) == {resource["uid"]} and len(assets.datums) == 3
-        times = [d["time"][0] if n == "event_page" else d["time"] for n, d in got
-                 if n in ("descriptor", "event_page")]
+        times = [
+            d["time"][0] if n == "event_page" else d["time"]
+            for n, d in got
+            if n in ("descriptor", "event_page")
+        ]
         assert times == sorted(times)
     finally:
         cat.store.close()

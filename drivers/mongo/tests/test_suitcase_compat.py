@@ -17,8 +17,14 @@ from intake_broker_mongo import MongoNormalizedCatalog, MongoStore
 
 serializer = pytest.importorskip("suitcase.mongo_normalized")
 
-COLLECTIONS = {"run_start": "uid", "run_stop": "uid", "event_descriptor": "uid", "event": "uid",
-               "resource": "uid", "datum": "datum_id"}
+COLLECTIONS = {
+    "run_start": "uid",
+    "run_stop": "uid",
+    "event_descriptor": "uid",
+    "event": "uid",
+    "resource": "uid",
+    "datum": "datum_id",
+}
 
 
 @pytest.fixture
@@ -56,14 +62,16 @@ def test_streams_hold_the_event_values(catalog, bluesky_runs, label):
     run = catalog[docs[0][1]["uid"]]
     descriptors = {d["uid"]: d for n, d in docs if n == "descriptor"}
     for name in run:
-        events = [d for n, d in docs if n == "event"
-                  and descriptors[d["descriptor"]]["name"] == name]
+        events = [
+            d for n, d in docs if n == "event" and descriptors[d["descriptor"]]["name"] == name
+        ]
         ds = run[name].read()
         assert ds.sizes["time"] == len(events)
         np.testing.assert_array_equal(ds["time"].values, [e["time"] for e in events])
         for key in events[0]["data"]:
-            np.testing.assert_array_equal(ds[key].values,
-                                          np.stack([np.asarray(e["data"][key]) for e in events]))
+            np.testing.assert_array_equal(
+                ds[key].values, np.stack([np.asarray(e["data"][key]) for e in events])
+            )
         lazy = run[name].to_dask()
         assert lazy.load().identical(ds)
 
@@ -73,12 +81,14 @@ def test_configuration_and_scan_ids(catalog, bluesky_runs):
     run = catalog[docs[0][1]["scan_id"]]
     assert run.metadata["start"]["uid"] == docs[0][1]["uid"]
     descriptor = next(d for n, d in docs if n == "descriptor")
-    (device, conf), = descriptor["configuration"].items()  # the device is named "det"
+    ((device, conf),) = descriptor["configuration"].items()  # the device is named "det"
     config = run.primary.config[device].read()
     for key, value in conf["data"].items():
         assert config[key].values.tolist() == [value]
-    assert catalog.search({"sample": "sample-grid_scan"})[-1].metadata["start"]["uid"] == \
-        bluesky_runs["grid_scan"][0][1]["uid"]
+    assert (
+        catalog.search({"sample": "sample-grid_scan"})[-1].metadata["start"]["uid"]
+        == bluesky_runs["grid_scan"][0][1]["uid"]
+    )
 
 
 def _collections(mds: str, assets: str) -> dict[str, list[dict]]:

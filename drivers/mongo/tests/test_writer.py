@@ -13,9 +13,19 @@ from intake_broker_mongo import EXTRA_INDEXES, SUITCASE_INDEXES, MongoNormalized
 
 
 def _counts(store) -> dict[str, int]:
-    return {name: store._collection(name).count_documents({})
-            for name in ("run_start", "run_stop", "event_descriptor", "event", "resource",
-                         "datum", "stream_resource", "stream_datum")}
+    return {
+        name: store._collection(name).count_documents({})
+        for name in (
+            "run_start",
+            "run_stop",
+            "event_descriptor",
+            "event",
+            "resource",
+            "datum",
+            "stream_resource",
+            "stream_datum",
+        )
+    }
 
 
 def test_runengine_subscriber_records_a_run(store, bluesky_runs):
@@ -58,13 +68,15 @@ def test_pages_are_stored_as_single_documents(store):
     insert_all(store, docs)
     assert store._collection("event").count_documents({}) == 6 + 2  # primary page + baseline
     stored = store._collection("event").find_one({"seq_num": 3}, {"_id": 0})
-    assert set(stored) == {"uid", "descriptor", "seq_num", "time", "data", "timestamps",
-                           "filled"}
+    assert set(stored) == {"uid", "descriptor", "seq_num", "time", "data", "timestamps", "filled"}
     assets = factories.asset_run()
     insert_all(store, assets)
     assert store._collection("datum").count_documents({}) == 3
     assert set(store._collection("datum").find_one({}, {"_id": 0})) == {
-        "datum_id", "resource", "datum_kwargs"}
+        "datum_id",
+        "resource",
+        "datum_kwargs",
+    }
 
 
 def test_conflicts_are_refused_before_anything_is_written(store):
@@ -83,8 +95,9 @@ def test_conflicts_are_refused_before_anything_is_written(store):
     with pytest.raises(InvalidDocument, match="data keys"):
         store.insert("event", dict(new_event, data={"det": 1.0}, timestamps={"det": 1.0}))
     with pytest.raises(InvalidDocument, match="no-such-resource"):
-        store.insert("datum", {"datum_id": "d/0", "resource": "no-such-resource",
-                               "datum_kwargs": {}})
+        store.insert(
+            "datum", {"datum_id": "d/0", "resource": "no-such-resource", "datum_kwargs": {}}
+        )
     with pytest.raises(InvalidDocument, match="run start"):
         store.insert("descriptor", dict(bundle_desc, uid="d2", run_start="no-such-run"))
     changed = dict(start, plan_name="something else")
@@ -94,14 +107,19 @@ def test_conflicts_are_refused_before_anything_is_written(store):
 
 
 def test_numpy_values_are_stored_as_plain_bson(store):
-    bundle = event_model.compose_run(metadata={"scan_id": 5, "ratio": np.float32(0.5),
-                                               "shape": np.array([2, 3])})
-    desc = bundle.compose_descriptor(name="primary", data_keys={
-        "img": {"dtype": "array", "shape": [2, 3], "source": "x"}})
+    bundle = event_model.compose_run(
+        metadata={"scan_id": 5, "ratio": np.float32(0.5), "shape": np.array([2, 3])}
+    )
+    desc = bundle.compose_descriptor(
+        name="primary", data_keys={"img": {"dtype": "array", "shape": [2, 3], "source": "x"}}
+    )
     image = np.arange(6, dtype=np.uint16).reshape(2, 3)
-    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc),
-            ("event", desc.compose_event(data={"img": image}, timestamps={"img": 1.0})),
-            ("stop", bundle.compose_stop())]
+    docs = [
+        ("start", bundle.start_doc),
+        ("descriptor", desc.descriptor_doc),
+        ("event", desc.compose_event(data={"img": image}, timestamps={"img": 1.0})),
+        ("stop", bundle.compose_stop()),
+    ]
     insert_all(store, docs)
     insert_all(store, docs)  # numpy against stored lists: still identical
     start = store.run(bundle.start_doc["uid"]).start

@@ -24,7 +24,8 @@ def written(database_uri):
 def test_yaml_catalog_with_databrokers_arguments(tmp_path, written):
     mds, assets, docs = written
     path = tmp_path / "facility.yml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         sources:
           csx:
             description: CSX, databroker's normalized MongoDB
@@ -40,7 +41,8 @@ def test_yaml_catalog_with_databrokers_arguments(tmp_path, written):
             args:
               uri: {mds}
               server_selection_timeout: 2
-    """))
+    """)
+    )
     top = intake.open_catalog(str(path))
     csx = top["csx"]
     assert isinstance(csx, MongoNormalizedCatalog)
@@ -63,7 +65,8 @@ def test_the_driver_and_store_are_registered():
     from importlib.metadata import entry_points
 
     drivers = {ep.name: ep.value for ep in entry_points(group="intake.drivers")}
-    assert drivers["bluesky-mongo-normalized-catalog"] == \
-        "intake_broker_mongo:MongoNormalizedCatalog"
+    assert (
+        drivers["bluesky-mongo-normalized-catalog"] == "intake_broker_mongo:MongoNormalizedCatalog"
+    )
     stores = {ep.name: ep.value for ep in entry_points(group="intake_broker.stores")}
     assert stores["mongo"] == "intake_broker_mongo:MongoStore"

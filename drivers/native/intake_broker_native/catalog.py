@@ -52,7 +52,13 @@ class NativeCatalog(BrokerCatalog):
         if isinstance(index, NativeStore):
             store = index
         else:
-            store = NativeStore(index, data, storage_options=storage_options,
-                                chunk_rows=chunk_rows, chunk_bytes=chunk_bytes,
-                                flush_interval=flush_interval, validate=validate)
+            store = NativeStore(
+                index,
+                data,
+                storage_options=storage_options,
+                chunk_rows=chunk_rows,
+                chunk_bytes=chunk_bytes,
+                flush_interval=flush_interval,
+                validate=validate,
+            )
         super().__init__(store, handler_registry=handler_registry, root_map=root_map, **kwargs)

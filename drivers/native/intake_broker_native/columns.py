@@ -35,8 +35,9 @@ _POOL: ThreadPoolExecutor | None = None
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
-                                   thread_name_prefix="intake-broker-native-read")
+        _POOL = ThreadPoolExecutor(
+            max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="intake-broker-native-read"
+        )
     return _POOL
 
 
@@ -63,8 +64,15 @@ def array_specs(layout: Layout) -> Iterator[ArraySpec]:
 
 
 def field_arrays(spec: FieldSpec) -> Iterator[ArraySpec]:
-    yield ArraySpec(spec.array, "data", spec.key, spec.dtype, tuple(spec.shape),
-                    ("time", *spec.dims), spec.encoding)
+    yield ArraySpec(
+        spec.array,
+        "data",
+        spec.key,
+        spec.dtype,
+        tuple(spec.shape),
+        ("time", *spec.dims),
+        spec.encoding,
+    )
     yield ArraySpec(spec.timestamps, "timestamps", spec.key, "<f8", (), ("time",))
     if spec.filled:
         yield ArraySpec(spec.filled, "filled", spec.key, "str", (), ("time",), "json")
@@ -93,10 +101,13 @@ def _parse_meta(obj: dict) -> _Meta:
     data_type = obj.get("data_type")
     serializer = names[0] if names else ""
     endian = (codecs[0].get("configuration") or {}).get("endian", "little") if codecs else ""
-    direct = (serializer in ("bytes", "vlen-utf8") and set(names[1:]) <= {"zstd", "crc32c"}
-              and obj.get("chunk_key_encoding", {}).get("configuration", {}).get(
-                  "separator", "/") == "/" and endian == "little"
-              and not obj.get("storage_transformers"))
+    direct = (
+        serializer in ("bytes", "vlen-utf8")
+        and set(names[1:]) <= {"zstd", "crc32c"}
+        and obj.get("chunk_key_encoding", {}).get("configuration", {}).get("separator", "/") == "/"
+        and endian == "little"
+        and not obj.get("storage_transformers")
+    )
     if serializer == "vlen-utf8" or not isinstance(data_type, str):
         dtype = np.dtype(object)
     else:
@@ -126,11 +137,11 @@ def _vlen_utf8(data: Any) -> np.ndarray:
     out = np.empty(count, dtype=object)
     items, pos, end = [], 4, len(view)
     for _ in range(count):
-        size = int.from_bytes(view[pos:pos + 4], "little")
+        size = int.from_bytes(view[pos : pos + 4], "little")
         pos += 4
         if pos + size > end:
             raise ValueError("vlen-utf8 data ends inside an item")
-        items.append(str(view[pos:pos + size], "utf-8"))
+        items.append(str(view[pos : pos + size], "utf-8"))
         pos += size
     if pos != end:
         raise ValueError(f"vlen-utf8 data has {end - pos} bytes after its {count} items")
@@ -154,8 +165,7 @@ class ColumnStore:
         self.storage_options = dict(storage_options or {})
         self.fs, root = url_to_fs(self.url, **self.storage_options)
         self.root = root.rstrip("/")
-        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (
-            self.fs.protocol,)
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         self.local = "file" in protocols or "local" in protocols
         self._meta: dict[tuple[str, str], _Meta] = {}
         self._stores: dict[str, Any] = {}
@@ -178,11 +188,15 @@ class ColumnStore:
         try:
             os.makedirs(self.root, exist_ok=True)
         except OSError as err:
-            raise StorageError(f"cannot create the data folder {self.root!r} for the zarr "
-                               f"columns: {err.strerror or err}") from err
+            raise StorageError(
+                f"cannot create the data folder {self.root!r} for the zarr "
+                f"columns: {err.strerror or err}"
+            ) from err
         if not os.access(self.root, os.W_OK | os.X_OK):
-            raise StorageError(f"the data folder {self.root!r} is not writable by this user; "
-                               "choose a folder you can write to (data=...)")
+            raise StorageError(
+                f"the data folder {self.root!r} is not writable by this user; "
+                "choose a folder you can write to (data=...)"
+            )
 
     def path(self, rel: str, *names: str) -> str:
         return "/".join((self.root, rel, *names))
@@ -202,7 +216,8 @@ class ColumnStore:
                     self._stores[rel] = zarr.storage.LocalStore(self.path(rel))
                 else:
                     self._stores[rel] = zarr.storage.FsspecStore.from_url(
-                        self.url_of(rel), storage_options=self.storage_options)
+                        self.url_of(rel), storage_options=self.storage_options
+                    )
             return self._stores[rel]
 
     @staticmethod
@@ -211,32 +226,48 @@ class ColumnStore:
 
         chunk_rows = layout.chunk_rows
         if spec.dtype == "str":
-            compressors = [ZstdCodec(level=1), Crc32cCodec()] if layout.compress_strings else [
-                Crc32cCodec()]
+            compressors = (
+                [ZstdCodec(level=1), Crc32cCodec()] if layout.compress_strings else [Crc32cCodec()]
+            )
             kind: dict[str, Any] = {"dtype": str, "fill_value": "", "compressors": compressors}
         else:
             dtype = np.dtype(spec.dtype)
             fill = np.nan if dtype.kind == "f" else (False if dtype.kind == "b" else 0)
-            kind = {"dtype": dtype, "fill_value": fill, "compressors": [Crc32cCodec()],
-                    "filters": None}
+            kind = {
+                "dtype": dtype,
+                "fill_value": fill,
+                "compressors": [Crc32cCodec()],
+                "filters": None,
+            }
         # a chunk that is all fill values is still written: readers check every chunk exists
-        return {"chunks": (chunk_rows, *spec.shape), "dimension_names": spec.dims,
-                "attributes": attrs, "config": {"write_empty_chunks": True}, **kind}
+        return {
+            "chunks": (chunk_rows, *spec.shape),
+            "dimension_names": spec.dims,
+            "attributes": attrs,
+            "config": {"write_empty_chunks": True},
+            **kind,
+        }
 
-    def _local_array(self, rel: str, spec: ArraySpec, rows: int, layout: Layout,
-                     attrs: dict, fresh: bool) -> Any:
+    def _local_array(
+        self, rel: str, spec: ArraySpec, rows: int, layout: Layout, attrs: dict, fresh: bool
+    ) -> Any:
         import zarr
 
         cached = self._writing.get((rel, spec.name))
         if cached is None:
             store = self._zarr_store(rel)
             if fresh:
-                cached = zarr.create_array(store, name=spec.name, shape=(rows, *spec.shape),
-                                           overwrite=True,
-                                           **self._array_kwargs(spec, layout, attrs))
+                cached = zarr.create_array(
+                    store,
+                    name=spec.name,
+                    shape=(rows, *spec.shape),
+                    overwrite=True,
+                    **self._array_kwargs(spec, layout, attrs),
+                )
             else:
                 cached = zarr.open_array(store, path=spec.name, mode="r+").with_config(
-                    {"write_empty_chunks": True})
+                    {"write_empty_chunks": True}
+                )
             self._writing[(rel, spec.name)] = cached
         return cached
 
@@ -246,8 +277,15 @@ class ColumnStore:
             for key in [k for k in self._writing if k[0] == rel]:
                 del self._writing[key]
 
-    def write(self, rel: str, layout: Layout, descriptor: dict, group_attrs: dict,
-              row_start: int, columns: dict) -> None:
+    def write(
+        self,
+        rel: str,
+        layout: Layout,
+        descriptor: dict,
+        group_attrs: dict,
+        row_start: int,
+        columns: dict,
+    ) -> None:
         """Write converted rows at ``row_start``; the arrays end at the last row written.
 
         ``row_start == 0`` creates the group (replacing whatever a writer that died before
@@ -267,11 +305,13 @@ class ColumnStore:
                 values = columns[spec.name]
             else:
                 values = columns[spec.role][spec.key]
-            attrs: dict[str, Any] = {"intake_broker": {"role": spec.role, "key": spec.key,
-                                                       "encoding": spec.encoding}}
+            attrs: dict[str, Any] = {
+                "intake_broker": {"role": spec.role, "key": spec.key, "encoding": spec.encoding}
+            }
             dk = data_keys.get(spec.key, {}) if spec.role == "data" else {}
-            attrs.update({k: dk[k] for k in ("units", "source", "object_name")
-                          if isinstance(dk.get(k), str)})
+            attrs.update(
+                {k: dk[k] for k in ("units", "source", "object_name") if isinstance(dk.get(k), str)}
+            )
             arrays.append((spec, values, attrs))
         try:
             if self.local:
@@ -279,8 +319,9 @@ class ColumnStore:
             else:
                 self._write_remote(rel, layout, group_attrs, row_start, rows, arrays, fresh)
         except (OSError, PermissionError) as err:
-            raise StorageError(f"cannot write the zarr columns at {self.url_of(rel)}: "
-                               f"{err}") from err
+            raise StorageError(
+                f"cannot write the zarr columns at {self.url_of(rel)}: {err}"
+            ) from err
 
     def _write_local(self, rel, layout, group_attrs, row_start, rows, arrays, fresh) -> None:
         import zarr
@@ -317,8 +358,12 @@ class ColumnStore:
             zarr.create_group(memory, attributes=group_attrs, overwrite=True)
             upload["zarr.json"] = buffers["zarr.json"].to_bytes()
         for spec, values, attrs in arrays:
-            array = zarr.create_array(memory, name=spec.name, shape=(rows, *spec.shape),
-                                      **self._array_kwargs(spec, layout, attrs))
+            array = zarr.create_array(
+                memory,
+                name=spec.name,
+                shape=(rows, *spec.shape),
+                **self._array_kwargs(spec, layout, attrs),
+            )
             if len(values):
                 array[row_start:rows] = values
             upload[f"{spec.name}/zarr.json"] = buffers[f"{spec.name}/zarr.json"].to_bytes()
@@ -336,20 +381,24 @@ class ColumnStore:
             try:
                 obj = json.loads(self.fs.cat_file(path))
             except FileNotFoundError:
-                raise MissingChunk(f"the zarr array {path!r} ({where}) is missing although the "
-                                   "run index records flushed rows; the data folder is "
-                                   "incomplete, or data= points to the wrong place") from None
+                raise MissingChunk(
+                    f"the zarr array {path!r} ({where}) is missing although the "
+                    "run index records flushed rows; the data folder is "
+                    "incomplete, or data= points to the wrong place"
+                ) from None
             except (ValueError, KeyError) as err:
-                raise CorruptChunk(f"the zarr metadata {path!r} ({where}) cannot be read: "
-                                   f"{err}") from None
+                raise CorruptChunk(
+                    f"the zarr metadata {path!r} ({where}) cannot be read: {err}"
+                ) from None
             self._meta[key] = _parse_meta(obj)
         return self._meta[key]
 
     def _chunk_path(self, rel: str, name: str, meta: _Meta, index: int) -> str:
         return self.path(rel, name, "c", str(index), *("0" * (len(meta.chunk_shape) - 1)))
 
-    def read(self, rel: str, names: list[str], start: int, stop: int,
-             where: dict[str, str]) -> dict[str, np.ndarray]:
+    def read(
+        self, rel: str, names: list[str], start: int, stop: int, where: dict[str, str]
+    ) -> dict[str, np.ndarray]:
         """Rows ``start:stop`` of several arrays of one group.
 
         Raises
@@ -360,8 +409,12 @@ class ColumnStore:
         metas = {n: self.meta(rel, n, where[n]) for n in names}
         fetched: dict[str, Any] = {}
         if not self.local and stop > start:
-            paths = [self._chunk_path(rel, n, m, i) for n, m in metas.items() if m.direct
-                     for i in range(start // m.chunk_rows, (stop - 1) // m.chunk_rows + 1)]
+            paths = [
+                self._chunk_path(rel, n, m, i)
+                for n, m in metas.items()
+                if m.direct
+                for i in range(start // m.chunk_rows, (stop - 1) // m.chunk_rows + 1)
+            ]
             fetched = self.fs.cat(paths, on_error="return") if paths else {}
             if len(paths) == 1 and not isinstance(fetched, dict):
                 fetched = {paths[0]: fetched}
@@ -376,8 +429,16 @@ class ColumnStore:
             for index in range(start // rows, (stop - 1) // rows + 1 if stop > start else 0):
                 lo, hi = max(start, index * rows), min(stop, (index + 1) * rows)
                 path = self._chunk_path(rel, name, meta, index)
-                tasks.append((path, meta, array[lo - start:hi - start], lo - index * rows,
-                              fetched.get(path), where[name]))
+                tasks.append(
+                    (
+                        path,
+                        meta,
+                        array[lo - start : hi - start],
+                        lo - index * rows,
+                        fetched.get(path),
+                        where[name],
+                    )
+                )
             out[name] = array
         nbytes = sum(t[2].nbytes for t in tasks)
         if self.local and len(tasks) > 1 and nbytes >= _PARALLEL_BYTES:
@@ -389,8 +450,9 @@ class ColumnStore:
                 self._chunk_into(*task)
         return out
 
-    def _chunk_into(self, path: str, meta: _Meta, target: np.ndarray, offset: int,
-                    raw: Any, where: str) -> None:
+    def _chunk_into(
+        self, path: str, meta: _Meta, target: np.ndarray, offset: int, raw: Any, where: str
+    ) -> None:
         whole = offset == 0 and len(target) == meta.chunk_rows
         try:
             if raw is None and self.local:
@@ -402,16 +464,20 @@ class ColumnStore:
             elif raw is None:
                 raw = self.fs.cat_file(path)
         except FileNotFoundError:
-            raise MissingChunk(f"zarr chunk {path!r} ({where}) is missing although the run "
-                               "index records it as written; the data folder is incomplete "
-                               "or was changed by hand") from None
+            raise MissingChunk(
+                f"zarr chunk {path!r} ({where}) is missing although the run "
+                "index records it as written; the data folder is incomplete "
+                "or was changed by hand"
+            ) from None
         if isinstance(raw, FileNotFoundError):
-            raise MissingChunk(f"zarr chunk {path!r} ({where}) is missing although the run "
-                               "index records it as written") from None
+            raise MissingChunk(
+                f"zarr chunk {path!r} ({where}) is missing although the run "
+                "index records it as written"
+            ) from None
         if isinstance(raw, BaseException):
             raise StorageError(f"cannot read zarr chunk {path!r} ({where}): {raw}") from raw
         values = self._decode(path, meta, raw, where)
-        target[...] = values[offset:offset + len(target)]
+        target[...] = values[offset : offset + len(target)]
 
     @staticmethod
     def _read_into(f: Any, path: str, meta: _Meta, target: np.ndarray, where: str) -> None:
@@ -420,12 +486,15 @@ class ColumnStore:
         trailer = f.read(5)
         want = 4 if meta.tail else 0
         if got != meta.nbytes or len(trailer) != want:
-            raise CorruptChunk(f"zarr chunk {path!r} ({where}) has {got + len(trailer)} bytes, "
-                               f"expected {meta.nbytes + want}: it is truncated or damaged")
+            raise CorruptChunk(
+                f"zarr chunk {path!r} ({where}) has {got + len(trailer)} bytes, "
+                f"expected {meta.nbytes + want}: it is truncated or damaged"
+            )
         body = target.reshape(-1).view(np.uint8)  # (google_crc32c takes no writable views)
         if want and google_crc32c.value(body) != int.from_bytes(trailer, "little"):
-            raise CorruptChunk(f"zarr chunk {path!r} ({where}) fails its crc32c checksum: "
-                               "it is damaged")
+            raise CorruptChunk(
+                f"zarr chunk {path!r} ({where}) fails its crc32c checksum: it is damaged"
+            )
 
     @staticmethod
     def _decode(path: str, meta: _Meta, raw: bytes, where: str) -> np.ndarray:
@@ -435,9 +504,12 @@ class ColumnStore:
                 if codec == "crc32c":
                     body, stored = data[:-4], data[-4:]
                     if len(data) < 4 or google_crc32c.value(bytes(body)) != int.from_bytes(
-                            stored, "little"):
-                        raise CorruptChunk(f"zarr chunk {path!r} ({where}) fails its crc32c "
-                                           "checksum: it is damaged")
+                        stored, "little"
+                    ):
+                        raise CorruptChunk(
+                            f"zarr chunk {path!r} ({where}) fails its crc32c "
+                            "checksum: it is damaged"
+                        )
                     data = body
                 else:
                     from numcodecs.zstd import Zstd
@@ -447,32 +519,40 @@ class ColumnStore:
                 values = _vlen_utf8(data)
             else:
                 if len(data) != meta.nbytes:
-                    raise CorruptChunk(f"zarr chunk {path!r} ({where}) holds {len(data)} bytes "
-                                       f"of values, expected {meta.nbytes}: it is damaged")
+                    raise CorruptChunk(
+                        f"zarr chunk {path!r} ({where}) holds {len(data)} bytes "
+                        f"of values, expected {meta.nbytes}: it is damaged"
+                    )
                 values = np.frombuffer(data, meta.dtype)
         except CorruptChunk:
             raise
         except Exception as err:
             raise CorruptChunk(f"zarr chunk {path!r} ({where}) cannot be decoded: {err}") from None
         if values.size != int(np.prod(meta.chunk_shape, dtype=np.int64)):
-            raise CorruptChunk(f"zarr chunk {path!r} ({where}) holds {values.size} values, "
-                               f"expected {int(np.prod(meta.chunk_shape))}")
+            raise CorruptChunk(
+                f"zarr chunk {path!r} ({where}) holds {values.size} values, "
+                f"expected {int(np.prod(meta.chunk_shape))}"
+            )
         return values.reshape(meta.chunk_shape)
 
-    def _read_with_zarr(self, rel: str, name: str, meta: _Meta, start: int, stop: int,
-                        where: str) -> np.ndarray:
+    def _read_with_zarr(
+        self, rel: str, name: str, meta: _Meta, start: int, stop: int, where: str
+    ) -> np.ndarray:
         import zarr
 
         for index in range(start // meta.chunk_rows, (stop - 1) // meta.chunk_rows + 1):
             path = self._chunk_path(rel, name, meta, index)
             if not self.fs.exists(path):
-                raise MissingChunk(f"zarr chunk {path!r} ({where}) is missing although the run "
-                                   "index records it as written")
+                raise MissingChunk(
+                    f"zarr chunk {path!r} ({where}) is missing although the run "
+                    "index records it as written"
+                )
         try:
             array = zarr.open_array(self._zarr_store(rel), path=name, mode="r")
             values = array[start:stop]
         except Exception as err:
-            raise CorruptChunk(f"zarr array {self.path(rel, name)!r} ({where}) cannot be read "
-                               f"rows {start}..{stop}: {err}") from err
+            raise CorruptChunk(
+                f"zarr array {self.path(rel, name)!r} ({where}) cannot be read "
+                f"rows {start}..{stop}: {err}"
+            ) from err
         return np.asarray(values, dtype=object) if meta.dtype.kind == "O" else values
-

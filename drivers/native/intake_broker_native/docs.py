@@ -48,9 +48,11 @@ def to_json(kind: str, doc: Any, *, allow_nan: bool = True) -> str:
     try:
         return json.dumps(doc, default=_default, allow_nan=allow_nan, separators=(",", ":"))
     except TypeError as err:
-        raise InvalidDocument(f"{doc_label(kind, doc)} holds {err} that JSON cannot represent; "
-                              "documents must hold JSON-like values (numbers, strings, lists, "
-                              "dicts, numpy arrays)") from None
+        raise InvalidDocument(
+            f"{doc_label(kind, doc)} holds {err} that JSON cannot represent; "
+            "documents must hold JSON-like values (numbers, strings, lists, "
+            "dicts, numpy arrays)"
+        ) from None
 
 
 def _finite(value: Any) -> Any:
@@ -85,13 +87,18 @@ def start_columns(start: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(uid, str) or not uid:
         raise InvalidDocument(f"{doc_label('start', start)} needs a non-empty string 'uid'")
     if isinstance(time, bool) or not isinstance(time, numbers.Real) or not math.isfinite(time):
-        raise InvalidDocument(f"{doc_label('start', start)} needs a finite number 'time' "
-                              f"(epoch seconds), got {time!r}")
+        raise InvalidDocument(
+            f"{doc_label('start', start)} needs a finite number 'time' "
+            f"(epoch seconds), got {time!r}"
+        )
     irregular = False
     scan_id = start.get("scan_id")
     if scan_id is not None or "scan_id" in start:
-        if (isinstance(scan_id, numbers.Integral) and not isinstance(scan_id, bool)
-                and -_BIGINT_RANGE <= int(scan_id) < _BIGINT_RANGE):
+        if (
+            isinstance(scan_id, numbers.Integral)
+            and not isinstance(scan_id, bool)
+            and -_BIGINT_RANGE <= int(scan_id) < _BIGINT_RANGE
+        ):
             scan_id = int(scan_id)
         else:
             scan_id, irregular = None, True
@@ -99,13 +106,20 @@ def start_columns(start: Mapping[str, Any]) -> dict[str, Any]:
     if plan_name is not None or "plan_name" in start:
         if not isinstance(plan_name, str):
             plan_name, irregular = None, True
-    return {"uid": uid, "time": float(time), "scan_id": scan_id, "plan_name": plan_name,
-            "irregular": irregular}
+    return {
+        "uid": uid,
+        "time": float(time),
+        "scan_id": scan_id,
+        "plan_name": plan_name,
+        "irregular": irregular,
+    }
 
 
 def stop_columns(stop: Mapping[str, Any]) -> dict[str, Any]:
     """The stop columns kept beside the stop document (for listings)."""
     time = stop.get("time")
     status = stop.get("exit_status")
-    return {"stop_time": float(time) if isinstance(time, int | float) else None,
-            "exit_status": status if isinstance(status, str) else None}
+    return {
+        "stop_time": float(time) if isinstance(time, int | float) else None,
+        "exit_status": status if isinstance(status, str) else None,
+    }

@@ -32,6 +32,3 @@ class CorruptChunk(CorruptFile):
 
 class MissingChunk(CorruptChunk):
     """A zarr chunk that the run index says was written is not there."""
-
-
-

@@ -54,8 +54,15 @@ def _flush_at_exit() -> None:
 class Ingester:
     """Writes documents into a run index and its zarr columns."""
 
-    def __init__(self, engine: sa.Engine, columns: ColumnStore, *, chunk_rows: int,
-                 chunk_bytes: int, flush_interval: float | None):
+    def __init__(
+        self,
+        engine: sa.Engine,
+        columns: ColumnStore,
+        *,
+        chunk_rows: int,
+        chunk_bytes: int,
+        flush_interval: float | None,
+    ):
         self.engine = engine
         self.columns = columns
         self.chunk_rows = chunk_rows
@@ -104,7 +111,8 @@ class Ingester:
         if writer is None:
             raise InvalidDocument(
                 f"{doc_label(kind, doc)} refers to run_start {run_uid!r}, which this store does "
-                "not hold; insert the run's start document first")
+                "not hold; insert the run's start document first"
+            )
         self.writers[run_uid] = writer
         return writer
 
@@ -112,17 +120,33 @@ class Ingester:
         with self.engine.connect() as conn:
             if conn.execute(sa.select(runs.c.uid).where(runs.c.uid == run_uid)).first() is None:
                 return None
-            descs = conn.execute(sa.select(descriptors).where(descriptors.c.run_uid == run_uid)
-                                 .order_by(descriptors.c.ord)).all()
-            ords = [conn.execute(sa.select(sa.func.max(documents.c.ord)).where(
-                documents.c.run_uid == run_uid)).scalar() or 0]
+            descs = conn.execute(
+                sa.select(descriptors)
+                .where(descriptors.c.run_uid == run_uid)
+                .order_by(descriptors.c.ord)
+            ).all()
+            ords = [
+                conn.execute(
+                    sa.select(sa.func.max(documents.c.ord)).where(documents.c.run_uid == run_uid)
+                ).scalar()
+                or 0
+            ]
             writer_descs = []
             for d in descs:
-                chunks = conn.execute(sa.select(event_chunks).where(
-                    event_chunks.c.descriptor_uid == d.uid).order_by(event_chunks.c.idx)).all()
+                chunks = conn.execute(
+                    sa.select(event_chunks)
+                    .where(event_chunks.c.descriptor_uid == d.uid)
+                    .order_by(event_chunks.c.idx)
+                ).all()
                 ords.append(d.ord)
-                ords.append(conn.execute(sa.select(sa.func.max(event_segments.c.ord)).where(
-                    event_segments.c.descriptor_uid == d.uid)).scalar() or 0)
+                ords.append(
+                    conn.execute(
+                        sa.select(sa.func.max(event_segments.c.ord)).where(
+                            event_segments.c.descriptor_uid == d.uid
+                        )
+                    ).scalar()
+                    or 0
+                )
                 last = None
                 if chunks:
                     row = chunks[-1]._mapping
@@ -130,19 +154,33 @@ class Ingester:
                 writer_descs.append((d, sum(c.rows for c in chunks), last))
         writer = RunWriter(run_uid, next_ord=max(ords) + 1)
         for i, (d, flushed, last) in enumerate(writer_descs):
-            writer.add_descriptor(DescriptorWriter(
-                d.uid, run_uid, i, d.path, Layout.from_json(d.layout), json.loads(d.doc),
-                flushed=flushed, last_chunk=last))
+            writer.add_descriptor(
+                DescriptorWriter(
+                    d.uid,
+                    run_uid,
+                    i,
+                    d.path,
+                    Layout.from_json(d.layout),
+                    json.loads(d.doc),
+                    flushed=flushed,
+                    last_chunk=last,
+                )
+            )
             self.owner[d.uid] = run_uid
         return writer
 
     def _put_stop(self, doc: dict) -> None:
         run_uid = doc.get("run_start")
-        stored = self._one(sa.select(runs.c.stop_doc).where(runs.c.uid == run_uid)) if \
-            isinstance(run_uid, str) else None
+        stored = (
+            self._one(sa.select(runs.c.stop_doc).where(runs.c.uid == run_uid))
+            if isinstance(run_uid, str)
+            else None
+        )
         if stored is None:
-            raise InvalidDocument(f"{doc_label('stop', doc)} refers to run_start {run_uid!r}, "
-                                  "which this store does not hold; insert the start first")
+            raise InvalidDocument(
+                f"{doc_label('stop', doc)} refers to run_start {run_uid!r}, "
+                "which this store does not hold; insert the start first"
+            )
         if stored[0] is not None:
             check_reinsert("stop", json.loads(stored[0]), doc)
             return
@@ -155,8 +193,11 @@ class Ingester:
         if lossy:
             values["irregular"] = True
         with write(self.engine) as conn:
-            conn.execute(runs.update().where(runs.c.uid == run_uid, runs.c.stop_doc.is_(None))
-                         .values(**values))
+            conn.execute(
+                runs.update()
+                .where(runs.c.uid == run_uid, runs.c.stop_doc.is_(None))
+                .values(**values)
+            )
         if writer is not None:
             del self.writers[run_uid]
             for uid, dw in writer.descriptors.items():
@@ -172,21 +213,30 @@ class Ingester:
             return
         writer = self._writer(doc.get("run_start"), "descriptor", doc)
         if len(writer.order) >= ROW_CODE:
-            raise InvalidDocument(f"{doc_label('descriptor', doc)}: run {writer.run_uid!r} "
-                                  f"already has {ROW_CODE} descriptors, the most it can hold")
+            raise InvalidDocument(
+                f"{doc_label('descriptor', doc)}: run {writer.run_uid!r} "
+                f"already has {ROW_CODE} descriptors, the most it can hold"
+            )
         layout = make_layout(doc, self.chunk_rows, self.chunk_bytes)
         exact = jsondocs.to_json("descriptor", doc)
         path = f"{node_name(writer.run_uid)}/{node_name(doc['uid'])}"
         time = doc.get("time")
-        row = {"uid": doc["uid"], "run_uid": writer.run_uid, "name": str(doc.get("name",
-                                                                                 "primary")),
-               "time": float(time) if isinstance(time, int | float) else 0.0,
-               "ord": writer.next_ord, "doc": exact, "path": path, "layout": layout.to_json()}
+        row = {
+            "uid": doc["uid"],
+            "run_uid": writer.run_uid,
+            "name": str(doc.get("name", "primary")),
+            "time": float(time) if isinstance(time, int | float) else 0.0,
+            "ord": writer.next_ord,
+            "doc": exact,
+            "path": path,
+            "layout": layout.to_json(),
+        }
         with write(self.engine) as conn:
             conn.execute(descriptors.insert().values(**row))
         writer.take_ord()
-        writer.add_descriptor(DescriptorWriter(doc["uid"], writer.run_uid, len(writer.order),
-                                               path, layout, doc))
+        writer.add_descriptor(
+            DescriptorWriter(doc["uid"], writer.run_uid, len(writer.order), path, layout, doc)
+        )
         self.owner[doc["uid"]] = writer.run_uid
 
     def _run_of_descriptor(self, page: dict) -> RunWriter:
@@ -198,7 +248,8 @@ class Ingester:
         if run_uid is None:
             raise InvalidDocument(
                 f"{doc_label('event_page', page)} refers to descriptor {uid!r}, which no run in "
-                "this store holds; insert the descriptor (and its run's start) first")
+                "this store holds; insert the descriptor (and its run's start) first"
+            )
         return self._writer(run_uid, "event_page", page)
 
     def _put_event_page(self, page: dict) -> None:
@@ -216,9 +267,11 @@ class Ingester:
                 self._check_same_events(writer, dw, page, cols, uids)
                 return
             dup = next(u for u in uids if u in known)
-            raise InvalidDocument(f"{doc_label('event_page', page)} mixes new events with "
-                                  f"stored event {dup!r}; re-insert whole pages or only new "
-                                  "events")
+            raise InvalidDocument(
+                f"{doc_label('event_page', page)} mixes new events with "
+                f"stored event {dup!r}; re-insert whole pages or only new "
+                "events"
+            )
         ord_ = None if writer.current == dw.uid else writer.take_ord()
         base = dw.rows
         codes = (np.arange(base, base + len(uids), dtype=np.int64) * ROW_CODE + dw.index).tolist()
@@ -234,40 +287,57 @@ class Ingester:
         """A descriptor of a run this store writes that another store object inserted."""
         with self.engine.connect() as conn:
             d = conn.execute(sa.select(descriptors).where(descriptors.c.uid == uid)).one()
-            chunks = conn.execute(sa.select(event_chunks).where(
-                event_chunks.c.descriptor_uid == uid).order_by(event_chunks.c.idx)).all()
+            chunks = conn.execute(
+                sa.select(event_chunks)
+                .where(event_chunks.c.descriptor_uid == uid)
+                .order_by(event_chunks.c.idx)
+            ).all()
         last = None
         if chunks:
             row = chunks[-1]._mapping
             last = ChunkRow(**{k: row[k] for k in ChunkRow.__dataclass_fields__})
-        dw = DescriptorWriter(uid, writer.run_uid, len(writer.order), d.path,
-                              Layout.from_json(d.layout), json.loads(d.doc),
-                              flushed=sum(c.rows for c in chunks), last_chunk=last)
+        dw = DescriptorWriter(
+            uid,
+            writer.run_uid,
+            len(writer.order),
+            d.path,
+            Layout.from_json(d.layout),
+            json.loads(d.doc),
+            flushed=sum(c.rows for c in chunks),
+            last_chunk=last,
+        )
         writer.add_descriptor(dw)
         writer.current = None
         writer.next_ord = max(writer.next_ord, d.ord + 1)
         self.owner[uid] = writer.run_uid
         if writer.event_rows is not None and dw.flushed:
             info = DescriptorInfo(dw.uid, dw.run_uid, dw.path, dw.layout)
-            uids = self.columns.read(dw.path, ["uid"], 0, dw.flushed,
-                                     {"uid": info.where("the uid array")})["uid"].tolist()
+            uids = self.columns.read(
+                dw.path, ["uid"], 0, dw.flushed, {"uid": info.where("the uid array")}
+            )["uid"].tolist()
             codes = (np.arange(dw.flushed, dtype=np.int64) * ROW_CODE + dw.index).tolist()
             writer.event_rows.update(zip(uids, codes, strict=True))
         return dw
 
-    def _flush(self, dw: DescriptorWriter, *, whole_chunks_only: bool, final: bool = False
-               ) -> None:
+    def _flush(self, dw: DescriptorWriter, *, whole_chunks_only: bool, final: bool = False) -> None:
         """Write a descriptor's buffered rows (whole chunks only, or all); before its first
         rows are written, its chunk rows are fitted to them (``final``: the run stopped)."""
         if not whole_chunks_only:
             dw.fit_layout(final=final)
-        dw.flush(self.engine, self.columns, self._group_attrs(dw),
-                 whole_chunks_only=whole_chunks_only)
+        dw.flush(
+            self.engine, self.columns, self._group_attrs(dw), whole_chunks_only=whole_chunks_only
+        )
 
     def _group_attrs(self, dw: DescriptorWriter) -> dict:
-        return {"intake_broker": {"layout": 1, "run_uid": dw.run_uid, "descriptor_uid": dw.uid,
-                                  "stream_name": str(dw.descriptor.get("name", "primary")),
-                                  "chunk_rows": dw.layout.chunk_rows}}
+        return {
+            "intake_broker": {
+                "layout": 1,
+                "run_uid": dw.run_uid,
+                "descriptor_uid": dw.uid,
+                "stream_name": str(dw.descriptor.get("name", "primary")),
+                "chunk_rows": dw.layout.chunk_rows,
+            }
+        }
 
     def _load_event_rows(self, writer: RunWriter) -> None:
         """The event uids already stored in a run this process did not start."""
@@ -275,8 +345,9 @@ class Ingester:
         for dw in writer.descriptors.values():
             if dw.flushed:
                 info = DescriptorInfo(dw.uid, dw.run_uid, dw.path, dw.layout)
-                uids = self.columns.read(dw.path, ["uid"], 0, dw.flushed,
-                                         {"uid": info.where("the uid array")})["uid"]
+                uids = self.columns.read(
+                    dw.path, ["uid"], 0, dw.flushed, {"uid": info.where("the uid array")}
+                )["uid"]
                 codes = (np.arange(dw.flushed, dtype=np.int64) * ROW_CODE + dw.index).tolist()
                 known.update(zip(uids.tolist(), codes, strict=True))
         writer.event_rows = known
@@ -304,8 +375,9 @@ class Ingester:
         joined = concat_columns(parts)
         return take_rows(joined, np.argsort(order, kind="stable"))
 
-    def _check_same_events(self, writer: RunWriter, dw: DescriptorWriter, page: dict,
-                           cols: dict, uids: list[str]) -> None:
+    def _check_same_events(
+        self, writer: RunWriter, dw: DescriptorWriter, page: dict, cols: dict, uids: list[str]
+    ) -> None:
         located = [writer.locate(u) for u in uids]
         events = None
         for i, (owner, row) in enumerate(located):  # type: ignore[misc]
@@ -313,8 +385,7 @@ class Ingester:
                 events = events or event_page_rows(page)
                 events[i].setdefault("filled", {})
                 stored = self._stored(owner, np.array([row], dtype=np.int64))
-                check_reinsert("event", event_doc(owner.layout, owner.uid, stored, 0),
-                               events[i])
+                check_reinsert("event", event_doc(owner.layout, owner.uid, stored, 0), events[i])
         rows = np.array([row for _, row in located], dtype=np.int64)  # type: ignore[misc]
         stored = self._stored(dw, rows)
         if same_columns(stored, cols):
@@ -325,25 +396,48 @@ class Ingester:
 
     # -- assets -----------------------------------------------------------------------------
 
-    def _insert_document(self, writer: RunWriter, kind: str, doc: dict, *, space: str | None,
-                         uid: str | None, ref: str | None) -> int:
+    def _insert_document(
+        self,
+        writer: RunWriter,
+        kind: str,
+        doc: dict,
+        *,
+        space: str | None,
+        uid: str | None,
+        ref: str | None,
+    ) -> int:
         with write(self.engine) as conn:
-            result = conn.execute(documents.insert().values(
-                run_uid=writer.run_uid, kind=kind, space=space, uid=uid, ref=ref,
-                ord=writer.next_ord, doc=jsondocs.to_json(kind, doc)))
+            result = conn.execute(
+                documents.insert().values(
+                    run_uid=writer.run_uid,
+                    kind=kind,
+                    space=space,
+                    uid=uid,
+                    ref=ref,
+                    ord=writer.next_ord,
+                    doc=jsondocs.to_json(kind, doc),
+                )
+            )
             key = result.inserted_primary_key[0]
             if kind == "datum_page":
-                conn.execute(datums.insert(), [
-                    {"datum_id": d, "run_uid": writer.run_uid, "page_id": key, "row": i}
-                    for i, d in enumerate(doc["datum_id"])])
+                conn.execute(
+                    datums.insert(),
+                    [
+                        {"datum_id": d, "run_uid": writer.run_uid, "page_id": key, "row": i}
+                        for i, d in enumerate(doc["datum_id"])
+                    ],
+                )
         writer.take_ord()
         return key
 
     def _stored_document(self, space: str, uid: Any) -> Any:
         if not isinstance(uid, str):
             return None
-        return self._one(sa.select(documents.c.doc, documents.c.run_uid).where(
-            documents.c.space == space, documents.c.uid == uid))
+        return self._one(
+            sa.select(documents.c.doc, documents.c.run_uid).where(
+                documents.c.space == space, documents.c.uid == uid
+            )
+        )
 
     def _put_resource(self, doc: dict, kind: str = "resource") -> None:
         stored = self._stored_document("resource", doc.get("uid"))
@@ -366,38 +460,59 @@ class Ingester:
             raise InvalidDocument(
                 f"{doc_label('stream_datum', doc)} refers to stream_resource "
                 f"{doc.get('stream_resource')!r} which this store does not hold; insert the "
-                "stream_resource first")
+                "stream_resource first"
+            )
         writer = self._writer(parent[1], "stream_datum", doc)
-        self._insert_document(writer, "stream_datum", doc, space="stream_datum",
-                              uid=doc["uid"], ref=doc["stream_resource"])
+        self._insert_document(
+            writer,
+            "stream_datum",
+            doc,
+            space="stream_datum",
+            uid=doc["uid"],
+            ref=doc["stream_resource"],
+        )
 
     def _put_datum_page(self, page: dict) -> None:
         parent = self._stored_document("resource", page.get("resource"))
         if parent is None:
             raise InvalidDocument(
                 f"{doc_label('datum_page', page)} refers to resource {page.get('resource')!r} "
-                "which this store does not hold; insert the resource first")
+                "which this store does not hold; insert the resource first"
+            )
         ids = [str(i) for i in page["datum_id"]]
         known: dict[str, tuple[int, int]] = {}
         with self.engine.connect() as conn:
             for i in range(0, len(ids), 500):
-                rows = conn.execute(sa.select(datums.c.datum_id, datums.c.page_id, datums.c.row)
-                                    .where(datums.c.datum_id.in_(ids[i:i + 500]))).all()
+                rows = conn.execute(
+                    sa.select(datums.c.datum_id, datums.c.page_id, datums.c.row).where(
+                        datums.c.datum_id.in_(ids[i : i + 500])
+                    )
+                ).all()
                 known.update({r.datum_id: (r.page_id, r.row) for r in rows})
             if known and len(known) == len(set(ids)):
-                pages = {pid: datum_page_rows(json.loads(conn.execute(
-                    sa.select(documents.c.doc).where(documents.c.id == pid)).scalar()))
-                    for pid in {p for p, _ in known.values()}}
+                pages = {
+                    pid: datum_page_rows(
+                        json.loads(
+                            conn.execute(
+                                sa.select(documents.c.doc).where(documents.c.id == pid)
+                            ).scalar()
+                        )
+                    )
+                    for pid in {p for p, _ in known.values()}
+                }
                 for datum in datum_page_rows(page):
                     pid, row = known[datum["datum_id"]]
                     check_reinsert("datum", pages[pid][row], datum)
                 return
         if known:
-            raise InvalidDocument(f"{doc_label('datum_page', page)} mixes new datums with "
-                                  f"stored datum {next(iter(known))!r}")
+            raise InvalidDocument(
+                f"{doc_label('datum_page', page)} mixes new datums with "
+                f"stored datum {next(iter(known))!r}"
+            )
         writer = self._writer(parent[1], "datum_page", page)
-        self._insert_document(writer, "datum_page", page, space=None, uid=None,
-                              ref=page["resource"])
+        self._insert_document(
+            writer, "datum_page", page, space=None, uid=None, ref=page["resource"]
+        )
 
     # -- flushing ---------------------------------------------------------------------------
 

@@ -27,9 +27,12 @@ FALSE = sa.false()
 _EXACT_INT = 2**53
 SQL_OPS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 #: Keys with a column of their own: (column, the value class it holds).
-COLUMNS = {("start", "uid"): ("uid", "str"), ("start", "time"): ("time", "number"),
-            ("start", "scan_id"): ("scan_id", "number"),
-            ("start", "plan_name"): ("plan_name", "str")}
+COLUMNS = {
+    ("start", "uid"): ("uid", "str"),
+    ("start", "time"): ("time", "number"),
+    ("start", "scan_id"): ("scan_id", "number"),
+    ("start", "plan_name"): ("plan_name", "str"),
+}
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,7 @@ class Dialect:
     name = ""
 
     def document(self, part: str) -> Any:
-        return {"start": runs.c.start_q, "stop": runs.c.stop_q,
-                "summary": runs.c.summary_q}[part]
+        return {"start": runs.c.start_q, "stop": runs.c.stop_q, "summary": runs.c.summary_q}[part]
 
     def through_list(self, doc: Any, parts: tuple[str, ...]) -> Any | None:
         """True where a proper prefix of the path holds a list (then SQL's path lookup and the
@@ -153,23 +155,38 @@ class _SQLite(Dialect):
         path = self.path(parts)
         if path is None:
             return inexact()
-        return exact(self._elements(doc, path, lambda e: sa.or_(
-            *(self._match(e, v) for v in values))))
+        return exact(
+            self._elements(doc, path, lambda e: sa.or_(*(self._match(e, v) for v in values)))
+        )
 
     def compare(self, doc, parts, op, value):
         path, kind = self.path(parts), value_class(value)
         if path is None or kind not in ("str", "number"):
             return inexact(self.present(doc, parts)) if path else inexact()
-        return exact(self._elements(doc, path, lambda e: sa.and_(
-            e.c.type.in_(_SQLITE_TYPES[kind]), e.c.value.op(SQL_OPS[op])(value))))
+        return exact(
+            self._elements(
+                doc,
+                path,
+                lambda e: sa.and_(
+                    e.c.type.in_(_SQLITE_TYPES[kind]), e.c.value.op(SQL_OPS[op])(value)
+                ),
+            )
+        )
 
     def regex(self, doc, parts, query):
         path = self.path(parts)
         if path is None:
             return inexact()
         flags = 0 if query.case_sensitive else re.IGNORECASE
-        return exact(self._elements(doc, path, lambda e: sa.and_(
-            e.c.type == "text", sa.func.ib_regexp(query.pattern, flags, e.c.value) == 1)))
+        return exact(
+            self._elements(
+                doc,
+                path,
+                lambda e: sa.and_(
+                    e.c.type == "text", sa.func.ib_regexp(query.pattern, flags, e.c.value) == 1
+                ),
+            )
+        )
 
     def contains(self, doc, parts, value):
         path = self.path(parts)
@@ -178,8 +195,11 @@ class _SQLite(Dialect):
         is_list = sa.func.json_type(doc, path) == "array"
         if value_class(value) in (None, "nan"):
             return inexact(is_list) if value_class(value) is None else exact(FALSE)
-        return exact(sa.and_(is_list, self._elements(
-            doc, path, lambda e: self._match(e, value), list_only=True)))
+        return exact(
+            sa.and_(
+                is_list, self._elements(doc, path, lambda e: self._match(e, value), list_only=True)
+            )
+        )
 
     def present(self, doc, parts):
         path = self.path(parts)
@@ -206,17 +226,25 @@ class _Postgres(Dialect):
 
     @staticmethod
     def _test(doc, jsonpath: str) -> Any:
-        return (doc.op("@?", is_comparison=True)(
-            sa.cast(sa.literal(jsonpath, sa.Text), postgresql.JSONPATH)))
+        return doc.op("@?", is_comparison=True)(
+            sa.cast(sa.literal(jsonpath, sa.Text), postgresql.JSONPATH)
+        )
 
     def _value_or_elements(self, doc, parts, test: str) -> Any:
         path = self.jsonpath(parts)
-        return sa.or_(self._test(doc, f"{path} ? ({test})"),
-                      self._test(doc, f"{path}[*] ? ({test})"))
+        return sa.or_(
+            self._test(doc, f"{path} ? ({test})"), self._test(doc, f"{path}[*] ? ({test})")
+        )
 
     def through_list(self, doc, parts):
-        return sa.or_(*(never_null(sa.func.jsonb_typeof(sa.func.jsonb_extract_path(
-            doc, *parts[:i])) == "array") for i in range(1, len(parts))))
+        return sa.or_(
+            *(
+                never_null(
+                    sa.func.jsonb_typeof(sa.func.jsonb_extract_path(doc, *parts[:i])) == "array"
+                )
+                for i in range(1, len(parts))
+            )
+        )
 
     def any_equal(self, doc, parts, values):
         tests = " || ".join(f"@ == {json.dumps(v)}" for v in values)
@@ -225,8 +253,7 @@ class _Postgres(Dialect):
     def compare(self, doc, parts, op, value):
         if value_class(value) != "number":  # string order in jsonpath may follow a collation
             return inexact(self.present(doc, parts))
-        return exact(self._value_or_elements(doc, parts,
-                                             f"@ {SQL_OPS[op]} {json.dumps(value)}"))
+        return exact(self._value_or_elements(doc, parts, f"@ {SQL_OPS[op]} {json.dumps(value)}"))
 
     def regex(self, doc, parts, query):
         return inexact(self.present(doc, parts))  # POSIX regular expressions are not Python's

@@ -81,8 +81,10 @@ class Layout:
     compress_strings: bool = True
 
     def to_json(self) -> str:
-        obj: dict[str, Any] = {"chunk_rows": self.chunk_rows,
-                               "fields": [asdict(f) for f in self.fields.values()]}
+        obj: dict[str, Any] = {
+            "chunk_rows": self.chunk_rows,
+            "fields": [asdict(f) for f in self.fields.values()],
+        }
         if not self.compress_strings:
             obj["compress_strings"] = False
         return json.dumps(obj)
@@ -91,8 +93,9 @@ class Layout:
     def from_json(cls, text: str) -> Layout:
         obj = json.loads(text)
         fields = [FieldSpec(**f) for f in obj["fields"]]
-        return cls(obj["chunk_rows"], {f.key: f for f in fields},
-                   bool(obj.get("compress_strings", True)))
+        return cls(
+            obj["chunk_rows"], {f.key: f for f in fields}, bool(obj.get("compress_strings", True))
+        )
 
     def fitted(self, rows: int, *, final: bool) -> Layout:
         """This layout with its chunk rows fitted to the first ``rows`` to be written (see
@@ -157,10 +160,15 @@ def make_layout(descriptor: Mapping[str, Any], chunk_rows: int, chunk_bytes: int
         dim_sizes.update(zip(dims, shape, strict=True))
         array = _node_name(key, taken)
         fields[key] = FieldSpec(
-            key=key, array=array, timestamps=_node_name(f"timestamps_{array}", taken),
-            encoding=encoding, dtype=dtype.str if encoding == "numeric" else "str",
-            shape=list(shape), dims=dims,
-            filled=_node_name(f"filled_{array}", taken) if dk.get("external") else None)
+            key=key,
+            array=array,
+            timestamps=_node_name(f"timestamps_{array}", taken),
+            encoding=encoding,
+            dtype=dtype.str if encoding == "numeric" else "str",
+            shape=list(shape),
+            dims=dims,
+            filled=_node_name(f"filled_{array}", taken) if dk.get("external") else None,
+        )
     widest = max([f.row_bytes for f in fields.values()] + [16])
     return Layout(max(1, min(chunk_rows, chunk_bytes // widest)), fields)
 
@@ -179,22 +187,34 @@ def _numeric(spec: FieldSpec, values: Any, rows: int, page: Mapping[str, Any]) -
         if array.dtype.kind == "O":
             array = np.asarray(values, dtype=target)
     except (ValueError, TypeError) as err:
-        raise _refuse(page, f"data key {spec.key!r} is declared {spec.dtype} with shape "
-                            f"{spec.shape} per event, but its values are not: {err}") from None
+        raise _refuse(
+            page,
+            f"data key {spec.key!r} is declared {spec.dtype} with shape "
+            f"{spec.shape} per event, but its values are not: {err}",
+        ) from None
     if array.dtype.kind not in "biuf":
-        raise _refuse(page, f"data key {spec.key!r} is declared {spec.dtype} but holds "
-                            f"{array.dtype} values such as {str(array.flat[0])[:40]!r}")
+        raise _refuse(
+            page,
+            f"data key {spec.key!r} is declared {spec.dtype} but holds "
+            f"{array.dtype} values such as {str(array.flat[0])[:40]!r}",
+        )
     cast = array.astype(target, copy=False)
-    lossy = (target.kind in "iub" and array.dtype.kind in "fc"
-             and not np.array_equal(cast, array)) or (target.kind == "b" and array.dtype.kind
-                                                       in "iu" and not np.isin(array, (0, 1)).all())
+    lossy = (
+        target.kind in "iub" and array.dtype.kind in "fc" and not np.array_equal(cast, array)
+    ) or (target.kind == "b" and array.dtype.kind in "iu" and not np.isin(array, (0, 1)).all())
     if lossy:
-        raise _refuse(page, f"data key {spec.key!r} is declared {spec.dtype} but holds values "
-                            f"that are not, such as {array.flat[0]!r}")
+        raise _refuse(
+            page,
+            f"data key {spec.key!r} is declared {spec.dtype} but holds values "
+            f"that are not, such as {array.flat[0]!r}",
+        )
     if cast.shape != (rows, *spec.shape):
-        raise _refuse(page, f"data key {spec.key!r} is declared with shape {spec.shape} per "
-                            f"event, but the page holds shape {list(cast.shape[1:])} "
-                            f"({cast.shape[0] if cast.ndim else 0} rows of {rows})")
+        raise _refuse(
+            page,
+            f"data key {spec.key!r} is declared with shape {spec.shape} per "
+            f"event, but the page holds shape {list(cast.shape[1:])} "
+            f"({cast.shape[0] if cast.ndim else 0} rows of {rows})",
+        )
     return cast
 
 
@@ -204,13 +224,15 @@ def _strings(spec: FieldSpec, values: Any, rows: int, page: Mapping[str, Any]) -
         return np.array([to_json("event_page", v) for v in values], dtype=object)
     bad = next((v for v in values if not isinstance(v, str)), None)
     if bad is not None:
-        raise _refuse(page, f"data key {spec.key!r} holds strings (dtype string, or datum ids "
-                            f"of external data) but a value is {bad!r}; store unfilled events")
+        raise _refuse(
+            page,
+            f"data key {spec.key!r} holds strings (dtype string, or datum ids "
+            f"of external data) but a value is {bad!r}; store unfilled events",
+        )
     return np.array(values, dtype=object)
 
 
-def _column(page: Mapping[str, Any], name: str, values: Any, dtype: str, rows: int
-            ) -> np.ndarray:
+def _column(page: Mapping[str, Any], name: str, values: Any, dtype: str, rows: int) -> np.ndarray:
     try:
         column = np.asarray(values)
         cast = column.astype(dtype)
@@ -231,8 +253,11 @@ def convert_page(layout: Layout, descriptor: Mapping[str, Any], page: Mapping[st
     InvalidDocument
         Naming the page and the key whose values do not fit the descriptor.
     """
-    uids = [str(u) for u in page["uid"]] if isinstance(page.get("uid"), list | tuple
-                                                       | np.ndarray) else None
+    uids = (
+        [str(u) for u in page["uid"]]
+        if isinstance(page.get("uid"), list | tuple | np.ndarray)
+        else None
+    )
     if uids is None:
         raise _refuse(page, "'uid' must be a list of event uids")
     rows = len(uids)
@@ -242,11 +267,14 @@ def convert_page(layout: Layout, descriptor: Mapping[str, Any], page: Mapping[st
     wanted = set(layout.fields)
     if given != wanted:
         declared = set(descriptor["data_keys"])
-        raise _refuse(page, f"its data keys do not match descriptor {descriptor['uid']!r}: "
-                            f"unexpected {sorted(given - declared)}, missing "
-                            f"{sorted(wanted - given)}, not kept in events (STREAM: external) "
-                            f"{sorted((given & declared) - wanted)}; every event carries "
-                            "exactly the keys its descriptor declares")
+        raise _refuse(
+            page,
+            f"its data keys do not match descriptor {descriptor['uid']!r}: "
+            f"unexpected {sorted(given - declared)}, missing "
+            f"{sorted(wanted - given)}, not kept in events (STREAM: external) "
+            f"{sorted((given & declared) - wanted)}; every event carries "
+            "exactly the keys its descriptor declares",
+        )
     timestamps = page.get("timestamps", {})
     missing_ts = sorted(wanted - set(timestamps))
     if missing_ts:
@@ -256,14 +284,17 @@ def convert_page(layout: Layout, descriptor: Mapping[str, Any], page: Mapping[st
         "uid": np.array(uids, dtype=object),
         "time": _column(page, "time", page.get("time"), "float64", rows),
         "seq_num": _column(page, "seq_num", page.get("seq_num"), "int64", rows),
-        "data": {}, "timestamps": {}, "filled": {},
+        "data": {},
+        "timestamps": {},
+        "filled": {},
     }
     filled = page.get("filled") or {}
     for key, spec in layout.fields.items():
         convert = _numeric if spec.encoding == "numeric" else _strings
         out["data"][key] = convert(spec, page["data"][key], rows, page)
-        out["timestamps"][key] = _column(page, f"timestamps[{key!r}]", timestamps[key],
-                                         "float64", rows)
+        out["timestamps"][key] = _column(
+            page, f"timestamps[{key!r}]", timestamps[key], "float64", rows
+        )
         if spec.filled is not None:
             flags = filled.get(key)
             if flags is None:
@@ -271,18 +302,23 @@ def convert_page(layout: Layout, descriptor: Mapping[str, Any], page: Mapping[st
             else:
                 if len(flags) != rows:
                     raise _refuse(page, f"filled[{key!r}] has {len(flags)} rows, not {rows}")
-                out["filled"][key] = np.array([to_json("event_page", f) for f in flags],
-                                              dtype=object)
+                out["filled"][key] = np.array(
+                    [to_json("event_page", f) for f in flags], dtype=object
+                )
     return out
 
 
 def empty_columns(layout: Layout) -> dict:
     """Converted columns with no rows."""
     return {
-        "rows": 0, "uid": np.empty(0, object), "time": np.empty(0), "seq_num":
-        np.empty(0, np.int64),
-        "data": {k: np.empty((0, *s.shape), s.dtype if s.encoding == "numeric" else object)
-                 for k, s in layout.fields.items()},
+        "rows": 0,
+        "uid": np.empty(0, object),
+        "time": np.empty(0),
+        "seq_num": np.empty(0, np.int64),
+        "data": {
+            k: np.empty((0, *s.shape), s.dtype if s.encoding == "numeric" else object)
+            for k, s in layout.fields.items()
+        },
         "timestamps": {k: np.empty(0) for k in layout.fields},
         "filled": {k: np.empty(0, object) for k, s in layout.fields.items() if s.filled},
     }
@@ -298,8 +334,10 @@ def concat_columns(parts: list[dict]) -> dict:
         "uid": np.concatenate([p["uid"] for p in parts]),
         "time": np.concatenate([p["time"] for p in parts]),
         "seq_num": np.concatenate([p["seq_num"] for p in parts]),
-        **{group: {k: np.concatenate([p[group][k] for p in parts]) for k in first[group]}
-           for group in ("data", "timestamps", "filled")},
+        **{
+            group: {k: np.concatenate([p[group][k] for p in parts]) for k in first[group]}
+            for group in ("data", "timestamps", "filled")
+        },
     }
 
 
@@ -308,6 +346,8 @@ def slice_columns(columns: dict, start: int, stop: int) -> dict:
     return {
         "rows": max(0, min(stop, columns["rows"]) - start),
         **{name: columns[name][start:stop] for name in ("uid", "time", "seq_num")},
-        **{group: {k: v[start:stop] for k, v in columns[group].items()}
-           for group in ("data", "timestamps", "filled")},
+        **{
+            group: {k: v[start:stop] for k, v in columns[group].items()}
+            for group in ("data", "timestamps", "filled")
+        },
     }

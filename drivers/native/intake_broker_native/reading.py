@@ -90,8 +90,14 @@ def chunk_list(info: DescriptorInfo, rows: list[ChunkRow]) -> list[Chunk]:
         return []
     if all(r.increasing for r in rows):
         return [Chunk(info.uid, r.seq_min, r.seq_max + 1, r.rows) for r in rows]
-    return [Chunk(info.uid, min(r.seq_min for r in rows), max(r.seq_max for r in rows) + 1,
-                  sum(r.rows for r in rows))]
+    return [
+        Chunk(
+            info.uid,
+            min(r.seq_min for r in rows),
+            max(r.seq_max for r in rows) + 1,
+            sum(r.rows for r in rows),
+        )
+    ]
 
 
 def _seq_of(columns: ColumnStore, info: DescriptorInfo, rows: list[ChunkRow]) -> np.ndarray:
@@ -99,16 +105,21 @@ def _seq_of(columns: ColumnStore, info: DescriptorInfo, rows: list[ChunkRow]) ->
     if all(r.contiguous for r in rows):
         if all(b.seq_first == a.seq_last + 1 for a, b in zip(rows, rows[1:], strict=False)):
             return np.arange(rows[0].seq_first, rows[-1].seq_last + 1, dtype=np.int64)
-        return np.concatenate([np.arange(r.seq_first, r.seq_first + r.rows, dtype=np.int64)
-                               for r in rows])
+        return np.concatenate(
+            [np.arange(r.seq_first, r.seq_first + r.rows, dtype=np.int64) for r in rows]
+        )
     start, stop = rows[0].row_start, rows[-1].row_start + rows[-1].rows
-    return columns.read(info.path, ["seq_num"], start, stop,
-                        {"seq_num": info.where("seq_num")})["seq_num"]
+    return columns.read(info.path, ["seq_num"], start, stop, {"seq_num": info.where("seq_num")})[
+        "seq_num"
+    ]
 
 
-def _rows_for(columns: ColumnStore, info: DescriptorInfo, chunks: list[ChunkRow],
-              seq_range: tuple[int, int] | None) -> tuple[int, int, np.ndarray | None,
-                                                           np.ndarray]:
+def _rows_for(
+    columns: ColumnStore,
+    info: DescriptorInfo,
+    chunks: list[ChunkRow],
+    seq_range: tuple[int, int] | None,
+) -> tuple[int, int, np.ndarray | None, np.ndarray]:
     """``(start, stop, take, seq_num)``: the row range to read, the rows to take from it in
     order (None: all, already ordered by seq_num) and their seq_nums."""
     if not chunks:
@@ -135,9 +146,14 @@ def _rows_for(columns: ColumnStore, info: DescriptorInfo, chunks: list[ChunkRow]
     return start, stop, picked - start, seq[picked]
 
 
-def read_events(columns: ColumnStore, info: DescriptorInfo, chunks: list[ChunkRow],
-                fields: Sequence[str] | None, seq_range: tuple[int, int] | None,
-                uids: bool) -> EventColumns:
+def read_events(
+    columns: ColumnStore,
+    info: DescriptorInfo,
+    chunks: list[ChunkRow],
+    fields: Sequence[str] | None,
+    seq_range: tuple[int, int] | None,
+    uids: bool,
+) -> EventColumns:
     """The store's ``read_events`` over the flushed chunks of one descriptor."""
     specs = info.layout.fields
     keys = sorted(specs) if fields is None else [k for k in fields if k in specs]
@@ -153,8 +169,9 @@ def read_events(columns: ColumnStore, info: DescriptorInfo, chunks: list[ChunkRo
 
     base = ["time"] + (["uid"] if uids else [])
     if stop > start:
-        got = columns.read(info.path, base, start, stop,
-                           {n: info.where(f"the {n} array") for n in base})
+        got = columns.read(
+            info.path, base, start, stop, {n: info.where(f"the {n} array") for n in base}
+        )
         if take is not None:
             got = {n: v[take] for n, v in got.items()}
     else:
@@ -171,7 +188,9 @@ def read_events(columns: ColumnStore, info: DescriptorInfo, chunks: list[ChunkRo
         return {k: decode_filled(arrays[specs[k].filled]) for k in wanted}  # type: ignore[index]
 
     return EventColumns(
-        seq_num=seq, time=got["time"], data=data,
+        seq_num=seq,
+        time=got["time"],
+        data=data,
         timestamps=LazyColumns(keys, timestamps),  # type: ignore[arg-type]
         filled=LazyColumns([k for k in keys if specs[k].filled], filled),  # type: ignore[arg-type]
         uid=got.get("uid") if uids else None,
@@ -188,7 +207,10 @@ def raw_rows(columns: ColumnStore, info: DescriptorInfo, start: int, stop: int) 
     got = columns.read(info.path, names, start, stop, where)
     specs = info.layout.fields
     return {
-        "rows": stop - start, "uid": got["uid"], "time": got["time"], "seq_num": got["seq_num"],
+        "rows": stop - start,
+        "uid": got["uid"],
+        "time": got["time"],
+        "seq_num": got["seq_num"],
         "data": {k: got[s.array] for k, s in specs.items()},
         "timestamps": {k: got[s.timestamps] for k, s in specs.items()},
         "filled": {k: got[s.filled] for k, s in specs.items() if s.filled},
@@ -222,19 +244,24 @@ def build_page(layout: Layout, descriptor_uid: str, cols: dict) -> dict:
 
 def event_doc(layout: Layout, descriptor_uid: str, cols: dict, row: int) -> dict:
     """One event of converted columns, as an event document."""
-    one = {name: cols[name][row:row + 1] for name in ("uid", "time", "seq_num")}
+    one = {name: cols[name][row : row + 1] for name in ("uid", "time", "seq_num")}
     for group in ("data", "timestamps", "filled"):
-        one[group] = {k: v[row:row + 1] for k, v in cols[group].items()}
+        one[group] = {k: v[row : row + 1] for k, v in cols[group].items()}
     page = build_page(layout, descriptor_uid, one)
-    return {"uid": page["uid"][0], "time": page["time"][0], "seq_num": page["seq_num"][0],
-            "descriptor": descriptor_uid,
-            "data": {k: v[0] for k, v in page["data"].items()},
-            "timestamps": {k: v[0] for k, v in page["timestamps"].items()},
-            "filled": {k: v[0] for k, v in page["filled"].items()}}
+    return {
+        "uid": page["uid"][0],
+        "time": page["time"][0],
+        "seq_num": page["seq_num"][0],
+        "descriptor": descriptor_uid,
+        "data": {k: v[0] for k, v in page["data"].items()},
+        "timestamps": {k: v[0] for k, v in page["timestamps"].items()},
+        "filled": {k: v[0] for k, v in page["filled"].items()},
+    }
 
 
 def same_columns(a: dict, b: dict) -> bool:
     """Whether two sets of converted columns hold the same rows (stored encodings)."""
+
     def equal(x: np.ndarray, y: np.ndarray) -> bool:
         if x.dtype.kind == "O" or y.dtype.kind == "O":
             return x.shape == y.shape and x.tolist() == y.tolist()
@@ -244,14 +271,16 @@ def same_columns(a: dict, b: dict) -> bool:
         return False
     if not all(equal(a[n], b[n]) for n in ("uid", "time", "seq_num")):
         return False
-    return all(a[g].keys() == b[g].keys() and all(equal(a[g][k], b[g][k]) for k in a[g])
-               for g in ("data", "timestamps", "filled"))
+    return all(
+        a[g].keys() == b[g].keys() and all(equal(a[g][k], b[g][k]) for k in a[g])
+        for g in ("data", "timestamps", "filled")
+    )
 
 
 def take_rows(cols: dict, rows: np.ndarray) -> dict:
     """Converted columns at the given rows."""
     return {
-        "rows": len(rows), **{n: cols[n][rows] for n in ("uid", "time", "seq_num")},
+        "rows": len(rows),
+        **{n: cols[n][rows] for n in ("uid", "time", "seq_num")},
         **{g: {k: v[rows] for k, v in cols[g].items()} for g in ("data", "timestamps", "filled")},
     }
-

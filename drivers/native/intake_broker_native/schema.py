@@ -76,12 +76,14 @@ def _add_summary_values(conn: sa.Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE runs ADD COLUMN summary_doc TEXT")
     summary_values.create(conn)
     _acquiring.create(conn)
-    for uid, summary in conn.execute(sa.select(runs.c.uid, runs.c.summary_q)
-                                     .where(runs.c.summary_q.is_not(None))).all():
+    for uid, summary in conn.execute(
+        sa.select(runs.c.uid, runs.c.summary_q).where(runs.c.summary_q.is_not(None))
+    ).all():
         exact, query, lossy = encode("summary", summary)
         if lossy:
-            conn.execute(runs.update().where(runs.c.uid == uid)
-                         .values(summary_q=query, summary_doc=exact))
+            conn.execute(
+                runs.update().where(runs.c.uid == uid).values(summary_q=query, summary_doc=exact)
+            )
         values = summary_rows(uid, summary)
         if values:
             conn.execute(summary_values.insert(), values)
@@ -95,22 +97,26 @@ metadata = sa.MetaData()
 CText = sa.String().with_variant(sa.String(collation="C"), "postgresql")
 #: A query copy of a document: JSON text in SQLite, JSONB in PostgreSQL (values arrive as JSON
 #: text; see :func:`_json_passthrough`).
-QueryJSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True),
-                                                    "postgresql")
+QueryJSON = sa.JSON(none_as_null=True).with_variant(
+    postgresql.JSONB(none_as_null=True), "postgresql"
+)
 
 schema_version = sa.Table(
-    "schema_version", metadata,
+    "schema_version",
+    metadata,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
 )
 
 settings = sa.Table(
-    "settings", metadata,
+    "settings",
+    metadata,
     sa.Column("key", CText, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
 
 runs = sa.Table(
-    "runs", metadata,
+    "runs",
+    metadata,
     sa.Column("uid", CText, primary_key=True),
     sa.Column("time", sa.Float, nullable=False),
     sa.Column("scan_id", sa.BigInteger),
@@ -134,29 +140,42 @@ runs = sa.Table(
 )
 sa.Index("ix_runs_newest", runs.c.time.desc(), runs.c.uid)  # newest first, ties by uid
 #: Runs without a summary yet (still acquiring): summary queries evaluate them in Python.
-_acquiring = sa.Index("ix_runs_acquiring", runs.c.uid, sqlite_where=runs.c.summary_q.is_(None),
-                      postgresql_where=runs.c.summary_q.is_(None))
+_acquiring = sa.Index(
+    "ix_runs_acquiring",
+    runs.c.uid,
+    sqlite_where=runs.c.summary_q.is_(None),
+    postgresql_where=runs.c.summary_q.is_(None),
+)
 for _column in ("start_q", "stop_q"):
-    sa.Index(f"ix_runs_{_column}", runs.c[_column], postgresql_using="gin",
-             postgresql_ops={_column: "jsonb_path_ops"}).ddl_if(dialect="postgresql")
+    sa.Index(
+        f"ix_runs_{_column}",
+        runs.c[_column],
+        postgresql_using="gin",
+        postgresql_ops={_column: "jsonb_path_ops"},
+    ).ddl_if(dialect="postgresql")
 
 summary_values = sa.Table(
-    "summary_values", metadata,
+    "summary_values",
+    metadata,
     sa.Column("run_uid", CText, nullable=False, index=True),
     sa.Column("path", CText, nullable=False),
     sa.Column("value", sa.Float),
     sa.Index("ix_summary_values_path_value", "path", "value", "run_uid"),
 )
 
+
 def summary_rows(run_uid: str, summary: dict) -> list[dict]:
     """The ``summary_values`` rows of one run's summary (see
     :func:`intake_broker.summary.searchable_numbers`; a NULL value: ask Python)."""
-    return [{"run_uid": run_uid, "path": path, "value": value}
-            for path, value in searchable_numbers(summary)]
+    return [
+        {"run_uid": run_uid, "path": path, "value": value}
+        for path, value in searchable_numbers(summary)
+    ]
 
 
 descriptors = sa.Table(
-    "descriptors", metadata,
+    "descriptors",
+    metadata,
     sa.Column("uid", CText, primary_key=True),
     sa.Column("run_uid", CText, nullable=False, index=True),
     sa.Column("name", CText, nullable=False),
@@ -168,7 +187,8 @@ descriptors = sa.Table(
 )
 
 event_chunks = sa.Table(
-    "event_chunks", metadata,
+    "event_chunks",
+    metadata,
     sa.Column("descriptor_uid", CText, primary_key=True),
     sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("row_start", sa.BigInteger, nullable=False),
@@ -184,7 +204,8 @@ event_chunks = sa.Table(
 )
 
 event_segments = sa.Table(
-    "event_segments", metadata,
+    "event_segments",
+    metadata,
     sa.Column("descriptor_uid", CText, primary_key=True),
     sa.Column("row_start", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("row_stop", sa.BigInteger, nullable=False),
@@ -192,7 +213,8 @@ event_segments = sa.Table(
 )
 
 documents = sa.Table(
-    "documents", metadata,
+    "documents",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("run_uid", CText, nullable=False, index=True),
     sa.Column("kind", CText, nullable=False),
@@ -206,7 +228,8 @@ documents = sa.Table(
 )
 
 datums = sa.Table(
-    "datums", metadata,
+    "datums",
+    metadata,
     sa.Column("datum_id", CText, primary_key=True),
     sa.Column("run_uid", CText, nullable=False),
     sa.Column("page_id", sa.Integer, nullable=False),
@@ -254,15 +277,20 @@ def _prepare_sqlite_file(url: sa.URL) -> None:
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as err:
-        raise StorageError(f"cannot create the folder {folder!r} of the SQLite run index "
-                           f"{shown(url)}: {err.strerror or err}") from err
+        raise StorageError(
+            f"cannot create the folder {folder!r} of the SQLite run index "
+            f"{shown(url)}: {err.strerror or err}"
+        ) from err
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise StorageError(f"the folder {folder!r} of the SQLite run index {shown(url)} is not "
-                           "writable (SQLite in WAL mode writes its -wal and -shm files beside "
-                           "the index); choose a folder you can write to")
+        raise StorageError(
+            f"the folder {folder!r} of the SQLite run index {shown(url)} is not "
+            "writable (SQLite in WAL mode writes its -wal and -shm files beside "
+            "the index); choose a folder you can write to"
+        )
     if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
-        raise StorageError(f"the SQLite run index {path!r} is not readable and writable by "
-                           "this user")
+        raise StorageError(
+            f"the SQLite run index {path!r} is not readable and writable by this user"
+        )
 
 
 def create_engine(index: str) -> sa.Engine:
@@ -281,8 +309,10 @@ def create_engine(index: str) -> sa.Engine:
     try:
         url = sa.make_url(index)
     except Exception as err:
-        raise IndexUnavailable(f"{index!r} is not a database URL; give 'sqlite:///path/to/"
-                               "index.sqlite' or 'postgresql://user@host:port/database'") from err
+        raise IndexUnavailable(
+            f"{index!r} is not a database URL; give 'sqlite:///path/to/"
+            "index.sqlite' or 'postgresql://user@host:port/database'"
+        ) from err
     backend = url.get_backend_name()
     if backend == "sqlite":
         _prepare_sqlite_file(url)
@@ -296,16 +326,23 @@ def create_engine(index: str) -> sa.Engine:
         if url.get_driver_name() in ("", "psycopg2"):
             url = url.set(drivername="postgresql+psycopg")
         try:
-            engine = sa.create_engine(url, json_serializer=_json_passthrough,
-                                      pool_pre_ping=True,
-                                      connect_args={"connect_timeout": 10})
+            engine = sa.create_engine(
+                url,
+                json_serializer=_json_passthrough,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": 10},
+            )
         except ImportError as err:
-            raise IndexUnavailable(f"cannot use the PostgreSQL run index {shown(url)}: {err}; "
-                                   "install the 'postgres' extra (psycopg[binary])") from err
+            raise IndexUnavailable(
+                f"cannot use the PostgreSQL run index {shown(url)}: {err}; "
+                "install the 'postgres' extra (psycopg[binary])"
+            ) from err
     else:
-        raise IndexUnavailable(f"the run index URL {shown(url)} names the database {backend!r}; "
-                               "the native store keeps its index in SQLite ('sqlite:///path') "
-                               "or PostgreSQL ('postgresql://user@host/db')")
+        raise IndexUnavailable(
+            f"the run index URL {shown(url)} names the database {backend!r}; "
+            "the native store keeps its index in SQLite ('sqlite:///path') "
+            "or PostgreSQL ('postgresql://user@host/db')"
+        )
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
@@ -386,14 +423,17 @@ def ensure_schema(engine: sa.Engine, where: str) -> None:
                 conn.execute(schema_version.insert().values(version=version))
     except sa.exc.OperationalError as err:
         reason = str(getattr(err, "orig", err)).strip().splitlines()[0]
-        raise IndexUnavailable(f"cannot create or open the tables of the run index {where}: "
-                               f"{reason}") from err
+        raise IndexUnavailable(
+            f"cannot create or open the tables of the run index {where}: {reason}"
+        ) from err
 
 
 def _check_not_newer(version: int | None, where: str) -> None:
     if version == 0:
-        raise SchemaVersionError(f"the run index {where} has an empty schema_version table; "
-                                 "it was not written by intake-broker-native")
+        raise SchemaVersionError(
+            f"the run index {where} has an empty schema_version table; "
+            "it was not written by intake-broker-native"
+        )
     if version is not None and version > SCHEMA_VERSION:
         raise SchemaVersionError(
             f"the run index {where} has schema version {version}, newer than the "

@@ -65,7 +65,6 @@ from .schema import runs, summary_values
 __all__ = ["Cond", "order_by", "translate"]
 
 
-
 # -- the rules --------------------------------------------------------------------------------
 
 
@@ -132,13 +131,14 @@ def _summary_cond(path: str, test) -> Cond:
     ``summary_values`` rows. Runs still acquiring (no summary written) and numbers a float
     cannot hold exactly are left to Python."""
     value = summary_values.c.value
-    found = sa.select(summary_values.c.run_uid).where(summary_values.c.path == path,
-                                                      test(value))
+    found = sa.select(summary_values.c.run_uid).where(summary_values.c.path == path, test(value))
     inexact_numbers = sa.select(summary_values.c.run_uid).where(
-        summary_values.c.path == path, value.is_(None))
+        summary_values.c.path == path, value.is_(None)
+    )
     acquiring = sa.select(runs.c.uid).where(runs.c.summary_q.is_(None))
-    return Cond(runs.c.uid.in_(found),
-                runs.c.uid.in_(sa.union_all(found, inexact_numbers, acquiring)))
+    return Cond(
+        runs.c.uid.in_(found), runs.c.uid.in_(sa.union_all(found, inexact_numbers, acquiring))
+    )
 
 
 def _eq_values(dialect: Dialect, key: str, values: Sequence[Any]) -> Cond:
@@ -232,8 +232,7 @@ def make_translator(dialect: Dialect) -> Translator:
             return _summary_cond(path, _compare(q.operator, q.value))
         if kind is None:  # a huge integer
             return _json_leaf(dialect, q.key, lambda d, p: inexact(dialect.present(d, p)))
-        return _json_leaf(dialect, q.key,
-                          lambda d, p: dialect.compare(d, p, q.operator, q.value))
+        return _json_leaf(dialect, q.key, lambda d, p: dialect.compare(d, p, q.operator, q.value))
 
     @tr.register(Regex)
     def _(q: Regex, t) -> Cond:
@@ -283,8 +282,11 @@ def make_translator(dialect: Dialect) -> Translator:
         conds = [sub(p) for p in others]
         for path, comparisons in ranges.items():
             tests = [_compare(c.operator, c.value) for c in comparisons]
-            conds.append(_summary_cond(path, lambda column, tests=tests: sa.and_(
-                *(test(column) for test in tests))))
+            conds.append(
+                _summary_cond(
+                    path, lambda column, tests=tests: sa.and_(*(test(column) for test in tests))
+                )
+            )
         return _combine(conds, sa.and_)
 
     @tr.register(Or)
@@ -313,8 +315,10 @@ def translate(query: Query | None, dialect: str, irregular_rows: bool) -> Cond:
     cond = TRANSLATORS[dialect].sub(query)  # type: ignore[attr-defined]
     if not irregular_rows:
         return cond
-    return Cond(sa.and_(cond.yes, runs.c.irregular == sa.false()),
-                sa.or_(cond.maybe, runs.c.irregular == sa.true()))
+    return Cond(
+        sa.and_(cond.yes, runs.c.irregular == sa.false()),
+        sa.or_(cond.maybe, runs.c.irregular == sa.true()),
+    )
 
 
 def order_by(sort: Sequence[tuple[str, int]], irregular_rows: bool) -> list | None:

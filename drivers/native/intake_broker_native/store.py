@@ -114,8 +114,23 @@ class NativeStore(DocumentStore):
     """
 
     writable: ClassVar[bool] = True
-    native_queries = frozenset({Eq, NotEq, Comparison, In, NotIn, Regex, Contains, KeyPresent,
-                                TimeRange, PartialUID, And, Or, Not})
+    native_queries = frozenset(
+        {
+            Eq,
+            NotEq,
+            Comparison,
+            In,
+            NotIn,
+            Regex,
+            Contains,
+            KeyPresent,
+            TimeRange,
+            PartialUID,
+            And,
+            Or,
+            Not,
+        }
+    )
 
     def __init__(
         self,
@@ -139,8 +154,13 @@ class NativeStore(DocumentStore):
         self.data = self._resolve_data(data)
         self.columns = ColumnStore(self.data, self.storage_options)
         self.columns.check_writable()
-        self._ingest = Ingester(self.engine, self.columns, chunk_rows=self.chunk_rows,
-                                chunk_bytes=self.chunk_bytes, flush_interval=flush_interval)
+        self._ingest = Ingester(
+            self.engine,
+            self.columns,
+            chunk_rows=self.chunk_rows,
+            chunk_bytes=self.chunk_bytes,
+            flush_interval=flush_interval,
+        )
         self._infos: dict[str, DescriptorInfo] = {}
 
     @classmethod
@@ -165,17 +185,22 @@ class NativeStore(DocumentStore):
             url = sa.make_url(self.index)
             path = schema.sqlite_path(url) if url.get_backend_name() == "sqlite" else None
             if path is None:
-                raise ValueError(f"the run index {shown(self.index)} records no data URL; give "
-                                 "data= (a folder or an fsspec URL such as s3://bucket/runs) "
-                                 "for the zarr columns")
+                raise ValueError(
+                    f"the run index {shown(self.index)} records no data URL; give "
+                    "data= (a folder or an fsspec URL such as s3://bucket/runs) "
+                    "for the zarr columns"
+                )
             data = os.path.splitext(os.path.abspath(path))[0] + "-data"
         data = os.fspath(data)
         if "://" not in data:
             data = os.path.abspath(data)
         if recorded is None:
             record = data
-            if folder is not None and "://" not in data and (
-                    os.path.commonpath([folder, data]) == folder):
+            if (
+                folder is not None
+                and "://" not in data
+                and (os.path.commonpath([folder, data]) == folder)
+            ):
                 record = "./" + os.path.relpath(data, folder)
             schema.set_setting(self.engine, "data_url", record)
         return data
@@ -184,9 +209,15 @@ class NativeStore(DocumentStore):
         return f"NativeStore({shown(self.index)!r}, {self.data!r})"
 
     def __getstate__(self) -> dict:
-        return {"index": self.index, "data": self.data, "storage_options": self.storage_options,
-                "chunk_rows": self.chunk_rows, "chunk_bytes": self.chunk_bytes,
-                "flush_interval": self.flush_interval, "validate": self.validate}
+        return {
+            "index": self.index,
+            "data": self.data,
+            "storage_options": self.storage_options,
+            "chunk_rows": self.chunk_rows,
+            "chunk_bytes": self.chunk_bytes,
+            "flush_interval": self.flush_interval,
+            "validate": self.validate,
+        }
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state.pop("index"), state.pop("data"), **state)  # type: ignore[misc]
@@ -208,16 +239,18 @@ class NativeStore(DocumentStore):
 
     def descriptor_run(self, descriptor_uid: str) -> str:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(descriptors.c.run_uid)
-                               .where(descriptors.c.uid == descriptor_uid)).first()
+            row = conn.execute(
+                sa.select(descriptors.c.run_uid).where(descriptors.c.uid == descriptor_uid)
+            ).first()
         if row is None:
             raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r} in this store")
         return row[0]
 
     def _stored_summary(self, run_uid: str) -> dict | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(runs.c.summary_q, runs.c.summary_doc)
-                               .where(runs.c.uid == run_uid)).first()
+            row = conn.execute(
+                sa.select(runs.c.summary_q, runs.c.summary_doc).where(runs.c.uid == run_uid)
+            ).first()
         if row is None:
             raise RunNotFound(f"no run with uid {run_uid!r} in this store")
         return row[0] if row[1] is None else json.loads(row[1])
@@ -232,23 +265,31 @@ class NativeStore(DocumentStore):
         uids = list(summaries)
         with write_transaction(self.engine) as conn:
             for start in range(0, len(uids), 500):
-                some = uids[start:start + 500]
-                held = set(conn.execute(sa.select(runs.c.uid).where(runs.c.uid.in_(some)))
-                           .scalars())
+                some = uids[start : start + 500]
+                held = set(
+                    conn.execute(sa.select(runs.c.uid).where(runs.c.uid.in_(some))).scalars()
+                )
                 missing = [uid for uid in some if uid not in held]
                 if missing:
-                    raise RunNotFound(f"no run with uid {missing[0]!r} in this store; no "
-                                      "summary was changed")
+                    raise RunNotFound(
+                        f"no run with uid {missing[0]!r} in this store; no summary was changed"
+                    )
                 conn.execute(summary_values.delete().where(summary_values.c.run_uid.in_(some)))
             updates = []
             for uid, summary in summaries.items():
                 exact, query, lossy = jsondocs.encode("summary", summary)
                 updates.append({"u": uid, "q": query, "d": exact if lossy else None})
-            conn.execute(runs.update().where(runs.c.uid == sa.bindparam("u"))
-                         .values(summary_q=sa.bindparam("q"), summary_doc=sa.bindparam("d")),
-                         updates)
-            rows = [row for uid, summary in summaries.items()
-                    for row in schema.summary_rows(uid, summary)]
+            conn.execute(
+                runs.update()
+                .where(runs.c.uid == sa.bindparam("u"))
+                .values(summary_q=sa.bindparam("q"), summary_doc=sa.bindparam("d")),
+                updates,
+            )
+            rows = [
+                row
+                for uid, summary in summaries.items()
+                for row in schema.summary_rows(uid, summary)
+            ]
             if rows:
                 conn.execute(summary_values.insert(), rows)
 
@@ -287,8 +328,9 @@ class NativeStore(DocumentStore):
         def write() -> int:
             uids = [r["uid"] for r in rows]
             with schema.write_transaction(self.engine) as conn:
-                held = set(conn.execute(sa.select(runs.c.uid).where(runs.c.uid.in_(uids)))
-                           .scalars())
+                held = set(
+                    conn.execute(sa.select(runs.c.uid).where(runs.c.uid.in_(uids))).scalars()
+                )
                 new = [r for r in rows if r["uid"] not in held]
                 if new:
                     conn.execute(runs.insert(), new)
@@ -298,8 +340,14 @@ class NativeStore(DocumentStore):
         for record in records:
             row = jsondocs.start_columns(record.start)
             exact, query, lossy = jsondocs.encode("start", record.start)
-            row.update(start_doc=exact, start_q=query, stop_doc=None, stop_q=None,
-                       stop_time=None, exit_status=None)
+            row.update(
+                start_doc=exact,
+                start_q=query,
+                stop_doc=None,
+                stop_q=None,
+                stop_time=None,
+                exit_status=None,
+            )
             row["irregular"] = row["irregular"] or lossy
             if record.stop is not None:
                 exact, query, lossy = jsondocs.encode("stop", record.stop)
@@ -315,8 +363,12 @@ class NativeStore(DocumentStore):
     # -- which runs -----------------------------------------------------------------------
 
     def _irregular_rows(self, conn: sa.Connection) -> bool:
-        return conn.execute(sa.select(runs.c.uid).where(runs.c.irregular == sa.true())
-                            .limit(1)).first() is not None
+        return (
+            conn.execute(
+                sa.select(runs.c.uid).where(runs.c.irregular == sa.true()).limit(1)
+            ).first()
+            is not None
+        )
 
     def _condition(self, conn: sa.Connection, query: Query | None) -> tuple[Cond, bool]:
         irregular = self._irregular_rows(conn)
@@ -367,20 +419,27 @@ class NativeStore(DocumentStore):
             return len(self.runs(query))
         with self.engine.connect() as conn:
             cond, _ = self._condition(conn, query)
-            total = conn.execute(sa.select(sa.func.count()).select_from(runs).where(cond.yes)
-                                 ).scalar() or 0
+            total = (
+                conn.execute(sa.select(sa.func.count()).select_from(runs).where(cond.yes)).scalar()
+                or 0
+            )
             if cond.exact:
                 return total
             rows = conn.execution_options(yield_per=_STREAM_BATCH).execute(
                 sa.select(runs.c.start_doc, runs.c.stop_doc).where(
-                    cond.maybe, sa.not_(sa.func.coalesce(cond.yes, sa.false()))))
-            return total + sum(run_matches(query, _record(*r), self)  # type: ignore[arg-type]
-                               for r in rows)
+                    cond.maybe, sa.not_(sa.func.coalesce(cond.yes, sa.false()))
+                )
+            )
+            return total + sum(
+                run_matches(query, _record(*r), self)  # type: ignore[arg-type]
+                for r in rows
+            )
 
     def run(self, uid: str) -> RunRecord:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(runs.c.start_doc, runs.c.stop_doc)
-                               .where(runs.c.uid == uid)).first()
+            row = conn.execute(
+                sa.select(runs.c.start_doc, runs.c.stop_doc).where(runs.c.uid == uid)
+            ).first()
         if row is None:
             raise RunNotFound(f"no run with uid {uid!r} in this store")
         return _record(*row)
@@ -389,11 +448,19 @@ class NativeStore(DocumentStore):
 
     def descriptors(self, run_uid: str) -> list[dict]:
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(descriptors.c.doc).where(
-                descriptors.c.run_uid == run_uid).order_by(descriptors.c.time,
-                                                           descriptors.c.ord)).scalars().all()
-            if not rows and conn.execute(sa.select(runs.c.uid).where(
-                    runs.c.uid == run_uid)).first() is None:
+            rows = (
+                conn.execute(
+                    sa.select(descriptors.c.doc)
+                    .where(descriptors.c.run_uid == run_uid)
+                    .order_by(descriptors.c.time, descriptors.c.ord)
+                )
+                .scalars()
+                .all()
+            )
+            if (
+                not rows
+                and conn.execute(sa.select(runs.c.uid).where(runs.c.uid == run_uid)).first() is None
+            ):
                 raise RunNotFound(f"no run with uid {run_uid!r} in this store")
         return [json.loads(d) for d in rows]
 
@@ -401,19 +468,25 @@ class NativeStore(DocumentStore):
         info = self._infos.get(descriptor_uid)
         if info is None:
             with self.engine.connect() as conn:
-                row = conn.execute(sa.select(descriptors.c.run_uid, descriptors.c.path,
-                                             descriptors.c.layout).where(
-                    descriptors.c.uid == descriptor_uid)).first()
+                row = conn.execute(
+                    sa.select(
+                        descriptors.c.run_uid, descriptors.c.path, descriptors.c.layout
+                    ).where(descriptors.c.uid == descriptor_uid)
+                ).first()
             if row is None:
                 raise KeyError(f"no descriptor with uid {descriptor_uid!r} in this store")
-            info = DescriptorInfo(descriptor_uid, row.run_uid, row.path,
-                                  Layout.from_json(row.layout))
+            info = DescriptorInfo(
+                descriptor_uid, row.run_uid, row.path, Layout.from_json(row.layout)
+            )
             self._infos[descriptor_uid] = info
         return info
 
     def _chunk_rows(self, conn: sa.Connection, descriptor_uid: str) -> list[ChunkRow]:
-        rows = conn.execute(sa.select(event_chunks).where(
-            event_chunks.c.descriptor_uid == descriptor_uid).order_by(event_chunks.c.idx))
+        rows = conn.execute(
+            sa.select(event_chunks)
+            .where(event_chunks.c.descriptor_uid == descriptor_uid)
+            .order_by(event_chunks.c.idx)
+        )
         names = ChunkRow.__dataclass_fields__
         return [ChunkRow(**{k: r[k] for k in names}) for r in rows.mappings()]
 
@@ -437,18 +510,27 @@ class NativeStore(DocumentStore):
 
     def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(runs.c.start_doc, runs.c.stop_doc)
-                               .where(runs.c.uid == run_uid)).first()
+            row = conn.execute(
+                sa.select(runs.c.start_doc, runs.c.stop_doc).where(runs.c.uid == run_uid)
+            ).first()
             if row is None:
                 raise RunNotFound(f"no run with uid {run_uid!r} in this store")
-            descs = conn.execute(sa.select(descriptors).where(
-                descriptors.c.run_uid == run_uid)).all()
-            others = conn.execute(sa.select(documents.c.ord, documents.c.kind, documents.c.doc)
-                                  .where(documents.c.run_uid == run_uid)).all()
-            segments = conn.execute(sa.select(event_segments).where(
-                event_segments.c.descriptor_uid.in_([d.uid for d in descs]))).all()
-        infos = {d.uid: DescriptorInfo(d.uid, run_uid, d.path, Layout.from_json(d.layout))
-                 for d in descs}
+            descs = conn.execute(
+                sa.select(descriptors).where(descriptors.c.run_uid == run_uid)
+            ).all()
+            others = conn.execute(
+                sa.select(documents.c.ord, documents.c.kind, documents.c.doc).where(
+                    documents.c.run_uid == run_uid
+                )
+            ).all()
+            segments = conn.execute(
+                sa.select(event_segments).where(
+                    event_segments.c.descriptor_uid.in_([d.uid for d in descs])
+                )
+            ).all()
+        infos = {
+            d.uid: DescriptorInfo(d.uid, run_uid, d.path, Layout.from_json(d.layout)) for d in descs
+        }
         items: list[tuple[int, int, str, Any]] = [(d.ord, 0, "descriptor", d.doc) for d in descs]
         items += [(o.ord, 0, o.kind, o.doc) for o in others]
         for s in segments:
@@ -476,9 +558,13 @@ class NativeStore(DocumentStore):
 
     def resource(self, run_uid: str, resource_uid: str) -> dict:
         with self.engine.connect() as conn:
-            doc = conn.execute(sa.select(documents.c.doc).where(
-                documents.c.space == "resource", documents.c.uid == resource_uid,
-                documents.c.run_uid == run_uid)).scalar()
+            doc = conn.execute(
+                sa.select(documents.c.doc).where(
+                    documents.c.space == "resource",
+                    documents.c.uid == resource_uid,
+                    documents.c.run_uid == run_uid,
+                )
+            ).scalar()
         if doc is None:
             raise KeyError(f"run {run_uid!r} has no resource {resource_uid!r}")
         return json.loads(doc)
@@ -487,11 +573,15 @@ class NativeStore(DocumentStore):
         """``(kind, doc)`` of the run's stored documents of these kinds, in insertion order,
         each JSON text decoded (all at once: one parse for the lot)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(documents.c.kind, documents.c.doc).where(
-                documents.c.run_uid == run_uid, documents.c.kind.in_(list(kinds)))
-                .order_by(documents.c.ord)).all()
-            if not rows and conn.execute(sa.select(runs.c.uid).where(
-                    runs.c.uid == run_uid)).first() is None:
+            rows = conn.execute(
+                sa.select(documents.c.kind, documents.c.doc)
+                .where(documents.c.run_uid == run_uid, documents.c.kind.in_(list(kinds)))
+                .order_by(documents.c.ord)
+            ).all()
+            if (
+                not rows
+                and conn.execute(sa.select(runs.c.uid).where(runs.c.uid == run_uid)).first() is None
+            ):
                 raise RunNotFound(f"no run with uid {run_uid!r} in this store")
         if not rows:
             return []
@@ -506,8 +596,11 @@ class NativeStore(DocumentStore):
         :meth:`documents`, in the same order."""
         from intake_broker.assets import RunAssets
 
-        return RunAssets.from_documents(self._asset_documents(
-            run_uid, ("resource", "stream_resource", "stream_datum", "datum_page")))
+        return RunAssets.from_documents(
+            self._asset_documents(
+                run_uid, ("resource", "stream_resource", "stream_datum", "datum_page")
+            )
+        )
 
     def datum_pages(self, run_uid: str) -> Iterator[dict]:
         return iter([doc for _, doc in self._asset_documents(run_uid, ("datum_page",))])

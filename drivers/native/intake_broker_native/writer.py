@@ -49,22 +49,34 @@ class ChunkRow:
         return {"descriptor_uid": descriptor_uid, **self.__dict__}
 
 
-def _merge(chunk: ChunkRow | None, previous_last: int | None, idx: int, row_start: int,
-           seq: np.ndarray) -> ChunkRow:
+def _merge(
+    chunk: ChunkRow | None, previous_last: int | None, idx: int, row_start: int, seq: np.ndarray
+) -> ChunkRow:
     """The chunk row after appending rows with ``seq`` to ``chunk`` (or starting chunk idx)."""
     steps = np.diff(seq)
     increasing = bool((steps > 0).all())
     contiguous = bool((steps == 1).all())
     if chunk is None:
-        return ChunkRow(idx, row_start, len(seq), int(seq[0]), int(seq[-1]), int(seq.min()),
-                        int(seq.max()),
-                        increasing and (previous_last is None or seq[0] > previous_last),
-                        contiguous)
+        return ChunkRow(
+            idx,
+            row_start,
+            len(seq),
+            int(seq[0]),
+            int(seq[-1]),
+            int(seq.min()),
+            int(seq.max()),
+            increasing and (previous_last is None or seq[0] > previous_last),
+            contiguous,
+        )
     return replace(
-        chunk, rows=chunk.rows + len(seq), seq_last=int(seq[-1]),
-        seq_min=min(chunk.seq_min, int(seq.min())), seq_max=max(chunk.seq_max, int(seq.max())),
+        chunk,
+        rows=chunk.rows + len(seq),
+        seq_last=int(seq[-1]),
+        seq_min=min(chunk.seq_min, int(seq.min())),
+        seq_max=max(chunk.seq_max, int(seq.max())),
         increasing=chunk.increasing and increasing and seq[0] > chunk.seq_last,
-        contiguous=chunk.contiguous and contiguous and seq[0] == chunk.seq_last + 1)
+        contiguous=chunk.contiguous and contiguous and seq[0] == chunk.seq_last + 1,
+    )
 
 
 @dataclass
@@ -125,8 +137,9 @@ class DescriptorWriter:
         in_chunk = self.flushed % rows
         # Each partial flush rewrites the partial chunk: wait for 1/8 of what it holds (so a
         # chunk is rewritten a bounded number of times), but never more than 12 intervals.
-        return elapsed >= interval and (8 * self.pending_rows >= in_chunk
-                                        or elapsed >= 12 * interval)
+        return elapsed >= interval and (
+            8 * self.pending_rows >= in_chunk or elapsed >= 12 * interval
+        )
 
     def buffered(self) -> dict:
         """The buffered rows as one set of columns (joined once)."""
@@ -134,8 +147,9 @@ class DescriptorWriter:
             self.pending = [concat_columns(self.pending)]
         return self.pending[0]
 
-    def flush(self, engine: sa.Engine, columns: ColumnStore, group_attrs: dict, *,
-              whole_chunks_only: bool) -> int:
+    def flush(
+        self, engine: sa.Engine, columns: ColumnStore, group_attrs: dict, *, whole_chunks_only: bool
+    ) -> int:
         """Write buffered rows: whole chunks only, or everything. Returns rows written."""
         if not self.pending_rows:
             return 0
@@ -153,7 +167,7 @@ class DescriptorWriter:
         while position < target:
             idx = position // rows
             stop = min(target, (idx + 1) * rows)
-            seq = head["seq_num"][position - self.flushed:stop - self.flushed]
+            seq = head["seq_num"][position - self.flushed : stop - self.flushed]
             if chunk is not None and chunk.idx == idx:  # the partial last chunk grows
                 chunk = _merge(chunk, None, idx, idx * rows, seq)
             else:
@@ -164,18 +178,36 @@ class DescriptorWriter:
         segments = [s for s in self.segments if s[0] < target]
         with write_transaction(engine) as conn:
             if self.layout_pending:
-                conn.execute(descriptors.update().where(descriptors.c.uid == self.uid)
-                             .values(layout=self.layout.to_json()))
-            conn.execute(event_chunks.delete().where(
-                event_chunks.c.descriptor_uid == self.uid,
-                event_chunks.c.idx.in_([c.idx for c in updated])))
+                conn.execute(
+                    descriptors.update()
+                    .where(descriptors.c.uid == self.uid)
+                    .values(layout=self.layout.to_json())
+                )
+            conn.execute(
+                event_chunks.delete().where(
+                    event_chunks.c.descriptor_uid == self.uid,
+                    event_chunks.c.idx.in_([c.idx for c in updated]),
+                )
+            )
             conn.execute(event_chunks.insert(), [c.as_dict(self.uid) for c in updated])
-            conn.execute(event_segments.delete().where(
-                event_segments.c.descriptor_uid == self.uid,
-                event_segments.c.row_start.in_([s[0] for s in segments])))
-            conn.execute(event_segments.insert(), [
-                {"descriptor_uid": self.uid, "row_start": s[0], "row_stop": min(s[1], target),
-                 "ord": s[2]} for s in segments])
+            conn.execute(
+                event_segments.delete().where(
+                    event_segments.c.descriptor_uid == self.uid,
+                    event_segments.c.row_start.in_([s[0] for s in segments]),
+                )
+            )
+            conn.execute(
+                event_segments.insert(),
+                [
+                    {
+                        "descriptor_uid": self.uid,
+                        "row_start": s[0],
+                        "row_stop": min(s[1], target),
+                        "ord": s[2],
+                    }
+                    for s in segments
+                ],
+            )
         self.last_chunk, self.flushed = chunk, target
         self.layout_pending = False
         rest = buffered["rows"] - count

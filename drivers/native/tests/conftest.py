@@ -27,10 +27,13 @@ def _free_port() -> int:
 
 def _postgres_bin() -> str | None:
     """The folder of Debian's PostgreSQL binaries (initdb, pg_ctl)."""
-    for candidate in (os.path.dirname(shutil.which("initdb") or ""),
-                      *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)):
-        if candidate and all(os.access(os.path.join(candidate, b), os.X_OK)
-                             for b in ("initdb", "pg_ctl", "postgres")):
+    for candidate in (
+        os.path.dirname(shutil.which("initdb") or ""),
+        *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True),
+    ):
+        if candidate and all(
+            os.access(os.path.join(candidate, b), os.X_OK) for b in ("initdb", "pg_ctl", "postgres")
+        ):
             return candidate
     return None
 
@@ -41,33 +44,75 @@ def postgres_server():
     yields its base URL (user ``postgres``, trust authentication on loopback only)."""
     bindir = _postgres_bin()
     if bindir is None:
-        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not on this machine: looked on "
-                    "PATH and in /usr/lib/postgresql/*/bin")
+        pytest.skip(
+            "PostgreSQL binaries (initdb, pg_ctl) are not on this machine: looked on "
+            "PATH and in /usr/lib/postgresql/*/bin"
+        )
     base = tempfile.mkdtemp(prefix="intake-broker-pg-")
     as_user: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
         runuser = shutil.which("runuser")
         if runuser is None:
-            pytest.skip("running as root without runuser: cannot start PostgreSQL as an "
-                        "unprivileged user")
+            pytest.skip(
+                "running as root without runuser: cannot start PostgreSQL as an unprivileged user"
+            )
         as_user = [runuser, "-u", "nobody", "--"]
         os.chmod(base, 0o755)
         shutil.chown(base, "nobody")
     data, log = os.path.join(base, "data"), os.path.join(base, "log")
     port = _free_port()
     env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
-    subprocess.run([*as_user, f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust",
-                    "--no-sync", "-E", "UTF8"], check=True, capture_output=True, env=env,
-                   cwd=base)
-    options = (f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
-               "-c synchronous_commit=off -c full_page_writes=off")
-    subprocess.run([*as_user, f"{bindir}/pg_ctl", "-D", data, "-o", options, "-l", log, "-w",
-                    "-t", "60", "start"], check=True, capture_output=True, env=env, cwd=base)
+    subprocess.run(
+        [
+            *as_user,
+            f"{bindir}/initdb",
+            "-D",
+            data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        cwd=base,
+    )
+    options = (
+        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off"
+    )
+    subprocess.run(
+        [
+            *as_user,
+            f"{bindir}/pg_ctl",
+            "-D",
+            data,
+            "-o",
+            options,
+            "-l",
+            log,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+        cwd=base,
+    )
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_user, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w",
-                        "stop"], capture_output=True, env=env, cwd=base)
+        subprocess.run(
+            [*as_user, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+            env=env,
+            cwd=base,
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 

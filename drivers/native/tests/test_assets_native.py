@@ -86,7 +86,8 @@ def test_run_assets_of_runs_without_assets_and_of_unknown_runs(tmp_path):
     bundle = event_model.compose_run()
     store.insert("start", bundle.start_doc)
     assert store.run_assets(bundle.start_doc["uid"]) == DocumentStore.run_assets(
-        store, bundle.start_doc["uid"])
+        store, bundle.start_doc["uid"]
+    )
     assert list(store.datum_pages(bundle.start_doc["uid"])) == []
     with pytest.raises(RunNotFound):
         store.run_assets("no-such-run")
@@ -112,21 +113,23 @@ def test_a_stopped_run_gets_one_chunk_of_its_size(tmp_path):
     meta = _zarr_meta(fresh, desc["uid"], layout.fields["cam_image"].array)
     assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [7]
     assert [c["name"] for c in meta["codecs"]] == ["vlen-utf8", "crc32c"]
-    assert _zarr_meta(fresh, desc["uid"], "time")["chunk_grid"]["configuration"][
-        "chunk_shape"] == [7]
+    assert _zarr_meta(fresh, desc["uid"], "time")["chunk_grid"]["configuration"]["chunk_shape"] == [
+        7
+    ]
     assert_same_documents(list(fresh.documents(docs[0][1]["uid"])), docs)
     got = fresh.read_events(desc["uid"], uids=True)
-    assert got.data["cam_image"].tolist() == [d["data"]["cam_image"] for n, d in docs
-                                              if n == "event"]
+    assert got.data["cam_image"].tolist() == [
+        d["data"]["cam_image"] for n, d in docs if n == "event"
+    ]
 
 
 def test_a_live_run_gets_chunks_sized_at_its_first_flush(tmp_path):
     store = NativeStore.in_folder(tmp_path / "native", flush_interval=None)
     docs, _ = ad_hdf5_run(tmp_path, n=40)
     events = [i for i, (n, _) in enumerate(docs) if n == "event"]
-    insert_all(store, docs[:events[10]])
+    insert_all(store, docs[: events[10]])
     store.flush()  # the run goes on: chunks sized for more events
-    insert_all(store, docs[events[10]:])
+    insert_all(store, docs[events[10] :])
     fresh = NativeStore(store.index)
     (desc,) = fresh.descriptors(docs[0][1]["uid"])
     assert fresh._info(desc["uid"]).layout.chunk_rows == LIVE_CHUNK_ROWS
@@ -164,15 +167,20 @@ def test_runs_written_with_fixed_chunk_rows_still_read(tmp_path, monkeypatch):
     assert_same_documents(list(fresh.documents(uid)), docs)
     assert_assets_as_the_core_default(fresh, uid)
     np.testing.assert_array_equal(
-        BrokerCatalog(fresh)[uid].primary.read()["cam_image"].values, frames)
+        BrokerCatalog(fresh)[uid].primary.read()["cam_image"].values, frames
+    )
     # a new run in the same index gets fitted chunks
     (tmp_path / "second").mkdir()
     new_docs, new_frames = ad_hdf5_run(tmp_path / "second", n=3)
     insert_all(fresh, new_docs)
     (new_desc,) = fresh.descriptors(new_docs[0][1]["uid"])
     assert NativeStore(fresh.index)._info(new_desc["uid"]).layout.chunk_rows == 3
-    np.testing.assert_array_equal(BrokerCatalog(NativeStore(fresh.index))[
-        new_docs[0][1]["uid"]].primary.read()["cam_image"].values, new_frames)
+    np.testing.assert_array_equal(
+        BrokerCatalog(NativeStore(fresh.index))[new_docs[0][1]["uid"]]
+        .primary.read()["cam_image"]
+        .values,
+        new_frames,
+    )
 
 
 def test_layout_json_round_trip():
@@ -184,8 +192,9 @@ def test_layout_json_round_trip():
 # -- decoding strings without numcodecs ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", [[], ["a", "bé€", "", "x" * 300],
-                                    [f"datum/{i}" for i in range(_PY_VLEN_ITEMS + 3)]])
+@pytest.mark.parametrize(
+    "values", [[], ["a", "bé€", "", "x" * 300], [f"datum/{i}" for i in range(_PY_VLEN_ITEMS + 3)]]
+)
 def test_vlen_utf8_decodes_as_numcodecs(values):
     from numcodecs.vlen import VLenUTF8
 

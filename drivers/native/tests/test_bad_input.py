@@ -43,10 +43,13 @@ def test_unreachable_database(tmp_path):
     assert "s3cret" not in message and isinstance(info.value, BrokerError)
 
 
-@pytest.mark.parametrize("url, match", [
-    ("mysql://root@localhost/runs", "SQLite .* or PostgreSQL"),
-    ("not a url", "not a database URL"),
-])
+@pytest.mark.parametrize(
+    "url, match",
+    [
+        ("mysql://root@localhost/runs", "SQLite .* or PostgreSQL"),
+        ("not a url", "not a database URL"),
+    ],
+)
 def test_index_urls_we_do_not_speak(url, match):
     with pytest.raises(IndexUnavailable, match=match):
         NativeStore(url)
@@ -97,8 +100,10 @@ def test_folder_without_write_permission(tmp_path):
 
     def check() -> str:
         lines = []
-        for index, data in [(f"sqlite:///{base}/locked/index.sqlite", None),
-                            (f"sqlite:///{base}/open/index.sqlite", f"{base}/locked/data")]:
+        for index, data in [
+            (f"sqlite:///{base}/locked/index.sqlite", None),
+            (f"sqlite:///{base}/open/index.sqlite", f"{base}/locked/data"),
+        ]:
             try:
                 NativeStore(index, data)
                 lines.append("no error")
@@ -139,8 +144,9 @@ def written(tmp_path):
 
 def _chunk(store: NativeStore, descriptor: str, array: str, index: int) -> Path:
     with store.engine.connect() as conn:
-        path = conn.exec_driver_sql("SELECT path FROM descriptors WHERE uid = ?",
-                                    (descriptor,)).scalar()
+        path = conn.exec_driver_sql(
+            "SELECT path FROM descriptors WHERE uid = ?", (descriptor,)
+        ).scalar()
     return Path(store.data) / path / array / "c" / str(index)
 
 
@@ -161,8 +167,7 @@ def test_missing_chunk_is_an_error_not_fill_values(written):
         list(reader.documents(run_uid))
     # what does not touch that chunk still reads
     assert reader.read_events(primary, fields=["motor"]).data["motor"].shape == (25,)
-    assert reader.read_events(primary, fields=["det"], seq_range=(1, 11)).data["det"].shape == (
-        10,)
+    assert reader.read_events(primary, fields=["det"], seq_range=(1, 11)).data["det"].shape == (10,)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "empty"])
@@ -226,8 +231,11 @@ def test_a_failed_flush_leaves_the_index_as_it_was(tmp_path, monkeypatch):
 
 
 def test_bucket_that_does_not_exist(tmp_path, s3_server):
-    store = NativeStore(f"sqlite:///{tmp_path}/index.sqlite", "s3://no-such-bucket/runs",
-                        storage_options=s3_server["storage_options"])
+    store = NativeStore(
+        f"sqlite:///{tmp_path}/index.sqlite",
+        "s3://no-such-bucket/runs",
+        storage_options=s3_server["storage_options"],
+    )
     docs = factories.scalar_run(n=2)
     with pytest.raises(StorageError, match="s3://no-such-bucket/runs"):
         insert_all(store, docs)

@@ -30,8 +30,10 @@ def test_runs_read_as_the_memory_store_reads_them(bluesky_runs, tmp_path):
             got, want = run[stream].read(), expected[stream].read()
             assert got.identical(want), f"{label}/{stream}"
             assert run[stream].to_dask().load().identical(want)
-    assert ours.search({"sample.name": "sample-grid_scan"})[-1].metadata["start"][
-        "plan_name"] == "grid_scan"
+    assert (
+        ours.search({"sample.name": "sample-grid_scan"})[-1].metadata["start"]["plan_name"]
+        == "grid_scan"
+    )
 
 
 def test_live_subscription(tmp_path, postgres_url):

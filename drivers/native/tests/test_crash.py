@@ -59,8 +59,7 @@ def _flushed(index: str) -> int:
     engine = sa.create_engine(index)
     try:
         with engine.connect() as conn:
-            return conn.exec_driver_sql(
-                "SELECT coalesce(sum(rows), 0) FROM event_chunks").scalar()
+            return conn.exec_driver_sql("SELECT coalesce(sum(rows), 0) FROM event_chunks").scalar()
     except sa.exc.OperationalError:  # the tables are not there yet
         return 0
     finally:
@@ -69,8 +68,12 @@ def _flushed(index: str) -> int:
 
 def test_kill_9_mid_run_leaves_flushed_chunks_readable(tmp_path):
     index, data = f"sqlite:///{tmp_path}/index.sqlite", str(tmp_path / "data")
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, index, data, "live"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, index, data, "live"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while _flushed(index) < 3 * CHUNK:
         assert writer.poll() is None, writer.stderr.read()
@@ -99,8 +102,12 @@ def test_kill_9_mid_run_leaves_flushed_chunks_readable(tmp_path):
     assert store.read_events("crash-descriptor", uids=True).uid.tolist() == uids
 
     # a new writer replays the whole run in pages: what is stored is a no-op, the rest is added
-    resumed = subprocess.run([sys.executable, "-c", WRITER, index, data, "resume"],
-                             capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(
+        [sys.executable, "-c", WRITER, index, data, "resume"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "finished" in resumed.stdout, resumed.stderr
     run = BrokerCatalog(NativeStore(index, data))["crash-run"]
     assert run.complete
@@ -111,9 +118,14 @@ def test_kill_9_mid_run_leaves_flushed_chunks_readable(tmp_path):
 def test_a_run_whose_writer_died_is_listed_as_incomplete(tmp_path, rows):
     index, data = f"sqlite:///{tmp_path}/index.sqlite", str(tmp_path / "data")
     script = WRITER.replace(f"range({EVENTS})", f"range({rows})").replace(
-        'store.insert("stop"', 'import os; os.kill(os.getpid(), 9); store.insert("stop"')
-    died = subprocess.run([sys.executable, "-c", script, index, data, "resume"],
-                          capture_output=True, text=True, timeout=120)
+        'store.insert("stop"', 'import os; os.kill(os.getpid(), 9); store.insert("stop"'
+    )
+    died = subprocess.run(
+        [sys.executable, "-c", script, index, data, "resume"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert died.returncode == -signal.SIGKILL
     store = NativeStore(index, data)
     (record,) = store.runs()

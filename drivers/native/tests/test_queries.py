@@ -33,11 +33,51 @@ from intake_broker.queries import (
 from intake_broker.store import RunRecord, select_runs
 from intake_broker_native import NativeStore
 
-SCALARS = [0, 1, 2, 5, -3, 1.5, 2.0, 1e20, "scan", "count", "Scan", "a", "b", "ü", "", True,
-           False, None, 2**60]
-KEYS = ["plan_name", "scan_id", "uid", "time", "a", "a.b", "a.0", "a.b.c", "tags", "nums",
-        "sample.name", "flag", "nested", "nested.0", "d.0", "d.0.x", "x", "stop.exit_status",
-        "stop.reason", "stop.num_events.primary", "missing", "start.plan_name"]
+SCALARS = [
+    0,
+    1,
+    2,
+    5,
+    -3,
+    1.5,
+    2.0,
+    1e20,
+    "scan",
+    "count",
+    "Scan",
+    "a",
+    "b",
+    "ü",
+    "",
+    True,
+    False,
+    None,
+    2**60,
+]
+KEYS = [
+    "plan_name",
+    "scan_id",
+    "uid",
+    "time",
+    "a",
+    "a.b",
+    "a.0",
+    "a.b.c",
+    "tags",
+    "nums",
+    "sample.name",
+    "flag",
+    "nested",
+    "nested.0",
+    "d.0",
+    "d.0.x",
+    "x",
+    "stop.exit_status",
+    "stop.reason",
+    "stop.num_events.primary",
+    "missing",
+    "start.plan_name",
+]
 
 
 def _value(rng: random.Random, depth: int = 0):
@@ -72,15 +112,26 @@ def _runs(seed: int = 7, n: int = 60) -> list[list[tuple[str, dict]]]:
         if scan_id is not None:
             md["scan_id"] = scan_id
         # built by hand: legacy data breaks the schema (scan_id 3.0), so validate=False
-        start = {"uid": str(uuid.UUID(int=rng.getrandbits(128))),
-                 "time": 1_600_000_000 + rng.choice([i * 60, 0, 30]), **md}
+        start = {
+            "uid": str(uuid.UUID(int=rng.getrandbits(128))),
+            "time": 1_600_000_000 + rng.choice([i * 60, 0, 30]),
+            **md,
+        }
         docs = [("start", start)]
         if rng.random() < 0.8:
-            docs.append(("stop", {
-                "uid": str(uuid.UUID(int=rng.getrandbits(128))), "run_start": start["uid"],
-                "time": start["time"] + 5, "reason": rng.choice(["", "user", "ü"]),
-                "exit_status": rng.choice(["success", "abort", "fail"]),
-                "num_events": {"primary": rng.choice([0, 3, 10])}}))
+            docs.append(
+                (
+                    "stop",
+                    {
+                        "uid": str(uuid.UUID(int=rng.getrandbits(128))),
+                        "run_start": start["uid"],
+                        "time": start["time"] + 5,
+                        "reason": rng.choice(["", "user", "ü"]),
+                        "exit_status": rng.choice(["success", "abort", "fail"]),
+                        "num_events": {"primary": rng.choice([0, 3, 10])},
+                    },
+                )
+            )
         runs.append(docs)
     return runs
 
@@ -105,8 +156,11 @@ def _query(rng: random.Random, depth: int = 0, keys: list[str] = KEYS):
     if kind == 4:
         return NotIn(key, [_value(rng) for _ in range(rng.randint(0, 3))])
     if kind == 5:
-        return Regex(key, rng.choice(["^s", "an", "^$", "ü", "[0-9]", "c.*t"]),
-                     case_sensitive=rng.random() < 0.5)
+        return Regex(
+            key,
+            rng.choice(["^s", "an", "^$", "ü", "[0-9]", "c.*t"]),
+            case_sensitive=rng.random() < 0.5,
+        )
     if kind == 6:
         return Contains(key, _value(rng))
     if kind == 7:
@@ -121,8 +175,16 @@ def _query(rng: random.Random, depth: int = 0, keys: list[str] = KEYS):
 ROUNDS = int(os.environ.get("IB_QUERY_ROUNDS", "300"))
 SEED = int(os.environ.get("IB_QUERY_SEED", "1234"))
 
-SORTS = [(("time", -1),), (("time", 1),), (("scan_id", 1),), (("scan_id", -1),),
-         (("plan_name", 1), ("time", -1)), (("uid", 1),), (("a", 1),), (("stop.reason", -1),)]
+SORTS = [
+    (("time", -1),),
+    (("time", 1),),
+    (("scan_id", 1),),
+    (("scan_id", -1),),
+    (("plan_name", 1), ("time", -1)),
+    (("uid", 1),),
+    (("a", 1),),
+    (("stop.reason", -1),),
+]
 
 
 @pytest.fixture(scope="module")
@@ -170,19 +232,49 @@ def test_random_queries_agree_with_the_generic_evaluator(filled_store, runs):
 def test_irregular_runs_are_answered_in_python(filled_store, runs):
     # scan_id 3.0 (a float) and "12" (a string) are not in the scan_id column
     records = [RunRecord(d[0][1], d[1][1] if len(d) > 1 else None) for d in runs]
-    for query in (Eq("scan_id", 3), Comparison("ge", "scan_id", 3), Eq("scan_id", "12"),
-                  Contains("scan_id", 2), KeyPresent("x")):
+    for query in (
+        Eq("scan_id", 3),
+        Comparison("ge", "scan_id", 3),
+        Eq("scan_id", "12"),
+        Contains("scan_id", 2),
+        KeyPresent("x"),
+    ):
         expected = sorted(r.uid for r in select_runs(records, query))
         assert sorted(r.uid for r in filled_store.runs(query)) == expected, repr(query)
 
 
 # -- data summaries: the summary_values index against the evaluator -------------------------
 
-STATS = [0, 1, 2.5, -3, 1e20, float("inf"), True, False, None, "a", 2**60, 2**60 + 1, [1, 5],
-         [], [2.5, "a"], {"x": 1}]
-SUMMARY_KEYS = ["summary.primary.det.max", "summary.primary.det.min", "summary.primary.a.b.max",
-                "summary.primary.det", "summary.primary.det.max.x", "summary.baseline.det.max",
-                "summary.primary", "summary.primary.det.count", "plan_name", "scan_id"]
+STATS = [
+    0,
+    1,
+    2.5,
+    -3,
+    1e20,
+    float("inf"),
+    True,
+    False,
+    None,
+    "a",
+    2**60,
+    2**60 + 1,
+    [1, 5],
+    [],
+    [2.5, "a"],
+    {"x": 1},
+]
+SUMMARY_KEYS = [
+    "summary.primary.det.max",
+    "summary.primary.det.min",
+    "summary.primary.a.b.max",
+    "summary.primary.det",
+    "summary.primary.det.max.x",
+    "summary.baseline.det.max",
+    "summary.primary",
+    "summary.primary.det.count",
+    "plan_name",
+    "scan_id",
+]
 
 
 def _summary(rng: random.Random) -> dict:
@@ -190,8 +282,10 @@ def _summary(rng: random.Random) -> dict:
     for stream in rng.sample(["primary", "baseline"], rng.randint(0, 2)):
         fields = summary.setdefault(stream, {})
         for field in rng.sample(["det", "a.b", "a"], rng.randint(0, 3)):
-            fields[field] = {stat: rng.choice(STATS)
-                             for stat in rng.sample(["max", "min", "count"], rng.randint(0, 3))}
+            fields[field] = {
+                stat: rng.choice(STATS)
+                for stat in rng.sample(["max", "min", "count"], rng.randint(0, 3))
+            }
     return summary
 
 
@@ -227,9 +321,13 @@ def test_summary_queries_agree_with_the_generic_evaluator(summarized, runs):
         query = _query(rng, keys=SUMMARY_KEYS)
         if rng.random() < 0.3:  # two bounds on one number: one range on the index
             key = rng.choice(SUMMARY_KEYS[:3])
-            query = And((Comparison("ge", key, rng.choice([-5, 0, 1])),
-                         Comparison(rng.choice(["lt", "le"]), key, rng.choice([1, 3, 1e21])),
-                         query))
+            query = And(
+                (
+                    Comparison("ge", key, rng.choice([-5, 0, 1])),
+                    Comparison(rng.choice(["lt", "le"]), key, rng.choice([1, 3, 1e21])),
+                    query,
+                )
+            )
         sort = rng.choice(SORTS[:6])
         expected = [r.uid for r in select_runs(records, query, sort, store=truth)]
         assert [r.uid for r in store.runs(query, sort=sort)] == expected, repr(query)
@@ -266,8 +364,10 @@ def test_summaries_rewritten_and_upgraded_from_schema_2(tmp_path):
         conn.execute(text("DROP INDEX ix_runs_acquiring"))
         conn.execute(text("ALTER TABLE runs DROP COLUMN summary_doc"))
         # version 2 kept an infinite number as JSON text SQLite's functions cannot read
-        conn.execute(text("UPDATE runs SET summary_q = :s WHERE uid = :u"),
-                     {"s": '{"primary": {"det": {"max": Infinity}}}', "u": other})
+        conn.execute(
+            text("UPDATE runs SET summary_q = :s WHERE uid = :u"),
+            {"s": '{"primary": {"det": {"max": Infinity}}}', "u": other},
+        )
         conn.execute(text("UPDATE schema_version SET version = 2"))
     engine.dispose()
     store = NativeStore(index, str(tmp_path / "data"))
@@ -275,7 +375,8 @@ def test_summaries_rewritten_and_upgraded_from_schema_2(tmp_path):
     assert store.summary(uid) == {"primary": {"det": {"max": 5}}}
     assert store.summary(other) == {"primary": {"det": {"max": math.inf}}}
     assert [r.uid for r in store.runs(KeyPresent("summary.primary.det.max"))] == [
-        r.uid for r in store.runs(wanted)]  # through JSON: the infinite one in Python
+        r.uid for r in store.runs(wanted)
+    ]  # through JSON: the infinite one in Python
     store.close()
 
 

@@ -35,14 +35,23 @@ def reader(store: NativeStore) -> NativeStore:
 
 
 def scalar_events(desc, n, start=0, t0=1_700_000_000.0):
-    return [desc.compose_event(data={"x": float(i), "n": i}, timestamps={"x": t0 + i, "n": t0},
-                               time=t0 + i, seq_num=i + 1) for i in range(start, start + n)]
+    return [
+        desc.compose_event(
+            data={"x": float(i), "n": i},
+            timestamps={"x": t0 + i, "n": t0},
+            time=t0 + i,
+            seq_num=i + 1,
+        )
+        for i in range(start, start + n)
+    ]
 
 
 def new_run(store, **data_keys):
     bundle = event_model.compose_run(metadata={"scan_id": 1, "plan_name": "test"})
-    keys = data_keys or {"x": {"dtype": "number", "shape": [], "source": "s"},
-                         "n": {"dtype": "integer", "shape": [], "source": "s"}}
+    keys = data_keys or {
+        "x": {"dtype": "number", "shape": [], "source": "s"},
+        "n": {"dtype": "integer", "shape": [], "source": "s"},
+    }
     desc = bundle.compose_descriptor(name="primary", data_keys=keys)
     store.insert("start", bundle.start_doc)
     store.insert("descriptor", desc.descriptor_doc)
@@ -97,8 +106,11 @@ def test_plain_xarray_reads_a_descriptor_group(tmp_path):
                           "chunks": list(ds["det"].chunks[0]), "units": ds["motor"].attrs["units"],
                           "uid": ds["uid"].values.tolist()}}))
     """)
-    out = json.loads(subprocess.run([sys.executable, "-c", script], check=True,
-                                    capture_output=True, text=True).stdout)
+    out = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", script], check=True, capture_output=True, text=True
+        ).stdout
+    )
     events = [d for n, d in docs if n == "event" and d["descriptor"] == primary["uid"]]
     assert out["dims"] == {"time": 10}
     assert out["det"] == [e["data"]["det"] for e in events]
@@ -162,8 +174,10 @@ def test_writing_goes_on_in_a_new_process_after_a_partial_flush(index, tmp_path)
         second.insert("event", event)
     with pytest.raises(DocumentConflict, match="data"):
         second.insert("event", {**events[10], "data": {"x": -1.0, "n": 10}})
-    page = event_model.pack_event_page(events[99], desc.compose_event(
-        data={"x": 0.0, "n": 0}, timestamps={"x": 0, "n": 0}, seq_num=101))
+    page = event_model.pack_event_page(
+        events[99],
+        desc.compose_event(data={"x": 0.0, "n": 0}, timestamps={"x": 0, "n": 0}, seq_num=101),
+    )
     with pytest.raises(InvalidDocument, match="mixes new events"):
         second.insert("event_page", page)
     second.insert("stop", bundle.compose_stop())
@@ -197,12 +211,17 @@ def test_seq_nums_out_of_order_are_read_in_order(tmp_path):
 def test_interleaved_streams_replay_in_insertion_order(tmp_path):
     store = NativeStore.in_folder(tmp_path)
     bundle = event_model.compose_run()
-    a = bundle.compose_descriptor(name="primary", data_keys={"x": {"dtype": "number",
-                                                                   "shape": [], "source": "s"}})
-    b = bundle.compose_descriptor(name="monitor", data_keys={"y": {"dtype": "number",
-                                                                   "shape": [], "source": "s"}})
-    docs = [("start", bundle.start_doc), ("descriptor", a.descriptor_doc),
-            ("descriptor", b.descriptor_doc)]
+    a = bundle.compose_descriptor(
+        name="primary", data_keys={"x": {"dtype": "number", "shape": [], "source": "s"}}
+    )
+    b = bundle.compose_descriptor(
+        name="monitor", data_keys={"y": {"dtype": "number", "shape": [], "source": "s"}}
+    )
+    docs = [
+        ("start", bundle.start_doc),
+        ("descriptor", a.descriptor_doc),
+        ("descriptor", b.descriptor_doc),
+    ]
     for i in range(6):
         desc, key = (a, "x") if i % 3 else (b, "y")
         docs.append(("event", desc.compose_event(data={key: float(i)}, timestamps={key: i})))
@@ -221,8 +240,13 @@ def test_values_of_every_kind_round_trip(index, tmp_path):
         "i": {"dtype": "integer", "shape": [], "source": "s"},
         "b": {"dtype": "boolean", "shape": [], "source": "s"},
         "s": {"dtype": "string", "shape": [], "source": "s"},
-        "img": {"dtype": "array", "shape": [2, 3], "dtype_numpy": "<i4", "source": "s",
-                "dims": ["y", "x"]},
+        "img": {
+            "dtype": "array",
+            "shape": [2, 3],
+            "dtype_numpy": "<i4",
+            "source": "s",
+            "dims": ["y", "x"],
+        },
         "wave": {"dtype": "array", "shape": [], "source": "s"},  # ragged: kept as JSON
         "ext": {"dtype": "array", "shape": [5, 5], "source": "s", "external": "FILESTORE:"},
         "zero": {"dtype": "number", "shape": [], "source": "s"},
@@ -230,11 +254,19 @@ def test_values_of_every_kind_round_trip(index, tmp_path):
     bundle, desc = new_run(store, **keys)
     docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
     for i in range(7):
-        data = {"f": i / 3, "i": 2**40 + i, "b": bool(i % 2), "s": f"ü{i}" * i,
-                "img": np.arange(6, dtype="i4").reshape(2, 3) * i, "wave": list(range(i)),
-                "ext": f"datum-{i}", "zero": 0.0}
-        event = desc.compose_event(data=data, timestamps=dict.fromkeys(keys, 1.0 + i),
-                                   filled={"ext": False})
+        data = {
+            "f": i / 3,
+            "i": 2**40 + i,
+            "b": bool(i % 2),
+            "s": f"ü{i}" * i,
+            "img": np.arange(6, dtype="i4").reshape(2, 3) * i,
+            "wave": list(range(i)),
+            "ext": f"datum-{i}",
+            "zero": 0.0,
+        }
+        event = desc.compose_event(
+            data=data, timestamps=dict.fromkeys(keys, 1.0 + i), filled={"ext": False}
+        )
         docs.append(("event", event))
         store.insert("event", event)
     docs.append(("stop", bundle.compose_stop()))
@@ -255,11 +287,14 @@ def test_values_of_every_kind_round_trip(index, tmp_path):
     assert ds["img"].dims == ("time", "y", "x") and ds["b"].dtype == bool
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"x": "high", "n": 1}, "declared <f8"),
-    ({"x": 1.0, "n": 1.5}, "declared <i8"),
-    ({"x": [1.0, 2.0], "n": 1}, "shape"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"x": "high", "n": 1}, "declared <f8"),
+        ({"x": 1.0, "n": 1.5}, "declared <i8"),
+        ({"x": [1.0, 2.0], "n": 1}, "shape"),
+    ],
+)
 def test_values_that_do_not_fit_their_descriptor_are_refused(tmp_path, bad, match):
     store = NativeStore.in_folder(tmp_path)
     bundle, desc = new_run(store)
@@ -283,14 +318,16 @@ def test_registered_for_intake_and_as_a_store(tmp_path):
     store = load_store("native", index=f"sqlite:///{tmp_path}/a/index.sqlite")
     assert isinstance(store, NativeStore)
     catalog_file = tmp_path / "cat.yml"
-    catalog_file.write_text(textwrap.dedent(f"""
+    catalog_file.write_text(
+        textwrap.dedent(f"""
         sources:
           local:
             driver: bluesky-native-catalog
             args:
               index: "sqlite:///{tmp_path}/b/index.sqlite"
               data: "{tmp_path}/b/columns"
-    """))
+    """)
+    )
     cat = intake.open_catalog(str(catalog_file))["local"]
     assert isinstance(cat, NativeCatalog)
     docs = factories.scalar_run(n=4)
@@ -308,7 +345,8 @@ def test_bulk_insert_runs_builds_the_index(tmp_path):
     assert store.bulk_insert_runs(runs[:20], batch=7) == 20
     assert store.bulk_insert_runs(runs, batch=7) == 10  # those held are skipped
     assert store.count() == 30 and [r.uid for r in store.runs(limit=3)] == [
-        r.uid for r in runs[::-1][:3]]
+        r.uid for r in runs[::-1][:3]
+    ]
     assert all(r.complete for r in store.runs())
 
 
@@ -318,8 +356,9 @@ def test_chunk_rows_are_committed_with_their_chunks(tmp_path):
     for event in scalar_events(desc, 25):
         store.insert("event", event)
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(event_chunks.c.idx, event_chunks.c.rows,
-                                      event_chunks.c.contiguous)).all()
+        rows = conn.execute(
+            sa.select(event_chunks.c.idx, event_chunks.c.rows, event_chunks.c.contiguous)
+        ).all()
     assert sorted(rows) == [(0, 10, True), (1, 10, True)]
 
 
@@ -328,13 +367,22 @@ def test_two_store_objects_writing_one_run_in_turn(tmp_path):
     first = NativeStore.in_folder(tmp_path)
     second = reader(first)
     bundle = event_model.compose_run()
-    desc = bundle.compose_descriptor(name="primary", data_keys={
-        "x": {"dtype": "number", "shape": [], "source": "s"},
-        "n": {"dtype": "integer", "shape": [], "source": "s"}})
+    desc = bundle.compose_descriptor(
+        name="primary",
+        data_keys={
+            "x": {"dtype": "number", "shape": [], "source": "s"},
+            "n": {"dtype": "integer", "shape": [], "source": "s"},
+        },
+    )
     first.insert("start", bundle.start_doc)
     second.insert("descriptor", desc.descriptor_doc)
     for event in scalar_events(desc, 5):
         first.insert("event", event)
     first.insert("stop", bundle.compose_stop())
     assert reader(first).read_events(desc.descriptor_doc["uid"]).data["x"].tolist() == [
-        0.0, 1.0, 2.0, 3.0, 4.0]
+        0.0,
+        1.0,
+        2.0,
+        3.0,
+        4.0,
+    ]

@@ -14,9 +14,13 @@ from intake_broker_native import CopyMismatch, NativeStore, copy_runs
 @pytest.fixture
 def source():
     store = MemoryStore()
-    runs = [factories.scalar_run(n=30, time=1_600_000_000, scan_id=1),
-            factories.image_run(), factories.reconfigured_run(), factories.asset_run(),
-            factories.scalar_run(n=4, time=1_600_000_900, scan_id=2, stop=False)]
+    runs = [
+        factories.scalar_run(n=30, time=1_600_000_000, scan_id=1),
+        factories.image_run(),
+        factories.reconfigured_run(),
+        factories.asset_run(),
+        factories.scalar_run(n=4, time=1_600_000_900, scan_id=2, stop=False),
+    ]
     for docs in runs:
         insert_all(store, docs)
     return store
@@ -32,8 +36,16 @@ def test_copy_then_copy_again_skips_what_is_complete(source, tmp_path, capsys):
     dest = NativeStore.in_folder(tmp_path, chunk_rows=8)
     report = copy_runs(source, dest, progress=True)
     assert len(report.copied) == 5 and report.skipped == [] and len(report.incomplete) == 1
-    assert report.events == sum(len(d["uid"]) for r in source.runs()
-                                for n, d in source.documents(r.uid) if n == "event_page") == 50
+    assert (
+        report.events
+        == sum(
+            len(d["uid"])
+            for r in source.runs()
+            for n, d in source.documents(r.uid)
+            if n == "event_page"
+        )
+        == 50
+    )
     assert "copying runs" in capsys.readouterr().err  # the progress bar
     _same_runs(source, NativeStore(dest.index))
     again = copy_runs(source, dest, progress=False)
@@ -61,8 +73,9 @@ def test_an_interrupted_copy_resumes(source, tmp_path):
                 yield doc
 
     dest = NativeStore.in_folder(tmp_path, chunk_rows=8)
-    first_two = sum(len(list(source.documents(r.uid)))
-                    for r in source.runs(sort=(("time", 1),))[:2])
+    first_two = sum(
+        len(list(source.documents(r.uid))) for r in source.runs(sort=(("time", 1),))[:2]
+    )
     with pytest.raises(ConnectionError):
         copy_runs(Failing(source, first_two + 5), dest, progress=False)
     # oldest first: a complete run, the incomplete one, and the third broken off
@@ -91,10 +104,10 @@ def test_native_to_memory_and_a_query(source, tmp_path):
     report = copy_runs(native, back, query=Eq("plan_name", "count"), progress=False)
     assert len(report.copied) == 3
     assert sorted(r.uid for r in back.runs()) == sorted(
-        r.uid for r in source.runs(Eq("plan_name", "count")))
+        r.uid for r in source.runs(Eq("plan_name", "count"))
+    )
     for record in back.runs():
-        assert_same_documents(list(back.documents(record.uid)),
-                              list(source.documents(record.uid)))
+        assert_same_documents(list(back.documents(record.uid)), list(source.documents(record.uid)))
 
 
 def test_copy_from_suitcase_files(tmp_path, bluesky_runs):
@@ -105,8 +118,9 @@ def test_copy_from_suitcase_files(tmp_path, bluesky_runs):
     for docs in bluesky_runs.values():
         insert_all(jsonl, docs)
     dest = NativeStore.in_folder(tmp_path / "native")
-    report = copy_runs(files.FilesStore([str(folder / "*.jsonl")], format="jsonl"), dest,
-                       progress=False)
+    report = copy_runs(
+        files.FilesStore([str(folder / "*.jsonl")], format="jsonl"), dest, progress=False
+    )
     assert len(report.copied) == len(bluesky_runs)
     for docs in bluesky_runs.values():
         assert_same_documents(list(dest.documents(docs[0][1]["uid"])), docs)

@@ -40,11 +40,26 @@ class RemoteCatalog(BrokerCatalog):
         ``handler_registry`` and ``root_map`` for ``fill="client"``, ``name``, ...).
     """
 
-    def __init__(self, url: str, *, timeout: float = 30.0,
-                 headers: Mapping[str, str] | None = None, api_key: str | None = None,
-                 retries: int = 3, codecs: Sequence[str] = wire.DEFAULT_CODECS,
-                 fill: str = "server", **kwargs: Any):
-        store = RemoteStore(url, timeout=timeout, headers=headers, api_key=api_key,
-                            retries=retries, codecs=codecs, fill=fill)
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
+        retries: int = 3,
+        codecs: Sequence[str] = wire.DEFAULT_CODECS,
+        fill: str = "server",
+        **kwargs: Any,
+    ):
+        store = RemoteStore(
+            url,
+            timeout=timeout,
+            headers=headers,
+            api_key=api_key,
+            retries=retries,
+            codecs=codecs,
+            fill=fill,
+        )
         kwargs.setdefault("name", url)
         super().__init__(store, **kwargs)

@@ -43,17 +43,18 @@ def _error(response: httpx.Response) -> None:
     _raise(response.request, response.status_code, response.headers, response.content)
 
 
-def _raise(request: httpx.Request, status: int, headers: Mapping[str, str],
-           content: bytes) -> None:
+def _raise(request: httpx.Request, status: int, headers: Mapping[str, str], content: bytes) -> None:
     """The exception an error response's body names."""
     try:
-        body = wire.unpackb(content) if headers.get("content-type", "").startswith(
-            wire.MSGPACK) else json.loads(content)
+        body = (
+            wire.unpackb(content)
+            if headers.get("content-type", "").startswith(wire.MSGPACK)
+            else json.loads(content)
+        )
     except Exception:  # not our server, or no body: keep the status and some text
         body = None
     text = content[:200].decode("utf-8", "replace")
-    raise_for_body(status, body, f"{request.method} {request.url} answered {status}: "
-                                 f"{text!r}")
+    raise_for_body(status, body, f"{request.method} {request.url} answered {status}: {text!r}")
 
 
 class _PartsReader:
@@ -69,10 +70,11 @@ class _PartsReader:
             if not self._rest:
                 self._rest = memoryview(next(self._parts, b""))
                 if not self._rest:
-                    raise httpx.RemoteProtocolError(f"the body ended after {pos} of {total} "
-                                                    "bytes asked")
+                    raise httpx.RemoteProtocolError(
+                        f"the body ended after {pos} of {total} bytes asked"
+                    )
             n = min(total - pos, len(self._rest))
-            view[pos:pos + n] = self._rest[:n]
+            view[pos : pos + n] = self._rest[:n]
             self._rest = self._rest[n:]
             pos += n
 
@@ -103,10 +105,18 @@ class HTTPClient:
         :mod:`~intake_broker_remote.rawhttp`); False reads them through httpx too.
     """
 
-    def __init__(self, url: str, *, timeout: float = 30.0,
-                 headers: Mapping[str, str] | None = None, api_key: str | None = None,
-                 retries: int = 3, backoff: float = 0.25, max_connections: int = 32,
-                 raw_reads: bool = True):
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
+        retries: int = 3,
+        backoff: float = 0.25,
+        max_connections: int = 32,
+        raw_reads: bool = True,
+    ):
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"the server URL must start with http:// or https://, not {url!r}")
         self.url = url.rstrip("/")
@@ -125,22 +135,33 @@ class HTTPClient:
 
     def options(self) -> dict[str, Any]:
         """The constructor's arguments (what a pickle keeps)."""
-        return {"timeout": self.timeout, "headers": self.headers, "retries": self.retries,
-                "backoff": self.backoff, "max_connections": self.max_connections,
-                "raw_reads": self.raw_reads}
+        return {
+            "timeout": self.timeout,
+            "headers": self.headers,
+            "retries": self.retries,
+            "backoff": self.backoff,
+            "max_connections": self.max_connections,
+            "raw_reads": self.raw_reads,
+        }
 
     @property
     def client(self) -> httpx.Client:
         with self._lock:
             if self._client is None or self._pid != os.getpid():
-                limits = httpx.Limits(max_connections=self.max_connections,
-                                      max_keepalive_connections=self.max_connections)
+                limits = httpx.Limits(
+                    max_connections=self.max_connections,
+                    max_keepalive_connections=self.max_connections,
+                )
                 _tune_httpcore()
-                self._client = httpx.Client(base_url=self.url, headers=self.headers,
-                                            timeout=self.timeout, limits=limits)
+                self._client = httpx.Client(
+                    base_url=self.url, headers=self.headers, timeout=self.timeout, limits=limits
+                )
                 base = self._client.base_url
-                self._raw = rawhttp.Pool(base.host, base.port or 80, self.timeout) if (
-                    self.raw_reads and rawhttp.usable(base)) else None
+                self._raw = (
+                    rawhttp.Pool(base.host, base.port or 80, self.timeout)
+                    if (self.raw_reads and rawhttp.usable(base))
+                    else None
+                )
                 self._pid = os.getpid()
             return self._client
 
@@ -154,11 +175,12 @@ class HTTPClient:
             self._raw = None
 
     def _wait(self, attempt: int) -> None:
-        time.sleep(self.backoff * 2 ** attempt * (0.5 + random.random()))
+        time.sleep(self.backoff * 2**attempt * (0.5 + random.random()))
 
     def _unavailable(self, method: str, path: str, why: str) -> ServiceUnavailable:
-        return ServiceUnavailable(f"{method} {self.url}{path} failed after "
-                                  f"{self.retries + 1} tries: {why}")
+        return ServiceUnavailable(
+            f"{method} {self.url}{path} failed after {self.retries + 1} tries: {why}"
+        )
 
     @contextlib.contextmanager
     def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
@@ -170,8 +192,7 @@ class HTTPClient:
                 response = context.__enter__()
             except RETRY_ERRORS as err:
                 if attempt == self.retries:
-                    raise self._unavailable(method, path, f"{type(err).__name__}: {err}") \
-                        from err
+                    raise self._unavailable(method, path, f"{type(err).__name__}: {err}") from err
                 self._wait(attempt)
                 continue
             try:
@@ -188,8 +209,9 @@ class HTTPClient:
             finally:
                 context.__exit__(None, None, None)
 
-    def request(self, method: str, path: str, *, accept: str = wire.MSGPACK,
-                **kwargs: Any) -> bytearray:
+    def request(
+        self, method: str, path: str, *, accept: str = wire.MSGPACK, **kwargs: Any
+    ) -> bytearray:
         """The whole body of a successful response, retrying transport failures, in one
         writable buffer."""
         headers = {"Accept": accept, **kwargs.pop("headers", {})}
@@ -202,22 +224,28 @@ class HTTPClient:
                         body = bytearray(int(size))
                         view, pos = memoryview(body), 0
                         for part in response.iter_bytes():
-                            view[pos:pos + len(part)] = part
+                            view[pos : pos + len(part)] = part
                             pos += len(part)
                         if pos != len(body):
                             raise httpx.RemoteProtocolError(
-                                f"the body ended after {pos} of {len(body)} bytes")
+                                f"the body ended after {pos} of {len(body)} bytes"
+                            )
                         return body
                     return bytearray(response.read())
             except httpx.TransportError as err:  # the body broke off: the request again
                 if attempt == self.retries:
-                    raise self._unavailable(method, path, f"{type(err).__name__}: {err}") \
-                        from err
+                    raise self._unavailable(method, path, f"{type(err).__name__}: {err}") from err
                 self._wait(attempt)
         raise AssertionError("unreachable")
 
-    def fetch(self, path: str, consume: rawhttp.Consume, *, accept: str,
-              params: Mapping[str, Any] | None = None) -> Any:
+    def fetch(
+        self,
+        path: str,
+        consume: rawhttp.Consume,
+        *,
+        accept: str,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
         """GET ``path`` and hand its body to ``consume(readinto, size)`` as it arrives:
         ``readinto(view)`` fills ``view`` with the next ``len(view)`` bytes, and ``consume``
         reads all ``size`` of them (it may be called again for a retry: it must start over).
@@ -226,11 +254,15 @@ class HTTPClient:
         request = client.build_request("GET", path, params=params, headers={"Accept": accept})
         for attempt in range(self.retries + 1):
             if self._raw is None:  # httpx retries until the status is known
-                with self.stream("GET", path, params=params,
-                                 headers={"Accept": accept}) as response:
+                with self.stream(
+                    "GET", path, params=params, headers={"Accept": accept}
+                ) as response:
                     size = response.headers.get("content-length")
-                    if size is None or not size.isdigit() or response.headers.get(
-                            "content-encoding", "identity") != "identity":
+                    if (
+                        size is None
+                        or not size.isdigit()
+                        or response.headers.get("content-encoding", "identity") != "identity"
+                    ):
                         body = memoryview(response.read())
                         return consume(_PartsReader(iter([body])), len(body))
                     try:
@@ -261,6 +293,12 @@ class HTTPClient:
     def post(self, path: str, payload: Any, **params: Any) -> Any:
         """A POST of a msgpack body, the answer decoded."""
         clean = {k: v for k, v in params.items() if v is not None}
-        return wire.unpackb(self.request("POST", path, content=wire.packb(payload),
-                                         headers={"Content-Type": wire.MSGPACK},
-                                         params=clean))
+        return wire.unpackb(
+            self.request(
+                "POST",
+                path,
+                content=wire.packb(payload),
+                headers={"Content-Type": wire.MSGPACK},
+                params=clean,
+            )
+        )

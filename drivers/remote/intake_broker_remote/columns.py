@@ -24,9 +24,16 @@ _GROUPS = ("index", "uid", "data", "timestamps", "filled")
 class RemoteColumns(EventColumns):
     """Events of one descriptor; a group is fetched from the server on first access."""
 
-    def __init__(self, store: RemoteStore, descriptor: str, fields: Sequence[str] | None,
-                 seq_range: tuple[int, int] | None, uids: bool,
-                 loaded: dict[str, dict] | None = None, rows: int | None = None):
+    def __init__(
+        self,
+        store: RemoteStore,
+        descriptor: str,
+        fields: Sequence[str] | None,
+        seq_range: tuple[int, int] | None,
+        uids: bool,
+        loaded: dict[str, dict] | None = None,
+        rows: int | None = None,
+    ):
         self._store = store
         self._descriptor = descriptor
         self._fields = None if fields is None else list(fields)
@@ -43,12 +50,12 @@ class RemoteColumns(EventColumns):
             return self._loaded[group]
 
     def _fetch(self, groups: list[str]) -> None:
-        rows, columns = self._store.fetch_columns(self._descriptor, self._fields,
-                                                  self._seq_range, groups)
+        rows, columns = self._store.fetch_columns(
+            self._descriptor, self._fields, self._seq_range, groups
+        )
         self._rows = rows
         for group in groups:
-            self._loaded[group] = {key: value for (g, key), value in columns.items()
-                                   if g == group}
+            self._loaded[group] = {key: value for (g, key), value in columns.items() if g == group}
 
     def load(self, groups: Sequence[str]) -> RemoteColumns:
         """Fetch ``groups`` now, in one request."""
@@ -89,11 +96,23 @@ class RemoteColumns(EventColumns):
         return self._rows
 
     def __repr__(self) -> str:
-        return (f"<RemoteColumns of descriptor {self._descriptor[:8]}: {self._rows} rows, "
-                f"loaded {sorted(self._loaded)}>")
+        return (
+            f"<RemoteColumns of descriptor {self._descriptor[:8]}: {self._rows} rows, "
+            f"loaded {sorted(self._loaded)}>"
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         # What is loaded travels; the rest is fetched on the other side (the store pickles
         # by URL).
-        return (RemoteColumns, (self._store, self._descriptor, self._fields, self._seq_range,
-                                self._uids, self._loaded, self._rows))
+        return (
+            RemoteColumns,
+            (
+                self._store,
+                self._descriptor,
+                self._fields,
+                self._seq_range,
+                self._uids,
+                self._loaded,
+                self._rows,
+            ),
+        )

@@ -57,8 +57,17 @@ def _classes() -> dict[str, type[BaseException]]:
             obj = getattr(module, name)
             if isinstance(obj, type) and issubclass(obj, BrokerError):
                 found[name] = obj
-    for cls in (InvalidRequest, OversizedRequest, DescriptorNotFound, ResourceNotFound,
-                Unauthorized, Forbidden, ServiceUnavailable, ServerError, RemoteError):
+    for cls in (
+        InvalidRequest,
+        OversizedRequest,
+        DescriptorNotFound,
+        ResourceNotFound,
+        Unauthorized,
+        Forbidden,
+        ServiceUnavailable,
+        ServerError,
+        RemoteError,
+    ):
         found[cls.__name__] = cls
     return found
 

@@ -81,8 +81,9 @@ class Connection:
         while pos < total:
             got = self.sock.recv_into(view[pos:], min(total - pos, RECV_BYTES))
             if not got:
-                raise ProtocolError(f"the server closed the connection after {pos} of "
-                                    f"{total} bytes")
+                raise ProtocolError(
+                    f"the server closed the connection after {pos} of {total} bytes"
+                )
             pos += got
 
     def _more(self) -> bytes:
@@ -98,7 +99,7 @@ class Connection:
             if len(data) > MAX_HEAD:
                 raise ProtocolError(f"no end of the headers in {len(data)} bytes")
             data += self._more()
-        self._pending = memoryview(bytes(data[end + 4:]))
+        self._pending = memoryview(bytes(data[end + 4 :]))
         status_line, *lines = bytes(data[:end]).decode("latin-1").split("\r\n")
         parts = status_line.split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
@@ -115,7 +116,7 @@ class Connection:
             if len(data) > MAX_HEAD:
                 raise ProtocolError("a chunk size line is too long")
             data += self._more()
-        self._pending = memoryview(bytes(data[end + 2:]))
+        self._pending = memoryview(bytes(data[end + 2 :]))
         return bytes(data[:end])
 
     def read_body(self, status: int, headers: dict[str, str]) -> bytes:
@@ -187,7 +188,7 @@ def _over(body: memoryview) -> Callable[[memoryview], None]:
         nonlocal pos
         if pos + len(view) > len(body):
             raise ProtocolError(f"the body has {len(body)} bytes; more were asked")
-        view[:] = body[pos:pos + len(view)]
+        view[:] = body[pos : pos + len(view)]
         pos += len(view)
 
     return readinto
@@ -207,8 +208,9 @@ def head_bytes(request: httpx.Request) -> bytes:
 Consume = Callable[[Callable[[memoryview], None], int], object]
 
 
-def exchange(pool: Pool, request: httpx.Request,
-             consume: Consume) -> tuple[int, dict[str, str], object]:
+def exchange(
+    pool: Pool, request: httpx.Request, consume: Consume
+) -> tuple[int, dict[str, str], object]:
     """Send ``request``; ``(status, headers, consume(readinto, size))`` for a 2xx answer,
     ``(status, headers, body bytes)`` for any other.
 
@@ -231,8 +233,9 @@ def exchange(pool: Pool, request: httpx.Request,
         if not 200 <= status < 300:
             result: object = conn.read_body(status, headers)
         elif headers.get("content-encoding", "identity").lower() != "identity":
-            raise ProtocolError(f"the server sent a {headers['content-encoding']} body; "
-                                "identity was asked for")
+            raise ProtocolError(
+                f"the server sent a {headers['content-encoding']} body; identity was asked for"
+            )
         elif length is not None and length.isdigit():
             result = consume(conn.readinto, int(length))
         else:  # chunked, or until the server closes: small bodies, not ours

@@ -85,17 +85,34 @@ class RemoteStore(DocumentStore):
     #: The server validates documents; checking here too would only repeat it.
     validate = False
 
-    def __init__(self, url: str, *, timeout: float = 30.0,
-                 headers: Mapping[str, str] | None = None, api_key: str | None = None,
-                 retries: int = 3, backoff: float = 0.25,
-                 codecs: Sequence[str] = wire.DEFAULT_CODECS, fill: str = "server",
-                 max_connections: int = 32, parallel: int = 3,
-                 request_bytes: int = 16 << 20, raw_reads: bool = True):
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
+        retries: int = 3,
+        backoff: float = 0.25,
+        codecs: Sequence[str] = wire.DEFAULT_CODECS,
+        fill: str = "server",
+        max_connections: int = 32,
+        parallel: int = 3,
+        request_bytes: int = 16 << 20,
+        raw_reads: bool = True,
+    ):
         if fill not in ("server", "client"):
             raise ValueError(f"fill must be 'server' or 'client', not {fill!r}")
-        self.http = HTTPClient(url, timeout=timeout, headers=headers, api_key=api_key,
-                               retries=retries, backoff=backoff,
-                               max_connections=max_connections, raw_reads=raw_reads)
+        self.http = HTTPClient(
+            url,
+            timeout=timeout,
+            headers=headers,
+            api_key=api_key,
+            retries=retries,
+            backoff=backoff,
+            max_connections=max_connections,
+            raw_reads=raw_reads,
+        )
         self.parallel = max(1, int(parallel))
         self.request_bytes = int(request_bytes)
         self._response_bytes: int | None = None
@@ -113,9 +130,19 @@ class RemoteStore(DocumentStore):
         return self.fill == "server"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_restore, (self.url, {**self.http.options(), "codecs": self.codecs,
-                                      "fill": self.fill, "parallel": self.parallel,
-                                      "request_bytes": self.request_bytes}))
+        return (
+            _restore,
+            (
+                self.url,
+                {
+                    **self.http.options(),
+                    "codecs": self.codecs,
+                    "fill": self.fill,
+                    "parallel": self.parallel,
+                    "request_bytes": self.request_bytes,
+                },
+            ),
+        )
 
     def __repr__(self) -> str:
         return f"RemoteStore({self.url!r})"
@@ -147,17 +174,23 @@ class RemoteStore(DocumentStore):
 
     # -- runs -------------------------------------------------------------------------------
 
-    def runs(self, query: Query | None = None, *,
-             sort: Sequence[tuple[str, int]] = NEWEST_FIRST, skip: int = 0,
-             limit: int | None = None) -> list[RunRecord]:
+    def runs(
+        self,
+        query: Query | None = None,
+        *,
+        sort: Sequence[tuple[str, int]] = NEWEST_FIRST,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
         encoded = None if query is None else json.dumps(query.encode())
         found: list[RunRecord] = []
         while limit is None or len(found) < limit:
             size = self.page if limit is None else min(self.page, limit - len(found))
             params = {"sort": _sort(sort), "skip": skip + len(found), "limit": size}
             if encoded is not None and len(encoded) > MAX_URL_QUERY:
-                page = self.http.post(f"{API}/runs/search", {
-                    **params, "query": json.loads(encoded)})
+                page = self.http.post(
+                    f"{API}/runs/search", {**params, "query": json.loads(encoded)}
+                )
             else:
                 page = self.http.get(f"{API}/runs", query=encoded, **params)
             found += [_record(item) for item in page["data"]]
@@ -186,24 +219,37 @@ class RemoteStore(DocumentStore):
         return self._pages(f"{API}/runs/{_q(run_uid)}/descriptors")
 
     def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
-        return [Chunk(descriptor_uid, c["seq_start"], c["seq_stop"], c["rows"])
-                for c in self._pages(f"{API}/descriptors/{_q(descriptor_uid)}/chunks")]
+        return [
+            Chunk(descriptor_uid, c["seq_start"], c["seq_stop"], c["rows"])
+            for c in self._pages(f"{API}/descriptors/{_q(descriptor_uid)}/chunks")
+        ]
 
-    def read_events(self, descriptor_uid: str, *, fields: Sequence[str] | None = None,
-                    seq_range: tuple[int, int] | None = None,
-                    uids: bool = False) -> RemoteColumns:
+    def read_events(
+        self,
+        descriptor_uid: str,
+        *,
+        fields: Sequence[str] | None = None,
+        seq_range: tuple[int, int] | None = None,
+        uids: bool = False,
+    ) -> RemoteColumns:
         """Columns fetched group by group when first used (one request now: the data, or
         the index when ``fields`` is empty)."""
         if fields is not None and any("," in f for f in fields):
-            raise InvalidRequest(f"data keys with commas cannot be requested remotely: "
-                                 f"{[f for f in fields if ',' in f]}")
+            raise InvalidRequest(
+                f"data keys with commas cannot be requested remotely: "
+                f"{[f for f in fields if ',' in f]}"
+            )
         columns = RemoteColumns(self, descriptor_uid, fields, seq_range, uids)
         first = ["index"] if fields is not None and not fields else ["data"]
         return columns.load(first + (["uid"] if uids else []))
 
-    def fetch_columns(self, descriptor_uid: str, fields: Sequence[str] | None,
-                      seq_range: tuple[int, int] | None,
-                      groups: Sequence[str]) -> tuple[int, dict]:
+    def fetch_columns(
+        self,
+        descriptor_uid: str,
+        fields: Sequence[str] | None,
+        seq_range: tuple[int, int] | None,
+        groups: Sequence[str],
+    ) -> tuple[int, dict]:
         """``(rows, {(group, key): array})`` for some groups of events, in one request -- or,
         when the server finds the whole too large for one response, in requests of a few
         stored chunks each, several at a time, received straight into the arrays of the
@@ -211,8 +257,11 @@ class RemoteStore(DocumentStore):
         try:
             return self._fetch(descriptor_uid, fields, seq_range, groups)
         except OversizedRequest:
-            pieces = [c for c in self.event_chunks(descriptor_uid) if seq_range is None or (
-                c.seq_stop > seq_range[0] and c.seq_start < seq_range[1])]
+            pieces = [
+                c
+                for c in self.event_chunks(descriptor_uid)
+                if seq_range is None or (c.seq_stop > seq_range[0] and c.seq_start < seq_range[1])
+            ]
             if len(pieces) <= 1:
                 raise
         return self._fetch_split(descriptor_uid, fields, seq_range, groups, pieces)
@@ -224,27 +273,45 @@ class RemoteStore(DocumentStore):
             self._response_bytes = int(self.info()["limits"]["response_bytes"])
         return self._response_bytes
 
-    def _fetch_split(self, descriptor_uid: str, fields: Sequence[str] | None,
-                     seq_range: tuple[int, int] | None, groups: Sequence[str],
-                     pieces: list[Chunk]) -> tuple[int, dict]:
+    def _fetch_split(
+        self,
+        descriptor_uid: str,
+        fields: Sequence[str] | None,
+        seq_range: tuple[int, int] | None,
+        groups: Sequence[str],
+        pieces: list[Chunk],
+    ) -> tuple[int, dict]:
         lo, hi = seq_range if seq_range is not None else (-1, 2**63)
         # (seq_start, seq_stop, rows or None where the range cuts the chunk)
-        ranges = [(max(c.seq_start, lo), min(c.seq_stop, hi),
-                   c.rows if lo <= c.seq_start and c.seq_stop <= hi else None) for c in pieces]
+        ranges = [
+            (
+                max(c.seq_start, lo),
+                min(c.seq_stop, hi),
+                c.rows if lo <= c.seq_start and c.seq_stop <= hi else None,
+            )
+            for c in pieces
+        ]
         first_rows, first = self._fetch(descriptor_uid, fields, ranges[0][:2], groups)
         per_row = sum(a.nbytes for a in first.values() if not a.dtype.hasobject) / max(
-            first_rows, 1)
+            first_rows, 1
+        )
         budget = max(1, min(self.request_bytes, self.response_bytes // 2))
         batches: list[list[tuple[int, int, int | None]]] = []
         for item in ranges[1:]:
             rows = item[2] if item[2] is not None else item[1] - item[0]
-            if batches and (sum(r[2] if r[2] is not None else r[1] - r[0]
-                                for r in batches[-1]) + rows) * per_row <= budget:
+            if (
+                batches
+                and (sum(r[2] if r[2] is not None else r[1] - r[0] for r in batches[-1]) + rows)
+                * per_row
+                <= budget
+            ):
                 batches[-1].append(item)
             else:
                 batches.append([item])
-        known = [None if any(r[2] is None for r in b) else sum(r[2] for r in b)  # type: ignore
-                 for b in batches]
+        known = [
+            None if any(r[2] is None for r in b) else sum(r[2] for r in b)  # type: ignore
+            for b in batches
+        ]
         targets: dict[tuple[str, str | None], np.ndarray] = {}
         offsets: list[int | None] = [None] * len(batches)
         if ranges[0][2] == first_rows and all(n is not None for n in known):
@@ -260,13 +327,16 @@ class RemoteStore(DocumentStore):
 
             def place(spec: dict, dtype: np.dtype, shape: tuple[int, ...]) -> Any:
                 target = targets.get((spec["group"], spec["key"]))
-                if (target is None or offset is None or dtype != target.dtype
-                        or shape != (rows, *target.shape[1:])):
+                if (
+                    target is None
+                    or offset is None
+                    or dtype != target.dtype
+                    or shape != (rows, *target.shape[1:])
+                ):
                     return None
-                return target[offset:offset + rows]
+                return target[offset : offset + rows]
 
-            return self._fetch(descriptor_uid, fields, (batch[0][0], batch[-1][1]), groups,
-                               place)
+            return self._fetch(descriptor_uid, fields, (batch[0][0], batch[-1][1]), groups, place)
 
         if self.parallel > 1 and len(batches) > 1:
             from concurrent.futures import ThreadPoolExecutor
@@ -279,24 +349,36 @@ class RemoteStore(DocumentStore):
         for key in dict.fromkeys(k for _, cols in parts for k in cols):
             arrays = [cols[key] for _, cols in parts if key in cols]
             target = targets.get(key)
-            whole = target is not None and len(arrays) == len(parts) and all(
-                a.base is target or a is target for a in arrays[1:])
+            whole = (
+                target is not None
+                and len(arrays) == len(parts)
+                and all(a.base is target or a is target for a in arrays[1:])
+            )
             out[key] = target if whole else np.concatenate(arrays)
         return sum(rows for rows, _ in parts), out
 
-    def _fetch(self, descriptor_uid: str, fields: Sequence[str] | None,
-               seq_range: tuple[int, int] | None, groups: Sequence[str],
-               place: wire.Place | None = None) -> tuple[int, dict]:
+    def _fetch(
+        self,
+        descriptor_uid: str,
+        fields: Sequence[str] | None,
+        seq_range: tuple[int, int] | None,
+        groups: Sequence[str],
+        place: wire.Place | None = None,
+    ) -> tuple[int, dict]:
         params: dict[str, Any] = {"groups": ",".join(groups), "codec": ",".join(self.codecs)}
         if fields is not None:
             params["fields"] = ",".join(fields)
         if seq_range is not None:
-            params["seq_start"], params["seq_stop"] = (max(0, int(seq_range[0])),
-                                                       max(0, int(seq_range[1])))
+            params["seq_start"], params["seq_stop"] = (
+                max(0, int(seq_range[0])),
+                max(0, int(seq_range[1])),
+            )
         header, columns = self.http.fetch(
             f"{API}/descriptors/{_q(descriptor_uid)}/events",
             lambda readinto, size: wire.read_columns(readinto, size, place),
-            accept=wire.COLUMNS, params=params)
+            accept=wire.COLUMNS,
+            params=params,
+        )
         return int(header["rows"]), columns
 
     def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
@@ -316,10 +398,12 @@ class RemoteStore(DocumentStore):
 
     def run_assets(self, run_uid: str) -> RunAssets:
         found = self.http.get(f"{API}/runs/{_q(run_uid)}/assets")
-        return RunAssets(resources=found["resources"],
-                         datums={k: (v[0], v[1]) for k, v in found["datums"].items()},
-                         stream_resources=found["stream_resources"],
-                         stream_datums=found["stream_datums"])
+        return RunAssets(
+            resources=found["resources"],
+            datums={k: (v[0], v[1]) for k, v in found["datums"].items()},
+            stream_resources=found["stream_resources"],
+            stream_datums=found["stream_datums"],
+        )
 
     def datum_pages(self, run_uid: str) -> Iterator[dict]:
         yield from self._stream(f"{API}/runs/{_q(run_uid)}/datum_pages")

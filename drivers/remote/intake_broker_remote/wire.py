@@ -125,8 +125,9 @@ def compress(codec: str, array: np.ndarray) -> bytes | memoryview:
     if codec == "blosc":
         blosc = _numcodecs("Blosc")
         typesize = max(1, min(array.dtype.itemsize, 255))
-        return blosc(cname="lz4", clevel=5, shuffle=blosc.SHUFFLE, typesize=typesize,
-                     blocksize=0).encode(view)
+        return blosc(
+            cname="lz4", clevel=5, shuffle=blosc.SHUFFLE, typesize=typesize, blocksize=0
+        ).encode(view)
     if codec == "zstd":
         return _numcodecs("Zstd")(level=1).encode(view)
     raise ValueError(f"unknown codec {codec!r}; known: {', '.join(available_codecs())}")
@@ -144,8 +145,10 @@ def decompress(codec: str, data: memoryview, size: int) -> bytearray | memoryvie
         out = bytearray(size)
         _numcodecs("Blosc" if codec == "blosc" else "Zstd")().decode(data, out=out)
         return out
-    raise ValueError(f"the server sent codec {codec!r}, which this client cannot decode; "
-                     f"it has {', '.join(available_codecs())}")
+    raise ValueError(
+        f"the server sent codec {codec!r}, which this client cannot decode; "
+        f"it has {', '.join(available_codecs())}"
+    )
 
 
 # -- the columns envelope --------------------------------------------------------------------
@@ -161,14 +164,24 @@ def _dtype_of(spec: str | list) -> np.dtype:
     return np.dtype([tuple(field) for field in spec])
 
 
-def encode_columns(columns: Sequence[tuple[str, str | None, np.ndarray]], *, rows: int,
-                   codec: str = "none", min_ratio: float = 0.95) -> bytes:
+def encode_columns(
+    columns: Sequence[tuple[str, str | None, np.ndarray]],
+    *,
+    rows: int,
+    codec: str = "none",
+    min_ratio: float = 0.95,
+) -> bytes:
     """One body holding ``(group, key, array)`` columns (see :func:`column_parts`)."""
     return b"".join(column_parts(columns, rows=rows, codec=codec, min_ratio=min_ratio))
 
 
-def column_parts(columns: Sequence[tuple[str, str | None, np.ndarray]], *, rows: int,
-                 codec: str = "none", min_ratio: float = 0.95) -> list[bytes | memoryview]:
+def column_parts(
+    columns: Sequence[tuple[str, str | None, np.ndarray]],
+    *,
+    rows: int,
+    codec: str = "none",
+    min_ratio: float = 0.95,
+) -> list[bytes | memoryview]:
     """The pieces of a columns body, in order, without joining them (a server sends them one
     after another; uncompressed columns stay views of the arrays).
 
@@ -183,23 +196,33 @@ def column_parts(columns: Sequence[tuple[str, str | None, np.ndarray]], *, rows:
     for group, key, array in columns:
         array = np.asarray(array)
         if array.dtype.hasobject:
-            objects.append({"group": group, "key": key, "shape": list(array.shape),
-                            "values": array.tolist()})
+            objects.append(
+                {"group": group, "key": key, "shape": list(array.shape), "values": array.tolist()}
+            )
             continue
         array = np.ascontiguousarray(array)
         used = codec if array.nbytes else "none"
         if used != "none" and array.nbytes > 4 * _SAMPLE:
             # A sample first: incompressible data (noise in float mantissas) is sent raw
             # without spending the time to compress all of it.
-            sample = array.reshape(-1)[:max(1, _SAMPLE // max(array.dtype.itemsize, 1))]
+            sample = array.reshape(-1)[: max(1, _SAMPLE // max(array.dtype.itemsize, 1))]
             if len(compress(used, sample)) > min_ratio * sample.nbytes:
                 used = "none"
         data = compress(used, array)
         if used != "none" and len(data) > min_ratio * array.nbytes:
             used, data = "none", _bytes_of(array)
-        specs.append({"group": group, "key": key, "dtype": _dtype_spec(array.dtype),
-                      "shape": list(array.shape), "codec": used, "offset": offset,
-                      "nbytes": len(data), "size": array.nbytes})
+        specs.append(
+            {
+                "group": group,
+                "key": key,
+                "dtype": _dtype_spec(array.dtype),
+                "shape": list(array.shape),
+                "codec": used,
+                "offset": offset,
+                "nbytes": len(data),
+                "size": array.nbytes,
+            }
+        )
         buffers.append(data)
         offset += len(data)
     header = packb({"rows": rows, "codec": codec, "columns": specs, "objects": objects})
@@ -215,7 +238,8 @@ def _object_array(values: list, shape: Sequence[int]) -> np.ndarray:
 
 
 def decode_columns(
-        body: bytes | bytearray) -> tuple[dict, dict[tuple[str, str | None], np.ndarray]]:
+    body: bytes | bytearray,
+) -> tuple[dict, dict[tuple[str, str | None], np.ndarray]]:
     """The header and the ``{(group, key): array}`` columns of a columns body.
 
     Arrays of uncompressed columns are views into ``body`` (writable when ``body`` is a
@@ -225,12 +249,12 @@ def decode_columns(
     if bytes(view[:4]) != MAGIC:
         raise ValueError(f"not an intake-broker columns body (starts {bytes(view[:8])!r})")
     (length,) = struct.unpack("<I", view[4:8])
-    header = unpackb(view[8:8 + length])
+    header = unpackb(view[8 : 8 + length])
     base = 8 + length
     out: dict[tuple[str, str | None], np.ndarray] = {}
     for spec in header["columns"]:
         start = base + spec["offset"]
-        raw = decompress(spec["codec"], view[start:start + spec["nbytes"]], spec["size"])
+        raw = decompress(spec["codec"], view[start : start + spec["nbytes"]], spec["size"])
         dtype = _dtype_of(spec["dtype"])
         out[spec["group"], spec["key"]] = np.frombuffer(raw, dtype=dtype).reshape(spec["shape"])
     for spec in header["objects"]:
@@ -248,8 +272,9 @@ def _fill(readinto: Callable[[memoryview], None], target: np.ndarray) -> None:
         readinto(memoryview(target.reshape(-1).view(np.uint8)))
 
 
-def read_columns(readinto: Callable[[memoryview], None], size: int, place: Place | None = None
-                 ) -> tuple[dict, dict[tuple[str, str | None], np.ndarray]]:
+def read_columns(
+    readinto: Callable[[memoryview], None], size: int, place: Place | None = None
+) -> tuple[dict, dict[tuple[str, str | None], np.ndarray]]:
     """What :func:`decode_columns` gives, read from a body as it arrives.
 
     ``readinto(view)`` fills ``view`` with the next ``len(view)`` of the body's ``size``
@@ -269,8 +294,9 @@ def read_columns(readinto: Callable[[memoryview], None], size: int, place: Place
     out: dict[tuple[str, str | None], np.ndarray] = {}
     for spec in sorted(header["columns"], key=lambda c: c["offset"]):
         if 8 + length + spec["offset"] != pos or pos + spec["nbytes"] > size:
-            raise ValueError(f"column {spec['key']!r} of a columns body is not where its "
-                             "header says")
+            raise ValueError(
+                f"column {spec['key']!r} of a columns body is not where its header says"
+            )
         dtype, shape = _dtype_of(spec["dtype"]), tuple(spec["shape"])
         target = None if place is None else place(spec, dtype, shape)
         if spec["codec"] == "none":

@@ -6,8 +6,9 @@ import pytest
 
 from intake_broker.memory import MemoryStore
 
-server_testing = pytest.importorskip("intake_broker_server.testing",
-                                     reason="the tests need intake-broker-server")
+server_testing = pytest.importorskip(
+    "intake_broker_server.testing", reason="the tests need intake-broker-server"
+)
 
 
 @pytest.fixture(scope="session")

@@ -23,33 +23,77 @@ def hdf5_runs(folder, n=5, shape=(6, 8)):
     with h5py.File(folder / "async.h5", "w") as f:
         f.create_dataset("/entry/data/data", data=frames[::-1].copy())
     ad = event_model.compose_run(time=1_700_000_000, metadata={"scan_id": 1})
-    resource = ad.compose_resource(spec="AD_HDF5", root=str(folder), resource_path="ad.h5",
-                                   resource_kwargs={"frame_per_point": 1})
-    desc = ad.compose_descriptor(name="primary", data_keys={
-        "cam": {"dtype": "array", "dtype_numpy": "<u2", "shape": list(shape),
-                "source": "PV:cam", "external": "FILESTORE:"},
-        "total": {"dtype": "number", "shape": [], "source": "PV:total"}})
-    docs = [("start", ad.start_doc), ("descriptor", desc.descriptor_doc),
-            ("resource", resource.resource_doc)]
+    resource = ad.compose_resource(
+        spec="AD_HDF5",
+        root=str(folder),
+        resource_path="ad.h5",
+        resource_kwargs={"frame_per_point": 1},
+    )
+    desc = ad.compose_descriptor(
+        name="primary",
+        data_keys={
+            "cam": {
+                "dtype": "array",
+                "dtype_numpy": "<u2",
+                "shape": list(shape),
+                "source": "PV:cam",
+                "external": "FILESTORE:",
+            },
+            "total": {"dtype": "number", "shape": [], "source": "PV:total"},
+        },
+    )
+    docs = [
+        ("start", ad.start_doc),
+        ("descriptor", desc.descriptor_doc),
+        ("resource", resource.resource_doc),
+    ]
     for i in range(n):
         datum = resource.compose_datum(datum_kwargs={"point_number": i})
-        docs += [("datum", datum), ("event", desc.compose_event(
-            data={"cam": datum["datum_id"], "total": float(frames[i].sum())},
-            timestamps={"cam": 1.0 + i, "total": 1.0 + i}, filled={"cam": False}))]
+        docs += [
+            ("datum", datum),
+            (
+                "event",
+                desc.compose_event(
+                    data={"cam": datum["datum_id"], "total": float(frames[i].sum())},
+                    timestamps={"cam": 1.0 + i, "total": 1.0 + i},
+                    filled={"cam": False},
+                ),
+            ),
+        ]
     docs.append(("stop", ad.compose_stop()))
 
     oa = event_model.compose_run(time=1_700_000_100, metadata={"scan_id": 2})
-    desc2 = oa.compose_descriptor(name="primary", data_keys={
-        "blob": {"dtype": "array", "dtype_numpy": "<u2", "shape": list(shape),
-                 "source": "file", "external": "STREAM:"}})
-    sres = oa.compose_stream_resource(mimetype="application/x-hdf5",
-                                      uri=f"file://localhost{folder}/async.h5", data_key="blob",
-                                      parameters={"dataset": "/entry/data/data"})
-    docs2 = [("start", oa.start_doc), ("descriptor", desc2.descriptor_doc),
-             ("stream_resource", sres.stream_resource_doc),
-             ("stream_datum", sres.compose_stream_datum(
-                 indices={"start": 0, "stop": n}, seq_nums={"start": 1, "stop": n + 1},
-                 descriptor=desc2.descriptor_doc))]
+    desc2 = oa.compose_descriptor(
+        name="primary",
+        data_keys={
+            "blob": {
+                "dtype": "array",
+                "dtype_numpy": "<u2",
+                "shape": list(shape),
+                "source": "file",
+                "external": "STREAM:",
+            }
+        },
+    )
+    sres = oa.compose_stream_resource(
+        mimetype="application/x-hdf5",
+        uri=f"file://localhost{folder}/async.h5",
+        data_key="blob",
+        parameters={"dataset": "/entry/data/data"},
+    )
+    docs2 = [
+        ("start", oa.start_doc),
+        ("descriptor", desc2.descriptor_doc),
+        ("stream_resource", sres.stream_resource_doc),
+        (
+            "stream_datum",
+            sres.compose_stream_datum(
+                indices={"start": 0, "stop": n},
+                seq_nums={"start": 1, "stop": n + 1},
+                descriptor=desc2.descriptor_doc,
+            ),
+        ),
+    ]
     for i in range(n):
         docs2.append(("event", desc2.compose_event(data={}, timestamps={}, time=2.0 + i)))
     docs2.append(("stop", oa.compose_stop()))
@@ -93,7 +137,8 @@ def test_searched_and_pickled_catalogs_still_read_on_the_server(asset_runs):
 def test_client_side_filling_reads_local_files(asset_runs):
     url, frames, folder = asset_runs
     np.testing.assert_array_equal(
-        RemoteCatalog(url, fill="client")[1].primary.read()["cam"].values, frames)
+        RemoteCatalog(url, fill="client")[1].primary.read()["cam"].values, frames
+    )
     (folder / "ad.h5").rename(folder / "moved.h5")
     with pytest.raises(AssetNotFound, match="ad.h5"):  # the server's error, as the local one
         RemoteCatalog(url)[1].primary.read()

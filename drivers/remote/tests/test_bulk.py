@@ -39,19 +39,29 @@ def odd_run(rows: int, page: int) -> list[tuple[str, dict]]:
     docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
     for lo in range(0, rows, page):
         n = min(page, rows - lo)
-        data = {"spectrum": rng.normal(size=(n, 7)).tolist(),
-                "image": rng.integers(0, 255, size=(n, 3, 5)).tolist(),
-                "counts": rng.integers(-3000, 3000, size=n).tolist(),
-                "big_endian": rng.integers(-2**30, 2**30, size=n).tolist(),
-                "flag": (rng.random(n) > 0.5).tolist(),
-                "single": rng.normal(size=(n, 2)).astype("f4").tolist(),
-                "label": [f"event {lo + i}" for i in range(n)]}
-        docs.append(("event_page", {
-            "descriptor": desc.descriptor_doc["uid"],
-            "uid": [f"{desc.descriptor_doc['uid']}-{lo + i}" for i in range(n)],
-            "seq_num": list(range(lo + 1, lo + n + 1)), "time": [1e9 + lo + i for i in range(n)],
-            "data": data, "timestamps": {k: [1e9 + lo + i for i in range(n)] for k in KEYS},
-            "filled": {}}))
+        data = {
+            "spectrum": rng.normal(size=(n, 7)).tolist(),
+            "image": rng.integers(0, 255, size=(n, 3, 5)).tolist(),
+            "counts": rng.integers(-3000, 3000, size=n).tolist(),
+            "big_endian": rng.integers(-(2**30), 2**30, size=n).tolist(),
+            "flag": (rng.random(n) > 0.5).tolist(),
+            "single": rng.normal(size=(n, 2)).astype("f4").tolist(),
+            "label": [f"event {lo + i}" for i in range(n)],
+        }
+        docs.append(
+            (
+                "event_page",
+                {
+                    "descriptor": desc.descriptor_doc["uid"],
+                    "uid": [f"{desc.descriptor_doc['uid']}-{lo + i}" for i in range(n)],
+                    "seq_num": list(range(lo + 1, lo + n + 1)),
+                    "time": [1e9 + lo + i for i in range(n)],
+                    "data": data,
+                    "timestamps": {k: [1e9 + lo + i for i in range(n)] for k in KEYS},
+                    "filled": {},
+                },
+            )
+        )
     docs.append(("stop", bundle.compose_stop(time=2e9)))
     return docs
 
@@ -73,8 +83,9 @@ def bulk(live_server):
 @pytest.mark.parametrize("parallel", [1, 3])
 def test_a_split_read_equals_the_local_one(bulk, raw_reads, parallel):
     url, store, uid, _ = bulk
-    remote = RemoteStore(url, raw_reads=raw_reads, parallel=parallel, request_bytes=9_000,
-                         codecs=["none"])
+    remote = RemoteStore(
+        url, raw_reads=raw_reads, parallel=parallel, request_bytes=9_000, codecs=["none"]
+    )
     assert remote.http.client is not None and (remote.http._raw is not None) is raw_reads
     local = BrokerCatalog(store)[uid].primary
     run = BrokerCatalog(remote)[uid].primary
@@ -119,16 +130,27 @@ def test_chunks_of_different_dtypes_are_joined(live_server):
     cannot go into one array as they come, and are joined as numpy joins them."""
     store = MemoryStore(chunk_rows=10, validate=False)
     bundle = event_model.compose_run(time=1e9)
-    desc = bundle.compose_descriptor(name="primary", time=1e9, data_keys={
-        "x": {"dtype": "number", "shape": [], "source": "test"}})
+    desc = bundle.compose_descriptor(
+        name="primary",
+        time=1e9,
+        data_keys={"x": {"dtype": "number", "shape": [], "source": "test"}},
+    )
     store.insert("start", bundle.start_doc)
     store.insert("descriptor", desc.descriptor_doc)
     for lo in range(0, 60, 10):
         values = list(range(lo, lo + 10)) if lo < 30 else [v + 0.5 for v in range(lo, lo + 10)]
-        store.insert("event_page", {
-            "descriptor": desc.descriptor_doc["uid"], "uid": [f"e{lo + i}" for i in range(10)],
-            "seq_num": list(range(lo + 1, lo + 11)), "time": [1e9 + lo + i for i in range(10)],
-            "data": {"x": values}, "timestamps": {"x": [1e9] * 10}, "filled": {}})
+        store.insert(
+            "event_page",
+            {
+                "descriptor": desc.descriptor_doc["uid"],
+                "uid": [f"e{lo + i}" for i in range(10)],
+                "seq_num": list(range(lo + 1, lo + 11)),
+                "time": [1e9 + lo + i for i in range(10)],
+                "data": {"x": values},
+                "timestamps": {"x": [1e9] * 10},
+                "filled": {},
+            },
+        )
     url = live_server.mount(Service(store, limits=Limits(response_bytes=300)))
     try:
         got = RemoteStore(url, request_bytes=150).read_events(desc.descriptor_doc["uid"])
@@ -149,7 +171,7 @@ def _reader(body: bytes):
         n = len(target)
         if pos[0] + n > len(view):
             raise ConnectionError("the body ended")
-        target[:] = view[pos[0]:pos[0] + n]
+        target[:] = view[pos[0] : pos[0] + n]
         pos[0] += n
 
     return readinto
@@ -232,22 +254,29 @@ def test_raw_and_httpx_reads_agree_and_errors_come_back_as_classes(bulk):
     raw, plain = HTTPClient(url), HTTPClient(url, raw_reads=False)
     assert raw.client is not None and raw._raw is not None and plain._raw is None
     assert raw.fetch(path, _consume, accept=wire.COLUMNS, params=params) == plain.fetch(
-        path, _consume, accept=wire.COLUMNS, params=params)
+        path, _consume, accept=wire.COLUMNS, params=params
+    )
     for client in (raw, plain):
         with pytest.raises(RunNotFound):
             client.fetch("/api/v1/runs/nope", _consume, accept=wire.COLUMNS)
 
 
 def test_raw_reads_retry_503_read_chunked_bodies_and_replace_closed_connections(
-        live_server, monkeypatch):
+    live_server, monkeypatch
+):
     calls = []
 
     async def flaky(scope, receive, send):  # no Content-Length: chunked bodies
         calls.append(scope["path"])
         status = 503 if len(calls) <= 2 else 200
         await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b"busy" if status == 503 else b"ok",
-                    "more_body": status == 200})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": b"busy" if status == 503 else b"ok",
+                "more_body": status == 200,
+            }
+        )
         if status == 200:
             await send({"type": "http.response.body", "body": b"!"})
 
@@ -269,7 +298,8 @@ def test_raw_reads_retry_503_read_chunked_bodies_and_replace_closed_connections(
         calls.clear()
         with pytest.raises(ServiceUnavailable, match="503"):
             HTTPClient(f"{live_server.url}/s/{token}", retries=1, backoff=0.01).fetch(
-                "/x", _consume, accept="*/*")
+                "/x", _consume, accept="*/*"
+            )
         assert len(calls) == 2
     finally:
         live_server._dispatcher.apps.pop(token)

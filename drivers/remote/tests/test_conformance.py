@@ -25,8 +25,7 @@ class TestRemoteOverFiles(DocumentStoreTests):
     @pytest.fixture
     def store(self, live_server, tmp_path):
         files = pytest.importorskip("intake_broker_files")
-        url = live_server.mount(files.FilesStore([str(tmp_path / "*.msgpack")],
-                                                 format="msgpack"))
+        url = live_server.mount(files.FilesStore([str(tmp_path / "*.msgpack")], format="msgpack"))
         remote = RemoteStore(url)
         yield remote
         remote.close()
@@ -45,8 +44,9 @@ class TestRemoteQueries(QueryTests):
     def query_store(cls, live_server, tmp_path_factory):
         files = pytest.importorskip("intake_broker_files")
         folder = tmp_path_factory.mktemp("remote-queries")
-        url = live_server.mount(files.FilesStore([str(folder / "*.msgpack")], format="msgpack",
-                                                 validate=False))
+        url = live_server.mount(
+            files.FilesStore([str(folder / "*.msgpack")], format="msgpack", validate=False)
+        )
         remote = RemoteStore(url)
         yield remote
         remote.close()

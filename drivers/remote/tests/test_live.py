@@ -50,8 +50,9 @@ def test_a_run_engine_writes_live_through_the_service(served_url):
     run = cat[uid]
     assert run.metadata["stop"]["exit_status"] == "success"
     np.testing.assert_allclose(run.primary.read()["motor"].values, np.linspace(-1, 1, 5))
-    np.testing.assert_allclose(run.primary.read()["det"].values,
-                               [d["data"]["det"] for n, d in documents if n == "event"])
+    np.testing.assert_allclose(
+        run.primary.read()["det"].values, [d["data"]["det"] for n, d in documents if n == "event"]
+    )
     assert_same_documents(list(run.documents()), documents)
 
 
@@ -61,6 +62,15 @@ def test_a_bad_document_from_a_run_is_refused_and_the_run_goes_on(served_url):
     RE.subscribe(cat.insert)
     (uid,) = RE(count([det4], 3))
     with pytest.raises(InvalidDocument):
-        cat.insert("event", {"descriptor": "no-such-descriptor", "seq_num": 4, "data": {},
-                             "timestamps": {}, "time": 0.0, "uid": "x"})
+        cat.insert(
+            "event",
+            {
+                "descriptor": "no-such-descriptor",
+                "seq_num": 4,
+                "data": {},
+                "timestamps": {},
+                "time": 0.0,
+                "uid": "x",
+            },
+        )
     assert len(cat[uid].primary.read()["det4"]) == 3

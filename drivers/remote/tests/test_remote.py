@@ -44,24 +44,26 @@ def test_intake_driver_and_yaml(filled, tmp_path):
     cat = intake.open_catalog(url, driver="bluesky-remote-catalog")
     assert isinstance(cat, RemoteCatalog) and len(cat) == 2
     path = tmp_path / "remote.yml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         sources:
           facility:
             driver: bluesky-remote-catalog
             args: {{url: "{url}", timeout: 5}}
-    """))
+    """)
+    )
     from intake_broker import open_catalog
 
     entry = open_catalog(str(path))["facility"]
     uid = docs[0][1]["uid"]
-    np.testing.assert_array_equal(entry[uid].primary.read()["det"],
-                                  cat[uid].primary.read()["det"])
+    np.testing.assert_array_equal(entry[uid].primary.read()["det"], cat[uid].primary.read()["det"])
 
 
 def test_errors_come_back_as_the_local_classes(served):
     url, store = served
-    for i, uid in enumerate(["abcd1234-0000-4000-8000-000000000001",
-                             "abcd9999-0000-4000-8000-000000000002"]):
+    for i, uid in enumerate(
+        ["abcd1234-0000-4000-8000-000000000001", "abcd9999-0000-4000-8000-000000000002"]
+    ):
         insert_all(store, factories.scalar_run(uid=uid, time=1e9 + i, n=1))
     cat = RemoteCatalog(url)
     with pytest.raises(RunNotFound, match="nope"):
@@ -100,8 +102,9 @@ def test_nothing_is_read_until_computed(live_server):
         def read_events(self, descriptor_uid, *, fields=None, seq_range=None, uids=False):
             if fields != []:
                 type(self).reads += 1
-            return super().read_events(descriptor_uid, fields=fields, seq_range=seq_range,
-                                       uids=uids)
+            return super().read_events(
+                descriptor_uid, fields=fields, seq_range=seq_range, uids=uids
+            )
 
     store = Counting(chunk_rows=10)
     docs = factories.scalar_run(n=25)
@@ -110,8 +113,11 @@ def test_nothing_is_read_until_computed(live_server):
     try:
         ds = RemoteCatalog(url)[-1].primary.to_dask()
         assert Counting.reads == 0 and ds["det"].chunks == ((10, 10, 5),)
-        expected = [d["data"]["det"] for n, d in docs if n == "event"
-                    and d["descriptor"] == docs[2][1]["uid"]]
+        expected = [
+            d["data"]["det"]
+            for n, d in docs
+            if n == "event" and d["descriptor"] == docs[2][1]["uid"]
+        ]
         np.testing.assert_array_equal(ds["det"].values, expected)
         assert Counting.reads == 3  # one per chunk, all fields of a chunk in one request
     finally:
@@ -128,8 +134,9 @@ def test_pickled_run_reads_in_another_process(filled):
         stream = pickle.loads(sys.stdin.buffer.read())
         sys.stdout.buffer.write(pickle.dumps(stream.read()["det"].values))
     """)
-    out = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True,
-                         check=True, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=payload, capture_output=True, check=True, timeout=60
+    ).stdout
     np.testing.assert_array_equal(pickle.loads(out), run.primary.read()["det"].values)
 
 
@@ -216,7 +223,8 @@ def test_unreachable_server_and_timeouts(live_server):
     live_server._dispatcher.apps[token] = slow
     try:
         with pytest.raises(ServiceUnavailable, match="Timeout"):
-            RemoteStore(f"{live_server.url}/s/{token}", timeout=0.2, retries=1,
-                        backoff=0.01).count()
+            RemoteStore(
+                f"{live_server.url}/s/{token}", timeout=0.2, retries=1, backoff=0.01
+            ).count()
     finally:
         live_server._dispatcher.apps.pop(token)

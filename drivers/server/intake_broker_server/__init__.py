@@ -13,5 +13,12 @@ from __future__ import annotations
 from .app import __version__, app_from_env, create_app, open_served_catalog, serve
 from .service import Limits, Service
 
-__all__ = ["Limits", "Service", "__version__", "app_from_env", "create_app",
-           "open_served_catalog", "serve"]
+__all__ = [
+    "Limits",
+    "Service",
+    "__version__",
+    "app_from_env",
+    "create_app",
+    "open_served_catalog",
+    "serve",
+]

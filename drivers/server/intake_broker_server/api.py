@@ -26,13 +26,26 @@ router = APIRouter(prefix="/api/v1")
 T = TypeVar("T")
 
 GROUPS = ("index", "uid", "data", "timestamps", "filled")
-_ERRORS = {status: {"description": text, "content": {wire.JSON: {"schema": {
-    "type": "object", "required": ["error", "message"],
-    "properties": {"error": {"type": "string"}, "message": {"type": "string"}}}}}}
-    for status, text in ((400, "bad parameters, query or oversized request"),
-                         (401, "no valid credentials (when the service needs them)"),
-                         (403, "the credential's scopes do not allow this request"),
-                         (404, "no such run, descriptor or resource"))}
+_ERRORS = {
+    status: {
+        "description": text,
+        "content": {
+            wire.JSON: {
+                "schema": {
+                    "type": "object",
+                    "required": ["error", "message"],
+                    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+                }
+            }
+        },
+    }
+    for status, text in (
+        (400, "bad parameters, query or oversized request"),
+        (401, "no valid credentials (when the service needs them)"),
+        (403, "the credential's scopes do not allow this request"),
+        (404, "no such run, descriptor or resource"),
+    )
+}
 
 
 def service_for(request: Request, scope: str) -> Service:
@@ -61,10 +74,22 @@ def get_writer(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 WriterDep = Annotated[Service, Depends(get_writer)]
 Skip = Annotated[int, Param(ge=0, le=2**62, description="items to skip")]
-Limit = Annotated[int | None, Param(ge=1, le=2**62, description="at most this many items "
-                                    "(the server's page limit when left out; more is a 400)")]
-QueryText = Annotated[str | None, Param(description="a query as Query.encode() JSON, e.g. "
-                                        '{"type": "eq", "key": "plan_name", "value": "scan"}')]
+Limit = Annotated[
+    int | None,
+    Param(
+        ge=1,
+        le=2**62,
+        description="at most this many items "
+        "(the server's page limit when left out; more is a 400)",
+    ),
+]
+QueryText = Annotated[
+    str | None,
+    Param(
+        description="a query as Query.encode() JSON, e.g. "
+        '{"type": "eq", "key": "plan_name", "value": "scan"}'
+    ),
+]
 
 
 # -- parameters -----------------------------------------------------------------------------
@@ -118,8 +143,9 @@ def seq_range(start: int | None, stop: int | None) -> tuple[int, int] | None:
     lo = 0 if start is None else start
     hi = 2**62 if stop is None else stop
     if hi < lo:
-        raise InvalidRequest(f"seq_stop={hi} is before seq_start={lo}; the range is "
-                             "seq_start <= seq_num < seq_stop")
+        raise InvalidRequest(
+            f"seq_stop={hi} is before seq_start={lo}; the range is seq_start <= seq_num < seq_stop"
+        )
     return lo, hi
 
 
@@ -131,13 +157,18 @@ def evaluating(call: Callable[[], T]) -> T:
     except BrokerError:
         raise
     except (TypeError, ValueError) as err:
-        raise BadQuery(f"the store cannot evaluate this query: {type(err).__name__}: "
-                       f"{err}") from None
+        raise BadQuery(
+            f"the store cannot evaluate this query: {type(err).__name__}: {err}"
+        ) from None
 
 
 def run_json(record: RunRecord) -> dict[str, Any]:
-    return {"uid": record.uid, "start": record.start, "stop": record.stop,
-            "origin": list(record.origin)}
+    return {
+        "uid": record.uid,
+        "start": record.start,
+        "stop": record.stop,
+        "origin": list(record.origin),
+    }
 
 
 def paged(request: Request, items: list, skip: int, limit: int, more: bool) -> dict[str, Any]:
@@ -145,34 +176,62 @@ def paged(request: Request, items: list, skip: int, limit: int, more: bool) -> d
     return {"data": items, "skip": skip, "limit": limit, "next": following}
 
 
-def _list_runs(request: Request, service: Service, query: Query | None, sort: str, skip: int,
-               limit: int | None) -> Response:
+def _list_runs(
+    request: Request, service: Service, query: Query | None, sort: str, skip: int, limit: int | None
+) -> Response:
     limit = service.check_page(limit)
     order = parse_sort(sort)
-    found = evaluating(lambda: service.store.runs(  # one more than asked: is there a next?
-        service.narrowed(query), sort=order, skip=skip, limit=limit + 1))
-    return respond(request, paged(request, [run_json(r) for r in found[:limit]], skip, limit,
-                                  len(found) > limit))
+    found = evaluating(
+        lambda: service.store.runs(  # one more than asked: is there a next?
+            service.narrowed(query), sort=order, skip=skip, limit=limit + 1
+        )
+    )
+    return respond(
+        request,
+        paged(request, [run_json(r) for r in found[:limit]], skip, limit, len(found) > limit),
+    )
 
 
 # -- runs -----------------------------------------------------------------------------------
 
 
 @router.get("/runs", summary="List runs", responses=_ERRORS)
-def list_runs(request: Request, service: ServiceDep, query: QueryText = None,
-              sort: Annotated[str, Param(description="keys, '-' for descending")] = "-time",
-              skip: Skip = 0, limit: Limit = None) -> Response:
+def list_runs(
+    request: Request,
+    service: ServiceDep,
+    query: QueryText = None,
+    sort: Annotated[str, Param(description="keys, '-' for descending")] = "-time",
+    skip: Skip = 0,
+    limit: Limit = None,
+) -> Response:
     """Runs matching ``query`` (all when absent), ordered by ``sort``, one page at a time
     (``next`` is the URL of the next page, null on the last)."""
     return _list_runs(request, service, parse_query(query), sort, skip, limit)
 
 
-@router.post("/runs/search", summary="List runs (query in the body)", responses=_ERRORS,
-             openapi_extra={"requestBody": {"required": True, "content": {wire.JSON: {
-                 "schema": {"type": "object", "properties": {
-                     "query": {"type": "object"}, "sort": {"type": "string"},
-                     "skip": {"type": "integer", "minimum": 0},
-                     "limit": {"type": "integer", "minimum": 1}}}}}}})
+@router.post(
+    "/runs/search",
+    summary="List runs (query in the body)",
+    responses=_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                wire.JSON: {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "query": {"type": "object"},
+                            "sort": {"type": "string"},
+                            "skip": {"type": "integer", "minimum": 0},
+                            "limit": {"type": "integer", "minimum": 1},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
 async def search_runs(request: Request, service: ServiceDep) -> Response:
     """The same as ``GET /runs`` for queries too long for a URL: ``{"query": {...},
     "sort": "-time", "skip": 0, "limit": 100}``."""
@@ -183,8 +242,7 @@ async def search_runs(request: Request, service: ServiceDep) -> Response:
     skip, limit, sort = body.get("skip", 0), body.get("limit"), body.get("sort", "-time")
     if not isinstance(skip, int) or isinstance(skip, bool) or skip < 0:
         raise InvalidRequest(f"skip must be an integer >= 0, not {skip!r}")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
-                              or limit < 1):
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise InvalidRequest(f"limit must be an integer >= 1, not {limit!r}")
     if not isinstance(sort, str):
         raise InvalidRequest(f"sort must be a string such as '-time', not {sort!r}")
@@ -204,16 +262,19 @@ def get_run(request: Request, service: ServiceDep, uid: str) -> Response:
 
 
 @router.get("/runs/{uid}/descriptors", summary="The descriptors of a run", responses=_ERRORS)
-def get_descriptors(request: Request, service: ServiceDep, uid: str, skip: Skip = 0,
-                    limit: Limit = None) -> Response:
+def get_descriptors(
+    request: Request, service: ServiceDep, uid: str, skip: Skip = 0, limit: Limit = None
+) -> Response:
     limit = service.check_page(limit, "descriptors")
     found = service.descriptors(uid)
-    return respond(request, paged(request, found[skip:skip + limit], skip, limit,
-                                  len(found) > skip + limit))
+    return respond(
+        request, paged(request, found[skip : skip + limit], skip, limit, len(found) > skip + limit)
+    )
 
 
-def _document_stream(request: Request, items: Iterator[Any], skip: int,
-                     limit: int | None) -> Response:
+def _document_stream(
+    request: Request, items: Iterator[Any], skip: int, limit: int | None
+) -> Response:
     stop = None if limit is None else skip + limit
     items = itertools.islice(items, skip, stop)
     first = next(items, None)  # a missing or corrupt run fails here, with a status code
@@ -237,33 +298,41 @@ def _document_stream(request: Request, items: Iterator[Any], skip: int,
 
 
 @router.get("/runs/{uid}/documents", summary="Replay a run's documents", responses=_ERRORS)
-def get_documents(request: Request, service: ServiceDep, uid: str, skip: Skip = 0,
-                  limit: Limit = None) -> Response:
+def get_documents(
+    request: Request, service: ServiceDep, uid: str, skip: Skip = 0, limit: Limit = None
+) -> Response:
     """Every document of the run as ``[name, doc]``, in order (events as pages): NDJSON, or a
     stream of msgpack objects with ``Accept: application/x-msgpack``."""
-    return _document_stream(request, (list(item) for item in service.documents(uid)), skip,
-                            limit)
+    return _document_stream(request, (list(item) for item in service.documents(uid)), skip, limit)
 
 
 @router.get("/runs/{uid}/datum_pages", summary="The datum pages of a run", responses=_ERRORS)
-def get_datum_pages(request: Request, service: ServiceDep, uid: str, skip: Skip = 0,
-                    limit: Limit = None) -> Response:
+def get_datum_pages(
+    request: Request, service: ServiceDep, uid: str, skip: Skip = 0, limit: Limit = None
+) -> Response:
     return _document_stream(request, service.datum_pages(uid), skip, limit)
 
 
-@router.get("/runs/{uid}/assets", summary="The asset documents of a run, indexed",
-            responses=_ERRORS)
+@router.get(
+    "/runs/{uid}/assets", summary="The asset documents of a run, indexed", responses=_ERRORS
+)
 def get_assets(request: Request, service: ServiceDep, uid: str) -> Response:
     service.run(uid)
     assets = service.store.run_assets(uid)
-    return respond(request, {"resources": assets.resources,
-                             "datums": {k: list(v) for k, v in assets.datums.items()},
-                             "stream_resources": assets.stream_resources,
-                             "stream_datums": assets.stream_datums})
+    return respond(
+        request,
+        {
+            "resources": assets.resources,
+            "datums": {k: list(v) for k, v in assets.datums.items()},
+            "stream_resources": assets.stream_resources,
+            "stream_datums": assets.stream_datums,
+        },
+    )
 
 
-@router.get("/runs/{uid}/resources/{resource_uid}", summary="One resource document",
-            responses=_ERRORS)
+@router.get(
+    "/runs/{uid}/resources/{resource_uid}", summary="One resource document", responses=_ERRORS
+)
 def get_resource(request: Request, service: ServiceDep, uid: str, resource_uid: str) -> Response:
     service.run(uid)
     try:
@@ -274,30 +343,62 @@ def get_resource(request: Request, service: ServiceDep, uid: str, resource_uid: 
         raise ResourceNotFound(f"run {uid!r} has no resource {resource_uid!r}") from None
 
 
-@router.post("/runs/{uid}/assets/datums", summary="Frames of datums, read on the server",
-             responses=_ERRORS, response_class=Response,
-             openapi_extra={"requestBody": {"required": True, "content": {wire.JSON: {
-                 "schema": {"type": "object", "required": ["key", "datum_ids"], "properties": {
-                     "key": {"type": "string"},
-                     "datum_ids": {"type": "array", "items": {"type": "string"}}}}}}}})
-async def read_datums(request: Request, service: ServiceDep, uid: str,
-                      codec: Annotated[str, Param()] = "none") -> Response:
+@router.post(
+    "/runs/{uid}/assets/datums",
+    summary="Frames of datums, read on the server",
+    responses=_ERRORS,
+    response_class=Response,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                wire.JSON: {
+                    "schema": {
+                        "type": "object",
+                        "required": ["key", "datum_ids"],
+                        "properties": {
+                            "key": {"type": "string"},
+                            "datum_ids": {"type": "array", "items": {"type": "string"}},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def read_datums(
+    request: Request, service: ServiceDep, uid: str, codec: Annotated[str, Param()] = "none"
+) -> Response:
     """Values of a resource/datum-backed data key for ``datum_ids``, as a columns body."""
     body = await read_json(request, service)
-    if not isinstance(body, dict) or not isinstance(body.get("key"), str) or not (
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("key"), str)
+        or not (
             isinstance(body.get("datum_ids"), list)
-            and all(isinstance(d, str) for d in body["datum_ids"])):
+            and all(isinstance(d, str) for d in body["datum_ids"])
+        )
+    ):
         raise InvalidRequest('the body must be {"key": data key, "datum_ids": [str, ...]}')
     array = await _in_thread(service.read_datums, uid, body["key"], body["datum_ids"])
     return _columns([("array", body["key"], array)], len(array), codec)
 
 
-@router.get("/runs/{uid}/assets/stream", summary="Rows of stream_resource data",
-            responses=_ERRORS, response_class=Response)
-def read_stream_asset(service: ServiceDep, uid: str, key: str, descriptor: str,
-                      seq_start: Annotated[int, Param(ge=0, le=2**62)],
-                      seq_stop: Annotated[int, Param(ge=0, le=2**62)],
-                      codec: str = "none") -> Response:
+@router.get(
+    "/runs/{uid}/assets/stream",
+    summary="Rows of stream_resource data",
+    responses=_ERRORS,
+    response_class=Response,
+)
+def read_stream_asset(
+    service: ServiceDep,
+    uid: str,
+    key: str,
+    descriptor: str,
+    seq_start: Annotated[int, Param(ge=0, le=2**62)],
+    seq_stop: Annotated[int, Param(ge=0, le=2**62)],
+    codec: str = "none",
+) -> Response:
     """Values of a stream_resource-backed data key (ophyd-async) for seq_start <= seq_num <
     seq_stop, read on the server, as a columns body."""
     lo, hi = seq_range(seq_start, seq_stop)  # type: ignore[misc]
@@ -308,30 +409,47 @@ def read_stream_asset(service: ServiceDep, uid: str, key: str, descriptor: str,
 # -- descriptors ----------------------------------------------------------------------------
 
 
-@router.get("/descriptors/{uid}/chunks", summary="How a descriptor's events are stored",
-            responses=_ERRORS)
-def get_chunks(request: Request, service: ServiceDep, uid: str, skip: Skip = 0,
-               limit: Limit = None) -> Response:
+@router.get(
+    "/descriptors/{uid}/chunks", summary="How a descriptor's events are stored", responses=_ERRORS
+)
+def get_chunks(
+    request: Request, service: ServiceDep, uid: str, skip: Skip = 0, limit: Limit = None
+) -> Response:
     limit = service.check_page(limit, "chunks")
     found = service.chunks(uid)
-    items = [{"seq_start": c.seq_start, "seq_stop": c.seq_stop, "rows": c.rows}
-             for c in found[skip:skip + limit]]
+    items = [
+        {"seq_start": c.seq_start, "seq_stop": c.seq_stop, "rows": c.rows}
+        for c in found[skip : skip + limit]
+    ]
     return respond(request, paged(request, items, skip, limit, len(found) > skip + limit))
 
 
-@router.get("/descriptors/{uid}/events", summary="Event columns (binary)", responses={
-    **_ERRORS, 200: {"description": "a columns body (see intake_broker_remote.wire)",
-                     "content": {wire.COLUMNS: {}}}}, response_class=Response)
-def get_events(service: ServiceDep, uid: str,
-               fields: Annotated[str | None, Param(description="comma-separated data keys; "
-                                                   "all when absent, none when empty")] = None,
-               seq_start: Annotated[int | None, Param(ge=0, le=2**62)] = None,
-               seq_stop: Annotated[int | None, Param(ge=0, le=2**62)] = None,
-               groups: Annotated[str, Param(description=f"of {', '.join(GROUPS)}")
-                                 ] = "index,data,timestamps",
-               codec: Annotated[str, Param(description="codecs the client reads, preferred "
-                                           "first: lz4, blosc, zstd, zlib, none")] = "none",
-               ) -> Response:
+@router.get(
+    "/descriptors/{uid}/events",
+    summary="Event columns (binary)",
+    responses={
+        **_ERRORS,
+        200: {
+            "description": "a columns body (see intake_broker_remote.wire)",
+            "content": {wire.COLUMNS: {}},
+        },
+    },
+    response_class=Response,
+)
+def get_events(
+    service: ServiceDep,
+    uid: str,
+    fields: Annotated[
+        str | None, Param(description="comma-separated data keys; all when absent, none when empty")
+    ] = None,
+    seq_start: Annotated[int | None, Param(ge=0, le=2**62)] = None,
+    seq_stop: Annotated[int | None, Param(ge=0, le=2**62)] = None,
+    groups: Annotated[str, Param(description=f"of {', '.join(GROUPS)}")] = "index,data,timestamps",
+    codec: Annotated[
+        str,
+        Param(description="codecs the client reads, preferred first: lz4, blosc, zstd, zlib, none"),
+    ] = "none",
+) -> Response:
     """Events of a descriptor with seq_start <= seq_num < seq_stop as binary columns: a
     msgpack header (dtype, shape, codec of each column) and the column bytes."""
     wanted = parse_groups(groups)
@@ -357,8 +475,7 @@ def get_events(service: ServiceDep, uid: str,
 SEND_BYTES = 1 << 20
 
 
-def _columns(columns: list[tuple[str, str | None, np.ndarray]], rows: int,
-             codec: str) -> Response:
+def _columns(columns: list[tuple[str, str | None, np.ndarray]], rows: int, codec: str) -> Response:
     chosen = wire.choose_codec(parse_list(codec, "codecs") or ["none"])
     parts = wire.column_parts(columns, rows=rows, codec=chosen)
     size = sum(len(p) for p in parts)
@@ -369,10 +486,11 @@ def _columns(columns: list[tuple[str, str | None, np.ndarray]], rows: int,
         for part in parts:
             view = memoryview(part).cast("B")
             for start in range(0, len(view), SEND_BYTES):
-                yield view[start:start + SEND_BYTES]
+                yield view[start : start + SEND_BYTES]
 
-    return StreamingResponse(pieces(), media_type=wire.COLUMNS,
-                             headers={"Content-Length": str(size)})
+    return StreamingResponse(
+        pieces(), media_type=wire.COLUMNS, headers={"Content-Length": str(size)}
+    )
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -383,8 +501,9 @@ async def read_json(request: Request, service: Service) -> Any:
     declared = request.headers.get("content-length")
     limit = service.limits.body_bytes
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise OversizedRequest(f"the body has {int(declared)} bytes; at most {limit} are "
-                               "accepted", status=413)
+        raise OversizedRequest(
+            f"the body has {int(declared)} bytes; at most {limit} are accepted", status=413
+        )
     raw = bytearray()
     async for part in request.stream():
         raw += part
@@ -408,13 +527,31 @@ async def _in_thread(func: Callable[..., T], *args: Any) -> T:
     return await run_in_threadpool(func, *args)
 
 
-@router.post("/documents", summary="Insert one document", responses={
-    **_ERRORS, 405: {"description": "the store is read-only"},
-    409: {"description": "a different document with this uid is stored"},
-    422: {"description": "the document is invalid"}},
-    openapi_extra={"requestBody": {"required": True, "content": {wire.JSON: {"schema": {
-        "type": "array", "minItems": 2, "maxItems": 2,
-        "prefixItems": [{"type": "string"}, {"type": "object"}]}}}}})
+@router.post(
+    "/documents",
+    summary="Insert one document",
+    responses={
+        **_ERRORS,
+        405: {"description": "the store is read-only"},
+        409: {"description": "a different document with this uid is stored"},
+        422: {"description": "the document is invalid"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                wire.JSON: {
+                    "schema": {
+                        "type": "array",
+                        "minItems": 2,
+                        "maxItems": 2,
+                        "prefixItems": [{"type": "string"}, {"type": "object"}],
+                    }
+                }
+            },
+        }
+    },
+)
 async def insert_document(request: Request, service: WriterDep) -> Response:
     """Store ``[name, doc]`` (a RunEngine document); re-inserting an identical document does
     nothing, a different one with a stored uid is a 409."""
@@ -423,8 +560,7 @@ async def insert_document(request: Request, service: WriterDep) -> Response:
         raise InvalidRequest('the body must be [name, document], e.g. ["start", {...}]')
     name, doc = body
     if not isinstance(doc, dict):
-        raise InvalidDocument(f"a {name} document must be an object, not "
-                              f"{type(doc).__name__}")
+        raise InvalidDocument(f"a {name} document must be an object, not {type(doc).__name__}")
     await _in_thread(_insert, service, name, doc)
     return respond(request, {"inserted": name, "uid": doc.get("uid", doc.get("datum_id"))})
 
@@ -436,5 +572,6 @@ def _insert(service: Service, name: str, doc: dict) -> None:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
         # a document that passed its schema but that the store cannot take apart
-        raise InvalidDocument(f"the {name} document cannot be stored: "
-                              f"{type(err).__name__}: {err}") from None
+        raise InvalidDocument(
+            f"the {name} document cannot be stored: {type(err).__name__}: {err}"
+        ) from None

@@ -46,8 +46,9 @@ def load_auth(spec: AuthConfig | str | None) -> AuthConfig | None:
     return config
 
 
-def create_app(source: Any, *, limits: Limits | None = None,
-               auth: AuthConfig | None = None) -> FastAPI:
+def create_app(
+    source: Any, *, limits: Limits | None = None, auth: AuthConfig | None = None
+) -> FastAPI:
     """An ASGI application serving ``source``.
 
     Parameters
@@ -72,7 +73,7 @@ def create_app(source: Any, *, limits: Limits | None = None,
         title="intake-broker",
         version=__version__,
         summary="Bluesky runs over HTTP: the store contract as JSON/msgpack, event data as "
-                "binary columns, streams as zarr v3.",
+        "binary columns, streams as zarr v3.",
     )
     app.state.service = service
     app.state.auth = None if auth is None else Authenticator(auth)
@@ -84,6 +85,7 @@ def create_app(source: Any, *, limits: Limits | None = None,
         if response.status_code == 401:
             response.headers["WWW-Authenticate"] = CHALLENGE
         return response
+
     app.include_router(api.router)
     app.include_router(zarr_layout.router)
 
@@ -96,18 +98,27 @@ def create_app(source: Any, *, limits: Limits | None = None,
     @app.get("/api/v1", summary="What this server offers")
     def info(request: Request, seen: api.ServiceDep) -> Response:
         store = seen.store
-        return respond(request, {
-            "version": __version__, "store": type(store).__name__,
-            "writable": bool(store.writable), "codecs": wire.available_codecs(),
-            "limits": {"page": service.limits.page,
-                       "response_bytes": service.limits.response_bytes,
-                       "body_bytes": service.limits.body_bytes}})
+        return respond(
+            request,
+            {
+                "version": __version__,
+                "store": type(store).__name__,
+                "writable": bool(store.writable),
+                "codecs": wire.available_codecs(),
+                "limits": {
+                    "page": service.limits.page,
+                    "response_bytes": service.limits.response_bytes,
+                    "body_bytes": service.limits.body_bytes,
+                },
+            },
+        )
 
     return app
 
 
-def open_served_catalog(spec: str | None = None, entry: str | None = None,
-                        data: str | None = None) -> Any:
+def open_served_catalog(
+    spec: str | None = None, entry: str | None = None, data: str | None = None
+) -> Any:
     """The catalog ``serve`` serves: a YAML file's entry, a store name, or the default one."""
     from intake_broker.cli import open_cli_catalog
 
@@ -118,14 +129,23 @@ def app_from_env() -> FastAPI:
     """The application of one worker, over the catalog named by the environment
     (``INTAKE_BROKER_SERVER_CATALOG`` / ``_ENTRY`` / ``_DATA``; the default catalog when
     unset). What ``uvicorn --factory intake_broker_server.app:app_from_env`` runs."""
-    catalog = open_served_catalog(os.environ.get(CATALOG_ENV), os.environ.get(ENTRY_ENV),
-                                  os.environ.get(DATA_ENV))
+    catalog = open_served_catalog(
+        os.environ.get(CATALOG_ENV), os.environ.get(ENTRY_ENV), os.environ.get(DATA_ENV)
+    )
     return create_app(catalog, auth=load_auth(os.environ.get(AUTH_ENV) or None))
 
 
-def serve(catalog_spec: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-          workers: int = 1, *, entry: str | None = None, data: str | None = None,
-          log_level: str = "info", auth: AuthConfig | str | None = None) -> None:
+def serve(
+    catalog_spec: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    *,
+    entry: str | None = None,
+    data: str | None = None,
+    log_level: str = "info",
+    auth: AuthConfig | str | None = None,
+) -> None:
     """Serve a catalog over HTTP until interrupted.
 
     Parameters
@@ -158,13 +178,21 @@ def serve(catalog_spec: str | None = None, host: str = "127.0.0.1", port: int = 
     catalog = open_served_catalog(catalog_spec, entry, data)  # fail here, before forking
     config = load_auth(auth)
     if workers > 1 and isinstance(auth, AuthConfig):
-        raise ValueError("with several workers give auth as 'module:attribute' (each worker "
-                         "imports it), not an AuthConfig object")
+        raise ValueError(
+            "with several workers give auth as 'module:attribute' (each worker "
+            "imports it), not an AuthConfig object"
+        )
     if workers > 1 and isinstance(catalog.store, MemoryStore):
-        raise ValueError("a memory store lives in one process: serve it with workers=1, or "
-                         "serve a store kept in files or a database with several workers")
-    for name, value in ((CATALOG_ENV, catalog_spec), (ENTRY_ENV, entry), (DATA_ENV, data),
-                        (AUTH_ENV, auth if isinstance(auth, str) else None)):
+        raise ValueError(
+            "a memory store lives in one process: serve it with workers=1, or "
+            "serve a store kept in files or a database with several workers"
+        )
+    for name, value in (
+        (CATALOG_ENV, catalog_spec),
+        (ENTRY_ENV, entry),
+        (DATA_ENV, data),
+        (AUTH_ENV, auth if isinstance(auth, str) else None),
+    ):
         if value:
             os.environ[name] = str(value)
         else:
@@ -172,5 +200,11 @@ def serve(catalog_spec: str | None = None, host: str = "127.0.0.1", port: int = 
     if workers == 1:
         uvicorn.run(create_app(catalog, auth=config), host=host, port=port, log_level=log_level)
         return
-    uvicorn.run("intake_broker_server.app:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level=log_level)
+    uvicorn.run(
+        "intake_broker_server.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )

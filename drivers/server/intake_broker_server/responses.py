@@ -47,8 +47,14 @@ STATUS: dict[type[BaseException], int] = {
     errors.BrokerError: 400,
 }
 
-_HTTP_NAMES = {400: "InvalidRequest", 404: "NotFound", 405: "MethodNotAllowed",
-               406: "NotAcceptable", 413: "OversizedRequest", 415: "UnsupportedMediaType"}
+_HTTP_NAMES = {
+    400: "InvalidRequest",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    406: "NotAcceptable",
+    413: "OversizedRequest",
+    415: "UnsupportedMediaType",
+}
 
 
 def wants_msgpack(request: Request) -> bool:
@@ -73,14 +79,25 @@ def status_of(err: BaseException) -> int:
     return 500
 
 
-def error_response(request: Request, err: BaseException, status: int | None = None,
-                   name: str | None = None, cause: BaseException | None = None) -> Response:
+def error_response(
+    request: Request,
+    err: BaseException,
+    status: int | None = None,
+    name: str | None = None,
+    cause: BaseException | None = None,
+) -> Response:
     """The error body of ``err``; a 5xx is logged (with ``cause``'s traceback if given)."""
     status = status or status_of(err)
     body = error_body(err, name)
     if status >= 500:
-        log.error("%s %s failed: %s: %s", request.method, request.url.path, body["error"],
-                  body["message"], exc_info=cause)
+        log.error(
+            "%s %s failed: %s: %s",
+            request.method,
+            request.url.path,
+            body["error"],
+            body["message"],
+            exc_info=cause,
+        )
     return respond(request, body, status)
 
 
@@ -108,8 +125,10 @@ def install_error_handlers(app: FastAPI) -> None:
         name = _HTTP_NAMES.get(err.status_code, "HTTPError")
         message = err.detail if isinstance(err.detail, str) else str(err.detail)
         if err.status_code == 404 and message == "Not Found":
-            message = (f"no such path {request.url.path!r}; the API is described at "
-                       "/openapi.json and /docs")
+            message = (
+                f"no such path {request.url.path!r}; the API is described at "
+                "/openapi.json and /docs"
+            )
         response = error_response(request, InvalidRequest(message), err.status_code, name)
         for key, value in (err.headers or {}).items():
             response.headers[key] = value

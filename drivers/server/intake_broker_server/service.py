@@ -67,8 +67,14 @@ class Service:
         Page and response sizes.
     """
 
-    def __init__(self, store: DocumentStore, *, query: Query | None = None,
-                 assets: Mapping[str, Any] | None = None, limits: Limits | None = None):
+    def __init__(
+        self,
+        store: DocumentStore,
+        *,
+        query: Query | None = None,
+        assets: Mapping[str, Any] | None = None,
+        limits: Limits | None = None,
+    ):
         self.store = store
         self.query = query
         self.assets = dict(assets or {})
@@ -85,8 +91,10 @@ class Service:
         filter and its asset options)."""
         store = getattr(catalog, "store", None)
         if not isinstance(store, DocumentStore):
-            raise BrokerError(f"{type(catalog).__name__} is not a catalog of Bluesky runs "
-                              "(it has no DocumentStore); serve a bluesky-*-catalog entry")
+            raise BrokerError(
+                f"{type(catalog).__name__} is not a catalog of Bluesky runs "
+                "(it has no DocumentStore); serve a bluesky-*-catalog entry"
+            )
         assets = getattr(catalog, "asset_options", None) or getattr(catalog, "_assets", {})
         return cls(store, query=catalog.query, assets=assets, **kwargs)
 
@@ -118,20 +126,28 @@ class Service:
         if limit is None:
             return self.limits.page
         if limit > self.limits.page:
-            raise OversizedRequest(f"limit={limit} asks for more {what} than one page holds "
-                                   f"(at most {self.limits.page}); page with skip and limit")
+            raise OversizedRequest(
+                f"limit={limit} asks for more {what} than one page holds "
+                f"(at most {self.limits.page}); page with skip and limit"
+            )
         return limit
 
     def narrowed(self, query: Query | None) -> Query | None:
         """``query`` within what this service shows (its catalog's filter)."""
         return _and(self.query, query)
 
-    def runs(self, query: Query | None = None, *,
-             sort: Sequence[tuple[str, int]] = NEWEST_FIRST, skip: int = 0,
-             limit: int | None = None) -> list[RunRecord]:
+    def runs(
+        self,
+        query: Query | None = None,
+        *,
+        sort: Sequence[tuple[str, int]] = NEWEST_FIRST,
+        skip: int = 0,
+        limit: int | None = None,
+    ) -> list[RunRecord]:
         """One page of the runs matching ``query``."""
-        return self.store.runs(self.narrowed(query), sort=sort, skip=skip,
-                               limit=self.check_page(limit))
+        return self.store.runs(
+            self.narrowed(query), sort=sort, skip=skip, limit=self.check_page(limit)
+        )
 
     def count(self, query: Query | None = None) -> int:
         return self.store.count(self.narrowed(query))
@@ -167,19 +183,31 @@ class Service:
         except KeyError:
             raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r}") from None
 
-    def read_events(self, descriptor_uid: str, *, fields: Sequence[str] | None,
-                    seq_range: tuple[int, int] | None, uids: bool) -> EventColumns:
+    def read_events(
+        self,
+        descriptor_uid: str,
+        *,
+        fields: Sequence[str] | None,
+        seq_range: tuple[int, int] | None,
+        uids: bool,
+    ) -> EventColumns:
         try:
-            columns = self.store.read_events(descriptor_uid, fields=fields,
-                                             seq_range=seq_range, uids=uids)
+            columns = self.store.read_events(
+                descriptor_uid, fields=fields, seq_range=seq_range, uids=uids
+            )
         except BrokerError:
             raise
         except KeyError:
             raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r}") from None
         return columns
 
-    def check_events_size(self, descriptor_uid: str, fields: Sequence[str] | None,
-                          seq_range: tuple[int, int] | None, groups: Sequence[str]) -> None:
+    def check_events_size(
+        self,
+        descriptor_uid: str,
+        fields: Sequence[str] | None,
+        seq_range: tuple[int, int] | None,
+        groups: Sequence[str],
+    ) -> None:
         """Refuse, before reading anything, events that cannot fit in one response: a
         request over several chunks whose size, counted from the descriptor's declared shapes
         and dtypes (as the core reads them) over the rows of the chunks it wholly covers,
@@ -194,8 +222,9 @@ class Service:
                 return  # one chunk: what a store keeps together is read together
             rows = sum(c.rows for c in covered if c.seq_start >= lo and c.seq_stop <= hi)
             run_uid = self.store.descriptor_run(descriptor_uid)
-            keys = next(d for d in self.store.descriptors(run_uid)
-                        if d["uid"] == descriptor_uid)["data_keys"]
+            keys = next(d for d in self.store.descriptors(run_uid) if d["uid"] == descriptor_uid)[
+                "data_keys"
+            ]
             per_row = 16 if "index" in groups else 0
             for key in (k for k in (keys if fields is None else fields) if k in keys):
                 dtype = field_dtype(keys[key])
@@ -212,7 +241,8 @@ class Service:
             raise OversizedRequest(
                 f"{what} holds {nbytes / 1e6:.1f} MB, more than one response carries "
                 f"({self.limits.response_bytes / 1e6:.0f} MB); ask for a smaller seq_num range "
-                "or fewer fields")
+                "or fewer fields"
+            )
 
     # -- streams and assets -----------------------------------------------------------------
 
@@ -253,11 +283,11 @@ class Service:
         try:
             return self.reader(run_uid).read_datums(key, list(datum_ids), dtype, shape)
         except AssetReadError:  # datums added since the reader was made: once more, anew
-            return self.reader(run_uid, fresh=True).read_datums(key, list(datum_ids), dtype,
-                                                                shape)
+            return self.reader(run_uid, fresh=True).read_datums(key, list(datum_ids), dtype, shape)
 
-    def read_stream_asset(self, run_uid: str, key: str, descriptor_uid: str,
-                          seq_range: tuple[int, int]) -> np.ndarray:
+    def read_stream_asset(
+        self, run_uid: str, key: str, descriptor_uid: str, seq_range: tuple[int, int]
+    ) -> np.ndarray:
         """Rows of stream_resource-backed ``key`` (ophyd-async) for a seq_num range."""
         dk = self.data_key(run_uid, key)
         dtype, shape = field_dtype(dk), field_shape(dk)
@@ -266,5 +296,6 @@ class Service:
         try:
             return self.reader(run_uid).read_stream(key, descriptor_uid, seq_range, dtype, shape)
         except AssetReadError:
-            return self.reader(run_uid, fresh=True).read_stream(key, descriptor_uid, seq_range,
-                                                                dtype, shape)
+            return self.reader(run_uid, fresh=True).read_stream(
+                key, descriptor_uid, seq_range, dtype, shape
+            )

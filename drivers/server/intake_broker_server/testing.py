@@ -40,10 +40,19 @@ class _Dispatcher:
         parts = path.split("/", 3)
         app = self.apps.get(parts[2]) if len(parts) > 2 and parts[1] == "s" else None
         if app is None:
-            await send({"type": "http.response.start", "status": 404,
-                        "headers": [(b"content-type", b"application/json")]})
-            await send({"type": "http.response.body",
-                        "body": b'{"error": "NotFound", "message": "no store mounted here"}'})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 404,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b'{"error": "NotFound", "message": "no store mounted here"}',
+                }
+            )
             return
         prefix = f"/s/{parts[2]}"
         # ASGI's convention (as Starlette reads it): ``path`` stays whole, ``root_path`` says
@@ -73,8 +82,9 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(self._dispatcher, log_level=log_level, lifespan="on")
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run,
-                                        kwargs={"sockets": [self._sock]}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
 
     def start(self) -> LiveServer:
         self._thread.start()

@@ -66,8 +66,11 @@ def _zarr_dtype(layout: StreamLayout, key: str) -> np.dtype | None:
     dtype = field_dtype(layout.data_keys[key])
     if any(key not in keys for keys in layout.fields_of.values()) and dtype.kind in "iub":
         dtype = np.dtype("float64")  # rows of a descriptor without the key are NaN
-    if dtype.kind in "biufc" or (dtype.kind == "O" and layout.data_keys[key].get("dtype")
-                                  == "string" and not field_shape(layout.data_keys[key])):
+    if dtype.kind in "biufc" or (
+        dtype.kind == "O"
+        and layout.data_keys[key].get("dtype") == "string"
+        and not field_shape(layout.data_keys[key])
+    ):
         return dtype
     return None  # structured, JSON-valued or multi-dimensional strings: not in this layout
 
@@ -88,11 +91,13 @@ def array_specs(layout: StreamLayout) -> tuple[dict[str, ArraySpec], list[str]]:
         shape = field_shape(dk)
         frame = max(1, int(np.prod(shape, dtype=np.int64)) * max(dtype.itemsize, 1))
         rows = max(1, min(base, CHUNK_BYTES // frame))
-        attrs = {k: dk[k] for k in ("source", "units", "object_name", "precision", "external")
-                 if k in dk}
+        attrs = {
+            k: dk[k] for k in ("source", "units", "object_name", "precision", "external") if k in dk
+        }
         attrs["coordinates"] = "seq_num"
-        specs[key] = ArraySpec(key, "data", dtype, shape, field_dims(key, dk), rows, attrs,
-                               asset_kind(dk))
+        specs[key] = ArraySpec(
+            key, "data", dtype, shape, field_dims(key, dk), rows, attrs, asset_kind(dk)
+        )
     return specs, omitted
 
 
@@ -107,18 +112,31 @@ def _fill(dtype: np.dtype) -> Any:
 
 
 def array_metadata(spec: ArraySpec, length: int) -> dict[str, Any]:
-    compressor = ({"name": "zstd", "configuration": {"level": 1, "checksum": False}}
-                  if "zstd" in wire.available_codecs()
-                  else {"name": "gzip", "configuration": {"level": 1}})
-    first = ({"name": "vlen-utf8", "configuration": {}} if spec.dtype.kind == "O"
-             else {"name": "bytes", "configuration": {"endian": "little"}})
-    return {"zarr_format": 3, "node_type": "array", "shape": [length, *spec.shape],
-            "data_type": spec.data_type,
-            "chunk_grid": {"name": "regular",
-                           "configuration": {"chunk_shape": [spec.chunk_rows, *spec.shape]}},
-            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-            "fill_value": _fill(spec.dtype), "codecs": [first, compressor],
-            "attributes": spec.attrs, "dimension_names": list(spec.dims)}
+    compressor = (
+        {"name": "zstd", "configuration": {"level": 1, "checksum": False}}
+        if "zstd" in wire.available_codecs()
+        else {"name": "gzip", "configuration": {"level": 1}}
+    )
+    first = (
+        {"name": "vlen-utf8", "configuration": {}}
+        if spec.dtype.kind == "O"
+        else {"name": "bytes", "configuration": {"endian": "little"}}
+    )
+    return {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": [length, *spec.shape],
+        "data_type": spec.data_type,
+        "chunk_grid": {
+            "name": "regular",
+            "configuration": {"chunk_shape": [spec.chunk_rows, *spec.shape]},
+        },
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": _fill(spec.dtype),
+        "codecs": [first, compressor],
+        "attributes": spec.attrs,
+        "dimension_names": list(spec.dims),
+    }
 
 
 def group_metadata(layout: StreamLayout, uid: str, stream: str) -> dict[str, Any]:
@@ -126,10 +144,16 @@ def group_metadata(layout: StreamLayout, uid: str, stream: str) -> dict[str, Any
     attrs: dict[str, Any] = {"stream_name": stream, "run_uid": uid}
     if omitted:
         attrs["intake_broker_omitted_keys"] = omitted
-    return {"zarr_format": 3, "node_type": "group", "attributes": attrs,
-            "consolidated_metadata": {
-                "kind": "inline", "must_understand": False,
-                "metadata": {name: array_metadata(s, len(layout)) for name, s in specs.items()}}}
+    return {
+        "zarr_format": 3,
+        "node_type": "group",
+        "attributes": attrs,
+        "consolidated_metadata": {
+            "kind": "inline",
+            "must_understand": False,
+            "metadata": {name: array_metadata(s, len(layout)) for name, s in specs.items()},
+        },
+    }
 
 
 # -- reading rows ---------------------------------------------------------------------------
@@ -148,25 +172,31 @@ def _pieces(layout: StreamLayout, lo: int, hi: int) -> Iterator[tuple[Chunk, int
             return
 
 
-def _read_piece(service: Service, layout: StreamLayout, spec: ArraySpec, chunk: Chunk,
-                first: int, stop: int) -> np.ndarray:
+def _read_piece(
+    service: Service, layout: StreamLayout, spec: ArraySpec, chunk: Chunk, first: int, stop: int
+) -> np.ndarray:
     linear = chunk.seq_stop - chunk.seq_start == chunk.rows
-    lo, hi = (chunk.seq_start + first, chunk.seq_start + stop) if linear else (
-        chunk.seq_start, chunk.seq_stop)
+    lo, hi = (
+        (chunk.seq_start + first, chunk.seq_start + stop)
+        if linear
+        else (chunk.seq_start, chunk.seq_stop)
+    )
     cut = slice(None) if linear else slice(first, stop)
     rows = stop - first if linear else chunk.rows
     if spec.asset == "stream":
         assert layout.reader is not None
-        return layout.reader.read_stream(spec.name, chunk.descriptor, (lo, hi), spec.dtype,
-                                         spec.shape)[cut]
+        return layout.reader.read_stream(
+            spec.name, chunk.descriptor, (lo, hi), spec.dtype, spec.shape
+        )[cut]
     fields = [] if spec.group == "index" else [spec.name]
     cols = service.read_events(chunk.descriptor, fields=fields, seq_range=(lo, hi), uids=False)
     if spec.group == "index":
         return np.asarray(cols.time if spec.name == "time" else cols.seq_num)[cut]
     values = cols.data.get(spec.name)
     if values is None:  # this descriptor lacks the key
-        return np.full((rows, *spec.shape), np.nan if spec.dtype.kind in "fc" else "",
-                       dtype=spec.dtype)[cut]
+        return np.full(
+            (rows, *spec.shape), np.nan if spec.dtype.kind in "fc" else "", dtype=spec.dtype
+        )[cut]
     if spec.asset == "datum":
         assert layout.reader is not None
         values = layout.reader.read_datums(spec.name, list(values), spec.dtype, spec.shape)
@@ -178,22 +208,30 @@ def read_chunk(service: Service, layout: StreamLayout, spec: ArraySpec, index: i
     length = len(layout)
     count = -(-length // spec.chunk_rows)
     if not 0 <= index < count:
-        raise ChunkNotFound(f"chunk {index} of {spec.name!r} is outside the chunk grid: the "
-                            f"array has {count} chunks of {spec.chunk_rows} rows ({length} rows)")
+        raise ChunkNotFound(
+            f"chunk {index} of {spec.name!r} is outside the chunk grid: the "
+            f"array has {count} chunks of {spec.chunk_rows} rows ({length} rows)"
+        )
     lo, hi = index * spec.chunk_rows, min(length, (index + 1) * spec.chunk_rows)
-    service.check_size((hi - lo) * max(spec.dtype.itemsize, 1)
-                       * int(np.prod(spec.shape, dtype=np.int64)), "the chunk")
+    service.check_size(
+        (hi - lo) * max(spec.dtype.itemsize, 1) * int(np.prod(spec.shape, dtype=np.int64)),
+        "the chunk",
+    )
     parts = [_read_piece(service, layout, spec, *piece) for piece in _pieces(layout, lo, hi)]
     rows = np.concatenate(parts) if len(parts) != 1 else parts[0]
     if spec.dtype.kind == "O":
         values = [str(v) for v in rows] + [""] * (spec.chunk_rows - len(rows))
         encoded = [v.encode() for v in values]
         raw = struct.pack("<I", len(encoded)) + b"".join(
-            struct.pack("<I", len(v)) + v for v in encoded)
+            struct.pack("<I", len(v)) + v for v in encoded
+        )
     else:
-        out = np.full((spec.chunk_rows, *spec.shape), np.nan if spec.dtype.kind in "fc" else 0,
-                      dtype=spec.dtype.newbyteorder("<"))
-        out[:len(rows)] = rows
+        out = np.full(
+            (spec.chunk_rows, *spec.shape),
+            np.nan if spec.dtype.kind in "fc" else 0,
+            dtype=spec.dtype.newbyteorder("<"),
+        )
+        out[: len(rows)] = rows
         raw = out.tobytes()
     if "zstd" in wire.available_codecs():
         return bytes(wire.compress("zstd", np.frombuffer(raw, np.uint8)))
@@ -212,12 +250,14 @@ def group_json(service: ServiceDep, uid: str, stream: str) -> Response:
     return _json(group_metadata(service.layout(uid, stream), uid, stream))
 
 
-@router.get("/", summary="The members of the group (HTML)", response_class=HTMLResponse,
-            responses=_ERRORS)
+@router.get(
+    "/", summary="The members of the group (HTML)", response_class=HTMLResponse, responses=_ERRORS
+)
 def listing(request: Request, service: ServiceDep, uid: str, stream: str) -> Response:
     specs, _ = array_specs(service.layout(uid, stream))
-    links = "".join(f'<li><a href="{html.escape(n)}">{html.escape(n)}</a></li>'
-                    for n in ["zarr.json", *specs])
+    links = "".join(
+        f'<li><a href="{html.escape(n)}">{html.escape(n)}</a></li>' for n in ["zarr.json", *specs]
+    )
     return HTMLResponse(f"<html><body><ul>{links}</ul></body></html>")
 
 
@@ -227,41 +267,52 @@ def array_json(service: ServiceDep, uid: str, stream: str, array: str) -> Respon
     return _json(array_metadata(_spec(layout, array), len(layout)))
 
 
-@router.get("/{array}/", summary="The members of an array (HTML)",
-            response_class=HTMLResponse, responses=_ERRORS)
+@router.get(
+    "/{array}/",
+    summary="The members of an array (HTML)",
+    response_class=HTMLResponse,
+    responses=_ERRORS,
+)
 def array_listing(service: ServiceDep, uid: str, stream: str, array: str) -> Response:
     _spec(service.layout(uid, stream), array)
     return HTMLResponse('<html><body><a href="zarr.json">zarr.json</a></body></html>')
 
 
-@router.get("/{array}/c/{key:path}", summary="One chunk", response_class=Response,
-            responses=_ERRORS)
+@router.get(
+    "/{array}/c/{key:path}", summary="One chunk", response_class=Response, responses=_ERRORS
+)
 def chunk(service: ServiceDep, uid: str, stream: str, array: str, key: str) -> Response:
     layout = service.layout(uid, stream)
     spec = _spec(layout, array)
     parts = key.split("/")
     if len(parts) != 1 + len(spec.shape) or not all(p.isdigit() and len(p) < 19 for p in parts):
-        raise ChunkNotFound(f"chunk key c/{key} does not name a chunk of {array!r}: give "
-                            f"{1 + len(spec.shape)} indices, e.g. c/0{'/0' * len(spec.shape)}")
+        raise ChunkNotFound(
+            f"chunk key c/{key} does not name a chunk of {array!r}: give "
+            f"{1 + len(spec.shape)} indices, e.g. c/0{'/0' * len(spec.shape)}"
+        )
     index, *rest = (int(p) for p in parts)
     if any(rest):
-        raise ChunkNotFound(f"chunk c/{key} of {array!r} is outside the chunk grid: each "
-                            "chunk holds whole frames, so every index but the first is 0")
-    return Response(read_chunk(service, layout, spec, index),
-                    media_type="application/octet-stream")
+        raise ChunkNotFound(
+            f"chunk c/{key} of {array!r} is outside the chunk grid: each "
+            "chunk holds whole frames, so every index but the first is 0"
+        )
+    return Response(read_chunk(service, layout, spec, index), media_type="application/octet-stream")
 
 
 def _spec(layout: StreamLayout, array: str) -> ArraySpec:
     specs, omitted = array_specs(layout)
     if array not in specs:
         extra = f" ({array!r} has values zarr cannot type)" if array in omitted else ""
-        raise ChunkNotFound(f"the stream has no array {array!r}{extra}; it has "
-                            f"{', '.join(specs)}")
+        raise ChunkNotFound(f"the stream has no array {array!r}{extra}; it has {', '.join(specs)}")
     return specs[array]
 
 
 # HEAD answers as GET does (fsspec asks for sizes with HEAD), out of the OpenAPI document.
 for _route in list(router.routes):
-    router.add_api_route(_route.path.removeprefix(router.prefix), _route.endpoint,
-                         methods=["HEAD"], include_in_schema=False,
-                         response_class=_route.response_class)
+    router.add_api_route(
+        _route.path.removeprefix(router.prefix),
+        _route.endpoint,
+        methods=["HEAD"],
+        include_in_schema=False,
+        response_class=_route.response_class,
+    )

@@ -21,8 +21,11 @@ def store():
     """A memory store holding a scalar run (10 events in chunks of 4), an image run and a run
     whose primary stream has two descriptors."""
     store = MemoryStore(chunk_rows=4)
-    for docs in (factories.scalar_run(n=10), factories.image_run(n=5),
-                 factories.reconfigured_run()):
+    for docs in (
+        factories.scalar_run(n=10),
+        factories.image_run(n=5),
+        factories.reconfigured_run(),
+    ):
         insert_all(store, docs)
     return store
 

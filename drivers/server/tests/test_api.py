@@ -64,7 +64,10 @@ def test_descriptors_and_chunks(http, store):
     primary = next(d for d in descriptors if d["name"] == "primary")
     chunks = http.get(f"/api/v1/descriptors/{primary['uid']}/chunks").json()["data"]
     assert [(c["seq_start"], c["seq_stop"], c["rows"]) for c in chunks] == [
-        (1, 5, 4), (5, 9, 4), (9, 11, 2)]
+        (1, 5, 4),
+        (5, 9, 4),
+        (9, 11, 2),
+    ]
     paged = http.get(f"/api/v1/descriptors/{primary['uid']}/chunks", params={"limit": 2})
     assert len(paged.json()["data"]) == 2 and paged.json()["next"]
 
@@ -75,8 +78,15 @@ def test_event_columns_are_binary_and_equal_the_store(http, store, codec):
         pytest.skip(f"{codec} is not installed")
     uid = next(r.uid for r in store.runs() if r.start["scan_id"] == 7)
     descriptor = store.descriptors(uid)[0]["uid"]
-    response = http.get(f"/api/v1/descriptors/{descriptor}/events", params={
-        "seq_start": 2, "seq_stop": 5, "groups": "index,uid,data,timestamps", "codec": codec})
+    response = http.get(
+        f"/api/v1/descriptors/{descriptor}/events",
+        params={
+            "seq_start": 2,
+            "seq_stop": 5,
+            "groups": "index,uid,data,timestamps",
+            "codec": codec,
+        },
+    )
     assert response.headers["content-type"] == wire.COLUMNS
     header, columns = wire.decode_columns(bytearray(response.content))
     expected = store.read_events(descriptor, seq_range=(2, 5), uids=True)
@@ -98,14 +108,14 @@ def test_documents_replay_as_ndjson_and_msgpack(http, store):
     got = [json.loads(line) for line in lines.text.splitlines()]
     assert [name for name, _ in got] == [name for name, _ in expected]
     assert got[0][1] == expected[0][1]
-    packed = http.get(f"/api/v1/runs/{uid}/documents",
-                      headers={"Accept": "application/x-msgpack"})
+    packed = http.get(f"/api/v1/runs/{uid}/documents", headers={"Accept": "application/x-msgpack"})
     unpacker = msgpack.Unpacker(raw=False)
     unpacker.feed(packed.content)
     assert [item[0] for item in unpacker] == [name for name, _ in expected]
     page = http.get(f"/api/v1/runs/{uid}/documents", params={"skip": 1, "limit": 2})
     assert [json.loads(line)[0] for line in page.text.splitlines()] == [
-        name for name, _ in expected[1:3]]
+        name for name, _ in expected[1:3]
+    ]
 
 
 def test_insert_documents_and_conflicts(http, store):
@@ -120,8 +130,9 @@ def test_insert_documents_and_conflicts(http, store):
     body = http.post("/api/v1/documents", json=["start", changed]).json()
     assert body["error"] == "DocumentConflict" and "time" in body["message"]
     packed = msgpack.packb(["start", docs[0][1]])
-    response = http.post("/api/v1/documents", content=packed,
-                         headers={"Content-Type": "application/x-msgpack"})
+    response = http.post(
+        "/api/v1/documents", content=packed, headers={"Content-Type": "application/x-msgpack"}
+    )
     assert response.status_code == 200
 
 

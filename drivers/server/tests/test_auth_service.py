@@ -54,12 +54,28 @@ class World:
         self.store = MemoryStore(chunk_rows=4)
         self.uids: dict[str, str] = {}
         runs = {
-            "A1": dict(scan_id=1, proposal_id="p-A", beamtime_id="bt-A", beamline_id="csx",
-                       sample="alpha quartz"),
-            "B1": dict(scan_id=2, proposal_id="p-B", beamtime_id="bt-B", beamline_id="chx",
-                       sample="secret beryllium", plan_name="count"),
-            "B2": dict(scan_id=3, proposal_id="p-B", beamtime_id="bt-B", beamline_id="csx",
-                       sample="secret boron"),
+            "A1": dict(
+                scan_id=1,
+                proposal_id="p-A",
+                beamtime_id="bt-A",
+                beamline_id="csx",
+                sample="alpha quartz",
+            ),
+            "B1": dict(
+                scan_id=2,
+                proposal_id="p-B",
+                beamtime_id="bt-B",
+                beamline_id="chx",
+                sample="secret beryllium",
+                plan_name="count",
+            ),
+            "B2": dict(
+                scan_id=3,
+                proposal_id="p-B",
+                beamtime_id="bt-B",
+                beamline_id="csx",
+                sample="secret boron",
+            ),
             "U": dict(scan_id=4, sample="unlabelled"),
         }
         for number, (name, md) in enumerate(runs.items()):
@@ -69,8 +85,10 @@ class World:
         self.users_path = tmp / "users.json"
         self.users_path.write_text(json.dumps(USERS))
         self.keys = ApiKeyStore(tmp / "keys.json")
-        self.key = {user: self.keys.create(user, ["read"])[1]
-                    for user in ("ada", "bob", "sam", "root", "ghost")}
+        self.key = {
+            user: self.keys.create(user, ["read"])[1]
+            for user in ("ada", "bob", "sam", "root", "ghost")
+        }
         self.writer = self.keys.create("ada", ["read", "write"])[1]
         self.expired = self.keys.create("ada", ["read"], expires_in=-1)[1]
         self.revoked = self.keys.create("ada", ["read"])[1]
@@ -78,25 +96,42 @@ class World:
         self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.ec = ec.generate_private_key(ec.SECP256R1())
         self.other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.jwt = JWTVerifier(ISSUER, AUDIENCE, keys={
-            "rsa-1": pem(self.rsa.public_key()), "ec-1": self.ec.public_key()})
+        self.jwt = JWTVerifier(
+            ISSUER,
+            AUDIENCE,
+            keys={"rsa-1": pem(self.rsa.public_key()), "ec-1": self.ec.public_key()},
+        )
 
     def config(self, **kwargs) -> AuthConfig:
-        return AuthConfig(policy=ProposalPolicy(), api_keys=self.keys, jwt=self.jwt,
-                          provider=FileProvider(self.users_path), **kwargs)
+        return AuthConfig(
+            policy=ProposalPolicy(),
+            api_keys=self.keys,
+            jwt=self.jwt,
+            provider=FileProvider(self.users_path),
+            **kwargs,
+        )
 
-    def token(self, sub: str = "ada", *, key=None, kid: str = "rsa-1", alg: str = "RS256",
-              **claims) -> str:
+    def token(
+        self, sub: str = "ada", *, key=None, kid: str = "rsa-1", alg: str = "RS256", **claims
+    ) -> str:
         now = int(time.time())
-        payload = {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now, "nbf": now - 5,
-                   "exp": now + 300, **claims}
+        payload = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": sub,
+            "iat": now,
+            "nbf": now - 5,
+            "exp": now + 300,
+            **claims,
+        }
         payload = {k: v for k, v in payload.items() if v is not None}
         return jwt.encode(payload, key or self.rsa, algorithm=alg, headers={"kid": kid})
 
 
 def pem(public_key) -> str:
-    return public_key.public_bytes(serialization.Encoding.PEM,
-                                   serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +171,13 @@ def listed(http: httpx.Client, query=None) -> set[str]:
 
 def test_no_credentials_is_401_with_a_challenge(url):
     with client(url) as http:
-        for path in ("/api/v1/runs", "/api/v1", "/api/v1/runs/count",
-                     f"/api/v1/runs/{uuid.uuid4()}", "/zarr/v3/runs/x/primary/zarr.json"):
+        for path in (
+            "/api/v1/runs",
+            "/api/v1",
+            "/api/v1/runs/count",
+            f"/api/v1/runs/{uuid.uuid4()}",
+            "/zarr/v3/runs/x/primary/zarr.json",
+        ):
             response = http.get(path)
             assert response.status_code == 401, (path, response.text)
             assert "Bearer" in response.headers["www-authenticate"]
@@ -151,17 +191,32 @@ def test_no_credentials_is_401_with_a_challenge(url):
 
 
 def ada_credentials(world):
-    return [f"Apikey {world.key['ada']}", f"Bearer {world.token('ada')}",
-            f"Bearer {world.token('ada', key=world.ec, kid='ec-1', alg='ES256')}"]
+    return [
+        f"Apikey {world.key['ada']}",
+        f"Bearer {world.token('ada')}",
+        f"Bearer {world.token('ada', key=world.ec, kid='ec-1', alg='ES256')}",
+    ]
 
 
 def queries_for_b(world):
     b1 = world.uids["B1"]
-    return [None, Eq("proposal_id", "p-B"), Eq("uid", b1), Regex("sample", ".*"),
-            Regex("sample", "^secret"), FullText("beryllium"), FullText("secret"),
-            PartialUID(b1[:6]), PartialUID(world.uids["B2"][:8]), ScanID(2), ScanID(2, 3),
-            Eq("plan_name", "count"), Comparison("gt", "summary.primary.det.max", -1e9),
-            Comparison("ge", "scan_id", 0), Eq("beamline_id", "chx")]
+    return [
+        None,
+        Eq("proposal_id", "p-B"),
+        Eq("uid", b1),
+        Regex("sample", ".*"),
+        Regex("sample", "^secret"),
+        FullText("beryllium"),
+        FullText("secret"),
+        PartialUID(b1[:6]),
+        PartialUID(world.uids["B2"][:8]),
+        ScanID(2),
+        ScanID(2, 3),
+        Eq("plan_name", "count"),
+        Comparison("gt", "summary.primary.det.max", -1e9),
+        Comparison("ge", "scan_id", 0),
+        Eq("beamline_id", "chx"),
+    ]
 
 
 def test_user_a_sees_only_a_over_raw_http(url, world):
@@ -188,23 +243,32 @@ def test_runs_of_b_are_404_exactly_like_missing_runs(url, world):
     with client(url, f"Apikey {world.key['ada']}") as http:
         assert http.get(f"/api/v1/runs/{a1}").status_code == 200
         missing = str(uuid.uuid4())
-        for template in ("/api/v1/runs/{}", "/api/v1/runs/{}/descriptors",
-                         "/api/v1/runs/{}/documents", "/api/v1/runs/{}/datum_pages",
-                         "/api/v1/runs/{}/assets", "/api/v1/runs/{}/resources/r1",
-                         "/api/v1/runs/{}/assets/stream?key=det&descriptor=d&seq_start=0"
-                         "&seq_stop=1", "/zarr/v3/runs/{}/primary/zarr.json",
-                         "/zarr/v3/runs/{}/primary/det/c/0"):
+        for template in (
+            "/api/v1/runs/{}",
+            "/api/v1/runs/{}/descriptors",
+            "/api/v1/runs/{}/documents",
+            "/api/v1/runs/{}/datum_pages",
+            "/api/v1/runs/{}/assets",
+            "/api/v1/runs/{}/resources/r1",
+            "/api/v1/runs/{}/assets/stream?key=det&descriptor=d&seq_start=0&seq_stop=1",
+            "/zarr/v3/runs/{}/primary/zarr.json",
+            "/zarr/v3/runs/{}/primary/det/c/0",
+        ):
             denied, absent = http.get(template.format(b1)), http.get(template.format(missing))
             assert denied.status_code == absent.status_code == 404, (template, denied.text)
             assert denied.json()["error"] == absent.json()["error"]
-            assert (denied.json()["message"].replace(b1, "X")
-                    == absent.json()["message"].replace(missing, "X"))
+            assert denied.json()["message"].replace(b1, "X") == absent.json()["message"].replace(
+                missing, "X"
+            )
             assert "beryllium" not in denied.text
-        datums = http.post(f"/api/v1/runs/{b1}/assets/datums",
-                           json={"key": "det", "datum_ids": ["x"]})
+        datums = http.post(
+            f"/api/v1/runs/{b1}/assets/datums", json={"key": "det", "datum_ids": ["x"]}
+        )
         assert datums.status_code == 404
-        for path in (f"/api/v1/descriptors/{descriptor_b}/chunks",
-                     f"/api/v1/descriptors/{descriptor_b}/events"):
+        for path in (
+            f"/api/v1/descriptors/{descriptor_b}/chunks",
+            f"/api/v1/descriptors/{descriptor_b}/events",
+        ):
             assert http.get(path).status_code == 404, path
         # even after listing its own run's descriptors, B's stay hidden
         assert http.get(f"/api/v1/runs/{a1}/descriptors").status_code == 200
@@ -213,8 +277,10 @@ def test_runs_of_b_are_404_exactly_like_missing_runs(url, world):
 
 def test_user_a_through_the_remote_catalog(url, world):
     a1, b1, b2 = world.uids["A1"], world.uids["B1"], world.uids["B2"]
-    for cat in (RemoteCatalog(url, api_key=world.key["ada"]),
-                RemoteCatalog(url, headers={"Authorization": f"Bearer {world.token('ada')}"})):
+    for cat in (
+        RemoteCatalog(url, api_key=world.key["ada"]),
+        RemoteCatalog(url, headers={"Authorization": f"Bearer {world.token('ada')}"}),
+    ):
         assert list(cat) == [a1] and len(cat) == 1
         for query in queries_for_b(world)[1:]:
             assert set(cat.search(query)) <= {a1}, query
@@ -232,8 +298,7 @@ def test_user_a_through_the_remote_catalog(url, world):
 
 def test_user_b_staff_admin_and_anonymous(url, open_url, world):
     u = world.uids
-    expected = {"bob": {u["B1"], u["B2"]}, "sam": {u["A1"], u["B2"]},
-                "root": set(u.values())}
+    expected = {"bob": {u["B1"], u["B2"]}, "sam": {u["A1"], u["B2"]}, "root": set(u.values())}
     for user, seen in expected.items():
         for authorization in (f"Apikey {world.key[user]}", f"Bearer {world.token(user)}"):
             with client(url, authorization) as http:
@@ -271,8 +336,11 @@ def test_writing_needs_the_write_scope(write_url, world):
     url = write_url
     docs = factories.scalar_run(n=2, scan_id=50, proposal_id="p-A")
     start = ["start", docs[0][1]]
-    for authorization in (f"Apikey {world.key['ada']}", f"Bearer {world.token('ada')}",
-                          f"Bearer {world.token('ada', scope='read')}"):
+    for authorization in (
+        f"Apikey {world.key['ada']}",
+        f"Bearer {world.token('ada')}",
+        f"Bearer {world.token('ada', scope='read')}",
+    ):
         with client(url, authorization) as http:
             response = http.post("/api/v1/documents", json=start)
             assert response.status_code == 403, response.text
@@ -355,8 +423,10 @@ def refused(world) -> dict[str, tuple[str, str]]:
     claims = json.loads(jwt.utils.base64url_decode(payload))
     claims["sub"] = "root"
     forged = jwt.utils.base64url_encode(json.dumps(claims).encode()).decode()
-    hs = hs256({"iss": ISSUER, "aud": AUDIENCE, "sub": "root", "exp": int(time.time()) + 60},
-               pem(world.rsa.public_key()).encode())
+    hs = hs256(
+        {"iss": ISSUER, "aud": AUDIENCE, "sub": "root", "exp": int(time.time()) + 60},
+        pem(world.rsa.public_key()).encode(),
+    )
     return {  # what is refused -> (the header, a word of the message)
         "expired key": (f"Apikey {world.expired}", "expired"),
         "revoked key": (f"Apikey {world.revoked}", "revoked"),
@@ -371,17 +441,19 @@ def refused(world) -> dict[str, tuple[str, str]]:
         "garbage": ("Bearer " + "x" * 40, "malformed"),
         "tampered payload": (f"Bearer {header}.{forged}.{signature}", "signature"),
         "tampered signature": (f"Bearer {header}.{payload}.{signature[:-4]}AAAA", "signature"),
-        "wrong issuer": (f"Bearer {world.token('ada', iss='https://evil.test')}",
-                         "not issued by"),
+        "wrong issuer": (f"Bearer {world.token('ada', iss='https://evil.test')}", "not issued by"),
         "wrong audience": (f"Bearer {world.token('ada', aud='other-service')}", "not meant"),
-        "expired token": (f"Bearer {world.token('ada', exp=int(time.time()) - 10)}",
-                          "expired"),
-        "not yet valid": (f"Bearer {world.token('ada', nbf=int(time.time()) + 600)}",
-                          "not valid yet"),
+        "expired token": (f"Bearer {world.token('ada', exp=int(time.time()) - 10)}", "expired"),
+        "not yet valid": (
+            f"Bearer {world.token('ada', nbf=int(time.time()) + 600)}",
+            "not valid yet",
+        ),
         "no exp": (f"Bearer {world.token('ada', exp=None)}", "'exp'"),
         "unknown signer": (f"Bearer {world.token('ada', key=world.other)}", "signature"),
-        "unknown kid": (f"Bearer {world.token('ada', key=world.other, kid='evil')}",
-                        "does not know"),
+        "unknown kid": (
+            f"Bearer {world.token('ada', key=world.other, kid='evil')}",
+            "does not know",
+        ),
         "hs256 with the public key": (f"Bearer {hs}", "algorithm"),
         "token of a deleted user": (f"Bearer {world.token('ghost')}", "not known"),
         "token of an unknown user": (f"Bearer {world.token('mallory')}", "not known"),
@@ -405,8 +477,10 @@ def test_refused_credentials_are_401_without_echo(url, world, tmp_path):
         for why, (authorization, word) in refused(world).items():
             secret = authorization.partition(" ")[2]
             with client(url, authorization) as http:
-                for response in (http.get("/api/v1/runs"),
-                                 http.get(f"/api/v1/runs/{world.uids['A1']}")):
+                for response in (
+                    http.get("/api/v1/runs"),
+                    http.get(f"/api/v1/runs/{world.uids['A1']}"),
+                ):
                     assert response.status_code == 401, (why, response.text)
                     assert response.json()["error"] == "Unauthorized", why
                     assert word in response.json()["message"], (why, response.json())
@@ -454,8 +528,7 @@ def test_without_auth_the_server_is_as_before(live_server, world):
 
 
 def test_principal_of_anonymous_is_configurable(live_server, world):
-    config = world.config(allow_anonymous=True,
-                          anonymous=Principal("guest", proposals=("p-B",)))
+    config = world.config(allow_anonymous=True, anonymous=Principal("guest", proposals=("p-B",)))
     url = live_server.mount(world.store, auth=config)
     try:
         with client(url) as http:

@@ -61,8 +61,12 @@ def test_keys_are_stored_hashed_and_checked(tmp_path):
 
 def test_apikey_cli(tmp_path, capsys):
     path = str(tmp_path / "k" / "keys.json")
-    assert apikey_main(["--keys", path, "create", "ada", "--scopes", "read,write",
-                        "--expires-in", "30"]) == 0
+    assert (
+        apikey_main(
+            ["--keys", path, "create", "ada", "--scopes", "read,write", "--expires-in", "30"]
+        )
+        == 0
+    )
     key = capsys.readouterr().out.strip()
     record = ApiKeyStore(path).verify(key)
     assert record.scopes == ("read", "write") and 29 * 86400 < record.expires - time.time()
@@ -90,16 +94,21 @@ def test_apikey_cli(tmp_path, capsys):
 def test_jwt_with_a_jwks_file(tmp_path):
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ec_key = ec.generate_private_key(ec.SECP256R1())
-    jwks = {"keys": [
-        {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key())), "kid": "r"},
-        {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key())), "kid": "e"}]}
+    jwks = {
+        "keys": [
+            {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key())), "kid": "r"},
+            {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key())), "kid": "e"},
+        ]
+    }
     (tmp_path / "jwks.json").write_text(json.dumps(jwks))
     verifier = JWTVerifier("iss", "aud", jwks_path=tmp_path / "jwks.json", leeway=1)
     claims = {"iss": "iss", "aud": "aud", "sub": "ada", "exp": int(time.time()) + 60}
-    assert verifier.verify(jwt.encode(claims, rsa_key, "RS256", headers={"kid": "r"}))["sub"] \
-        == "ada"
-    assert verifier.verify(jwt.encode(claims, ec_key, "ES256", headers={"kid": "e"}))["sub"] \
-        == "ada"
+    assert (
+        verifier.verify(jwt.encode(claims, rsa_key, "RS256", headers={"kid": "r"}))["sub"] == "ada"
+    )
+    assert (
+        verifier.verify(jwt.encode(claims, ec_key, "ES256", headers={"kid": "e"}))["sub"] == "ada"
+    )
     assert verifier.verify(jwt.encode(claims, ec_key, "ES256"))["sub"] == "ada"  # no kid
     with pytest.raises(Unauthorized, match="signature"):
         verifier.verify(jwt.encode(claims, ec_key, "ES256", headers={"kid": "r"}))
@@ -124,11 +133,12 @@ def test_authenticator_without_a_provider_and_scopes():
 
 def test_file_provider_yaml_reloads(tmp_path):
     path = tmp_path / "users.yml"
-    path.write_text("users:\n  ada: {proposals: [101], beamtimes: bt-7}\n"
-                    "  sam: {roles: [staff], beamlines: [csx]}\n")
+    path.write_text(
+        "users:\n  ada: {proposals: [101], beamtimes: bt-7}\n"
+        "  sam: {roles: [staff], beamlines: [csx]}\n"
+    )
     provider = FileProvider(path)
-    assert provider.principal("ada") == Principal("ada", proposals=("101",),
-                                                  beamtimes=("bt-7",))
+    assert provider.principal("ada") == Principal("ada", proposals=("101",), beamtimes=("bt-7",))
     assert provider.principal("sam").roles == ("staff",)
     assert provider.principal("nobody") is None
     time.sleep(0.01)
@@ -199,9 +209,10 @@ def test_http_provider_behind_the_service(live_server, user_service, tmp_path):
     config = AuthConfig(api_keys=keys, provider=HTTPProvider(user_service, timeout=0.5))
     url = live_server.mount(store, auth=config)
     try:
+
         def count(key: str) -> httpx.Response:
-            return httpx.get(f"{url}/api/v1/runs/count",
-                             headers={"Authorization": f"Apikey {key}"})
+            return httpx.get(f"{url}/api/v1/runs/count", headers={"Authorization": f"Apikey {key}"})
+
         assert count(ada).json() == {"count": 1}
         assert count(root).json() == {"count": 2}
         assert count(broken).status_code == 503

@@ -19,8 +19,7 @@ def _url() -> str:
     if not _server._thread.is_alive():
         _server.start()
         store = MemoryStore(chunk_rows=3)
-        for docs in (factories.scalar_run(n=7), factories.image_run(n=2),
-                     factories.asset_run()):
+        for docs in (factories.scalar_run(n=7), factories.image_run(n=2), factories.asset_run()):
             insert_all(store, docs)
         _server.base = _server.mount(store)
     return _server.base
@@ -34,8 +33,7 @@ def teardown_module() -> None:
 
 
 @schema.parametrize()
-@settings(max_examples=12, deadline=None, derandomize=True,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_api_never_fails_with_a_5xx(case):
     response = case.call()
     assert response.status_code < 500, f"{case.method} {case.path}: {response.text[:300]}"

@@ -32,17 +32,21 @@ def two_workers(tmp_path_factory):
     folder = tmp_path_factory.mktemp("runs")
     write_runs(folder, factories.many_runs(4))
     catalog = folder / "catalog.yml"
-    catalog.write_text(textwrap.dedent(f"""
+    catalog.write_text(
+        textwrap.dedent(f"""
         sources:
           beamline:
             driver: bluesky-msgpack-catalog
             args:
               paths: ["{folder}/*.msgpack"]
               refresh_interval: 0.2
-    """))
+    """)
+    )
     port = free_port()
-    code = ("from intake_broker_server import serve; "
-            f"serve({str(catalog)!r}, port={port}, workers=2, log_level='warning')")
+    code = (
+        "from intake_broker_server import serve; "
+        f"serve({str(catalog)!r}, port={port}, workers=2, log_level='warning')"
+    )
     process = subprocess.Popen([sys.executable, "-c", code])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -64,6 +68,7 @@ def two_workers(tmp_path_factory):
 def test_every_worker_gives_the_same_answers(two_workers):
     url, _ = two_workers
     with httpx.Client(base_url=url, limits=httpx.Limits(max_keepalive_connections=0)) as http:
+
         def listing(_):
             return [r["uid"] for r in http.get("/api/v1/runs").json()["data"]]
 

@@ -20,8 +20,22 @@ from .providers import FileProvider, HTTPProvider, IdentityProvider, StaticProvi
 from .tokens import JWTVerifier
 
 __all__ = [
-    "AccessPolicy", "ApiKey", "ApiKeyStore", "AuthConfig", "AuthError", "Authenticator",
-    "FileProvider", "Forbidden", "HTTPProvider", "Identity", "IdentityProvider", "JWTVerifier",
-    "Principal", "ProposalPolicy", "ProviderUnavailable", "StaticProvider", "Unauthorized",
+    "AccessPolicy",
+    "ApiKey",
+    "ApiKeyStore",
+    "AuthConfig",
+    "AuthError",
+    "Authenticator",
+    "FileProvider",
+    "Forbidden",
+    "HTTPProvider",
+    "Identity",
+    "IdentityProvider",
+    "JWTVerifier",
+    "Principal",
+    "ProposalPolicy",
+    "ProviderUnavailable",
+    "StaticProvider",
+    "Unauthorized",
     "apikey_main",
 ]

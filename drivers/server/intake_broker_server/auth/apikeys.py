@@ -75,18 +75,25 @@ class ApiKey:
 
     @classmethod
     def from_json(cls, item: dict[str, Any]) -> ApiKey:
-        return cls(id=str(item["id"]), user=str(item["user"]), hash=str(item["hash"]),
-                   scopes=tuple(item.get("scopes", ("read",))),
-                   created=float(item.get("created", 0.0)), expires=item.get("expires"),
-                   revoked=item.get("revoked"))
+        return cls(
+            id=str(item["id"]),
+            user=str(item["user"]),
+            hash=str(item["hash"]),
+            scopes=tuple(item.get("scopes", ("read",))),
+            created=float(item.get("created", 0.0)),
+            expires=item.get("expires"),
+            revoked=item.get("revoked"),
+        )
 
 
 def parse_key(token: str) -> tuple[str, str]:
     """``"<id>.<secret>"`` as ``(id, secret)``; :class:`Unauthorized` if it is not that form."""
     key_id, dot, secret = token.strip().partition(".")
     if not dot or not key_id or not secret or not key_id.isalnum():
-        raise Unauthorized("the API key is malformed: send 'Authorization: Apikey <id>.<secret>'"
-                           " as printed when the key was created")
+        raise Unauthorized(
+            "the API key is malformed: send 'Authorization: Apikey <id>.<secret>'"
+            " as printed when the key was created"
+        )
     return key_id, secret
 
 
@@ -120,15 +127,13 @@ class ApiKeyStore:
             stamp = (stat.st_mtime_ns, stat.st_size)
             if stamp != self._stamp:
                 data = json.loads(self.path.read_text("utf-8") or "{}")
-                self._keys = {item["id"]: ApiKey.from_json(item)
-                              for item in data.get("keys", [])}
+                self._keys = {item["id"]: ApiKey.from_json(item) for item in data.get("keys", [])}
                 self._stamp = stamp
             return self._keys
 
     def _save(self, keys: dict[str, ApiKey]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps({"version": 1, "keys": [k.to_json() for k in keys.values()]},
-                             indent=1)
+        payload = json.dumps({"version": 1, "keys": [k.to_json() for k in keys.values()]}, indent=1)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".apikeys-")
         try:
             os.fchmod(fd, 0o600)
@@ -142,8 +147,9 @@ class ApiKeyStore:
 
     # -- managing keys ----------------------------------------------------------------------
 
-    def create(self, user: str, scopes: Iterable[str] = ("read",),
-               expires_in: float | None = None) -> tuple[ApiKey, str]:
+    def create(
+        self, user: str, scopes: Iterable[str] = ("read",), expires_in: float | None = None
+    ) -> tuple[ApiKey, str]:
         """A new key for ``user``; the stored record and the key to hand out (shown once).
 
         Parameters
@@ -168,8 +174,14 @@ class ApiKeyStore:
             key_id = secrets.token_hex(6)
             while key_id in keys:
                 key_id = secrets.token_hex(6)
-            record = ApiKey(key_id, user, hash_secret(secret), scopes, now,
-                            None if expires_in is None else now + expires_in)
+            record = ApiKey(
+                key_id,
+                user,
+                hash_secret(secret),
+                scopes,
+                now,
+                None if expires_in is None else now + expires_in,
+            )
             keys[key_id] = record
             self._save(keys)
         return record, f"{key_id}.{secret}"
@@ -185,8 +197,9 @@ class ApiKeyStore:
             if key_id not in keys:
                 raise KeyError(key_id)
             old = keys[key_id]
-            keys[key_id] = ApiKey(old.id, old.user, old.hash, old.scopes, old.created,
-                                  old.expires, time.time())
+            keys[key_id] = ApiKey(
+                old.id, old.user, old.hash, old.scopes, old.created, old.expires, time.time()
+            )
             self._save(keys)
             return keys[key_id]
 
@@ -196,8 +209,7 @@ class ApiKeyStore:
         """The key ``token`` (``<id>.<secret>``) is, if valid; else :class:`Unauthorized`."""
         key_id, secret = parse_key(token)
         record = self._load().get(key_id)
-        matches = hmac.compare_digest(hash_secret(secret),
-                                      record.hash if record else _NO_HASH)
+        matches = hmac.compare_digest(hash_secret(secret), record.hash if record else _NO_HASH)
         if record is None or not matches:
             raise Unauthorized(f"the API key {key_id!r} is not valid")
         if record.revoked is not None:

@@ -18,17 +18,25 @@ KEYS_ENV = "INTAKE_BROKER_API_KEYS"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="intake-broker apikey",
-                                     description="Manage the API keys of intake-broker-server.")
-    parser.add_argument("--keys", default=os.environ.get(KEYS_ENV),
-                        help=f"the keys file (default: ${KEYS_ENV})")
+    parser = argparse.ArgumentParser(
+        prog="intake-broker apikey", description="Manage the API keys of intake-broker-server."
+    )
+    parser.add_argument(
+        "--keys", default=os.environ.get(KEYS_ENV), help=f"the keys file (default: ${KEYS_ENV})"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="create a key for a user (printed once)")
     create.add_argument("user")
-    create.add_argument("--scopes", default="read",
-                        help=f"comma-separated, of {', '.join(SCOPES)} (default: read)")
-    create.add_argument("--expires-in", type=float, default=None, metavar="DAYS",
-                        help="days until the key expires (default: never)")
+    create.add_argument(
+        "--scopes", default="read", help=f"comma-separated, of {', '.join(SCOPES)} (default: read)"
+    )
+    create.add_argument(
+        "--expires-in",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="days until the key expires (default: never)",
+    )
     commands.add_parser("list", help="list the keys (ids, users, scopes, state; no secrets)")
     revoke = commands.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("id")
@@ -62,24 +70,35 @@ def apikey_main(argv: Sequence[str] | None = None) -> int:
             print("--expires-in must be a positive number of days", file=sys.stderr)
             return 2
         try:
-            record, key = store.create(args.user, scopes, None if args.expires_in is None
-                                       else args.expires_in * 86400)
+            record, key = store.create(
+                args.user, scopes, None if args.expires_in is None else args.expires_in * 86400
+            )
         except ValueError as err:
             print(err, file=sys.stderr)
             return 2
         print(key)
-        print(f"# key {record.id} for {record.user}, scopes {','.join(record.scopes)}, "
-              f"expires {_when(record.expires)}. The secret is shown only now; clients send "
-              "'Authorization: Apikey <key>'.", file=sys.stderr)
+        print(
+            f"# key {record.id} for {record.user}, scopes {','.join(record.scopes)}, "
+            f"expires {_when(record.expires)}. The secret is shown only now; clients send "
+            "'Authorization: Apikey <key>'.",
+            file=sys.stderr,
+        )
         return 0
     if args.command == "list":
         now = time.time()
         print(f"{'id':<14}{'user':<20}{'scopes':<12}{'created':<22}{'expires':<22}state")
         for key in store.list():
-            state = ("revoked" if key.revoked is not None
-                     else "expired" if key.expired(now) else "active")
-            print(f"{key.id:<14}{key.user:<20}{','.join(key.scopes):<12}"
-                  f"{_when(key.created):<22}{_when(key.expires):<22}{state}")
+            state = (
+                "revoked"
+                if key.revoked is not None
+                else "expired"
+                if key.expired(now)
+                else "active"
+            )
+            print(
+                f"{key.id:<14}{key.user:<20}{','.join(key.scopes):<12}"
+                f"{_when(key.created):<22}{_when(key.expires):<22}{state}"
+            )
         return 0
     try:
         store.revoke(args.id)

@@ -66,8 +66,9 @@ class AuthConfig:
     jwt: JWTVerifier | None = None
     provider: IdentityProvider | None = None
     allow_anonymous: bool = False
-    anonymous: Principal = field(default_factory=lambda: Principal("anonymous",
-                                                                   roles=("anonymous",)))
+    anonymous: Principal = field(
+        default_factory=lambda: Principal("anonymous", roles=("anonymous",))
+    )
     token_default_scopes: Sequence[str] = ("read",)
     views: int = 256
 
@@ -84,8 +85,9 @@ class Authenticator:
             return Principal(name)
         principal = provider.principal(name)
         if principal is None:
-            raise Unauthorized(f"the user of this {how} is not known (any more); ask for "
-                               "access again")
+            raise Unauthorized(
+                f"the user of this {how} is not known (any more); ask for access again"
+            )
         return principal
 
     def identify(self, authorization: str | None) -> Identity:
@@ -94,14 +96,17 @@ class Authenticator:
         if authorization is None or not authorization.strip():
             if config.allow_anonymous:
                 return Identity(config.anonymous, ("read",), "anonymous")
-            raise Unauthorized("this service needs credentials: send 'Authorization: Apikey "
-                               "<id>.<secret>' or 'Authorization: Bearer <token>'")
+            raise Unauthorized(
+                "this service needs credentials: send 'Authorization: Apikey "
+                "<id>.<secret>' or 'Authorization: Bearer <token>'"
+            )
         scheme, _, credential = authorization.strip().partition(" ")
         scheme, credential = scheme.lower(), credential.strip()
         if scheme == "apikey" and config.api_keys is not None:
             if not credential:
-                raise Unauthorized("the Apikey header has no key: send 'Authorization: Apikey "
-                                   "<id>.<secret>'")
+                raise Unauthorized(
+                    "the Apikey header has no key: send 'Authorization: Apikey <id>.<secret>'"
+                )
             key = config.api_keys.verify(credential)
             return Identity(self._user(key.user, "API key"), key.scopes, "apikey", key.id)
         if scheme == "bearer" and config.jwt is not None:
@@ -109,12 +114,16 @@ class Authenticator:
                 raise Unauthorized("the Bearer header has no token")
             claims = config.jwt.verify(credential)
             principal = self._user(claims[config.jwt.subject_claim], "token")
-            return Identity(principal, token_scopes(claims, config.token_default_scopes),
-                            "bearer")
-        accepted = [name for name, on in (("Apikey", config.api_keys), ("Bearer", config.jwt))
-                    if on is not None]
-        raise Unauthorized(f"the Authorization header is not understood; this service "
-                           f"accepts the schemes {accepted}")
+            return Identity(principal, token_scopes(claims, config.token_default_scopes), "bearer")
+        accepted = [
+            name
+            for name, on in (("Apikey", config.api_keys), ("Bearer", config.jwt))
+            if on is not None
+        ]
+        raise Unauthorized(
+            f"the Authorization header is not understood; this service "
+            f"accepts the schemes {accepted}"
+        )
 
     def authorize(self, authorization: str | None, scope: str) -> Identity:
         """:meth:`identify`, then check that the credential has ``scope`` (else 403)."""
@@ -124,8 +133,15 @@ class Authenticator:
             log.info("refused a request: %s", err)  # messages never hold a secret
             raise
         if scope not in identity.scopes:
-            log.info("refused %s (%s %s): no %r scope", identity.principal.name,
-                     identity.method, identity.key_id or "", scope)
-            raise Forbidden(f"{identity.principal.name!r} may not {scope} here: the "
-                            f"credential's scopes are {list(identity.scopes)}")
+            log.info(
+                "refused %s (%s %s): no %r scope",
+                identity.principal.name,
+                identity.method,
+                identity.key_id or "",
+                scope,
+            )
+            raise Forbidden(
+                f"{identity.principal.name!r} may not {scope} here: the "
+                f"credential's scopes are {list(identity.scopes)}"
+            )
         return identity

@@ -36,8 +36,9 @@ def principal_from_mapping(name: str, entry: Mapping[str, Any] | None) -> Princi
     "beamlines": [...], "roles": [...]}`` (each optional; values become strings)."""
     entry = entry or {}
     if not isinstance(entry, Mapping):
-        raise ValueError(f"the entry of user {name!r} must be a mapping, not "
-                         f"{type(entry).__name__}")
+        raise ValueError(
+            f"the entry of user {name!r} must be a mapping, not {type(entry).__name__}"
+        )
     values: dict[str, tuple[str, ...]] = {}
     for key in _FIELDS:
         raw = entry.get(key, None)
@@ -98,8 +99,10 @@ class FileProvider:
                     data = yaml.safe_load(text) or {}
                 users = data.get("users", {}) if isinstance(data, Mapping) else None
                 if not isinstance(users, Mapping):
-                    raise ValueError(f"{self.path}: expected a mapping 'users: {{name: "
-                                     "{proposals: [...], ...}}}'")
+                    raise ValueError(
+                        f"{self.path}: expected a mapping 'users: {{name: "
+                        "{proposals: [...], ...}}}'"
+                    )
                 self._users, self._stamp = dict(users), stamp
             return self._users
 
@@ -154,16 +157,19 @@ class HTTPProvider:
         try:
             response = httpx.get(where, timeout=self.timeout, headers=dict(self.headers))
         except httpx.HTTPError as err:
-            raise ProviderUnavailable(f"the identity provider cannot be reached "
-                                      f"({type(err).__name__}); try again later") from None
+            raise ProviderUnavailable(
+                f"the identity provider cannot be reached ({type(err).__name__}); try again later"
+            ) from None
         if response.status_code == 404:
             return None
         if response.status_code != 200:
-            raise ProviderUnavailable(f"the identity provider answered HTTP "
-                                      f"{response.status_code}; try again later")
+            raise ProviderUnavailable(
+                f"the identity provider answered HTTP {response.status_code}; try again later"
+            )
         try:
             entry = response.json()
             return principal_from_mapping(username, entry)
         except ValueError:
-            raise ProviderUnavailable("the identity provider's answer is not a user entry "
-                                      "(JSON object)") from None
+            raise ProviderUnavailable(
+                "the identity provider's answer is not a user entry (JSON object)"
+            ) from None

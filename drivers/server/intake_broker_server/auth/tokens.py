@@ -89,16 +89,23 @@ class JWTVerifier:
             raise Unauthorized("the bearer token is malformed (not a JWT)") from None
         kid = header.get("kid")
         if kid is not None and str(kid) not in self._keys:
-            raise Unauthorized("the bearer token is signed by a key this service does not "
-                               f"know for issuer {self.issuer!r}")
+            raise Unauthorized(
+                "the bearer token is signed by a key this service does not "
+                f"know for issuer {self.issuer!r}"
+            )
         candidates = [self._keys[str(kid)]] if kid is not None else list(self._keys.values())
         problem = "the bearer token's signature is not valid"
         for key in candidates:
             try:
                 claims = jwt.decode(
-                    token, key, algorithms=list(self.algorithms), audience=self.audience,
-                    issuer=self.issuer, leeway=self.leeway,
-                    options={"require": ["exp", "iss", "aud", self.subject_claim]})
+                    token,
+                    key,
+                    algorithms=list(self.algorithms),
+                    audience=self.audience,
+                    issuer=self.issuer,
+                    leeway=self.leeway,
+                    options={"require": ["exp", "iss", "aud", self.subject_claim]},
+                )
             except (jwt.InvalidSignatureError, jwt.InvalidKeyError, TypeError, ValueError):
                 continue  # not this key (or a key of another type than the token's alg)
             except jwt.ExpiredSignatureError:
@@ -112,22 +119,24 @@ class JWTVerifier:
             except jwt.MissingRequiredClaimError as err:
                 problem = f"the bearer token lacks the {err.claim!r} claim"
             except jwt.InvalidAlgorithmError:
-                problem = (f"the bearer token's algorithm is not accepted; use one of "
-                           f"{list(self.algorithms)}")
+                problem = (
+                    f"the bearer token's algorithm is not accepted; use one of "
+                    f"{list(self.algorithms)}"
+                )
             except jwt.PyJWTError as err:
                 problem = f"the bearer token is not valid ({type(err).__name__})"
             else:
                 subject = claims.get(self.subject_claim)
                 if not isinstance(subject, str) or not subject:
-                    raise Unauthorized(f"the bearer token's {self.subject_claim!r} claim "
-                                       "names no user")
+                    raise Unauthorized(
+                        f"the bearer token's {self.subject_claim!r} claim names no user"
+                    )
                 return claims
             break
         raise Unauthorized(problem)
 
 
-def token_scopes(claims: Mapping[str, Any], default: Sequence[str] = ("read",)
-                 ) -> tuple[str, ...]:
+def token_scopes(claims: Mapping[str, Any], default: Sequence[str] = ("read",)) -> tuple[str, ...]:
     """The scopes of a token: ``scope`` (space-separated) or ``scp`` (a list); ``default``
     when it has neither."""
     if isinstance(claims.get("scope"), str):
