@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from .abilities import DescriptorIndex
 from .errors import DescriptorNotFound, InvalidDocument, RunNotFound, WriteDenied
 from .queries import Comparison, In, KeyPresent, Or, Query, evaluate
-from .store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord, run_matches
+from .store import NEWEST_FIRST, DocumentStore, RunRecord, run_matches
+from .wrapper import StoreWrapper
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ class ProposalPolicy:
 
 
 @dataclass
-class GuardedStore(DocumentStore):
+class GuardedStore(StoreWrapper):
     """``store`` as ``principal`` may see it under ``policy``: the one place access is checked.
 
     Reads see only the runs the policy's filter allows. A written document must belong to a
@@ -125,14 +129,6 @@ class GuardedStore(DocumentStore):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
-
-    @property
-    def writable(self) -> bool:  # type: ignore[override]
-        return self.store.writable
-
-    @property
-    def validate(self) -> bool:  # type: ignore[override]
-        return self.store.validate
 
     def _filter(self, query: Query | None) -> Query | None:
         allowed = self.policy.filter(self.principal)
@@ -160,8 +156,10 @@ class GuardedStore(DocumentStore):
         with self._lock:
             run_uid = self._descriptors.get(descriptor_uid)
         if run_uid is None:
+            if not self.store.supports(DescriptorIndex):
+                return None
             try:  # stores that index descriptors answer this without a listing first
-                run_uid = self.store.descriptor_run(descriptor_uid)
+                run_uid = self.store.descriptor_run(descriptor_uid)  # type: ignore[attr-defined]
             except DescriptorNotFound:
                 return None
             with self._lock:
@@ -245,6 +243,18 @@ class GuardedStore(DocumentStore):
             with self._lock:
                 self._descriptors[doc["uid"]] = doc["run_start"]
 
+    # -- routes: every read of a run or a descriptor is checked first ----------------------
+
+    def _on_run(self, run_uid: str, call: Callable[[DocumentStore], T], what: str) -> T:
+        self._check(run_uid)  # on every read: a revoked grant takes effect at once
+        return call(self.store)
+
+    def _on_descriptor(
+        self, descriptor_uid: str, call: Callable[[DocumentStore], T], what: str
+    ) -> T:
+        self._check_descriptor(descriptor_uid)
+        return call(self.store)
+
     def runs(
         self,
         query: Query | None = None,
@@ -262,57 +272,7 @@ class GuardedStore(DocumentStore):
         return self._check(uid)
 
     def descriptors(self, run_uid: str) -> list[dict]:
-        self._check(run_uid)
-        found = self.store.descriptors(run_uid)
+        found = super().descriptors(run_uid)
         with self._lock:
             self._descriptors.update({d["uid"]: run_uid for d in found})
         return found
-
-    def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
-        self._check_descriptor(descriptor_uid)
-        return self.store.event_chunks(descriptor_uid)
-
-    def read_events(
-        self,
-        descriptor_uid: str,
-        *,
-        fields: Sequence[str] | None = None,
-        seq_range: tuple[int, int] | None = None,
-        uids: bool = False,
-    ) -> EventColumns:
-        self._check_descriptor(descriptor_uid)
-        return self.store.read_events(descriptor_uid, fields=fields, seq_range=seq_range, uids=uids)
-
-    def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
-        self._check(run_uid)
-        return self.store.documents(run_uid)
-
-    def run_assets(self, run_uid: str):
-        self._check(run_uid)
-        return self.store.run_assets(run_uid)
-
-    def resource(self, run_uid: str, resource_uid: str) -> dict:
-        self._check(run_uid)
-        return self.store.resource(run_uid, resource_uid)
-
-    def datum_pages(self, run_uid: str) -> Iterator[dict]:
-        self._check(run_uid)
-        return self.store.datum_pages(run_uid)
-
-    def summary(self, run_uid: str) -> dict:
-        self._check(run_uid)
-        return self.store.summary(run_uid)
-
-    def set_summary(self, run_uid: str, stream: str, field_: str, stats: dict) -> None:
-        self._check(run_uid)
-        self.store.set_summary(run_uid, stream, field_, stats)
-
-    def record_parts(self, run_uid: str, parts: Iterable[str]) -> dict[str, Any]:
-        self._check(run_uid)
-        return self.store.record_parts(run_uid, parts)
-
-    def flush(self) -> None:
-        self.store.flush()
-
-    def close(self) -> None:
-        self.store.close()

@@ -17,29 +17,21 @@ arrays for the dask chunks of a stream; nothing is read until a chunk is compute
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import importlib
 import inspect
-import json
 import os
 import posixpath
-import sys
 import threading
-import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 import numpy as np
 
-from . import asset_handlers
+from . import asset_handlers, plugins
 from .errors import BrokerError
 
-SPEC_GROUPS = ("databroker.handlers", "intake_broker.handlers")
-MIMETYPE_GROUP = "intake_broker.mimetypes"
 #: A dask chunk of asset data holds this many bytes at least (several small frames per chunk);
 #: a frame at least this large gets a chunk of its own, so reading one frame reads one frame.
 TARGET_CHUNK_BYTES = 1 << 19
@@ -78,174 +70,12 @@ def _load(value: Any) -> Any:
     return obj
 
 
-# -- entry points, cached across processes ------------------------------------------------
-#
-# ``importlib.metadata.entry_points()`` reads the metadata of every installed distribution
-# (~5 ms for 160 of them), which a notebook would pay at its first frame. The handler entry
-# points found are kept in a small JSON file under the user cache directory, with what the
-# environment looked like: the ``sys.path`` entries, their mtimes, and in each folder the
-# distribution metadata (``*.dist-info``, ``*.egg-info``, ``*.egg``, ``*.egg-link``, ``*.pth``)
-# with the mtime of its ``entry_points.txt``. A folder whose mtime is unchanged holds the same
-# entries (installing, upgrading or removing a distribution creates or removes its
-# ``*.dist-info`` folder there); a folder whose mtime changed is listed again (~0.3 ms) and the
-# cache stays valid if its distribution metadata did not change (a notebook's own folder
-# changes all the time). Anything else scans again. A cache that cannot be read or written is
-# ignored. Not seen: an ``entry_points.txt`` edited in place in a folder that did not change
-# otherwise (reinstall the package, or delete the cache file).
-
-_HANDLER_GROUPS = (*SPEC_GROUPS, MIMETYPE_GROUP)
-_CACHE_FORMAT = 1
-_DIST_SUFFIXES = (".dist-info", ".egg-info", ".egg", ".egg-link", ".pth")
-#: Files modified this recently (ns) before a scan make it uncacheable: a change within the
-#: same tick of the filesystem clock would leave their mtime as recorded.
-_RACY_NS = 2_000_000_000
-
-
-def _cache_file(paths: list[list]) -> str:
-    """Where the entry-point cache of this Python environment and ``sys.path`` lives (the
-    user cache folder platformdirs would name; importing platformdirs takes ~8 ms, more than
-    the scan this cache saves)."""
-    if os.environ.get("XDG_CACHE_HOME"):
-        base = os.environ["XDG_CACHE_HOME"]
-    elif sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~/AppData/Local")
-    elif sys.platform == "darwin":
-        base = os.path.expanduser("~/Library/Caches")
-    else:
-        base = os.path.expanduser("~/.cache")
-    key = "\0".join([sys.prefix, sys.executable, *(p for p, _ in paths)])
-    env = hashlib.sha1(key.encode()).hexdigest()[:16]
-    return os.path.join(base, "intake-broker", f"handler-entry-points-{env}.json")
-
-
-def _mtime(path: str) -> int | None:
-    try:
-        return os.stat(path).st_mtime_ns
-    except (OSError, ValueError):
-        return None
-
-
-def _path_mtimes() -> list[list]:
-    """``[absolute path, mtime in ns or None]`` of every ``sys.path`` entry."""
-    return [[path, _mtime(path)] for path in (os.path.abspath(p or ".") for p in sys.path)]
-
-
-def _dist_entries(folder: str) -> dict[str, int | None] | None:
-    """The distribution metadata in a ``sys.path`` folder, each with the mtime of what tells
-    its entry points (None: not a folder)."""
-    try:
-        with os.scandir(folder) as entries:
-            names = [e.name for e in entries if e.name.lower().endswith(_DIST_SUFFIXES)]
-    except OSError:
-        return None
-    out = {}
-    for name in names:
-        path = os.path.join(folder, name)
-        meta = name.lower().endswith((".dist-info", ".egg-info"))
-        out[name] = _mtime(os.path.join(path, "entry_points.txt") if meta else path)
-    return out
-
-
-def _scan_entry_points() -> list[list[str]]:
-    """``[group, name, value]`` of every handler entry point, in discovery order."""
-    everything = entry_points()  # one scan of the installed distributions for all groups
-    return [
-        [group, ep.name, ep.value]
-        for group in _HANDLER_GROUPS
-        for ep in everything.select(group=group)
-    ]
-
-
-def _still_valid(saved: dict, paths: list[list]) -> bool:
-    """Whether a cache recorded for ``saved["paths"]`` holds for ``paths`` (now)."""
-    if saved["python"] != [sys.version, _CACHE_FORMAT] or [p for p, _ in saved["paths"]] != [
-        p for p, _ in paths
-    ]:
-        return False
-    for (path, then), (_, now) in zip(saved["paths"], paths, strict=True):
-        if now == then:
-            continue
-        if now is None or then is None:
-            return False
-        entries = _dist_entries(path)  # None for a zip file: it changed, scan again
-        if entries is None or entries != saved["dists"].get(path):
-            return False
-    return True
-
-
-def _save(cache: str, record: dict, began: int) -> None:
-    """Write the cache unless something it relies on changed too recently to be trusted."""
-    recent = began - _RACY_NS
-    if any(m is not None and m >= recent for _, m in record["paths"]) or any(
-        m is not None and m >= recent for d in record["dists"].values() for m in d.values()
-    ):
-        return
-    import tempfile
-
-    try:
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(cache), suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(record, f)
-            os.replace(tmp, cache)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        _prune(os.path.dirname(cache))
-    except OSError:
-        pass
-
-
-def _prune(folder: str, keep: int = 32) -> None:
-    """Remove all but the ``keep`` newest caches (one is kept per ``sys.path`` seen)."""
-    with os.scandir(folder) as entries:
-        caches = [e for e in entries if e.name.startswith("handler-entry-points-")]
-    if len(caches) > keep:
-        caches.sort(key=lambda e: e.stat().st_mtime_ns)
-        for old in caches[:-keep]:
-            os.unlink(old.path)
-
-
-def _cached_entry_points() -> list[list[str]]:
-    """The handler entry points: from the cache while the environment is unchanged, else from
-    a scan of the installed distributions (which refreshes the cache)."""
-    began = time.time_ns()
-    paths = _path_mtimes()
-    cache = _cache_file(paths)
-    try:
-        with open(cache, encoding="utf-8") as f:
-            saved = json.load(f)
-        if _still_valid(saved, paths):
-            if saved["paths"] != paths:  # only folders without new metadata changed
-                _save(cache, {**saved, "paths": paths}, began)
-            return [list(item) for item in saved["entry_points"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    dists = {path: entries for path, _ in paths if (entries := _dist_entries(path)) is not None}
-    found = _scan_entry_points()
-    _save(
-        cache,
-        {
-            "python": [sys.version, _CACHE_FORMAT],
-            "paths": paths,
-            "dists": dists,
-            "entry_points": found,
-        },
-        began,
-    )
-    return found
-
-
-@functools.cache
 def _entry_point_handlers() -> dict[str, Any]:
-    try:
-        listed = _cached_entry_points()
-    except Exception:  # a cache must never hide a handler (e.g. the cwd was deleted)
-        listed = _scan_entry_points()
+    """Handlers of installed plugins by spec and mimetype (the first group naming one wins)."""
     found: dict[str, Any] = {}
-    for group, name, value in listed:
-        found.setdefault(name, EntryPoint(name=name, value=value, group=group))
+    for group in (*plugins.SPEC_GROUPS, plugins.MIMETYPE_GROUP):
+        for name, point in plugins.entry_points(group).items():
+            found.setdefault(name, point)
     return found
 
 

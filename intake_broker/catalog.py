@@ -394,8 +394,9 @@ class Run(Catalog):
     def documents(self, fill: str = "no") -> Iterator[tuple[str, dict]]:
         """Every document of the run as ``(name, doc)`` in time order, events as pages.
 
-        ``fill="yes"`` replaces references to external assets with their arrays (through the
-        asset handlers), ``"delayed"`` with dask arrays, ``"no"`` leaves them as references.
+        ``fill="yes"`` replaces references to external assets with their arrays (read by the
+        run's asset reader, as stream reads are: a remote run is filled on its server),
+        ``"delayed"`` with ``dask.delayed`` values, ``"no"`` leaves them as references.
         """
         if fill not in ("no", "yes", "delayed"):
             raise ValueError(f"fill must be 'no', 'yes' or 'delayed', not {fill!r}")
@@ -403,14 +404,9 @@ class Run(Catalog):
         if fill == "no":
             yield from docs
             return
-        from .filling import make_filler
+        from .filling import fill_documents
 
-        options = self._asset_options
-        with make_filler(
-            options.get("handler_registry"), options.get("root_map"), delayed=fill == "delayed"
-        ) as f:
-            for name, doc in docs:
-                yield f(name, doc)
+        yield from fill_documents(docs, self._assets, delayed=fill == "delayed")
 
     canonical = documents
 

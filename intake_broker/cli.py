@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from .errors import BadQuery, BrokerError, RunNotFound
 from .queries import Query
@@ -233,13 +233,13 @@ def _catalog_spec(spec: str, data: str | None):
     """A catalog named on the command line: ``default``, a store name, ``FILE.yml[#ENTRY]``, or
     a folder of suitcase run files."""
     from .catalog import BrokerCatalog
-    from .config import store_class
+    from .config import folder_store
 
     path, _, entry = spec.partition("#")
     folder = Path(path)
     if folder.is_dir():
         fmt = "msgpack" if any(folder.glob("*.msgpack")) else "jsonl"
-        return BrokerCatalog(store_class(fmt).in_folder(folder), name=str(folder))
+        return BrokerCatalog(folder_store(fmt, folder), name=str(folder))
     return open_cli_catalog(path, entry or None, data)
 
 
@@ -262,40 +262,6 @@ def cmd_import(args: argparse.Namespace, catalog: Any) -> int:
         + (f", {len(report.incomplete)} without a stop document" if report.incomplete else "")
     )
     return 0
-
-
-def cmd_serve(args: argparse.Namespace, catalog: Any) -> int:
-    """Serve the catalog over HTTP (``intake-broker-server``)."""
-    try:
-        from intake_broker_server import serve
-    except ImportError:
-        raise UsageError(
-            "serving needs the server plugin: pip install -e drivers/remote -e drivers/server"
-        ) from None
-    try:
-        serve(
-            args.catalog,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            entry=args.entry,
-            data=args.data,
-            auth=args.auth,
-        )
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    return 0
-
-
-def cmd_apikey(args: argparse.Namespace, catalog: Any) -> int:
-    """API keys of the service: ``create USER``, ``list``, ``revoke ID``."""
-    try:
-        from intake_broker_server.auth import apikey_main
-    except ImportError:
-        raise UsageError(
-            "API keys belong to the server plugin: pip install -e drivers/remote -e drivers/server"
-        ) from None
-    return apikey_main(args.apikey_args)
 
 
 def cmd_summarize(args: argparse.Namespace, catalog: Any) -> int:
@@ -403,14 +369,7 @@ def ingest_sources(sources: Sequence[str]) -> list[str]:
 
 def _read(source: str) -> Iterator[tuple[str, str, dict]]:
     """``(where, name, doc)`` for each ``[name, doc]`` pair of a suitcase file (or of stdin),
-    parsed by the files driver's formats."""
-    try:
-        from intake_broker_files import FORMATS
-    except ImportError:
-        raise BrokerError(
-            "ingest reads suitcase files through the files driver: "
-            "pip install ./drivers/files (intake-broker-files)"
-        ) from None
+    parsed by the store of that format (the files driver's ``jsonl`` and ``msgpack``)."""
     if source == "-":
         data, label, fmt = getattr(sys.stdin, "buffer", sys.stdin).read(), "<stdin>", "jsonl"
     else:
@@ -418,7 +377,16 @@ def _read(source: str) -> Iterator[tuple[str, str, dict]]:
         fmt = "msgpack" if source.endswith(".msgpack") else "jsonl"
     if isinstance(data, str):
         data = data.encode()
-    for located in FORMATS[fmt].parse(data, label):
+    from .abilities import DocumentFiles
+    from .config import store_class
+
+    reader = store_class(fmt)
+    if not isinstance(reader, DocumentFiles):
+        raise BrokerError(
+            f"the {fmt!r} store ({reader.__name__}) cannot read files of documents; ingest "
+            "reads suitcase files through the files driver: pip install ./drivers/files"
+        )
+    for located in reader.parse_documents(data, label):
         yield (
             located.where if source != "-" else f"{label}: {located.where}",
             located.name,
@@ -506,8 +474,9 @@ _EXAMPLES = """examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``intake-broker``."""
+def build_parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of ``intake-broker`` (with the plugins' ``commands``, by default
+    those installed)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="A data broker for Bluesky runs: write demo runs, ingest files, "
@@ -621,27 +590,6 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("--query", metavar="EXPR", help="only the runs matching EXPR")
     copy.set_defaults(func=cmd_import, needs_catalog=False)
 
-    serve = sub.add_parser(
-        "serve",
-        help="serve the catalog over HTTP (JSON/msgpack API, zarr v3 layout, OpenAPI at /docs)",
-    )
-    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback)")
-    serve.add_argument("--port", type=int, default=8000, help="default 8000")
-    serve.add_argument("--workers", type=_positive, default=1, help="worker processes")
-    serve.add_argument(
-        "--auth",
-        metavar="MODULE:NAME",
-        help="an AuthConfig (API keys, "
-        "tokens, identity provider, access policy); default: no authentication",
-    )
-    serve.set_defaults(func=cmd_serve, needs_catalog=False)
-
-    sub.add_parser(
-        "apikey",
-        help="create, list or revoke API keys of the service (intake-broker apikey --help)",
-        add_help=False,
-    )
-
     summarize = sub.add_parser(
         "summarize",
         help="compute and keep statistics of asset data "
@@ -656,7 +604,64 @@ def build_parser() -> argparse.ArgumentParser:
         "sys.prefix/share/intake, $INTAKE_PATH, entry points)",
     )
     catalogs.set_defaults(func=cmd_catalogs, needs_catalog=False)
+
+    for command in (plugin_commands() if commands is None else commands).values():
+        if command.raw:  # parses its own arguments (main hands them over)
+            sub.add_parser(command.name, help=command.help, add_help=False)
+        else:
+            own = sub.add_parser(command.name, help=command.help)
+            command.configure(own)
+            own.set_defaults(func=command.run, needs_catalog=command.needs_catalog)
     return parser
+
+
+# -- subcommands of plugins -------------------------------------------------------------------
+
+#: Subcommands that plugins add, and how to install the plugin when one is missing.
+PLUGIN_HINTS = {
+    "serve": "the server plugin: pip install -e drivers/remote -e drivers/server",
+    "apikey": "the server plugin: pip install -e drivers/remote -e drivers/server",
+    "reindex": "the native driver: pip install -e drivers/native",
+}
+
+
+@runtime_checkable
+class Command(Protocol):
+    """A subcommand a plugin adds through the ``intake_broker.commands`` entry points (the entry
+    point names an instance). Keep the module that defines it light: every ``intake-broker``
+    call loads it to build the parser.
+
+    ``raw`` commands parse their own arguments: ``run(argv, None)`` gets everything after the
+    command's name. The others ``configure`` an argparse parser and get ``run(args, catalog)``,
+    with the catalog of ``--catalog/--entry/--data`` opened when ``needs_catalog``.
+    """
+
+    name: str
+    help: str
+    raw: bool
+    needs_catalog: bool
+
+    def configure(self, parser: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: Any, catalog: Any) -> int: ...
+
+
+def plugin_commands() -> dict[str, Command]:
+    """The installed plugins' subcommands by name (a broken plugin is reported, not fatal)."""
+    from . import plugins
+
+    found: dict[str, Command] = {}
+    for name in plugins.entry_points(plugins.COMMANDS):
+        try:
+            command = plugins.load(plugins.COMMANDS, name, "command")
+        except BrokerError as err:
+            _error(str(err))
+            continue
+        if isinstance(command, Command) and command.name == name:
+            found[name] = command
+        else:
+            _error(f"the command plugin {name!r} is not an intake_broker.cli.Command; ignored")
+    return found
 
 
 def _positive(text: str) -> int:
@@ -682,16 +687,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         0 on success, 2 for usage errors (including bad queries), 1 for other errors.
     """
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "apikey" in argv:  # its own options and sub-commands, parsed by the server plugin
+    commands = plugin_commands()
+    named = next((a for a in argv if a in commands or a in PLUGIN_HINTS), None)
+    if named in PLUGIN_HINTS and named not in commands:
+        _error(f"{named!r} comes with {PLUGIN_HINTS[named]}")
+        return 2
+    if named in commands and commands[named].raw:  # its own options and sub-commands
         try:
-            return cmd_apikey(
-                argparse.Namespace(apikey_args=argv[argv.index("apikey") + 1 :]), None
-            )
+            return commands[named].run(argv[argv.index(named) + 1 :], None)
         except UsageError as err:
             _error(str(err))
             return 2
+    parser = build_parser(commands)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, or argparse's own usage error (already printed)

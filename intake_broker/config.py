@@ -8,29 +8,25 @@ keep them by :mod:`intake_broker.discovery`, and merged by :mod:`intake_broker.f
 
 from __future__ import annotations
 
-import functools
 import os
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from .errors import BrokerError, UnknownDriver
+from . import plugins
+from .abilities import FolderStore
+from .errors import BrokerError, NotSupported, UnknownDriver
 
-STORE_GROUP = "intake_broker.stores"
+STORE_GROUP = plugins.STORES
 #: Environment variable naming the folder of the default catalog (else the user data dir).
 DATA_ENV = "INTAKE_BROKER_DATA"
-#: The store the CLI and ``demo`` use when nobody names one.
+#: The store the CLI and ``demo`` use when nobody names one (a name in the store registry:
+#: the native driver's, a SQLite index and zarr columns in one folder).
 DEFAULT_STORE = "native"
-
-
-@functools.cache
-def _store_entry_points() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=STORE_GROUP)}
 
 
 def installed_stores() -> list[str]:
     """Names of the stores that can be opened with :func:`load_store`."""
-    return sorted({"memory", *_store_entry_points()})
+    return sorted({"memory", *plugins.entry_points(STORE_GROUP)})
 
 
 def store_class(name: str) -> type:
@@ -45,19 +41,25 @@ def store_class(name: str) -> type:
         from .memory import MemoryStore
 
         return MemoryStore
-    ep = _store_entry_points().get(name)
-    if ep is None:
+    if name not in plugins.entry_points(STORE_GROUP):
         raise UnknownDriver(
             f"no store named {name!r} is installed; installed: {', '.join(installed_stores())}. "
             f"Stores come from the {STORE_GROUP!r} entry points of plugins such as "
-            "intake-broker-files (pip install ./drivers/files)"
+            "intake-broker-files (pip install ./drivers/files) and intake-broker-native "
+            "(pip install ./drivers/native)"
         )
-    try:
-        return ep.load()
-    except Exception as err:
-        raise UnknownDriver(
-            f"the store {name!r} ({ep.value}) is installed but failed to import: {err}"
-        ) from err
+    return plugins.load(STORE_GROUP, name, "store")  # type: ignore[return-value]
+
+
+def folder_store(name: str, folder: str | os.PathLike, **kwargs: Any):
+    """The store ``name`` kept in one local ``folder`` (stores with the FolderStore ability)."""
+    cls = store_class(name)
+    if not isinstance(cls, FolderStore):
+        raise NotSupported(
+            f"the store {name!r} ({cls.__name__}) cannot be kept in a folder; name a store "
+            f"that can ({', '.join(installed_stores())}) or give its arguments in a YAML catalog"
+        )
+    return cls.in_folder(str(folder), **kwargs)
 
 
 def load_store(name: str, **kwargs: Any):
@@ -91,8 +93,14 @@ def default_catalog(data: str | os.PathLike | None = None, *, store: str = DEFAU
     from .catalog import BrokerCatalog
 
     folder = Path(data if data is not None else data_dir()).expanduser() / "runs"
+    if store == DEFAULT_STORE and store not in plugins.entry_points(STORE_GROUP):
+        raise UnknownDriver(
+            f"the default catalog is a {DEFAULT_STORE!r} store, which is not installed: "
+            "pip install ./drivers/native (intake-broker-native), or name another store "
+            f"(installed: {', '.join(installed_stores())})"
+        )
     folder.mkdir(parents=True, exist_ok=True)
-    return BrokerCatalog(store_class(store).in_folder(str(folder)), name=f"default ({folder})")
+    return BrokerCatalog(folder_store(store, folder), name=f"default ({folder})")
 
 
 def open_catalog(uri: str | os.PathLike, **kwargs: Any):

@@ -57,7 +57,12 @@ class BadQuery(BrokerError, ValueError):
     """A query cannot be understood: unknown type, operator or malformed argument."""
 
 
-class ReadOnlyStore(BrokerError, TypeError):
+class NotSupported(BrokerError, TypeError):
+    """A store was asked for an optional ability it does not have (see
+    :mod:`intake_broker.abilities`): the one "not supported" error."""
+
+
+class ReadOnlyStore(NotSupported):
     """A write was attempted on a store that cannot be written."""
 
 

@@ -32,13 +32,16 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, wait
-from typing import Any
+from typing import Any, TypeVar
 
 from .catalog import BrokerCatalog, Run
-from .errors import BadQuery, BrokerError, RunNotFound
+from .errors import BadQuery, BrokerError, ReadOnlyStore, RunNotFound
 from .members import Member
 from .queries import Query
-from .store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord, select_runs
+from .store import NEWEST_FIRST, DocumentStore, RunRecord, select_runs
+from .wrapper import StoreWrapper
+
+T = TypeVar("T")
 
 #: How many run uids and descriptor uids a federation remembers the members of.
 _REMEMBER = 100_000
@@ -67,7 +70,7 @@ def _warn(message: str) -> None:
     warnings.warn(message, MemberUnavailableWarning, stacklevel=level)
 
 
-class FederatedStore(DocumentStore):
+class FederatedStore(StoreWrapper):
     """The runs of several member stores as one read-only store.
 
     Parameters
@@ -92,7 +95,8 @@ class FederatedStore(DocumentStore):
     do not see each other's outcome.
     """
 
-    writable = False
+    writable = False  # type: ignore[assignment]
+    validate = True  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -404,30 +408,28 @@ class FederatedStore(DocumentStore):
         with self._lock:
             return self._descriptor_holders.get(descriptor_uid) or tuple(self.members)
 
-    def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
+    # -- routes: a run's (a descriptor's) questions go to the first holder that answers ------
+
+    def _on_run(self, run_uid: str, call: Callable[[DocumentStore], T], what: str) -> T:
         return self._from_holders(
-            self._descriptor_members(descriptor_uid),
-            lambda m: m.open().event_chunks(descriptor_uid),
-            f"descriptor {descriptor_uid}",
-            timeout=False,
+            self._holders_of(run_uid), lambda m: call(m.open()), what, timeout=False
         )[1]
 
-    def read_events(
-        self,
-        descriptor_uid: str,
-        *,
-        fields: Sequence[str] | None = None,
-        seq_range: tuple[int, int] | None = None,
-        uids: bool = False,
-    ) -> EventColumns:
+    def _on_descriptor(
+        self, descriptor_uid: str, call: Callable[[DocumentStore], T], what: str
+    ) -> T:
         return self._from_holders(
-            self._descriptor_members(descriptor_uid),
-            lambda m: m.open().read_events(
-                descriptor_uid, fields=fields, seq_range=seq_range, uids=uids
-            ),
-            f"descriptor {descriptor_uid}",
-            timeout=False,
+            self._descriptor_members(descriptor_uid), lambda m: call(m.open()), what, timeout=False
         )[1]
+
+    def supports(self, ability: type) -> bool:
+        """A federation is read-only and keeps no index of its own: no optional ability."""
+        return False
+
+    def put(self, kind: str, doc: dict) -> None:
+        raise ReadOnlyStore(
+            f"federation {self.name!r} is read-only; insert into one of its members instead"
+        )
 
     def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
         def first(member: Member) -> tuple[Iterator, Any]:
@@ -440,29 +442,9 @@ class FederatedStore(DocumentStore):
         yield head
         yield from rest
 
-    def resource(self, run_uid: str, resource_uid: str) -> dict:
-        return self._from_holders(
-            self._holders_of(run_uid),
-            lambda m: m.open().resource(run_uid, resource_uid),
-            f"resource {resource_uid}",
-            timeout=False,
-        )[1]
-
-    def run_assets(self, run_uid: str) -> Any:
-        return self._from_holders(
-            self._holders_of(run_uid),
-            lambda m: m.open().run_assets(run_uid),
-            f"assets of run {run_uid}",
-            timeout=False,
-        )[1]
-
     def datum_pages(self, run_uid: str) -> Iterator[dict]:
-        return self._from_holders(
-            self._holders_of(run_uid),
-            lambda m: list(m.open().datum_pages(run_uid)),
-            f"datums of run {run_uid}",
-            timeout=False,
-        )[1]
+        # read whole inside the route, so a failing holder is passed over, not raised later
+        return iter(self._on_run(run_uid, lambda s: list(s.datum_pages(run_uid)), "datums"))
 
     def member_of(self, record: RunRecord) -> Member:
         """The member a run is read from (the first of its holders)."""

@@ -1,45 +1,69 @@
-"""Filling documents: ``run.documents(fill="yes"|"delayed")`` through event-model's ``Filler``,
-with the handlers of :class:`intake_broker.assets.HandlerRegistry`."""
+"""Filling documents: ``run.documents(fill="yes"|"delayed")``.
+
+Event pages of keys kept in external files (resource + datum) carry datum ids; filling replaces
+them with the arrays, read through the run's asset reader -- the same path a stream's chunks
+take, so a remote run is filled on its server and a catalog's ``handler_registry`` and
+``root_map`` apply. ``delayed`` puts a ``dask.delayed`` in place of each page's column: nothing
+is read until it is computed. Keys of stream_resource assets are not carried in events and are
+left as they are (read them through the stream).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-import event_model
+import numpy as np
 
-from .assets import HandlerRegistry
-
-_DELAYED = "intake_broker_delayed"
+from .stream import asset_kind, field_dtype, field_shape
 
 
-def _delayed(handler_class: type, filler_state: Any) -> type:
-    """A coercion making handlers return ``dask.delayed`` objects: nothing is read until
-    ``.compute()``."""
-    import dask
+def fill_documents(
+    docs: Iterable[tuple[str, dict]], reader: Any, *, delayed: bool = False
+) -> Iterator[tuple[str, dict]]:
+    """``docs`` with the datum ids of every event page replaced by the data they point to.
 
-    class Delayed(handler_class):
-        def __call__(self, *args: Any, **kwargs: Any):
-            return dask.delayed(super().__call__, pure=True)(*args, **kwargs)
+    Parameters
+    ----------
+    docs : iterable of (name, doc)
+        A run's documents (descriptors before their events, as stores give them).
+    reader : AssetReader
+        What reads the run's assets (``store.asset_reader(run_uid)``).
+    delayed : bool
+        Put ``dask.delayed`` objects in place of the arrays.
+    """
+    external: dict[str, dict[str, tuple[np.dtype, tuple[int, ...]]]] = {}
+    for name, doc in docs:
+        if name == "descriptor":
+            external[doc["uid"]] = {
+                key: (field_dtype(dk), field_shape(dk))
+                for key, dk in doc.get("data_keys", {}).items()
+                if asset_kind(dk) == "datum"
+            }
+        elif name == "event_page" and external.get(doc.get("descriptor")):
+            doc = _fill_page(doc, external[doc["descriptor"]], reader, delayed)
+        yield name, doc
 
-    Delayed.__name__ = f"Delayed{handler_class.__name__}"
-    return Delayed
+
+def _fill_page(page: dict, keys: dict, reader: Any, delayed: bool) -> dict:
+    data, filled = dict(page["data"]), dict(page.get("filled") or {})
+    for key, (dtype, shape) in keys.items():
+        if key not in data:
+            continue
+        done = filled.get(key)
+        if done is not None and all(f is not False for f in done):
+            continue  # filled already
+        datum_ids = [str(d) for d in data[key]]
+        if delayed:  # one lazy value per event, as event-model's Filler gives
+            import dask
+
+            read = dask.delayed(_read_one, pure=True)
+            data[key] = [read(reader, key, d, dtype, shape) for d in datum_ids]
+        else:
+            data[key] = reader.read_datums(key, datum_ids, dtype, shape)
+        filled[key] = datum_ids  # as event-model marks a value: the datum id it came from
+    return {**page, "data": data, "filled": filled}
 
 
-def make_filler(
-    handler_registry: Mapping[str, Any] | None = None,
-    root_map: Mapping[str, str] | None = None,
-    *,
-    delayed: bool = False,
-) -> event_model.Filler:
-    """An event-model ``Filler`` with every registered handler plus ``handler_registry``."""
-    if _DELAYED not in event_model._coercion_registry:
-        event_model.register_coercion(_DELAYED, _delayed)
-    specs = {k: v for k, v in HandlerRegistry(handler_registry).as_dict().items() if "/" not in k}
-    return event_model.Filler(
-        specs,
-        root_map=dict(root_map or {}),
-        inplace=False,
-        coerce=_DELAYED if delayed else "force_numpy",
-        retry_intervals=[],
-    )
+def _read_one(reader: Any, key: str, datum_id: str, dtype: np.dtype, shape: tuple) -> np.ndarray:
+    return reader.read_datums(key, [datum_id], dtype, shape)[0]

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from . import documents
-from .errors import DescriptorNotFound, ReadOnlyStore, ResourceNotFound, RunNotFound
+from .errors import ReadOnlyStore, ResourceNotFound, RunNotFound
 from .queries import Eq, Query, documents_needed, evaluate, resolve_key
 
 if TYPE_CHECKING:
@@ -93,19 +93,16 @@ class DocumentStore(ABC):
 
     Subclasses implement :meth:`put` (unless read-only), :meth:`runs`, :meth:`count`,
     :meth:`descriptors`, :meth:`event_chunks`, :meth:`read_events` and :meth:`documents`, and
-    prove it by passing :class:`intake_broker.testing.DocumentStoreTests`.
+    prove it by passing :class:`intake_broker.testing.DocumentStoreTests`. The other methods
+    here have working defaults built on those, which stores with an index override.
 
-    Optional abilities are declared as class attributes rather than discovered by trial:
-
-    ``writable``
-        :meth:`insert` works.
-    ``native_queries``
-        The query types the store translates itself (anything else it answers with the
-        generic evaluator, which is always correct but may scan).
+    ``writable`` says whether :meth:`insert` works. Every other optional ability (a descriptor
+    index, keeping summaries, buffering, living in a folder) is a protocol of
+    :mod:`intake_broker.abilities` that a store states by having its methods; the core asks
+    :meth:`supports`, never tries.
     """
 
     writable: ClassVar[bool] = True
-    native_queries: ClassVar[frozenset[type[Query]]] = frozenset()
     #: Validate documents against event-model's schemas on insert (turn off for bulk import).
     validate: bool = True
 
@@ -168,14 +165,6 @@ class DocumentStore(ABC):
     def descriptors(self, run_uid: str) -> list[dict]:
         """The descriptors of a run, oldest first."""
 
-    def descriptor_run(self, descriptor_uid: str) -> str:
-        """The uid of the run a descriptor belongs to (what lets access checks and services
-        stay stateless). Optional: stores that index descriptors override it."""
-        raise DescriptorNotFound(
-            f"{type(self).__name__} cannot look up descriptor "
-            f"{descriptor_uid!r} by itself; list its run's descriptors first"
-        )
-
     @abstractmethod
     def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
         """How the events of a descriptor are stored, as :class:`Chunk` s ordered by seq_num.
@@ -237,11 +226,6 @@ class DocumentStore(ABC):
 
         return run_summary(self, run_uid)
 
-    def set_summary(self, run_uid: str, stream: str, field: str, stats: dict) -> None:
-        """Keep the statistics of a field computed elsewhere (of asset data, by
-        ``intake-broker summarize``); stores that cannot keep them raise ReadOnlyStore."""
-        raise ReadOnlyStore(f"{type(self).__name__} cannot keep summaries of asset data")
-
     def record_parts(self, run_uid: str, parts: Iterable[str]) -> dict[str, Any]:
         """The ``descriptors`` and/or ``summary`` of a run, for evaluating queries on them."""
         out: dict[str, Any] = {}
@@ -255,19 +239,10 @@ class DocumentStore(ABC):
         """The datum pages of a run (stores with an index override this scan)."""
         return (doc for kind, doc in self.documents(run_uid) if kind == "datum_page")
 
-    @classmethod
-    def in_folder(cls, folder: str, **kwargs: Any) -> DocumentStore:
-        """A store keeping everything in one local folder (what the default catalog uses).
-
-        Optional: stores that can live in a folder implement it.
-        """
-        raise NotImplementedError(
-            f"{cls.__name__} cannot be kept in a folder; give its arguments instead"
-        )
-
-    def flush(self) -> None:  # noqa: B027 (optional, with a do-nothing default)
-        """Write out what the store buffers (events of a run being written); a no-op for
-        stores that write through."""
+    def supports(self, ability: type) -> bool:
+        """Whether this store has an optional ability of :mod:`intake_broker.abilities`
+        (``store.supports(SummaryKeeper)``); wrappers answer for the store behind them."""
+        return isinstance(self, ability)
 
     def close(self) -> None:  # noqa: B027 (optional, with a do-nothing default)
         """Release connections or files; the default has nothing to release."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .abilities import SummaryKeeper, require
 from .queries import resolve_key
 
 STATS = ("min", "max", "mean", "sum", "count")
@@ -97,7 +98,8 @@ def summarize_assets(run, *, store: bool = True) -> dict[str, dict[str, dict[str
             if stats is not None:
                 found.setdefault(name, {})[key] = stats
                 if store:
-                    run.store.set_summary(run.uid, name, key, stats)
+                    keeper = require(run.store, SummaryKeeper, "keep summaries of asset data")
+                    keeper.set_summary(run.uid, name, key, stats)
     return found
 
 

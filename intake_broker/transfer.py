@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .abilities import flush
 from .documents import normalize
 from .errors import CopyMismatch, ReadOnlyStore, RunNotFound
 from .queries import Query, as_query
@@ -137,7 +138,7 @@ def _copy_one(source, dest, record, report: CopyReport, validate: bool) -> None:
         report.documents += 1
         if kind == "event_page":
             report.events += len(doc["uid"])
-    dest.flush()  # stores that buffer events write them now, so counts can be checked
+    flush(dest)  # stores that buffer events write them now, so counts can be checked
     got = stream_counts(dest, uid)
     if got != expected:
         differ = sorted(k for k in set(got) | set(expected) if got.get(k, 0) != expected.get(k, 0))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from intake_broker import BrokerCatalog, MemoryStore
+from intake_broker.abilities import flush
 from intake_broker.access import GuardedStore, Principal, ProposalPolicy
 from intake_broker.assets import AssetReader
 from intake_broker.errors import InvalidDocument, RunNotFound, WriteDenied
@@ -92,7 +93,7 @@ def filled_store(kind, tmp, request, database):
     }[kind]()
     for docs in RUNS.values():
         insert_all(base, docs)
-    base.flush()
+    flush(base)
     return base
 
 

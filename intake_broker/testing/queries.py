@@ -19,6 +19,7 @@ import event_model
 import numpy as np
 import pytest
 
+from ..abilities import flush
 from ..queries import (
     Comparison,
     Contains,
@@ -243,7 +244,7 @@ class QueryTests:
         for docs in runs:
             for name, doc in docs:
                 query_store.insert(name, doc)
-        query_store.flush()  # runs without a stop: what a reader sees is what was flushed
+        flush(query_store)  # runs without a stop: what a reader sees is what was flushed
         return query_store
 
     def test_the_cases_discriminate(self, records):

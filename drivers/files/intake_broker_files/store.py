@@ -28,7 +28,7 @@ from intake_broker.store import (
     RunRecord,
 )
 
-from .formats import corrupt, get_format
+from .formats import FORMATS, Located, corrupt, get_format
 from .index import FileIndex, IndexEntry, file_key, glob_base, has_magic
 from .writer import RunWriter
 
@@ -535,6 +535,12 @@ class _OneFormatStore(FilesStore):
         """A store keeping its run files in ``folder`` (read and written there)."""
         folder = os.fspath(folder)
         return cls([f"{folder.rstrip('/')}/*.{cls._format}"], directory=folder, **kwargs)
+
+    @classmethod
+    def parse_documents(cls, data: bytes, label: str) -> Iterator[Located]:
+        """The ``[name, doc]`` pairs of one file of this format, each with where it stands
+        (what ``intake-broker ingest`` reads)."""
+        return FORMATS[cls._format].parse(data, label)
 
 
 class JSONLStore(_OneFormatStore):

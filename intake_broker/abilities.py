@@ -1,0 +1,120 @@
+"""The optional abilities of a store, each a small protocol that a store states by having it.
+
+:class:`~intake_broker.store.DocumentStore` is the small contract every store keeps (the read
+methods and ``put``). Whatever else a store can do is one of the protocols below. The core never
+finds an ability by trial: it asks ``store.supports(Ability)`` (or :func:`require`, which raises
+the one "not supported" error, :class:`~intake_broker.errors.NotSupported`).
+
+A plain store supports an ability when it has the ability's methods (the protocols are
+runtime-checkable). A wrapper (:class:`~intake_broker.wrapper.StoreWrapper`: the access guard,
+a federation) supports what the store behind it supports, whatever methods it forwards.
+
+==========================  ==========================================================
+ability                     what the store can do
+==========================  ==========================================================
+:class:`DescriptorIndex`    name the run of a descriptor uid (stateless access checks)
+:class:`SummaryKeeper`      keep statistics computed elsewhere (``intake-broker summarize``)
+:class:`Buffered`           hold written events in buffers that :meth:`~Buffered.flush` writes
+:class:`FolderStore`        live in one local folder (what the default catalog uses)
+:class:`DocumentFiles`      read files of documents (what ``intake-broker ingest`` reads)
+==========================  ==========================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from .errors import NotSupported
+
+__all__ = [
+    "ABILITIES",
+    "Buffered",
+    "DescriptorIndex",
+    "DocumentFiles",
+    "FolderStore",
+    "SummaryKeeper",
+    "abilities",
+    "flush",
+    "require",
+]
+
+
+@runtime_checkable
+class DescriptorIndex(Protocol):
+    """The store names the run of any descriptor it holds, without listing runs first."""
+
+    def descriptor_run(self, descriptor_uid: str) -> str:
+        """The uid of the run holding ``descriptor_uid`` (``DescriptorNotFound`` if none)."""
+        ...
+
+
+@runtime_checkable
+class SummaryKeeper(Protocol):
+    """The store keeps data summaries given to it (of asset data, computed by a reader)."""
+
+    def set_summary(self, run_uid: str, stream: str, field: str, stats: dict) -> None:
+        """Keep ``stats`` as the summary of ``stream.field`` of a run."""
+        ...
+
+
+@runtime_checkable
+class Buffered(Protocol):
+    """Written events may wait in buffers; :meth:`flush` writes them out."""
+
+    def flush(self) -> None:
+        """Write out every buffered document."""
+        ...
+
+
+@runtime_checkable
+class FolderStore(Protocol):
+    """The store can keep everything in one local folder."""
+
+    @classmethod
+    def in_folder(cls, folder: str, **kwargs: Any) -> Any:
+        """A store keeping its index and data in ``folder``."""
+        ...
+
+
+@runtime_checkable
+class DocumentFiles(Protocol):
+    """The store's class reads files of documents (suitcase JSONL / msgpack) one by one."""
+
+    @classmethod
+    def parse_documents(cls, data: bytes, label: str) -> Any:
+        """``(where, name, doc)`` triples of one file's ``[name, doc]`` pairs."""
+        ...
+
+
+#: Every optional ability, in the order :func:`abilities` lists them.
+ABILITIES: tuple[type, ...] = (
+    DescriptorIndex,
+    SummaryKeeper,
+    Buffered,
+    FolderStore,
+    DocumentFiles,
+)
+
+S = TypeVar("S")
+
+
+def require(store: S, ability: type, doing: str) -> S:
+    """``store`` if it supports ``ability``, else :class:`~intake_broker.errors.NotSupported`
+    saying which store cannot do what (``doing``: e.g. "keep summaries of asset data")."""
+    if not store.supports(ability):  # type: ignore[attr-defined]
+        raise NotSupported(
+            f"{type(store).__name__} cannot {doing}: it does not have the "
+            f"{ability.__name__} ability (see intake_broker.abilities)"
+        )
+    return store
+
+
+def flush(store: Any) -> None:
+    """Write out what ``store`` buffers, if it buffers anything (:class:`Buffered`)."""
+    if store.supports(Buffered):
+        store.flush()
+
+
+def abilities(store: Any) -> list[str]:
+    """The names of the optional abilities ``store`` supports (for ``describe`` and docs)."""
+    return [a.__name__ for a in ABILITIES if store.supports(a)]
