@@ -150,3 +150,67 @@ def test_zarr_layout_serves_asset_frames(asset_runs):
     ds = xr.open_zarr(f"{url}/zarr/v3/runs/{uid}/primary", consolidated=False)
     np.testing.assert_array_equal(ds["cam"].values, frames)
     assert ds["cam"].dims == ("time", "cam_dim_0", "cam_dim_1")
+
+
+# -- behind the access guard and a federation, assets are still read on the server ------------
+
+NOWHERE = "/beamline/not-on-this-client"
+
+
+@pytest.fixture
+def far_assets(live_server, tmp_path):
+    """A server whose runs name asset files under a root only the server maps (``root_map``):
+    a client that read them itself would not find them."""
+    from intake_broker import BrokerCatalog, MemoryStore
+
+    docs, docs2, frames = hdf5_runs(tmp_path)
+    for name, doc in docs + docs2:
+        if name == "resource":
+            doc["root"] = NOWHERE
+        elif name == "stream_resource":
+            doc["uri"] = f"file://localhost{NOWHERE}/async.h5"
+    store = MemoryStore()
+    insert_all(store, docs + docs2)
+    url = live_server.mount(BrokerCatalog(store, root_map={NOWHERE: str(tmp_path)}))
+    yield url, frames
+    live_server.unmount(url)
+
+
+def wrapped(url, how):
+    from intake_broker import BrokerCatalog, MemoryStore
+    from intake_broker.access import GuardedStore, Principal, ProposalPolicy
+    from intake_broker.federation import FederatedStore
+    from intake_broker_remote import RemoteStore
+
+    remote = RemoteStore(url)
+    if how == "guarded":
+        policy = ProposalPolicy(deny_unlabelled=False)
+        return BrokerCatalog(GuardedStore(remote, policy, Principal("ada", proposals=("p-1",))))
+    return BrokerCatalog(FederatedStore({"empty": MemoryStore(), "remote": remote}))
+
+
+@pytest.mark.parametrize("how", ["guarded", "federated"])
+def test_a_remote_store_behind_a_wrapper_reads_assets_on_the_server(far_assets, how):
+    url, frames = far_assets
+    cat = wrapped(url, how)
+    np.testing.assert_array_equal(cat[1].primary.read()["cam"].values, frames)
+    np.testing.assert_array_equal(cat[2].primary.read()["blob"].values, frames[::-1])
+    filled = [d for n, d in cat[1].documents(fill="yes") if n == "event_page"]
+    np.testing.assert_array_equal(np.concatenate([p["data"]["cam"] for p in filled]), frames)
+
+
+def test_the_client_cannot_read_those_files_itself(far_assets):
+    """What the test above relies on: read on the client, the same frames are not found."""
+    url, _ = far_assets
+    with pytest.raises(AssetNotFound, match="not-on-this-client"):
+        RemoteCatalog(url, fill="client")[1].primary.read()
+
+
+def test_documents_fill_on_a_remote_run_reads_on_the_server(far_assets):
+    url, frames = far_assets
+    run = RemoteCatalog(url)[1]
+    filled = [d for n, d in run.documents(fill="yes") if n == "event_page"]
+    np.testing.assert_array_equal(np.concatenate([p["data"]["cam"] for p in filled]), frames)
+    assert all(isinstance(i, str) for p in filled for i in p["filled"]["cam"])
+    lazy = [d for n, d in run.documents(fill="delayed") if n == "event_page"]
+    np.testing.assert_array_equal(lazy[0]["data"]["cam"][0].compute(), frames[0])

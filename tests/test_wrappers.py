@@ -1,0 +1,99 @@
+"""The conformance suites over the wrappers: the access guard and a federation must answer the
+whole store contract as the store behind them does (a forgotten forward fails here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from intake_broker import BrokerCatalog, MemoryStore
+from intake_broker.abilities import DescriptorIndex, FolderStore, abilities
+from intake_broker.access import GuardedStore, Principal, ProposalPolicy
+from intake_broker.errors import NotSupported, ReadOnlyStore
+from intake_broker.federation import FederatedStore
+from intake_broker.testing import DocumentStoreTests, QueryTests, insert_all
+from intake_broker.testing.factories import ad_hdf5_run
+
+#: Sees (and writes) the runs without a proposal, as the suites write them, through the filter.
+POLICY = ProposalPolicy(deny_unlabelled=False)
+ADA = Principal("ada", proposals=("p-1",))
+
+
+def guarded(store):
+    return GuardedStore(store, POLICY, ADA)
+
+
+class WritingFederation(FederatedStore):
+    """A federation whose inserts go to its last member, for the suites only (federations are
+    read-only): every read goes through the federation, past an empty first member."""
+
+    writable = True  # type: ignore[assignment]
+
+    def put(self, kind, doc):
+        list(self.members.values())[-1].open().put(kind, doc)
+
+
+def federated(store):
+    return WritingFederation({"empty": MemoryStore(), "holder": store})
+
+
+class TestGuardedMemory(DocumentStoreTests):
+    @pytest.fixture
+    def store(self):
+        return guarded(MemoryStore(chunk_rows=1000))
+
+
+class TestGuardedMemoryQueries(QueryTests):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def query_store(cls):
+        return guarded(MemoryStore(validate=False))
+
+
+class TestFederatedMemory(DocumentStoreTests):
+    @pytest.fixture
+    def store(self):
+        return federated(MemoryStore(chunk_rows=1000))
+
+
+class TestFederatedMemoryQueries(QueryTests):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def query_store(cls):
+        return federated(MemoryStore(validate=False))
+
+
+@pytest.mark.parametrize("wrap", [guarded, federated, lambda s: guarded(federated(s))])
+def test_asset_frames_read_through_wrappers(tmp_path, wrap):
+    docs, frames = ad_hdf5_run(tmp_path)
+    inner = MemoryStore()
+    insert_all(inner, docs)
+    run = BrokerCatalog(wrap(inner))[-1]
+    np.testing.assert_array_equal(run.primary.read()["cam_image"].values, frames)
+    pages = [d for n, d in run.documents(fill="yes") if n == "event_page"]
+    np.testing.assert_array_equal(np.concatenate([p["data"]["cam_image"] for p in pages]), frames)
+
+
+def test_wrappers_have_the_abilities_of_the_store_behind():
+    inner = MemoryStore()
+    assert abilities(inner) == ["DescriptorIndex", "SummaryKeeper"]
+    assert abilities(guarded(inner)) == abilities(inner)
+    assert not guarded(inner).supports(FolderStore)
+    fed = FederatedStore({"a": inner})
+    assert abilities(fed) == [] and not fed.supports(DescriptorIndex)
+    with pytest.raises(ReadOnlyStore, match="read-only"):
+        fed.put("start", {})
+    assert issubclass(ReadOnlyStore, NotSupported)
+
+
+def test_a_missing_ability_is_one_clear_error(tmp_path):
+    docs, _ = ad_hdf5_run(tmp_path)
+    inner = MemoryStore()
+    insert_all(inner, docs)
+    uid = docs[0][1]["uid"]
+    stats = {"min": 0, "max": 1, "mean": 0.5, "sum": 1, "count": 2}
+    through = guarded(FederatedStore({"a": inner}))  # a federation keeps no summaries
+    with pytest.raises(NotSupported, match="FederatedStore cannot keep summaries.*SummaryKeeper"):
+        through.set_summary(uid, "primary", "cam_image", stats)
+    guarded(inner).set_summary(uid, "primary", "cam_image", stats)  # the memory store can
+    assert inner.summary(uid)["primary"]["cam_image"]["max"] == 1
