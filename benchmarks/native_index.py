@@ -31,9 +31,9 @@ import time
 import uuid
 from pathlib import Path
 
-from intake_broker.catalog import BrokerCatalog
 from intake_broker.queries import Comparison, Eq
 from intake_broker.store import RunRecord
+from intake_broker.views.catalog import BrokerCatalog
 
 
 def records(count: int, seed: int = 0):

@@ -79,7 +79,7 @@ def build(folder: Path, events: int, fields: int) -> dict:
 _CHILD = r"""
 import json, statistics, sys, time, tracemalloc
 import numpy as np
-from intake_broker.catalog import BrokerCatalog
+from intake_broker.views.catalog import BrokerCatalog
 from intake_broker_native import NativeStore
 folder, what, fields, bench, repeat = sys.argv[1:6]
 fields, repeat = int(fields), int(repeat)

@@ -22,8 +22,8 @@ import event_model
 import msgpack
 import numpy as np
 
-from intake_broker.catalog import BrokerCatalog
 from intake_broker.memory import MemoryStore
+from intake_broker.views.catalog import BrokerCatalog
 
 
 def make_run(events: int, fields: int, page: int = 1000):

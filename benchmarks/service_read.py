@@ -56,8 +56,8 @@ import time
 import httpx
 import numpy as np
 
-from intake_broker.catalog import BrokerCatalog
 from intake_broker.memory import MemoryStore
+from intake_broker.views.catalog import BrokerCatalog
 
 RUN_UID = "00000000-0000-4000-8000-000000000001"
 
@@ -74,7 +74,7 @@ def make_store(args, store_kind: str, folder: str | None):
     if store_kind == "memory":
         store = MemoryStore(validate=False, chunk_rows=args.chunk)
     elif store_kind == "native":
-        from intake_broker.config import store_class
+        from intake_broker.catalogs.config import store_class
 
         store = store_class("native").in_folder(folder)
         store.validate = False

@@ -15,33 +15,33 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "BrokerCatalog": "intake_broker.catalog",
-    "MemoryCatalog": "intake_broker.catalog",
-    "Run": "intake_broker.catalog",
-    "Stream": "intake_broker.stream",
+    "BrokerCatalog": "intake_broker.views.catalog",
+    "MemoryCatalog": "intake_broker.views.catalog",
+    "Run": "intake_broker.views.catalog",
+    "Stream": "intake_broker.views.stream",
     "DocumentStore": "intake_broker.store",
     "RunRecord": "intake_broker.store",
     "MemoryStore": "intake_broker.memory",
-    "open_catalog": "intake_broker.config",
-    "default_catalog": "intake_broker.config",
+    "open_catalog": "intake_broker.catalogs.config",
+    "default_catalog": "intake_broker.catalogs.config",
     "queries": "intake_broker",
     "errors": "intake_broker",
-    "catalog": "intake_broker.discovery",
+    "catalog": "intake_broker.catalogs.discovery",
     "FederatedCatalog": "intake_broker.federation",
     "FederatedStore": "intake_broker.federation",
 }
 
 if TYPE_CHECKING:
-    from .catalog import BrokerCatalog, MemoryCatalog, Run
-    from .config import default_catalog, open_catalog
-    from .memory import MemoryStore
-    from .store import DocumentStore, RunRecord
-    from .stream import Stream
+    from intake_broker.catalogs.config import default_catalog, open_catalog
+    from intake_broker.memory import MemoryStore
+    from intake_broker.store import DocumentStore, RunRecord
+    from intake_broker.views.catalog import BrokerCatalog, MemoryCatalog, Run
+    from intake_broker.views.stream import Stream
 
 
 def temp() -> BrokerCatalog:
     """A new, empty catalog held in memory: for tests, tutorials and quick looks."""
-    from .catalog import MemoryCatalog
+    from intake_broker.views.catalog import MemoryCatalog
 
     return MemoryCatalog(name="temp")
 
@@ -52,6 +52,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'intake_broker' has no attribute {name!r}")
     if module == "intake_broker":
         return importlib.import_module(f"intake_broker.{name}")
+    if name == "catalog":  # the mapping of discovered catalogs, as databroker's was
+        return importlib.import_module(module).catalogs()
     return getattr(importlib.import_module(module), name)
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from .errors import NotSupported
+from intake_broker.errors import NotSupported
 
 __all__ = [
     "ABILITIES",

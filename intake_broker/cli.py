@@ -19,8 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import BadQuery, BrokerError, RunNotFound
-from .queries import Query
+from intake_broker.errors import BadQuery, BrokerError, RunNotFound
+from intake_broker.queries import Query
 
 PROG = "intake-broker"
 
@@ -35,7 +35,7 @@ class UsageError(BrokerError):
 def parse_query(text: str) -> Query:
     """The query of a command line: the query language of
     :mod:`intake_broker.queries.expression`, or a JSON object (a MongoDB-style filter)."""
-    from .queries.expression import parse_query as parse
+    from intake_broker.queries.expression import parse_query as parse
 
     return parse(text)
 
@@ -56,9 +56,9 @@ def open_cli_catalog(spec: str | None, entry: str | None = None, data: str | Non
     data : str, optional
         The data directory of the default catalog (what ``default_catalog(data)`` opens).
     """
-    from . import temp
-    from .catalog import BrokerCatalog
-    from .config import default_catalog, installed_stores, open_catalog
+    from intake_broker import temp
+    from intake_broker.catalogs.config import default_catalog, installed_stores, open_catalog
+    from intake_broker.views.catalog import BrokerCatalog
 
     named = spec in installed_stores() and not Path(spec).exists()
     if spec is None or spec == "default" or named:
@@ -174,7 +174,7 @@ def print_runs(runs: Iterable[Any], total: int | None = None, empty: str = "no r
 
 
 def cmd_demo(args: argparse.Namespace, catalog: Any) -> int:
-    from .demo import DEFAULT_SEED, write_demo
+    from intake_broker.demo import DEFAULT_SEED, write_demo
 
     seed = DEFAULT_SEED if args.seed is None else args.seed
     uids = write_demo(catalog, repeat=args.runs, seed=seed, progress=args.progress)
@@ -232,8 +232,8 @@ def cmd_search(args: argparse.Namespace, catalog: Any) -> int:
 def _catalog_spec(spec: str, data: str | None):
     """A catalog named on the command line: ``default``, a store name, ``FILE.yml[#ENTRY]``, or
     a folder of suitcase run files."""
-    from .catalog import BrokerCatalog
-    from .config import folder_store
+    from intake_broker.catalogs.config import folder_store
+    from intake_broker.views.catalog import BrokerCatalog
 
     path, _, entry = spec.partition("#")
     folder = Path(path)
@@ -245,7 +245,7 @@ def _catalog_spec(spec: str, data: str | None):
 
 def cmd_import(args: argparse.Namespace, catalog: Any) -> int:
     """Copy every run of SOURCE into DEST (resumable; event counts are checked)."""
-    from .transfer import copy_runs
+    from intake_broker.transfer import copy_runs
 
     source = _catalog_spec(args.source, None)
     dest = (
@@ -266,7 +266,7 @@ def cmd_import(args: argparse.Namespace, catalog: Any) -> int:
 
 def cmd_summarize(args: argparse.Namespace, catalog: Any) -> int:
     """Statistics of asset data (frames in files), kept by the store for summary.* searches."""
-    from .summary import summarize_assets
+    from intake_broker.summary import summarize_assets
 
     runs = [lookup_run(catalog, key) for key in args.runs] if args.runs else catalog.values()
     done = 0
@@ -289,7 +289,7 @@ def _short(value: Any, width: int = 90) -> str:
 
 
 def cmd_show(args: argparse.Namespace, catalog: Any) -> int:
-    from .stream import field_dtype
+    from intake_broker.views.datakeys import field_dtype
 
     run = lookup_run(catalog, args.run)
     start, stop = run.metadata["start"], run.metadata["stop"]
@@ -377,8 +377,8 @@ def _read(source: str) -> Iterator[tuple[str, str, dict]]:
         fmt = "msgpack" if source.endswith(".msgpack") else "jsonl"
     if isinstance(data, str):
         data = data.encode()
-    from .abilities import DocumentFiles
-    from .config import store_class
+    from intake_broker.abilities import DocumentFiles
+    from intake_broker.catalogs.config import store_class
 
     reader = store_class(fmt)
     if not isinstance(reader, DocumentFiles):
@@ -443,7 +443,7 @@ def cmd_ingest(args: argparse.Namespace, catalog: Any) -> int:
 
 def cmd_catalogs(args: argparse.Namespace, catalog: Any) -> int:
     """List the catalogs found by discovery (``from intake_broker import catalog``)."""
-    from .discovery import Catalogs, search_path
+    from intake_broker.catalogs.discovery import Catalogs, search_path
 
     folders = search_path(args.data)
     found = Catalogs(folders).scan()
@@ -648,7 +648,7 @@ class Command(Protocol):
 
 def plugin_commands() -> dict[str, Command]:
     """The installed plugins' subcommands by name (a broken plugin is reported, not fatal)."""
-    from . import plugins
+    from intake_broker import plugins
 
     found: dict[str, Command] = {}
     for name in plugins.entry_points(plugins.COMMANDS):

@@ -25,7 +25,7 @@ import os
 import sys
 from importlib.metadata import EntryPoint
 
-from .errors import UnknownDriver
+from intake_broker.errors import UnknownDriver
 
 STORES = "intake_broker.stores"
 COMMANDS = "intake_broker.commands"

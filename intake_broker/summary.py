@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .abilities import SummaryKeeper, require
-from .queries import resolve_key
+from intake_broker.abilities import SummaryKeeper, require
+from intake_broker.queries import resolve_key
 
 STATS = ("min", "max", "mean", "sum", "count")
 #: Integers beyond this are not all exactly floats.
@@ -63,7 +63,7 @@ def merge_stats(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str,
 def run_summary(store, run_uid: str) -> dict[str, dict[str, dict[str, Any]]]:
     """``{stream: {field: stats}}`` for the fields kept in a run's events (not its assets),
     computed from the store's columns one descriptor at a time."""
-    from .stream import asset_kind
+    from intake_broker.views.datakeys import asset_kind
 
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     for descriptor in store.descriptors(run_uid):
@@ -83,7 +83,7 @@ def summarize_assets(run, *, store: bool = True) -> dict[str, dict[str, dict[str
     """Compute the statistics of a run's asset-backed fields (frames in external files),
     reading them chunk by chunk, and keep them in the store (``store.set_summary``) so that
     ``summary.<stream>.<field>.*`` queries find them. Returns ``{stream: {field: stats}}``."""
-    from .stream import asset_kind
+    from intake_broker.views.datakeys import asset_kind
 
     found: dict[str, dict[str, dict[str, Any]]] = {}
     for name, stream in run.items():

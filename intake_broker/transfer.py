@@ -14,11 +14,11 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .abilities import flush
-from .documents import normalize
-from .errors import CopyMismatch, ReadOnlyStore, RunNotFound
-from .queries import Query, as_query
-from .store import DocumentStore
+from intake_broker.abilities import flush
+from intake_broker.documents import normalize
+from intake_broker.errors import CopyMismatch, ReadOnlyStore, RunNotFound
+from intake_broker.queries import Query, as_query
+from intake_broker.store import DocumentStore
 
 _PAGE = 500
 

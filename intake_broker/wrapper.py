@@ -22,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .abilities import DescriptorIndex, SummaryKeeper, flush, require
-from .store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
+from intake_broker.abilities import DescriptorIndex, SummaryKeeper, flush, require
+from intake_broker.store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
 
 if TYPE_CHECKING:
-    from .assets import AssetReader, RunAssets
-    from .queries import Query
+    from intake_broker.assets import AssetReader, RunAssets
+    from intake_broker.queries import Query
 
 T = TypeVar("T")
 

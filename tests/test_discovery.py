@@ -8,16 +8,22 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
 
-import intake_broker.discovery as discovery
-from intake_broker.catalog import BrokerCatalog
-from intake_broker.catalog_file import CatalogFileError
+import intake_broker.catalogs.discovery as discovery
+from intake_broker.catalogs.discovery import (
+    CatalogNotFound,
+    Catalogs,
+    DiscoveryWarning,
+    search_path,
+)
+from intake_broker.catalogs.files import CatalogFileError
 from intake_broker.cli import main
-from intake_broker.discovery import CatalogNotFound, Catalogs, DiscoveryWarning, search_path
+from intake_broker.views.catalog import BrokerCatalog
 
 CSX = """
 sources:
@@ -168,7 +174,7 @@ SCRIPT = """
 {before}
 from intake_broker import catalog
 cat = catalog["csx"]
-from intake_broker.catalog import BrokerCatalog
+from intake_broker import BrokerCatalog
 assert isinstance(cat, BrokerCatalog), cat
 print(sorted(catalog), cat.store.paths[0].endswith("runs"))
 """
@@ -193,16 +199,16 @@ def test_from_intake_broker_import_catalog_in_a_fresh_interpreter(places):
 
 
 def test_from_intake_broker_import_catalog_after_the_module_was_imported(places):
-    done = _fresh(places, "import intake_broker.catalog\nimport intake")
+    done = _fresh(places, "import intake_broker.views.catalog\nimport intake")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['chx', 'csx'] True"
 
 
-def test_the_module_stays_a_module():
-    import intake_broker.catalog as module
+def test_the_mapping_is_a_plain_mapping_object():
+    """``intake_broker.catalog`` is the shared mapping of discovered catalogs, not a module."""
+    from collections.abc import Mapping
 
-    discovery.install_catalog_mapping(module)
-    assert module.BrokerCatalog is BrokerCatalog and bool(module)
     from intake_broker import catalog
 
-    assert catalog is module
+    assert isinstance(catalog, Mapping) and catalog is discovery.catalogs()
+    assert not isinstance(catalog, types.ModuleType)

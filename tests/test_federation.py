@@ -13,7 +13,6 @@ import warnings
 import pytest
 
 from intake_broker import open_catalog
-from intake_broker.catalog import BrokerCatalog
 from intake_broker.errors import BadQuery, RunNotFound
 from intake_broker.federation import (
     FederatedCatalog,
@@ -25,6 +24,7 @@ from intake_broker.memory import MemoryStore
 from intake_broker.queries import Eq, Query
 from intake_broker.testing import insert_all
 from intake_broker.testing.factories import many_runs, scalar_run
+from intake_broker.views.catalog import BrokerCatalog
 
 # -- catalogs/federation.yml over the real stores ---------------------------------------------
 
@@ -343,7 +343,7 @@ def test_pages_of_the_merged_list_match_the_whole_list():
 
 
 def test_iterating_a_large_federation_asks_each_member_for_each_run_about_once(monkeypatch):
-    monkeypatch.setattr("intake_broker.catalog._PAGE", 50)  # what catalogs iterate by
+    monkeypatch.setattr("intake_broker.views.catalog._PAGE", 50)  # what catalogs iterate by
     counted = {"rows": 0}
 
     class Counting(MemoryStore):

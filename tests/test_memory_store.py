@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from intake_broker.catalog import BrokerCatalog
 from intake_broker.memory import MemoryStore
 from intake_broker.testing import DocumentStoreTests, QueryTests, factories, insert_all
+from intake_broker.views.catalog import BrokerCatalog
 
 
 class TestMemoryStore(DocumentStoreTests):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import intake_broker
+from intake_broker.catalogs.saved import saved_queries
 from intake_broker.errors import BadQuery
-from intake_broker.saved import saved_queries
 from intake_broker.testing import factories, insert_all
 
 

@@ -10,8 +10,7 @@ import intake
 import pytest
 
 from intake_broker import open_catalog
-from intake_broker.catalog import BrokerCatalog
-from intake_broker.catalog_file import (
+from intake_broker.catalogs.files import (
     OPTIONAL_DRIVERS,
     CatalogFileError,
     expand_variables,
@@ -21,6 +20,7 @@ from intake_broker.errors import BrokerError, UnknownDriver
 from intake_broker.federation import FederatedCatalog, MemberUnavailableWarning
 from intake_broker.testing import insert_all
 from intake_broker.testing.factories import scalar_run
+from intake_broker.views.catalog import BrokerCatalog
 
 
 def write(folder, text, name="facility.yml"):
@@ -508,7 +508,7 @@ def test_plain_intake_still_opens_the_plain_entries(facility):
 
 
 def test_plain_intake_opens_the_federation_once_its_driver_is_registered(facility):
-    from intake_broker.catalog_file import ensure_core_drivers
+    from intake_broker.catalogs.files import ensure_core_drivers
 
     ensure_core_drivers()  # what the bluesky-federation-catalog entry point will do
     everything = intake.open_catalog(facility.path("federation.yml"))["everything"]

@@ -5,8 +5,8 @@ Shipped in the wheel so that a store in another package can run ``DocumentStoreT
 
 from __future__ import annotations
 
-from . import factories
-from .queries import QueryTests
-from .suite import DocumentStoreTests, assert_same_documents, insert_all
+from intake_broker.testing import factories
+from intake_broker.testing.queries import QueryTests
+from intake_broker.testing.suite import DocumentStoreTests, assert_same_documents, insert_all
 
 __all__ = ["DocumentStoreTests", "QueryTests", "assert_same_documents", "factories", "insert_all"]

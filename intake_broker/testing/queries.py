@@ -19,8 +19,8 @@ import event_model
 import numpy as np
 import pytest
 
-from ..abilities import flush
-from ..queries import (
+from intake_broker.abilities import flush
+from intake_broker.queries import (
     Comparison,
     Contains,
     Eq,
@@ -39,8 +39,8 @@ from ..queries import (
     TimeRange,
     evaluate,
 )
-from ..queries.expression import parse_query
-from ..summary import run_summary
+from intake_broker.queries.expression import parse_query
+from intake_broker.summary import run_summary
 
 RUNS = 200
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -192,7 +192,7 @@ def query_cases() -> dict[str, Query]:
 
 def reference_records(runs: list[list[tuple[str, dict]]]) -> list[dict]:
     """Each run as the record the generic evaluator sees: start, stop, descriptors, summary."""
-    from ..memory import MemoryStore
+    from intake_broker.memory import MemoryStore
 
     reference = MemoryStore(validate=False)
     records = []

@@ -23,10 +23,9 @@ import event_model
 import numpy as np
 import pytest
 
-from ..catalog import BrokerCatalog
-from ..documents import datum_page_rows, event_page_rows, same_document
-from ..errors import AmbiguousUID, DocumentConflict, InvalidDocument, RunNotFound
-from ..queries import (
+from intake_broker.documents import datum_page_rows, event_page_rows, same_document
+from intake_broker.errors import AmbiguousUID, DocumentConflict, InvalidDocument, RunNotFound
+from intake_broker.queries import (
     Comparison,
     Contains,
     Eq,
@@ -38,8 +37,9 @@ from ..queries import (
     Regex,
     TimeRange,
 )
-from ..store import DocumentStore
-from . import factories
+from intake_broker.store import DocumentStore
+from intake_broker.testing import factories
+from intake_broker.views.catalog import BrokerCatalog
 
 
 def insert_all(store: DocumentStore, docs) -> None:

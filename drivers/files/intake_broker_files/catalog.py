@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from intake_broker.catalog import BrokerCatalog
+from intake_broker.views.catalog import BrokerCatalog
 
 from .store import FilesStore
 
@@ -59,7 +59,7 @@ class JSONLCatalog(_FilesCatalog):
     refresh_interval : float
         Seconds between re-globs of ``paths`` when runs are listed.
     **kwargs
-        Passed to :class:`~intake_broker.catalog.BrokerCatalog` (``query``, ``name``, ...).
+        Passed to :class:`~intake_broker.views.catalog.BrokerCatalog` (``query``, ``name``, ...).
     """
 
     _format = "jsonl"

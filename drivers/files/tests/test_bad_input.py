@@ -10,9 +10,9 @@ import warnings
 import msgpack
 import pytest
 
-from intake_broker.catalog import BrokerCatalog
 from intake_broker.errors import CorruptFile, DocumentConflict, InvalidDocument
 from intake_broker.testing import factories, insert_all
+from intake_broker.views.catalog import BrokerCatalog
 from intake_broker_files import CorruptFileWarning, FilesStore
 
 

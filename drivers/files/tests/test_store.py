@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from fsspec.implementations.local import LocalFileSystem
 
-from intake_broker.catalog import BrokerCatalog
 from intake_broker.errors import CorruptFile, RunNotFound
 from intake_broker.testing import assert_same_documents, factories, insert_all
+from intake_broker.views.catalog import BrokerCatalog
 from intake_broker_files import (
     CorruptFileWarning,
     FilesStore,

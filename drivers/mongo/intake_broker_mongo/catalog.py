@@ -7,7 +7,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from intake_broker.catalog import BrokerCatalog
+from intake_broker.views.catalog import BrokerCatalog
 
 from .connection import DEFAULT_TIMEOUT, MongoConfigurationError
 from .events import DEFAULT_CHUNK_BYTES
@@ -47,7 +47,7 @@ class MongoNormalizedCatalog(BrokerCatalog):
     validate, chunk_rows, chunk_bytes, create_indexes, recent_first, read_ahead
         Passed to :class:`~intake_broker_mongo.MongoStore`.
     **kwargs
-        Passed to :class:`~intake_broker.catalog.BrokerCatalog` (``query``, ``name``, ...).
+        Passed to :class:`~intake_broker.views.catalog.BrokerCatalog` (``query``, ``name``, ...).
     """
 
     def __init__(

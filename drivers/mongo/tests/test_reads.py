@@ -9,8 +9,8 @@ import pymongo
 import pytest
 from pymongo import monitoring
 
-from intake_broker.catalog import BrokerCatalog
 from intake_broker.testing import assert_same_documents, factories, insert_all
+from intake_broker.views.catalog import BrokerCatalog
 from intake_broker_mongo import MongoNormalizedCatalog, MongoStore
 
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from intake_broker.catalog import BrokerCatalog
+from intake_broker.views.catalog import BrokerCatalog
 
 from .store import DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_ROWS, DEFAULT_FLUSH_INTERVAL, NativeStore
 
@@ -32,7 +32,7 @@ class NativeCatalog(BrokerCatalog):
     chunk_rows, chunk_bytes, flush_interval, validate
         See :class:`~intake_broker_native.NativeStore`.
     **kwargs
-        Passed to :class:`~intake_broker.catalog.BrokerCatalog` (``query``, ``name``, ...).
+        Passed to :class:`~intake_broker.views.catalog.BrokerCatalog` (``query``, ``name``, ...).
     """
 
     def __init__(

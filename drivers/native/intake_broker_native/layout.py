@@ -28,7 +28,7 @@ import numpy as np
 from intake_broker.documents import doc_label
 from intake_broker.errors import InvalidDocument
 from intake_broker.memory import in_stream_assets
-from intake_broker.stream import field_dims, field_dtype, field_shape
+from intake_broker.views.datakeys import field_dims, field_dtype, field_shape
 
 from .docs import to_json
 

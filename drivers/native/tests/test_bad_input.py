@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from intake_broker.catalog import BrokerCatalog
 from intake_broker.errors import BrokerError
 from intake_broker.testing import factories, insert_all
+from intake_broker.views.catalog import BrokerCatalog
 from intake_broker_native import (
     SCHEMA_VERSION,
     CorruptChunk,

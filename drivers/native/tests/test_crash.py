@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from intake_broker.catalog import BrokerCatalog
+from intake_broker.views.catalog import BrokerCatalog
 from intake_broker_native import NativeStore
 
 EVENTS = 10_000

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from intake_broker.catalog import BrokerCatalog
 from intake_broker.documents import event_page_rows
 from intake_broker.errors import DocumentConflict, InvalidDocument
 from intake_broker.store import RunRecord
 from intake_broker.testing import assert_same_documents, factories, insert_all
+from intake_broker.views.catalog import BrokerCatalog
 from intake_broker_native import NativeCatalog, NativeStore
 from intake_broker_native.schema import event_chunks
 
@@ -312,7 +312,7 @@ def test_values_that_do_not_fit_their_descriptor_are_refused(tmp_path, bad, matc
 def test_registered_for_intake_and_as_a_store(tmp_path):
     import intake
 
-    from intake_broker.config import installed_stores, load_store
+    from intake_broker.catalogs.config import installed_stores, load_store
 
     assert "native" in installed_stores()
     store = load_store("native", index=f"sqlite:///{tmp_path}/a/index.sqlite")

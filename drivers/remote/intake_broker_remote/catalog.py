@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from intake_broker.catalog import BrokerCatalog
+from intake_broker.views.catalog import BrokerCatalog
 
 from . import wire
 from .store import RemoteStore
@@ -36,7 +36,7 @@ class RemoteCatalog(BrokerCatalog):
     fill : {"server", "client"}
         Who reads external assets: the server (default) or this process (shared files).
     **kwargs
-        Passed to :class:`~intake_broker.catalog.BrokerCatalog` (``query``,
+        Passed to :class:`~intake_broker.views.catalog.BrokerCatalog` (``query``,
         ``handler_registry`` and ``root_map`` for ``fill="client"``, ``name``, ...).
     """
 

@@ -10,9 +10,9 @@ import event_model
 import numpy as np
 import pytest
 
-from intake_broker.catalog import BrokerCatalog
 from intake_broker.errors import RunNotFound
 from intake_broker.memory import MemoryStore
+from intake_broker.views.catalog import BrokerCatalog
 from intake_broker_remote import RemoteStore, ServiceUnavailable, rawhttp, wire
 from intake_broker_remote.client import HTTPClient
 from intake_broker_server import Limits, Service

@@ -25,7 +25,8 @@ from intake_broker.assets import AssetReader, AssetReadError
 from intake_broker.errors import BrokerError, RunNotFound, StreamNotFound
 from intake_broker.queries import Eq, Query
 from intake_broker.store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
-from intake_broker.stream import StreamLayout, field_dtype, field_shape
+from intake_broker.views.datakeys import field_dtype, field_shape
+from intake_broker.views.stream import StreamLayout
 from intake_broker_remote.errors import DescriptorNotFound, OversizedRequest
 
 
@@ -87,7 +88,7 @@ class Service:
 
     @classmethod
     def from_catalog(cls, catalog: Any, **kwargs: Any) -> Service:
-        """The service of a :class:`~intake_broker.catalog.BrokerCatalog` (its store, its
+        """The service of a :class:`~intake_broker.views.catalog.BrokerCatalog` (its store, its
         filter and its asset options)."""
         store = getattr(catalog, "store", None)
         if not isinstance(store, DocumentStore):

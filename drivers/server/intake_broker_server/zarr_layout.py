@@ -24,7 +24,8 @@ from fastapi.responses import HTMLResponse, Response
 
 from intake_broker.errors import BrokerError
 from intake_broker.store import Chunk
-from intake_broker.stream import StreamLayout, asset_kind, field_dims, field_dtype, field_shape
+from intake_broker.views.datakeys import asset_kind, field_dims, field_dtype, field_shape
+from intake_broker.views.stream import StreamLayout
 from intake_broker_remote import wire
 
 from .api import _ERRORS, get_service

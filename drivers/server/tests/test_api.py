@@ -150,7 +150,7 @@ def test_catalog_resolution_and_memory_with_workers(tmp_path, monkeypatch):
 
 
 def test_a_catalog_filter_is_applied_on_every_path(live_server, store):
-    from intake_broker.catalog import BrokerCatalog
+    from intake_broker.views.catalog import BrokerCatalog
 
     narrowed = BrokerCatalog(store).search({"scan_id": 7})
     url = live_server.mount(narrowed)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from intake_broker.catalog import BrokerCatalog
+from intake_broker.views.catalog import BrokerCatalog
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("zarr", minversion="3")

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import re
 import string
-import sys
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from intake.catalog import Catalog
 
-from .errors import AmbiguousUID, RunNotFound, StreamNotFound
-from .queries import Eq, PartialUID, Query, as_query
-from .store import NEWEST_FIRST, DocumentStore, RunRecord
-from .stream import Stream
+from intake_broker.errors import AmbiguousUID, RunNotFound, StreamNotFound
+from intake_broker.queries import Eq, PartialUID, Query, as_query
+from intake_broker.store import NEWEST_FIRST, DocumentStore, RunRecord
+from intake_broker.views.stream import Stream
 
 _PAGE = 500
 _HEX = set(string.hexdigits + "-")
@@ -51,6 +50,8 @@ class BrokerCatalog(Catalog):
 
     container = "catalog"
     version = "0.1.0"
+    #: Whether the catalog merges other catalogs (a federation's members may be federations).
+    merges_members: ClassVar[bool] = False
     partition_access = False
 
     def __init__(
@@ -205,12 +206,12 @@ class BrokerCatalog(Catalog):
         stored with :meth:`save_query`.
         """
         if isinstance(query, str):  # naive times in the catalog's time zone (YAML metadata)
-            from .queries.expression import parse_query
+            from intake_broker.queries.expression import parse_query
 
             query = parse_query(query, timezone=self.metadata.get("timezone"))
         query = as_query(query)
         if saved is not None:
-            from .saved import saved_query
+            from intake_broker.catalogs.saved import saved_query
 
             query = _and(query, saved_query(saved))
         combined = _and(self._query, query)
@@ -227,10 +228,10 @@ class BrokerCatalog(Catalog):
 
     def save_query(self, name: str, query: Query | Mapping | str) -> None:
         """Store ``query`` under ``name`` for ``search(saved=name)`` in later sessions."""
-        from .saved import save_query
+        from intake_broker.catalogs.saved import save_query
 
         if isinstance(query, str):
-            from .queries.expression import parse_query
+            from intake_broker.queries.expression import parse_query
 
             query = parse_query(query)
         save_query(name, as_query(query))
@@ -404,7 +405,7 @@ class Run(Catalog):
         if fill == "no":
             yield from docs
             return
-        from .filling import fill_documents
+        from intake_broker.views.filling import fill_documents
 
         yield from fill_documents(docs, self._assets, delayed=fill == "delayed")
 
@@ -428,13 +429,6 @@ class MemoryCatalog(BrokerCatalog):
     """
 
     def __init__(self, *, validate: bool = True, **kwargs: Any):
-        from .memory import MemoryStore
+        from intake_broker.memory import MemoryStore
 
         super().__init__(MemoryStore(validate=validate), **kwargs)
-
-
-# ``from intake_broker import catalog; catalog["csx"]``: this module is also the mapping of the
-# YAML catalogs found where users keep them (see intake_broker.discovery), as databroker's was.
-from .discovery import install_catalog_mapping  # noqa: E402
-
-install_catalog_mapping(sys.modules[__name__])

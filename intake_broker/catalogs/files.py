@@ -4,7 +4,7 @@ The format is intake's v1 format (``sources:`` / ``driver:`` / ``args:`` / ``met
 ``intake.open_catalog(file)`` keeps working. :func:`open_yaml` adds what intake does not do:
 
 - every entry is checked when the file is opened -- the structure (a JSON schema, see
-  :mod:`intake_broker.yaml_spec`, which reads the file with the line of every field), the driver
+  :mod:`intake_broker.catalogs.spec`, which reads the file with the line of every field), the driver
   (installed? a typo?), the argument names, the required arguments and their types (read from
   the driver's signature) -- and each error names the file, the line, the field and what would
   be valid;
@@ -34,8 +34,8 @@ from typing import Any
 from intake.catalog import Catalog
 from intake.catalog.local import LocalCatalogEntry, UserParameter
 
-from .arguments import conforms, describe, describe_value, driver_signature
-from .yaml_spec import (
+from intake_broker.catalogs.arguments import conforms, describe, describe_value, driver_signature
+from intake_broker.catalogs.spec import (
     CatalogFileError,
     CatalogSpec,
     UnknownDriverError,
@@ -354,7 +354,7 @@ def _expand(value: Any) -> Any:
 
 def finish_arguments(spec: CatalogSpec, name: str, plugin: type, args: dict) -> dict:
     """Resolve relative paths (against the file's folder) and import dotted handler names."""
-    from .catalog import BrokerCatalog
+    from intake_broker.views.catalog import BrokerCatalog
 
     path_args = getattr(plugin, "path_arguments", None)
     if path_args is None:

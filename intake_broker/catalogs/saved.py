@@ -1,7 +1,7 @@
 """Saved queries: a query stored under a name and re-run later (``cat.search(saved="name")``).
 
 They live in one JSON file, ``saved-queries.json`` in the data directory (see
-:func:`intake_broker.config.data_dir`), as the queries' JSON encoding, so they outlive the
+:func:`intake_broker.catalogs.config.data_dir`), as the queries' JSON encoding, so they outlive the
 session and can be shared by copying the file.
 """
 
@@ -12,14 +12,14 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import BadQuery
-from .queries import Query, decode_query
+from intake_broker.errors import BadQuery
+from intake_broker.queries import Query, decode_query
 
 FILE_NAME = "saved-queries.json"
 
 
 def _path(folder: str | os.PathLike | None = None) -> Path:
-    from .config import data_dir
+    from intake_broker.catalogs.paths import data_dir
 
     return Path(folder if folder is not None else data_dir()) / FILE_NAME
 

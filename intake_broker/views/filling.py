@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .stream import asset_kind, field_dtype, field_shape
+from intake_broker.views.datakeys import asset_kind, field_dtype, field_shape
 
 
 def fill_documents(

@@ -16,13 +16,11 @@ folders, searched in this order -- the first file with a name wins, later ones a
 and then from the ``intake.catalogs`` entry points of installed packages (a catalog object, a
 callable returning one, or the path of a YAML file). ``intake-broker catalogs`` lists them all
 with where each came from. A broken file is reported with a warning and skipped; it never
-hides the others. Entries are opened through :func:`intake_broker.config.open_catalog`'s
+hides the others. Entries are opened through :func:`intake_broker.catalogs.config.open_catalog`'s
 checks, once, and kept.
 
-``intake_broker.catalog`` is also the module :mod:`intake_broker.catalog` (``BrokerCatalog``
-lives there): the module is made a mapping of the discovered catalogs, so both
-``from intake_broker import catalog; catalog["csx"]`` and ``from intake_broker.catalog import
-BrokerCatalog`` work, in either order.
+``intake_broker.catalog`` is the shared :class:`Catalogs` mapping (:func:`catalogs`), as
+databroker's was: ``from intake_broker import catalog; catalog["csx"]``.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import types
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -38,7 +35,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from .errors import BrokerError, RunNotFound
+from intake_broker.errors import BrokerError, RunNotFound
 
 ENTRY_POINT_GROUP = "intake.catalogs"
 _SUFFIXES = (".yml", ".yaml")
@@ -83,7 +80,7 @@ def search_path(data: str | os.PathLike | None = None) -> list[tuple[str, Path]]
     """
     import platformdirs
 
-    from .config import data_dir
+    from intake_broker.catalogs.paths import data_dir
 
     folders = [
         ("user data", Path(data if data is not None else data_dir()).expanduser() / "catalogs"),
@@ -131,7 +128,7 @@ class Catalogs(Mapping):
 
     def scan(self) -> list[Found]:
         """Every name found, in search order, shadowed ones included (marked)."""
-        from .catalog_file import CatalogFileError, CatalogSpec
+        from intake_broker.catalogs.files import CatalogFileError, CatalogSpec
 
         found: list[Found] = []
         names: set[str] = set()
@@ -201,7 +198,7 @@ class Catalogs(Mapping):
         if found.path is None:
             opened = load_entry_point(found.name)
         else:
-            from .catalog_file import open_entry
+            from intake_broker.catalogs.files import open_entry
 
             opened = open_entry(found.path, found.entry)
         with self._lock:
@@ -237,7 +234,7 @@ def load_entry_point(name: str) -> Any:
     try:
         obj = ep.load()
         if isinstance(obj, str | os.PathLike):
-            from .config import open_catalog
+            from intake_broker.catalogs.config import open_catalog
 
             return open_catalog(obj)
         if callable(obj) and not isinstance(obj, Catalog | DataSource):
@@ -258,47 +255,3 @@ _CATALOGS = Catalogs()
 def catalogs() -> Catalogs:
     """The discovered catalogs on the default search path (one shared object)."""
     return _CATALOGS
-
-
-class _CatalogModule(types.ModuleType):
-    """The module ``intake_broker.catalog``, which is also the mapping of discovered
-    catalogs: ``from intake_broker import catalog; catalog["csx"]``."""
-
-    def __getitem__(self, name: str) -> Any:
-        return catalogs()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(catalogs())
-
-    def __len__(self) -> int:
-        return len(catalogs())
-
-    def __contains__(self, name: object) -> bool:
-        return name in catalogs()
-
-    def __bool__(self) -> bool:  # a module is true even when no catalog is found
-        return True
-
-    def keys(self) -> Iterator[str]:
-        return iter(catalogs())
-
-    def items(self) -> Iterator[tuple[str, Any]]:
-        return ((name, catalogs()[name]) for name in catalogs())
-
-    def _ipython_key_completions_(self) -> list[str]:
-        return list(catalogs())
-
-
-def install_catalog_mapping(module: types.ModuleType) -> types.ModuleType:
-    """Make ``module`` (``intake_broker.catalog``) a mapping of the discovered catalogs."""
-    if not isinstance(module, _CatalogModule):
-        module.__class__ = _CatalogModule
-    return module
-
-
-def __getattr__(name: str) -> Any:
-    if name == "catalog":
-        import importlib
-
-        return install_catalog_mapping(importlib.import_module("intake_broker.catalog"))
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

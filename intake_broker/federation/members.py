@@ -9,7 +9,7 @@ A member is written as
 ``nsls2.yml#csx``
     one entry, named ``nsls2/csx``; if the entry is itself a federation, its members;
 ``csx``
-    a catalog found by :mod:`intake_broker.discovery` (a YAML entry or an entry point);
+    a catalog found by :mod:`intake_broker.catalogs.discovery` (a YAML entry or an entry point);
 ``{catalog: nsls2.yml, entry: csx, name: CSX}``
     the same with a chosen name (``name`` prefixes a whole file's entries);
 
@@ -29,8 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import BrokerCatalog, _and
-from .catalog_file import (
+from intake_broker.catalogs.files import (
     CatalogFileError,
     CatalogSpec,
     check_entry,
@@ -38,9 +37,10 @@ from .catalog_file import (
     open_entry,
     resolve_path,
 )
-from .errors import BrokerError, RunNotFound
-from .queries import Eq, Query
-from .store import DocumentStore, RunRecord
+from intake_broker.errors import BrokerError, RunNotFound
+from intake_broker.queries import Eq, Query
+from intake_broker.store import DocumentStore, RunRecord
+from intake_broker.views.catalog import BrokerCatalog, _and
 
 
 class Member:
@@ -136,7 +136,7 @@ class EntryPointOpener:
     name: str
 
     def __call__(self) -> Any:
-        from .discovery import load_entry_point
+        from intake_broker.catalogs.discovery import load_entry_point
 
         return load_entry_point(self.name)
 
@@ -179,9 +179,7 @@ class _Where:
 
 
 def _federation(cls: type | None) -> bool:
-    from .federation import FederatedCatalog
-
-    return isinstance(cls, type) and issubclass(cls, FederatedCatalog)
+    return isinstance(cls, type) and issubclass(cls, BrokerCatalog) and cls.merges_members
 
 
 def _bluesky(cls: type | None) -> bool:
@@ -298,7 +296,7 @@ def _resolve_one(given: str | None, value: Any, base: str, chain: tuple, where: 
     file, hash_, entry = text.partition("#")
     if hash_ or file.endswith((".yml", ".yaml")) or "/" in file or os.sep in file:
         return _from_file(resolve_path(file, base), entry or None, given, chain, where)
-    from .discovery import catalogs
+    from intake_broker.catalogs.discovery import catalogs
 
     found = catalogs().find(text)
     if found is None:

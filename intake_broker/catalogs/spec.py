@@ -1,7 +1,7 @@
 """A YAML catalog file read with the line of every field, its structure checked (a JSON
 schema), and the text-level rules of the format: ``${VARIABLES}`` and relative paths.
 
-:mod:`intake_broker.catalog_file` checks the entries against their drivers and opens them.
+:mod:`intake_broker.catalogs.files` checks the entries against their drivers and opens them.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from .arguments import describe_value
-from .errors import BrokerError, UnknownDriver
+from intake_broker.catalogs.arguments import describe_value
+from intake_broker.errors import BrokerError, UnknownDriver
 
 FILE_SCHEMA: dict[str, Any] = {
     "type": "object",

@@ -2,8 +2,8 @@
 
 Stores register under the ``intake_broker.stores`` entry-point group (``memory`` is built in);
 intake drivers under ``intake.drivers``. Both are read lazily, once. YAML catalog files are
-read and checked by :mod:`intake_broker.catalog_file` (:func:`open_catalog`), found where users
-keep them by :mod:`intake_broker.discovery`, and merged by :mod:`intake_broker.federation`.
+read and checked by :mod:`intake_broker.catalogs.files` (:func:`open_catalog`), found where users
+keep them by :mod:`intake_broker.catalogs.discovery`, and merged by :mod:`intake_broker.federation`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import plugins
-from .abilities import FolderStore
-from .errors import BrokerError, NotSupported, UnknownDriver
+from intake_broker import plugins
+from intake_broker.abilities import FolderStore
+from intake_broker.catalogs.paths import data_dir
+from intake_broker.errors import BrokerError, NotSupported, UnknownDriver
 
 STORE_GROUP = plugins.STORES
-#: Environment variable naming the folder of the default catalog (else the user data dir).
-DATA_ENV = "INTAKE_BROKER_DATA"
 #: The store the CLI and ``demo`` use when nobody names one (a name in the store registry:
 #: the native driver's, a SQLite index and zarr columns in one folder).
 DEFAULT_STORE = "native"
@@ -38,7 +37,7 @@ def store_class(name: str) -> type:
         Listing the installed store names and how to get more.
     """
     if name == "memory":
-        from .memory import MemoryStore
+        from intake_broker.memory import MemoryStore
 
         return MemoryStore
     if name not in plugins.entry_points(STORE_GROUP):
@@ -74,23 +73,13 @@ def load_store(name: str, **kwargs: Any):
         ) from err
 
 
-def data_dir() -> Path:
-    """Where the default catalog keeps its data: ``$INTAKE_BROKER_DATA`` or the user data
-    directory (``~/.local/share/intake-broker`` on Linux)."""
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("intake-broker", appauthor=False))
-
-
 def default_catalog(data: str | os.PathLike | None = None, *, store: str = DEFAULT_STORE):
     """The embedded default catalog, kept in ``<data>/runs``.
 
     ``data`` is the data directory: by default ``$INTAKE_BROKER_DATA`` or the user data
     directory (see :func:`data_dir`). Writable: ``RE.subscribe(default_catalog().insert)``.
     """
-    from .catalog import BrokerCatalog
+    from intake_broker.views.catalog import BrokerCatalog
 
     folder = Path(data if data is not None else data_dir()).expanduser() / "runs"
     if store == DEFAULT_STORE and store not in plugins.entry_points(STORE_GROUP):
@@ -112,7 +101,7 @@ def open_catalog(uri: str | os.PathLike, **kwargs: Any):
     would be valid; ``${VARIABLE}`` and ``{{ env(VARIABLE) }}`` are read from the environment
     when an entry is opened (unset is an error); relative paths are relative to the file's
     folder; ``handler_registry`` values may be dotted names; ``metadata.timezone`` is checked.
-    See :mod:`intake_broker.catalog_file`.
+    See :mod:`intake_broker.catalogs.files`.
 
     Parameters
     ----------
@@ -123,7 +112,7 @@ def open_catalog(uri: str | os.PathLike, **kwargs: Any):
 
     Returns
     -------
-    intake_broker.catalog_file.YAMLCatalog
+    intake_broker.catalogs.files.YAMLCatalog
         An intake catalog: ``cat["csx"]`` opens an entry.
 
     Raises
@@ -132,6 +121,6 @@ def open_catalog(uri: str | os.PathLike, **kwargs: Any):
         The file is missing, not YAML, or an entry is wrong (a ``BrokerError`` and a
         ``ValueError``; an unknown driver is also an ``UnknownDriver``).
     """
-    from .catalog_file import open_yaml
+    from intake_broker.catalogs.files import open_yaml
 
     return open_yaml(uri, **kwargs)

@@ -17,9 +17,9 @@ that answers, and to the next one if it fails. Event reads have no timeout: larg
 legitimately take long.
 
 ``FederatedCatalog`` (intake driver ``bluesky-federation-catalog``) is a
-:class:`~intake_broker.catalog.BrokerCatalog` over a ``FederatedStore``; ``cat[-1]``,
+:class:`~intake_broker.views.catalog.BrokerCatalog` over a ``FederatedStore``; ``cat[-1]``,
 ``cat[uid]``, ``cat.search(...)`` and the rest come from the core. Its members are named in
-YAML; see :mod:`intake_broker.members`.
+YAML; see :mod:`intake_broker.federation.members`.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, wait
 from typing import Any, TypeVar
 
-from .catalog import BrokerCatalog, Run
-from .errors import BadQuery, BrokerError, ReadOnlyStore, RunNotFound
-from .members import Member
-from .queries import Query
-from .store import NEWEST_FIRST, DocumentStore, RunRecord, select_runs
-from .wrapper import StoreWrapper
+from intake_broker.errors import BadQuery, BrokerError, ReadOnlyStore, RunNotFound
+from intake_broker.federation.members import Member
+from intake_broker.queries import Query
+from intake_broker.store import NEWEST_FIRST, DocumentStore, RunRecord, select_runs
+from intake_broker.views.catalog import BrokerCatalog, Run
+from intake_broker.wrapper import StoreWrapper
 
 T = TypeVar("T")
 
@@ -467,10 +467,10 @@ class FederatedCatalog(BrokerCatalog):
     members : list or mapping
         The members: YAML catalog files (``nsls2.yml``: every store entry of it, named
         ``nsls2/<entry>``), entries of them (``nsls2.yml#csx``), names found by
-        :mod:`intake_broker.discovery` (``csx``), mappings (``{catalog: file.yml, entry: csx,
-        name: CSX}`` or an inline ``{name: scratch, driver: ..., args: ...}``), or catalogs
-        and stores. A mapping of name to any of these names them. Relative paths are relative
-        to the YAML file's folder (``metadata["catalog_dir"]``, which intake passes).
+        :mod:`intake_broker.catalogs.discovery` (``csx``), mappings (``{catalog: file.yml,
+        entry: csx, name: CSX}`` or an inline ``{name: scratch, driver: ..., args: ...}``), or
+        catalogs and stores. A mapping of name to any of these names them. Relative paths are
+        relative to the YAML file's folder (``metadata["catalog_dir"]``, which intake passes).
     timeout : float or None
         Seconds to wait for each member (see :class:`FederatedStore`).
     exact_count_limit : int
@@ -478,8 +478,10 @@ class FederatedCatalog(BrokerCatalog):
     handler_registry, root_map, asset_storage_options
         Asset options for every member; a member catalog's own options take precedence.
     **kwargs
-        Passed to :class:`~intake_broker.catalog.BrokerCatalog` (``query``, ``name``, ...).
+        Passed to :class:`~intake_broker.views.catalog.BrokerCatalog` (``query``, ``name``, ...).
     """
+
+    merges_members = True
 
     #: Members are resolved by the federation itself (a name is not a path).
     path_arguments: tuple[str, ...] = ()
@@ -494,7 +496,7 @@ class FederatedCatalog(BrokerCatalog):
         name: str | None = None,
         **kwargs: Any,
     ):
-        from .members import resolve_members
+        from intake_broker.federation.members import resolve_members
 
         metadata = dict(metadata or {})
         resolved = resolve_members(members, metadata.get("catalog_dir"))
@@ -533,7 +535,7 @@ class FederatedCatalog(BrokerCatalog):
     def check_catalog_entry(cls, spec: Any, name: str, chain: tuple) -> None:
         """Check a YAML entry's members without opening them: files and entries exist,
         no federation contains itself (a cycle is an error naming the chain)."""
-        from .members import check_members
+        from intake_broker.federation.members import check_members
 
         check_members(spec, name, chain)
 
