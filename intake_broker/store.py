@@ -176,6 +176,15 @@ class DocumentStore(ABC):
             f"{descriptor_uid!r} by itself; list its run's descriptors first"
         )
 
+    def resource_run(self, resource_uid: str) -> str:
+        """The uid of the run a resource or stream_resource belongs to (what lets a guarded
+        store check a datum against the run it joins). Optional: stores that index resources
+        override it; without it, a guarded store takes datums only for resources written
+        through it."""
+        raise ResourceNotFound(
+            f"{type(self).__name__} cannot look up resource {resource_uid!r} by itself"
+        )
+
     @abstractmethod
     def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
         """How the events of a descriptor are stored, as :class:`Chunk` s ordered by seq_num.
