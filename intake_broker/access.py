@@ -247,11 +247,17 @@ class GuardedStore(DocumentStore):
     def _check_write(self, kind: str, doc: dict) -> None:
         """Refuse ``doc`` unless it goes into a run the principal may write (and, for a
         resource, names an asset under the asset roots)."""
+        allowed = self._write_filter()
+        self._check_write_run(kind, doc, allowed)
         if kind in ("resource", "stream_resource"):
             from .assets import check_asset_document
 
-            check_asset_document(kind, doc, self.asset_roots)  # admins too: the server's files
-        allowed = self._write_filter()
+            # admins too: these are the server's files; roots naming start keys are expanded
+            # with the start of the (now checked) run the resource joins
+            check_asset_document(kind, doc, self.asset_roots, self.store)
+
+    def _check_write_run(self, kind: str, doc: dict, allowed: Query | None) -> None:
+        """Refuse ``doc`` unless the run it joins is one the principal may write."""
         if allowed is None:
             return
         if kind == "start":

@@ -13,6 +13,11 @@ server fetch URLs a client chose. :class:`AssetRoots` says where assets may be:
   with one, has no ``.``/``..`` segment (also percent-encoded) and no ``::`` chaining;
 * the targets of the catalog's ``root_map``, added by :meth:`AssetRoots.with_root_map`.
 
+A root may name start-document keys: ``/data/{proposal_id}`` allows, for each run, only the
+folders of the proposals its start names (:meth:`AssetRoots.for_run`); since a guarded writer
+may only label runs with their own proposals, a user cannot point their run at the files of
+another proposal even when all proposals share one mount.
+
 The rule for defaults (see the README's "Assets" section):
 
 * a local catalog over a store (a scientist's own, unguarded) reads assets wherever the
@@ -31,7 +36,9 @@ with :class:`AssetOutsideRoots`.
 
 from __future__ import annotations
 
+import itertools
 import os
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +81,29 @@ def _resolved(path: str) -> str:
 def _split_url(url: str) -> tuple[str, str]:
     scheme, _, rest = url.partition("://")
     return scheme.lower(), rest
+
+
+def _fields(root: str) -> list[str]:
+    """The start-document keys a root names (``{proposal_id}``); only plain keys."""
+    found = []
+    for _, name, spec, conversion in string.Formatter().parse(root):
+        if name is None:
+            continue
+        if not name.replace("_", "a").replace("-", "a").isalnum() or spec or conversion:
+            raise ValueError(
+                f"asset root {root!r} may name start-document keys as {{key}} only, not {name!r}"
+            )
+        found.append(name)
+    return found
+
+
+def _safe_label(value: Any) -> str | None:
+    """A start value usable as one path segment (None: not usable)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value)
+    bad = text in ("", ".", "..") or any(c in text for c in "/\\\0:") or len(text) > 255
+    return None if bad else text
 
 
 def _dotted(url: str) -> bool:
@@ -120,9 +150,13 @@ class AssetRoots:
                 raise ValueError(f"an asset root must be a folder or a URL prefix, not {entry!r}")
             entry = os.fspath(entry)
             local = _local_path(entry)
+            if local is not None and _fields(local):
+                paths.append(os.path.abspath(local))  # resolved when expanded (for_run)
+                continue
             if local is not None:
                 paths.append(_resolved(local))
                 continue
+            _fields(entry)
             scheme, rest = _split_url(entry)
             if not rest or "::" in entry or _dotted(rest):
                 raise ValueError(
@@ -176,6 +210,36 @@ class AssetRoots:
             root_map={**self.root_map, **root_map},
         )
 
+    @property
+    def templated(self) -> bool:
+        """Whether some root names start-document keys (see :meth:`for_run`)."""
+        return any("{" in root for root in (*self.paths, *self.urls))
+
+    def for_run(self, start: Mapping[str, Any] | None) -> AssetRoots:
+        """These roots for the run of ``start``: each root naming start keys becomes one root
+        per value of them (``/data/{proposal_id}`` with ``proposal_id: ["p-A", "p-B"]``: both
+        folders); a root whose key is missing or not one plain path segment is dropped."""
+        if not self.confined or not self.templated:
+            return self
+        start = start or {}
+        out: dict[str, list[str]] = {"paths": [], "urls": []}
+        for group, roots in (("paths", self.paths), ("urls", self.urls)):
+            for root in roots:
+                keys = _fields(root)
+                if not keys:
+                    out[group].append(root)
+                    continue
+                choices = []
+                for key in keys:
+                    value = start.get(key)
+                    labels = [
+                        _safe_label(v) for v in (value if isinstance(value, list) else [value])
+                    ]
+                    choices.append([v for v in labels if v is not None])
+                for combo in itertools.product(*choices):
+                    out[group].append(root.format(**dict(zip(keys, combo, strict=True))))
+        return AssetRoots(tuple(out["paths"]), tuple(out["urls"]), root_map=self.root_map)
+
     def describe(self) -> str:
         """The allowed roots, for messages."""
         if not self.confined:
@@ -205,6 +269,8 @@ class AssetRoots:
             except (OSError, ValueError):
                 raise self._refuse(location, what, "cannot be resolved") from None
             for root in self.paths:
+                if "{" in root:
+                    continue  # only as expanded for a run (for_run)
                 if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
                     return real
             raise self._refuse(location, what, "resolves outside them")
@@ -213,6 +279,8 @@ class AssetRoots:
             raise self._refuse(location, what, "has '.' or '..' segments")
         normal = f"{scheme}://{rest}"
         for prefix in self.urls:
+            if "{" in prefix:
+                continue
             if normal.startswith(prefix) or normal + "/" == prefix:
                 return location
         raise self._refuse(location, what, "is not under an allowed URL prefix")

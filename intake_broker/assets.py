@@ -355,15 +355,25 @@ def asset_location(kind: str, doc: Mapping[str, Any], root_map: Mapping[str, str
     return _stream_uri_path(doc["uri"], root_map)
 
 
-def check_asset_document(kind: str, doc: Any, roots: AssetRoots) -> None:
+def check_asset_document(kind: str, doc: Any, roots: AssetRoots, store: Any = None) -> None:
     """Refuse a ``resource`` / ``stream_resource`` whose asset lies outside ``roots`` (or
     whose handler parameters name a URL or a ``..`` path): what a guarded or served store
-    checks at insert. Other documents, and everything when ``roots`` is unconfined, pass."""
+    checks at insert. Roots naming start keys are expanded for the run the document names
+    (its start looked up in ``store``). Other documents, and everything when ``roots`` is
+    unconfined, pass."""
     if not roots.confined or kind not in ("resource", "stream_resource"):
         return
     what = doc_label(kind, doc)
     if not isinstance(doc, Mapping):
         return  # not a document: validation refuses it
+    if roots.templated:
+        start = None
+        if store is not None and isinstance(doc.get("run_start"), str):
+            try:
+                start = store.run(doc["run_start"]).start
+            except KeyError:
+                start = None  # no run (or not one the writer sees): only fixed roots
+        roots = roots.for_run(start)
     try:
         location = asset_location(kind, doc, roots.root_map)
     except (KeyError, TypeError, AttributeError) as err:
@@ -482,6 +492,7 @@ class AssetReader:
         self._resources: dict[str, dict] = {}
         self._handlers: dict[str, Any] = {}
         self._registry_: HandlerRegistry | None = None
+        self._roots: AssetRoots | None = None
         self._lock = threading.Lock()
 
     @property
@@ -583,10 +594,11 @@ class AssetReader:
                 f"{self._where(key)}"
             ) from None
         what = f"{kind} {uid!r} of {self._where(key)}"
-        path = self.asset_roots.check(path, what)  # again at read: whatever was stored
-        self.asset_roots.check_parameters(kwargs, what)
+        roots = self._run_roots()
+        path = roots.check(path, what)  # again at read: whatever was stored
+        roots.check_parameters(kwargs, what)
         try:
-            handler = _construct(cls, path, kwargs, self.storage_options, self.asset_roots)
+            handler = _construct(cls, path, kwargs, self.storage_options, roots)
         except AssetOutsideRoots:
             raise
         except FileNotFoundError as err:
@@ -602,6 +614,15 @@ class AssetReader:
         with self._lock:
             self._handlers[uid] = handler
         return handler
+
+    def _run_roots(self) -> AssetRoots:
+        """The asset roots for this run (roots naming start keys expanded with its start)."""
+        if not self.asset_roots.templated:
+            return self.asset_roots
+        with self._lock:
+            if self._roots is None:
+                self._roots = self.asset_roots.for_run(self.store.run(self.run_uid).start)
+            return self._roots
 
     def _call(self, key: str, func, *args, **kwargs) -> np.ndarray:
         try:

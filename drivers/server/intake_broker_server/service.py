@@ -141,7 +141,7 @@ class Service:
     def insert(self, name: str, doc: Any) -> None:
         """Store one posted document; a resource or stream_resource must name an asset under
         the asset roots."""
-        check_asset_document(name, doc, self.asset_roots)
+        check_asset_document(name, doc, self.asset_roots, self.store)
         self.store.insert(name, doc)
 
     # -- runs -------------------------------------------------------------------------------
