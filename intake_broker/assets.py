@@ -631,7 +631,7 @@ class AssetReader:
             raise
         except FileNotFoundError as err:
             raise AssetNotFound(f"asset file missing: {err}; {self._where(key)}") from err
-        except (OSError, KeyError, IndexError) as err:
+        except (OSError, KeyError, IndexError, TypeError, ValueError) as err:
             raise AssetReadError(
                 f"reading an asset failed ({type(err).__name__}: {err}); {self._where(key)}"
             ) from err
