@@ -13,6 +13,7 @@ a federation) supports what the store behind it supports, whatever methods it fo
 ability                     what the store can do
 ==========================  ==========================================================
 :class:`DescriptorIndex`    name the run of a descriptor uid (stateless access checks)
+:class:`ResourceIndex`      name the run of a resource uid (checks of datums written)
 :class:`SummaryKeeper`      keep statistics computed elsewhere (``intake-broker summarize``)
 :class:`Buffered`           hold written events in buffers that :meth:`~Buffered.flush` writes
 :class:`FolderStore`        live in one local folder (what the default catalog uses)
@@ -31,6 +32,7 @@ __all__ = [
     "Buffered",
     "DescriptorIndex",
     "DocumentFiles",
+    "ResourceIndex",
     "FolderStore",
     "SummaryKeeper",
     "abilities",
@@ -45,6 +47,16 @@ class DescriptorIndex(Protocol):
 
     def descriptor_run(self, descriptor_uid: str) -> str:
         """The uid of the run holding ``descriptor_uid`` (``DescriptorNotFound`` if none)."""
+        ...
+
+
+@runtime_checkable
+class ResourceIndex(Protocol):
+    """The store names the run of any resource or stream_resource it holds (what lets a
+    guarded store check a datum against the run it joins)."""
+
+    def resource_run(self, resource_uid: str) -> str:
+        """The uid of the run holding ``resource_uid`` (``ResourceNotFound`` if none)."""
         ...
 
 
@@ -89,6 +101,7 @@ class DocumentFiles(Protocol):
 #: Every optional ability, in the order :func:`abilities` lists them.
 ABILITIES: tuple[type, ...] = (
     DescriptorIndex,
+    ResourceIndex,
     SummaryKeeper,
     Buffered,
     FolderStore,

@@ -15,8 +15,15 @@ A guarded store pickles with its principal and keeps checking in the process tha
 
 Writes are checked too: a document goes in only when its run is one the principal may write
 (the policy's ``write_filter``; a policy without one lets a principal write the runs it may
-read). A new run's start document must itself pass the filter, so a user cannot start runs in
-another proposal, and descriptors, events, stops and stream resources go only into such runs.
+read). A new run's start document must itself pass the filter, and every label it carries must
+be the writer's (the policy's ``start_refusal``: a start naming proposals ``["p-A", "p-B"]``
+needs both), so a user cannot start runs in another proposal. Every other document is checked
+against the run it joins: descriptors, stops and resources by ``run_start``, events by their
+descriptor, datums by their resource, stream_datums by both their descriptor and their
+stream_resource (which must be of one run). Write errors about runs the writer cannot see read
+exactly like those about runs that do not exist, and a reused uid is reported without saying
+how the stored document differs. Resources and stream_resources must name assets under the
+guard's ``asset_roots`` (see :mod:`intake_broker.asset_roots`), which also confine reads.
 """
 
 from __future__ import annotations
@@ -27,8 +34,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from .abilities import DescriptorIndex
-from .errors import DescriptorNotFound, InvalidDocument, RunNotFound, WriteDenied
+from .abilities import DescriptorIndex, ResourceIndex
+from .asset_roots import AssetRoots
+from .documents import doc_label
+from .errors import (
+    DescriptorNotFound,
+    DocumentConflict,
+    InvalidDocument,
+    ResourceNotFound,
+    RunNotFound,
+    WriteDenied,
+)
 from .queries import Comparison, In, KeyPresent, Or, Query, evaluate
 from .store import NEWEST_FIRST, DocumentStore, RunRecord, run_matches
 from .wrapper import StoreWrapper
@@ -104,20 +120,59 @@ class ProposalPolicy:
             allowed.append(KeyPresent(self.proposal_key, present=False))
         return Or(tuple(allowed))
 
+    def start_refusal(self, principal: Principal, start: dict) -> str | None:
+        """Why ``principal`` may not start a run labelled as ``start`` is (None: they may).
+
+        Every proposal and beamtime a start names must be one of the writer's (a run naming
+        ``["p-A", "p-B"]`` shows in both listings, so it needs both), unless the writer is an
+        admin, or staff starting the run at one of their beamlines (staff measure for users).
+        """
+        if principal.is_admin:
+            return None
+        beamlines = _labels(start.get(self.beamline_key))
+        if (
+            "staff" in principal.roles
+            and beamlines
+            and all(b in principal.beamlines for b in beamlines)
+        ):
+            return None
+        for key, held in (
+            (self.proposal_key, principal.proposals),
+            (self.beamtime_key, principal.beamtimes),
+        ):
+            foreign = [v for v in _labels(start.get(key)) if v not in held]
+            if foreign:
+                return (
+                    f"its {key} names {foreign!r}, not theirs; a run may name several "
+                    "proposals or beamtimes only when its writer holds every one of them"
+                )
+        return None
+
+
+def _labels(value: Any) -> list:
+    """The labels of a start key: none, one, or each of a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
 
 @dataclass
 class GuardedStore(StoreWrapper):
     """``store`` as ``principal`` may see it under ``policy``: the one place access is checked.
 
     Reads see only the runs the policy's filter allows. A written document must belong to a
-    run the policy lets the principal write (:meth:`put`); a datum or datum page, which names
-    only its resource, is not checked (it is read only through events, which are).
+    run the policy lets the principal write (:meth:`put`). ``asset_roots`` (an
+    :class:`~intake_broker.asset_roots.AssetRoots` or what :meth:`AssetRoots.of` takes) says
+    where assets may be: resources elsewhere are refused at insert, and the asset readers of
+    this store read nowhere else. By default nowhere: configure the roots to read assets.
     """
 
     store: DocumentStore
     policy: AccessPolicy
     principal: Principal
+    asset_roots: Any = None
     _descriptors: dict[str, str] = field(default_factory=dict, repr=False)  # uid -> run uid
+    _resources: dict[str, str] = field(default_factory=dict, repr=False)  # uid -> run uid
     _writable: set[str] = field(default_factory=set, repr=False)  # runs checked for writing
     _lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -129,6 +184,9 @@ class GuardedStore(StoreWrapper):
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+    def __post_init__(self) -> None:
+        self.asset_roots = AssetRoots.of(self.asset_roots)
 
     def _filter(self, query: Query | None) -> Query | None:
         allowed = self.policy.filter(self.principal)
@@ -150,9 +208,11 @@ class GuardedStore(StoreWrapper):
         """Whether the run of ``record`` matches the filter ``allowed`` (None: any run)."""
         return allowed is None or run_matches(allowed, record, self.store)
 
-    def _run_of(self, descriptor_uid: str) -> str | None:
+    def _run_of(self, descriptor_uid: Any) -> str | None:
         """The run a descriptor belongs to, as listed here or as the store says (None when
         neither knows)."""
+        if not isinstance(descriptor_uid, str):
+            return None
         with self._lock:
             run_uid = self._descriptors.get(descriptor_uid)
         if run_uid is None:
@@ -183,51 +243,146 @@ class GuardedStore(StoreWrapper):
     # -- the contract, guarded ------------------------------------------------------------
 
     def _check_write(self, kind: str, doc: dict) -> None:
-        """Refuse ``doc`` unless it goes into a run the principal may write."""
+        """Refuse ``doc`` unless it goes into a run the principal may write (and, for a
+        resource, names an asset under the asset roots)."""
         allowed = self._write_filter()
+        self._check_write_run(kind, doc, allowed)
+        if kind in ("resource", "stream_resource"):
+            from .assets import check_asset_document
+
+            # admins too: these are the server's files; roots naming start keys are expanded
+            # with the start of the (now checked) run the resource joins
+            check_asset_document(kind, doc, self.asset_roots, self.store)
+
+    def _check_write_run(self, kind: str, doc: dict, allowed: Query | None) -> None:
+        """Refuse ``doc`` unless the run it joins is one the principal may write."""
         if allowed is None:
             return
         if kind == "start":
-            if not evaluate(allowed, RunRecord(doc).as_record()):
-                raise WriteDenied(
-                    f"{self.principal.name!r} may not start this run: its "
-                    "proposal, beamtime or beamline is not one of theirs"
-                )
+            self._check_start(doc, allowed)
             return
         if kind in ("stop", "descriptor", "stream_resource", "resource"):
             run_uid = doc.get("run_start")
-            if kind == "resource" and run_uid is None:
-                return  # an old-style resource of no run: read only through checked events
+            if run_uid is None and kind in ("resource", "stream_resource"):
+                raise WriteDenied(
+                    f"{doc_label(kind, doc)} names no run_start; only admins write resources "
+                    "of no run (old-style): give it the uid of the run it belongs to"
+                )
+            if not isinstance(run_uid, str):
+                return  # malformed: the store refuses it
+            self._check_run_writable(kind, doc, run_uid, allowed, "run_start")
+            if kind == "descriptor":
+                self._check_uid_free(kind, doc, self._run_of(doc.get("uid")), run_uid)
+            elif kind != "stop":
+                self._check_uid_free(kind, doc, self._resource_run(doc.get("uid")), run_uid)
         elif kind in ("event_page", "stream_datum"):
             descriptor = doc.get("descriptor")
             if not isinstance(descriptor, str):
                 return  # malformed: the store refuses it
             run_uid = self._run_of(descriptor)
-            if run_uid is None:  # fail closed: events of no run we can name
-                raise InvalidDocument(
-                    f"descriptor {descriptor!r} is not part of any run "
-                    "this catalog shows; insert the descriptor (and its "
-                    "run's start) first"
-                )
-        else:  # datum pages name only their resource, and are read only through events
-            return
-        if not isinstance(run_uid, str):
-            return  # malformed: the store refuses it
+            self._check_run_writable(kind, doc, run_uid, allowed, "descriptor", descriptor)
+            if kind == "stream_datum":
+                resource = doc.get("stream_resource")
+                if not isinstance(resource, str):
+                    return  # malformed: the store refuses it
+                holder = self._resource_run(resource)
+                self._check_run_writable(kind, doc, holder, allowed, "stream_resource", resource)
+                if holder != run_uid:
+                    raise InvalidDocument(
+                        f"{doc_label(kind, doc)} joins descriptor {descriptor!r} and "
+                        f"stream_resource {resource!r} of two different runs; a stream_datum "
+                        "refers only to documents of its own run"
+                    )
+        elif kind == "datum_page":
+            resource = doc.get("resource")
+            if not isinstance(resource, str):
+                return  # malformed: the store refuses it
+            holder = self._resource_run(resource)
+            self._check_run_writable(kind, doc, holder, allowed, "resource", resource)
+
+    def _check_start(self, doc: dict, allowed: Query) -> None:
+        refusal = getattr(self.policy, "start_refusal", None)
+        reason = refusal(self.principal, doc) if refusal is not None else None
+        if reason is None and not evaluate(allowed, RunRecord(doc).as_record()):
+            reason = "its proposal, beamtime or beamline is not one of theirs"
+        if reason is not None:
+            raise WriteDenied(f"{self.principal.name!r} may not start this run: {reason}")
+
+    def _unknown(self, kind: str, doc: dict, field_: str, ref: str) -> InvalidDocument:
+        """The one error for a reference to something missing or not shown to the writer."""
+        if field_ == "run_start":
+            return InvalidDocument(
+                f"{doc_label(kind, doc)} refers to run_start {ref!r}, which is not a run this "
+                "catalog shows; insert the run's start document first"
+            )
+        parent = "resource" if field_ == "stream_resource" else field_
+        return InvalidDocument(
+            f"{doc_label(kind, doc)} refers to {field_} {ref!r}, which is not part of any run "
+            f"this catalog shows; insert the {parent} (and its run's start) first"
+        )
+
+    def _check_run_writable(
+        self,
+        kind: str,
+        doc: dict,
+        run_uid: str | None,
+        allowed: Query,
+        field_: str,
+        ref: str | None = None,
+    ) -> None:
+        """Refuse a document joining run ``run_uid`` (found through its ``field_``, whose value
+        is ``ref``) unless the principal may write it; a run that is missing or that the
+        principal may not see gives the same error, which names only ``ref``."""
+        ref = run_uid if ref is None else ref
+        if run_uid is None:
+            raise self._unknown(kind, doc, field_, ref)
         with self._lock:
             if run_uid in self._writable:
                 return
         try:
             record = self.store.run(run_uid)
         except RunNotFound:
-            return  # nothing to write into: the store refuses the document and says why
+            raise self._unknown(kind, doc, field_, ref) from None
         if not self._passes(allowed, record):
-            self._check(run_uid)  # a run the principal may not see looks missing
+            if not self._passes(self.policy.filter(self.principal), record):
+                raise self._unknown(kind, doc, field_, ref)
             raise WriteDenied(
                 f"{self.principal.name!r} may read run {run_uid!r} but not write "
                 f"into it: a {kind} goes only into runs of their own proposals"
             )
         with self._lock:
             self._writable.add(run_uid)
+
+    def _check_uid_free(self, kind: str, doc: dict, holder: str | None, run_uid: str) -> None:
+        """Refuse a descriptor or resource whose uid another run holds (which would re-route
+        that run's documents), in the words of any reused uid."""
+        if holder is not None and holder != run_uid:
+            raise self._conflict(kind, doc)
+
+    @staticmethod
+    def _conflict(kind: str, doc: dict) -> DocumentConflict:
+        return DocumentConflict(
+            f"{doc_label(kind, doc)} reuses the uid of a stored document and differs from it; "
+            "stored documents are never overwritten: give the new document its own uid"
+        )
+
+    def _resource_run(self, resource_uid: Any) -> str | None:
+        """The run holding a resource or stream_resource, as written here or as the store
+        says (None when neither knows, or the store cannot say)."""
+        if not isinstance(resource_uid, str):
+            return None
+        with self._lock:
+            run_uid = self._resources.get(resource_uid)
+        if run_uid is None:
+            if not self.store.supports(ResourceIndex):
+                return None
+            try:
+                run_uid = self.store.resource_run(resource_uid)  # type: ignore[attr-defined]
+            except (ResourceNotFound, KeyError):
+                return None
+            with self._lock:
+                self._resources[resource_uid] = run_uid
+        return run_uid
 
     def _write_filter(self) -> Query | None:
         write_filter = getattr(self.policy, "write_filter", None)
@@ -238,10 +393,19 @@ class GuardedStore(StoreWrapper):
         :class:`~intake_broker.errors.WriteDenied` (``RunNotFound`` for a run the principal
         may not see) and store nothing."""
         self._check_write(kind, doc)
-        self.store.put(kind, doc)
-        if kind == "descriptor" and isinstance(doc.get("run_start"), str):
+        try:
+            self.store.put(kind, doc)
+        except DocumentConflict:
+            if self._write_filter() is None:
+                raise
+            # the stored document may be another proposal's: never say how it differs
+            raise self._conflict(kind, doc) from None
+        if kind in ("descriptor", "resource", "stream_resource") and isinstance(
+            doc.get("run_start"), str
+        ):
             with self._lock:
-                self._descriptors[doc["uid"]] = doc["run_start"]
+                known = self._descriptors if kind == "descriptor" else self._resources
+                known[doc["uid"]] = doc["run_start"]
 
     # -- routes: every read of a run or a descriptor is checked first ----------------------
 
@@ -254,6 +418,14 @@ class GuardedStore(StoreWrapper):
     ) -> T:
         self._check_descriptor(descriptor_uid)
         return call(self.store)
+
+    def asset_reader(self, run_uid: str, **options: Any) -> Any:
+        """The reader of the store behind, confined to this guard's asset roots whatever the
+        catalog's options say."""
+        options = {**options, "asset_roots": self.asset_roots}
+        return self._on_run(
+            run_uid, lambda s: s.asset_reader(run_uid, **options), f"assets of {run_uid}"
+        )
 
     def runs(
         self,

@@ -6,23 +6,75 @@ then ``handler(**datum_kwargs)`` returns one event's value. Stream handlers (by 
 ``start..stop`` (stream_datum ``indices``) shaped ``(stop - start, *shape)``.
 
 Paths may be local or fsspec URLs (``s3://...``); h5py and tifffile load only when used.
+
+Every built-in handler takes ``asset_roots`` (given by the reader, see
+:mod:`intake_broker.asset_roots`) and checks each file it opens against it, since the files of
+NPY_SEQ, AD_TIFF and TIFF series are named by document parameters too. When confined, HDF5
+datasets that reach outside their file (external links, virtual datasets, external raw
+storage) are refused, and TIFF templates may only number their files.
 """
 
 from __future__ import annotations
 
 import os
+import string
 from typing import Any
 
 import numpy as np
 
+from .asset_roots import AssetOutsideRoots, AssetRoots
 
-def _open(path: str, storage_options: dict | None = None):
-    """A binary file object for a local path or an fsspec URL."""
+
+def _open(path: str, storage_options: dict | None = None, roots: AssetRoots | None = None):
+    """A binary file object for a local path or an fsspec URL (checked against ``roots``)."""
+    if roots is not None:
+        path = roots.check(path, "an asset handler")
     if "://" in path:
         import fsspec
 
         return fsspec.open(path, "rb", **(storage_options or {})).open()
     return open(path, "rb")
+
+
+def _dataset(file: Any, name: str, roots: AssetRoots | None) -> Any:
+    """Dataset ``name`` of an open HDF5 file; when confined, refused if reading it would
+    open another file (an external link on its path, a virtual or externally stored
+    dataset)."""
+    if roots is None or not roots.confined:
+        return file[name]
+    h5py = _h5py()
+    node = file
+    for part in [p for p in name.split("/") if p]:
+        link = node.get(part, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            raise AssetOutsideRoots(
+                f"HDF5 dataset {name!r} of {file.filename!r} goes through an external link "
+                f"to {link.filename!r}; confined asset roots read no other file"
+            )
+        node = node[part]
+    if not isinstance(node, h5py.Dataset):
+        raise KeyError(f"{name!r} in {file.filename!r} is not a dataset")
+    plist = node.id.get_create_plist()
+    if node.is_virtual or plist.get_external_count() > 0:
+        raise AssetOutsideRoots(
+            f"HDF5 dataset {name!r} of {file.filename!r} keeps its data in other files "
+            "(virtual or external storage); confined asset roots read no other file"
+        )
+    return node
+
+
+def _numbering_template(template: Any) -> str:
+    """A ``str.format`` template that only places the frame number (``{}``, ``{0}``,
+    ``{:06d}``): no attribute or item lookups."""
+    if not isinstance(template, str):
+        raise ValueError(f"template must be a string, not {template!r}")
+    for _, field_, _, _ in string.Formatter().parse(template):
+        if field_ not in (None, "", "0"):
+            raise ValueError(
+                f"template {template!r} may only number the files ({{}}, {{:06d}}), "
+                f"not look up {field_!r}"
+            )
+    return template
 
 
 def _h5py():
@@ -46,12 +98,19 @@ class NumpySeqHandler:
 
     specs = {"NPY_SEQ"}
 
-    def __init__(self, filename: str, root: str = "", storage_options: dict | None = None):
+    def __init__(
+        self,
+        filename: str,
+        root: str = "",
+        storage_options: dict | None = None,
+        asset_roots: AssetRoots | None = None,
+    ):
         self._name = os.path.join(root, filename)
         self._options = storage_options
+        self._roots = asset_roots
 
     def __call__(self, index: int) -> np.ndarray:
-        with _open(f"{self._name}_{index}.npy", self._options) as f:
+        with _open(f"{self._name}_{int(index)}.npy", self._options, self._roots) as f:
             return np.load(f, allow_pickle=False)
 
 
@@ -67,9 +126,10 @@ class AreaDetectorHDF5Handler:
         frame_per_point: int = 1,
         storage_options: dict | None = None,
         dataset: str = "/entry/data/data",
+        asset_roots: AssetRoots | None = None,
     ):
-        self._file = _h5py().File(_open(filename, storage_options), "r")
-        self._dataset = self._file[dataset]
+        self._file = _h5py().File(_open(filename, storage_options, asset_roots), "r")
+        self._dataset = _dataset(self._file, dataset, asset_roots)
         self._fpp = int(frame_per_point)
 
     def __call__(self, point_number: int) -> np.ndarray:
@@ -108,17 +168,19 @@ class AreaDetectorTiffHandler:
         filename: str,
         frame_per_point: int = 1,
         storage_options: dict | None = None,
+        asset_roots: AssetRoots | None = None,
     ):
         self._path, self._template, self._filename = fpath, template, filename
         self._fpp = int(frame_per_point)
         self._options = storage_options
+        self._roots = asset_roots
 
     def __call__(self, point_number: int) -> np.ndarray:
         first = int(point_number) * self._fpp
         frames = []
         for n in range(first, first + self._fpp):
             name = self._template % (self._path.rstrip("/") + "/", self._filename, n)
-            with _open(name, self._options) as f:
+            with _open(name, self._options, self._roots) as f:
                 frames.append(_tifffile().imread(f))
         return frames[0] if self._fpp == 1 else np.stack(frames)
 
@@ -127,10 +189,15 @@ class HDF5StreamHandler:
     """``application/x-hdf5`` (ophyd-async): rows of ``dataset`` in one HDF5 file."""
 
     def __init__(
-        self, path: str, dataset: str, storage_options: dict | None = None, **parameters: Any
+        self,
+        path: str,
+        dataset: str,
+        storage_options: dict | None = None,
+        asset_roots: AssetRoots | None = None,
+        **parameters: Any,
     ):
-        self._file = _h5py().File(_open(path, storage_options), "r")
-        self._dataset = self._file[dataset]
+        self._file = _h5py().File(_open(path, storage_options, asset_roots), "r")
+        self._dataset = _dataset(self._file, dataset, asset_roots)
 
     def read(self, start: int, stop: int, shape: tuple[int, ...]) -> np.ndarray:
         per_row = int(np.prod(self._dataset.shape[1:], dtype=np.int64)) or 1
@@ -152,16 +219,22 @@ class TiffSeriesStreamHandler:
     ``template.format(index)`` in the folder of the stream_resource's uri."""
 
     def __init__(
-        self, path: str, template: str, storage_options: dict | None = None, **parameters: Any
+        self,
+        path: str,
+        template: str,
+        storage_options: dict | None = None,
+        asset_roots: AssetRoots | None = None,
+        **parameters: Any,
     ):
-        self._folder, self._template = path, template
+        self._folder, self._template = path, _numbering_template(template)
         self._options = storage_options
+        self._roots = asset_roots
 
     def read(self, start: int, stop: int, shape: tuple[int, ...]) -> np.ndarray:
         frames = []
         for index in range(start, stop):
             name = self._folder.rstrip("/") + "/" + self._template.format(index)
-            with _open(name, self._options) as f:
+            with _open(name, self._options, self._roots) as f:
                 frames.append(_tifffile().imread(f))
         return np.stack(frames).reshape((stop - start, *shape))
 

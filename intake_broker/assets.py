@@ -13,6 +13,10 @@ Two kinds of pointer exist in the event model:
 ``intake_broker.handlers`` / ``intake_broker.mimetypes`` entry points, then the built-ins in
 :mod:`intake_broker.asset_handlers`). :class:`AssetReader` turns the pointers of one run into
 arrays for the dask chunks of a stream; nothing is read until a chunk is computed.
+
+Where assets may be read from is said by :class:`~intake_broker.asset_roots.AssetRoots`: a
+local catalog reads them anywhere, a guarded or served store only under configured roots, and
+an :class:`AssetReader` reads only the resources of its own run.
 """
 
 from __future__ import annotations
@@ -30,7 +34,23 @@ from typing import Any
 import numpy as np
 
 from . import asset_handlers, plugins
-from .errors import BrokerError
+from .asset_roots import AssetOutsideRoots, AssetRoots
+from .documents import doc_label
+from .errors import BrokerError, InvalidDocument
+
+__all__ = [  # AssetOutsideRoots is raised from here too (and found here by error name)
+    "AssetNotFound",
+    "AssetOutsideRoots",
+    "AssetReadError",
+    "AssetReader",
+    "AssetRoots",
+    "HandlerRegistry",
+    "RunAssets",
+    "UnknownAssetSpec",
+    "apply_root_map",
+    "check_asset_document",
+    "register_handler",
+]
 
 #: A dask chunk of asset data holds this many bytes at least (several small frames per chunk);
 #: a frame at least this large gets a chunk of its own, so reading one frame reads one frame.
@@ -157,12 +177,69 @@ def _stream_uri_path(uri: str, root_map: Mapping[str, str]) -> str:
     return path
 
 
+def asset_location(kind: str, doc: Mapping[str, Any], root_map: Mapping[str, str]) -> str:
+    """Where a ``resource`` (``root`` + ``resource_path``) or ``stream_resource`` (``uri``)
+    document's asset is, relocated by ``root_map``: what its handler is given."""
+    if kind == "resource":
+        return apply_root_map(doc.get("root") or "", doc["resource_path"], root_map)
+    return _stream_uri_path(doc["uri"], root_map)
+
+
+def check_asset_document(kind: str, doc: Any, roots: AssetRoots, store: Any = None) -> None:
+    """Refuse a ``resource`` / ``stream_resource`` whose asset lies outside ``roots`` (or
+    whose handler parameters name a URL or a ``..`` path): what a guarded or served store
+    checks at insert. Roots naming start keys are expanded for the run the document names
+    (its start looked up in ``store``). Other documents, and everything when ``roots`` is
+    unconfined, pass."""
+    if not roots.confined or kind not in ("resource", "stream_resource"):
+        return
+    what = doc_label(kind, doc)
+    if not isinstance(doc, Mapping):
+        return  # not a document: validation refuses it
+    if roots.templated:
+        start = None
+        if store is not None and isinstance(doc.get("run_start"), str):
+            try:
+                start = store.run(doc["run_start"]).start
+            except KeyError:
+                start = None  # no run (or not one the writer sees): only fixed roots
+        roots = roots.for_run(start)
+    try:
+        location = asset_location(kind, doc, roots.root_map)
+    except (KeyError, TypeError, AttributeError) as err:
+        field_ = "resource_path and root" if kind == "resource" else "uri"
+        raise InvalidDocument(
+            f"{what} has no usable {field_} ({type(err).__name__}: {err}); a {kind} must "
+            "name its asset with strings"
+        ) from None
+    roots.check(location, what)
+    roots.check_parameters(doc.get("resource_kwargs" if kind == "resource" else "parameters"), what)
+
+
+#: Handler arguments the reader sets itself; a document cannot choose them when confined.
+_RESERVED = ("storage_options", "asset_roots")
+
+
 def _construct(
-    cls: Any, path: str, kwargs: Mapping[str, Any], storage_options: Mapping[str, Any]
+    cls: Any,
+    path: str,
+    kwargs: Mapping[str, Any],
+    storage_options: Mapping[str, Any],
+    roots: AssetRoots | None = None,
 ) -> Any:
     kwargs = dict(kwargs)
-    if storage_options and "storage_options" in inspect.signature(cls).parameters:
+    roots = roots or AssetRoots.anywhere()
+    if roots.confined:  # e.g. an endpoint_url a client chose: never
+        for key in _RESERVED:
+            kwargs.pop(key, None)
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    if storage_options and "storage_options" in parameters:
         kwargs["storage_options"] = dict(storage_options)
+    if "asset_roots" in parameters:
+        kwargs["asset_roots"] = roots
     return cls(path, **kwargs)
 
 
@@ -212,6 +289,10 @@ class AssetReader:
         ``{old_root: new_root}`` relocations of asset files.
     storage_options : dict, optional
         fsspec options given to built-in handlers that open URLs (e.g. an S3 endpoint).
+    asset_roots : AssetRoots, str or list of str, optional
+        Where assets may be read from (see :mod:`intake_broker.asset_roots`); the targets of
+        ``root_map`` are added. None: the store's ``asset_roots`` (a
+        :class:`~intake_broker.access.GuardedStore` is confined), else anywhere.
     """
 
     def __init__(
@@ -222,12 +303,17 @@ class AssetReader:
         handler_registry: Mapping | None = None,
         root_map: Mapping[str, str] | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        asset_roots: Any = None,
     ):
         self.store = store
         self.run_uid = run_uid
         self.handler_registry = dict(handler_registry or {})
         self.root_map = dict(root_map or {})
         self.storage_options = dict(storage_options or {})
+        if asset_roots is None:
+            asset_roots = getattr(store, "asset_roots", None)
+        roots = AssetRoots.anywhere() if asset_roots is None else AssetRoots.of(asset_roots)
+        self.asset_roots = roots.with_root_map(self.root_map)
         self._reset()
 
     def _reset(self) -> None:
@@ -236,6 +322,7 @@ class AssetReader:
         self._resources: dict[str, dict] = {}
         self._handlers: dict[str, Any] = {}
         self._registry_: HandlerRegistry | None = None
+        self._roots: AssetRoots | None = None
         self._lock = threading.Lock()
 
     @property
@@ -247,7 +334,14 @@ class AssetReader:
     def __getstate__(self) -> dict:
         return {
             k: getattr(self, k)
-            for k in ("store", "run_uid", "handler_registry", "root_map", "storage_options")
+            for k in (
+                "store",
+                "run_uid",
+                "handler_registry",
+                "root_map",
+                "storage_options",
+                "asset_roots",
+            )
         }
 
     def __setstate__(self, state: dict) -> None:
@@ -287,9 +381,12 @@ class AssetReader:
         try:
             doc = self.store.resource(self.run_uid, uid)
         except KeyError:
+            doc = None
+        if doc is None or doc.get("run_start", self.run_uid) not in (None, self.run_uid):
+            # a datum of this run may name only this run's resources (or an old one of none)
             raise AssetReadError(
                 f"resource {uid!r} is not among the run's resources; {self._where(key)}"
-            ) from None
+            )
         with self._lock:
             self._resources[uid] = doc
         return doc
@@ -306,36 +403,65 @@ class AssetReader:
         with self._lock:
             if uid in self._handlers:
                 return self._handlers[uid]
+        kind = "stream_resource" if stream else "resource"
         if not stream:
             doc = self._resource(uid, key)
             cls = self._registry[doc["spec"]]
-            path = apply_root_map(doc.get("root", ""), doc["resource_path"], self.root_map)
             kwargs = doc.get("resource_kwargs", {})
         else:
             doc = self.assets.stream_resources[uid]
             cls = self._registry[doc["mimetype"]]
-            path = _stream_uri_path(doc["uri"], self.root_map)
             kwargs = doc.get("parameters", {})
+        if doc.get("run_start", self.run_uid) not in (None, self.run_uid):
+            raise AssetReadError(  # however the store found it, it is another run's
+                f"{kind} {uid!r} is not among the run's resources; {self._where(key)}"
+            )
         try:
-            handler = _construct(cls, path, kwargs, self.storage_options)
+            path = asset_location(kind, doc, self.root_map)
+        except (KeyError, TypeError, AttributeError) as err:
+            raise AssetReadError(
+                f"{kind} {uid!r} names no usable path ({type(err).__name__}: {err}); "
+                f"{self._where(key)}"
+            ) from None
+        what = f"{kind} {uid!r} of {self._where(key)}"
+        roots = self._run_roots()
+        path = roots.check(path, what)  # again at read: whatever was stored
+        roots.check_parameters(kwargs, what)
+        try:
+            handler = _construct(cls, path, kwargs, self.storage_options, roots)
+        except AssetOutsideRoots:
+            raise
         except FileNotFoundError as err:
             raise AssetNotFound(
                 f"asset file {path!r} is missing ({err}); {self._where(key)}. "
                 "If the files moved, map their old root to the new one with "
                 "root_map"
             ) from err
-        except OSError as err:
-            raise AssetReadError(f"cannot open asset {path!r} ({err}); {self._where(key)}") from err
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            raise AssetReadError(
+                f"cannot open asset {path!r} ({type(err).__name__}: {err}); {self._where(key)}"
+            ) from err
         with self._lock:
             self._handlers[uid] = handler
         return handler
 
+    def _run_roots(self) -> AssetRoots:
+        """The asset roots for this run (roots naming start keys expanded with its start)."""
+        if not self.asset_roots.templated:
+            return self.asset_roots
+        with self._lock:
+            if self._roots is None:
+                self._roots = self.asset_roots.for_run(self.store.run(self.run_uid).start)
+            return self._roots
+
     def _call(self, key: str, func, *args, **kwargs) -> np.ndarray:
         try:
             return np.asarray(func(*args, **kwargs))
+        except AssetOutsideRoots:
+            raise
         except FileNotFoundError as err:
             raise AssetNotFound(f"asset file missing: {err}; {self._where(key)}") from err
-        except (OSError, KeyError, IndexError) as err:
+        except (OSError, KeyError, IndexError, TypeError, ValueError) as err:
             raise AssetReadError(
                 f"reading an asset failed ({type(err).__name__}: {err}); {self._where(key)}"
             ) from err

@@ -334,6 +334,12 @@ class MemoryStore(TableReads, DocumentStore):
             raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r} in this store")
         return run_uid
 
+    def resource_run(self, resource_uid: str) -> str:
+        run_uid = self._owner.get(resource_uid)
+        if run_uid is None or resource_uid not in self._runs[run_uid].resources:
+            raise ResourceNotFound(f"no resource with uid {resource_uid!r} in this store")
+        return run_uid
+
     def _table(self, descriptor_uid: str) -> EventTable:
         run_uid = self._owner.get(descriptor_uid)
         if run_uid is None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from intake_broker.abilities import DescriptorIndex, SummaryKeeper, flush, require
+from intake_broker.abilities import DescriptorIndex, ResourceIndex, SummaryKeeper, flush, require
 from intake_broker.store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
 
 if TYPE_CHECKING:
@@ -99,6 +99,10 @@ class StoreWrapper(DocumentStore):
             ),
             f"run of descriptor {descriptor_uid}",
         )
+
+    def resource_run(self, resource_uid: str) -> str:
+        """The run of a resource, as the store behind says (when it has a resource index)."""
+        return require(self.store, ResourceIndex, "look up resources").resource_run(resource_uid)
 
     def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
         return self._on_descriptor(

@@ -269,34 +269,293 @@ def test_users_cannot_start_runs_outside_their_proposals(writable, labels):
         writable.run(docs[0][1]["uid"])
 
 
-def test_users_cannot_write_into_runs_of_others(writable):
-    guarded = GuardedStore(writable, ProposalPolicy(), ADA)
-    held = {name: stored(writable, name) for name in ("b1", "public")}
-    for name, error in (("b1", RunNotFound), ("public", WriteDenied)):
+# -- the leak matrix of write errors ---------------------------------------------------------
+#
+# ada (p-1) writes documents that join bob's run b1 (p-2), and the same documents joining
+# things that do not exist: each pair must fail alike (same error, same words but for the uid
+# ada gave), store nothing, and never describe bob's documents.
+
+
+def primary_of(name):
+    return next(d for n, d in RUNS[name] if n == "descriptor" and d["name"] == "primary")
+
+
+def asset_docs(folder):
+    """A resource, datum and stream_resource of b1 (bob's) and of a1 (ada's)."""
+    docs = {}
+    for name in ("a1", "b1"):
         uid = UID[name]
-        ((_, descriptor),) = [
-            (n, d) for n, d in RUNS[name] if n == "descriptor" and d["name"] == "primary"
+        docs[name] = [
+            (
+                "resource",
+                {
+                    "spec": "AD_HDF5",
+                    "root": str(folder),
+                    "resource_path": f"{name}.h5",
+                    "resource_kwargs": {"frame_per_point": 1},
+                    "path_semantics": "posix",
+                    "uid": f"{name}-res",
+                    "run_start": uid,
+                },
+            ),
+            ("datum", {"datum_id": f"{name}-res/0", "resource": f"{name}-res", "datum_kwargs": {}}),
+            (
+                "stream_resource",
+                {
+                    "uid": f"{name}-sres",
+                    "run_start": uid,
+                    "data_key": "det",
+                    "mimetype": "application/x-hdf5",
+                    "uri": f"file://localhost{folder}/{name}-async.h5",
+                    "parameters": {"dataset": "/entry/data/data"},
+                },
+            ),
         ]
-        sneaky = {**descriptor, "uid": f"{uid[:8]}-sneaky", "name": "sneaky"}
-        event = next(d for n, d in RUNS[name] if n == "event")
-        extra = {**event, "uid": f"{uid[:8]}-extra", "seq_num": 99}
-        resource = {
-            "spec": "NPY_SEQ",
-            "root": "/",
-            "resource_path": "x",
-            "resource_kwargs": {},
-            "path_semantics": "posix",
-            "uid": f"{uid[:8]}-res",
-            "run_start": uid,
-        }
-        for doc_name, doc in (("descriptor", sneaky), ("event", extra), ("resource", resource)):
-            with pytest.raises(error) as info:
-                guarded.insert(doc_name, doc)
-            if error is RunNotFound:  # looks exactly like a missing run
-                assert str(info.value) == f"no run with uid {uid!r} in this catalog"
-            else:
-                assert "may read run" in str(info.value) and "not write" in str(info.value)
-    assert {name: stored(writable, name) for name in held} == held
+    return docs
+
+
+def write_attempts(folder):
+    """``(what, name, doc, ref)`` pairs: the document joining bob's run (naming ``ref``) and
+    the same document joining something missing (naming its own ``ref``)."""
+    b1, a1 = UID["b1"], UID["a1"]
+    theirs, ours = primary_of("b1"), primary_of("a1")
+    event = next(d for n, d in RUNS["b1"] if n == "event" and d["descriptor"] == theirs["uid"])
+    event = {**event, "uid": "x-event", "seq_num": 99}
+    resource = {**asset_docs(folder)["b1"][0][1], "uid": "x-res"}
+    sres = {**asset_docs(folder)["b1"][2][1], "uid": "x-sres"}
+    stop = {"uid": "x-stop", "run_start": b1, "time": 1_700_000_100.0, "exit_status": "success"}
+    sdatum = {
+        "uid": "x-sd",
+        "descriptor": ours["uid"],
+        "stream_resource": "b1-sres",
+        "indices": {"start": 0, "stop": 1},
+        "seq_nums": {"start": 1, "stop": 2},
+    }
+    missing_run = "0badc0de-0000-4000-8000-000000000000"
+    return [
+        ("event", "event", event, theirs["uid"], {**event, "descriptor": "gone"}, "gone"),
+        (
+            "descriptor",
+            "descriptor",
+            {**theirs, "uid": "x-desc", "name": "sneaky"},
+            b1,
+            {**theirs, "uid": "x-desc", "name": "sneaky", "run_start": missing_run},
+            missing_run,
+        ),
+        ("stop", "stop", stop, b1, {**stop, "run_start": missing_run}, missing_run),
+        ("resource", "resource", resource, b1, {**resource, "run_start": missing_run}, missing_run),
+        (
+            "stream_resource",
+            "stream_resource",
+            sres,
+            b1,
+            {**sres, "run_start": missing_run},
+            missing_run,
+        ),
+        (
+            "datum",
+            "datum",
+            {"datum_id": "x-datum", "resource": "b1-res", "datum_kwargs": {}},
+            "b1-res",
+            {"datum_id": "x-datum", "resource": "gone", "datum_kwargs": {}},
+            "gone",
+        ),
+        (
+            "stream_datum of their stream_resource",
+            "stream_datum",
+            sdatum,
+            "b1-sres",
+            {**sdatum, "stream_resource": "gone"},
+            "gone",
+        ),
+        (
+            "stream_datum of their descriptor",
+            "stream_datum",
+            {**sdatum, "descriptor": theirs["uid"], "stream_resource": "a1-sres"},
+            theirs["uid"],
+            {**sdatum, "descriptor": "gone", "stream_resource": "a1-sres"},
+            "gone",
+        ),
+        # reused uids: bob's, and ada's own, differ alike and are never described
+        (
+            "start reusing their uid",
+            "start",
+            {**RUNS["b1"][0][1], "proposal_id": "p-1"},
+            b1,
+            {**RUNS["a1"][0][1], "plan_name": "other"},
+            a1,
+        ),
+        (
+            "descriptor reusing their descriptor's uid",
+            "descriptor",
+            {**ours, "name": "sneaky", "uid": theirs["uid"]},
+            theirs["uid"],
+            {**ours, "name": "sneaky", "uid": primary_of("a2")["uid"]},
+            primary_of("a2")["uid"],
+        ),
+        (
+            "resource reusing their resource's uid",
+            "resource",
+            {**resource, "run_start": a1, "uid": "b1-res"},
+            "b1-res",
+            {**resource, "run_start": a1, "uid": "a1-res"},
+            "a1-res",
+        ),
+    ]
+
+
+#: What no write error may say about bob's run b1.
+SECRETS = ("secret gold", "sample", "scan_id", "plan_name", "beamline_id", "csx", "p-2")
+
+
+@pytest.fixture
+def write_world(writable, tmp_path):
+    """``writable`` with the asset documents of :func:`asset_docs` (written unguarded)."""
+    for docs in asset_docs(tmp_path).values():
+        insert_all(writable, docs)
+    flush(writable)
+    return writable, tmp_path
+
+
+def outcome(call, *refs):
+    """``(error name, message with each ref as '?')`` of a call that must fail."""
+    try:
+        call()
+    except Exception as err:  # noqa: BLE001 (compared, whatever it is)
+        message = str(err)
+        for ref in refs:
+            message = message.replace(ref, "?")
+        return type(err).__name__, message
+    raise AssertionError("the write was accepted")
+
+
+def test_write_errors_about_hidden_runs_read_like_missing_ones(write_world):
+    store, folder = write_world
+    guarded = GuardedStore(store, ProposalPolicy(), ADA, asset_roots=[str(folder)])
+    held = stored(store, "b1")
+    for what, name, hidden, ref, missing, missing_ref in write_attempts(folder):
+        got = outcome(lambda: guarded.insert(name, hidden), ref)  # noqa: B023
+        assert got == outcome(lambda: guarded.insert(name, missing), missing_ref), what  # noqa: B023
+        assert not any(secret in got[1] for secret in SECRETS), (what, got)
+    assert stored(store, "b1") == held
+    assert names(catalog_for(store, BOB)) == VISIBLE["bob"]
+    assert names(catalog_for(store, ADA)) == VISIBLE["ada"]
+
+
+def test_public_runs_are_read_but_not_written(write_world):
+    store, _ = write_world
+    guarded = GuardedStore(store, ProposalPolicy(), ADA)
+    descriptor = {**primary_of("public"), "uid": "sneaky", "name": "sneaky"}
+    held = stored(store, "public")
+    with pytest.raises(WriteDenied, match="may read run .* but not write"):
+        guarded.insert("descriptor", descriptor)
+    assert stored(store, "public") == held
+
+
+@pytest.mark.parametrize(
+    "proposals, beamtimes, refused",
+    [
+        (["p-1", "p-2"], None, True),
+        ("p-1", "bt-9", True),  # bob's beamtime: the run would show in his listing
+        (["p-1"], None, False),
+        ("p-1", None, False),
+    ],
+)
+def test_a_start_names_only_proposals_its_writer_holds(writable, proposals, beamtimes, refused):
+    labels = {"proposal_id": proposals, **({"beamtime_id": beamtimes} if beamtimes else {})}
+    docs = _run(12, 110, **labels)
+    guarded = GuardedStore(writable, ProposalPolicy(), ADA)
+    if refused:
+        with pytest.raises(WriteDenied, match="holds every one of them"):
+            guarded.insert(*docs[0])
+        assert names(catalog_for(writable, BOB)) == VISIBLE["bob"]
+    else:
+        insert_all(guarded, docs)
+        assert docs[0][1]["uid"] in catalog_for(writable, ADA)
+    both = _run(13, 120, proposal_id=["p-1", "p-2"])  # an admin may, and both see it
+    insert_all(GuardedStore(writable, ProposalPolicy(), ADMIN), both)
+    for who in (ADA, BOB):
+        assert both[0][1]["uid"] in catalog_for(writable, who)
+
+
+def test_datums_and_stream_datums_join_only_their_own_run(write_world):
+    store, folder = write_world
+    guarded = GuardedStore(store, ProposalPolicy(), ADA, asset_roots=[str(folder)])
+    ours = primary_of("a1")
+    a2 = UID["a2"]
+    own = {**asset_docs(folder)["a1"][2][1], "uid": "a2-sres", "run_start": a2}
+    guarded.insert("stream_resource", own)  # ada's run a2: fine
+    # a stream_datum tying a1's descriptor to a2's stream_resource: both ada's, two runs
+    with pytest.raises(InvalidDocument, match="two different runs"):
+        guarded.insert(
+            "stream_datum",
+            {
+                "uid": "x-sd",
+                "descriptor": ours["uid"],
+                "stream_resource": "a2-sres",
+                "indices": {"start": 0, "stop": 1},
+                "seq_nums": {"start": 1, "stop": 2},
+            },
+        )
+    guarded.insert("datum", {"datum_id": "a1-res/1", "resource": "a1-res", "datum_kwargs": {}})
+    assert "a1-res/1" in AssetReader(store, UID["a1"]).datums
+    old = {k: v for k, v in asset_docs(folder)["a1"][0][1].items() if k != "run_start"}
+    with pytest.raises(WriteDenied, match="no run_start"):  # old-style: admins only
+        guarded.insert("resource", {**old, "uid": "x"})
+
+
+# -- the same matrix through the service ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live_server():
+    testing = pytest.importorskip("intake_broker_server.testing")
+    with testing.LiveServer() as server:
+        yield server
+
+
+def test_write_errors_through_the_service(write_world, live_server, tmp_path_factory):
+    httpx = pytest.importorskip("httpx")
+    import json
+
+    from intake_broker_server.auth import ApiKeyStore, AuthConfig, FileProvider
+
+    store, folder = write_world
+    secrets = tmp_path_factory.mktemp("auth")
+    (secrets / "users.json").write_text(
+        json.dumps({"users": {"ada": {"proposals": ["p-1"]}, "bob": {"proposals": ["p-2"]}}})
+    )
+    keys = ApiKeyStore(secrets / "keys.json")
+    config = AuthConfig(
+        policy=ProposalPolicy(), api_keys=keys, provider=FileProvider(secrets / "users.json")
+    )
+    url = live_server.mount(store, auth=config, asset_roots=[str(folder)])
+    held = stored(store, "b1")
+    try:
+        writer = {"Authorization": f"Apikey {keys.create('ada', ['read', 'write'])[1]}"}
+        with httpx.Client(base_url=url, timeout=30, headers=writer) as http:
+
+            def post(name, doc, ref):
+                response = http.post("/api/v1/documents", json=[name, doc])
+                assert response.status_code >= 400, response.text
+                body = response.json()
+                return response.status_code, body["error"], body["message"].replace(ref, "?")
+
+            for what, name, hidden, ref, missing, missing_ref in write_attempts(folder):
+                got = post(name, hidden, ref)
+                assert got == post(name, missing, missing_ref), what
+                assert got[0] < 500 and not any(s in got[2] for s in SECRETS), (what, got)
+            response = http.post(
+                "/api/v1/documents", json=["start", _run(14, 130, proposal_id=["p-1", "p-2"])[0][1]]
+            )
+            assert response.status_code == 403 and response.json()["error"] == "WriteDenied"
+        reader = {"Authorization": f"Apikey {keys.create('bob', ['read'])[1]}"}
+        with httpx.Client(base_url=url, timeout=30, headers=reader) as http:
+            listed = {r["uid"] for r in http.get("/api/v1/runs").json()["data"]}
+        assert names(listed) == VISIBLE["bob"]
+    finally:
+        live_server.unmount(url)
+    assert stored(store, "b1") == held
 
 
 def test_events_of_a_descriptor_no_run_holds_are_refused(writable):

@@ -3,6 +3,8 @@ whole store contract as the store behind them does (a forgotten forward fails he
 
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -19,8 +21,13 @@ POLICY = ProposalPolicy(deny_unlabelled=False)
 ADA = Principal("ada", proposals=("p-1",))
 
 
+#: Where the suites' assets are (the factories' /data, pytest's temporary folders): a guard
+#: reads assets only under its roots.
+ROOTS = ["/data", tempfile.gettempdir()]
+
+
 def guarded(store):
-    return GuardedStore(store, POLICY, ADA)
+    return GuardedStore(store, POLICY, ADA, asset_roots=ROOTS)
 
 
 class WritingFederation(FederatedStore):
@@ -76,7 +83,7 @@ def test_asset_frames_read_through_wrappers(tmp_path, wrap):
 
 def test_wrappers_have_the_abilities_of_the_store_behind():
     inner = MemoryStore()
-    assert abilities(inner) == ["DescriptorIndex", "SummaryKeeper"]
+    assert abilities(inner) == ["DescriptorIndex", "ResourceIndex", "SummaryKeeper"]
     assert abilities(guarded(inner)) == abilities(inner)
     assert not guarded(inner).supports(FolderStore)
     fed = FederatedStore({"a": inner})

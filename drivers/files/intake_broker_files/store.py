@@ -393,6 +393,19 @@ class FilesStore(TableReads, DocumentStore):
         with self._lock:
             return self._holder(descriptor_uid).start["uid"]
 
+    def resource_run(self, resource_uid: str) -> str:
+        with self._lock:
+            run_uid = self._owner.get(resource_uid)
+            try:
+                docs = None if run_uid is None else self._contents(run_uid)
+            except RunNotFound:
+                docs = None
+            if docs is None or resource_uid not in docs.resources:
+                docs = self._search(lambda d: resource_uid in d.resources)
+            if docs is None:
+                raise ResourceNotFound(f"no resource with uid {resource_uid!r} in {self!r}")
+            return docs.start["uid"]
+
     def descriptors(self, run_uid: str) -> list[dict]:
         with self._lock:
             return self._contents(run_uid).descriptors()

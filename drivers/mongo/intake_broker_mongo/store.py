@@ -24,7 +24,7 @@ from bson import ObjectId
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from intake_broker.errors import DescriptorNotFound, RunNotFound
+from intake_broker.errors import DescriptorNotFound, ResourceNotFound, RunNotFound
 from intake_broker.queries import And, In, Query, documents_needed
 from intake_broker.store import (
     NEWEST_FIRST,
@@ -46,6 +46,7 @@ from .layout import (
     RESOURCE,
     RUN_START,
     RUN_STOP,
+    STREAM_RESOURCE,
     SUMMARY,
     SUMMARY_VALUES,
 )
@@ -384,6 +385,14 @@ class MongoStore(DocumentStore):
         if doc is None:
             raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r}")
         return doc["run_start"]
+
+    def resource_run(self, resource_uid: str) -> str:
+        for name in (RESOURCE, STREAM_RESOURCE):
+            with self._guard(name):
+                doc = self._collection(name).find_one({"uid": resource_uid}, {"run_start": 1})
+            if doc is not None and isinstance(doc.get("run_start"), str):
+                return doc["run_start"]
+        raise ResourceNotFound(f"no resource with uid {resource_uid!r} of a run")
 
     def descriptors(self, run_uid: str) -> list[dict]:
         with self._guard(DESCRIPTOR):

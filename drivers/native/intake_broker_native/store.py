@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
 
-from intake_broker.errors import DescriptorNotFound, RunNotFound
+from intake_broker.errors import DescriptorNotFound, ResourceNotFound, RunNotFound
 from intake_broker.queries import (
     And,
     Comparison,
@@ -244,6 +244,17 @@ class NativeStore(DocumentStore):
             ).first()
         if row is None:
             raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r} in this store")
+        return row[0]
+
+    def resource_run(self, resource_uid: str) -> str:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(documents.c.run_uid).where(
+                    documents.c.space == "resource", documents.c.uid == resource_uid
+                )
+            ).first()
+        if row is None:
+            raise ResourceNotFound(f"no resource with uid {resource_uid!r} in this store")
         return row[0]
 
     def _stored_summary(self, run_uid: str) -> dict | None:

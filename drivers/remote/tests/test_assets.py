@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from intake_broker.assets import AssetNotFound
+from intake_broker.memory import MemoryStore
 from intake_broker.testing import insert_all
 from intake_broker_remote import RemoteCatalog
 
@@ -101,12 +102,16 @@ def hdf5_runs(folder, n=5, shape=(6, 8)):
 
 
 @pytest.fixture
-def asset_runs(served, tmp_path):
-    url, store = served
+def asset_runs(live_server, tmp_path):
+    """The runs of :func:`hdf5_runs` served by a server whose asset root is their folder
+    (a served store reads assets only under configured roots)."""
+    store = MemoryStore()
     docs, docs2, frames = hdf5_runs(tmp_path)
     insert_all(store, docs)
     insert_all(store, docs2)
-    return url, frames, tmp_path
+    url = live_server.mount(store, asset_roots=[str(tmp_path)])
+    yield url, frames, tmp_path
+    live_server.unmount(url)
 
 
 def test_datum_frames_are_read_by_the_server(asset_runs):

@@ -25,7 +25,10 @@ class TestRemoteOverFiles(DocumentStoreTests):
     @pytest.fixture
     def store(self, live_server, tmp_path):
         files = pytest.importorskip("intake_broker_files")
-        url = live_server.mount(files.FilesStore([str(tmp_path / "*.msgpack")], format="msgpack"))
+        url = live_server.mount(
+            files.FilesStore([str(tmp_path / "*.msgpack")], format="msgpack"),
+            asset_roots=["/data"],  # where the suite's asset_run names its files
+        )
         remote = RemoteStore(url)
         yield remote
         remote.close()

@@ -567,7 +567,7 @@ async def insert_document(request: Request, service: WriterDep) -> Response:
 
 def _insert(service: Service, name: str, doc: dict) -> None:
     try:
-        service.store.insert(name, doc)
+        service.insert(name, doc)
     except BrokerError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -27,6 +29,8 @@ ENTRY_ENV = "INTAKE_BROKER_SERVER_ENTRY"
 DATA_ENV = "INTAKE_BROKER_SERVER_DATA"
 #: ``module:attribute`` of an AuthConfig (or of a function returning one) for the workers.
 AUTH_ENV = "INTAKE_BROKER_SERVER_AUTH"
+#: The asset roots of the workers, as a JSON list of folders and URL prefixes.
+ASSET_ROOTS_ENV = "INTAKE_BROKER_SERVER_ASSET_ROOTS"
 
 
 def load_auth(spec: AuthConfig | str | None) -> AuthConfig | None:
@@ -47,7 +51,11 @@ def load_auth(spec: AuthConfig | str | None) -> AuthConfig | None:
 
 
 def create_app(
-    source: Any, *, limits: Limits | None = None, auth: AuthConfig | None = None
+    source: Any,
+    *,
+    limits: Limits | None = None,
+    auth: AuthConfig | None = None,
+    asset_roots: Any = None,
 ) -> FastAPI:
     """An ASGI application serving ``source``.
 
@@ -62,13 +70,19 @@ def create_app(
         Who may ask and what they see: every request is resolved to a principal (API key,
         bearer token or anonymous) and served from ``GuardedStore(store, policy, principal)``.
         None: no authentication, every request sees everything ``source`` shows.
+    asset_roots : str or list of str, optional
+        Folders and fsspec URL prefixes external assets may be read from (besides the
+        catalog's ``asset_roots`` and ``root_map`` targets); the server reads no other asset,
+        and refuses resources naming one (see :mod:`intake_broker.asset_roots`).
     """
     if isinstance(source, Service):
+        if asset_roots is not None:
+            raise ValueError("give asset_roots to the Service, not to create_app")
         service = source
     elif isinstance(source, DocumentStore):
-        service = Service(source, limits=limits)
+        service = Service(source, limits=limits, asset_roots=asset_roots)
     else:
-        service = Service.from_catalog(source, limits=limits)
+        service = Service.from_catalog(source, limits=limits, asset_roots=asset_roots)
     app = FastAPI(
         title="intake-broker",
         version=__version__,
@@ -132,7 +146,12 @@ def app_from_env() -> FastAPI:
     catalog = open_served_catalog(
         os.environ.get(CATALOG_ENV), os.environ.get(ENTRY_ENV), os.environ.get(DATA_ENV)
     )
-    return create_app(catalog, auth=load_auth(os.environ.get(AUTH_ENV) or None))
+    roots = os.environ.get(ASSET_ROOTS_ENV)
+    return create_app(
+        catalog,
+        auth=load_auth(os.environ.get(AUTH_ENV) or None),
+        asset_roots=json.loads(roots) if roots else None,
+    )
 
 
 def serve(
@@ -145,6 +164,7 @@ def serve(
     data: str | None = None,
     log_level: str = "info",
     auth: AuthConfig | str | None = None,
+    asset_roots: Sequence[str] | None = None,
 ) -> None:
     """Serve a catalog over HTTP until interrupted.
 
@@ -170,12 +190,19 @@ def serve(
         Authentication and access control (see :func:`create_app`); with several workers,
         give it as ``"module:attribute"`` naming an AuthConfig (or a function returning one),
         which each worker imports.
+    asset_roots : list of str, optional
+        Folders and fsspec URL prefixes external assets may be read from (what
+        ``intake-broker serve --asset-root`` gives); without them, and without a catalog
+        ``asset_roots`` or ``root_map``, the server reads no external asset.
     """
     import uvicorn
 
+    from intake_broker.asset_roots import AssetRoots
     from intake_broker.memory import MemoryStore
 
     catalog = open_served_catalog(catalog_spec, entry, data)  # fail here, before forking
+    if asset_roots:
+        AssetRoots.of(list(asset_roots))  # a bad root fails here too (ValueError)
     config = load_auth(auth)
     if workers > 1 and isinstance(auth, AuthConfig):
         raise ValueError(
@@ -192,13 +219,15 @@ def serve(
         (ENTRY_ENV, entry),
         (DATA_ENV, data),
         (AUTH_ENV, auth if isinstance(auth, str) else None),
+        (ASSET_ROOTS_ENV, json.dumps([str(r) for r in asset_roots]) if asset_roots else None),
     ):
         if value:
             os.environ[name] = str(value)
         else:
             os.environ.pop(name, None)
     if workers == 1:
-        uvicorn.run(create_app(catalog, auth=config), host=host, port=port, log_level=log_level)
+        app = create_app(catalog, auth=config, asset_roots=asset_roots)
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
     uvicorn.run(
         "intake_broker_server.app:app_from_env",

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from intake_broker import errors
-from intake_broker.assets import AssetNotFound, AssetReadError, UnknownAssetSpec
+from intake_broker.assets import AssetNotFound, AssetOutsideRoots, AssetReadError, UnknownAssetSpec
 from intake_broker_remote import wire
 from intake_broker_remote.errors import (
     DescriptorNotFound,
@@ -40,6 +40,7 @@ STATUS: dict[type[BaseException], int] = {
     OversizedRequest: 400,
     errors.ReadOnlyStore: 405,
     errors.WriteDenied: 403,
+    AssetOutsideRoots: 403,
     UnknownAssetSpec: 501,
     AssetReadError: 500,
     errors.CorruptFile: 500,

@@ -7,6 +7,11 @@ request is served by :meth:`Service.guarded`: the same service over
 It keeps no state that matters for correctness: every answer comes from the store, so any
 number of workers or hosts serve the same store. The only thing kept between requests is a
 small cache of asset readers (open handlers), which is rebuilt when it misses.
+
+A served store reads external assets only under its asset roots (the ``asset_roots`` given,
+those of the catalog, and the targets of its ``root_map``): none by default. A resource or
+stream_resource naming anything else is refused when it is posted and again when it is read,
+so the server never opens a file or fetches a URL that a client chose.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from intake_broker.access import AccessPolicy, GuardedStore, Principal
-from intake_broker.assets import AssetReader, AssetReadError
+from intake_broker.asset_roots import AssetRoots
+from intake_broker.assets import AssetReader, AssetReadError, check_asset_document
 from intake_broker.errors import BrokerError, RunNotFound, StreamNotFound
 from intake_broker.queries import Eq, Query
 from intake_broker.store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
@@ -66,6 +72,10 @@ class Service:
         on the server side (what the catalog was opened with).
     limits : Limits, optional
         Page and response sizes.
+    asset_roots : AssetRoots, str or list of str, optional
+        Folders and fsspec URL prefixes assets may be read from, besides those of ``assets``
+        and the targets of its ``root_map``. A service is always confined: without roots it
+        reads no external asset.
     """
 
     def __init__(
@@ -75,10 +85,17 @@ class Service:
         query: Query | None = None,
         assets: Mapping[str, Any] | None = None,
         limits: Limits | None = None,
+        asset_roots: Any = None,
     ):
         self.store = store
         self.query = query
         self.assets = dict(assets or {})
+        roots = AssetRoots.of(asset_roots).merged(AssetRoots.of(self.assets.get("asset_roots")))
+        #: Where this service reads assets from (always confined).
+        self.asset_roots = AssetRoots(roots.paths, roots.urls).with_root_map(
+            self.assets.get("root_map")
+        )
+        self.assets["asset_roots"] = self.asset_roots
         self.limits = limits or Limits()
         self._readers: OrderedDict[Hashable, AssetReader] = OrderedDict()
         self._lock = threading.Lock()
@@ -111,7 +128,7 @@ class Service:
                 self._views.move_to_end(key)
                 return view
         view = copy.copy(self)
-        view.store = GuardedStore(self.store, policy, principal)
+        view.store = GuardedStore(self.store, policy, principal, asset_roots=self.asset_roots)
         view._owner = key
         view._views = OrderedDict()
         with self._lock:
@@ -119,6 +136,14 @@ class Service:
             while len(self._views) > self.limits.views:
                 self._views.popitem(last=False)
         return view
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def insert(self, name: str, doc: Any) -> None:
+        """Store one posted document; a resource or stream_resource must name an asset under
+        the asset roots."""
+        check_asset_document(name, doc, self.asset_roots, self.store)
+        self.store.insert(name, doc)
 
     # -- runs -------------------------------------------------------------------------------
 

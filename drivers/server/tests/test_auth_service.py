@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from intake_broker.errors import RunNotFound, WriteDenied
+from intake_broker.errors import InvalidDocument, WriteDenied
 from intake_broker.memory import MemoryStore
 from intake_broker.queries import Comparison, Eq, FullText, PartialUID, Regex, ScanID
 from intake_broker.testing import factories, insert_all
@@ -388,8 +388,14 @@ def test_writers_write_only_into_runs_of_their_proposals(write_url, world):
         admin.store.insert(name, doc)
     descriptor = next(d for n, d in theirs if n == "descriptor")
     held = admin.store.descriptors(theirs[0][1]["uid"])
-    with pytest.raises(RunNotFound):  # bob's run looks missing to ada, when written too
-        writer.store.insert("descriptor", {**descriptor, "uid": "sneaky", "name": "sneaky"})
+    sneaky = {**descriptor, "uid": "sneaky", "name": "sneaky"}
+    with pytest.raises(InvalidDocument) as hidden:  # bob's run looks missing to ada
+        writer.store.insert("descriptor", sneaky)
+    with pytest.raises(InvalidDocument) as missing:
+        writer.store.insert("descriptor", {**sneaky, "run_start": "no-such-run"})
+    assert str(hidden.value).replace(theirs[0][1]["uid"], "?") == str(missing.value).replace(
+        "no-such-run", "?"
+    )
     assert admin.store.descriptors(theirs[0][1]["uid"]) == held
 
 
