@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -145,8 +146,10 @@ def _eq_values(dialect: Dialect, key: str, values: Sequence[Any]) -> Cond:
     """The value at ``key`` (or an element of it) equals one of ``values``."""
     classes = [value_class(v) for v in values]
     path = summary_path(key)
-    if path is not None and classes and all(c == "number" for c in classes):
-        wanted = [float(v) for v in values]
+    if path is not None and classes and all(c in ("number", "nan") for c in classes):
+        wanted = [float(v) for v in values if v == v]  # NaN equals nothing; inf may be kept
+        if not wanted:
+            return exact(FALSE)
         return _summary_cond(path, lambda column: column.in_(wanted))
     column = _column(key)
     if column is not None:
@@ -187,6 +190,23 @@ def _not(cond: Cond) -> Cond:
     return Cond(sa.not_(never_null(cond.maybe)), sa.not_(never_null(cond.yes)))
 
 
+def _infinite_bound(q: Comparison) -> Cond | Comparison:
+    """A comparison with an infinity, as the generic evaluator answers it.
+
+    Summary numbers (which may be infinite) compare with it in SQL. Elsewhere the rows SQL
+    answers hold only finite numbers (a run with an infinity is ``irregular``, evaluated in
+    Python): every number is below ``inf`` and above ``-inf``, so ``x < inf`` is ``x`` being a
+    number (``x >= -DBL_MAX``), and ``x > inf`` matches nothing.
+    """
+    path = summary_path(q.key)
+    if path is not None:
+        return _summary_cond(path, _compare(q.operator, q.value))
+    below = q.operator in ("lt", "le")
+    if below != (q.value > 0):
+        return exact(FALSE)
+    return Comparison("ge", q.key, -sys.float_info.max)
+
+
 def make_translator(dialect: Dialect) -> Translator:
     """The rules for one database."""
     tr = Translator(f"sql-{dialect.name}")
@@ -215,6 +235,9 @@ def make_translator(dialect: Dialect) -> Translator:
 
     @tr.register(Comparison)
     def _(q: Comparison, t) -> Cond:
+        if isinstance(q.value, float) and math.isinf(q.value):
+            bound = _infinite_bound(q)
+            return bound if isinstance(bound, Cond) else sub(bound)
         kind = value_class(q.value)
         if kind in ("null", "nan") or (kind is None and not isinstance(q.value, numbers.Real)):
             return exact(FALSE)  # such values are never ordered
