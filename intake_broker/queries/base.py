@@ -139,9 +139,10 @@ def _freeze(value: Any, what: str) -> Any:
 
 
 def _freeze_node(value: Any, what: str, depth: int, counter: list[int]) -> Any:
-    counter[0] += 1
-    if counter[0] > MAX_VALUES:
-        check_count(counter[0], f"query {what}")
+    if not isinstance(value, (list, tuple, Mapping)):  # count the scalars
+        counter[0] += 1
+        if counter[0] > MAX_VALUES:
+            check_count(counter[0], f"query {what}")
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):

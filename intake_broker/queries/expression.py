@@ -109,7 +109,14 @@ def _tokenize(text: str) -> list[_Token]:
 
 
 def _error(text: str, pos: int, problem: str) -> BadQuery:
-    return BadQuery(f"syntax error at column {pos + 1}: {problem}\n  {text}\n  {' ' * pos}^")
+    """A syntax error at ``pos``, shown with (at most 60 characters of) the text either side."""
+    start = max(0, pos - 60)
+    before = ("..." if start else "") + text[start:pos]
+    after = text[pos : pos + 60] + ("..." if len(text) > pos + 60 else "")
+    shown = (before + after).replace("\n", " ")
+    return BadQuery(
+        f"syntax error at column {pos + 1}: {problem}\n  {shown}\n  {' ' * len(before)}^"
+    )
 
 
 class _Parser:
