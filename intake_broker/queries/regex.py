@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import Any
 
 import re2
@@ -59,15 +60,47 @@ def compile_regex(pattern: str, case_sensitive: bool = True) -> Any:
         ) from None
 
 
+@functools.lru_cache(maxsize=256)
+def _matcher(pattern: str, case_sensitive: bool) -> Callable[[bytes], bool]:
+    """Whether UTF-8 bytes hold a match: RE2's own ``Match`` when the binding exposes it (the
+    binding's ``search`` builds a match object, 15 times the cost), else ``search``."""
+    compiled = compile_regex(pattern, case_sensitive)
+    low = getattr(compiled, "_regexp", None)
+    anchor = getattr(getattr(getattr(re2, "_re2", None), "RE2", None), "Anchor", None)
+    if low is not None and anchor is not None and hasattr(low, "Match"):
+        unanchored = anchor.UNANCHORED
+        return lambda data: low.Match(unanchored, data, 0, len(data))[0][0] >= 0
+    return lambda data: compiled.search(data.decode("utf-8", "replace")) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _plain(pattern: str, case_sensitive: bool) -> Callable[[str], bool] | None:
+    """A str test for the commonest patterns, as exact as RE2 and ten times cheaper: a
+    literal (``in``) or ``^`` and a literal (``startswith``); None for any other pattern."""
+    compile_regex(pattern, case_sensitive)  # refused patterns stay refused
+    if not case_sensitive:
+        return None
+    if not any(char in _META for char in pattern):
+        return lambda value: pattern in value
+    found = literal_prefix(pattern)
+    if found is not None and found[1]:
+        prefix = found[0]
+        return lambda value: value.startswith(prefix)
+    return None
+
+
 def regex_search(pattern: str, case_sensitive: bool, value: Any) -> bool:
-    """Whether ``value`` is a string holding a match of ``pattern`` (``re.search``)."""
+    """Whether ``value`` is a string holding a match of ``pattern`` (as ``re.search``)."""
     if not isinstance(value, str):
         return False
-    compiled = compile_regex(pattern, case_sensitive)
+    plain = _plain(pattern, case_sensitive)
+    if plain is not None:
+        return plain(value)
     try:
-        return compiled.search(value) is not None
-    except UnicodeEncodeError:  # a stored string with a lone surrogate: match the rest of it
-        return compiled.search(value.encode("utf-8", "replace").decode("utf-8")) is not None
+        data = value.encode("utf-8")
+    except UnicodeEncodeError:  # a stored string with a lone surrogate: it reads as U+FFFD
+        data = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+    return _matcher(pattern, case_sensitive)(data)
 
 
 _META = set(".^$*+?{}[]\\|()")

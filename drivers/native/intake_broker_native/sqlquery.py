@@ -46,6 +46,7 @@ from intake_broker.queries import (
     Translator,
     resolve_key,
 )
+from intake_broker.queries.limits import MAX_VALUES
 from intake_broker.summary import summary_path
 
 from .jsonsql import (
@@ -207,6 +208,32 @@ def _infinite_bound(q: Comparison) -> Cond | Comparison:
     return Comparison("ge", q.key, -sys.float_info.max)
 
 
+def _merge_values(queries: Sequence[Query], one: type, many: type) -> list[Query]:
+    """``queries`` with the tests of one key against values merged into one list test:
+    ``Eq(k, a) | Eq(k, b)`` is ``In(k, [a, b])`` (``one=Eq, many=In``) and ``NotEq(k, a) &
+    NotEq(k, b)`` is ``NotIn(k, [a, b])``, exactly as the evaluator sees them. A long query of
+    such terms then costs one SQL test per key instead of one per value."""
+    values: dict[str, list] = {}
+    merged: list[Query] = []
+    for query in queries:
+        if type(query) is one or type(query) is many:
+            key = query.key
+            if key not in values:
+                values[key] = []
+                merged.append(key)  # type: ignore[arg-type] (its place, filled below)
+            values[key] += [query.value] if type(query) is one else list(query.values)
+        else:
+            merged.append(query)
+    out: list[Query] = []
+    for part in merged:
+        if not isinstance(part, str):
+            out.append(part)
+            continue
+        found = values[part]
+        out += [many(part, found[i : i + MAX_VALUES]) for i in range(0, len(found), MAX_VALUES)]
+    return out
+
+
 def make_translator(dialect: Dialect) -> Translator:
     """The rules for one database."""
     tr = Translator(f"sql-{dialect.name}")
@@ -296,7 +323,7 @@ def make_translator(dialect: Dialect) -> Translator:
         # the bounds on one summary number become one range on the index
         ranges: dict[str, list[Comparison]] = {}
         others = []
-        for part in q.queries:
+        for part in _merge_values(q.queries, NotEq, NotIn):
             path = summary_path(part.key) if isinstance(part, Comparison) else None
             if path is not None and value_class(part.value) == "number":
                 ranges.setdefault(path, []).append(part)
@@ -314,7 +341,8 @@ def make_translator(dialect: Dialect) -> Translator:
 
     @tr.register(Or)
     def _(q: Or, t) -> Cond:
-        return _combine([sub(p) for p in q.queries], sa.or_) if q.queries else exact(FALSE)
+        parts = _merge_values(q.queries, Eq, In)
+        return _combine([sub(p) for p in parts], sa.or_) if parts else exact(FALSE)
 
     @tr.register(Not)
     def _(q: Not, t) -> Cond:
