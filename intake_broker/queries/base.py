@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -94,11 +95,20 @@ def _lookup(node: Any, parts: tuple[str, ...]) -> list[Any]:
     return []
 
 
+@functools.lru_cache(maxsize=4096)
+def _path(key: str, prefixes: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """``(document, path)`` of a key that a query's constructor checked (no checks again)."""
+    parts = tuple(key.split("."))
+    if len(parts) > 1 and parts[0] in prefixes:
+        return parts[0], parts[1:]
+    return "start", parts
+
+
 def _values(record: Mapping[str, Any], key: str) -> list[Any]:
     """The values ``key`` addresses in a run record (empty when missing or no such document)."""
-    document, *path = resolve_key(key)
+    document, path = _path(key, DOCUMENT_PREFIXES)
     doc = record.get(document)
-    return [] if doc is None else _lookup(doc, tuple(path))
+    return [] if doc is None else _lookup(doc, path)
 
 
 def _candidates(values: list[Any]) -> Iterator[Any]:
