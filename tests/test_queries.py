@@ -553,8 +553,15 @@ def test_to_mongo_rejects_stop_keys():
 
 
 EQUIVALENCE = [
-    # (FullText and Fuzzy have no Mongo form: stores evaluate them in Python)
-    *[q for q in ALL_TYPES if q is not STOP_KEY_QUERY and not isinstance(q, FullText | Fuzzy)],
+    # (FullText, Fuzzy and regular expressions beyond a literal prefix have no Mongo form:
+    # stores evaluate them in Python, with RE2)
+    *[
+        q
+        for q in ALL_TYPES
+        if q is not STOP_KEY_QUERY and not isinstance(q, FullText | Fuzzy | Regex)
+    ],
+    Regex("plan_name", "^sc"),
+    Regex("plan_name", r"^a\.b"),
     Eq("operator", None),
     NotEq("operator", None),
     NotEq("plan_name", "scan"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -10,6 +11,16 @@ from dataclasses import MISSING, fields
 from typing import Any, ClassVar
 
 from ..errors import BadQuery
+from .limits import (
+    MAX_DEPTH,
+    MAX_QUERY_CHARS,
+    MAX_VALUES,
+    check_count,
+    check_depth,
+    check_integer,
+    check_key_text,
+    check_string,
+)
 
 #: Documents of a run record that a key can address with a ``"<name>."`` prefix. Keys without
 #: one of these prefixes address the start document. Extend it to address more documents.
@@ -46,9 +57,12 @@ def resolve_key(key: str) -> tuple[str, ...]:
     Raises
     ------
     BadQuery
-        If ``key`` is not a non-empty string of non-empty dot-separated parts.
+        If ``key`` is not a non-empty string of non-empty dot-separated parts, or is longer
+        than :data:`~intake_broker.queries.limits.MAX_KEY_LENGTH` characters or
+        :data:`~intake_broker.queries.limits.MAX_KEY_PARTS` parts.
     """
-    if not isinstance(key, str) or not key or "" in key.split("."):
+    check_key_text(key)
+    if not key or "" in key.split("."):
         raise BadQuery(
             f"bad query key {key!r}: give a dotted path of non-empty names, "
             "such as 'plan_name', 'sample.name' or 'stop.exit_status'"
@@ -81,11 +95,20 @@ def _lookup(node: Any, parts: tuple[str, ...]) -> list[Any]:
     return []
 
 
+@functools.lru_cache(maxsize=4096)
+def _path(key: str, prefixes: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """``(document, path)`` of a key that a query's constructor checked (no checks again)."""
+    parts = tuple(key.split("."))
+    if len(parts) > 1 and parts[0] in prefixes:
+        return parts[0], parts[1:]
+    return "start", parts
+
+
 def _values(record: Mapping[str, Any], key: str) -> list[Any]:
     """The values ``key`` addresses in a run record (empty when missing or no such document)."""
-    document, *path = resolve_key(key)
+    document, path = _path(key, DOCUMENT_PREFIXES)
     doc = record.get(document)
-    return [] if doc is None else _lookup(doc, tuple(path))
+    return [] if doc is None else _lookup(doc, path)
 
 
 def _candidates(values: list[Any]) -> Iterator[Any]:
@@ -119,19 +142,40 @@ class _FrozenDict(Mapping):
 
 
 def _freeze(value: Any, what: str) -> Any:
-    """Check that ``value`` is JSON-like and make it hashable (lists to tuples)."""
-    if value is None or isinstance(value, (str, bool)):
+    """Check that ``value`` is JSON-like and within the query limits, and make it hashable
+    (lists to tuples)."""
+    counter = [0]
+    return _freeze_node(value, what, 1, counter)
+
+
+def _freeze_node(value: Any, what: str, depth: int, counter: list[int]) -> Any:
+    if not isinstance(value, (list, tuple, Mapping)):  # count the scalars
+        counter[0] += 1
+        if counter[0] > MAX_VALUES:
+            check_count(counter[0], f"query {what}")
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return check_string(value, f"a string in query {what}")
     if isinstance(value, numbers.Integral):
-        return int(value)
+        return check_integer(int(value), f"query {what}")
     if isinstance(value, numbers.Real):
         return float(value)
+    if isinstance(value, (list, tuple, Mapping)):
+        check_depth(depth, f"{what} of a query")
     if isinstance(value, (list, tuple)):
-        return tuple(_freeze(item, what) for item in value)
+        return tuple(_freeze_node(item, what, depth + 1, counter) for item in value)
     if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-        return _FrozenDict({k: _freeze(v, what) for k, v in value.items()})
+        return _FrozenDict(
+            {
+                check_string(k, f"a key in query {what}"): _freeze_node(v, what, depth + 1, counter)
+                for k, v in value.items()
+            }
+        )
+    shown = repr(value)
+    shown = shown if len(shown) <= 80 else shown[:80] + "..."
     raise BadQuery(
-        f"query {what} {value!r} ({type(value).__name__}) is not JSON-like: give a str, int, "
+        f"query {what} {shown} ({type(value).__name__}) is not JSON-like: give a str, int, "
         "float, bool, None, or a list or dict of those"
     )
 
@@ -275,43 +319,80 @@ class Query:
             If ``obj`` is not an encoded query of a registered type.
         """
         if isinstance(obj, (str, bytes)):
-            try:
-                obj = json.loads(obj)
-            except ValueError as err:
-                raise BadQuery(f"an encoded query is not valid JSON: {err}") from None
-        if not isinstance(obj, Mapping) or "type" not in obj:
-            raise BadQuery(
-                f"an encoded query must be a dict with a 'type', such as "
-                f"{{'type': 'eq', 'key': 'plan_name', 'value': 'scan'}}; got {obj!r}"
-            )
-        kind = obj["type"]
-        qtype = QUERY_TYPES.get(kind) if isinstance(kind, str) else None
-        if qtype is None:
-            raise BadQuery(
-                f"unknown query type {kind!r}; registered types: {', '.join(sorted(QUERY_TYPES))}"
-            )
-        kwargs = {name: value for name, value in obj.items() if name != "type"}
-        names = [field.name for field in fields(qtype)]
-        required = [f.name for f in fields(qtype) if f.default is MISSING]
-        unknown = sorted(set(kwargs) - set(names))
-        missing = [name for name in required if name not in kwargs]
-        if unknown or missing:
-            raise BadQuery(
-                f"bad fields for a {kind!r} query (unknown: {unknown}, missing: {missing}); "
-                f"its fields are {names}"
-            )
-        for name in qtype._query_fields:
-            value = kwargs[name]
-            if isinstance(value, Mapping):
-                kwargs[name] = Query.decode(value)
-            elif isinstance(value, (list, tuple)):
-                kwargs[name] = tuple(Query.decode(item) for item in value)
-            else:
-                raise BadQuery(f"field {name!r} of a {kind!r} query must hold encoded queries")
-        query = qtype(**kwargs)
+            if len(obj) > MAX_QUERY_CHARS:
+                raise BadQuery(
+                    f"an encoded query of {len(obj):,} characters is too long; at most "
+                    f"{MAX_QUERY_CHARS:,} are allowed"
+                )
+            obj = load_json(obj, "an encoded query")
+        try:
+            query = _decode(obj, 1)
+        except RecursionError:
+            check_depth(MAX_DEPTH + 1)
+            raise
+        except (TypeError, ValueError, OverflowError, AttributeError) as err:
+            if isinstance(err, BadQuery):
+                raise
+            raise BadQuery(f"a malformed encoded query: {err}") from None
         if not isinstance(query, cls):
-            raise BadQuery(f"expected an encoded {cls.__name__} query, got type {kind!r}")
+            raise BadQuery(f"expected an encoded {cls.__name__} query, got type {query.kind!r}")
         return query
+
+
+def load_json(text: str | bytes, what: str) -> Any:
+    """``json.loads(text)``, refusing what is not JSON (or nests too deep) with BadQuery."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise BadQuery(f"{what} nests too deep; at most {MAX_DEPTH} levels are allowed") from None
+    except (ValueError, TypeError) as err:  # JSONDecodeError, UnicodeDecodeError
+        raise BadQuery(f"{what} is not valid JSON: {err}") from None
+
+
+def _decode(obj: Any, depth: int) -> Query:
+    """A query from an encoded dict, its nested queries counted in ``depth``."""
+    check_depth(depth)
+    if not isinstance(obj, Mapping) or "type" not in obj:
+        raise BadQuery(
+            f"an encoded query must be a dict with a 'type', such as "
+            f"{{'type': 'eq', 'key': 'plan_name', 'value': 'scan'}}; got {_short(obj)}"
+        )
+    kind = obj["type"]
+    qtype = QUERY_TYPES.get(kind) if isinstance(kind, str) else None
+    if qtype is None:
+        shown = repr(kind) if len(repr(kind)) <= 60 else repr(kind)[:60] + "..."
+        raise BadQuery(
+            f"unknown query type {shown}; registered types: {', '.join(sorted(QUERY_TYPES))}"
+        )
+    kwargs = {name: value for name, value in obj.items() if name != "type"}
+    names = [field.name for field in fields(qtype)]
+    required = [f.name for f in fields(qtype) if f.default is MISSING]
+    unknown = sorted(set(kwargs) - set(names))
+    missing = [name for name in required if name not in kwargs]
+    if unknown or missing:
+        raise BadQuery(
+            f"bad fields for a {kind!r} query (unknown: {unknown}, missing: {missing}); "
+            f"its fields are {names}"
+        )
+    for name in qtype._query_fields:
+        value = kwargs[name]
+        if isinstance(value, Mapping):
+            kwargs[name] = _decode(value, depth + 1)
+        elif isinstance(value, (list, tuple)):
+            check_count(len(value), f"field {name!r} of a {kind!r} query")
+            kwargs[name] = tuple(_decode(item, depth + 1) for item in value)
+        else:
+            raise BadQuery(f"field {name!r} of a {kind!r} query must hold encoded queries")
+    return qtype(**kwargs)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages."""
+    try:
+        shown = repr(value)
+    except RecursionError:
+        shown = f"a deeply nested {type(value).__name__}"
+    return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
 def _parts(query: Query, combinator: type[Query]) -> tuple[Query, ...]:

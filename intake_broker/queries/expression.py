@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadQuery
-from .base import Query
+from .base import Query, load_json
+from .limits import MAX_DEPTH, MAX_QUERY_CHARS, check_depth
 from .search import FullText, Fuzzy
 from .types import (
     And,
@@ -108,7 +109,14 @@ def _tokenize(text: str) -> list[_Token]:
 
 
 def _error(text: str, pos: int, problem: str) -> BadQuery:
-    return BadQuery(f"syntax error at column {pos + 1}: {problem}\n  {text}\n  {' ' * pos}^")
+    """A syntax error at ``pos``, shown with (at most 60 characters of) the text either side."""
+    start = max(0, pos - 60)
+    before = ("..." if start else "") + text[start:pos]
+    after = text[pos : pos + 60] + ("..." if len(text) > pos + 60 else "")
+    shown = (before + after).replace("\n", " ")
+    return BadQuery(
+        f"syntax error at column {pos + 1}: {problem}\n  {shown}\n  {' ' * len(before)}^"
+    )
 
 
 class _Parser:
@@ -117,6 +125,7 @@ class _Parser:
         self.timezone = timezone
         self.tokens = _tokenize(text)
         self.i = 0
+        self.depth = 0  # nesting of parentheses and 'not' at the current token
 
     @property
     def tok(self) -> _Token:
@@ -151,12 +160,26 @@ class _Parser:
             parts.append(self.factor())
         return parts[0] if len(parts) == 1 else And(tuple(parts))
 
+    def nested(self, parse) -> Query:
+        """``parse()`` one level deeper, refused beyond the query depth limit."""
+        if self.depth >= MAX_DEPTH:
+            raise _error(
+                self.text,
+                self.tok.pos,
+                f"the query nests more than {MAX_DEPTH} levels of parentheses and 'not'",
+            )
+        self.depth += 1
+        try:
+            return parse()
+        finally:
+            self.depth -= 1
+
     def factor(self) -> Query:
         if self.keyword("not"):
-            return Not(self.factor())
+            return Not(self.nested(self.factor))
         if self.tok.text == "(":
             self.take()
-            inner = self.expr()
+            inner = self.nested(self.expr)
             if self.take().text != ")":
                 self.i -= 1
                 raise self.fail("')' to close the parenthesis")
@@ -187,7 +210,18 @@ class _Parser:
     def value(self) -> Any:
         token = self.take()
         if token.kind == "string":
-            return json.loads(token.text) if token.text[0] == '"' else token.text[1:-1]
+            if token.text[0] == "'":
+                return token.text[1:-1]
+            try:
+                return json.loads(token.text)
+            except ValueError as err:  # "\q": not a JSON escape
+                raise _error(
+                    self.text,
+                    token.pos + getattr(err, "pos", 0),
+                    f"bad escape in a string ({getattr(err, 'msg', err)}): in double quotes "
+                    r"write \\ for a backslash and \" for a quote, or use single quotes, "
+                    "where a backslash is just a backslash (handy for regular expressions)",
+                ) from None
         if token.kind == "number":
             return json.loads(token.text if not token.text.startswith(".") else "0" + token.text)
         if token.kind == "word":
@@ -197,6 +231,9 @@ class _Parser:
         raise self.fail('a value ("text", a number, true, false, null or [a, list])', token)
 
     def list_rest(self) -> list:
+        return self.nested(self._list_rest)
+
+    def _list_rest(self) -> list:
         values: list = []
         if self.tok.text == "]":
             self.take()
@@ -295,14 +332,19 @@ def parse_query(text: str, *, timezone: str | None = None) -> Query:
 
     if not isinstance(text, str) or not text.strip():
         raise BadQuery('empty query: write e.g. plan_name == "scan" and scan_id > 4')
+    if len(text) > MAX_QUERY_CHARS:
+        raise BadQuery(
+            f"a query of {len(text):,} characters is too long; at most {MAX_QUERY_CHARS:,} "
+            "are allowed"
+        )
     if text.lstrip().startswith("{"):
-        try:
-            spec = json.loads(text)
-        except ValueError as err:
-            raise BadQuery(f"query looks like JSON but is not valid JSON ({err})") from None
-        return from_mongo(spec)
+        return from_mongo(load_json(text, "the query (it starts with '{')"))
     parser = _Parser(text, timezone)
-    query = parser.expr()
+    try:
+        query = parser.expr()
+    except RecursionError:  # a limit was not met on the way down; never expected
+        check_depth(MAX_DEPTH + 1)
+        raise
     if parser.tok.kind != "end":
         raise parser.fail("'and', 'or' or the end of the query")
     return query

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import BadQuery
-from .base import NotTranslatable, Query, Translator, _order_class, _thaw, resolve_key
+from .base import NotTranslatable, Query, Translator, _order_class, _short, _thaw, resolve_key
+from .limits import MAX_DEPTH, check_count, check_depth
+from .regex import escape_literal, literal_prefix
 from .search import ScanID, ScanIDRange
 from .types import (
     And,
@@ -39,7 +42,7 @@ _MONGO_COMPARISONS = {"$gt": "gt", "$gte": "ge", "$lt": "lt", "$lte": "le"}
 
 def _unknown_operator(op: str) -> BadQuery:
     supported = ", ".join(sorted(_LOGICAL_OPERATORS + _FIELD_OPERATORS))
-    return BadQuery(f"unsupported query operator {op!r}; supported operators: {supported}")
+    return BadQuery(f"unsupported query operator {_short(op)}; supported operators: {supported}")
 
 
 def _combine(queries: list[Query]) -> Query:
@@ -56,14 +59,15 @@ def _regex_from_mongo(key: str, pattern: Any, options: Any = "") -> Regex:
     return Regex(key, pattern, case_sensitive and "i" not in options)
 
 
-def _field_from_mongo(key: str, spec: Any) -> Query:
+def _field_from_mongo(key: str, spec: Any, depth: int = 1) -> Query:
+    check_depth(depth)
     if isinstance(spec, re.Pattern):
         return _regex_from_mongo(key, spec)
     if not isinstance(spec, Mapping) or not any(str(k).startswith("$") for k in spec):
         return Eq(key, spec)  # a plain dict means equality with that dict
     if not all(str(k).startswith("$") for k in spec):
         raise BadQuery(
-            f"the spec for {key!r} mixes operators and plain fields: {dict(spec)!r}; "
+            f"the spec for {key!r} mixes operators and plain fields: {_short(dict(spec))}; "
             "use either {'$op': value, ...} or a plain dict for equality"
         )
     if "$options" in spec and "$regex" not in spec:
@@ -76,7 +80,7 @@ def _field_from_mongo(key: str, spec: Any) -> Query:
             queries.append(Comparison(_MONGO_COMPARISONS[op], key, arg))
         elif op in ("$in", "$nin"):
             if not isinstance(arg, (list, tuple)):
-                raise BadQuery(f"{op} for {key!r} needs a list, got {arg!r}")
+                raise BadQuery(f"{op} for {key!r} needs a list, got {_short(arg)}")
             queries.append((In if op == "$in" else NotIn)(key, arg))
         elif op == "$regex":
             queries.append(_regex_from_mongo(key, arg, spec.get("$options", "")))
@@ -84,8 +88,8 @@ def _field_from_mongo(key: str, spec: Any) -> Query:
             queries.append(KeyPresent(key, bool(arg)))
         elif op == "$not":
             if not isinstance(arg, (Mapping, re.Pattern)):
-                raise BadQuery(f"$not for {key!r} needs an operator dict, got {arg!r}")
-            queries.append(Not(_field_from_mongo(key, arg)))
+                raise BadQuery(f"$not for {key!r} needs an operator dict, got {_short(arg)}")
+            queries.append(Not(_field_from_mongo(key, arg, depth + 1)))
         elif op == "$elemMatch":
             if not (isinstance(arg, Mapping) and list(arg) == ["$eq"]):
                 raise BadQuery(f"$elemMatch for {key!r} supports only {{'$eq': value}}")
@@ -120,20 +124,36 @@ def from_mongo(spec: Mapping[str, Any]) -> Query:
     -----
     Unlike MongoDB, ``{"x": None}`` does not match runs without ``x``.
     """
+    try:
+        return _from_mongo(spec, 1)
+    except RecursionError:
+        raise BadQuery(
+            f"the query nests too deep; at most {MAX_DEPTH} levels are allowed"
+        ) from None
+    except (TypeError, ValueError, OverflowError, AttributeError) as err:
+        if isinstance(err, BadQuery):
+            raise
+        raise BadQuery(f"a malformed Mongo-style query: {err}") from None
+
+
+def _from_mongo(spec: Any, depth: int) -> Query:
+    check_depth(depth)
     if not isinstance(spec, Mapping):
-        raise BadQuery(f"a Mongo-style query must be a dict, got {spec!r}")
+        raise BadQuery(f"a Mongo-style query must be a dict, got {_short(spec)}")
+    check_count(len(spec), "a Mongo-style query dict")
     queries: list[Query] = []
     for key, value in spec.items():
         if not isinstance(key, str):
-            raise BadQuery(f"query keys must be strings, got {key!r}")
+            raise BadQuery(f"query keys must be strings, got {_short(key)}")
         if not key.startswith("$"):
-            queries.append(_field_from_mongo(key, value))
+            queries.append(_field_from_mongo(key, value, depth + 1))
             continue
         if key not in _LOGICAL_OPERATORS:
             raise _unknown_operator(key)
         if not isinstance(value, (list, tuple)) or not value:
-            raise BadQuery(f"{key} needs a non-empty list of query dicts, got {value!r}")
-        parts = tuple(from_mongo(item) for item in value)
+            raise BadQuery(f"{key} needs a non-empty list of query dicts, got {_short(value)}")
+        check_count(len(value), f"the {key} list")
+        parts = tuple(_from_mongo(item, depth + 1) for item in value)
         if key == "$and":
             queries.append(And(parts))
         else:
@@ -182,14 +202,26 @@ def _or_missing(key: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"$or": [{path: {"$exists": False}}, {path: spec}]}
 
 
+#: A filter no document passes (MongoDB's NaN equals NaN; a query's NaN equals nothing).
+NOTHING: dict[str, Any] = {"$nor": [{}]}
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
 @to_mongo.register(Eq)
 def _(query: Eq, translate: Translator) -> dict[str, Any]:
+    if _is_nan(query.value):
+        return NOTHING
     spec = {"$eq": _thaw(query.value)}
     return _not_missing(query.key, spec) if query.value is None else {_mongo_path(query.key): spec}
 
 
 @to_mongo.register(NotEq)
 def _(query: NotEq, translate: Translator) -> dict[str, Any]:
+    if _is_nan(query.value):
+        return {}
     spec = {"$ne": _thaw(query.value)}
     return _or_missing(query.key, spec) if query.value is None else {_mongo_path(query.key): spec}
 
@@ -197,37 +229,49 @@ def _(query: NotEq, translate: Translator) -> dict[str, Any]:
 @to_mongo.register(Comparison)
 def _(query: Comparison, translate: Translator) -> dict[str, Any]:
     if _order_class(query.value) is None:
-        raise NotTranslatable(f"cannot compare with {query.value!r} in mongo")
+        return NOTHING  # NaN, None, lists and dicts are never ordered
     operator = {op: mongo_op for mongo_op, op in _MONGO_COMPARISONS.items()}[query.operator]
     return {_mongo_path(query.key): {operator: query.value}}
 
 
 @to_mongo.register(In)
 def _(query: In, translate: Translator) -> dict[str, Any]:
-    spec = {"$in": _thaw(query.values)}
-    if None in query.values:
+    values = [v for v in query.values if not _is_nan(v)]
+    if not values:
+        return NOTHING
+    spec = {"$in": _thaw(tuple(values))}
+    if None in values:
         return _not_missing(query.key, spec)
     return {_mongo_path(query.key): spec}
 
 
 @to_mongo.register(NotIn)
 def _(query: NotIn, translate: Translator) -> dict[str, Any]:
-    spec = {"$nin": _thaw(query.values)}
-    if None in query.values:
+    values = [v for v in query.values if not _is_nan(v)]
+    if not values:
+        return {}
+    spec = {"$nin": _thaw(tuple(values))}
+    if None in values:
         return _or_missing(query.key, spec)
     return {_mongo_path(query.key): spec}
 
 
 @to_mongo.register(Regex)
 def _(query: Regex, translate: Translator) -> dict[str, Any]:
-    spec = {"$regex": query.pattern}
-    if not query.case_sensitive:
-        spec["$options"] = "i"
-    return {_mongo_path(query.key): spec}
+    # MongoDB's PCRE backtracks: only a literal prefix is ever sent, as an escaped pattern
+    prefix = literal_prefix(query.pattern, query.case_sensitive)
+    if prefix is None or not prefix[1]:
+        raise NotTranslatable(
+            f"the regular expression {query.pattern!r} is not a literal prefix; MongoDB's "
+            "engine could backtrack on it, so RE2 evaluates it"
+        )
+    return {_mongo_path(query.key): {"$regex": "^" + escape_literal(prefix[0])}}
 
 
 @to_mongo.register(Contains)
 def _(query: Contains, translate: Translator) -> dict[str, Any]:
+    if _is_nan(query.value):
+        return NOTHING
     return {_mongo_path(query.key): {"$elemMatch": {"$eq": _thaw(query.value)}}}
 
 

@@ -14,6 +14,17 @@ from typing import Any
 
 from ..errors import BadQuery
 from .base import Query, _candidates, _values, register_query, resolve_key
+from .limits import (
+    MAX_FUZZY_EDITS,
+    MAX_FUZZY_LENGTH,
+    MAX_TEXT_LENGTH,
+    check_count,
+    check_integer,
+    check_string,
+)
+
+#: Most words a FullText query looks for.
+MAX_WORDS = 32
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -31,12 +42,16 @@ class ScanID(Query):
 
     def __init__(self, *ids: int, **kwargs: Any):
         if "ids" in kwargs:  # ScanID(ids=[...]), as decode() calls it
-            ids = (*ids, *kwargs.pop("ids"))
+            more = kwargs.pop("ids")
+            if not isinstance(more, (list, tuple)):
+                raise BadQuery(f"ScanID ids must be a list of integers, got {type(more).__name__}")
+            ids = (*ids, *more)
         if kwargs:
-            raise BadQuery(f"ScanID takes scan ids only, not {sorted(kwargs)}")
+            raise BadQuery(f"ScanID takes scan ids only, not {sorted(map(str, kwargs))}")
+        check_count(len(ids), "a ScanID list")
         if not ids or not all(_is_int(i) for i in ids):
-            raise BadQuery(f"ScanID needs one or more integer scan ids, got {list(ids)!r}")
-        object.__setattr__(self, "ids", tuple(ids))
+            raise BadQuery(f"ScanID needs one or more integer scan ids, got {list(ids)!r:.200}")
+        object.__setattr__(self, "ids", tuple(check_integer(i, "a scan id") for i in ids))
 
     def match(self, record: Mapping[str, Any]) -> bool:
         return any(_is_int(v) and v in self.ids for v in _values(record, "start.scan_id"))
@@ -53,8 +68,11 @@ class ScanIDRange(Query):
     def __post_init__(self) -> None:
         if not (_is_int(self.start) and _is_int(self.stop)) or self.start > self.stop:
             raise BadQuery(
-                f"ScanIDRange needs integers start <= stop, got ({self.start!r}, {self.stop!r})"
+                f"ScanIDRange needs integers start <= stop, got "
+                f"({self.start!r:.60}, {self.stop!r:.60})"
             )
+        check_integer(self.start, "ScanIDRange start")
+        check_integer(self.stop, "ScanIDRange stop")
 
     def match(self, record: Mapping[str, Any]) -> bool:
         return any(
@@ -87,8 +105,17 @@ class FullText(Query):
     text: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.text, str) or not words(self.text):
+        if not isinstance(self.text, str):
+            raise BadQuery(f"FullText needs a text, got {type(self.text).__name__}")
+        check_string(self.text, "a FullText text", MAX_TEXT_LENGTH)
+        found = words(self.text)
+        if not found:
             raise BadQuery(f"FullText needs some words to look for, got {self.text!r}")
+        if len(found) > MAX_WORDS:
+            raise BadQuery(
+                f"FullText looks for at most {MAX_WORDS} words, got {len(found)}; "
+                "combine several FullText queries with & if you need more"
+            )
 
     def match(self, record: Mapping[str, Any]) -> bool:
         start = record.get("start") or {}
@@ -99,18 +126,26 @@ class FullText(Query):
 
 
 def edit_distance(a: str, b: str, limit: int) -> int:
-    """Levenshtein distance of ``a`` and ``b``, stopping early once it exceeds ``limit``."""
+    """Levenshtein distance of ``a`` and ``b``, or ``limit + 1`` once it exceeds ``limit``.
+
+    Only the diagonal band of width ``2 * limit + 1`` is computed (a path leaving it costs
+    more than ``limit`` edits), so the cost is ``O(len(a) * limit)``, not ``len(a) * len(b)``.
+    """
     if abs(len(a) - len(b)) > limit:
         return limit + 1
-    previous = list(range(len(b) + 1))
+    over = limit + 1
+    previous = [j if j <= limit else over for j in range(len(b) + 1)]
     for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        if min(current) > limit:
-            return limit + 1
+        low, high = max(1, i - limit), min(len(b), i + limit)
+        current = [over] * (len(b) + 1)
+        current[0] = i if i <= limit else over
+        for j in range(low, high + 1):
+            cost = previous[j - 1] + (ca != b[j - 1])
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, cost, over)
+        if min(current[max(0, low - 1) : high + 1]) > limit:
+            return over
         previous = current
-    return previous[-1]
+    return min(previous[-1], over)
 
 
 @register_query("fuzzy")
@@ -126,9 +161,13 @@ class Fuzzy(Query):
     def __post_init__(self) -> None:
         resolve_key(self.key)
         if not isinstance(self.text, str) or not self.text:
-            raise BadQuery(f"Fuzzy needs a non-empty text, got {self.text!r}")
-        if not _is_int(self.max_edits) or self.max_edits < 0:
-            raise BadQuery(f"Fuzzy max_edits must be a whole number >= 0, got {self.max_edits!r}")
+            raise BadQuery(f"Fuzzy needs a non-empty text, got {self.text!r:.80}")
+        check_string(self.text, "a Fuzzy text", MAX_FUZZY_LENGTH)
+        if not _is_int(self.max_edits) or not 0 <= self.max_edits <= MAX_FUZZY_EDITS:
+            raise BadQuery(
+                f"Fuzzy max_edits must be a whole number from 0 to {MAX_FUZZY_EDITS}, "
+                f"got {self.max_edits!r:.40}"
+            )
 
     def match(self, record: Mapping[str, Any]) -> bool:
         target = self.text.casefold()

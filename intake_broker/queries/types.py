@@ -24,6 +24,14 @@ from .base import (
     register_query,
     resolve_key,
 )
+from .limits import (
+    MAX_STRING_LENGTH,
+    check_count,
+    check_integer,
+    check_string,
+    combined_shape,
+)
+from .regex import compile_regex, regex_search
 
 # ------------------------------------------------------------------------------------------------
 # the query types
@@ -102,7 +110,8 @@ class Comparison(Query):
 
 def _freeze_values(values: Any) -> tuple[Any, ...]:
     if not isinstance(values, (list, tuple, set, frozenset)):
-        raise BadQuery(f"query values must be a list, got {values!r}")
+        raise BadQuery(f"query values must be a list, got {type(values).__name__}")
+    check_count(len(values), "an In/NotIn list")
     return _freeze(list(values), "values")
 
 
@@ -143,7 +152,12 @@ class NotIn(Query):
 @register_query("regex")
 @dataclass(frozen=True)
 class Regex(Query):
-    """A string at ``key`` (or in a list there) contains a match of ``pattern`` (``re.search``)."""
+    """A string at ``key`` (or in a list there) contains a match of ``pattern``.
+
+    Patterns use RE2 syntax (Python's ``re`` without backreferences and lookaround) and run in
+    time linear in the text on every store (:mod:`intake_broker.queries.regex`); at most
+    :data:`~intake_broker.queries.limits.MAX_PATTERN_LENGTH` characters.
+    """
 
     key: str
     pattern: str
@@ -154,20 +168,13 @@ class Regex(Query):
         if not isinstance(self.pattern, str) or not isinstance(self.case_sensitive, bool):
             raise BadQuery(
                 f"Regex needs a str pattern and a bool case_sensitive, got "
-                f"{self.pattern!r} and {self.case_sensitive!r}"
+                f"{type(self.pattern).__name__} and {self.case_sensitive!r}"
             )
-        self._compiled()
-
-    def _compiled(self) -> re.Pattern[str]:
-        try:  # the re module caches compiled patterns
-            return re.compile(self.pattern, 0 if self.case_sensitive else re.IGNORECASE)
-        except re.error as err:
-            raise BadQuery(f"bad regular expression {self.pattern!r}: {err}") from None
+        compile_regex(self.pattern, self.case_sensitive)
 
     def match(self, record: Mapping[str, Any]) -> bool:
-        pattern = self._compiled()
         return any(
-            isinstance(c, str) and pattern.search(c) is not None
+            regex_search(self.pattern, self.case_sensitive, c)
             for c in _candidates(_values(record, self.key))
         )
 
@@ -215,6 +222,10 @@ def _zone(name: str | None) -> ZoneInfo | None:
     """The zone naive times are read in; None is the machine's local zone."""
     if name is None or name == "local":
         return None
+    if not isinstance(name, str) or len(name) > 100:
+        raise BadQuery(
+            f"a time zone must be an IANA name such as 'Europe/Berlin', got {type(name).__name__}"
+        )
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
@@ -231,12 +242,14 @@ def _epoch(value: Any, zone: ZoneInfo | None, what: str) -> float | None:
     when = value
     if isinstance(value, str):
         try:
-            when = datetime.fromisoformat(value.strip())
+            when = datetime.fromisoformat(check_string(value, f"TimeRange {what}", 100).strip())
         except ValueError:
             when = None
     elif isinstance(value, date) and not isinstance(value, datetime):
         when = datetime.combine(value, dtime())
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        seconds = float(check_integer(int(value), f"TimeRange {what}"))
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
         seconds = float(value)
     elif isinstance(when, datetime):
         if when.tzinfo is None:
@@ -248,8 +261,9 @@ def _epoch(value: Any, zone: ZoneInfo | None, what: str) -> float | None:
     else:
         seconds = math.nan
     if not math.isfinite(seconds):
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:80] + "..."
         raise BadQuery(
-            f"TimeRange {what}={value!r} is not a time: give epoch seconds, a datetime, "
+            f"TimeRange {what}={shown} is not a time: give epoch seconds, a datetime, "
             f"or an ISO-8601 string such as {_TIME_EXAMPLES}"
         )
     return seconds
@@ -302,9 +316,15 @@ class PartialUID(Query):
     prefix: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.prefix, str) or not _UID_PREFIX.fullmatch(self.prefix):
+        if (
+            not isinstance(self.prefix, str)
+            or len(self.prefix) > MAX_STRING_LENGTH
+            or not _UID_PREFIX.fullmatch(self.prefix)
+        ):
+            shown = repr(self.prefix)
+            shown = shown if len(shown) <= 80 else shown[:80] + "..."
             raise BadQuery(
-                f"uid prefix {self.prefix!r} is not a non-empty string of hex digits and "
+                f"uid prefix {shown} is not a non-empty string of hex digits and "
                 "dashes, such as '3f2a' or '3f2a9c1e-'"
             )
 
@@ -315,9 +335,12 @@ class PartialUID(Query):
         )
 
 
-def _check_queries(queries: Any, name: str) -> tuple[Query, ...]:
+def _check_queries(query: Query, queries: Any, name: str) -> tuple[Query, ...]:
+    """The sub-queries of a combinator as a tuple; records its size (depth and terms) on
+    ``query`` after checking it against the limits."""
     if not isinstance(queries, (list, tuple)) or not all(isinstance(q, Query) for q in queries):
-        raise BadQuery(f"{name} needs a list of queries, got {queries!r}")
+        raise BadQuery(f"{name} needs a list of queries, got {type(queries).__name__}")
+    object.__setattr__(query, "_shape", combined_shape(queries))
     return tuple(queries)
 
 
@@ -330,7 +353,7 @@ class And(Query):
     _query_fields: ClassVar[tuple[str, ...]] = ("queries",)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "queries", _check_queries(self.queries, "And"))
+        object.__setattr__(self, "queries", _check_queries(self, self.queries, "And"))
 
     def match(self, record: Mapping[str, Any]) -> bool:
         return all(query.match(record) for query in self.queries)
@@ -345,7 +368,7 @@ class Or(Query):
     _query_fields: ClassVar[tuple[str, ...]] = ("queries",)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "queries", _check_queries(self.queries, "Or"))
+        object.__setattr__(self, "queries", _check_queries(self, self.queries, "Or"))
 
     def match(self, record: Mapping[str, Any]) -> bool:
         return any(query.match(record) for query in self.queries)
@@ -361,7 +384,8 @@ class Not(Query):
 
     def __post_init__(self) -> None:
         if not isinstance(self.query, Query):
-            raise BadQuery(f"Not needs a query, got {self.query!r}")
+            raise BadQuery(f"Not needs a query, got {type(self.query).__name__}")
+        object.__setattr__(self, "_shape", combined_shape((self.query,)))
 
     def match(self, record: Mapping[str, Any]) -> bool:
         return not self.query.match(record)

@@ -47,6 +47,7 @@ from intake_broker.queries import (
     resolve_key,
     to_mongo,
 )
+from intake_broker.queries.regex import escape_literal, literal_prefix
 
 #: Where a run's stop document is joined into its start document in aggregations.
 STOP_FIELD = "__intake_broker_stop"
@@ -242,6 +243,21 @@ def sort_spec(sort: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
     return spec
 
 
+def superset_filter(query: Query) -> list[dict[str, Any]]:
+    """Filters (none or one) on ``run_start`` that every run matching ``query`` passes, for a
+    query with no exact translation: the literal prefix a regular expression requires (an
+    escaped ``^prefix``, which cannot backtrack), so that an index narrows the runs RE2 then
+    looks at."""
+    if isinstance(query, Regex):
+        found = literal_prefix(query.pattern, query.case_sensitive)
+        document, *path = resolve_key(query.key)
+        if found is not None and document == "start":
+            return [{".".join(path): {"$regex": "^" + escape_literal(found[0])}}]
+    if isinstance(query, And):
+        return [f for part in query.queries for f in superset_filter(part)]
+    return []
+
+
 def plan(query: Query | None, sort: Sequence[tuple[str, int]]) -> Plan:
     """Split ``query`` between ``run_start``, ``run_stop`` and a join; see the module doc."""
     result = Plan()
@@ -254,11 +270,16 @@ def plan(query: Query | None, sort: Sequence[tuple[str, int]]) -> Plan:
     start_parts: list[dict[str, Any]] = []
     stop_parts: list[Query] = []
     joined_parts: list[Query] = []
+    evaluated = False  # some conjunct has no exact translation: RE2/Python decides
     try:
         for part in conjuncts(query):
             documents = documents_of(part)
             if documents <= {"start"}:
-                start_parts.append(to_mongo_normalized(part))
+                try:
+                    start_parts.append(to_mongo_normalized(part))
+                except NotTranslatable:
+                    evaluated = True
+                    start_parts += superset_filter(part)
             elif documents == {"stop"}:
                 stop_parts.append(part)
             elif documents <= {"start", "stop"}:
@@ -274,6 +295,8 @@ def plan(query: Query | None, sort: Sequence[tuple[str, int]]) -> Plan:
                 result.stop_as_join = to_mongo_normalized(rekey(together, STOP_FIELD))
         if joined_parts:
             result.joined_filter = to_mongo_normalized(rekey(And(tuple(joined_parts)), STOP_FIELD))
+        if evaluated:
+            raise NotTranslatable("some conjunct is evaluated in Python")
     except NotTranslatable:
         result.residual = query
         result.stop_filter = result.stop_as_join = result.joined_filter = None

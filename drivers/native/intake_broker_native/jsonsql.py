@@ -151,13 +151,30 @@ class _SQLite(Dialect):
             return each.c.type == "null"
         return sa.and_(each.c.type.in_(_SQLITE_TYPES[kind]), each.c.value == value)
 
+    @classmethod
+    def _match_any(cls, each, values):
+        """The element equals one of ``values``: one ``IN`` per class of value, so that the
+        expression stays shallow for a long list (SQLite refuses trees deeper than 1000)."""
+        by_class: dict[str, list] = {}
+        for value in values:
+            by_class.setdefault(value_class(value), []).append(value)
+        tests = [  # true, false, null: three tests at most
+            cls._match(each, value)
+            for kind in ("bool", "null")
+            for value in {repr(v): v for v in by_class.get(kind, ())}.values()
+        ]
+        for kind in ("str", "number"):
+            if kind in by_class:
+                tests.append(
+                    sa.and_(each.c.type.in_(_SQLITE_TYPES[kind]), each.c.value.in_(by_class[kind]))
+                )
+        return sa.or_(*tests)
+
     def any_equal(self, doc, parts, values):
         path = self.path(parts)
         if path is None:
             return inexact()
-        return exact(
-            self._elements(doc, path, lambda e: sa.or_(*(self._match(e, v) for v in values)))
-        )
+        return exact(self._elements(doc, path, lambda e: self._match_any(e, values)))
 
     def compare(self, doc, parts, op, value):
         path, kind = self.path(parts), value_class(value)

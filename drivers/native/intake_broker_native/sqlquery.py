@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,7 @@ from intake_broker.queries import (
     Translator,
     resolve_key,
 )
+from intake_broker.queries.limits import MAX_VALUES
 from intake_broker.summary import summary_path
 
 from .jsonsql import (
@@ -145,8 +147,10 @@ def _eq_values(dialect: Dialect, key: str, values: Sequence[Any]) -> Cond:
     """The value at ``key`` (or an element of it) equals one of ``values``."""
     classes = [value_class(v) for v in values]
     path = summary_path(key)
-    if path is not None and classes and all(c == "number" for c in classes):
-        wanted = [float(v) for v in values]
+    if path is not None and classes and all(c in ("number", "nan") for c in classes):
+        wanted = [float(v) for v in values if v == v]  # NaN equals nothing; inf may be kept
+        if not wanted:
+            return exact(FALSE)
         return _summary_cond(path, lambda column: column.in_(wanted))
     column = _column(key)
     if column is not None:
@@ -187,6 +191,49 @@ def _not(cond: Cond) -> Cond:
     return Cond(sa.not_(never_null(cond.maybe)), sa.not_(never_null(cond.yes)))
 
 
+def _infinite_bound(q: Comparison) -> Cond | Comparison:
+    """A comparison with an infinity, as the generic evaluator answers it.
+
+    Summary numbers (which may be infinite) compare with it in SQL. Elsewhere the rows SQL
+    answers hold only finite numbers (a run with an infinity is ``irregular``, evaluated in
+    Python): every number is below ``inf`` and above ``-inf``, so ``x < inf`` is ``x`` being a
+    number (``x >= -DBL_MAX``), and ``x > inf`` matches nothing.
+    """
+    path = summary_path(q.key)
+    if path is not None:
+        return _summary_cond(path, _compare(q.operator, q.value))
+    below = q.operator in ("lt", "le")
+    if below != (q.value > 0):
+        return exact(FALSE)
+    return Comparison("ge", q.key, -sys.float_info.max)
+
+
+def _merge_values(queries: Sequence[Query], one: type, many: type) -> list[Query]:
+    """``queries`` with the tests of one key against values merged into one list test:
+    ``Eq(k, a) | Eq(k, b)`` is ``In(k, [a, b])`` (``one=Eq, many=In``) and ``NotEq(k, a) &
+    NotEq(k, b)`` is ``NotIn(k, [a, b])``, exactly as the evaluator sees them. A long query of
+    such terms then costs one SQL test per key instead of one per value."""
+    values: dict[str, list] = {}
+    merged: list[Query] = []
+    for query in queries:
+        if type(query) is one or type(query) is many:
+            key = query.key
+            if key not in values:
+                values[key] = []
+                merged.append(key)  # type: ignore[arg-type] (its place, filled below)
+            values[key] += [query.value] if type(query) is one else list(query.values)
+        else:
+            merged.append(query)
+    out: list[Query] = []
+    for part in merged:
+        if not isinstance(part, str):
+            out.append(part)
+            continue
+        found = values[part]
+        out += [many(part, found[i : i + MAX_VALUES]) for i in range(0, len(found), MAX_VALUES)]
+    return out
+
+
 def make_translator(dialect: Dialect) -> Translator:
     """The rules for one database."""
     tr = Translator(f"sql-{dialect.name}")
@@ -215,6 +262,9 @@ def make_translator(dialect: Dialect) -> Translator:
 
     @tr.register(Comparison)
     def _(q: Comparison, t) -> Cond:
+        if isinstance(q.value, float) and math.isinf(q.value):
+            bound = _infinite_bound(q)
+            return bound if isinstance(bound, Cond) else sub(bound)
         kind = value_class(q.value)
         if kind in ("null", "nan") or (kind is None and not isinstance(q.value, numbers.Real)):
             return exact(FALSE)  # such values are never ordered
@@ -273,7 +323,7 @@ def make_translator(dialect: Dialect) -> Translator:
         # the bounds on one summary number become one range on the index
         ranges: dict[str, list[Comparison]] = {}
         others = []
-        for part in q.queries:
+        for part in _merge_values(q.queries, NotEq, NotIn):
             path = summary_path(part.key) if isinstance(part, Comparison) else None
             if path is not None and value_class(part.value) == "number":
                 ranges.setdefault(path, []).append(part)
@@ -291,7 +341,8 @@ def make_translator(dialect: Dialect) -> Translator:
 
     @tr.register(Or)
     def _(q: Or, t) -> Cond:
-        return _combine([sub(p) for p in q.queries], sa.or_) if q.queries else exact(FALSE)
+        parts = _merge_values(q.queries, Eq, In)
+        return _combine([sub(p) for p in parts], sa.or_) if parts else exact(FALSE)
 
     @tr.register(Not)
     def _(q: Not, t) -> Cond:
