@@ -25,7 +25,10 @@ from .base import (
     COMPARISON_OPERATORS,
     DOCUMENT_PREFIXES,
     QUERY_TYPES,
+    And,
+    Not,
     NotTranslatable,
+    Or,
     Query,
     Translator,
     decode_query,
@@ -37,16 +40,13 @@ from .base import (
 from .mongo import as_query, from_mongo, to_mongo
 from .search import FullText, Fuzzy, ScanID, ScanIDRange
 from .types import (
-    And,
     Comparison,
     Contains,
     Eq,
     In,
     KeyPresent,
-    Not,
     NotEq,
     NotIn,
-    Or,
     PartialUID,
     Regex,
     TimeRange,

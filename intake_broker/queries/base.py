@@ -7,7 +7,7 @@ import json
 import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
 from ..errors import BadQuery
@@ -20,6 +20,7 @@ from .limits import (
     check_integer,
     check_key_text,
     check_string,
+    combined_shape,
 )
 
 #: Documents of a run record that a key can address with a ``"<name>."`` prefix. Keys without
@@ -264,20 +265,14 @@ class Query:
     def __and__(self, other: Query) -> Query:
         if not isinstance(other, Query):
             return NotImplemented
-        from .types import And
-
         return And(_parts(self, And) + _parts(other, And))
 
     def __or__(self, other: Query) -> Query:
         if not isinstance(other, Query):
             return NotImplemented
-        from .types import Or
-
         return Or(_parts(self, Or) + _parts(other, Or))
 
     def __invert__(self) -> Query:
-        from .types import Not
-
         return Not(self)
 
     def encode(self) -> dict[str, Any]:
@@ -504,3 +499,62 @@ class Translator:
             f"the {self.name} translator has no rule for {type(query).__name__} queries; "
             "evaluate this query in Python instead"
         )
+
+
+# -- the combinators (what ``&``, ``|`` and ``~`` build) --------------------------------------
+
+
+def _check_queries(query: Query, queries: Any, name: str) -> tuple[Query, ...]:
+    """The sub-queries of a combinator as a tuple; records its size (depth and terms) on
+    ``query`` after checking it against the limits."""
+    if not isinstance(queries, (list, tuple)) or not all(isinstance(q, Query) for q in queries):
+        raise BadQuery(f"{name} needs a list of queries, got {type(queries).__name__}")
+    object.__setattr__(query, "_shape", combined_shape(queries))
+    return tuple(queries)
+
+
+@register_query("and")
+@dataclass(frozen=True)
+class And(Query):
+    """Every one of ``queries`` matches (true when there are none)."""
+
+    queries: tuple[Query, ...]
+    _query_fields: ClassVar[tuple[str, ...]] = ("queries",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "queries", _check_queries(self, self.queries, "And"))
+
+    def match(self, record: Mapping[str, Any]) -> bool:
+        return all(query.match(record) for query in self.queries)
+
+
+@register_query("or")
+@dataclass(frozen=True)
+class Or(Query):
+    """At least one of ``queries`` matches (false when there are none)."""
+
+    queries: tuple[Query, ...]
+    _query_fields: ClassVar[tuple[str, ...]] = ("queries",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "queries", _check_queries(self, self.queries, "Or"))
+
+    def match(self, record: Mapping[str, Any]) -> bool:
+        return any(query.match(record) for query in self.queries)
+
+
+@register_query("not")
+@dataclass(frozen=True)
+class Not(Query):
+    """``query`` does not match."""
+
+    query: Query
+    _query_fields: ClassVar[tuple[str, ...]] = ("query",)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.query, Query):
+            raise BadQuery(f"Not needs a query, got {type(self.query).__name__}")
+        object.__setattr__(self, "_shape", combined_shape((self.query,)))
+
+    def match(self, record: Mapping[str, Any]) -> bool:
+        return not self.query.match(record)

@@ -31,20 +31,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadQuery
-from .base import Query, load_json
+from .base import And, Not, Or, Query, load_json
 from .limits import MAX_DEPTH, MAX_QUERY_CHARS, check_depth
 from .search import FullText, Fuzzy
 from .types import (
-    And,
     Comparison,
     Contains,
     Eq,
     In,
     KeyPresent,
-    Not,
     NotEq,
     NotIn,
-    Or,
     Regex,
     TimeRange,
 )

@@ -8,21 +8,29 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import BadQuery
-from .base import NotTranslatable, Query, Translator, _order_class, _short, _thaw, resolve_key
+from .base import (
+    And,
+    Not,
+    NotTranslatable,
+    Or,
+    Query,
+    Translator,
+    _order_class,
+    _short,
+    _thaw,
+    resolve_key,
+)
 from .limits import MAX_DEPTH, check_count, check_depth
 from .regex import escape_literal, literal_prefix
 from .search import ScanID, ScanIDRange
 from .types import (
-    And,
     Comparison,
     Contains,
     Eq,
     In,
     KeyPresent,
-    Not,
     NotEq,
     NotIn,
-    Or,
     PartialUID,
     Regex,
     TimeRange,

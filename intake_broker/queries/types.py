@@ -9,11 +9,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dtime
-from typing import Any, ClassVar
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import BadQuery
-from .base import (
+from .base import (  # the combinators live with Query, whose operators build them
     COMPARISON_OPERATORS,
     Query,
     _candidates,
@@ -29,7 +29,6 @@ from .limits import (
     check_count,
     check_integer,
     check_string,
-    combined_shape,
 )
 from .regex import compile_regex, regex_search
 
@@ -333,59 +332,3 @@ class PartialUID(Query):
             isinstance(c, str) and c.startswith(self.prefix)
             for c in _candidates(_values(record, "start.uid"))
         )
-
-
-def _check_queries(query: Query, queries: Any, name: str) -> tuple[Query, ...]:
-    """The sub-queries of a combinator as a tuple; records its size (depth and terms) on
-    ``query`` after checking it against the limits."""
-    if not isinstance(queries, (list, tuple)) or not all(isinstance(q, Query) for q in queries):
-        raise BadQuery(f"{name} needs a list of queries, got {type(queries).__name__}")
-    object.__setattr__(query, "_shape", combined_shape(queries))
-    return tuple(queries)
-
-
-@register_query("and")
-@dataclass(frozen=True)
-class And(Query):
-    """Every one of ``queries`` matches (true when there are none)."""
-
-    queries: tuple[Query, ...]
-    _query_fields: ClassVar[tuple[str, ...]] = ("queries",)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "queries", _check_queries(self, self.queries, "And"))
-
-    def match(self, record: Mapping[str, Any]) -> bool:
-        return all(query.match(record) for query in self.queries)
-
-
-@register_query("or")
-@dataclass(frozen=True)
-class Or(Query):
-    """At least one of ``queries`` matches (false when there are none)."""
-
-    queries: tuple[Query, ...]
-    _query_fields: ClassVar[tuple[str, ...]] = ("queries",)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "queries", _check_queries(self, self.queries, "Or"))
-
-    def match(self, record: Mapping[str, Any]) -> bool:
-        return any(query.match(record) for query in self.queries)
-
-
-@register_query("not")
-@dataclass(frozen=True)
-class Not(Query):
-    """``query`` does not match."""
-
-    query: Query
-    _query_fields: ClassVar[tuple[str, ...]] = ("query",)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.query, Query):
-            raise BadQuery(f"Not needs a query, got {type(self.query).__name__}")
-        object.__setattr__(self, "_shape", combined_shape((self.query,)))
-
-    def match(self, record: Mapping[str, Any]) -> bool:
-        return not self.query.match(record)

@@ -20,7 +20,7 @@ from pathlib import Path
 import event_model
 import pytest
 
-from intake_broker.catalog import BrokerCatalog
+from intake_broker import BrokerCatalog
 from intake_broker.errors import BadQuery, BrokerError
 from intake_broker.memory import MemoryStore
 from intake_broker.queries import (
