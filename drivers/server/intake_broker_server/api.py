@@ -56,8 +56,10 @@ def service_for(request: Request, scope: str) -> Service:
     auth = getattr(request.app.state, "auth", None)
     if auth is None:
         return service
-    identity = auth.authorize(request.headers.get("authorization"), scope)
+    identity = auth.identify(request.headers.get("authorization"))
+    request.state.identity = identity  # for the log of a refusal
     request.state.principal = identity.principal
+    auth.require(identity, scope)
     return service.guarded(auth.config.policy, identity.principal)
 
 

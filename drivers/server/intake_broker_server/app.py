@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
@@ -16,6 +19,7 @@ from . import api, zarr_layout
 from .auth import AuthConfig, Authenticator
 from .auth.config import CHALLENGE
 from .auth.errors import AuthError
+from .liveness import RequestGuard, exit_watchdog
 from .responses import error_response, install_error_handlers, respond
 from .service import Limits, Service
 
@@ -27,6 +31,15 @@ ENTRY_ENV = "INTAKE_BROKER_SERVER_ENTRY"
 DATA_ENV = "INTAKE_BROKER_SERVER_DATA"
 #: ``module:attribute`` of an AuthConfig (or of a function returning one) for the workers.
 AUTH_ENV = "INTAKE_BROKER_SERVER_AUTH"
+#: Seconds of a request's deadline (``serve`` reads its default from here, and sets it for
+#: the workers); ``none`` or ``0``: no deadline.
+DEADLINE_ENV = "INTAKE_BROKER_SERVER_DEADLINE"
+#: Seconds ``serve`` waits, after SIGTERM, for requests in progress before it cancels them (and
+#: :data:`~intake_broker_server.liveness.EXIT_AFTER` more before it ends a process whose
+#: threads are stuck).
+SHUTDOWN_SECONDS = 3
+#: Seconds ``/healthz`` waits for the store before it answers 503.
+HEALTH_SECONDS = 0.75
 
 
 def load_auth(spec: AuthConfig | str | None) -> AuthConfig | None:
@@ -46,8 +59,29 @@ def load_auth(spec: AuthConfig | str | None) -> AuthConfig | None:
     return config
 
 
+def _deadline_from_env(default: float | None) -> float | None:
+    text = os.environ.get(DEADLINE_ENV, "").strip().lower()
+    if not text:
+        return default
+    if text in ("none", "0", "off"):
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(
+            f"{DEADLINE_ENV}={text!r} is not a number of seconds (or 'none' for no deadline)"
+        ) from None
+    if not seconds > 0:
+        raise ValueError(f"{DEADLINE_ENV}={text!r}: a deadline must be > 0 seconds (or 'none')")
+    return seconds
+
+
 def create_app(
-    source: Any, *, limits: Limits | None = None, auth: AuthConfig | None = None
+    source: Any,
+    *,
+    limits: Limits | None = None,
+    auth: AuthConfig | None = None,
+    exit_when_stopped: bool = False,
 ) -> FastAPI:
     """An ASGI application serving ``source``.
 
@@ -62,6 +96,15 @@ def create_app(
         Who may ask and what they see: every request is resolved to a principal (API key,
         bearer token or anonymous) and served from ``GuardedStore(store, policy, principal)``.
         None: no authentication, every request sees everything ``source`` shows.
+    exit_when_stopped : bool
+        When the application shuts down, end the process
+        :data:`~intake_broker_server.liveness.EXIT_AFTER` seconds later if a stuck request
+        keeps it alive (what ``serve`` runs; not for an application embedded in a process
+        that goes on).
+
+    Every request runs under ``limits.deadline`` (see
+    :class:`~intake_broker_server.liveness.RequestGuard`); ``/healthz`` is answered on the event
+    loop, with its own threads for the store's answer, while other requests are slow.
     """
     if isinstance(source, Service):
         service = source
@@ -69,7 +112,15 @@ def create_app(
         service = Service(source, limits=limits)
     else:
         service = Service.from_catalog(source, limits=limits)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if exit_when_stopped:
+            exit_watchdog()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="intake-broker",
         version=__version__,
         summary="Bluesky runs over HTTP: the store contract as JSON/msgpack, event data as "
@@ -78,6 +129,7 @@ def create_app(
     app.state.service = service
     app.state.auth = None if auth is None else Authenticator(auth)
     install_error_handlers(app)
+    app.add_middleware(RequestGuard, seconds=service.limits.deadline)
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, err: AuthError) -> Response:
@@ -89,11 +141,28 @@ def create_app(
     app.include_router(api.router)
     app.include_router(zarr_layout.router)
 
+    health: dict[str, anyio.CapacityLimiter] = {}
+
     @app.get("/healthz", summary="Liveness and readiness")
-    def healthz(request: Request) -> Response:
-        """``{"status": "ok"}`` when the store answers (a count of at most one run)."""
-        service.store.runs(limit=1)
-        return respond(request, {"status": "ok", "version": __version__})
+    async def healthz(request: Request) -> Response:
+        """``{"status": "ok"}`` when the store answers (a page of at most one run) within
+        ``HEALTH_SECONDS``; else a 503. Answered on the event loop, with threads of its own
+        for the store, so that slow requests filling the worker threads do not delay it."""
+        limiter = health.setdefault("limiter", anyio.CapacityLimiter(2))
+        with anyio.move_on_after(HEALTH_SECONDS):
+            await anyio.to_thread.run_sync(
+                lambda: service.store.runs(limit=1), limiter=limiter, abandon_on_cancel=True
+            )
+            return respond(request, {"status": "ok", "version": __version__})
+        return respond(
+            request,
+            {
+                "status": "unavailable",
+                "version": __version__,
+                "message": f"the store did not answer within {HEALTH_SECONDS} s",
+            },
+            503,
+        )
 
     @app.get("/api/v1", summary="What this server offers")
     def info(request: Request, seen: api.ServiceDep) -> Response:
@@ -106,6 +175,7 @@ def create_app(
                 "writable": bool(store.writable),
                 "codecs": wire.available_codecs(),
                 "limits": {
+                    "deadline": service.limits.deadline,
                     "page": service.limits.page,
                     "response_bytes": service.limits.response_bytes,
                     "body_bytes": service.limits.body_bytes,
@@ -132,7 +202,13 @@ def app_from_env() -> FastAPI:
     catalog = open_served_catalog(
         os.environ.get(CATALOG_ENV), os.environ.get(ENTRY_ENV), os.environ.get(DATA_ENV)
     )
-    return create_app(catalog, auth=load_auth(os.environ.get(AUTH_ENV) or None))
+    limits = Limits(deadline=_deadline_from_env(Limits.deadline))
+    return create_app(
+        catalog,
+        limits=limits,
+        auth=load_auth(os.environ.get(AUTH_ENV) or None),
+        exit_when_stopped=True,
+    )
 
 
 def serve(
@@ -145,6 +221,7 @@ def serve(
     data: str | None = None,
     log_level: str = "info",
     auth: AuthConfig | str | None = None,
+    deadline: float | None | str = "env",
 ) -> None:
     """Serve a catalog over HTTP until interrupted.
 
@@ -170,11 +247,22 @@ def serve(
         Authentication and access control (see :func:`create_app`); with several workers,
         give it as ``"module:attribute"`` naming an AuthConfig (or a function returning one),
         which each worker imports.
+    deadline : float or None
+        Seconds each request may take to its first byte (default:
+        ``$INTAKE_BROKER_SERVER_DEADLINE``, else 30); past it the request's work is stopped
+        where the store allows and it is answered ``503 DeadlineExceeded``. None: no deadline.
+
+    SIGTERM (or Ctrl-C) stops the server: requests in progress get ``SHUTDOWN_SECONDS`` to
+    finish, then are cancelled, and a process still held by a stuck thread
+    :data:`~intake_broker_server.liveness.EXIT_AFTER` seconds later is ended.
     """
     import uvicorn
 
     from intake_broker.memory import MemoryStore
 
+    seconds = _deadline_from_env(Limits.deadline) if deadline == "env" else deadline
+    if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
+        raise ValueError(f"deadline must be a number of seconds > 0 or None, not {deadline!r}")
     catalog = open_served_catalog(catalog_spec, entry, data)  # fail here, before forking
     config = load_auth(auth)
     if workers > 1 and isinstance(auth, AuthConfig):
@@ -192,13 +280,23 @@ def serve(
         (ENTRY_ENV, entry),
         (DATA_ENV, data),
         (AUTH_ENV, auth if isinstance(auth, str) else None),
+        (DEADLINE_ENV, "none" if seconds is None else repr(float(seconds))),
     ):
         if value:
             os.environ[name] = str(value)
         else:
             os.environ.pop(name, None)
     if workers == 1:
-        uvicorn.run(create_app(catalog, auth=config), host=host, port=port, log_level=log_level)
+        app = create_app(
+            catalog, limits=Limits(deadline=seconds), auth=config, exit_when_stopped=True
+        )
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+        )
         return
     uvicorn.run(
         "intake_broker_server.app:app_from_env",
@@ -207,4 +305,5 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )

@@ -43,6 +43,10 @@ class Limits:
     readers: int = 32
     #: Guarded views (one per principal, with what it has seen) kept per process.
     views: int = 256
+    #: Seconds a request may take to its first byte; past it, its work is stopped (where the
+    #: store checks: the generic evaluator, SQLite, PostgreSQL) and it is answered with a 503
+    #: ``DeadlineExceeded``. None: no deadline.
+    deadline: float | None = 30.0
 
 
 def _and(a: Query | None, b: Query | None) -> Query | None:
