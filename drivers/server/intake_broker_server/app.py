@@ -211,6 +211,17 @@ def app_from_env() -> FastAPI:
     )
 
 
+def run_app(app: Any, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Serve one application (from :func:`create_app`, with ``exit_when_stopped=True``) in this
+    process until SIGTERM or Ctrl-C, as :func:`serve` does with one worker: requests in
+    progress then get ``SHUTDOWN_SECONDS`` before they are cancelled."""
+    import uvicorn
+
+    uvicorn.run(
+        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=SHUTDOWN_SECONDS
+    )
+
+
 def serve(
     catalog_spec: str | None = None,
     host: str = "127.0.0.1",
@@ -290,13 +301,7 @@ def serve(
         app = create_app(
             catalog, limits=Limits(deadline=seconds), auth=config, exit_when_stopped=True
         )
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level=log_level,
-            timeout_graceful_shutdown=SHUTDOWN_SECONDS,
-        )
+        run_app(app, host=host, port=port, log_level=log_level)
         return
     uvicorn.run(
         "intake_broker_server.app:app_from_env",

@@ -132,8 +132,10 @@ def _who(request: Request) -> str:
     header = request.headers.get("authorization", "").strip()
     scheme, _, credential = header.partition(" ")
     if scheme.lower() == "apikey":
-        public = re.sub(r"[^A-Za-z0-9_-]", "?", credential.strip().partition(".")[0][:40])
-        return f"apikey {public or '(none)'}"
+        public, dot, _ = credential.strip().partition(".")
+        if not dot or not public:  # not <id>.<secret>: nothing of it is known to be public
+            return "a malformed apikey"
+        return f"apikey {re.sub(r'[^A-Za-z0-9_-]', '?', public[:40])}"
     return f"{scheme.lower()} credential" if scheme else "anonymous"
 
 
