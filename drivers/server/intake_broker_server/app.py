@@ -211,6 +211,22 @@ def app_from_env() -> FastAPI:
     )
 
 
+def log_config(level: str = "info") -> dict[str, Any]:
+    """uvicorn's logging configuration, with this server's log (refusals, failures under their
+    request id, requests stopped at their deadline) on uvicorn's handler at ``level``."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["intake_broker_server"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
+
+
 def run_app(app: Any, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
     """Serve one application (from :func:`create_app`, with ``exit_when_stopped=True``) in this
     process until SIGTERM or Ctrl-C, as :func:`serve` does with one worker: requests in
@@ -218,7 +234,12 @@ def run_app(app: Any, host: str = "127.0.0.1", port: int = 8000, log_level: str 
     import uvicorn
 
     uvicorn.run(
-        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=SHUTDOWN_SECONDS
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=log_config(log_level),
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )
 
 
@@ -310,5 +331,6 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        log_config=log_config(log_level),
         timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )

@@ -32,7 +32,7 @@ import uuid
 from typing import Any
 
 from intake_broker import deadline
-from intake_broker.errors import DeadlineExceeded
+from intake_broker.errors import BrokerError, DeadlineExceeded
 from intake_broker_remote import wire
 from intake_broker_remote.errors import error_body
 
@@ -82,11 +82,16 @@ async def send_error(
         (b"content-type", media.encode()),
         (b"content-length", str(len(data)).encode()),
         (ERROR_HEADER.encode(), body["error"].encode()),
+        (b"x-request-id", body["request_id"].encode()),
     ]
     if status == 503:
         headers.append((b"retry-after", b"1"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
+
+
+class ServerStopping(BrokerError, ConnectionError):
+    """The server stopped before it answered (a 503: another try reaches a server that runs)."""
 
 
 def _drain(task: asyncio.Task) -> None:
@@ -139,9 +144,23 @@ class RequestGuard:
             if not done and state["started"]:  # streaming an answer: the client's pace
                 await asyncio.wait({task})
                 done = {task}
-        except asyncio.CancelledError:  # the server stops, or the client left
+        except asyncio.CancelledError:  # the server stops (or the client left)
+            task.add_done_callback(_drain)
             task.cancel()
-            raise
+            if state["started"]:
+                raise
+            state["answered"] = True
+            log.warning(
+                "%s %s [request %s]: cancelled as the server stops",
+                scope.get("method"),
+                scope.get("path"),
+                rid,
+            )
+            stopping = ServerStopping(
+                "the server is stopping and did not finish this request; send it again"
+            )
+            await send_error(scope, send, stopping, 503)
+            return
         if not done:
             task.add_done_callback(_drain)
             task.cancel()
