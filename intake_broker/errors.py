@@ -81,3 +81,8 @@ class CorruptFile(BrokerError, ValueError):
 
 class CopyMismatch(BrokerError, RuntimeError):
     """After copying a run, the destination does not hold the events the source holds."""
+
+
+class DeadlineExceeded(BrokerError, TimeoutError):
+    """Work ran past the deadline it was given (see :mod:`intake_broker.deadline`): a query
+    too costly to answer in time. Narrow the query, or ask for less at once."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from . import documents
+from . import deadline, documents
 from .errors import ReadOnlyStore, ResourceNotFound, RunNotFound
 from .queries import Eq, Query, documents_needed, evaluate, resolve_key
 
@@ -337,6 +337,7 @@ def run_matches(query: Query, record: RunRecord, store: Any, extra: set[str] | N
     """Whether the run of ``record`` matches ``query`` (the generic evaluator), with the parts
     of the run beyond its start and stop documents (``descriptors``, ``summary``) that
     ``store.record_parts`` gives; ``extra``: those parts, when already known."""
+    deadline.check("the search")  # a long scan stops at the request's deadline
     if extra is None:
         extra = documents_needed(query) - {"start", "stop"}
     parts = store.record_parts(record.uid, extra) if extra else {}

@@ -48,6 +48,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from intake_broker import deadline
 from intake_broker.queries.regex import regex_search
 from intake_broker.summary import searchable_numbers
 
@@ -331,6 +332,7 @@ def create_engine(index: str) -> sa.Engine:
                 pool_pre_ping=True,
                 connect_args={"connect_timeout": 10},
             )
+            sa.event.listen(engine, "begin", _postgresql_begin)
         except ImportError as err:
             raise IndexUnavailable(
                 f"cannot use the PostgreSQL run index {shown(url)}: {err}; "
@@ -355,12 +357,19 @@ def create_engine(index: str) -> sa.Engine:
 def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
     dbapi_connection.isolation_level = None  # transactions are begun by _sqlite_begin
     dbapi_connection.create_function("ib_regexp", 3, _regexp, deterministic=True)
+    deadline.install_sqlite(dbapi_connection)  # a statement past the request's deadline stops
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
+
+
+def _postgresql_begin(conn: sa.Connection) -> None:
+    timeout = deadline.statement_timeout_ms()  # under a request's deadline: stop there
+    if timeout is not None:
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {timeout}")
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:

@@ -22,6 +22,8 @@ T = TypeVar("T")
 
 #: Statuses worth another try: a proxy or the server says it is briefly unable.
 RETRY_STATUSES = frozenset({502, 503, 504})
+#: The header naming the error of an error answer (see intake_broker_server.liveness).
+ERROR_HEADER = "x-intake-broker-error"
 #: Failures worth another try: nothing reached the server, or the connection broke.
 RETRY_ERRORS = (httpx.TransportError,)
 #: Bytes httpcore asks of the socket per read. Its default (64 KiB) caps a loopback transfer at
@@ -37,6 +39,12 @@ def _tune_httpcore() -> None:
         return
     if getattr(HTTP11Connection, "READ_NUM_BYTES", None) == 64 * 1024:
         HTTP11Connection.READ_NUM_BYTES = READ_BYTES
+
+
+def _retry(status: int, headers: Mapping[str, str]) -> bool:
+    """Whether an answer is worth another try: a 502/503/504, but not a request the server
+    stopped at its deadline (the same request would take as long again)."""
+    return status in RETRY_STATUSES and headers.get(ERROR_HEADER) != "DeadlineExceeded"
 
 
 def _error(response: httpx.Response) -> None:
@@ -196,10 +204,11 @@ class HTTPClient:
                 self._wait(attempt)
                 continue
             try:
-                if response.status_code in RETRY_STATUSES and attempt < self.retries:
+                retry = _retry(response.status_code, response.headers)
+                if retry and attempt < self.retries:
                     self._wait(attempt)
                     continue
-                if response.status_code in RETRY_STATUSES:
+                if retry:
                     raise self._unavailable(method, path, f"HTTP {response.status_code}")
                 if response.status_code >= 400:
                     response.read()
@@ -277,7 +286,7 @@ class HTTPClient:
                 else:
                     if status < 300:
                         return result
-                    if status not in RETRY_STATUSES:
+                    if not _retry(status, headers):  # type: ignore[arg-type]
                         _raise(request, status, headers, result)  # type: ignore[arg-type]
                     why = f"HTTP {status}"
             if attempt == self.retries:

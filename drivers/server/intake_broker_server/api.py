@@ -56,8 +56,10 @@ def service_for(request: Request, scope: str) -> Service:
     auth = getattr(request.app.state, "auth", None)
     if auth is None:
         return service
-    identity = auth.authorize(request.headers.get("authorization"), scope)
+    identity = auth.identify(request.headers.get("authorization"))
+    request.state.identity = identity  # for the log of a refusal
     request.state.principal = identity.principal
+    auth.require(identity, scope)
     return service.guarded(auth.config.policy, identity.principal)
 
 
@@ -149,17 +151,38 @@ def seq_range(start: int | None, stop: int | None) -> tuple[int, int] | None:
     return lo, hi
 
 
+#: Words of a database's refusal of a query too large or too deep for it (SQLite, PostgreSQL).
+_TOO_LARGE = ("too large", "stack overflow", "too many", "too deep", "too complex", "too long")
+
+
 def evaluating(call: Callable[[], T]) -> T:
     """Run a store query; a well-formed query the store cannot evaluate is the query's fault
-    (e.g. comparing numbers with strings), so it is a 400, not a 500."""
+    (e.g. comparing numbers with strings, or nested deeper than the store parses), so it is a
+    400, not a 500. A store's own data that cannot be read (a JSON document that does not
+    decode) stays a 500."""
     try:
         return call()
     except BrokerError:
         raise
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except RecursionError:
+        raise BadQuery(
+            "the query is nested too deeply to evaluate; flatten it (an 'and' or 'or' of many "
+            "terms rather than terms inside terms)"
+        ) from None
     except (TypeError, ValueError) as err:
         raise BadQuery(
             f"the store cannot evaluate this query: {type(err).__name__}: {err}"
         ) from None
+    except Exception as err:
+        reason = str(getattr(err, "orig", "") or "").lower()
+        if type(err).__module__.startswith("sqlalchemy") and any(w in reason for w in _TOO_LARGE):
+            raise BadQuery(
+                "the query is too large or too deeply nested for the store's database; "
+                "use fewer terms or less nesting"
+            ) from None
+        raise
 
 
 def run_json(record: RunRecord) -> dict[str, Any]:

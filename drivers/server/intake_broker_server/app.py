@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
@@ -18,6 +20,7 @@ from . import api, zarr_layout
 from .auth import AuthConfig, Authenticator
 from .auth.config import CHALLENGE
 from .auth.errors import AuthError
+from .liveness import RequestGuard, exit_watchdog
 from .responses import error_response, install_error_handlers, respond
 from .service import Limits, Service
 
@@ -31,6 +34,15 @@ DATA_ENV = "INTAKE_BROKER_SERVER_DATA"
 AUTH_ENV = "INTAKE_BROKER_SERVER_AUTH"
 #: The asset roots of the workers, as a JSON list of folders and URL prefixes.
 ASSET_ROOTS_ENV = "INTAKE_BROKER_SERVER_ASSET_ROOTS"
+#: Seconds of a request's deadline (``serve`` reads its default from here, and sets it for
+#: the workers); ``none`` or ``0``: no deadline.
+DEADLINE_ENV = "INTAKE_BROKER_SERVER_DEADLINE"
+#: Seconds ``serve`` waits, after SIGTERM, for requests in progress before it cancels them (and
+#: :data:`~intake_broker_server.liveness.EXIT_AFTER` more before it ends a process whose
+#: threads are stuck).
+SHUTDOWN_SECONDS = 3
+#: Seconds ``/healthz`` waits for the store before it answers 503.
+HEALTH_SECONDS = 0.75
 
 
 def load_auth(spec: AuthConfig | str | None) -> AuthConfig | None:
@@ -50,12 +62,30 @@ def load_auth(spec: AuthConfig | str | None) -> AuthConfig | None:
     return config
 
 
+def _deadline_from_env(default: float | None) -> float | None:
+    text = os.environ.get(DEADLINE_ENV, "").strip().lower()
+    if not text:
+        return default
+    if text in ("none", "0", "off"):
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise ValueError(
+            f"{DEADLINE_ENV}={text!r} is not a number of seconds (or 'none' for no deadline)"
+        ) from None
+    if not seconds > 0:
+        raise ValueError(f"{DEADLINE_ENV}={text!r}: a deadline must be > 0 seconds (or 'none')")
+    return seconds
+
+
 def create_app(
     source: Any,
     *,
     limits: Limits | None = None,
     auth: AuthConfig | None = None,
     asset_roots: Any = None,
+    exit_when_stopped: bool = False,
 ) -> FastAPI:
     """An ASGI application serving ``source``.
 
@@ -74,6 +104,15 @@ def create_app(
         Folders and fsspec URL prefixes external assets may be read from (besides the
         catalog's ``asset_roots`` and ``root_map`` targets); the server reads no other asset,
         and refuses resources naming one (see :mod:`intake_broker.asset_roots`).
+    exit_when_stopped : bool
+        When the application shuts down, end the process
+        :data:`~intake_broker_server.liveness.EXIT_AFTER` seconds later if a stuck request
+        keeps it alive (what ``serve`` runs; not for an application embedded in a process
+        that goes on).
+
+    Every request runs under ``limits.deadline`` (see
+    :class:`~intake_broker_server.liveness.RequestGuard`); ``/healthz`` is answered on the event
+    loop, with its own threads for the store's answer, while other requests are slow.
     """
     if isinstance(source, Service):
         if asset_roots is not None:
@@ -83,7 +122,15 @@ def create_app(
         service = Service(source, limits=limits, asset_roots=asset_roots)
     else:
         service = Service.from_catalog(source, limits=limits, asset_roots=asset_roots)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if exit_when_stopped:
+            exit_watchdog()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="intake-broker",
         version=__version__,
         summary="Bluesky runs over HTTP: the store contract as JSON/msgpack, event data as "
@@ -92,6 +139,7 @@ def create_app(
     app.state.service = service
     app.state.auth = None if auth is None else Authenticator(auth)
     install_error_handlers(app)
+    app.add_middleware(RequestGuard, seconds=service.limits.deadline)
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, err: AuthError) -> Response:
@@ -103,11 +151,28 @@ def create_app(
     app.include_router(api.router)
     app.include_router(zarr_layout.router)
 
+    health: dict[str, anyio.CapacityLimiter] = {}
+
     @app.get("/healthz", summary="Liveness and readiness")
-    def healthz(request: Request) -> Response:
-        """``{"status": "ok"}`` when the store answers (a count of at most one run)."""
-        service.store.runs(limit=1)
-        return respond(request, {"status": "ok", "version": __version__})
+    async def healthz(request: Request) -> Response:
+        """``{"status": "ok"}`` when the store answers (a page of at most one run) within
+        ``HEALTH_SECONDS``; else a 503. Answered on the event loop, with threads of its own
+        for the store, so that slow requests filling the worker threads do not delay it."""
+        limiter = health.setdefault("limiter", anyio.CapacityLimiter(2))
+        with anyio.move_on_after(HEALTH_SECONDS):
+            await anyio.to_thread.run_sync(
+                lambda: service.store.runs(limit=1), limiter=limiter, abandon_on_cancel=True
+            )
+            return respond(request, {"status": "ok", "version": __version__})
+        return respond(
+            request,
+            {
+                "status": "unavailable",
+                "version": __version__,
+                "message": f"the store did not answer within {HEALTH_SECONDS} s",
+            },
+            503,
+        )
 
     @app.get("/api/v1", summary="What this server offers")
     def info(request: Request, seen: api.ServiceDep) -> Response:
@@ -120,6 +185,7 @@ def create_app(
                 "writable": bool(store.writable),
                 "codecs": wire.available_codecs(),
                 "limits": {
+                    "deadline": service.limits.deadline,
                     "page": service.limits.page,
                     "response_bytes": service.limits.response_bytes,
                     "body_bytes": service.limits.body_bytes,
@@ -146,11 +212,46 @@ def app_from_env() -> FastAPI:
     catalog = open_served_catalog(
         os.environ.get(CATALOG_ENV), os.environ.get(ENTRY_ENV), os.environ.get(DATA_ENV)
     )
+    limits = Limits(deadline=_deadline_from_env(Limits.deadline))
     roots = os.environ.get(ASSET_ROOTS_ENV)
     return create_app(
         catalog,
+        limits=limits,
         auth=load_auth(os.environ.get(AUTH_ENV) or None),
         asset_roots=json.loads(roots) if roots else None,
+        exit_when_stopped=True,
+    )
+
+
+def log_config(level: str = "info") -> dict[str, Any]:
+    """uvicorn's logging configuration, with this server's log (refusals, failures under their
+    request id, requests stopped at their deadline) on uvicorn's handler at ``level``."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["intake_broker_server"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
+
+
+def run_app(app: Any, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Serve one application (from :func:`create_app`, with ``exit_when_stopped=True``) in this
+    process until SIGTERM or Ctrl-C, as :func:`serve` does with one worker: requests in
+    progress then get ``SHUTDOWN_SECONDS`` before they are cancelled."""
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=log_config(log_level),
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )
 
 
@@ -165,6 +266,7 @@ def serve(
     log_level: str = "info",
     auth: AuthConfig | str | None = None,
     asset_roots: Sequence[str] | None = None,
+    deadline: float | None | str = "env",
 ) -> None:
     """Serve a catalog over HTTP until interrupted.
 
@@ -194,12 +296,23 @@ def serve(
         Folders and fsspec URL prefixes external assets may be read from (what
         ``intake-broker serve --asset-root`` gives); without them, and without a catalog
         ``asset_roots`` or ``root_map``, the server reads no external asset.
+    deadline : float or None
+        Seconds each request may take to its first byte (default:
+        ``$INTAKE_BROKER_SERVER_DEADLINE``, else 30); past it the request's work is stopped
+        where the store allows and it is answered ``503 DeadlineExceeded``. None: no deadline.
+
+    SIGTERM (or Ctrl-C) stops the server: requests in progress get ``SHUTDOWN_SECONDS`` to
+    finish, then are cancelled, and a process still held by a stuck thread
+    :data:`~intake_broker_server.liveness.EXIT_AFTER` seconds later is ended.
     """
     import uvicorn
 
     from intake_broker.asset_roots import AssetRoots
     from intake_broker.memory import MemoryStore
 
+    seconds = _deadline_from_env(Limits.deadline) if deadline == "env" else deadline
+    if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
+        raise ValueError(f"deadline must be a number of seconds > 0 or None, not {deadline!r}")
     catalog = open_served_catalog(catalog_spec, entry, data)  # fail here, before forking
     if asset_roots:
         AssetRoots.of(list(asset_roots))  # a bad root fails here too (ValueError)
@@ -220,14 +333,21 @@ def serve(
         (DATA_ENV, data),
         (AUTH_ENV, auth if isinstance(auth, str) else None),
         (ASSET_ROOTS_ENV, json.dumps([str(r) for r in asset_roots]) if asset_roots else None),
+        (DEADLINE_ENV, "none" if seconds is None else repr(float(seconds))),
     ):
         if value:
             os.environ[name] = str(value)
         else:
             os.environ.pop(name, None)
     if workers == 1:
-        app = create_app(catalog, auth=config, asset_roots=asset_roots)
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        app = create_app(
+            catalog,
+            limits=Limits(deadline=seconds),
+            auth=config,
+            asset_roots=asset_roots,
+            exit_when_stopped=True,
+        )
+        run_app(app, host=host, port=port, log_level=log_level)
         return
     uvicorn.run(
         "intake_broker_server.app:app_from_env",
@@ -236,4 +356,6 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        log_config=log_config(log_level),
+        timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )

@@ -16,6 +16,18 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _seconds(text: str) -> float | None:
+    if text.lower() in ("0", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, 0 or none; got {text!r}")
+    return value
+
+
 class Serve:
     """``intake-broker serve``: the catalog over HTTP."""
 
@@ -34,6 +46,23 @@ class Serve:
             help="an AuthConfig (API keys, tokens, identity provider, access policy); "
             "default: no authentication",
         )
+        parser.add_argument(
+            "--asset-root",
+            action="append",
+            dest="asset_roots",
+            metavar="DIR_OR_URL",
+            help="a folder or fsspec URL prefix external assets may be read from (repeatable; "
+            "may name start keys: /data/{proposal_id}); default: none, so no external asset "
+            "is read unless the catalog names asset_roots or root_map",
+        )
+        parser.add_argument(
+            "--deadline",
+            type=_seconds,
+            default=argparse.SUPPRESS,
+            metavar="SECONDS",
+            help="how long a request may take before it is stopped and answered 503 "
+            "(default: $INTAKE_BROKER_SERVER_DEADLINE, else 30; 0 or none: no deadline)",
+        )
 
     def run(self, args: Any, catalog: Any) -> int:
         from .app import serve
@@ -47,6 +76,8 @@ class Serve:
                 entry=args.entry,
                 data=args.data,
                 auth=args.auth,
+                asset_roots=args.asset_roots,
+                deadline=getattr(args, "deadline", "env"),
             )
         except ValueError as err:
             raise UsageError(str(err)) from None

@@ -4,6 +4,7 @@ error class."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,10 +23,30 @@ from intake_broker_remote.errors import (
     error_body,
 )
 
+from .auth.errors import AuthError
+from .liveness import ERROR_HEADER, request_id
+
 log = logging.getLogger("intake_broker_server")
 
-#: HTTP status of each error class (the first match along the class's MRO wins). Errors the
-#: client caused are 4xx; a broken file or asset on the server is a 5xx with the same body.
+
+#: Errors whose message names what is on the server (a file's path, a database's host, an
+#: asset's location) rather than what the client sent: the message is logged under the request
+#: id and the client is told only the error's name and that id. So is the message of any error
+#: that is not a BrokerError, and of any 5xx but those in :data:`PUBLIC_5XX`.
+HIDDEN: tuple[type[BaseException], ...] = (
+    AssetNotFound,
+    AssetReadError,
+    errors.CorruptFile,
+    errors.UnknownDriver,
+)
+#: 5xx errors whose message is for the client: what it may do about it.
+PUBLIC_5XX: tuple[type[BaseException], ...] = (errors.DeadlineExceeded, AuthError, UnknownAssetSpec)
+
+#: HTTP status of each error class (the first match along the class's MRO wins; a class may
+#: also carry its own ``status``). Errors the client caused are 4xx; a request stopped at its
+#: deadline, or a store that cannot be reached, is a 503; a broken file or asset on the server
+#: is a 500. A BrokerError of no class named here is a 400 when it derives from ValueError,
+#: KeyError or LookupError (a refusal of what was sent) and a 500 otherwise.
 STATUS: dict[type[BaseException], int] = {
     errors.RunNotFound: 404,
     errors.StreamNotFound: 404,
@@ -41,12 +62,23 @@ STATUS: dict[type[BaseException], int] = {
     errors.ReadOnlyStore: 405,
     errors.WriteDenied: 403,
     AssetOutsideRoots: 403,
+    errors.DeadlineExceeded: 503,
     UnknownAssetSpec: 501,
     AssetReadError: 500,
     errors.CorruptFile: 500,
     errors.UnknownDriver: 500,
-    errors.BrokerError: 400,
+    ConnectionError: 503,
+    ValueError: 400,
+    LookupError: 400,
+    errors.BrokerError: 500,
 }
+
+#: Text that must never reach a client (SQL from a database driver, a Python traceback).
+_LEAKS = re.compile(
+    r"\[SQL:|\[parameters:|sqlalche\.me|Traceback \(most recent call last\)|"
+    r"File \"[^\"]+\", line \d+|\b(SELECT|INSERT|UPDATE|DELETE)\b.+\b(FROM|INTO|SET|WHERE)\b",
+    re.DOTALL,
+)
 
 _HTTP_NAMES = {
     400: "InvalidRequest",
@@ -71,6 +103,7 @@ def respond(request: Request, payload: Any, status: int = 200) -> Response:
 
 
 def status_of(err: BaseException) -> int:
+    """The HTTP status of an error (its own ``status``, else :data:`STATUS` along its MRO)."""
     explicit = getattr(err, "status", None)
     if isinstance(explicit, int):
         return explicit
@@ -80,6 +113,64 @@ def status_of(err: BaseException) -> int:
     return 500
 
 
+def is_public(err: BaseException) -> bool:
+    """Whether the client may read ``err``'s message (see :data:`HIDDEN`); a message that holds
+    SQL or a traceback never is."""
+    if not isinstance(err, errors.BrokerError) or isinstance(err, HIDDEN):
+        return False
+    if status_of(err) >= 500 and not isinstance(err, PUBLIC_5XX):
+        return False
+    return _LEAKS.search(str(err)) is None
+
+
+def _who(request: Request) -> str:
+    """Who made a request, for the log: principal, credential kind and the key's public id
+    (never a secret)."""
+    identity = getattr(request.state, "identity", None)
+    if identity is not None:
+        key = f" {identity.key_id}" if identity.key_id else ""
+        return f"{identity.principal.name} ({identity.method}{key})"
+    header = request.headers.get("authorization", "").strip()
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() == "apikey":
+        public, dot, _ = credential.strip().partition(".")
+        if not dot or not public:  # not <id>.<secret>: nothing of it is known to be public
+            return "a malformed apikey"
+        return f"apikey {re.sub(r'[^A-Za-z0-9_-]', '?', public[:40])}"
+    return f"{scheme.lower()} credential" if scheme else "anonymous"
+
+
+def log_refusal(request: Request, status: int, err: BaseException) -> None:
+    """Log a refusal at INFO: who, what, the status and the reason (the README's promise)."""
+    log.info(
+        "refused %s %s [request %s] for %s: %d %s: %s",
+        request.method,
+        request.url.path,
+        request_id(request),
+        _who(request),
+        status,
+        type(err).__name__,
+        err,
+    )
+
+
+def _hidden(request: Request) -> bool:
+    """Whether the run or descriptor a 404 was about exists, unseen by the request's principal
+    (the body does not say so: it reads like a missing one; the log does)."""
+    uid = request.path_params.get("uid")
+    service = getattr(request.app.state, "service", None)
+    if not isinstance(uid, str) or service is None:
+        return False
+    try:
+        if "/api/v1/descriptors/" in request.url.path:
+            service.store.descriptor_run(uid)
+        else:
+            service.store.run(uid)
+    except Exception:
+        return False
+    return True
+
+
 def error_response(
     request: Request,
     err: BaseException,
@@ -87,19 +178,36 @@ def error_response(
     name: str | None = None,
     cause: BaseException | None = None,
 ) -> Response:
-    """The error body of ``err``; a 5xx is logged (with ``cause``'s traceback if given)."""
+    """The error body of ``err``: its name, its message when the client may read it (else
+    where the log has it), and the request id; a 5xx or a hidden message is logged."""
     status = status or status_of(err)
-    body = error_body(err, name)
-    if status >= 500:
+    rid = request_id(request)
+    shown: BaseException = err
+    if not is_public(err):
+        shown = RuntimeError(
+            f"the server could not answer this request ({name or type(err).__name__}); its "
+            f"log has the details under request id {rid}"
+        )
+    body = error_body(shown, name or type(err).__name__)
+    body["request_id"] = rid
+    if status >= 500 or shown is not err:
         log.error(
-            "%s %s failed: %s: %s",
+            "%s %s [request %s] failed: %d %s: %s",
             request.method,
             request.url.path,
-            body["error"],
-            body["message"],
+            rid,
+            status,
+            name or type(err).__name__,
+            err,
             exc_info=cause,
         )
-    return respond(request, body, status)
+    elif status in (401, 403) or isinstance(err, errors.WriteDenied):
+        log_refusal(request, status, err)
+    response = respond(request, body, status)
+    response.headers[ERROR_HEADER] = body["error"]
+    if status == 503:
+        response.headers["Retry-After"] = "1"
+    return response
 
 
 def _validation_message(err: RequestValidationError) -> str:
@@ -115,7 +223,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(errors.BrokerError)
     async def broker_error(request: Request, err: errors.BrokerError) -> Response:
-        return error_response(request, err)
+        response = error_response(request, err)
+        if response.status_code == 404 and getattr(request.state, "identity", None) is not None:
+            from starlette.concurrency import run_in_threadpool
+
+            if await run_in_threadpool(_hidden, request):
+                log_refusal(request, 404, err)  # a run that is there, but not for them
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> Response:
@@ -137,5 +251,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, err: Exception) -> Response:
-        wrapped = RuntimeError(f"{type(err).__name__}: {err}")
-        return error_response(request, wrapped, 500, "InternalServerError", cause=err)
+        # (RequestGuard answers these first, so that the connection stays open; this is the
+        # answer of an application mounted without it)
+        return error_response(request, err, 500, "InternalServerError", cause=err)

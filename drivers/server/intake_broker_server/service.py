@@ -28,12 +28,12 @@ import numpy as np
 from intake_broker.access import AccessPolicy, GuardedStore, Principal
 from intake_broker.asset_roots import AssetRoots
 from intake_broker.assets import AssetReader, AssetReadError, check_asset_document
-from intake_broker.errors import BrokerError, RunNotFound, StreamNotFound
+from intake_broker.errors import BrokerError, ResourceNotFound, RunNotFound, StreamNotFound
 from intake_broker.queries import Eq, Query
 from intake_broker.store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
 from intake_broker.views.datakeys import field_dtype, field_shape
 from intake_broker.views.stream import StreamLayout
-from intake_broker_remote.errors import DescriptorNotFound, OversizedRequest
+from intake_broker_remote.errors import DescriptorNotFound, InvalidRequest, OversizedRequest
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,10 @@ class Limits:
     readers: int = 32
     #: Guarded views (one per principal, with what it has seen) kept per process.
     views: int = 256
+    #: Seconds a request may take to its first byte; past it, its work is stopped (where the
+    #: store checks: the generic evaluator, SQLite, PostgreSQL) and it is answered with a 503
+    #: ``DeadlineExceeded``. None: no deadline.
+    deadline: float | None = 30.0
 
 
 def _and(a: Query | None, b: Query | None) -> Query | None:
@@ -306,10 +310,56 @@ class Service:
         dk = self.data_key(run_uid, key)
         dtype, shape = field_dtype(dk), field_shape(dk)
         self.check_size(len(datum_ids) * dtype.itemsize * int(np.prod(shape)), "the request")
+        self._check_datums(run_uid, datum_ids)
         try:
             return self.reader(run_uid).read_datums(key, list(datum_ids), dtype, shape)
         except AssetReadError:  # datums added since the reader was made: once more, anew
             return self.reader(run_uid, fresh=True).read_datums(key, list(datum_ids), dtype, shape)
+
+    def _check_datums(self, run_uid: str, datum_ids: Sequence[str]) -> None:
+        """A datum id the run does not hold is the client's mistake (a 404), not a failure to
+        read an asset (once more with a fresh reader: datums may have been added since)."""
+        for fresh in (False, True):
+            known = self.reader(run_uid, fresh=fresh).datums
+            missing = [d for d in datum_ids if d not in known]
+            if not missing:
+                return
+        more = (
+            f" (and {len(missing) - 1} more of the {len(datum_ids)} asked)" if missing[1:] else ""
+        )
+        raise ResourceNotFound(
+            f"run {run_uid!r} has no datum {missing[0]!r}{more}; ask for the datum ids of the "
+            "run's events"
+        )
+
+    def _check_stream(
+        self, run_uid: str, key: str, descriptor_uid: str, seq_range: tuple[int, int]
+    ) -> None:
+        """A descriptor of another run, or seq_nums no stream_datum of the run covers, are the
+        client's mistake (404 / 400), not a failure to read an asset."""
+        if descriptor_uid not in {d["uid"] for d in self.descriptors(run_uid)}:
+            raise DescriptorNotFound(f"run {run_uid!r} has no descriptor {descriptor_uid!r}")
+        lo, hi = seq_range
+        covered = np.zeros(hi - lo, dtype=bool)
+        for fresh in (False, True):
+            assets = self.reader(run_uid, fresh=fresh).assets
+            for sd in assets.stream_datums:
+                resource = assets.stream_resources.get(sd.get("stream_resource"))
+                if sd.get("descriptor") != descriptor_uid or resource is None:
+                    continue
+                if resource.get("data_key") != key:
+                    continue
+                first = max(lo, sd["seq_nums"]["start"])
+                last = min(hi, sd["seq_nums"]["stop"])
+                if first < last:
+                    covered[first - lo : last - lo] = True
+            if covered.all():
+                return
+        missing = lo + int(np.flatnonzero(~covered)[0])
+        raise InvalidRequest(
+            f"no stream_datum of run {run_uid!r} holds {key!r} at seq_num {missing} of "
+            f"descriptor {descriptor_uid!r}; ask for the seq_nums its events have"
+        )
 
     def read_stream_asset(
         self, run_uid: str, key: str, descriptor_uid: str, seq_range: tuple[int, int]
@@ -319,6 +369,7 @@ class Service:
         dtype, shape = field_dtype(dk), field_shape(dk)
         rows = seq_range[1] - seq_range[0]
         self.check_size(rows * dtype.itemsize * int(np.prod(shape)), "the request")
+        self._check_stream(run_uid, key, descriptor_uid, seq_range)
         try:
             return self.reader(run_uid).read_stream(key, descriptor_uid, seq_range, dtype, shape)
         except AssetReadError:

@@ -126,20 +126,14 @@ class Authenticator:
         )
 
     def authorize(self, authorization: str | None, scope: str) -> Identity:
-        """:meth:`identify`, then check that the credential has ``scope`` (else 403)."""
-        try:
-            identity = self.identify(authorization)
-        except Unauthorized as err:
-            log.info("refused a request: %s", err)  # messages never hold a secret
-            raise
+        """:meth:`identify`, then :meth:`require` ``scope`` (else 403). The server logs each
+        refusal (with the request's id) where it answers it."""
+        return self.require(self.identify(authorization), scope)
+
+    @staticmethod
+    def require(identity: Identity, scope: str) -> Identity:
+        """``identity``, if its credential has ``scope``; else :class:`Forbidden` (403)."""
         if scope not in identity.scopes:
-            log.info(
-                "refused %s (%s %s): no %r scope",
-                identity.principal.name,
-                identity.method,
-                identity.key_id or "",
-                scope,
-            )
             raise Forbidden(
                 f"{identity.principal.name!r} may not {scope} here: the "
                 f"credential's scopes are {list(identity.scopes)}"
