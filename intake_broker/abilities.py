@@ -108,13 +108,17 @@ ABILITIES: tuple[type, ...] = (
     DocumentFiles,
 )
 
-S = TypeVar("S")
+A = TypeVar("A")
 
 
-def require(store: S, ability: type, doing: str) -> S:
+def require(store: Any, ability: type[A], doing: str) -> A:
     """``store`` if it supports ``ability``, else :class:`~intake_broker.errors.NotSupported`
-    saying which store cannot do what (``doing``: e.g. "keep summaries of asset data")."""
-    if not store.supports(ability):  # type: ignore[attr-defined]
+    saying which store cannot do what (``doing``: e.g. "keep summaries of asset data").
+
+    Typed as the ability, so that its methods type-check on the result. An ability is a
+    protocol, which mypy refuses as a ``type[A]`` argument (python/mypy#4717): callers write
+    ``# type: ignore[type-abstract]``."""
+    if not store.supports(ability):
         raise NotSupported(
             f"{type(store).__name__} cannot {doing}: it does not have the "
             f"{ability.__name__} ability (see intake_broker.abilities)"

@@ -18,8 +18,8 @@ detector taking small images of a spot. The metadata follow what bluesky writes 
 from __future__ import annotations
 
 import time as ttime
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, overload
 
 import event_model
 import numpy as np
@@ -27,7 +27,7 @@ import numpy as np
 import intake_broker
 
 #: One run as ``(name, doc)`` pairs, start first and stop last.
-Documents = list[tuple[str, dict]]
+Documents = list[tuple[str, Mapping[str, Any]]]
 #: The seed of the demo's random numbers (mixed with the first scan_id of each call).
 DEFAULT_SEED = 20260101
 #: Shape of the simulated area-detector frames.
@@ -119,7 +119,11 @@ def _start(
     return event_model.compose_run(time=t, metadata=md)
 
 
-def _gaussian(x: np.ndarray, center: float, sigma: float) -> np.ndarray:
+@overload
+def _gaussian(x: float, center: float, sigma: float) -> float: ...
+@overload
+def _gaussian(x: np.ndarray, center: float, sigma: float) -> np.ndarray: ...
+def _gaussian(x: float | np.ndarray, center: float, sigma: float) -> float | np.ndarray:
     return np.exp(-((x - center) ** 2) / (2 * sigma**2))
 
 
@@ -393,7 +397,7 @@ def baseline_scan(rng: np.random.Generator, scan_id: int, t: float) -> Documents
         hints={"th": {"fields": ["th"]}, "diode": {"fields": ["diode"]}},
     )
 
-    def reading(when: float) -> tuple[str, dict]:
+    def reading(when: float) -> tuple[str, Mapping[str, Any]]:
         row = {
             "cryo_temp": float(80.0 + rng.normal(0, 0.02)),
             "sample_temp": float(80.4 + rng.normal(0, 0.05)),

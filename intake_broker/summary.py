@@ -75,7 +75,9 @@ def run_summary(store, run_uid: str) -> dict[str, dict[str, dict[str, Any]]]:
         for key in inline:
             stats = field_stats(columns.data[key]) if key in columns.data else None
             if stats is not None:
-                stream[key] = merge_stats(stream.get(key), stats)
+                merged = merge_stats(stream.get(key), stats)
+                assert merged is not None  # field_stats never gives an empty dict
+                stream[key] = merged
     return summary
 
 
@@ -98,7 +100,11 @@ def summarize_assets(run, *, store: bool = True) -> dict[str, dict[str, dict[str
             if stats is not None:
                 found.setdefault(name, {})[key] = stats
                 if store:
-                    keeper = require(run.store, SummaryKeeper, "keep summaries of asset data")
+                    keeper = require(
+                        run.store,
+                        SummaryKeeper,  # type: ignore[type-abstract]  # a protocol (see require)
+                        "keep summaries of asset data",
+                    )
                     keeper.set_summary(run.uid, name, key, stats)
     return found
 

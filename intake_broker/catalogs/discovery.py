@@ -87,9 +87,9 @@ def search_path(data: str | os.PathLike | None = None) -> list[tuple[str, Path]]
         ("intake user data", Path(platformdirs.user_data_dir("intake", appauthor=False))),
         ("environment", Path(sys.prefix) / "share" / "intake"),
     ]
-    for folder in os.environ.get("INTAKE_PATH", "").split(os.pathsep):
-        if folder.strip():
-            folders.append(("INTAKE_PATH", Path(folder.strip()).expanduser()))
+    for entry in os.environ.get("INTAKE_PATH", "").split(os.pathsep):
+        if entry.strip():
+            folders.append(("INTAKE_PATH", Path(entry.strip()).expanduser()))
     seen: set[str] = set()
     unique = []
     for label, folder in folders:
@@ -200,6 +200,7 @@ class Catalogs(Mapping):
         else:
             from intake_broker.catalogs.files import open_entry
 
+            assert found.entry is not None  # a YAML entry has its path and its entry name
             opened = open_entry(found.path, found.entry)
         with self._lock:
             return self._opened.setdefault(key, opened)

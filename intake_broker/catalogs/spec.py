@@ -101,7 +101,8 @@ class CatalogSpec:
             loader = yaml.SafeLoader(text)
             try:
                 self._root = loader.get_single_node()
-                self.data = loader.construct_document(self._root) if self._root else None
+                # the YAML as parsed (a mapping holding "sources" once _check_structure passed)
+                self.data: Any = loader.construct_document(self._root) if self._root else None
             finally:
                 loader.dispose()
         except yaml.YAMLError as err:

@@ -32,6 +32,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, wait
+from types import FrameType
 from typing import Any, TypeVar
 
 from intake_broker.errors import BadQuery, BrokerError, ReadOnlyStore, RunNotFound
@@ -64,7 +65,8 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 def _warn(message: str) -> None:
     """Warn, pointing at the first caller outside intake_broker (the user's line)."""
-    frame, level = sys._getframe(1), 2
+    frame: FrameType | None = sys._getframe(1)
+    level = 2
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, MemberUnavailableWarning, stacklevel=level)
@@ -95,8 +97,8 @@ class FederatedStore(StoreWrapper):
     do not see each other's outcome.
     """
 
-    writable = False  # type: ignore[assignment]
-    validate = True  # type: ignore[assignment]
+    writable = False
+    validate = True
 
     def __init__(
         self,
@@ -295,9 +297,9 @@ class FederatedStore(StoreWrapper):
             ):
                 offsets = found[1]
         if offsets is not None:
-            base = 0
+            base, served_before = 0, offsets
             answers, errors = self._ask(
-                names, lambda m: m.runs(query, sort=sort, skip=offsets[m.name], limit=limit)
+                names, lambda m: m.runs(query, sort=sort, skip=served_before[m.name], limit=limit)
             )
         else:
             base, offsets = skip, dict.fromkeys(names, 0)
@@ -455,8 +457,13 @@ class FederatedStore(StoreWrapper):
         """Close the opened members, in parallel and under the timeout (a hung member is
         left to its daemon thread)."""
         opened = [name for name, member in self.members.items() if member.store is not None]
+
+        def close(member: Member) -> None:
+            if member.store is not None:  # (it is: only opened members are asked)
+                member.store.close()
+
         if opened:
-            self._ask(opened, lambda member: member.store.close())
+            self._ask(opened, close)
 
 
 class FederatedCatalog(BrokerCatalog):
@@ -482,6 +489,7 @@ class FederatedCatalog(BrokerCatalog):
     """
 
     merges_members = True
+    _store: FederatedStore
 
     #: Members are resolved by the federation itself (a name is not a path).
     path_arguments: tuple[str, ...] = ()

@@ -81,6 +81,7 @@ class Member:
         with self._lock:
             if self.store is None:
                 self._bind(self._source())
+            assert self.store is not None  # _bind sets it or raises
             return self.store
 
     def runs(self, query: Query | None, **kwargs: Any) -> list[RunRecord]:
@@ -233,6 +234,7 @@ def resolve_members(
     """
     where = where or _Where(None, ())
     base = base or os.getcwd() + os.sep
+    items: list[tuple[str | None, Any, Any]]
     if isinstance(members, Mapping):
         items = [(str(k), k, v) for k, v in members.items()]
     elif isinstance(members, list | tuple):

@@ -7,12 +7,14 @@ tests add runs recorded by a real RunEngine.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import event_model
 import numpy as np
 
-Documents = list[tuple[str, dict]]
+#: One run as ``(name, doc)`` pairs; the documents are event-model's TypedDicts.
+Documents = list[tuple[str, Mapping[str, Any]]]
 
 
 def scalar_run(
@@ -220,6 +222,8 @@ def asset_run(*, time: float = 1_700_002_000.0, scan_id: int = 11) -> Documents:
                 ),
             )
         )
+    # compose_run always sets it; event-model's bundle declares it optional
+    assert bundle.compose_stream_resource is not None
     sres = bundle.compose_stream_resource(
         mimetype="application/x-hdf5",
         uri="file://localhost/data/scan.h5",

@@ -14,6 +14,8 @@ passes when its native translations agree with the reference semantics::
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import event_model
 import numpy as np
@@ -49,7 +51,7 @@ OPERATORS = ["ada", "grace", "linus", None]
 DETECTORS = [["det"], ["det", "eiger"], ["eiger"], ["fccd"]]
 
 
-def _run(i: int, rng: np.random.Generator) -> list[tuple[str, dict]]:
+def _run(i: int, rng: np.random.Generator) -> list[tuple[str, Mapping[str, Any]]]:
     plan = ["scan", "count", "grid_scan", "rel_scan"][i % 4]
     detectors = DETECTORS[i % len(DETECTORS)]
     metadata = {
@@ -67,7 +69,9 @@ def _run(i: int, rng: np.random.Generator) -> list[tuple[str, dict]]:
     uid = str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | i))
     bundle = event_model.compose_run(uid=uid, time=T0 + 3600.0 * i, metadata=metadata)
     exposure = [0.1, 0.5, 1.0][i % 3]
-    data_keys = {"theta": {"dtype": "number", "shape": [], "source": "SIM:theta"}}
+    data_keys: dict[str, dict[str, Any]] = {
+        "theta": {"dtype": "number", "shape": [], "source": "SIM:theta"}
+    }
     for det in detectors:
         data_keys[det] = {
             "dtype": "array" if det == "fccd" else "number",
@@ -87,7 +91,10 @@ def _run(i: int, rng: np.random.Generator) -> list[tuple[str, dict]]:
     desc = bundle.compose_descriptor(
         name="primary", data_keys=data_keys, configuration=config, time=T0 + 3600.0 * i + 1
     )
-    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
+    docs: list[tuple[str, Mapping[str, Any]]] = [
+        ("start", bundle.start_doc),
+        ("descriptor", desc.descriptor_doc),
+    ]
     if i % 5 == 0:
         baseline = bundle.compose_descriptor(
             name="baseline",
@@ -107,7 +114,7 @@ def _run(i: int, rng: np.random.Generator) -> list[tuple[str, dict]]:
         )
     low = float(i % 10)
     for n in range(3 + i % 4):
-        data = {"theta": low + n}
+        data: dict[str, Any] = {"theta": low + n}
         for det in detectors:
             data[det] = (
                 np.full((4, 4), float(i + n))
@@ -123,12 +130,12 @@ def _run(i: int, rng: np.random.Generator) -> list[tuple[str, dict]]:
             )
         )
     if i % 13 != 5:  # some runs never ended
-        status = "abort" if i % 17 == 3 else "success"
+        status: Literal["success", "abort"] = "abort" if i % 17 == 3 else "success"
         docs.append(("stop", bundle.compose_stop(exit_status=status, time=T0 + 3600.0 * i + 10)))
     return docs
 
 
-def generate_runs(count: int = RUNS) -> list[list[tuple[str, dict]]]:
+def generate_runs(count: int = RUNS) -> list[list[tuple[str, Mapping[str, Any]]]]:
     """The runs every store is asked about: varied plans, samples, detectors and data."""
     rng = np.random.default_rng(20261126)
     return [_run(i, rng) for i in range(count)]
@@ -136,6 +143,8 @@ def generate_runs(count: int = RUNS) -> list[list[tuple[str, dict]]]:
 
 def query_cases() -> dict[str, Query]:
     """At least 40 named queries touching every query type and document."""
+    # The ignores: In, NotIn and TimeRange annotate their fields as stored (a tuple, a float),
+    # but their constructors take lists and ISO strings too, which these cases use on purpose.
     cases: dict[str, Query] = {
         "eq plan": Eq("plan_name", "scan"),
         "eq nested": Eq("sample.name", "LaB6"),
@@ -148,16 +157,16 @@ def query_cases() -> dict[str, Query]:
         "le temperature": Comparison("le", "sample.temperature", 290.0),
         "ge string": Comparison("ge", "plan_name", "rel"),
         "lt time": Comparison("lt", "time", T0 + 3600.0 * 20),
-        "in plans": In("plan_name", ["count", "grid_scan"]),
-        "in scan ids": In("scan_id", [4001, 4010, 4099, 99999]),
-        "not in": NotIn("sample.name", ["LaB6", "Si"]),
+        "in plans": In("plan_name", ["count", "grid_scan"]),  # type: ignore[arg-type]
+        "in scan ids": In("scan_id", [4001, 4010, 4099, 99999]),  # type: ignore[arg-type]
+        "not in": NotIn("sample.name", ["LaB6", "Si"]),  # type: ignore[arg-type]
         "regex": Regex("sample.name", "^La"),
         "regex case": Regex("sample.name", "au", case_sensitive=False),
         "contains": Contains("detectors", "det"),
         "key present": KeyPresent("operator"),
         "key absent": KeyPresent("operator", present=False),
         "time range": TimeRange(since=T0 + 3600.0 * 50, until=T0 + 3600.0 * 60),
-        "time range iso": TimeRange(since="2026-01-03T00:00:00+00:00", timezone="UTC"),
+        "time range iso": TimeRange(since="2026-01-03T00:00:00+00:00", timezone="UTC"),  # type: ignore[arg-type]
         "partial uid": PartialUID("0"),
         "scan id list": ScanID(4005, 4006, 107),
         "scan id range": ScanIDRange(4000, 4100),
@@ -190,7 +199,7 @@ def query_cases() -> dict[str, Query]:
     return cases
 
 
-def reference_records(runs: list[list[tuple[str, dict]]]) -> list[dict]:
+def reference_records(runs: list[list[tuple[str, Mapping[str, Any]]]]) -> list[dict]:
     """Each run as the record the generic evaluator sees: start, stop, descriptors, summary."""
     from intake_broker.memory import MemoryStore
 

@@ -145,7 +145,9 @@ class SecantusServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=500)
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            self.uri, serverSelectionTimeoutMS=500
+        )
         deadline = time.monotonic() + timeout
         try:
             while True:

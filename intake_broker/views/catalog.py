@@ -234,7 +234,8 @@ class BrokerCatalog(Catalog):
             from intake_broker.queries.expression import parse_query
 
             query = parse_query(query)
-        save_query(name, as_query(query))
+        # as_query gives None only for None (queries.mongo does not say so yet: no overloads)
+        save_query(name, as_query(query))  # type: ignore[arg-type]
 
     def insert(self, name: str, doc: Mapping[str, Any]) -> None:
         """Store one document; ``RE.subscribe(cat.insert)`` records a live experiment."""
@@ -304,7 +305,7 @@ class Run(Catalog):
         self._asset_options = dict(assets or {})
         self._assets = store.asset_reader(record.uid, **self._asset_options)
         self._descriptors: list[dict] | None = None
-        metadata = {"start": record.start, "stop": record.stop}
+        metadata: dict[str, Any] = {"start": record.start, "stop": record.stop}
         if record.origin:
             metadata["origin"] = list(record.origin)
         super().__init__(name=record.uid, metadata=metadata, **kwargs)

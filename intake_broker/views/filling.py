@@ -40,7 +40,11 @@ def fill_documents(
                 for key, dk in doc.get("data_keys", {}).items()
                 if asset_kind(dk) == "datum"
             }
-        elif name == "event_page" and external.get(doc.get("descriptor")):
+        elif (
+            name == "event_page"
+            and doc.get("descriptor") in external
+            and external[doc["descriptor"]]
+        ):
             doc = _fill_page(doc, external[doc["descriptor"]], reader, delayed)
         yield name, doc
 

@@ -9,7 +9,7 @@ value is read when computed.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from intake.source.base import DataSource, Schema
@@ -17,6 +17,9 @@ from intake.source.base import DataSource, Schema
 from intake_broker.assets import AssetReader, frames_per_chunk
 from intake_broker.store import Chunk, DocumentStore
 from intake_broker.views.datakeys import asset_kind, field_dims, field_dtype, field_shape
+
+if TYPE_CHECKING:
+    from dask.typing import Key
 
 
 def _fill_value(dtype: np.dtype):
@@ -198,7 +201,7 @@ class StreamLayout:
             group,
         )
         read_name = f"read-events-{token}"
-        read_layer = {
+        read_layer: dict[Key, Any] = {
             (read_name, i): (
                 _read_chunk,
                 self.store,
@@ -214,7 +217,7 @@ class StreamLayout:
             zeros = (0,) * len(shape)
             if key in inline:
                 chunks = self.chunks
-                layer = {
+                layer: dict[Key, Any] = {
                     (name, i, *zeros): (_take, (read_name, i), group, key, dtype, shape, chunk.rows)
                     for i, chunk in enumerate(chunks)
                 }

@@ -39,7 +39,7 @@ _CHECK_BYTES = 32 * 2**20
 # BSON element types: numeric leaves we copy out, and fixed-size values we can step over.
 _DOUBLE, _STRING, _DOC, _ARRAY, _BINARY, _OID, _BOOL, _NULL, _INT32, _INT64 = (
     0x01, 0x02, 0x03, 0x04, 0x05, 0x07, 0x08, 0x0A, 0x10, 0x12)  # fmt: skip
-_NUMERIC = {
+_NUMERIC: dict[int, np.dtype] = {
     _DOUBLE: np.dtype("<f8"),
     _INT32: np.dtype("<i4"),
     _INT64: np.dtype("<i8"),
@@ -182,11 +182,13 @@ def _leaves(node: _Node) -> tuple[tuple[int, ...], list[_Node]] | None:
     """Shape and leaves (C order) of a rectangular numeric array; None if it is not one."""
     if node.etype != _ARRAY:
         return ((), [node]) if node.etype in _NUMERIC else None
+    assert node.children is not None  # _parse_document gives every array its children
     items = list(node.children.values())
     if not items:
         return (0,), []
-    parts = [_leaves(item) for item in items]
-    if any(p is None for p in parts) or len({p[0] for p in parts}) != 1:
+    found = [_leaves(item) for item in items]
+    parts = [p for p in found if p is not None]
+    if len(parts) != len(found) or len({p[0] for p in parts}) != 1:
         return None
     shape = (len(items), *parts[0][0])
     return shape, [leaf for _, leaves in parts for leaf in leaves]
@@ -195,6 +197,7 @@ def _leaves(node: _Node) -> tuple[tuple[int, ...], list[_Node]] | None:
 def _copy_numeric(rows: np.ndarray, leaves: list[_Node], shape: tuple[int, ...]) -> np.ndarray:
     """Copy numeric leaves out of every row, one strided copy per run of evenly spaced leaves."""
     kinds = {leaf.etype for leaf in leaves}
+    dtype: np.dtype
     if kinds <= {_BOOL}:
         dtype = np.dtype(bool)
     elif kinds <= {_INT32, _INT64, _BOOL}:

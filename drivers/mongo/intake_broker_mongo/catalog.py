@@ -73,8 +73,10 @@ class MongoNormalizedCatalog(BrokerCatalog):
                 "took them, or uri= for one database holding every collection"
                 + ("; not both" if uri is not None else "")
             )
+        target = metadatastore_db if uri is None else uri
+        assert target is not None  # checked above: exactly one of them is given
         store = MongoStore(
-            metadatastore_db if uri is None else uri,
+            target,
             asset_registry_db,
             validate=validate,
             chunk_rows=chunk_rows,

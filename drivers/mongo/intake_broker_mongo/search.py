@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 import pymongo.errors
 from pymongo.collection import Collection
@@ -31,6 +31,12 @@ IN_CHUNK = 64
 FIRST_WINDOW, MAX_WINDOW = 3600.0, 3600.0 * 24 * 365 * 200
 
 
+@overload
+def strip_id(doc: dict) -> dict: ...
+@overload
+def strip_id(doc: None) -> None: ...
+@overload
+def strip_id(doc: dict | None) -> dict | None: ...
 def strip_id(doc: dict | None) -> dict | None:
     """``doc`` without MongoDB's ``_id``."""
     if doc is not None:
@@ -133,19 +139,21 @@ class RunFinder:
         stops ended after ``now - width`` include a page of runs that started after it, no
         other run can be on that page.
         """
+        stop_filter = found.stop_filter
+        assert stop_filter is not None  # runs() semi-joins only plans with a stop filter
         wanted = None if limit is None else skip + limit
         windows = (
             self.recent_first
             and wanted is not None
             and wanted <= 10_000
             and found.sort == [("time", -1), ("uid", 1)]
-            and "time" not in found.stop_filter
+            and "time" not in stop_filter
         )
         now, width, attempts = time.time(), FIRST_WINDOW, 0
         while True:  # at most three windows, then every matching stop
             since = now - width if windows and attempts < 3 else None
             attempts += 1
-            stops = self._stops_matching(found.stop_filter, since)
+            stops = self._stops_matching(stop_filter, since)
             if stops is None:  # too many to list: join them in the server instead
                 return self._joined_runs(self._as_join(found), query, sort, skip, limit)
             starts = self._starts_by_uid(found.start_filter, list(stops))
@@ -153,7 +161,7 @@ class RunFinder:
             recent = since is not None and sum(
                 isinstance(t := r.start.get("time"), int | float) and t >= since for r in records
             )
-            if since is None or recent >= wanted:
+            if since is None or wanted is None or recent >= wanted:  # (windows need wanted)
                 return select_runs(records, None, sort, skip, limit)
             width *= min(64.0, max(2.0, 1.5 * wanted / max(recent, 1)))
 
@@ -198,7 +206,7 @@ class RunFinder:
     def _starts_by_uid(
         self, start_filter: dict, uids: list[str], projection: dict | None = None
     ) -> list[dict]:
-        starts = []
+        starts: list[dict] = []
         for lo in range(0, len(uids), IN_CHUNK):
             chunk = {"uid": {"$in": uids[lo : lo + IN_CHUNK]}}
             starts += self.starts.find(flatten({"$and": [start_filter, chunk]}), projection)

@@ -139,7 +139,7 @@ class MongoStore(DocumentStore):
         self._setup()
 
     def _setup(self) -> None:
-        clients: dict[str, pymongo.MongoClient] = {}
+        clients: dict[str | None, pymongo.MongoClient] = {}  # (a URI's key is never None)
         databases = []
         for target, location in zip(self._targets, self._locations, strict=True):
             if isinstance(target, Database):
@@ -276,6 +276,7 @@ class MongoStore(DocumentStore):
         with self._guard(SUMMARY):
             ready, kept = self._summaries.stored([run_uid]).get(run_uid, (False, None))
         if ready:
+            assert kept is not None  # a ready summary is always written with its summary
             return kept, True, True
         finished = self.run(run_uid).stop is not None  # RunNotFound for an unknown run
         summary = super().summary(run_uid)  # from the events
@@ -289,7 +290,7 @@ class MongoStore(DocumentStore):
         keyed by run uid, replacing any they had (what a stop document does for its run);
         e.g. to make runs written by other tools searchable by their data at once."""
         with self._guard(RUN_START):
-            known = set()
+            known: set[str] = set()
             uids = list(summaries)
             for i in range(0, len(uids), 500):
                 known.update(
@@ -331,7 +332,7 @@ class MongoStore(DocumentStore):
             with self._guard(SUMMARY):
                 keep = self._summaries.candidates(query)
             if keep is not None:  # summary comparisons: only the runs the index allows
-                allowed = In("uid", sorted(keep))
+                allowed = In("uid", tuple(sorted(keep)))
                 index_part = allowed if index_part is None else And((index_part, allowed))
             candidates = self.runs(index_part, sort=sort)
             parts = (
@@ -339,7 +340,16 @@ class MongoStore(DocumentStore):
                 if "summary" not in documents_needed(query)
                 else _KeptSummaries(self, [r.uid for r in candidates])
             )
-            return select_runs(candidates, query, sort, skip, limit, store=parts)
+            # select_runs asks ``store`` only for record_parts; intake_broker.store annotates
+            # it DocumentStore, which _KeptSummaries is not
+            return select_runs(
+                candidates,
+                query,
+                sort,
+                skip,
+                limit,
+                store=parts,  # type: ignore[arg-type]
+            )
         with self._guard(RUN_START):
             return self._finder.runs(query, sort=sort, skip=skip, limit=limit)
 
@@ -472,11 +482,9 @@ class MongoStore(DocumentStore):
         with self._lock:
             cached = self._plans.get(descriptor["run_start"])
         chunks = cached[1].get(descriptor["uid"]) if cached is not None else None
-        return (
-            bool(chunks)
-            and seq_range[0] <= chunks[0].seq_start
-            and seq_range[1] >= chunks[-1].seq_stop
-        )
+        if not chunks:
+            return False
+        return seq_range[0] <= chunks[0].seq_start and seq_range[1] >= chunks[-1].seq_stop
 
     def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
         return replay(self, run_uid)
@@ -515,7 +523,9 @@ class MongoStore(DocumentStore):
         start = 0
         for i in range(1, len(datums) + 1):
             if i == len(datums) or datums[i]["resource"] != datums[start]["resource"]:
-                yield event_model.pack_datum_page(*datums[start:i])
+                # our datums are plain dicts, event-model's are its Datum TypedDict; the result
+                # (a DatumPage TypedDict) is the dict DocumentStore.datum_pages yields
+                yield event_model.pack_datum_page(*datums[start:i])  # type: ignore[arg-type,misc]
                 start = i
 
 

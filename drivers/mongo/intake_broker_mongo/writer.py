@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pymongo.errors
@@ -48,6 +48,12 @@ def plain(value: Any) -> Any:
     return value
 
 
+@overload
+def _without_id(doc: dict) -> dict: ...
+@overload
+def _without_id(doc: None) -> None: ...
+@overload
+def _without_id(doc: dict | None) -> dict | None: ...
 def _without_id(doc: dict | None) -> dict | None:
     if doc is not None:
         doc.pop("_id", None)

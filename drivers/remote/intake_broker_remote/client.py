@@ -68,7 +68,7 @@ def _raise(request: httpx.Request, status: int, headers: Mapping[str, str], cont
 class _PartsReader:
     """``readinto(view)`` over an iterator of byte strings (what httpx gives)."""
 
-    def __init__(self, parts: Iterator[bytes]):
+    def __init__(self, parts: Iterator[bytes | memoryview]):
         self._parts = parts
         self._rest = memoryview(b"")
 

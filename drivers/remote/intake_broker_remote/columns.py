@@ -65,28 +65,29 @@ class RemoteColumns(EventColumns):
                 self._fetch(missing)
         return self
 
-    @property  # type: ignore[override]
-    def seq_num(self) -> np.ndarray:
+    # EventColumns' fields, here read-only properties that fetch their group on first use
+    @property
+    def seq_num(self) -> np.ndarray:  # type: ignore[override]
         return self._group("index")["seq_num"]
 
-    @property  # type: ignore[override]
-    def time(self) -> np.ndarray:
+    @property
+    def time(self) -> np.ndarray:  # type: ignore[override]
         return self._group("index")["time"]
 
-    @property  # type: ignore[override]
-    def data(self) -> dict[str, np.ndarray]:
+    @property
+    def data(self) -> dict[str, np.ndarray]:  # type: ignore[override]
         return self._group("data")
 
-    @property  # type: ignore[override]
-    def timestamps(self) -> dict[str, np.ndarray]:
+    @property
+    def timestamps(self) -> dict[str, np.ndarray]:  # type: ignore[override]
         return self._group("timestamps")
 
-    @property  # type: ignore[override]
-    def filled(self) -> dict[str, np.ndarray]:
+    @property
+    def filled(self) -> dict[str, np.ndarray]:  # type: ignore[override]
         return self._group("filled")
 
-    @property  # type: ignore[override]
-    def uid(self) -> np.ndarray | None:
+    @property
+    def uid(self) -> np.ndarray | None:  # type: ignore[override]
         return self._group("uid").get(None) if self._uids else None
 
     def __len__(self) -> int:

@@ -309,18 +309,18 @@ class RemoteStore(DocumentStore):
             else:
                 batches.append([item])
         known = [
-            None if any(r[2] is None for r in b) else sum(r[2] for r in b)  # type: ignore
-            for b in batches
+            None if any(r[2] is None for r in b) else sum(r[2] or 0 for r in b) for b in batches
         ]
+        sizes = [n for n in known if n is not None]
         targets: dict[tuple[str, str | None], np.ndarray] = {}
         offsets: list[int | None] = [None] * len(batches)
-        if ranges[0][2] == first_rows and all(n is not None for n in known):
-            total = first_rows + sum(known)  # type: ignore[arg-type]
+        if ranges[0][2] == first_rows and len(sizes) == len(known):
+            total = first_rows + sum(sizes)
             for key, array in first.items():
                 if not array.dtype.hasobject and array.shape[:1] == (first_rows,):
                     targets[key] = np.empty((total, *array.shape[1:]), array.dtype)
                     targets[key][:first_rows] = array
-            offsets = list(np.cumsum([first_rows, *known[:-1]]))  # type: ignore[list-item]
+            offsets = list(np.cumsum([first_rows, *sizes[:-1]]))
 
         def fetch(index: int) -> tuple[int, dict]:
             batch, offset, rows = batches[index], offsets[index], known[index]
@@ -330,6 +330,7 @@ class RemoteStore(DocumentStore):
                 if (
                     target is None
                     or offset is None
+                    or rows is None  # (never, when offset is not None)
                     or dtype != target.dtype
                     or shape != (rows, *target.shape[1:])
                 ):
@@ -349,12 +350,14 @@ class RemoteStore(DocumentStore):
         for key in dict.fromkeys(k for _, cols in parts for k in cols):
             arrays = [cols[key] for _, cols in parts if key in cols]
             target = targets.get(key)
-            whole = (
+            if (
                 target is not None
                 and len(arrays) == len(parts)
                 and all(a.base is target or a is target for a in arrays[1:])
-            )
-            out[key] = target if whole else np.concatenate(arrays)
+            ):
+                out[key] = target
+            else:
+                out[key] = np.concatenate(arrays)
         return sum(rows for rows, _ in parts), out
 
     def _fetch(

@@ -55,7 +55,7 @@ def packb(obj: Any) -> bytes:
     return msgpack.packb(obj, default=_default, use_bin_type=True)
 
 
-def unpackb(data: bytes) -> Any:
+def unpackb(data: bytes | bytearray | memoryview) -> Any:
     """The value of one msgpack object."""
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
@@ -110,7 +110,8 @@ def choose_codec(preferences: Iterable[str]) -> str:
 
 def _bytes_of(array: np.ndarray) -> memoryview:
     """The bytes of a C-contiguous array (of any non-object dtype) without a copy."""
-    return memoryview(array.reshape(-1).view(np.uint8))
+    # numpy's stubs give ndarray its __buffer__ only for Python 3.12+
+    return memoryview(array.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
 
 
 def compress(codec: str, array: np.ndarray) -> bytes | memoryview:
@@ -269,7 +270,8 @@ Place = Callable[[dict, np.dtype, tuple[int, ...]], "np.ndarray | None"]
 
 def _fill(readinto: Callable[[memoryview], None], target: np.ndarray) -> None:
     if target.nbytes:
-        readinto(memoryview(target.reshape(-1).view(np.uint8)))
+        # numpy's stubs give ndarray its __buffer__ only for Python 3.12+
+        readinto(memoryview(target.reshape(-1).view(np.uint8)))  # type: ignore[arg-type]
 
 
 def read_columns(
