@@ -267,6 +267,16 @@ def test_equality_with_special_numbers(target, value):
         _agrees(target, Comparison("ge", key, value))
 
 
+def test_empty_value_lists_inside_combinators(target):
+    """Found by the fuzzer: native SQLite answered And(NotIn("scan_id", [])) with the runs that
+    have a scan_id only (the merged list test was dropped, not kept empty)."""
+    for key in ("scan_id", "value", "tags", "summary.primary.det.max"):
+        _agrees(target, And((NotIn(key, []),)))
+        _agrees(target, And((NotIn(key, []), NotEq(key, 1))))
+        _agrees(target, Or((In(key, []),)))
+        _agrees(target, Or((In(key, []), Eq(key, 1))))
+
+
 def test_many_terms_and_values_are_answered(target):
     """999 terms gave SQLite 'Expression tree is too large'; the limits keep every store within
     its own."""

@@ -230,7 +230,9 @@ def _merge_values(queries: Sequence[Query], one: type, many: type) -> list[Query
             out.append(part)
             continue
         found = values[part]
-        out += [many(part, found[i : i + MAX_VALUES]) for i in range(0, len(found), MAX_VALUES)]
+        # an empty list stays one (empty) test: In(k, []) matches nothing, NotIn(k, []) all
+        chunks = range(0, max(len(found), 1), MAX_VALUES)
+        out += [many(part, found[i : i + MAX_VALUES]) for i in chunks]
     return out
 
 
