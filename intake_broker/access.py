@@ -231,6 +231,8 @@ class GuardedStore(DocumentStore):
         with self._lock:
             self._writable.add(run_uid)
 
+    check_write = _check_write  # the hook DocumentStore.insert calls before its run checks
+
     def _write_filter(self) -> Query | None:
         write_filter = getattr(self.policy, "write_filter", None)
         return (write_filter or self.policy.filter)(self.principal)
