@@ -244,7 +244,7 @@ def _walk(value: Any, depth: int) -> None:
     elif isinstance(value, float):  # np.float64
         pass
     else:
-        raise _NotJSON(f"is a {type(value).__name__}, which JSON cannot hold")
+        raise _NotJSON(f"is of type {type(value).__name__}, which JSON cannot hold")
 
 
 def _array(array: np.ndarray, depth: int) -> None:
