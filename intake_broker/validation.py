@@ -475,9 +475,9 @@ def checked(name: str, doc: Any, *, schema: bool = True) -> tuple[str, dict]:
     if name == "datum_page":
         _datum_page(label, doc)
         return name, doc
+    _other(name, label, doc)  # first: the schema's validator raises on non-string keys
     if schema:
         validate(name, doc)
-    _other(name, label, doc)
     return normalize(name, doc, check=False)
 
 
@@ -540,8 +540,11 @@ class KeySpec:
         return False
 
     def _numeric(self, label: str, column: Any) -> None:
-        where = f"data key {self.key!r}"
-        declared = f"its descriptor declares {self.dtype} values of shape {list(self.shape)}"
+        where = (
+            f"data key {self.key!r}, declared {self.dtype.str} with shape {list(self.shape)} "
+            "per event,"
+        )
+        declared = "every value fits its data key's declaration"
         try:
             array = np.asarray(column)
         except (ValueError, TypeError, OverflowError) as err:
@@ -549,7 +552,7 @@ class KeySpec:
                 label, where, f"holds values that are not an array: {err}", declared
             ) from None
         if array.dtype.kind not in "biuf":
-            sample = array.flat[0] if array.size else column
+            sample = _plain(array.flat[0]) if array.size else column
             if array.dtype.kind == "O":
                 try:
                     _walk(column, 0)
@@ -558,8 +561,7 @@ class KeySpec:
             raise _refuse(
                 label,
                 where,
-                f"holds {_short(sample)} ({array.dtype.kind!r} values, e.g. mixed, ragged or "
-                "non-numeric)",
+                f"holds {_short(sample)} (mixed, ragged or non-numeric values)",
                 declared,
             )
         if array.shape[1:] != self.shape:
@@ -572,8 +574,13 @@ class KeySpec:
                 cast = array.astype(self.dtype)
                 same = np.array_equal(cast, array)
             if not same:
-                bad = array[cast != array].flat[0] if array.size else column
+                bad = _plain(array[cast != array].flat[0]) if array.size else column
                 raise _refuse(label, where, f"holds {_short(bad)}, which does not fit", declared)
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (for messages)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _key_spec(label: str, key: Any, data_key: Any) -> KeySpec:
