@@ -12,40 +12,17 @@ from __future__ import annotations
 import math
 import pickle
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from intake_broker.catalog import BrokerCatalog
 from intake_broker.errors import BrokerError, DocumentConflict, InvalidDocument
-from intake_broker.memory import MemoryStore
 from intake_broker.testing import factories
 from intake_broker.testing.suite import assert_same_documents, insert_all
 from intake_broker.validation import MAX_DEPTH, MAX_UID_BYTES
 
 STORES = ["memory", "files", "native", "mongo"]
-
-
-def open_store(kind: str, folder: Path, request):
-    """A new, empty store of ``kind`` (a second call with the same folder reopens it)."""
-    if kind == "memory":
-        return MemoryStore()
-    if kind == "files":
-        from intake_broker_files import JSONLStore
-
-        return JSONLStore.in_folder(folder / "runs")
-    if kind == "native":
-        from intake_broker_native import NativeStore
-
-        return NativeStore.in_folder(folder / "native")
-    from intake_broker_mongo import MongoStore
-
-    server = request.getfixturevalue("mongo_server")
-    name = f"sec-{folder.name[-20:]}-{uuid.uuid4().hex[:8]}"
-    store = MongoStore(f"{server.uri}/{name}", f"{server.uri}/{name}-assets")
-    request.addfinalizer(lambda: server.drop(name, f"{name}-assets"))
-    return store
 
 
 @pytest.fixture(params=STORES)
@@ -54,8 +31,8 @@ def kind(request):
 
 
 @pytest.fixture
-def store(kind, tmp_path, request):
-    opened = open_store(kind, tmp_path, request)
+def store(kind, tmp_path, open_store):
+    opened = open_store(kind, tmp_path)
     yield opened
     opened.close()
 
@@ -122,17 +99,13 @@ def test_new_event_after_stop_is_refused(store, stored):
 
 
 def test_event_after_stop_is_refused_by_a_store_opened_later(
-    kind, store, stored, tmp_path, request
+    kind, store, stored, tmp_path, open_store
 ):
     """The stop was written through another store object: the first event asks the store."""
     if kind == "memory":
         pytest.skip("a memory store is one object")
     # a second object over the same data (for MongoDB: the same databases)
-    again = (
-        pickle.loads(pickle.dumps(store))
-        if kind == "mongo"
-        else open_store(kind, tmp_path, request)
-    )
+    again = pickle.loads(pickle.dumps(store)) if kind == "mongo" else open_store(kind, tmp_path)
     try:
         event = primary_event(stored)
         late = {**event, "uid": str(uuid.uuid4()), "seq_num": 9}
