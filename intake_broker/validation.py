@@ -702,9 +702,9 @@ class DocumentChecks:
 
     def after(self, kind: str, doc: dict, token: Any) -> None:
         """Learn from a document the store has taken."""
-        if kind == "start":
-            self._stopped.setdefault(doc["uid"], False)
-        elif kind == "stop":
+        # (a start says nothing: re-inserting the start of a stopped run is a no-op; whether a
+        # run has stopped is asked of the store at its first event, once)
+        if kind == "stop":
             self._keep(self._stopped, doc["run_start"], True)
         elif kind == "descriptor" and token is not None:
             self._keep(self._specs, doc["uid"], token)

@@ -109,6 +109,8 @@ def test_event_after_stop_is_refused_by_a_store_opened_later(
     try:
         event = primary_event(stored)
         late = {**event, "uid": str(uuid.uuid4()), "seq_num": 9}
+        again.insert("start", stored[0][1])  # an identical start again: it reopens nothing
+        again.insert("descriptor", first(stored, "descriptor", "primary"))
         refused(again, stored, "event", late, "has stopped")
     finally:
         if again is not store:
