@@ -422,7 +422,6 @@ def _other(kind: str, label: str, doc: dict) -> None:
         if "time" not in doc:
             raise _refuse(label, "the document", "lacks the field 'time'", "a finite number")
         _check_time(label, "time", doc["time"])
-    check_json(label, "", doc)
     if kind == "descriptor":
         data_keys = doc.get("data_keys")
         if not isinstance(data_keys, Mapping):
@@ -475,9 +474,10 @@ def checked(name: str, doc: Any, *, schema: bool = True) -> tuple[str, dict]:
     if name == "datum_page":
         _datum_page(label, doc)
         return name, doc
-    _other(name, label, doc)  # first: the schema's validator raises on non-string keys
+    check_json(label, "", doc)  # first: the schema's validator raises on non-string keys
     if schema:
         validate(name, doc)
+    _other(name, label, doc)
     return normalize(name, doc, check=False)
 
 
