@@ -384,6 +384,8 @@ class GuardedStore(StoreWrapper):
                 self._resources[resource_uid] = run_uid
         return run_uid
 
+    check_write = _check_write  # the hook DocumentStore.insert calls before its run checks
+
     def _write_filter(self) -> Query | None:
         write_filter = getattr(self.policy, "write_filter", None)
         return (write_filter or self.policy.filter)(self.principal)

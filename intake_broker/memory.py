@@ -146,6 +146,18 @@ class RunDocuments:
         ordered = [item for item in self.ordered if item[0] != "stop"]
         return ordered + ([("stop", self.stop)] if self.stop is not None else [])
 
+    def check_open(self, kind: str, doc: dict) -> None:
+        """Refuse a new event for a run whose stop is stored (what a store's ``put`` asks;
+        reading a file does not): an event re-inserted as it was stays a no-op."""
+        if kind == "event_page" and self.stop is not None:
+            new = [uid for uid in doc["uid"] if uid not in self.event_uids]
+            if new:
+                raise InvalidDocument(
+                    f"{doc_label(kind, doc)}: field 'descriptor' names descriptor "
+                    f"{doc['descriptor']!r} of run {self.start['uid']!r}, which has stopped; "
+                    "a stopped run takes no new events; start a new run for them"
+                )
+
     def put(self, kind: str, doc: dict) -> bool:
         """Add a document; returns False for an identical re-insert (nothing changes)."""
         if kind == "start":
@@ -294,6 +306,7 @@ class MemoryStore(TableReads, DocumentStore):
                     self._runs[doc["uid"]] = RunDocuments(doc)
                 return
             run = self._run_for(kind, doc)
+            run.check_open(kind, doc)
             run.put(kind, doc)
             if kind in ("descriptor", "resource", "stream_resource"):
                 self._owner[doc["uid"]] = run.start["uid"]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from . import deadline, documents
+from . import deadline, validation
 from .errors import ReadOnlyStore, ResourceNotFound, RunNotFound
 from .queries import Eq, Query, documents_needed, evaluate, resolve_key
 
@@ -111,15 +111,42 @@ class DocumentStore(ABC):
     def insert(self, name: str, doc: Mapping[str, Any]) -> None:
         """Store one document; the signature of a RunEngine subscriber.
 
-        Re-inserting an identical document does nothing; a different document with a stored uid
-        raises :class:`~intake_broker.errors.DocumentConflict` and changes nothing.
+        Every document is checked first, the same way for every store (see
+        :mod:`intake_broker.validation`): its structure, uids, times and values on its own,
+        and an event against its descriptor's data keys and its run (no new event after the
+        run's stop). ``validate=False`` skips only the event-model JSON schemas of start,
+        stop, descriptor and asset documents. Re-inserting an identical document does nothing;
+        a different document with a stored uid raises
+        :class:`~intake_broker.errors.DocumentConflict` and changes nothing.
+
+        Raises
+        ------
+        InvalidDocument
+            Naming the document and the field that is wrong, and what would be right.
         """
         if not self.writable:
             raise ReadOnlyStore(
                 f"{type(self).__name__} is read-only; insert into a writable store instead"
             )
-        kind, doc = documents.normalize(name, doc, check=self.validate)
+        kind, doc = validation.checked(name, doc, schema=self.validate)
+        self.check_write(kind, doc)
+        checks = self.document_checks()
+        token = checks.before(self, kind, doc)
         self.put(kind, doc)
+        checks.after(kind, doc, token)
+
+    def check_write(self, kind: str, doc: dict) -> None:  # noqa: B027 (optional hook)
+        """Refuse a document its writer may not write, before it is checked against its run
+        (so that an access guard's refusal, not a description of the run, is what a writer
+        of another proposal hears). A no-op here; an access guard overrides it."""
+
+    def document_checks(self) -> validation.DocumentChecks:
+        """What :meth:`insert` knows of this store's runs to check documents in them (made on
+        first use; a store that wraps another keeps its own, as it may show less)."""
+        checks = self.__dict__.get("_document_checks")
+        if checks is None:
+            checks = self.__dict__.setdefault("_document_checks", validation.DocumentChecks())
+        return checks
 
     def __call__(self, name: str, doc: Mapping[str, Any]) -> None:
         self.insert(name, doc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -27,10 +28,11 @@ from intake_broker.store import (
     RecentMatches,
     RunRecord,
 )
+from intake_broker.validation import safe_uid
 
 from .formats import FORMATS, Located, corrupt, get_format
 from .index import FileIndex, IndexEntry, file_key, glob_base, has_magic
-from .writer import RunWriter
+from .writer import RunWriter, can_append
 
 if TYPE_CHECKING:
     from intake_broker.memory import EventTable
@@ -205,15 +207,50 @@ class FilesStore(TableReads, DocumentStore):
         name = f"{uid}{self.file_format.extension}"
         return f"{self._wdir}/{name}" if self._wdir else name
 
+    @staticmethod
+    def _inside(fs: Any, base: str, path: str) -> bool:
+        """Whether ``path`` lies inside the folder ``base`` once resolved (symbolic links
+        followed on a local disk, ``..`` removed elsewhere)."""
+        if can_append(fs):  # a local disk
+            root = os.path.realpath(base or ".")
+            target = os.path.realpath(path)
+            return target != root and os.path.commonpath([root, target]) == root
+        root = posixpath.normpath(base) if base else ""
+        target = posixpath.normpath(path)
+        if not root or root == ".":
+            return not (target.startswith("../") or target == ".." or target.startswith("/"))
+        return target.startswith(root.rstrip("/") + "/")
+
+    def _confined_path(self, uid: Any, doc: dict) -> str:
+        """The file of a new run: named after its start uid, which must be safe to name a file
+        with, and inside the store's folder (refused otherwise, nothing created)."""
+        if not safe_uid(uid):
+            raise InvalidDocument(
+                f"{doc_label('start', doc)}: field 'uid' cannot name a run file "
+                f"({str(uid)[:60]!r}); a uid is a non-empty string of printable characters "
+                "without '/' or '\\' and not starting with '.'"
+            )
+        path = self._run_path(uid)
+        if not self._inside(self._wfs, self._wdir, path):
+            raise InvalidDocument(
+                f"{doc_label('start', doc)}: its run file {path} would lie outside the store's "
+                f"folder {self._wdir or '.'}; run files are kept inside it"
+            )
+        return path
+
     def _candidates(self, uid: str) -> Iterator[tuple[Any, str]]:
-        """Files that would hold run ``uid`` if named after it (checked before any glob)."""
+        """Files that would hold run ``uid`` if named after it (checked before any glob); none
+        for a uid that cannot name a file, and none outside the folders read."""
+        if not safe_uid(uid):
+            return
         seen = {self._run_path(uid)}
-        yield self._wfs, self._run_path(uid)
+        if self._inside(self._wfs, self._wdir, self._run_path(uid)):
+            yield self._wfs, self._run_path(uid)
         for fs, pattern in self._index.patterns():
             base = glob_base(pattern)
             name = f"{uid}{self.file_format.extension}"
             path = f"{base}/{name}" if base else name
-            if path not in seen and self._index.matches(path):
+            if path not in seen and self._index.matches(path) and self._inside(fs, base, path):
                 seen.add(path)
                 yield fs, path
 
@@ -438,6 +475,7 @@ class FilesStore(TableReads, DocumentStore):
                 return
             writer = self._writer_for(kind, doc)
             try:
+                writer.docs.check_open(kind, doc)
                 if writer.docs.put(kind, doc):
                     self._register(writer.docs)
                     writer.write(kind, data)
@@ -445,7 +483,8 @@ class FilesStore(TableReads, DocumentStore):
                 self._settle(writer)
 
     def _put_start(self, doc: dict, data: bytes) -> None:
-        uid = doc["uid"]
+        uid = doc.get("uid")
+        path = self._confined_path(uid, doc)
         if uid in self._open:
             self._open[uid].docs.put("start", doc)
             return
@@ -456,7 +495,7 @@ class FilesStore(TableReads, DocumentStore):
         if stored is not None:
             stored.put("start", doc)  # identical: nothing to do; different: DocumentConflict
             return
-        writer = RunWriter(RunDocuments(doc), self._wfs, self._run_path(uid), self.file_format)
+        writer = RunWriter(RunDocuments(doc), self._wfs, path, self.file_format)
         writer.create(data)
         self._open[uid] = writer
         self._index.put(

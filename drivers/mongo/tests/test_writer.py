@@ -90,7 +90,7 @@ def test_conflicts_are_refused_before_anything_is_written(store):
     events = [d for n, d in docs if n == "event" and d["descriptor"] == docs[2][1]["uid"]]
     bundle_desc = docs[2][1]
     new_event = dict(events[0], uid="a-new-event-uid", seq_num=99)
-    with pytest.raises(InvalidDocument, match="mixes new"):
+    with pytest.raises(InvalidDocument, match="has stopped"):  # the run has stopped: no new event
         store.insert("event_page", event_model.pack_event_page(new_event, events[1]))
     with pytest.raises(InvalidDocument, match="data keys"):
         store.insert("event", dict(new_event, data={"det": 1.0}, timestamps={"det": 1.0}))
