@@ -66,7 +66,7 @@ def floor(n: int) -> float:
 
 
 def make_stores(folder: Path):
-    from intake_broker.memory import MemoryStore
+    from intake_broker.store.memory import MemoryStore
 
     class NoPut(MemoryStore):
         def put(self, kind, doc):  # the core's checks only: documents go nowhere

@@ -22,7 +22,7 @@ import event_model
 import msgpack
 import numpy as np
 
-from intake_broker.memory import MemoryStore
+from intake_broker.store.memory import MemoryStore
 from intake_broker.views.catalog import BrokerCatalog
 
 

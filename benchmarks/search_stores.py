@@ -30,8 +30,8 @@ from pathlib import Path
 import event_model
 from native_index import median_ms
 
-from intake_broker.memory import MemoryStore
 from intake_broker.queries import Comparison, Eq
+from intake_broker.store.memory import MemoryStore
 from intake_broker.views.catalog import BrokerCatalog
 
 PLANS = ("scan", "count", "grid_scan", "rel_scan")

@@ -56,7 +56,7 @@ import time
 import httpx
 import numpy as np
 
-from intake_broker.memory import MemoryStore
+from intake_broker.store.memory import MemoryStore
 from intake_broker.views.catalog import BrokerCatalog
 
 RUN_UID = "00000000-0000-4000-8000-000000000001"

@@ -21,7 +21,7 @@ _LAZY = {
     "Stream": "intake_broker.views.stream",
     "DocumentStore": "intake_broker.store",
     "RunRecord": "intake_broker.store",
-    "MemoryStore": "intake_broker.memory",
+    "MemoryStore": "intake_broker.store.memory",
     "open_catalog": "intake_broker.catalogs.config",
     "default_catalog": "intake_broker.catalogs.config",
     "queries": "intake_broker",
@@ -33,8 +33,8 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from intake_broker.catalogs.config import default_catalog, open_catalog
-    from intake_broker.memory import MemoryStore
-    from intake_broker.store import DocumentStore, RunRecord
+    from intake_broker.store.contract import DocumentStore, RunRecord
+    from intake_broker.store.memory import MemoryStore
     from intake_broker.views.catalog import BrokerCatalog, MemoryCatalog, Run
     from intake_broker.views.stream import Stream
 

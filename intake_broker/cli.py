@@ -266,7 +266,7 @@ def cmd_import(args: argparse.Namespace, catalog: Any) -> int:
 
 def cmd_summarize(args: argparse.Namespace, catalog: Any) -> int:
     """Statistics of asset data (frames in files), kept by the store for summary.* searches."""
-    from intake_broker.summary import summarize_assets
+    from intake_broker.store.summary import summarize_assets
 
     runs = [lookup_run(catalog, key) for key in args.runs] if args.runs else catalog.values()
     done = 0
@@ -377,8 +377,8 @@ def _read(source: str) -> Iterator[tuple[str, str, dict]]:
         fmt = "msgpack" if source.endswith(".msgpack") else "jsonl"
     if isinstance(data, str):
         data = data.encode()
-    from intake_broker.abilities import DocumentFiles
     from intake_broker.catalogs.config import store_class
+    from intake_broker.store.abilities import DocumentFiles
 
     reader = store_class(fmt)
     if not isinstance(reader, DocumentFiles):

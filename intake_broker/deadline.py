@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from .errors import DeadlineExceeded
+from intake_broker.errors import DeadlineExceeded
 
 __all__ = [
     "Deadline",

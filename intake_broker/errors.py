@@ -59,7 +59,7 @@ class BadQuery(BrokerError, ValueError):
 
 class NotSupported(BrokerError, TypeError):
     """A store was asked for an optional ability it does not have (see
-    :mod:`intake_broker.abilities`): the one "not supported" error."""
+    :mod:`intake_broker.store.abilities`): the one "not supported" error."""
 
 
 class ReadOnlyStore(NotSupported):

@@ -14,11 +14,11 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from intake_broker.abilities import flush
-from intake_broker.documents import normalize
 from intake_broker.errors import CopyMismatch, ReadOnlyStore, RunNotFound
 from intake_broker.queries import Query, as_query
-from intake_broker.store import DocumentStore
+from intake_broker.store.abilities import flush
+from intake_broker.store.contract import DocumentStore
+from intake_broker.store.documents import normalize
 
 _PAGE = 500
 

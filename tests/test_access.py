@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from intake_broker import BrokerCatalog, MemoryStore
-from intake_broker.abilities import flush
 from intake_broker.access import GuardedStore, Principal, ProposalPolicy
 from intake_broker.assets import AssetReader
 from intake_broker.errors import InvalidDocument, RunNotFound, WriteDenied
@@ -28,6 +27,7 @@ from intake_broker.queries import (
     ScanIDRange,
     TimeRange,
 )
+from intake_broker.store.abilities import flush
 from intake_broker.testing import factories, insert_all
 
 ADA = Principal("ada", proposals=("p-1",))

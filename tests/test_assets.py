@@ -245,7 +245,7 @@ def test_hdf5_assets_from_s3(tmp_path, s3_server):
 
 def test_summaries_of_asset_data_are_computed_on_demand_and_searchable(tmp_path):
     from intake_broker.queries import Comparison
-    from intake_broker.summary import summarize_assets
+    from intake_broker.store.summary import summarize_assets
 
     docs, frames = ad_hdf5_run(tmp_path)
     cat = BrokerCatalog(MemoryStore())

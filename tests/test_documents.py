@@ -6,8 +6,8 @@ import event_model
 import numpy as np
 import pytest
 
-from intake_broker.documents import check_reinsert, normalize, same_document
 from intake_broker.errors import DocumentConflict, InvalidDocument
+from intake_broker.store.documents import check_reinsert, normalize, same_document
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from intake_broker.federation import (
     MembersUnavailable,
     MemberUnavailableWarning,
 )
-from intake_broker.memory import MemoryStore
 from intake_broker.queries import Eq, Query
+from intake_broker.store.memory import MemoryStore
 from intake_broker.testing import insert_all
 from intake_broker.testing.factories import many_runs, scalar_run
 from intake_broker.views.catalog import BrokerCatalog
@@ -247,7 +247,7 @@ def test_a_hung_member_never_holds_up_the_interpreter_exit(tmp_path):
     script = textwrap.dedent("""
         import time, warnings
         from intake_broker.federation import FederatedCatalog
-        from intake_broker.memory import MemoryStore
+        from intake_broker.store.memory import MemoryStore
         from intake_broker.testing import insert_all
         from intake_broker.testing.factories import scalar_run
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from intake_broker.memory import MemoryStore
+from intake_broker.store.memory import MemoryStore
 from intake_broker.testing import DocumentStoreTests, QueryTests, factories, insert_all
 from intake_broker.views.catalog import BrokerCatalog
 

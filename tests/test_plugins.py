@@ -7,12 +7,14 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from intake_broker import asset_handlers, assets, plugins
-from intake_broker.asset_handlers import AreaDetectorHDF5Handler, NumpySeqHandler
+from intake_broker import plugins
+from intake_broker.assets import handlers as asset_handlers
+from intake_broker.assets import reader as assets
+from intake_broker.assets.handlers import AreaDetectorHDF5Handler, NumpySeqHandler
 from intake_broker.errors import UnknownDriver
 
-NPY = "intake_broker.asset_handlers:NumpySeqHandler"
-H5 = "intake_broker.asset_handlers:AreaDetectorHDF5Handler"
+NPY = "intake_broker.assets.handlers:NumpySeqHandler"
+H5 = "intake_broker.assets.handlers:AreaDetectorHDF5Handler"
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from intake_broker import BrokerCatalog, MemoryStore
-from intake_broker.abilities import DescriptorIndex, FolderStore, abilities
 from intake_broker.access import GuardedStore, Principal, ProposalPolicy
 from intake_broker.errors import NotSupported, ReadOnlyStore
 from intake_broker.federation import FederatedStore
+from intake_broker.store.abilities import DescriptorIndex, FolderStore, abilities
 from intake_broker.testing import DocumentStoreTests, QueryTests, insert_all
 from intake_broker.testing.factories import ad_hdf5_run
 

@@ -442,7 +442,7 @@ def test_relative_paths_are_relative_to_the_yaml_folder(tmp_path, monkeypatch):
               paths: [runs, /abs/runs, "s3://bucket/runs/*.msgpack"]
               directory: runs
               root_map: {/old/root: assets, /other: /new}
-              handler_registry: {NPY_SEQ: intake_broker.asset_handlers.NumpySeqHandler}
+              handler_registry: {NPY_SEQ: intake_broker.assets.handlers.NumpySeqHandler}
             metadata: {timezone: UTC}
           inherits:
             driver: bluesky-memory-catalog
@@ -453,7 +453,7 @@ def test_relative_paths_are_relative_to_the_yaml_folder(tmp_path, monkeypatch):
     assert local.store.paths == [f"{folder}/runs", "/abs/runs", "s3://bucket/runs/*.msgpack"]
     assert local.store.directory == f"{folder}/runs"
     assert local._assets["root_map"] == {"/old/root": f"{folder}/assets", "/other": "/new"}
-    from intake_broker.asset_handlers import NumpySeqHandler
+    from intake_broker.assets.handlers import NumpySeqHandler
 
     assert local._assets["handler_registry"] == {"NPY_SEQ": NumpySeqHandler}
     assert local.metadata["timezone"] == "UTC"

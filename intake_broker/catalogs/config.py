@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from intake_broker import plugins
-from intake_broker.abilities import FolderStore
 from intake_broker.catalogs.paths import data_dir
 from intake_broker.errors import BrokerError, NotSupported, UnknownDriver
+from intake_broker.store.abilities import FolderStore
 
 STORE_GROUP = plugins.STORES
 #: The store the CLI and ``demo`` use when nobody names one (a name in the store registry:
@@ -37,7 +37,7 @@ def store_class(name: str) -> type:
         Listing the installed store names and how to get more.
     """
     if name == "memory":
-        from intake_broker.memory import MemoryStore
+        from intake_broker.store.memory import MemoryStore
 
         return MemoryStore
     if name not in plugins.entry_points(STORE_GROUP):

@@ -38,9 +38,10 @@ from typing import Any, TypeVar
 from intake_broker.errors import BadQuery, BrokerError, ReadOnlyStore, RunNotFound
 from intake_broker.federation.members import Member
 from intake_broker.queries import Query
-from intake_broker.store import NEWEST_FIRST, DocumentStore, RunRecord, select_runs
+from intake_broker.store.contract import NEWEST_FIRST, DocumentStore, RunRecord
+from intake_broker.store.planning import select_runs
+from intake_broker.store.wrapper import StoreWrapper
 from intake_broker.views.catalog import BrokerCatalog, Run
-from intake_broker.wrapper import StoreWrapper
 
 T = TypeVar("T")
 

@@ -39,7 +39,7 @@ from intake_broker.catalogs.files import (
 )
 from intake_broker.errors import BrokerError, RunNotFound
 from intake_broker.queries import Eq, Query
-from intake_broker.store import DocumentStore, RunRecord
+from intake_broker.store.contract import DocumentStore, RunRecord
 from intake_broker.views.catalog import BrokerCatalog, _and
 
 

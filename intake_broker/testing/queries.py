@@ -21,7 +21,6 @@ import event_model
 import numpy as np
 import pytest
 
-from intake_broker.abilities import flush
 from intake_broker.queries import (
     Comparison,
     Contains,
@@ -42,7 +41,8 @@ from intake_broker.queries import (
     evaluate,
 )
 from intake_broker.queries.expression import parse_query
-from intake_broker.summary import run_summary
+from intake_broker.store.abilities import flush
+from intake_broker.store.summary import run_summary
 
 RUNS = 200
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -201,7 +201,7 @@ def query_cases() -> dict[str, Query]:
 
 def reference_records(runs: list[list[tuple[str, Mapping[str, Any]]]]) -> list[dict]:
     """Each run as the record the generic evaluator sees: start, stop, descriptors, summary."""
-    from intake_broker.memory import MemoryStore
+    from intake_broker.store.memory import MemoryStore
 
     reference = MemoryStore(validate=False)
     records = []

@@ -23,7 +23,6 @@ import event_model
 import numpy as np
 import pytest
 
-from intake_broker.documents import datum_page_rows, event_page_rows, same_document
 from intake_broker.errors import AmbiguousUID, DocumentConflict, InvalidDocument, RunNotFound
 from intake_broker.queries import (
     Comparison,
@@ -37,7 +36,8 @@ from intake_broker.queries import (
     Regex,
     TimeRange,
 )
-from intake_broker.store import DocumentStore
+from intake_broker.store.contract import DocumentStore
+from intake_broker.store.documents import datum_page_rows, event_page_rows, same_document
 from intake_broker.testing import factories
 from intake_broker.views.catalog import BrokerCatalog
 

@@ -17,7 +17,7 @@ from intake.catalog import Catalog
 
 from intake_broker.errors import AmbiguousUID, RunNotFound, StreamNotFound
 from intake_broker.queries import Eq, PartialUID, Query, as_query
-from intake_broker.store import NEWEST_FIRST, DocumentStore, RunRecord
+from intake_broker.store.contract import NEWEST_FIRST, DocumentStore, RunRecord
 from intake_broker.views.stream import Stream
 
 _PAGE = 500
@@ -424,12 +424,12 @@ class Run(Catalog):
 
 
 class MemoryCatalog(BrokerCatalog):
-    """A catalog over a new, empty :class:`~intake_broker.memory.MemoryStore`.
+    """A catalog over a new, empty :class:`~intake_broker.store.memory.MemoryStore`.
 
     Registered for intake as ``bluesky-memory-catalog``.
     """
 
     def __init__(self, *, validate: bool = True, **kwargs: Any):
-        from intake_broker.memory import MemoryStore
+        from intake_broker.store.memory import MemoryStore
 
         super().__init__(MemoryStore(validate=validate), **kwargs)

@@ -15,7 +15,7 @@ import numpy as np
 from intake.source.base import DataSource, Schema
 
 from intake_broker.assets import AssetReader, frames_per_chunk
-from intake_broker.store import Chunk, DocumentStore
+from intake_broker.store.contract import Chunk, DocumentStore
 from intake_broker.views.datakeys import asset_kind, field_dims, field_dtype, field_shape
 
 if TYPE_CHECKING:

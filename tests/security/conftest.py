@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from intake_broker.memory import MemoryStore
+from intake_broker.store.memory import MemoryStore
 
 
 @pytest.fixture

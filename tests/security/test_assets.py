@@ -17,8 +17,8 @@ import pytest
 
 from intake_broker import BrokerCatalog, MemoryStore
 from intake_broker.access import GuardedStore, Principal, ProposalPolicy
-from intake_broker.asset_roots import AssetOutsideRoots, AssetRoots
 from intake_broker.assets import AssetReader, AssetReadError
+from intake_broker.assets.roots import AssetOutsideRoots, AssetRoots
 from intake_broker.testing import factories, insert_all
 
 h5py = pytest.importorskip("h5py")

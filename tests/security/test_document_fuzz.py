@@ -16,9 +16,9 @@ import uuid
 import numpy as np
 import pytest
 
-from intake_broker.abilities import flush
-from intake_broker.documents import event_page_rows, same_document
 from intake_broker.errors import BrokerError
+from intake_broker.store.abilities import flush
+from intake_broker.store.documents import event_page_rows, same_document
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from intake_broker import BrokerCatalog
-from intake_broker.abilities import flush
 from intake_broker.errors import BrokerError, DocumentConflict, InvalidDocument
+from intake_broker.store.abilities import flush
+from intake_broker.store.validation import MAX_DEPTH, MAX_UID_BYTES
 from intake_broker.testing import factories
 from intake_broker.testing.suite import assert_same_documents, insert_all
-from intake_broker.validation import MAX_DEPTH, MAX_UID_BYTES
 
 STORES = ["memory", "files", "native", "mongo"]
 

@@ -22,7 +22,6 @@ import pytest
 
 from intake_broker import BrokerCatalog
 from intake_broker.errors import BadQuery, BrokerError
-from intake_broker.memory import MemoryStore
 from intake_broker.queries import (
     And,
     Comparison,
@@ -56,6 +55,7 @@ from intake_broker.queries.limits import (
     MAX_TERMS,
     MAX_VALUES,
 )
+from intake_broker.store.memory import MemoryStore
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -29,8 +29,8 @@ import msgpack
 import numpy as np
 from event_model import NumpyEncoder
 
-from intake_broker.documents import DOCUMENT_NAMES
 from intake_broker.errors import CorruptFile
+from intake_broker.store.documents import DOCUMENT_NAMES
 
 #: Bytes read at a time when looking for the first or last line of a file.
 _BLOCK = 1 << 16

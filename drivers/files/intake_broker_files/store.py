@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from fsspec.core import url_to_fs
 
-from intake_broker.documents import doc_label, normalize
 from intake_broker.errors import (
     CorruptFile,
     DescriptorNotFound,
@@ -20,7 +19,6 @@ from intake_broker.errors import (
     ResourceNotFound,
     RunNotFound,
 )
-from intake_broker.memory import DEFAULT_CHUNK_ROWS, RunDocuments, TableReads
 from intake_broker.queries import Query
 from intake_broker.store import (
     NEWEST_FIRST,
@@ -28,14 +26,16 @@ from intake_broker.store import (
     RecentMatches,
     RunRecord,
 )
-from intake_broker.validation import safe_uid
+from intake_broker.store.documents import doc_label, normalize
+from intake_broker.store.memory import DEFAULT_CHUNK_ROWS, RunDocuments, TableReads
+from intake_broker.store.validation import safe_uid
 
 from .formats import FORMATS, Located, corrupt, get_format
 from .index import FileIndex, IndexEntry, file_key, glob_base, has_magic
 from .writer import RunWriter, can_append
 
 if TYPE_CHECKING:
-    from intake_broker.memory import EventTable
+    from intake_broker.store.memory import EventTable
 
 #: The document each kind of page refers to, and the field naming it.
 _PARENT = {"event_page": "descriptor", "datum_page": "resource", "stream_datum": "stream_resource"}

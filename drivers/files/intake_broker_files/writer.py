@@ -15,7 +15,7 @@ from typing import IO, Any
 
 from fsspec.implementations.local import LocalFileSystem
 
-from intake_broker.memory import RunDocuments
+from intake_broker.store.memory import RunDocuments
 
 from .formats import FileFormat
 

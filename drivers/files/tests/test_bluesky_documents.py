@@ -10,7 +10,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from intake_broker.documents import same_document
+from intake_broker.store.documents import same_document
 from intake_broker.testing import assert_same_documents
 from intake_broker_files import JSONLCatalog, MsgpackCatalog
 

@@ -2,7 +2,7 @@
 
 MongoDB gives every stored document an ObjectId whose bytes sort in insertion order (seconds,
 then a per-process counter), so a run written by one RunEngine comes back exactly in the
-order it was emitted: the order :class:`~intake_broker.memory.MemoryStore` keeps. Runs whose
+order it was emitted: the order :class:`~intake_broker.store.memory.MemoryStore` keeps. Runs whose
 ``_id`` s are not ObjectIds are ordered by ``time`` instead (documents without a time, such
 as resources, right after the start).
 

@@ -10,7 +10,7 @@ Two collections of ours in the metadatastore database (databroker does not read 
     ``intake-broker summarize``) and ``index_summaries`` write it too.
 ``intake_broker_summary_values``
     ``{"run_start": uid, "path": "stream.field.stat", "value": number}`` for each number a
-    ``summary.*`` comparison sees (:func:`intake_broker.summary.searchable_numbers`), indexed
+    ``summary.*`` comparison sees (:func:`intake_broker.store.summary.searchable_numbers`), indexed
     by ``(path, value)``; ``value: None`` for a number a float cannot hold exactly, and a row
     ``path: "*"`` for each run not ready.
 
@@ -32,7 +32,7 @@ from pymongo import UpdateOne
 from pymongo.collection import Collection
 
 from intake_broker.queries import Comparison, Eq, In, Query
-from intake_broker.summary import searchable_numbers, summary_path
+from intake_broker.store.summary import searchable_numbers, summary_path
 
 from .queries import conjuncts
 

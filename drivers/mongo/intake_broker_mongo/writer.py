@@ -18,8 +18,13 @@ import numpy as np
 import pymongo.errors
 from pymongo.collection import Collection
 
-from intake_broker.documents import check_reinsert, datum_page_rows, doc_label, event_page_rows
 from intake_broker.errors import InvalidDocument
+from intake_broker.store.documents import (
+    check_reinsert,
+    datum_page_rows,
+    doc_label,
+    event_page_rows,
+)
 
 from .layout import (
     DATUM,

@@ -10,7 +10,7 @@ import bson
 import numpy as np
 import pytest
 
-from intake_broker.documents import same_document
+from intake_broker.store.documents import same_document
 from intake_broker_mongo.bsoncolumns import decode_columns, split_documents
 
 PATHS = [

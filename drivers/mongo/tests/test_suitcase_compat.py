@@ -11,7 +11,7 @@ import numpy as np
 import pymongo
 import pytest
 
-from intake_broker.documents import same_document
+from intake_broker.store.documents import same_document
 from intake_broker.testing import assert_same_documents
 from intake_broker_mongo import MongoNormalizedCatalog, MongoStore
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from intake_broker.documents import doc_label
 from intake_broker.errors import InvalidDocument
+from intake_broker.store.documents import doc_label
 
 _BIG_INT = re.compile(r"(?<![\w.])-?\d{16,}(?![\d.eE])")
 _BIGINT_RANGE = 2**63

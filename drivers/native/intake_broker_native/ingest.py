@@ -20,8 +20,13 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from intake_broker.documents import check_reinsert, datum_page_rows, doc_label, event_page_rows
 from intake_broker.errors import InvalidDocument
+from intake_broker.store.documents import (
+    check_reinsert,
+    datum_page_rows,
+    doc_label,
+    event_page_rows,
+)
 
 from . import docs as jsondocs
 from .columns import ColumnStore

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from intake_broker.documents import doc_label
 from intake_broker.errors import InvalidDocument
-from intake_broker.memory import in_stream_assets
+from intake_broker.store.documents import doc_label
+from intake_broker.store.memory import in_stream_assets
 from intake_broker.views.datakeys import field_dims, field_dtype, field_shape
 
 from .docs import to_json

@@ -50,7 +50,7 @@ from sqlalchemy.dialects import postgresql
 
 from intake_broker import deadline
 from intake_broker.queries.regex import regex_search
-from intake_broker.summary import searchable_numbers
+from intake_broker.store.summary import searchable_numbers
 
 from .errors import IndexUnavailable, SchemaVersionError, StorageError
 
@@ -168,7 +168,7 @@ summary_values = sa.Table(
 
 def summary_rows(run_uid: str, summary: dict) -> list[dict]:
     """The ``summary_values`` rows of one run's summary (see
-    :func:`intake_broker.summary.searchable_numbers`; a NULL value: ask Python)."""
+    :func:`intake_broker.store.summary.searchable_numbers`; a NULL value: ask Python)."""
     return [
         {"run_uid": run_uid, "path": path, "value": value}
         for path, value in searchable_numbers(summary)

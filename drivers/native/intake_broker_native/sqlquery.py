@@ -47,7 +47,7 @@ from intake_broker.queries import (
     resolve_key,
 )
 from intake_broker.queries.limits import MAX_VALUES
-from intake_broker.summary import summary_path
+from intake_broker.store.summary import summary_path
 
 from .jsonsql import (
     COLUMNS,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from intake_broker.documents import same_document
-from intake_broker.memory import MemoryStore
+from intake_broker.store.documents import same_document
+from intake_broker.store.memory import MemoryStore
 from intake_broker.testing import assert_same_documents, insert_all
 from intake_broker.views.catalog import BrokerCatalog
 from intake_broker_native import NativeCatalog, NativeStore

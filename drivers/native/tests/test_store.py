@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from intake_broker.documents import event_page_rows
 from intake_broker.errors import DocumentConflict, InvalidDocument
 from intake_broker.store import RunRecord
+from intake_broker.store.documents import event_page_rows
 from intake_broker.testing import assert_same_documents, factories, insert_all
 from intake_broker.views.catalog import BrokerCatalog
 from intake_broker_native import NativeCatalog, NativeStore

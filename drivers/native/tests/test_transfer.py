@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from intake_broker.errors import ReadOnlyStore
-from intake_broker.memory import MemoryStore
 from intake_broker.queries import Eq
+from intake_broker.store.memory import MemoryStore
 from intake_broker.testing import assert_same_documents, factories, insert_all
 from intake_broker_native import CopyMismatch, NativeStore, copy_runs
 

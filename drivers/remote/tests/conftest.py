@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from intake_broker.memory import MemoryStore
+from intake_broker.store.memory import MemoryStore
 
 server_testing = pytest.importorskip(
     "intake_broker_server.testing", reason="the tests need intake-broker-server"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from intake_broker.assets import AssetNotFound
-from intake_broker.memory import MemoryStore
+from intake_broker.store.memory import MemoryStore
 from intake_broker.testing import insert_all
 from intake_broker_remote import RemoteCatalog
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from intake_broker.errors import RunNotFound
-from intake_broker.memory import MemoryStore
+from intake_broker.store.memory import MemoryStore
 from intake_broker.views.catalog import BrokerCatalog
 from intake_broker_remote import RemoteStore, ServiceUnavailable, rawhttp, wire
 from intake_broker_remote.client import HTTPClient

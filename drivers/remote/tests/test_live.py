@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from intake_broker.errors import InvalidDocument
-from intake_broker.memory import MemoryStore
+from intake_broker.store.memory import MemoryStore
 from intake_broker.testing import assert_same_documents
 from intake_broker_remote import RemoteCatalog
 

@@ -21,7 +21,7 @@ from intake_broker.errors import (
     RunNotFound,
     StreamNotFound,
 )
-from intake_broker.memory import MemoryStore
+from intake_broker.store.memory import MemoryStore
 from intake_broker.testing import factories, insert_all
 from intake_broker_remote import RemoteCatalog, RemoteStore, ServiceUnavailable, wire
 from intake_broker_server import Limits, Service

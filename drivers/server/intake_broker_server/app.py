@@ -103,7 +103,7 @@ def create_app(
     asset_roots : str or list of str, optional
         Folders and fsspec URL prefixes external assets may be read from (besides the
         catalog's ``asset_roots`` and ``root_map`` targets); the server reads no other asset,
-        and refuses resources naming one (see :mod:`intake_broker.asset_roots`).
+        and refuses resources naming one (see :mod:`intake_broker.assets.roots`).
     exit_when_stopped : bool
         When the application shuts down, end the process
         :data:`~intake_broker_server.liveness.EXIT_AFTER` seconds later if a stuck request
@@ -307,8 +307,8 @@ def serve(
     """
     import uvicorn
 
-    from intake_broker.asset_roots import AssetRoots
-    from intake_broker.memory import MemoryStore
+    from intake_broker.assets.roots import AssetRoots
+    from intake_broker.store.memory import MemoryStore
 
     seconds = _deadline_from_env(Limits.deadline) if deadline == "env" else deadline
     if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from intake_broker.access import AccessPolicy, GuardedStore, Principal
-from intake_broker.asset_roots import AssetRoots
 from intake_broker.assets import AssetReader, AssetReadError, check_asset_document
+from intake_broker.assets.roots import AssetRoots
 from intake_broker.errors import BrokerError, ResourceNotFound, RunNotFound, StreamNotFound
 from intake_broker.queries import Eq, Query
 from intake_broker.store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord

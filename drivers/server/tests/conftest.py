@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from intake_broker.memory import MemoryStore
+from intake_broker.store.memory import MemoryStore
 from intake_broker.testing import factories, insert_all
 from intake_broker_server.testing import LiveServer
 

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from intake_broker.errors import InvalidDocument, WriteDenied
-from intake_broker.memory import MemoryStore
 from intake_broker.queries import Comparison, Eq, FullText, PartialUID, Regex, ScanID
+from intake_broker.store.memory import MemoryStore
 from intake_broker.testing import factories, insert_all
 from intake_broker_remote import RemoteCatalog
 from intake_broker_remote.errors import Forbidden, Unauthorized

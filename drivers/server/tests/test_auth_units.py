@@ -14,7 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from intake_broker.memory import MemoryStore
+from intake_broker.store.memory import MemoryStore
 from intake_broker.testing import factories, insert_all
 from intake_broker_server.auth import (
     ApiKeyStore,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from intake_broker.memory import MemoryStore
+from intake_broker.store.memory import MemoryStore
 from intake_broker_server import Limits, Service
 from intake_broker_server.testing import assert_error
 

@@ -7,7 +7,7 @@ import httpx
 import numpy as np
 import pytest
 
-from intake_broker.memory import MemoryStore
+from intake_broker.store.memory import MemoryStore
 from intake_broker.testing import factories, insert_all
 from intake_broker_remote import wire
 from intake_broker_server import Limits, Service

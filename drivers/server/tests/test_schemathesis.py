@@ -8,7 +8,7 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-from intake_broker.memory import MemoryStore  # noqa: E402
+from intake_broker.store.memory import MemoryStore  # noqa: E402
 from intake_broker.testing import factories, insert_all  # noqa: E402
 from intake_broker_server.testing import LiveServer  # noqa: E402
 

@@ -591,7 +591,7 @@ def test_one_keep_alive_connection_survives_every_kind_of_error(serving, live, n
 
 
 def test_refusals_are_logged_with_their_reason_and_request_id(live, tmp_path, caplog):
-    from intake_broker.memory import MemoryStore
+    from intake_broker.store.memory import MemoryStore
 
     store = MemoryStore()
     uids = {}

@@ -6,7 +6,7 @@ finds an ability by trial: it asks ``store.supports(Ability)`` (or :func:`requir
 the one "not supported" error, :class:`~intake_broker.errors.NotSupported`).
 
 A plain store supports an ability when it has the ability's methods (the protocols are
-runtime-checkable). A wrapper (:class:`~intake_broker.wrapper.StoreWrapper`: the access guard,
+runtime-checkable). A wrapper (:class:`~intake_broker.store.wrapper.StoreWrapper`: the access guard,
 a federation) supports what the store behind it supports, whatever methods it forwards.
 
 ==========================  ==========================================================
@@ -121,7 +121,7 @@ def require(store: Any, ability: type[A], doing: str) -> A:
     if not store.supports(ability):
         raise NotSupported(
             f"{type(store).__name__} cannot {doing}: it does not have the "
-            f"{ability.__name__} ability (see intake_broker.abilities)"
+            f"{ability.__name__} ability (see intake_broker.store.abilities)"
         )
     return store
 

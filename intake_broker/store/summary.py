@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from intake_broker.abilities import SummaryKeeper, require
 from intake_broker.queries import resolve_key
+from intake_broker.store.abilities import SummaryKeeper, require
 
 STATS = ("min", "max", "mean", "sum", "count")
 #: Integers beyond this are not all exactly floats.

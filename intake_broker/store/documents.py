@@ -14,7 +14,7 @@ from typing import Any
 import event_model
 import numpy as np
 
-from .errors import DocumentConflict, InvalidDocument
+from intake_broker.errors import DocumentConflict, InvalidDocument
 
 #: Names of the documents a run is made of, in the form stores keep them.
 STORED_KINDS = (

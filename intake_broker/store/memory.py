@@ -13,17 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from .documents import check_reinsert, datum_page_rows, doc_label, event_page_rows
-from .errors import DescriptorNotFound, InvalidDocument, ResourceNotFound, RunNotFound
-from .queries import Query
-from .store import (
-    NEWEST_FIRST,
-    Chunk,
-    DocumentStore,
-    EventColumns,
-    RecentMatches,
-    RunRecord,
+from intake_broker.errors import DescriptorNotFound, InvalidDocument, ResourceNotFound, RunNotFound
+from intake_broker.queries import Query
+from intake_broker.store.contract import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
+from intake_broker.store.documents import (
+    check_reinsert,
+    datum_page_rows,
+    doc_label,
+    event_page_rows,
 )
+from intake_broker.store.planning import RecentMatches
 
 #: Rows per dask chunk when a store regroups events arriving one at a time.
 DEFAULT_CHUNK_ROWS = 10_000

@@ -49,13 +49,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .abilities import DescriptorIndex
-from .documents import DOCUMENT_NAMES, doc_label, normalize, validate
-from .errors import BrokerError, DescriptorNotFound, InvalidDocument, RunNotFound
-from .views.datakeys import field_dtype
+from intake_broker.errors import BrokerError, DescriptorNotFound, InvalidDocument, RunNotFound
+from intake_broker.store.abilities import DescriptorIndex
+from intake_broker.store.documents import DOCUMENT_NAMES, doc_label, normalize, validate
+from intake_broker.views.datakeys import field_dtype
 
 if TYPE_CHECKING:
-    from .store import DocumentStore
+    from intake_broker.store.contract import DocumentStore
 
 #: The longest uid, in UTF-8 bytes (file names are at most 255 bytes on common filesystems).
 MAX_UID_BYTES = 200
@@ -433,7 +433,7 @@ def _other(kind: str, label: str, doc: dict) -> None:
 
 
 def checked(name: str, doc: Any, *, schema: bool = True) -> tuple[str, dict]:
-    """``(kind, doc)`` as :func:`~intake_broker.documents.normalize` makes them, after every
+    """``(kind, doc)`` as :func:`~intake_broker.store.documents.normalize` makes them, after every
     check a document can pass on its own (see the module's rules). ``schema``: also check
     start, stop, descriptor and asset documents against event-model's JSON schemas (events
     and datums are always checked against their schema's rules, by hand).

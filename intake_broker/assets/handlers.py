@@ -8,7 +8,7 @@ then ``handler(**datum_kwargs)`` returns one event's value. Stream handlers (by 
 Paths may be local or fsspec URLs (``s3://...``); h5py and tifffile load only when used.
 
 Every built-in handler takes ``asset_roots`` (given by the reader, see
-:mod:`intake_broker.asset_roots`) and checks each file it opens against it, since the files of
+:mod:`intake_broker.assets.roots`) and checks each file it opens against it, since the files of
 NPY_SEQ, AD_TIFF and TIFF series are named by document parameters too. When confined, HDF5
 datasets that reach outside their file (external links, virtual datasets, external raw
 storage) are refused, and TIFF templates may only number their files.
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .asset_roots import AssetOutsideRoots, AssetRoots
+from intake_broker.assets.roots import AssetOutsideRoots, AssetRoots
 
 
 def _open(path: str, storage_options: dict | None = None, roots: AssetRoots | None = None):

@@ -13,23 +13,19 @@ Writing goes through :meth:`DocumentStore.insert`, which validates and normalise
 
 from __future__ import annotations
 
-import itertools
-import json
-import threading
 from abc import ABC, abstractmethod
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from . import deadline, validation
-from .errors import ReadOnlyStore, ResourceNotFound, RunNotFound
-from .queries import Eq, Query, documents_needed, evaluate, resolve_key
+from intake_broker.errors import ReadOnlyStore, ResourceNotFound, RunNotFound
+from intake_broker.queries import Eq, Query
+from intake_broker.store import validation
 
 if TYPE_CHECKING:
-    from .assets import AssetReader, RunAssets
+    from intake_broker.assets import AssetReader, RunAssets
 
 #: How runs are ordered when nobody says otherwise: newest first.
 NEWEST_FIRST: tuple[tuple[str, int], ...] = (("time", -1),)
@@ -98,7 +94,7 @@ class DocumentStore(ABC):
 
     ``writable`` says whether :meth:`insert` works. Every other optional ability (a descriptor
     index, keeping summaries, buffering, living in a folder) is a protocol of
-    :mod:`intake_broker.abilities` that a store states by having its methods; the core asks
+    :mod:`intake_broker.store.abilities` that a store states by having its methods; the core asks
     :meth:`supports`, never tries.
     """
 
@@ -112,7 +108,7 @@ class DocumentStore(ABC):
         """Store one document; the signature of a RunEngine subscriber.
 
         Every document is checked first, the same way for every store (see
-        :mod:`intake_broker.validation`): its structure, uids, times and values on its own,
+        :mod:`intake_broker.store.validation`): its structure, uids, times and values on its own,
         and an event against its descriptor's data keys and its run (no new event after the
         run's stop). ``validate=False`` skips only the event-model JSON schemas of start,
         stop, descriptor and asset documents. Re-inserting an identical document does nothing;
@@ -157,7 +153,7 @@ class DocumentStore(ABC):
         Stores must refuse a document that refers to something they do not hold (an event page
         of an unknown descriptor, a descriptor of an unknown run) with
         :class:`~intake_broker.errors.InvalidDocument`, and apply
-        :func:`intake_broker.documents.check_reinsert` to a uid they already hold.
+        :func:`intake_broker.store.documents.check_reinsert` to a uid they already hold.
         """
         raise ReadOnlyStore(f"{type(self).__name__} is read-only")
 
@@ -233,14 +229,14 @@ class DocumentStore(ABC):
         """What reads this run's external assets; stores that read them elsewhere (a remote
         store, on its server) override it. ``options``: ``handler_registry``, ``root_map``,
         ``storage_options`` of the catalog."""
-        from .assets import AssetReader
+        from intake_broker.assets import AssetReader
 
         return AssetReader(self, run_uid, **options)
 
     def run_assets(self, run_uid: str) -> RunAssets:
         """The resources, datums, stream_resources and stream_datums of a run, indexed
         (stores with an index override this scan of :meth:`documents`)."""
-        from .assets import RunAssets
+        from intake_broker.assets import RunAssets
 
         return RunAssets.from_documents(self.documents(run_uid))
 
@@ -248,8 +244,8 @@ class DocumentStore(ABC):
 
     def summary(self, run_uid: str) -> dict[str, dict[str, dict[str, Any]]]:
         """``{stream: {field: {min, max, mean, sum, count}}}`` of a run (see
-        :mod:`intake_broker.summary`); stores that index summaries override this."""
-        from .summary import run_summary
+        :mod:`intake_broker.store.summary`); stores that index summaries override this."""
+        from intake_broker.store.summary import run_summary
 
         return run_summary(self, run_uid)
 
@@ -267,133 +263,9 @@ class DocumentStore(ABC):
         return (doc for kind, doc in self.documents(run_uid) if kind == "datum_page")
 
     def supports(self, ability: type) -> bool:
-        """Whether this store has an optional ability of :mod:`intake_broker.abilities`
+        """Whether this store has an optional ability of :mod:`intake_broker.store.abilities`
         (``store.supports(SummaryKeeper)``); wrappers answer for the store behind them."""
         return isinstance(self, ability)
 
     def close(self) -> None:  # noqa: B027 (optional, with a do-nothing default)
         """Release connections or files; the default has nothing to release."""
-
-
-# -- helpers for stores that evaluate queries in memory ------------------------------------
-
-
-def _sort_value(record: Mapping[str, Any], path: tuple[str, ...]) -> tuple:
-    value: Any = record
-    for part in path:
-        if not isinstance(value, Mapping) or part not in value:
-            return (0, 0)  # missing sorts first ascending, last descending
-        value = value[part]
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return (1, str(value))
-    return (2, value) if isinstance(value, int | float) else (3, value)
-
-
-def split_for_index(
-    query: Query | None, indexed: frozenset[str] = frozenset({"start", "stop"})
-) -> tuple[Query | None, Query | None]:
-    """``(index_part, rest)``: the part of a query on the ``indexed`` documents (by default start
-    and stop: what a run index answers natively) and the rest, e.g. ``descriptors.*`` (None if
-    nothing is left).
-
-    A store answers ``rest`` with :func:`select_runs` (``store=self``) over the candidates of
-    ``index_part``: correct for every query, fast when the index narrows the candidates.
-    """
-    from .queries import And
-
-    if query is None or documents_needed(query) <= indexed:
-        return query, None
-    parts = query.queries if isinstance(query, And) else (query,)
-    index = [q for q in parts if documents_needed(q) <= indexed]
-    rest = [q for q in parts if q not in index]
-
-    def combine(queries: list[Query]) -> Query | None:
-        return None if not queries else queries[0] if len(queries) == 1 else And(tuple(queries))
-
-    return combine(index), combine(rest)
-
-
-class RecentMatches:
-    """The ordered matches of the last few ``(query, sort)`` a store answered with
-    :func:`select_runs`, kept while the store is unchanged.
-
-    A catalog asks the same question several times: ``len`` then the pages of a listing, 500
-    runs at a time. Without this, every page of a store that searches in Python evaluates and
-    sorts every run again (a listing of 10,000 runs would cost 20 full passes). ``version`` is
-    anything that changes whenever the store's runs may have (a counter of inserts, say).
-    """
-
-    def __init__(self, size: int = 8):
-        self.size = size
-        self._items: OrderedDict[Any, tuple[Any, list[RunRecord]]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def select(
-        self,
-        version: Any,
-        records: Callable[[], Iterable[RunRecord]],
-        query: Query | None,
-        sort: Sequence[tuple[str, int]],
-        skip: int,
-        limit: int | None,
-        store: DocumentStore | None = None,
-    ) -> list[RunRecord]:
-        """``select_runs(records(), query, sort, skip, limit, store)``, from the ordered
-        matches kept for ``(query, sort)`` if the store's ``version`` is unchanged."""
-        try:  # by its JSON: Eq("flag", True) == Eq("flag", 1) as objects, not as queries
-            key = (
-                None if query is None else json.dumps(query.encode(), sort_keys=True),
-                tuple(map(tuple, sort)),
-            )
-        except (TypeError, ValueError):  # not representable as JSON: not kept
-            return select_runs(records(), query, sort, skip, limit, store=store)
-        with self._lock:
-            kept = self._items.get(key)
-            if kept is not None and kept[0] == version:
-                self._items.move_to_end(key)
-        if kept is None or kept[0] != version:
-            kept = (version, select_runs(records(), query, sort, store=store))
-            with self._lock:
-                self._items[key] = kept
-                while len(self._items) > self.size:
-                    self._items.popitem(last=False)
-        return kept[1][skip : None if limit is None else skip + limit]
-
-
-def run_matches(query: Query, record: RunRecord, store: Any, extra: set[str] | None = None) -> bool:
-    """Whether the run of ``record`` matches ``query`` (the generic evaluator), with the parts
-    of the run beyond its start and stop documents (``descriptors``, ``summary``) that
-    ``store.record_parts`` gives; ``extra``: those parts, when already known."""
-    deadline.check("the search")  # a long scan stops at the request's deadline
-    if extra is None:
-        extra = documents_needed(query) - {"start", "stop"}
-    parts = store.record_parts(record.uid, extra) if extra else {}
-    return evaluate(query, {**record.as_record(), **parts})
-
-
-def select_runs(
-    records: Iterable[RunRecord],
-    query: Query | None,
-    sort: Sequence[tuple[str, int]] = NEWEST_FIRST,
-    skip: int = 0,
-    limit: int | None = None,
-    store: DocumentStore | None = None,
-) -> list[RunRecord]:
-    """Filter, sort and page run records in memory with the generic query evaluator.
-
-    For stores whose run index is small enough to hold in memory (the memory store, the index
-    of a folder of files), and as the fallback of stores that translate queries. A query on
-    ``descriptors.*`` or ``summary.*`` asks ``store`` for those parts of each candidate run.
-    """
-    if query is not None:
-        extra = documents_needed(query) - {"start", "stop"}
-        if extra and store is None:
-            raise ValueError(f"select_runs needs the store to evaluate {sorted(extra)} keys")
-
-        records = [r for r in records if run_matches(query, r, store, extra)]
-    ordered = sorted(records, key=lambda r: r.uid)
-    for key, direction in reversed(tuple(sort)):
-        path = resolve_key(key)
-        ordered.sort(key=lambda r: _sort_value(r.as_record(), path), reverse=direction < 0)
-    stop = None if limit is None else skip + limit
-    return list(itertools.islice(ordered, skip, stop))

@@ -11,10 +11,10 @@ Two kinds of pointer exist in the event model:
 
 :class:`HandlerRegistry` finds handlers (a catalog's own, then the ``databroker.handlers`` /
 ``intake_broker.handlers`` / ``intake_broker.mimetypes`` entry points, then the built-ins in
-:mod:`intake_broker.asset_handlers`). :class:`AssetReader` turns the pointers of one run into
+:mod:`intake_broker.assets.handlers`). :class:`AssetReader` turns the pointers of one run into
 arrays for the dask chunks of a stream; nothing is read until a chunk is computed.
 
-Where assets may be read from is said by :class:`~intake_broker.asset_roots.AssetRoots`: a
+Where assets may be read from is said by :class:`~intake_broker.assets.roots.AssetRoots`: a
 local catalog reads them anywhere, a guarded or served store only under configured roots, and
 an :class:`AssetReader` reads only the resources of its own run.
 """
@@ -33,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from . import asset_handlers, plugins
-from .asset_roots import AssetOutsideRoots, AssetRoots
-from .documents import doc_label
-from .errors import BrokerError, InvalidDocument
+from intake_broker import plugins
+from intake_broker.assets import handlers as asset_handlers
+from intake_broker.assets.roots import AssetOutsideRoots, AssetRoots
+from intake_broker.errors import BrokerError, InvalidDocument
+from intake_broker.store.documents import doc_label
 
 __all__ = [  # AssetOutsideRoots is raised from here too (and found here by error name)
     "AssetNotFound",
@@ -290,7 +291,7 @@ class AssetReader:
     storage_options : dict, optional
         fsspec options given to built-in handlers that open URLs (e.g. an S3 endpoint).
     asset_roots : AssetRoots, str or list of str, optional
-        Where assets may be read from (see :mod:`intake_broker.asset_roots`); the targets of
+        Where assets may be read from (see :mod:`intake_broker.assets.roots`); the targets of
         ``root_map`` are added. None: the store's ``asset_roots`` (a
         :class:`~intake_broker.access.GuardedStore` is confined), else anywhere.
     """

@@ -22,8 +22,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from intake_broker.abilities import DescriptorIndex, ResourceIndex, SummaryKeeper, flush, require
-from intake_broker.store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
+from intake_broker.store.abilities import (
+    DescriptorIndex,
+    ResourceIndex,
+    SummaryKeeper,
+    flush,
+    require,
+)
+from intake_broker.store.contract import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
 
 if TYPE_CHECKING:
     from intake_broker.assets import AssetReader, RunAssets

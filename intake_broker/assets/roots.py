@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from .errors import BrokerError
+from intake_broker.errors import BrokerError
 
 #: How to allow more, for the error messages.
 HOW_TO_CONFIGURE = (

@@ -23,7 +23,7 @@ descriptor, datums by their resource, stream_datums by both their descriptor and
 stream_resource (which must be of one run). Write errors about runs the writer cannot see read
 exactly like those about runs that do not exist, and a reused uid is reported without saying
 how the stored document differs. Resources and stream_resources must name assets under the
-guard's ``asset_roots`` (see :mod:`intake_broker.asset_roots`), which also confine reads.
+guard's ``asset_roots`` (see :mod:`intake_broker.assets.roots`), which also confine reads.
 """
 
 from __future__ import annotations
@@ -34,10 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from .abilities import DescriptorIndex, ResourceIndex
-from .asset_roots import AssetRoots
-from .documents import doc_label
-from .errors import (
+from intake_broker.assets.roots import AssetRoots
+from intake_broker.errors import (
     DescriptorNotFound,
     DocumentConflict,
     InvalidDocument,
@@ -45,9 +43,12 @@ from .errors import (
     RunNotFound,
     WriteDenied,
 )
-from .queries import Comparison, In, KeyPresent, Or, Query, evaluate
-from .store import NEWEST_FIRST, DocumentStore, RunRecord, run_matches
-from .wrapper import StoreWrapper
+from intake_broker.queries import Comparison, In, KeyPresent, Or, Query, evaluate
+from intake_broker.store.abilities import DescriptorIndex, ResourceIndex
+from intake_broker.store.contract import NEWEST_FIRST, DocumentStore, RunRecord
+from intake_broker.store.documents import doc_label
+from intake_broker.store.planning import run_matches
+from intake_broker.store.wrapper import StoreWrapper
 
 T = TypeVar("T")
 
@@ -162,7 +163,7 @@ class GuardedStore(StoreWrapper):
 
     Reads see only the runs the policy's filter allows. A written document must belong to a
     run the policy lets the principal write (:meth:`put`). ``asset_roots`` (an
-    :class:`~intake_broker.asset_roots.AssetRoots` or what :meth:`AssetRoots.of` takes) says
+    :class:`~intake_broker.assets.roots.AssetRoots` or what :meth:`AssetRoots.of` takes) says
     where assets may be: resources elsewhere are refused at insert, and the asset readers of
     this store read nowhere else. By default nowhere: configure the roots to read assets.
     """
@@ -248,7 +249,7 @@ class GuardedStore(StoreWrapper):
         allowed = self._write_filter()
         self._check_write_run(kind, doc, allowed)
         if kind in ("resource", "stream_resource"):
-            from .assets import check_asset_document
+            from intake_broker.assets import check_asset_document
 
             # admins too: these are the server's files; roots naming start keys are expanded
             # with the start of the (now checked) run the resource joins
