@@ -309,7 +309,7 @@ class GuardedStore(StoreWrapper):
         if reason is not None:
             raise WriteDenied(f"{self.principal.name!r} may not start this run: {reason}")
 
-    def _unknown(self, kind: str, doc: dict, field_: str, ref: str) -> InvalidDocument:
+    def _unknown(self, kind: str, doc: dict, field_: str, ref: str | None) -> InvalidDocument:
         """The one error for a reference to something missing or not shown to the writer."""
         if field_ == "run_start":
             return InvalidDocument(

@@ -233,6 +233,7 @@ def _construct(
     if roots.confined:  # e.g. an endpoint_url a client chose: never
         for key in _RESERVED:
             kwargs.pop(key, None)
+    parameters: Mapping[str, inspect.Parameter]
     try:
         parameters = inspect.signature(cls).parameters
     except (TypeError, ValueError):

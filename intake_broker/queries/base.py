@@ -7,8 +7,8 @@ import json
 import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import MISSING, dataclass, fields
-from typing import Any, ClassVar
+from dataclasses import MISSING, Field, dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import BadQuery
 from .limits import (
@@ -255,6 +255,8 @@ class Query:
     """
 
     kind: ClassVar[str]
+    if TYPE_CHECKING:  # subclasses are dataclasses: `fields(query)` works on any query
+        __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
     #: Names of the fields holding nested queries (a query or a tuple of queries).
     _query_fields: ClassVar[tuple[str, ...]] = ()
 
@@ -390,7 +392,7 @@ def _short(value: Any, limit: int = 80) -> str:
     return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
-def _parts(query: Query, combinator: type[Query]) -> tuple[Query, ...]:
+def _parts(query: Query, combinator: type[And] | type[Or]) -> tuple[Query, ...]:
     return query.queries if isinstance(query, combinator) else (query,)
 
 

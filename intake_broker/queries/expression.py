@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ..errors import BadQuery
 from .base import And, Not, Or, Query, load_json
@@ -77,6 +78,8 @@ _KEYWORDS = {
     "like",
     "text",
 }
+_T = TypeVar("_T")
+
 _OPS = {"==": "eq", "=": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 _FLIP = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le"}
 
@@ -99,7 +102,8 @@ def _tokenize(text: str) -> list[_Token]:
         if match is None:
             raise _error(text, pos, f"unexpected character {text[pos]!r}")
         if match.lastgroup != "space":
-            tokens.append(_Token(match.lastgroup, match.group(), pos))
+            # every alternative of _TOKEN is a named group
+            tokens.append(_Token(cast(str, match.lastgroup), match.group(), pos))
         pos = match.end()
     tokens.append(_Token("end", "", len(text)))
     return tokens
@@ -157,7 +161,7 @@ class _Parser:
             parts.append(self.factor())
         return parts[0] if len(parts) == 1 else And(tuple(parts))
 
-    def nested(self, parse) -> Query:
+    def nested(self, parse: Callable[[], _T]) -> _T:
         """``parse()`` one level deeper, refused beyond the query depth limit."""
         if self.depth >= MAX_DEPTH:
             raise _error(

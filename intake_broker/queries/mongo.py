@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, overload
 
 from ..errors import BadQuery
 from .base import (
@@ -169,6 +169,12 @@ def _from_mongo(spec: Any, depth: int) -> Query:
     return And(()) if not queries else _combine(queries)
 
 
+@overload
+def as_query(obj: Query | Mapping[str, Any]) -> Query: ...
+@overload
+def as_query(obj: None) -> None: ...
+@overload
+def as_query(obj: Query | Mapping[str, Any] | None) -> Query | None: ...
 def as_query(obj: Query | Mapping[str, Any] | None) -> Query | None:
     """Return ``obj`` as a query: a Query as is, a Mongo-style dict translated, None as None.
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dtime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import BadQuery
@@ -120,7 +120,11 @@ class In(Query):
     """The value at ``key`` (or an element of it) equals one of ``values``."""
 
     key: str
-    values: tuple[Any, ...]
+    values: tuple[Any, ...]  # as stored; the constructor takes any list, tuple or set
+
+    if TYPE_CHECKING:
+
+        def __init__(self, key: str, values: Collection[Any]) -> None: ...
 
     def __post_init__(self) -> None:
         resolve_key(self.key)
@@ -138,7 +142,11 @@ class NotIn(Query):
     """The negation of :class:`In`: also true when ``key`` is missing."""
 
     key: str
-    values: tuple[Any, ...]
+    values: tuple[Any, ...]  # as stored; the constructor takes any list, tuple or set
+
+    if TYPE_CHECKING:
+
+        def __init__(self, key: str, values: Collection[Any]) -> None: ...
 
     def __post_init__(self) -> None:
         resolve_key(self.key)
@@ -279,9 +287,18 @@ class TimeRange(Query):
     zone when it is None (or ``"local"``). Both bounds are stored as float epoch seconds.
     """
 
-    since: float | None = None
+    since: float | None = None  # as stored; the constructor takes the times listed above
     until: float | None = None
     timezone: str | None = None
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            since: float | date | str | None = None,
+            until: float | date | str | None = None,
+            timezone: str | None = None,
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         zone = _zone(self.timezone)

@@ -23,6 +23,7 @@ ability                     what the store can do
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from intake_broker.errors import NotSupported
@@ -111,13 +112,13 @@ ABILITIES: tuple[type, ...] = (
 A = TypeVar("A")
 
 
-def require(store: Any, ability: type[A], doing: str) -> A:
+def require(store: Any, ability: Callable[..., A], doing: str) -> A:
     """``store`` if it supports ``ability``, else :class:`~intake_broker.errors.NotSupported`
     saying which store cannot do what (``doing``: e.g. "keep summaries of asset data").
 
-    Typed as the ability, so that its methods type-check on the result. An ability is a
-    protocol, which mypy refuses as a ``type[A]`` argument (python/mypy#4717): callers write
-    ``# type: ignore[type-abstract]``."""
+    Typed as the ability, so that its methods type-check on the result. ``ability`` is one of
+    the protocol classes above: mypy refuses a protocol as a ``type[A]`` argument
+    (python/mypy#4717) but takes it as a ``Callable[..., A]``, so callers need no ignore."""
     if not store.supports(ability):
         raise NotSupported(
             f"{type(store).__name__} cannot {doing}: it does not have the "

@@ -100,11 +100,7 @@ def summarize_assets(run, *, store: bool = True) -> dict[str, dict[str, dict[str
             if stats is not None:
                 found.setdefault(name, {})[key] = stats
                 if store:
-                    keeper = require(
-                        run.store,
-                        SummaryKeeper,  # type: ignore[type-abstract]  # a protocol (see require)
-                        "keep summaries of asset data",
-                    )
+                    keeper = require(run.store, SummaryKeeper, "keep summaries of asset data")
                     keeper.set_summary(run.uid, name, key, stats)
     return found
 

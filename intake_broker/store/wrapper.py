@@ -100,11 +100,9 @@ class StoreWrapper(DocumentStore):
         """The run of a descriptor, as the store behind says (when it has a descriptor index)."""
         return self._on_descriptor(
             descriptor_uid,
-            lambda s: require(
-                s,
-                DescriptorIndex,  # type: ignore[type-abstract]  # a protocol (see require)
-                "look up descriptors",
-            ).descriptor_run(descriptor_uid),
+            lambda s: require(s, DescriptorIndex, "look up descriptors").descriptor_run(
+                descriptor_uid
+            ),
             f"run of descriptor {descriptor_uid}",
         )
 
@@ -156,11 +154,9 @@ class StoreWrapper(DocumentStore):
     def set_summary(self, run_uid: str, stream: str, field: str, stats: dict) -> None:
         self._on_run(
             run_uid,
-            lambda s: require(
-                s,
-                SummaryKeeper,  # type: ignore[type-abstract]  # a protocol (see require)
-                "keep summaries",
-            ).set_summary(run_uid, stream, field, stats),
+            lambda s: require(s, SummaryKeeper, "keep summaries").set_summary(
+                run_uid, stream, field, stats
+            ),
             f"summary of {run_uid}",
         )
 

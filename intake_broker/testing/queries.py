@@ -157,16 +157,16 @@ def query_cases() -> dict[str, Query]:
         "le temperature": Comparison("le", "sample.temperature", 290.0),
         "ge string": Comparison("ge", "plan_name", "rel"),
         "lt time": Comparison("lt", "time", T0 + 3600.0 * 20),
-        "in plans": In("plan_name", ["count", "grid_scan"]),  # type: ignore[arg-type]
-        "in scan ids": In("scan_id", [4001, 4010, 4099, 99999]),  # type: ignore[arg-type]
-        "not in": NotIn("sample.name", ["LaB6", "Si"]),  # type: ignore[arg-type]
+        "in plans": In("plan_name", ["count", "grid_scan"]),
+        "in scan ids": In("scan_id", [4001, 4010, 4099, 99999]),
+        "not in": NotIn("sample.name", ["LaB6", "Si"]),
         "regex": Regex("sample.name", "^La"),
         "regex case": Regex("sample.name", "au", case_sensitive=False),
         "contains": Contains("detectors", "det"),
         "key present": KeyPresent("operator"),
         "key absent": KeyPresent("operator", present=False),
         "time range": TimeRange(since=T0 + 3600.0 * 50, until=T0 + 3600.0 * 60),
-        "time range iso": TimeRange(since="2026-01-03T00:00:00+00:00", timezone="UTC"),  # type: ignore[arg-type]
+        "time range iso": TimeRange(since="2026-01-03T00:00:00+00:00", timezone="UTC"),
         "partial uid": PartialUID("0"),
         "scan id list": ScanID(4005, 4006, 107),
         "scan id range": ScanIDRange(4000, 4100),

@@ -234,8 +234,7 @@ class BrokerCatalog(Catalog):
             from intake_broker.queries.expression import parse_query
 
             query = parse_query(query)
-        # as_query gives None only for None (queries.mongo does not say so yet: no overloads)
-        save_query(name, as_query(query))  # type: ignore[arg-type]
+        save_query(name, as_query(query))
 
     def insert(self, name: str, doc: Mapping[str, Any]) -> None:
         """Store one document; ``RE.subscribe(cat.insert)`` records a live experiment."""

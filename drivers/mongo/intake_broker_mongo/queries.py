@@ -125,13 +125,12 @@ def rekey(query: Query, stop_prefix: str) -> Query:
                 if isinstance(value, Query)
                 else tuple(rekey(q, stop_prefix) for q in value)
             )
-        # (the ignores: every Query is a dataclass, but queries.base does not declare the base one)
-        return dataclasses.replace(query, **changes)  # type: ignore[type-var]
+        return dataclasses.replace(query, **changes)
     key = getattr(query, "key", None)
     if isinstance(key, str):
         document, *path = resolve_key(key)
         if document == "stop":
-            return dataclasses.replace(  # type: ignore[type-var]
+            return dataclasses.replace(
                 query,
                 key=".".join(("start", stop_prefix, *path))
                 if stop_prefix

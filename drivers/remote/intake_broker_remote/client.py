@@ -286,7 +286,7 @@ class HTTPClient:
                 else:
                     if status < 300:
                         return result
-                    if not _retry(status, headers):  # type: ignore[arg-type]
+                    if not _retry(status, headers):
                         _raise(request, status, headers, result)  # type: ignore[arg-type]
                     why = f"HTTP {status}"
             if attempt == self.retries:

@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api/v1")
 T = TypeVar("T")
 
 GROUPS = ("index", "uid", "data", "timestamps", "filled")
-_ERRORS = {
+_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {
         "description": text,
         "content": {

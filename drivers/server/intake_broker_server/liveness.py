@@ -173,7 +173,7 @@ class RequestGuard:
                 rid,
                 self.seconds,
             )
-            await send_error(scope, send, deadline_error(self.seconds or 0), 503)  # type: ignore[arg-type]
+            await send_error(scope, send, deadline_error(self.seconds or 0), 503)
             return
         err = task.exception()
         if err is None:
@@ -200,7 +200,7 @@ class RequestGuard:
                 type(err).__name__,
                 err,
             )
-            await send_error(scope, send, deadline_error(self.seconds or 0), 503)  # type: ignore[arg-type]
+            await send_error(scope, send, deadline_error(self.seconds or 0), 503)
             return
         log.error(
             "%s %s [request %s] failed", scope.get("method"), scope.get("path"), rid, exc_info=err

@@ -21,10 +21,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
+from intake_broker.abilities import DescriptorIndex
 from intake_broker.access import AccessPolicy, GuardedStore, Principal
 from intake_broker.assets import AssetReader, AssetReadError, check_asset_document
 from intake_broker.assets.roots import AssetRoots
@@ -251,7 +252,8 @@ class Service:
             if len(covered) < 2:
                 return  # one chunk: what a store keeps together is read together
             rows = sum(c.rows for c in covered if c.seq_start >= lo and c.seq_stop <= hi)
-            run_uid = self.store.descriptor_run(descriptor_uid)
+            # (a store without a descriptor index raises here: the shortcut gives up)
+            run_uid = cast(DescriptorIndex, self.store).descriptor_run(descriptor_uid)
             keys = next(d for d in self.store.descriptors(run_uid) if d["uid"] == descriptor_uid)[
                 "data_keys"
             ]
@@ -344,7 +346,8 @@ class Service:
         for fresh in (False, True):
             assets = self.reader(run_uid, fresh=fresh).assets
             for sd in assets.stream_datums:
-                resource = assets.stream_resources.get(sd.get("stream_resource"))
+                ref: Any = sd.get("stream_resource")  # None (no such field) finds nothing
+                resource = assets.stream_resources.get(ref)
                 if sd.get("descriptor") != descriptor_uid or resource is None:
                     continue
                 if resource.get("data_key") != key:

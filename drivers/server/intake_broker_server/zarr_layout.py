@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
+from fastapi.routing import APIRoute
 
 from intake_broker.errors import BrokerError
 from intake_broker.store import Chunk
@@ -310,10 +311,11 @@ def _spec(layout: StreamLayout, array: str) -> ArraySpec:
 
 # HEAD answers as GET does (fsspec asks for sizes with HEAD), out of the OpenAPI document.
 for _route in list(router.routes):
-    router.add_api_route(
-        _route.path.removeprefix(router.prefix),
-        _route.endpoint,
-        methods=["HEAD"],
-        include_in_schema=False,
-        response_class=_route.response_class,
-    )
+    if isinstance(_route, APIRoute):  # every route here (typed as starlette's BaseRoute)
+        router.add_api_route(
+            _route.path.removeprefix(router.prefix),
+            _route.endpoint,
+            methods=["HEAD"],
+            include_in_schema=False,
+            response_class=_route.response_class,
+        )

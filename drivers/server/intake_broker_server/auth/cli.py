@@ -87,17 +87,17 @@ def apikey_main(argv: Sequence[str] | None = None) -> int:
     if args.command == "list":
         now = time.time()
         print(f"{'id':<14}{'user':<20}{'scopes':<12}{'created':<22}{'expires':<22}state")
-        for key in store.list():
+        for api_key in store.list():
             state = (
                 "revoked"
-                if key.revoked is not None
+                if api_key.revoked is not None
                 else "expired"
-                if key.expired(now)
+                if api_key.expired(now)
                 else "active"
             )
             print(
-                f"{key.id:<14}{key.user:<20}{','.join(key.scopes):<12}"
-                f"{_when(key.created):<22}{_when(key.expires):<22}{state}"
+                f"{api_key.id:<14}{api_key.user:<20}{','.join(api_key.scopes):<12}"
+                f"{_when(api_key.created):<22}{_when(api_key.expires):<22}{state}"
             )
         return 0
     try:
