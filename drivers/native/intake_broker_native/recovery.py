@@ -90,9 +90,13 @@ def refuse_lost_index(
         path = sqlite_path(url)
         if path is None or (os.path.exists(path) and os.path.getsize(path) > 0):
             return
-        if data is None:
-            data = os.path.splitext(os.path.abspath(path))[0] + "-data"
         where = f"the SQLite run index {path!r} does not exist"
+        if data is None:  # the default data folder, or NativeStore.in_folder's
+            candidates = [
+                os.path.splitext(os.path.abspath(path))[0] + "-data",
+                os.path.join(os.path.dirname(os.path.abspath(path)), "data"),
+            ]
+            data = next((c for c in candidates if runs_in(c) is not None), candidates[0])
     else:
         if engine is None or data is None:
             return
@@ -107,9 +111,10 @@ def refuse_lost_index(
     if evidence is not None:
         raise IndexMissing(
             f"{where}, but its data folder {data!r} holds runs (e.g. {evidence!r}): the "
-            "index was lost or the wrong index was given. Rebuild it from the data folder "
-            "with `intake-broker reindex --data DIR` (intake_broker_native.reindex(...)), "
-            "or give the right index; an empty store was NOT created"
+            "index was lost or the wrong index was given. Rebuild it from the data folder: "
+            f"`intake-broker reindex --data {data} --index {shown(url)}` "
+            f"(intake_broker_native.reindex({data!r}, {shown(url)!r})), or give the right "
+            "index; no empty store was made"
         )
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -99,19 +98,26 @@ def _record(start: str, stop: str | None) -> RunRecord:
     return RunRecord(start_doc, stop_doc)
 
 
-def _records(rows: Iterable[Sequence[Any]], where: str) -> Iterator[RunRecord]:
+def _records(rows: Iterable[Sequence[Any]], engine: sa.Engine, where: str) -> Iterator[RunRecord]:
     """Run records of ``(start_doc, stop_doc, ...)`` rows; a row whose documents cannot be
-    read is skipped with a warning naming the index and the row (the rest still lists)."""
+    read is skipped with a warning naming the index and the run (the rest still lists)."""
     for row in rows:
         try:
             yield _record(row[0], row[1])
         except _BadRow as err:
-            warnings.warn(_bad_row_message(where, row[0], err), BadRowWarning, stacklevel=3)
+            warnings.warn(_bad_row_message(where, row[0], err, engine), BadRowWarning, stacklevel=3)
 
 
-def _bad_row_message(where: str, start: Any, err: Exception) -> str:
-    uid = re.search(r'"uid"\s*:\s*"([^"]{1,80})"', start) if isinstance(start, str) else None
-    which = f"the run {uid.group(1)!r}" if uid else "a run"
+def _bad_row_message(where: str, start: Any, err: Exception, engine: sa.Engine) -> str:
+    uid = None
+    try:
+        with engine.connect() as conn:
+            uid = conn.execute(
+                sa.select(runs.c.uid).where(runs.c.start_doc == start).limit(1)
+            ).scalar()
+    except sa.exc.SQLAlchemyError:
+        pass
+    which = f"the run {uid!r}" if uid else "a run"
     return (
         f"the run index {where} holds {which} whose start or stop document is not JSON "
         f"({err}); it is skipped. Rebuild the index from the data folder "
@@ -469,13 +475,13 @@ class NativeStore(DocumentStore):
             order = order_by(sort, irregular)
             if order is None:  # a sort key without a column: sort in Python
                 rows = conn.execute(sa.select(*columns).where(cond.maybe)).all()
-                records = list(_records(rows, shown(self.index)))
+                records = list(_records(rows, self.engine, shown(self.index)))
                 return select_runs(records, query, sort, skip, limit, store=self)
             if cond.exact:
                 stmt = sa.select(*columns).where(cond.yes).order_by(*order).offset(skip)
                 if limit is not None:
                     stmt = stmt.limit(limit)
-                return list(_records(conn.execute(stmt), shown(self.index)))
+                return list(_records(conn.execute(stmt), self.engine, shown(self.index)))
             stmt = sa.select(*columns, cond.yes.label("sure")).where(cond.maybe).order_by(*order)
             found: list[RunRecord] = []
             result = conn.execution_options(yield_per=_STREAM_BATCH).execute(stmt)
@@ -484,7 +490,9 @@ class NativeStore(DocumentStore):
                     record = _record(start, stop)
                 except _BadRow as err:
                     warnings.warn(
-                        _bad_row_message(shown(self.index), start, err), BadRowWarning, stacklevel=2
+                        _bad_row_message(shown(self.index), start, err, self.engine),
+                        BadRowWarning,
+                        stacklevel=2,
                     )
                     continue
                 if sure or run_matches(query, record, self):  # type: ignore[arg-type]
@@ -515,7 +523,7 @@ class NativeStore(DocumentStore):
             )
             return total + sum(
                 run_matches(query, r, self)  # type: ignore[arg-type]
-                for r in _records(rows, shown(self.index))
+                for r in _records(rows, self.engine, shown(self.index))
             )
 
     def run(self, uid: str) -> RunRecord:
@@ -528,7 +536,9 @@ class NativeStore(DocumentStore):
         try:
             return _record(*row)
         except _BadRow as err:
-            raise CorruptIndex(_bad_row_message(shown(self.index), row[0], err)) from None
+            raise CorruptIndex(
+                _bad_row_message(shown(self.index), row[0], err, self.engine)
+            ) from None
 
     # -- what is in a run -----------------------------------------------------------------
 
