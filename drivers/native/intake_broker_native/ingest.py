@@ -30,6 +30,7 @@ from .columns import ColumnStore
 from .journal import Journal, line
 from .layout import Layout, concat_columns, convert_page, make_layout, slice_columns
 from .reading import DescriptorInfo, event_doc, raw_rows, same_columns, take_rows
+from .rows import RowPlan
 from .schema import datums, descriptors, documents, event_chunks, event_segments, runs
 from .schema import write_transaction as write
 from .writer import ROW_CODE, ChunkRow, DescriptorWriter, RunWriter
@@ -330,6 +331,11 @@ class Ingester:
     def _put_event_page(self, page: dict) -> None:
         writer = self._run_of_descriptor(page)
         dw = writer.descriptors.get(page["descriptor"]) or self._adopt(writer, page["descriptor"])
+        plan = dw.row_plan()
+        row = plan.row(page) if plan is not None else None
+        if row is not None and writer.event_rows is not None and row[0] not in writer.event_rows:
+            self._add_row(writer, dw, plan, row)  # one new event: the fast path
+            return
         cols = convert_page(dw.layout, dw.descriptor, page)
         if not cols["rows"]:
             return
@@ -349,6 +355,25 @@ class Ingester:
             )
         ord_ = None if writer.current == dw.uid else writer.take_ord()
         self._add_rows(writer, dw, cols, ord_)
+
+    def _add_row(self, writer: RunWriter, dw: DescriptorWriter, plan: RowPlan, row: tuple):
+        """:meth:`_add_rows` for one checked event held as a row tuple (see :mod:`.rows`)."""
+        ord_ = None if writer.current == dw.uid else writer.take_ord()
+        if ord_ is not None:
+            self.journal.append(
+                node_name(writer.run_uid),
+                line("segment", ord_, descriptor=dw.uid, row_start=dw.rows),
+            )
+        base = dw.rows
+        writer.event_rows[row[0]] = base * ROW_CODE + dw.index
+        dw.add_row(row, ord_)
+        writer.current = dw.uid
+        rewritten = False
+        if dw.due(self.flush_interval):
+            whole = dw.rows // dw.layout.chunk_rows > dw.flushed // dw.layout.chunk_rows
+            rewritten = self._flush(dw, whole_chunks_only=whole)
+        if not rewritten and dw.flushed <= base:
+            self.log.append(plan.record(writer.run_uid, dw.uid, dw.segments[-1][2], row))
 
     def _add_rows(self, writer: RunWriter, dw: DescriptorWriter, cols: dict, ord_: int | None):
         """Buffer checked rows (``ord_``: they open a segment), flush if due, and log what

@@ -39,6 +39,7 @@ import os
 import secrets
 import struct
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -86,8 +87,15 @@ def encode_rows(
         np.ascontiguousarray(a, dtype=dt).tobytes() for a, dt, _ in _numeric_columns(layout, cols)
     )
     strings = json.dumps([a.tolist() for a in _string_columns(layout, cols)]).encode()
+    return frame(run_uid, descriptor_uid, ord_, cols["rows"], numeric, strings)
+
+
+def frame(
+    run_uid: str, descriptor_uid: str, ord_: int | None, rows: int, numeric: bytes, strings: bytes
+) -> bytes:
+    """A log record of ``rows`` rows: their numeric columns' bytes and string columns' JSON."""
     head = json.dumps(
-        {"r": run_uid, "d": descriptor_uid, "o": ord_, "n": cols["rows"], "b": len(numeric)}
+        {"r": run_uid, "d": descriptor_uid, "o": ord_, "n": rows, "b": len(numeric)}
     ).encode()
     payload = b"".join((_HEAD.pack(len(head)), head, numeric, strings))
     return _FRAME.pack(MAGIC, len(payload), google_crc32c.value(payload)) + payload
@@ -200,12 +208,11 @@ class EventLog:
         self._synced = 0
         self._sync_lock = threading.Lock()
         self._pid = os.getpid()
+        _LOGS.add(self)
 
     def _open(self) -> int:
-        if self._fd is not None and self._pid == os.getpid():
+        if self._fd is not None:
             return self._fd
-        if self._pid != os.getpid():  # a forked child: a log of its own
-            self.__init__(self.folder, self.durability)  # type: ignore[misc]
         try:
             os.makedirs(self.folder, exist_ok=True)
             self._lock_fd = os.open(self.lock_path, os.O_CREAT | os.O_RDWR, 0o644)
@@ -287,7 +294,7 @@ class EventLog:
 
     def close(self) -> None:
         """Remove the log (everything it held was flushed) and release its lock."""
-        if self._fd is None or self._pid != os.getpid():
+        if self._fd is None:
             return
         os.close(self._fd)
         self._fd = None
@@ -299,6 +306,23 @@ class EventLog:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+_LOGS: weakref.WeakSet[EventLog] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    """In a forked child, every log is the parent's: the child starts logs of its own (and
+    leaves the parent's files and lock alone)."""
+    for log in list(_LOGS):
+        for fd in (log._fd, log._lock_fd):
+            if fd is not None:  # the parent's lock stays held by the parent
+                os.close(fd)
+        log._fd = log._lock_fd = None
+        log.__init__(log.folder, log.durability)  # type: ignore[misc]
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def _fsync_folder(folder: str) -> None:
