@@ -50,7 +50,7 @@ def node_name(uid: str) -> str:
 def _flush_at_exit() -> None:
     for ingester in list(_LIVE):
         try:
-            ingester.flush()
+            ingester.close()  # everything flushed: the event log is removed
         except Exception:  # noqa: BLE001 (best effort at interpreter exit)
             pass
 
