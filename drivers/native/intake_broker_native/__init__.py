@@ -17,11 +17,14 @@ from .catalog import NativeCatalog
 from .errors import (
     CopyMismatch,
     CorruptChunk,
+    CorruptIndex,
+    IndexMissing,
     IndexUnavailable,
     MissingChunk,
     SchemaVersionError,
     StorageError,
 )
+from .recovery import ReindexReport, main, reindex
 from .schema import SCHEMA_VERSION
 from .store import NativeStore
 
@@ -32,11 +35,16 @@ __all__ = [
     "CopyMismatch",
     "CopyReport",
     "CorruptChunk",
+    "CorruptIndex",
+    "IndexMissing",
     "IndexUnavailable",
     "MissingChunk",
     "NativeCatalog",
     "NativeStore",
+    "ReindexReport",
     "SchemaVersionError",
     "StorageError",
     "copy_runs",
+    "main",
+    "reindex",
 ]

@@ -32,3 +32,13 @@ class CorruptChunk(CorruptFile):
 
 class MissingChunk(CorruptChunk):
     """A zarr chunk that the run index says was written is not there."""
+
+
+class CorruptIndex(CorruptFile):
+    """The SQLite run index file is damaged (not a database, or a malformed page) or a row
+    of it cannot be read."""
+
+
+class IndexMissing(IndexUnavailable):
+    """The run index is new or empty but its data folder holds runs: the index was lost
+    (deleted, or the wrong path given); rebuild it from the data folder with ``reindex``."""

@@ -14,13 +14,14 @@ import hashlib
 import json
 import re
 import threading
+import warnings
 import weakref
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
-from intake_broker.errors import InvalidDocument
+from intake_broker.errors import BrokerError, InvalidDocument
 from intake_broker.store.documents import (
     check_reinsert,
     datum_page_rows,
@@ -29,9 +30,12 @@ from intake_broker.store.documents import (
 )
 
 from . import docs as jsondocs
+from . import wal as walmod
 from .columns import ColumnStore
-from .layout import Layout, concat_columns, convert_page, make_layout
+from .journal import Journal, line
+from .layout import Layout, concat_columns, convert_page, make_layout, slice_columns
 from .reading import DescriptorInfo, event_doc, raw_rows, same_columns, take_rows
+from .rows import RowPlan
 from .schema import datums, descriptors, documents, event_chunks, event_segments, runs
 from .schema import write_transaction as write
 from .writer import ROW_CODE, ChunkRow, DescriptorWriter, RunWriter
@@ -51,7 +55,7 @@ def node_name(uid: str) -> str:
 def _flush_at_exit() -> None:
     for ingester in list(_LIVE):
         try:
-            ingester.flush()
+            ingester.close()  # everything flushed: the event log is removed
         except Exception:  # noqa: BLE001 (best effort at interpreter exit)
             pass
 
@@ -67,12 +71,16 @@ class Ingester:
         chunk_rows: int,
         chunk_bytes: int,
         flush_interval: float | None,
+        log: walmod.EventLog,
+        journal: Journal,
     ):
         self.engine = engine
         self.columns = columns
         self.chunk_rows = chunk_rows
         self.chunk_bytes = chunk_bytes
         self.flush_interval = flush_interval
+        self.log = log
+        self.journal = journal
         self.writers: dict[str, RunWriter] = {}
         self.owner: dict[str, str] = {}  # descriptor uid -> run uid, for runs being written
         self.lock = threading.RLock()
@@ -82,6 +90,64 @@ class Ingester:
     def put(self, kind: str, doc: dict) -> None:
         with self.lock:
             getattr(self, f"_put_{kind}")(doc)
+            logged = self.log.position
+        self.log.sync(logged)  # durability="fsync": shared with other threads' inserts
+
+    # -- replaying the logs of writers that died --------------------------------------------
+
+    def replay(self) -> int:
+        """Replay the event logs whose writer died (each under its lock, so exactly one
+        process replays it); events already in zarr are skipped. Returns the events
+        recovered. A log that cannot be replayed (its run is not in the index) is kept, with
+        a warning."""
+        recovered = 0
+        for orphan in walmod.orphans(self.log.folder):
+            try:
+                with self.lock:
+                    added = sum(self._replay(record) for record in orphan.records())
+                    self.flush()
+            except (BrokerError, OSError, ValueError, KeyError, sa.exc.SQLAlchemyError) as err:
+                orphan.release()
+                warnings.warn(
+                    f"the write-ahead log {orphan.path!r} of a writer that died cannot be "
+                    f"replayed: {err}; it is kept (rebuild the index with intake-broker "
+                    "reindex, which replays it too)",
+                    stacklevel=3,
+                )
+                continue
+            orphan.done()
+            recovered += added
+        return recovered
+
+    def _replay(self, record: walmod.Record) -> int:
+        writer = self._writer(record.run_uid, "event_page", {"uid": [record.descriptor_uid]})
+        dw = writer.descriptors.get(record.descriptor_uid) or self._adopt(
+            writer, record.descriptor_uid
+        )
+        cols = record.columns(dw.layout)
+        if writer.event_rows is None:
+            self._load_event_rows(writer)
+        new = np.flatnonzero([u not in writer.event_rows for u in cols["uid"].tolist()])
+        if not len(new):
+            return 0
+        if len(new) < cols["rows"]:
+            cols = take_rows(cols, new)
+        ord_ = record.ord
+        if writer.current == dw.uid and dw.segments and dw.segments[-1][2] == ord_:
+            ord_ = None  # the same segment goes on
+        elif ord_ is None:
+            ord_ = writer.take_ord()
+        else:
+            writer.current = None
+            writer.next_ord = max(writer.next_ord, ord_ + 1)
+        self._add_rows(writer, dw, cols, ord_)
+        return int(cols["rows"])
+
+    def close(self) -> None:
+        """Flush everything and remove this store's event log."""
+        with self.lock:
+            self.flush()
+            self.log.close()
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -97,6 +163,7 @@ class Ingester:
             check_reinsert("start", json.loads(stored[0]), doc)
             return
         columns["irregular"] = columns["irregular"] or lossy
+        self.journal.append(node_name(columns["uid"]), line("start", 0, exact))
         try:
             with write(self.engine) as conn:
                 conn.execute(runs.insert().values(start_doc=exact, start_q=query, **columns))
@@ -197,6 +264,10 @@ class Ingester:
         values = {"stop_doc": exact, "stop_q": query, **jsondocs.stop_columns(doc)}
         if lossy:
             values["irregular"] = True
+        folder = node_name(run_uid)
+        self.journal.append(folder, line("stop", writer.next_ord if writer else -1, exact))
+        if not self.columns.local:
+            self.journal.upload(folder)
         with write(self.engine) as conn:
             conn.execute(
                 runs.update()
@@ -208,6 +279,7 @@ class Ingester:
             for uid, dw in writer.descriptors.items():
                 self.owner.pop(uid, None)
                 self.columns.forget(dw.path)
+        self.journal.forget(folder)
 
     # -- descriptors and events -------------------------------------------------------------
 
@@ -236,6 +308,10 @@ class Ingester:
             "path": path,
             "layout": layout.to_json(),
         }
+        self.journal.append(
+            node_name(writer.run_uid),
+            line("descriptor", row["ord"], exact, path=path, layout=json.loads(row["layout"])),
+        )
         with write(self.engine) as conn:
             conn.execute(descriptors.insert().values(**row))
         writer.take_ord()
@@ -260,6 +336,11 @@ class Ingester:
     def _put_event_page(self, page: dict) -> None:
         writer = self._run_of_descriptor(page)
         dw = writer.descriptors.get(page["descriptor"]) or self._adopt(writer, page["descriptor"])
+        plan = dw.row_plan()
+        row = plan.row(page) if plan is not None else None
+        if row is not None and writer.event_rows is not None and row[0] not in writer.event_rows:
+            self._add_row(writer, dw, plan, row)  # one new event: the fast path
+            return
         cols = convert_page(dw.layout, dw.descriptor, page)
         if not cols["rows"]:
             return
@@ -278,15 +359,50 @@ class Ingester:
                 "events"
             )
         ord_ = None if writer.current == dw.uid else writer.take_ord()
+        self._add_rows(writer, dw, cols, ord_)
+
+    def _add_row(self, writer: RunWriter, dw: DescriptorWriter, plan: RowPlan, row: tuple):
+        """:meth:`_add_rows` for one checked event held as a row tuple (see :mod:`.rows`)."""
+        ord_ = None if writer.current == dw.uid else writer.take_ord()
+        if ord_ is not None:
+            self.journal.append(
+                node_name(writer.run_uid),
+                line("segment", ord_, descriptor=dw.uid, row_start=dw.rows),
+            )
+        base = dw.rows
+        writer.event_rows[row[0]] = base * ROW_CODE + dw.index
+        dw.add_row(row, ord_)
+        writer.current = dw.uid
+        rewritten = False
+        if dw.due(self.flush_interval):
+            whole = dw.rows // dw.layout.chunk_rows > dw.flushed // dw.layout.chunk_rows
+            rewritten = self._flush(dw, whole_chunks_only=whole)
+        if not rewritten and dw.flushed <= base:
+            self.log.append(plan.record(writer.run_uid, dw.uid, dw.segments[-1][2], row))
+
+    def _add_rows(self, writer: RunWriter, dw: DescriptorWriter, cols: dict, ord_: int | None):
+        """Buffer checked rows (``ord_``: they open a segment), flush if due, and log what
+        stays buffered: when this returns, the rows are in zarr or in the event log."""
+        uids = cols["uid"].tolist()
+        if ord_ is not None:
+            self.journal.append(
+                node_name(writer.run_uid),
+                line("segment", ord_, descriptor=dw.uid, row_start=dw.rows),
+            )
         base = dw.rows
         codes = (np.arange(base, base + len(uids), dtype=np.int64) * ROW_CODE + dw.index).tolist()
-        known.update(zip(uids, codes, strict=True))
+        writer.event_rows.update(zip(uids, codes, strict=True))
         dw.add(cols, ord_)
         writer.current = dw.uid
-        due = dw.due(self.flush_interval)
-        if due:
+        rewritten = False
+        if dw.due(self.flush_interval):
             whole = dw.rows // dw.layout.chunk_rows > dw.flushed // dw.layout.chunk_rows
-            self._flush(dw, whole_chunks_only=whole)
+            rewritten = self._flush(dw, whole_chunks_only=whole)
+        first = max(base, dw.flushed)  # the first row of this page still buffered
+        if not rewritten and first < dw.rows:
+            part = cols if first == base else slice_columns(cols, first - base, cols["rows"])
+            record = walmod.encode_rows(writer.run_uid, dw.uid, dw.segments[-1][2], dw.layout, part)
+            self.log.append(record)
 
     def _adopt(self, writer: RunWriter, uid: str) -> DescriptorWriter:
         """A descriptor of a run this store writes that another store object inserted."""
@@ -324,14 +440,45 @@ class Ingester:
             writer.event_rows.update(zip(uids, codes, strict=True))
         return dw
 
-    def _flush(self, dw: DescriptorWriter, *, whole_chunks_only: bool, final: bool = False) -> None:
+    def _flush(self, dw: DescriptorWriter, *, whole_chunks_only: bool, final: bool = False) -> bool:
         """Write a descriptor's buffered rows (whole chunks only, or all); before its first
-        rows are written, its chunk rows are fitted to them (``final``: the run stopped)."""
+        rows are written, its chunk rows are fitted to them (``final``: the run stopped).
+        Returns whether the event log was rewritten to hold exactly the rows still
+        buffered."""
         if not whole_chunks_only:
             dw.fit_layout(final=final)
-        dw.flush(
+        written = dw.flush(
             self.engine, self.columns, self._group_attrs(dw), whole_chunks_only=whole_chunks_only
         )
+        if written and not self.columns.local:
+            self.journal.upload(node_name(dw.run_uid))
+        return self._checkpoint() if written else False
+
+    def _checkpoint(self) -> bool:
+        """After a flush: empty the event log when nothing is buffered, or rewrite it with
+        the buffered rows once it has grown (flushed rows are then not replayed in vain).
+        Returns whether the log now holds exactly the buffered rows."""
+        buffered = [
+            (writer, dw)
+            for writer in self.writers.values()
+            for dw in writer.descriptors.values()
+            if dw.pending_rows
+        ]
+        if buffered and self.log.size < walmod.CHECKPOINT_BYTES:
+            return False
+        records = []
+        for writer, dw in buffered:
+            cols = dw.buffered()
+            for start, stop, ord_ in dw.segments:
+                lo, hi = max(start, dw.flushed) - dw.flushed, stop - dw.flushed
+                if hi > lo:
+                    part = slice_columns(cols, lo, hi)
+                    records.append(
+                        (ord_, walmod.encode_rows(writer.run_uid, dw.uid, ord_, dw.layout, part))
+                    )
+        records.sort(key=lambda r: r[0])
+        self.log.checkpoint([r for _, r in records])
+        return True
 
     def _group_attrs(self, dw: DescriptorWriter) -> dict:
         return {
@@ -411,6 +558,8 @@ class Ingester:
         uid: str | None,
         ref: str | None,
     ) -> int:
+        text = jsondocs.to_json(kind, doc)
+        self.journal.append(node_name(writer.run_uid), line(kind, writer.next_ord, text))
         with write(self.engine) as conn:
             result = conn.execute(
                 documents.insert().values(
@@ -420,7 +569,7 @@ class Ingester:
                     uid=uid,
                     ref=ref,
                     ord=writer.next_ord,
-                    doc=jsondocs.to_json(kind, doc),
+                    doc=text,
                 )
             )
             key = result.inserted_primary_key[0]
@@ -527,3 +676,5 @@ class Ingester:
             for writer in self.writers.values():
                 for dw in writer.descriptors.values():
                     self._flush(dw, whole_chunks_only=False)
+            if not self.columns.local:
+                self.journal.upload()

@@ -229,7 +229,29 @@ def _strings(spec: FieldSpec, values: Any, rows: int, page: Mapping[str, Any]) -
             f"data key {spec.key!r} holds strings (dtype string, or datum ids "
             f"of external data) but a value is {bad!r}; store unfilled events",
         )
+    _check_utf8(page, f"data key {spec.key!r}", values)
     return np.array(values, dtype=object)
+
+
+def utf8(text: str) -> bool:
+    """Whether a string can be stored as UTF-8 (no lone surrogates)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_utf8(page: Mapping[str, Any], what: str, values: list) -> None:
+    bad = next((v for v in values if not utf8(v)), None)
+    if bad is not None:
+        raise _refuse(
+            page,
+            f"{what} holds {bad!r}, which is not valid Unicode text (a lone surrogate) "
+            "and cannot be stored as UTF-8",
+        )
 
 
 def _column(page: Mapping[str, Any], name: str, values: Any, dtype: str, rows: int) -> np.ndarray:
@@ -261,6 +283,7 @@ def convert_page(layout: Layout, descriptor: Mapping[str, Any], page: Mapping[st
     if uids is None:
         raise _refuse(page, "'uid' must be a list of event uids")
     rows = len(uids)
+    _check_utf8(page, "'uid'", uids)
     if len(set(uids)) != rows:
         raise _refuse(page, "the page holds the same event uid twice")
     given = set(page.get("data", {}))

@@ -52,7 +52,7 @@ from intake_broker import deadline
 from intake_broker.queries.regex import regex_search
 from intake_broker.store.summary import searchable_numbers
 
-from .errors import IndexUnavailable, SchemaVersionError, StorageError
+from .errors import CorruptIndex, IndexUnavailable, SchemaVersionError, StorageError
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = 3
@@ -293,16 +293,36 @@ def _prepare_sqlite_file(url: sa.URL) -> None:
         )
 
 
-def create_engine(index: str) -> sa.Engine:
+#: What SQLite says of a file that is not (or no longer) a sound database.
+_DAMAGED = ("file is not a database", "database disk image is malformed", "malformed")
+
+
+def _damaged(url: sa.URL, err: BaseException) -> CorruptIndex | None:
+    """A clear error for a damaged SQLite index (naming the file), else None."""
+    message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    if not any(m in message for m in _DAMAGED):
+        return None
+    path = sqlite_path(url) or str(url)
+    return CorruptIndex(
+        f"the SQLite run index {os.path.abspath(path)!r} is damaged ({message}); restore it "
+        "from a backup, or rebuild it from the data folder with `intake-broker reindex "
+        "--data DIR` (intake_broker_native.reindex), which moves the damaged file aside"
+    )
+
+
+def create_engine(index: str, *, fsync: bool = False) -> sa.Engine:
     """An engine for a run index URL: ``sqlite:///path`` or ``postgresql://...``.
 
-    SQLite runs in WAL mode (many readers, one writer at a time) with ``synchronous=NORMAL``;
-    ``postgresql://`` uses psycopg 3.
+    SQLite runs in WAL mode (many readers, one writer at a time) with ``synchronous=NORMAL``
+    (a commit survives the death of the process; ``fsync=True``: ``synchronous=FULL``, it
+    also survives a power loss); ``postgresql://`` uses psycopg 3.
 
     Raises
     ------
     IndexUnavailable
         For a URL that is not a SQLite or PostgreSQL URL, or a database that cannot be reached.
+    CorruptIndex
+        For a SQLite file that is damaged (then, and on any later statement).
     StorageError
         For a SQLite file in a folder that cannot be written.
     """
@@ -320,8 +340,15 @@ def create_engine(index: str) -> sa.Engine:
         if sqlite_path(url) is None:
             options["poolclass"] = sa.pool.StaticPool
         engine = sa.create_engine(url, json_serializer=_json_passthrough, **options)
-        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "connect", _sqlite_full if fsync else _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
+
+        def _translate(context: Any) -> None:
+            error = _damaged(url, context.original_exception)
+            if error is not None:
+                raise error from context.original_exception
+
+        sa.event.listen(engine, "handle_error", _translate)
     elif backend == "postgresql":
         if url.get_driver_name() in ("", "psycopg2"):
             url = url.set(drivername="postgresql+psycopg")
@@ -347,7 +374,14 @@ def create_engine(index: str) -> sa.Engine:
     try:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
+    except CorruptIndex:
+        engine.dispose()
+        raise
     except sa.exc.DBAPIError as err:
+        engine.dispose()
+        damaged = _damaged(url, getattr(err, "orig", err))
+        if damaged is not None:
+            raise damaged from err
         engine.dispose()
         reason = str(getattr(err, "orig", err)).strip().splitlines()[0]
         raise IndexUnavailable(f"cannot reach the run index at {shown(url)}: {reason}") from err
@@ -370,6 +404,11 @@ def _postgresql_begin(conn: sa.Connection) -> None:
     timeout = deadline.statement_timeout_ms()  # under a request's deadline: stop there
     if timeout is not None:
         conn.exec_driver_sql(f"SET LOCAL statement_timeout = {timeout}")
+
+
+def _sqlite_full(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_connect(dbapi_connection, record)
+    dbapi_connection.execute("PRAGMA synchronous=FULL")
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:

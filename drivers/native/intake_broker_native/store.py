@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -47,9 +48,11 @@ from intake_broker.store import (
 )
 
 from . import docs as jsondocs
-from . import reading, schema
+from . import reading, recovery, schema
 from .columns import ColumnStore
+from .errors import CorruptIndex
 from .ingest import Ingester
+from .journal import Journal
 from .layout import Layout
 from .reading import DescriptorInfo
 from .schema import (
@@ -63,6 +66,7 @@ from .schema import (
     write_transaction,
 )
 from .sqlquery import Cond, order_by, translate
+from .wal import EventLog
 from .writer import ChunkRow
 
 if TYPE_CHECKING:
@@ -79,8 +83,50 @@ _STREAM_BATCH = 500
 _INDEXED = frozenset({"start", "stop", "summary"})
 
 
+class _BadRow(ValueError):
+    """A row of the index whose document text is not a JSON object."""
+
+
 def _record(start: str, stop: str | None) -> RunRecord:
-    return RunRecord(json.loads(start), None if stop is None else json.loads(stop))
+    try:
+        start_doc = json.loads(start)
+        stop_doc = None if stop is None else json.loads(stop)
+    except (ValueError, TypeError) as err:
+        raise _BadRow(str(err)) from None
+    if not isinstance(start_doc, dict) or not isinstance(stop_doc, dict | None):
+        raise _BadRow("not a JSON object")
+    return RunRecord(start_doc, stop_doc)
+
+
+def _records(rows: Iterable[Sequence[Any]], engine: sa.Engine, where: str) -> Iterator[RunRecord]:
+    """Run records of ``(start_doc, stop_doc, ...)`` rows; a row whose documents cannot be
+    read is skipped with a warning naming the index and the run (the rest still lists)."""
+    for row in rows:
+        try:
+            yield _record(row[0], row[1])
+        except _BadRow as err:
+            warnings.warn(_bad_row_message(where, row[0], err, engine), BadRowWarning, stacklevel=3)
+
+
+def _bad_row_message(where: str, start: Any, err: Exception, engine: sa.Engine) -> str:
+    uid = None
+    try:
+        with engine.connect() as conn:
+            uid = conn.execute(
+                sa.select(runs.c.uid).where(runs.c.start_doc == start).limit(1)
+            ).scalar()
+    except sa.exc.SQLAlchemyError:
+        pass
+    which = f"the run {uid!r}" if uid else "a run"
+    return (
+        f"the run index {where} holds {which} whose start or stop document is not JSON "
+        f"({err}); it is skipped. Rebuild the index from the data folder "
+        "(intake-broker reindex) to restore it"
+    )
+
+
+class BadRowWarning(UserWarning):
+    """A row of the run index could not be read and was skipped."""
 
 
 class NativeStore(DocumentStore):
@@ -105,12 +151,33 @@ class NativeStore(DocumentStore):
         full (None: only whole chunks, and everything at stop / :meth:`flush`).
     validate : bool
         Check inserted documents against event-model's schemas.
+    durability : {"process", "fsync"}
+        When :meth:`insert` returns, the document is stored for good: events not yet in zarr
+        are in this store's write-ahead log, every other document is committed to the index
+        and appended to its run's journal in the data folder. ``"process"`` (the default):
+        handed to the kernel, so it survives ``kill -9`` (or any crash) of the writing
+        process; ``"fsync"``: also flushed to disk before ``insert`` returns (log, journals,
+        and SQLite ``synchronous=FULL``), so it survives a power loss, at the cost of a disk
+        flush per insert (shared by concurrent inserts).
+    wal : str, optional
+        The local folder of the write-ahead logs: ``<data>/_wal`` for a local data folder;
+        beside a SQLite index (``<index>-wal``) for remote data; else a folder in the user's
+        state directory. Logs of writers that died are replayed when a store is opened.
 
     Notes
     -----
     One process writes a run at a time (many may write different runs); any number of
-    processes read. A run being written is readable up to its last flushed chunk and reported
-    incomplete until its stop document arrives.
+    processes read. A run being written is readable up to its last flushed chunk (other
+    processes) or every inserted event (this store) and reported incomplete until its stop
+    document arrives.
+
+    Raises
+    ------
+    IndexMissing
+        When the index is new (a SQLite file that is not there, an empty database) but the
+        data folder holds runs: the index was lost; rebuild it with :func:`reindex`.
+    CorruptIndex
+        When the SQLite index file is damaged (naming it).
     """
 
     writable: ClassVar[bool] = True
@@ -142,6 +209,9 @@ class NativeStore(DocumentStore):
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         flush_interval: float | None = DEFAULT_FLUSH_INTERVAL,
         validate: bool = True,
+        durability: str = "process",
+        wal: str | os.PathLike | None = None,
+        _rebuilding: bool = False,
     ):
         self.index = str(index)
         self.storage_options = dict(storage_options or {})
@@ -149,19 +219,29 @@ class NativeStore(DocumentStore):
         self.chunk_bytes = int(chunk_bytes)
         self.flush_interval = flush_interval
         self.validate = validate
-        self.engine = schema.create_engine(self.index)
+        self.durability = durability
+        if not _rebuilding:
+            recovery.refuse_lost_index(self.index, data, self.storage_options)
+        self.engine = schema.create_engine(self.index, fsync=durability == "fsync")
+        if not _rebuilding:
+            recovery.refuse_lost_index(self.index, data, self.storage_options, self.engine)
         schema.ensure_schema(self.engine, shown(self.index))
         self.data = self._resolve_data(data)
         self.columns = ColumnStore(self.data, self.storage_options)
         self.columns.check_writable()
+        self.wal = recovery.wal_folder(self.index, self.data, self.columns.local, wal)
         self._ingest = Ingester(
             self.engine,
             self.columns,
             chunk_rows=self.chunk_rows,
             chunk_bytes=self.chunk_bytes,
             flush_interval=flush_interval,
+            log=EventLog(self.wal, durability),
+            journal=Journal(self.columns, fsync=durability == "fsync"),
         )
         self._infos: dict[str, DescriptorInfo] = {}
+        #: events recovered from the logs of writers that died, when this store was opened
+        self.recovered = 0 if _rebuilding else self._ingest.replay()
 
     @classmethod
     def in_folder(cls, folder: str | os.PathLike, **kwargs: Any) -> NativeStore:
@@ -217,6 +297,8 @@ class NativeStore(DocumentStore):
             "chunk_bytes": self.chunk_bytes,
             "flush_interval": self.flush_interval,
             "validate": self.validate,
+            "durability": self.durability,
+            "wal": self.wal,
         }
 
     def __setstate__(self, state: dict) -> None:
@@ -324,8 +406,9 @@ class NativeStore(DocumentStore):
         self._ingest.flush()
 
     def close(self) -> None:
-        """Flush buffered events and release database connections."""
-        self.flush()
+        """Flush buffered events, remove this store's (now empty) event log and release
+        database connections."""
+        self._ingest.close()
         self.engine.dispose()
 
     def bulk_insert_runs(self, records: Iterable[RunRecord], *, batch: int = 10_000) -> int:
@@ -403,18 +486,26 @@ class NativeStore(DocumentStore):
             order = order_by(sort, irregular)
             if order is None:  # a sort key without a column: sort in Python
                 rows = conn.execute(sa.select(*columns).where(cond.maybe)).all()
-                records = [_record(*r) for r in rows]
+                records = list(_records(rows, self.engine, shown(self.index)))
                 return select_runs(records, query, sort, skip, limit, store=self)
             if cond.exact:
                 stmt = sa.select(*columns).where(cond.yes).order_by(*order).offset(skip)
                 if limit is not None:
                     stmt = stmt.limit(limit)
-                return [_record(*r) for r in conn.execute(stmt)]
+                return list(_records(conn.execute(stmt), self.engine, shown(self.index)))
             stmt = sa.select(*columns, cond.yes.label("sure")).where(cond.maybe).order_by(*order)
             found: list[RunRecord] = []
             result = conn.execution_options(yield_per=_STREAM_BATCH).execute(stmt)
             for start, stop, sure in result:
-                record = _record(start, stop)
+                try:
+                    record = _record(start, stop)
+                except _BadRow as err:
+                    warnings.warn(
+                        _bad_row_message(shown(self.index), start, err, self.engine),
+                        BadRowWarning,
+                        stacklevel=2,
+                    )
+                    continue
                 if sure or run_matches(query, record, self):  # type: ignore[arg-type]
                     if skip:
                         skip -= 1
@@ -442,8 +533,8 @@ class NativeStore(DocumentStore):
                 )
             )
             return total + sum(
-                run_matches(query, _record(*r), self)  # type: ignore[arg-type]
-                for r in rows
+                run_matches(query, r, self)  # type: ignore[arg-type]
+                for r in _records(rows, self.engine, shown(self.index))
             )
 
     def run(self, uid: str) -> RunRecord:
@@ -453,7 +544,12 @@ class NativeStore(DocumentStore):
             ).first()
         if row is None:
             raise RunNotFound(f"no run with uid {uid!r} in this store")
-        return _record(*row)
+        try:
+            return _record(*row)
+        except _BadRow as err:
+            raise CorruptIndex(
+                _bad_row_message(shown(self.index), row[0], err, self.engine)
+            ) from None
 
     # -- what is in a run -----------------------------------------------------------------
 
@@ -473,7 +569,19 @@ class NativeStore(DocumentStore):
                 and conn.execute(sa.select(runs.c.uid).where(runs.c.uid == run_uid)).first() is None
             ):
                 raise RunNotFound(f"no run with uid {run_uid!r} in this store")
-        return [json.loads(d) for d in rows]
+        found = []
+        for text in rows:
+            try:
+                found.append(json.loads(text))
+            except ValueError as err:
+                warnings.warn(
+                    f"the run index {shown(self.index)} holds a descriptor of run {run_uid!r} "
+                    f"that is not JSON ({err}); it is skipped. Rebuild the index from the data "
+                    "folder (intake-broker reindex) to restore it",
+                    BadRowWarning,
+                    stacklevel=2,
+                )
+        return found
 
     def _info(self, descriptor_uid: str) -> DescriptorInfo:
         info = self._infos.get(descriptor_uid)

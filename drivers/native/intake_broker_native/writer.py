@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from .columns import ColumnStore
 from .layout import Layout, concat_columns, slice_columns
+from .rows import RowPlan
 from .schema import descriptors, event_chunks, event_segments, write_transaction
 
 #: Event uids map to ``row * ROW_CODE + descriptor index`` (one int per event in memory).
@@ -97,6 +98,34 @@ class DescriptorWriter:
     last_flush: float = field(default_factory=time.monotonic)
     #: ``layout`` was fitted here and is not recorded in the index yet (see :meth:`fit_layout`)
     layout_pending: bool = False
+    #: events buffered as row tuples (the one-event fast path, see :mod:`.rows`), after
+    #: ``pending``; turned into columns when the buffer is read
+    row_buffer: list[tuple] = field(default_factory=list)
+    plan: RowPlan | None = None
+    plan_checked: bool = False
+
+    def row_plan(self) -> RowPlan | None:
+        """The fast path's plan for this descriptor's layout (None: it has no fast path)."""
+        if not self.plan_checked:
+            self.plan, self.plan_checked = RowPlan.of(self.layout), True
+        return self.plan
+
+    def add_row(self, row: tuple, ord_: int | None) -> None:
+        """Buffer one event's row tuple (as :meth:`add` does columns)."""
+        start = self.flushed + self.pending_rows
+        if ord_ is None:
+            assert self.segments and self.segments[-1][1] == start, "no open segment"
+            self.segments[-1][1] += 1
+        else:
+            self.segments.append([start, start + 1, ord_])
+        self.row_buffer.append(row)
+        self.pending_rows += 1
+
+    def _columns_of_rows(self) -> None:
+        if self.row_buffer:
+            assert self.plan is not None
+            self.pending.append(self.plan.columns(self.row_buffer))
+            self.row_buffer = []
 
     def fit_layout(self, *, final: bool) -> None:
         """Before the descriptor's first rows are written: fit its chunk rows to the rows
@@ -114,6 +143,7 @@ class DescriptorWriter:
 
     def add(self, columns: dict, ord_: int | None) -> None:
         """Buffer converted rows; ``ord_`` opens a new segment (None extends the current)."""
+        self._columns_of_rows()
         start = self.rows
         if ord_ is None:
             assert self.segments and self.segments[-1][1] == start, "no open segment"
@@ -143,6 +173,7 @@ class DescriptorWriter:
 
     def buffered(self) -> dict:
         """The buffered rows as one set of columns (joined once)."""
+        self._columns_of_rows()
         if len(self.pending) > 1:
             self.pending = [concat_columns(self.pending)]
         return self.pending[0]

@@ -25,13 +25,13 @@ from typing import Any, cast
 
 import numpy as np
 
-from intake_broker.abilities import DescriptorIndex
 from intake_broker.access import AccessPolicy, GuardedStore, Principal
 from intake_broker.assets import AssetReader, AssetReadError, check_asset_document
 from intake_broker.assets.roots import AssetRoots
 from intake_broker.errors import BrokerError, ResourceNotFound, RunNotFound, StreamNotFound
 from intake_broker.queries import Eq, Query
 from intake_broker.store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
+from intake_broker.store.abilities import DescriptorIndex
 from intake_broker.views.datakeys import field_dtype, field_shape
 from intake_broker.views.stream import StreamLayout
 from intake_broker_remote.errors import DescriptorNotFound, InvalidRequest, OversizedRequest
