@@ -400,13 +400,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--data",
-        default=".",
-        help="the store folder (holding data/) or the data folder itself (default: .)",
+        help="the store folder (holding data/) or the data folder itself (default: the "
+        "default catalog's, $INTAKE_BROKER_DATA/runs or the user data dir's runs/)",
     )
     parser.add_argument(
         "--index", help="the index to build (default: index.sqlite of the store folder)"
     )
     args = parser.parse_args(argv)
+    if args.data is None:
+        from intake_broker.catalogs.paths import data_dir
+
+        args.data = str(data_dir() / "runs")
     try:
         report = reindex(args.data, args.index)
     except BrokerError as err:
