@@ -133,9 +133,9 @@ def normalize(name: str, doc: Any, *, check: bool = True) -> tuple[str, dict]:
     if check:
         validate(name, doc)
     if name == "event":
-        return "event_page", event_model.pack_event_page(doc)
+        return "event_page", dict(event_model.pack_event_page(doc))
     if name == "datum":
-        return "datum_page", event_model.pack_datum_page(doc)
+        return "datum_page", dict(event_model.pack_datum_page(doc))
     if name == "event_page":
         doc.setdefault("filled", {})
     return name, doc
@@ -184,12 +184,12 @@ def check_reinsert(kind: str, existing: Mapping[str, Any], new: Mapping[str, Any
 
 def event_page_rows(page: Mapping[str, Any]) -> list[dict]:
     """The events of a page as event documents (event-model's ``unpack_event_page``)."""
-    return list(event_model.unpack_event_page(page))
+    return list(event_model.unpack_event_page(page))  # type: ignore[arg-type]  # a TypedDict
 
 
 def datum_page_rows(page: Mapping[str, Any]) -> list[dict]:
     """The datums of a page as datum documents (event-model's ``unpack_datum_page``)."""
-    return list(event_model.unpack_datum_page(page))
+    return list(event_model.unpack_datum_page(page))  # type: ignore[arg-type]  # a TypedDict
 
 
 def run_uid_of(kind: str, doc: Mapping[str, Any]) -> str | None:

@@ -139,7 +139,7 @@ def _fast_lines(data: bytes) -> list[tuple[int, Any]] | None:
         text = data.decode()
     except UnicodeDecodeError:
         return None
-    scan = json.JSONDecoder().scan_once
+    scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set in __init__, untyped
     out = []
     try:
         for number, line in enumerate(text.split("\n"), 1):
@@ -177,7 +177,11 @@ class JSONLFormat(FileFormat):
                     "short, e.g. by a writer that crashed)",
                     f"a complete line holding {_PAIR}",
                 ) from None
-            detail = f"{err.msg} at column {err.colno}" if hasattr(err, "msg") else str(err)
+            detail = (
+                f"{err.msg} at column {err.colno}"
+                if isinstance(err, json.JSONDecodeError)
+                else str(err)
+            )
             raise corrupt(
                 path, where, f"the line is not JSON ({detail})", f"one JSON array per line, {_PAIR}"
             ) from None

@@ -373,7 +373,7 @@ class FilesStore(TableReads, DocumentStore):
         with self._lock:
             entry = None if run_uid in self._open else self._find(run_uid)
             kept = None if entry is None else self._summaries.get(entry.path)
-        if kept is None or kept[0] != entry.key:
+        if kept is None or entry is None or kept[0] != entry.key:
             summary = super().summary(run_uid)
             if entry is None or entry.record is None or entry.record.stop is None:
                 return summary
@@ -483,7 +483,7 @@ class FilesStore(TableReads, DocumentStore):
                 self._settle(writer)
 
     def _put_start(self, doc: dict, data: bytes) -> None:
-        uid = doc.get("uid")
+        uid = doc["uid"]  # a checked uid (validation.checked)
         path = self._confined_path(uid, doc)
         if uid in self._open:
             self._open[uid].docs.put("start", doc)
@@ -525,7 +525,7 @@ class FilesStore(TableReads, DocumentStore):
             docs = self._contents(run_uid) if isinstance(run_uid, str) else None
         except RunNotFound:
             docs = None
-        if docs is None:
+        if docs is None or not isinstance(run_uid, str):
             raise InvalidDocument(
                 f"{doc_label(kind, doc)} refers to run_start {run_uid!r}, which this store does "
                 "not hold; insert the run's start document first"
