@@ -393,7 +393,9 @@ class ColumnStore:
             try:
                 self.fs.pipe_file(path, record)
             except OSError as err:
-                raise StorageError(f"cannot write the packed events {path!r}: {err}") from err
+                raise StorageError(
+                    f"cannot write the packed events at {self.url_of(packed.file_of(rel))}: {err}"
+                ) from err
             return None
         from .journal import JOURNAL
 

@@ -576,13 +576,25 @@ class NativeStore(DocumentStore):
                 )
         return found
 
-    def _info(self, descriptor_uid: str) -> DescriptorInfo:
+    def _info(self, descriptor_uid: str, chunks: list[ChunkRow] | None = None) -> DescriptorInfo:
+        """What a reader needs about a descriptor. Kept once the descriptor has rows (its
+        layout is fixed by its first chunk); ``chunks``: its chunk rows, read now -- a kept
+        packed layout that does not hold them all (the stream was turned into a zarr group
+        since) is read again."""
         info = self._infos.get(descriptor_uid)
+        if info is not None and info.layout.packed and chunks is not None:
+            if sum(c.rows for c in chunks) != info.layout.chunk_rows:
+                info = None
         if info is None:
             with self.engine.connect() as conn:
                 row = conn.execute(
                     sa.select(
-                        descriptors.c.run_uid, descriptors.c.path, descriptors.c.layout
+                        descriptors.c.run_uid,
+                        descriptors.c.path,
+                        descriptors.c.layout,
+                        sa.exists()
+                        .where(event_chunks.c.descriptor_uid == descriptor_uid)
+                        .label("written"),
                     ).where(descriptors.c.uid == descriptor_uid)
                 ).first()
             if row is None:
@@ -590,7 +602,10 @@ class NativeStore(DocumentStore):
             info = DescriptorInfo(
                 descriptor_uid, row.run_uid, row.path, Layout.from_json(row.layout)
             )
-            self._infos[descriptor_uid] = info
+            if row.written:  # before its first rows, a stream's layout may still change
+                self._infos[descriptor_uid] = info
+            else:
+                self._infos.pop(descriptor_uid, None)
         return info
 
     def _chunk_rows(self, conn: sa.Connection, descriptor_uid: str) -> list[ChunkRow]:
@@ -603,9 +618,10 @@ class NativeStore(DocumentStore):
         return [ChunkRow(**{k: r[k] for k in names}) for r in rows.mappings()]
 
     def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
-        info = self._info(descriptor_uid)
+        self._info(descriptor_uid)  # KeyError for a descriptor not held
         with self.engine.connect() as conn:
-            return reading.chunk_list(info, self._chunk_rows(conn, descriptor_uid))
+            chunks = self._chunk_rows(conn, descriptor_uid)
+        return reading.chunk_list(self._info(descriptor_uid, chunks), chunks)
 
     def read_events(
         self,
@@ -615,9 +631,10 @@ class NativeStore(DocumentStore):
         seq_range: tuple[int, int] | None = None,
         uids: bool = False,
     ) -> EventColumns:
-        info = self._info(descriptor_uid)
+        self._info(descriptor_uid)  # KeyError for a descriptor not held
         with self.engine.connect() as conn:
             chunks = self._chunk_rows(conn, descriptor_uid)
+        info = self._info(descriptor_uid, chunks)
         return reading.read_events(self.columns, info, chunks, fields, seq_range, uids)
 
     def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
