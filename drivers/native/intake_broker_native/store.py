@@ -148,7 +148,9 @@ class NativeStore(DocumentStore):
         holds at most ``chunk_bytes``.
     flush_interval : float or None
         Seconds after which a live run's buffered events are written although no chunk is
-        full (None: only whole chunks, and everything at stop / :meth:`flush`).
+        full (None: only whole chunks, and everything at stop / :meth:`flush`). This is about
+        when other processes see them: they are durable from the moment :meth:`insert`
+        returns, whatever this is (see ``durability``).
     validate : bool
         Check inserted documents against event-model's schemas.
     durability : {"process", "fsync"}
