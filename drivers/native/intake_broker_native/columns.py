@@ -24,6 +24,7 @@ import google_crc32c
 import numpy as np
 from fsspec.core import url_to_fs
 
+from . import packed
 from .errors import CorruptChunk, MissingChunk, StorageError
 from .layout import FieldSpec, Layout
 
@@ -171,6 +172,7 @@ class ColumnStore:
         self._stores: dict[str, Any] = {}
         self._writing: dict[tuple[str, str], Any] = {}  # zarr arrays opened for writing
         self._lock = threading.RLock()
+        self._packed = packed.PackedCache()
 
     def __repr__(self) -> str:
         return f"ColumnStore({self.url!r})"
@@ -372,6 +374,118 @@ class ColumnStore:
                 upload[key] = buffers[key].to_bytes()
         self.fs.pipe({self.path(rel, k): v for k, v in upload.items()})
 
+    # -- packed streams (see :mod:`.packed`) --------------------------------------------
+
+    def write_packed(
+        self, rel: str, descriptor_uid: str, rows: int, record: bytes, *, fsync: bool = False
+    ) -> list[int] | None:
+        """Write a packed stream's record: locally, appended to its run's journal (returns
+        ``[offset, length]`` of the line); on an object store, as its own file (returns None).
+
+        Raises
+        ------
+        StorageError
+            When the data URL cannot be written (naming the file).
+        """
+        if not self.local:
+            path = self.path(packed.file_of(rel))
+            self._packed.drop(path)
+            try:
+                self.fs.pipe_file(path, record)
+            except OSError as err:
+                raise StorageError(
+                    f"cannot write the packed events at {self.url_of(packed.file_of(rel))}: {err}"
+                ) from err
+            return None
+        from .journal import JOURNAL
+
+        path = self.path(rel.rsplit("/", 1)[0], JOURNAL)
+        data = packed.journal_line(descriptor_uid, rows, record)
+        try:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                end = os.lseek(fd, 0, os.SEEK_CUR)
+                if fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as err:
+            raise StorageError(f"cannot append packed events to {path!r}: {err}") from err
+        return [end - len(data), len(data)]
+
+    def remove_packed(self, rel: str) -> None:
+        """Remove a packed stream's file (its rows are now in the zarr group); a record in
+        the journal stays (``reindex`` takes the zarr group, which holds more rows)."""
+        if self.local:
+            return
+        path = self.path(packed.file_of(rel))
+        self._packed.drop(path)
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+
+    def packed_columns(self, rel: str, layout: Layout, rows: int, where: str) -> dict:
+        """The converted columns of a packed stream of ``rows`` rows (decoded once, kept).
+
+        Raises
+        ------
+        MissingChunk, CorruptChunk
+            Naming the file.
+        """
+        from .journal import JOURNAL
+
+        at = layout.packed_at
+        if at is not None:
+            path = self.path(rel.rsplit("/", 1)[0], JOURNAL)
+            key = (f"{path}@{at[0]}", rows)
+        else:
+            path = self.path(packed.file_of(rel))
+            key = (path, rows)
+        cols = self._packed.get(key)
+        if cols is not None:
+            return cols
+        try:
+            if at is None:
+                raw = self.fs.cat_file(path)
+            elif self.local:
+                with open(path, "rb") as f:
+                    f.seek(at[0])
+                    raw = f.read(at[1])
+            else:
+                raw = self.fs.cat_file(path, start=at[0], end=at[0] + at[1])
+        except FileNotFoundError:
+            raise MissingChunk(
+                f"packed events {path!r} ({where}) are missing although the run index records "
+                "them as written; the data folder is incomplete, or data= points to the wrong "
+                "place"
+            ) from None
+        if at is not None:
+            if len(raw) != at[1]:
+                raise CorruptChunk(
+                    f"packed events in {path!r} at byte {at[0]} ({where}) are truncated: "
+                    f"{len(raw)} of {at[1]} bytes"
+                )
+            raw = packed.record_of_line(raw, path, where)
+        cols = packed.decode(raw, layout, path, where, rows)
+        self._packed.put(key, cols)
+        return cols
+
+    def _read_packed(
+        self, rel: str, layout: Layout, names: list[str], start: int, stop: int, where: dict
+    ) -> dict[str, np.ndarray]:
+        first = where[names[0]] if names else rel
+        cols = self.packed_columns(rel, layout, layout.chunk_rows, first)
+        by_name = packed.arrays(cols, layout)
+        return {n: by_name[n][start:stop].copy() for n in names}
+
     # -- reading ------------------------------------------------------------------------
 
     def meta(self, rel: str, name: str, where: str) -> _Meta:
@@ -397,15 +511,24 @@ class ColumnStore:
         return self.path(rel, name, "c", str(index), *("0" * (len(meta.chunk_shape) - 1)))
 
     def read(
-        self, rel: str, names: list[str], start: int, stop: int, where: dict[str, str]
+        self,
+        rel: str,
+        names: list[str],
+        start: int,
+        stop: int,
+        where: dict[str, str],
+        layout: Layout | None = None,
     ) -> dict[str, np.ndarray]:
-        """Rows ``start:stop`` of several arrays of one group.
+        """Rows ``start:stop`` of several arrays of one group (``layout``: the descriptor's;
+        a packed stream is read from its file).
 
         Raises
         ------
         MissingChunk, CorruptChunk
             Naming the chunk file and the field, descriptor and run it belongs to.
         """
+        if layout is not None and layout.packed:
+            return self._read_packed(rel, layout, names, start, stop, where)
         metas = {n: self.meta(rel, n, where[n]) for n in names}
         fetched: dict[str, Any] = {}
         if not self.local and stop > start:

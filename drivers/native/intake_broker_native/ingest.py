@@ -16,6 +16,7 @@ import re
 import threading
 import warnings
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -28,17 +29,28 @@ from intake_broker.store.documents import (
     doc_label,
     event_page_rows,
 )
+from intake_broker.store.summary import run_summary
 
 from . import docs as jsondocs
+from . import packed as packmod
 from . import wal as walmod
 from .columns import ColumnStore
 from .journal import Journal, line
 from .layout import Layout, concat_columns, convert_page, make_layout, slice_columns
-from .reading import DescriptorInfo, event_doc, raw_rows, same_columns, take_rows
+from .reading import DescriptorInfo, decode, event_doc, raw_rows, same_columns, take_rows
 from .rows import RowPlan
-from .schema import datums, descriptors, documents, event_chunks, event_segments, runs
+from .schema import (
+    datums,
+    descriptors,
+    documents,
+    event_chunks,
+    event_segments,
+    runs,
+    summary_rows,
+    summary_values,
+)
 from .schema import write_transaction as write
-from .writer import ROW_CODE, ChunkRow, DescriptorWriter, RunWriter
+from .writer import ROW_CODE, ChunkRow, DescriptorWriter, RunWriter, Written, group_attrs
 
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 _LIVE = weakref.WeakSet()  # ingesters with buffers to flush at exit
@@ -60,6 +72,63 @@ def _flush_at_exit() -> None:
             pass
 
 
+def write_summaries(conn: sa.Connection, summaries: Mapping[str, dict]) -> None:
+    """Record the data summaries of runs (keyed by run uid), replacing any they had, inside
+    the caller's transaction."""
+    uids = list(summaries)
+    for start in range(0, len(uids), 500):
+        some = uids[start : start + 500]
+        conn.execute(summary_values.delete().where(summary_values.c.run_uid.in_(some)))
+    updates = []
+    for uid, summary in summaries.items():
+        exact, query, lossy = jsondocs.encode("summary", summary)
+        updates.append({"u": uid, "q": query, "d": exact if lossy else None})
+    conn.execute(
+        runs.update()
+        .where(runs.c.uid == sa.bindparam("u"))
+        .values(summary_q=sa.bindparam("q"), summary_doc=sa.bindparam("d")),
+        updates,
+    )
+    rows = [row for uid, summary in summaries.items() for row in summary_rows(uid, summary)]
+    if rows:
+        conn.execute(summary_values.insert(), rows)
+
+
+def _descriptor_order(dw: DescriptorWriter) -> tuple[float, int]:
+    time = dw.descriptor.get("time")
+    return (float(time) if isinstance(time, int | float) else 0.0, dw.ord)
+
+
+class _AtHand:
+    """The parts of the store :func:`run_summary` asks, answered from the rows a stop is
+    writing (all of the run's events): ``descriptors`` and ``read_events(uid, fields=)``,
+    rows ordered as :meth:`NativeStore.read_events` orders them."""
+
+    def __init__(self, writer: RunWriter, written: dict[str, Written], order: list[str]):
+        self.writer, self.written, self.order = writer, written, order
+
+    def descriptors(self, run_uid: str) -> list[dict]:
+        return [self.writer.descriptors[uid].descriptor for uid in self.order]
+
+    def read_events(self, descriptor_uid: str, *, fields: list[str]) -> Any:
+        from types import SimpleNamespace
+
+        dw = self.writer.descriptors[descriptor_uid]
+        done = self.written.get(descriptor_uid)
+        if done is None:
+            return SimpleNamespace(data={})
+        specs = dw.layout.fields
+        take = None
+        if not all(c.increasing for c in done.chunks):  # read_events orders by seq_num
+            take = np.argsort(done.head["seq_num"], kind="stable")
+        data = {}
+        for key in fields:
+            if key in specs:
+                values = decode(specs[key], done.head["data"][key])
+                data[key] = values if take is None else values[take]
+        return SimpleNamespace(data=data)
+
+
 class Ingester:
     """Writes documents into a run index and its zarr columns."""
 
@@ -73,12 +142,14 @@ class Ingester:
         flush_interval: float | None,
         log: walmod.EventLog,
         journal: Journal,
+        pack_bytes: int = packmod.DEFAULT_PACK_BYTES,
     ):
         self.engine = engine
         self.columns = columns
         self.chunk_rows = chunk_rows
         self.chunk_bytes = chunk_bytes
         self.flush_interval = flush_interval
+        self.pack_bytes = pack_bytes
         self.log = log
         self.journal = journal
         self.writers: dict[str, RunWriter] = {}
@@ -87,11 +158,14 @@ class Ingester:
         self._chunk_cache: tuple[tuple[str, int], dict] | None = None
         _LIVE.add(self)
 
-    def put(self, kind: str, doc: dict) -> None:
+    def put(self, kind: str, doc: dict) -> bool:
+        """Store a checked document; for a stop, returns whether the run's data summary was
+        recorded with it."""
         with self.lock:
-            getattr(self, f"_put_{kind}")(doc)
+            summarized = getattr(self, f"_put_{kind}")(doc)
             logged = self.log.position
         self.log.sync(logged)  # durability="fsync": shared with other threads' inserts
+        return bool(summarized)
 
     # -- replaying the logs of writers that died --------------------------------------------
 
@@ -158,17 +232,15 @@ class Ingester:
     def _put_start(self, doc: dict) -> None:
         columns = jsondocs.start_columns(doc)
         exact, query, lossy = jsondocs.encode("start", doc)
-        stored = self._one(sa.select(runs.c.start_doc).where(runs.c.uid == columns["uid"]))
-        if stored is not None:
-            check_reinsert("start", json.loads(stored[0]), doc)
-            return
         columns["irregular"] = columns["irregular"] or lossy
-        self.journal.append(node_name(columns["uid"]), line("start", 0, exact))
-        try:
+        try:  # a stored uid fails the insert: nothing is journaled, the stored one is compared
             with write(self.engine) as conn:
                 conn.execute(runs.insert().values(start_doc=exact, start_q=query, **columns))
-        except sa.exc.IntegrityError:  # another writer inserted it meanwhile
+                self.journal.append(node_name(columns["uid"]), line("start", 0, exact))
+        except sa.exc.IntegrityError:
             stored = self._one(sa.select(runs.c.start_doc).where(runs.c.uid == columns["uid"]))
+            if stored is None:
+                raise
             check_reinsert("start", json.loads(stored[0]), doc)
             return
         self.writers[columns["uid"]] = RunWriter(columns["uid"], next_ord=1, event_rows={})
@@ -236,15 +308,29 @@ class Ingester:
                     json.loads(d.doc),
                     flushed=flushed,
                     last_chunk=last,
+                    ord=d.ord,
                 )
             )
             self.owner[d.uid] = run_uid
         return writer
 
-    def _put_stop(self, doc: dict) -> None:
+    def _put_stop(self, doc: dict) -> bool:
+        """Write the run's buffered events, then record them, the stop and (when every
+        event is at hand) the run's data summary in one transaction. Returns whether the
+        summary was recorded."""
         run_uid = doc.get("run_start")
         stored = (
-            self._one(sa.select(runs.c.stop_doc).where(runs.c.uid == run_uid))
+            self._one(
+                sa.select(
+                    runs.c.stop_doc,
+                    runs.c.summary_q.is_(None).label("unsummarized"),
+                    sa.select(sa.func.count())
+                    .select_from(descriptors)
+                    .where(descriptors.c.run_uid == run_uid)
+                    .scalar_subquery()
+                    .label("streams"),
+                ).where(runs.c.uid == run_uid)
+            )
             if isinstance(run_uid, str)
             else None
         )
@@ -255,40 +341,82 @@ class Ingester:
             )
         if stored[0] is not None:
             check_reinsert("stop", json.loads(stored[0]), doc)
-            return
+            return False
         exact, query, lossy = jsondocs.encode("stop", doc)
         writer = self.writers.get(run_uid)
+        flushes: list[tuple[DescriptorWriter, Written]] = []
         if writer is not None:  # everything buffered is written before the run ends
+            fsync = self.log.durability == "fsync"
             for dw in writer.descriptors.values():
-                self._flush(dw, whole_chunks_only=False, final=True)
+                self._prepare(dw, whole_chunks_only=False, final=True)
+                done = dw.write(
+                    self.columns, self._group_attrs(dw), whole_chunks_only=False, fsync=fsync
+                )
+                if done is not None:
+                    flushes.append((dw, done))
+        summary = None
+        if writer is not None and stored[1] and stored[2] == len(writer.descriptors):
+            summary = self._summary_at_hand(writer, {dw.uid: done for dw, done in flushes})
         values = {"stop_doc": exact, "stop_q": query, **jsondocs.stop_columns(doc)}
         if lossy:
             values["irregular"] = True
+        if summary is not None:  # the run has none yet (no summary_values rows either)
+            text, summary_q, summary_lossy = jsondocs.encode("summary", summary)
+            values.update(summary_q=summary_q, summary_doc=text if summary_lossy else None)
         folder = node_name(run_uid)
         self.journal.append(folder, line("stop", writer.next_ord if writer else -1, exact))
         if not self.columns.local:
             self.journal.upload(folder)
         with write(self.engine) as conn:
-            conn.execute(
+            for dw, done in flushes:
+                dw.record(conn, done)
+            stopped = conn.execute(
                 runs.update()
                 .where(runs.c.uid == run_uid, runs.c.stop_doc.is_(None))
                 .values(**values)
-            )
+            ).rowcount
+            if summary is not None and writer is not None and stopped:
+                rows = summary_rows(writer.run_uid, summary)
+                if rows:
+                    conn.execute(summary_values.insert(), rows)
+        for dw, done in flushes:
+            dw.recorded(done)
+            if dw.stale_packed:  # the zarr group is recorded
+                self.columns.remove_packed(dw.path)
+                dw.stale_packed = False
+        if flushes:
+            self._checkpoint()
         if writer is not None:
             del self.writers[run_uid]
             for uid, dw in writer.descriptors.items():
                 self.owner.pop(uid, None)
                 self.columns.forget(dw.path)
         self.journal.forget(folder)
+        return summary is not None
+
+    def _summary_at_hand(self, writer: RunWriter, written: dict[str, Written]) -> dict | None:
+        """The run's data summary from the rows being written at its stop, when they are all
+        its events (else None: it is computed from the stored columns once committed). The
+        same numbers :func:`~intake_broker.store.summary.run_summary` gives from the store."""
+        for dw in writer.descriptors.values():
+            done = written.get(dw.uid)
+            if (done.count != done.target) if done is not None else dw.rows:
+                return None  # some rows were written before: read them back
+        # the order of NativeStore.descriptors: by time, then insertion ordinal
+        uids = sorted(writer.descriptors, key=lambda u: _descriptor_order(writer.descriptors[u]))
+        return run_summary(_AtHand(writer, written, uids), writer.run_uid)
 
     # -- descriptors and events -------------------------------------------------------------
 
     def _put_descriptor(self, doc: dict) -> None:
-        stored = self._one(sa.select(descriptors.c.doc).where(descriptors.c.uid == doc["uid"]))
-        if stored is not None:
-            check_reinsert("descriptor", json.loads(stored[0]), doc)
-            return
-        writer = self._writer(doc.get("run_start"), "descriptor", doc)
+        run_uid = doc.get("run_start")
+        if not isinstance(run_uid, str) or run_uid not in self.writers:
+            # not a run being written here: a re-insert is compared before the run is loaded
+            stored = self._one(sa.select(descriptors.c.doc).where(descriptors.c.uid == doc["uid"]))
+            if stored is not None:
+                check_reinsert("descriptor", json.loads(stored[0]), doc)
+                return
+        writer = self._writer(run_uid, "descriptor", doc)
         if len(writer.order) >= ROW_CODE:
             raise InvalidDocument(
                 f"{doc_label('descriptor', doc)}: run {writer.run_uid!r} "
@@ -298,6 +426,7 @@ class Ingester:
         exact = jsondocs.to_json("descriptor", doc)
         path = f"{node_name(writer.run_uid)}/{node_name(doc['uid'])}"
         time = doc.get("time")
+        layout_obj = layout.as_dict()
         row = {
             "uid": doc["uid"],
             "run_uid": writer.run_uid,
@@ -306,17 +435,26 @@ class Ingester:
             "ord": writer.next_ord,
             "doc": exact,
             "path": path,
-            "layout": layout.to_json(),
+            "layout": json.dumps(layout_obj),
         }
-        self.journal.append(
-            node_name(writer.run_uid),
-            line("descriptor", row["ord"], exact, path=path, layout=json.loads(row["layout"])),
-        )
-        with write(self.engine) as conn:
-            conn.execute(descriptors.insert().values(**row))
+        try:  # a stored uid fails the insert: nothing is journaled, the stored one is compared
+            with write(self.engine) as conn:
+                conn.execute(descriptors.insert().values(**row))
+                self.journal.append(
+                    node_name(writer.run_uid),
+                    line("descriptor", row["ord"], exact, path=path, layout=layout_obj),
+                )
+        except sa.exc.IntegrityError:
+            stored = self._one(sa.select(descriptors.c.doc).where(descriptors.c.uid == doc["uid"]))
+            if stored is None:
+                raise
+            check_reinsert("descriptor", json.loads(stored[0]), doc)
+            return
         writer.take_ord()
         writer.add_descriptor(
-            DescriptorWriter(doc["uid"], writer.run_uid, len(writer.order), path, layout, doc)
+            DescriptorWriter(
+                doc["uid"], writer.run_uid, len(writer.order), path, layout, doc, ord=row["ord"]
+            )
         )
         self.owner[doc["uid"]] = writer.run_uid
 
@@ -426,6 +564,7 @@ class Ingester:
             json.loads(d.doc),
             flushed=sum(c.rows for c in chunks),
             last_chunk=last,
+            ord=d.ord,
         )
         writer.add_descriptor(dw)
         writer.current = None
@@ -434,7 +573,7 @@ class Ingester:
         if writer.event_rows is not None and dw.flushed:
             info = DescriptorInfo(dw.uid, dw.run_uid, dw.path, dw.layout)
             uids = self.columns.read(
-                dw.path, ["uid"], 0, dw.flushed, {"uid": info.where("the uid array")}
+                dw.path, ["uid"], 0, dw.flushed, {"uid": info.where("the uid array")}, dw.layout
             )["uid"].tolist()
             codes = (np.arange(dw.flushed, dtype=np.int64) * ROW_CODE + dw.index).tolist()
             writer.event_rows.update(zip(uids, codes, strict=True))
@@ -442,17 +581,39 @@ class Ingester:
 
     def _flush(self, dw: DescriptorWriter, *, whole_chunks_only: bool, final: bool = False) -> bool:
         """Write a descriptor's buffered rows (whole chunks only, or all); before its first
-        rows are written, its chunk rows are fitted to them (``final``: the run stopped).
-        Returns whether the event log was rewritten to hold exactly the rows still
-        buffered."""
-        if not whole_chunks_only:
-            dw.fit_layout(final=final)
+        rows are written, its chunk rows are fitted to them (``final``: the run stopped; a
+        small stream is then packed into one file). Returns whether the event log was
+        rewritten to hold exactly the rows still buffered."""
+        self._prepare(dw, whole_chunks_only=whole_chunks_only, final=final)
         written = dw.flush(
-            self.engine, self.columns, self._group_attrs(dw), whole_chunks_only=whole_chunks_only
+            self.engine,
+            self.columns,
+            self._group_attrs(dw),
+            whole_chunks_only=whole_chunks_only,
+            fsync=self.log.durability == "fsync",
         )
-        if written and not self.columns.local:
-            self.journal.upload(node_name(dw.run_uid))
+        if written:
+            self._written(dw)
         return self._checkpoint() if written else False
+
+    def _prepare(self, dw: DescriptorWriter, *, whole_chunks_only: bool, final: bool) -> None:
+        """Before a flush: a packed stream with new rows becomes a zarr group; a stream's
+        first rows fix its layout (packed, or chunk rows fitted to them)."""
+        if dw.layout.packed and dw.flushed and dw.pending_rows:
+            self._unpack(dw)
+        if not whole_chunks_only:
+            if final and self._packs(dw):
+                dw.pack()
+            else:
+                dw.fit_layout(final=final)
+
+    def _written(self, dw: DescriptorWriter) -> None:
+        """After a flush was recorded: remove what it replaced, upload the journal."""
+        if dw.stale_packed and not dw.layout_pending:  # the zarr group is recorded
+            self.columns.remove_packed(dw.path)
+            dw.stale_packed = False
+        if not self.columns.local:
+            self.journal.upload(node_name(dw.run_uid))
 
     def _checkpoint(self) -> bool:
         """After a flush: empty the event log when nothing is buffered, or rewrite it with
@@ -480,16 +641,29 @@ class Ingester:
         self.log.checkpoint([r for _, r in records])
         return True
 
+    def _packs(self, dw: DescriptorWriter) -> bool:
+        """Whether a stream whose run stopped is small enough to be packed (see
+        :mod:`.packed`): nothing of it written yet, and its events take at most
+        ``pack_bytes``."""
+        return (
+            self.pack_bytes > 0
+            and not dw.flushed
+            and 0 < dw.rows <= dw.layout.chunk_rows
+            and dw.rows * dw.layout.row_bytes() <= self.pack_bytes
+        )
+
+    def _unpack(self, dw: DescriptorWriter) -> None:
+        """More events for a packed stream: it becomes a zarr group (stored rows first)."""
+        info = DescriptorInfo(dw.uid, dw.run_uid, dw.path, dw.layout)
+        stored = raw_rows(self.columns, info, 0, dw.flushed)
+        limit = make_layout(dw.descriptor, self.chunk_rows, self.chunk_bytes).chunk_rows
+        layout = Layout(limit, dw.layout.fields).fitted(dw.rows, final=False)
+        dw.unpack(stored, layout)
+        self._chunk_cache = None
+
     def _group_attrs(self, dw: DescriptorWriter) -> dict:
-        return {
-            "intake_broker": {
-                "layout": 1,
-                "run_uid": dw.run_uid,
-                "descriptor_uid": dw.uid,
-                "stream_name": str(dw.descriptor.get("name", "primary")),
-                "chunk_rows": dw.layout.chunk_rows,
-            }
-        }
+        stream = str(dw.descriptor.get("name", "primary"))
+        return group_attrs(dw.run_uid, dw.uid, stream, dw.layout.chunk_rows)
 
     def _load_event_rows(self, writer: RunWriter) -> None:
         """The event uids already stored in a run this process did not start."""
@@ -498,7 +672,12 @@ class Ingester:
             if dw.flushed:
                 info = DescriptorInfo(dw.uid, dw.run_uid, dw.path, dw.layout)
                 uids = self.columns.read(
-                    dw.path, ["uid"], 0, dw.flushed, {"uid": info.where("the uid array")}
+                    dw.path,
+                    ["uid"],
+                    0,
+                    dw.flushed,
+                    {"uid": info.where("the uid array")},
+                    dw.layout,
                 )["uid"]
                 codes = (np.arange(dw.flushed, dtype=np.int64) * ROW_CODE + dw.index).tolist()
                 known.update(zip(uids.tolist(), codes, strict=True))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -74,27 +74,44 @@ class Layout:
     the first chunk, and from then on it never changes. Layouts written before this was done
     keep their chunk_rows (readers take a chunk's size from each array's ``zarr.json``).
     ``compress_strings``: string arrays are compressed (zstd); False only for small chunks.
+    ``packed``: the descriptor's events are not a zarr group but one file of all its columns
+    (a small stream of a stopped run, see :mod:`.packed`); its one chunk holds every row.
     """
 
     chunk_rows: int
     fields: dict[str, FieldSpec] = field(default_factory=dict)
     compress_strings: bool = True
+    packed: bool = False
+    #: a packed stream kept in its run's journal: ``[offset, length]`` of its line there
+    packed_at: list[int] | None = None
 
     def to_json(self) -> str:
+        return json.dumps(self.as_dict())
+
+    def as_dict(self) -> dict[str, Any]:
+        """The layout as plain JSON values (what :meth:`to_json` writes)."""
         obj: dict[str, Any] = {
             "chunk_rows": self.chunk_rows,
-            "fields": [asdict(f) for f in self.fields.values()],
+            "fields": [dict(vars(f)) for f in self.fields.values()],
         }
         if not self.compress_strings:
             obj["compress_strings"] = False
-        return json.dumps(obj)
+        if self.packed:
+            obj["packed"] = True
+        if self.packed_at is not None:
+            obj["packed_at"] = list(self.packed_at)
+        return obj
 
     @classmethod
     def from_json(cls, text: str) -> Layout:
         obj = json.loads(text)
         fields = [FieldSpec(**f) for f in obj["fields"]]
         return cls(
-            obj["chunk_rows"], {f.key: f for f in fields}, bool(obj.get("compress_strings", True))
+            obj["chunk_rows"],
+            {f.key: f for f in fields},
+            bool(obj.get("compress_strings", True)),
+            bool(obj.get("packed", False)),
+            obj.get("packed_at"),
         )
 
     def fitted(self, rows: int, *, final: bool) -> Layout:
@@ -102,6 +119,20 @@ class Layout:
         :func:`fitted_chunk_rows`)."""
         chunk_rows = fitted_chunk_rows(self.chunk_rows, rows, final=final)
         return Layout(chunk_rows, self.fields, chunk_rows > SMALL_STRING_CHUNK)
+
+    def packed_for(self, rows: int) -> Layout:
+        """This layout for a packed stream of exactly ``rows`` rows (one chunk)."""
+        return Layout(max(1, rows), self.fields, False, packed=True)
+
+    def row_bytes(self) -> int:
+        """About how many bytes one event takes in the columns (strings guessed)."""
+        return (
+            16
+            + _STR_ROW_BYTES
+            + sum(
+                f.row_bytes + 8 + (_STR_ROW_BYTES if f.filled else 0) for f in self.fields.values()
+            )
+        )
 
 
 def fitted_chunk_rows(limit: int, rows: int, *, final: bool) -> int:

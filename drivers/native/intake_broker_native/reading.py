@@ -109,9 +109,8 @@ def _seq_of(columns: ColumnStore, info: DescriptorInfo, rows: list[ChunkRow]) ->
             [np.arange(r.seq_first, r.seq_first + r.rows, dtype=np.int64) for r in rows]
         )
     start, stop = rows[0].row_start, rows[-1].row_start + rows[-1].rows
-    return columns.read(info.path, ["seq_num"], start, stop, {"seq_num": info.where("seq_num")})[
-        "seq_num"
-    ]
+    where = {"seq_num": info.where("seq_num")}
+    return columns.read(info.path, ["seq_num"], start, stop, where, info.layout)["seq_num"]
 
 
 def _rows_for(
@@ -164,13 +163,18 @@ def read_events(
         if stop <= start or not names:
             return {n: np.empty(0, object) for n in names}
         where = {n: info.where(f"{group} array {n!r}") for n in names}
-        got = columns.read(info.path, names, start, stop, where)
+        got = columns.read(info.path, names, start, stop, where, info.layout)
         return {n: v if take is None else v[take] for n, v in got.items()}
 
     base = ["time"] + (["uid"] if uids else [])
     if stop > start:
         got = columns.read(
-            info.path, base, start, stop, {n: info.where(f"the {n} array") for n in base}
+            info.path,
+            base,
+            start,
+            stop,
+            {n: info.where(f"the {n} array") for n in base},
+            info.layout,
         )
         if take is not None:
             got = {n: v[take] for n, v in got.items()}
@@ -204,7 +208,7 @@ def raw_rows(columns: ColumnStore, info: DescriptorInfo, start: int, stop: int) 
     """Rows ``start:stop`` in insertion order, as converted columns (stored encodings)."""
     names = [s.name for s in array_specs(info.layout)]
     where = {n: info.where(f"array {n!r}") for n in names}
-    got = columns.read(info.path, names, start, stop, where)
+    got = columns.read(info.path, names, start, stop, where, info.layout)
     specs = info.layout.fields
     return {
         "rows": stop - start,

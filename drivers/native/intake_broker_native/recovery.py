@@ -254,8 +254,12 @@ def reindex(
 
 
 def _read_journal(fs: Any, path: str, report: ReindexReport) -> list[dict]:
+    """The journal's lines, each with ``_at``: its byte offset and length in the file."""
     lines = []
-    for number, text in enumerate(fs.cat_file(path).decode("utf-8", "replace").splitlines(), 1):
+    offset = 0
+    for number, raw in enumerate(fs.cat_file(path).splitlines(keepends=True), 1):
+        at, offset = [offset, len(raw)], offset + len(raw)
+        text = raw.decode("utf-8", "replace")
         if not text.strip():
             continue
         try:
@@ -267,8 +271,44 @@ def _read_journal(fs: Any, path: str, report: ReindexReport) -> list[dict]:
                 f"{path}:{number} is not a journal line (a torn write?): skipped"
             )
             continue
+        item["_at"] = at
         lines.append(item)
     return lines
+
+
+def _packed_rows(
+    store: Any, rel: str, layout: Any, line: dict | None, journal: str, report: ReindexReport
+) -> tuple[int, Any, Any]:
+    """``(rows, layout, seq_num)`` of a stream's packed record (its journal line, or its
+    file on an object store); ``(0, None, None)`` when there is none or it is damaged."""
+    from . import packed
+
+    columns = store.columns
+    if line is not None:
+        try:
+            rows = int(line["rows"])
+        except (KeyError, TypeError, ValueError):
+            return 0, None, None
+        found = layout.packed_for(rows)
+        found.packed_at = list(line["_at"])
+    else:
+        path = columns.path(packed.file_of(rel))
+        try:
+            raw = columns.fs.cat_file(path)
+        except FileNotFoundError:
+            return 0, None, None
+        records, _ = packed.parse_records(raw)
+        if not records:
+            report.problems.append(f"{path} is damaged: the packed stream is skipped")
+            return 0, None, None
+        rows = records[0].rows
+        found = layout.packed_for(rows)
+    try:
+        cols = columns.packed_columns(rel, found, rows, rel)
+    except CorruptChunk as err:
+        report.problems.append(f"{rel}: packed events skipped: {err}")
+        return 0, None, None
+    return rows, found, cols["seq_num"]
 
 
 def _rebuild_run(store: Any, fs: Any, path: str, report: ReindexReport) -> None:
@@ -290,6 +330,7 @@ def _rebuild_run(store: Any, fs: Any, path: str, report: ReindexReport) -> None:
     segments: dict[str, dict[int, int]] = {}
     stop = None
     layouts: dict[str, Layout] = {}
+    packed_lines: dict[str, dict] = {}
     for item in lines:
         kind = item["kind"]
         if kind in ("start",):
@@ -301,6 +342,9 @@ def _rebuild_run(store: Any, fs: Any, path: str, report: ReindexReport) -> None:
             segments.setdefault(item["descriptor"], {}).setdefault(
                 int(item["row_start"]), int(item["ord"])
             )
+            continue
+        if kind == "events":  # a packed stream (the last record of a descriptor counts)
+            packed_lines[str(item.get("descriptor"))] = item
             continue
         writer.next_ord, writer.current = int(item["ord"]), None
         try:
@@ -317,11 +361,18 @@ def _rebuild_run(store: Any, fs: Any, path: str, report: ReindexReport) -> None:
     for uid, layout in layouts.items():
         rel = f"{folder}/{node_name(uid)}"
         rows, chunk_rows, compressed = _valid_rows(store, rel, layout, report)
-        if chunk_rows is not None:
+        packed_rows, packed_layout, packed_seq = _packed_rows(
+            store, rel, layout, packed_lines.get(uid), path, report
+        )
+        seq = None
+        if packed_rows and packed_rows >= rows:  # the zarr group is a copy, or older
+            rows, layout, seq = packed_rows, packed_layout, packed_seq
+        elif chunk_rows is not None:
             layout = Layout(chunk_rows, layout.fields, compressed)
         chunk_list, segment_rows = [], []
         if rows:
-            seq = store.columns.read(rel, ["seq_num"], 0, rows, {"seq_num": rel})["seq_num"]
+            if seq is None:
+                seq = store.columns.read(rel, ["seq_num"], 0, rows, {"seq_num": rel})["seq_num"]
             chunk = None
             for idx in range((rows - 1) // layout.chunk_rows + 1):
                 lo, hi = idx * layout.chunk_rows, min(rows, (idx + 1) * layout.chunk_rows)

@@ -49,11 +49,12 @@ from intake_broker.store import (
 
 from . import docs as jsondocs
 from . import reading, recovery, schema
-from .columns import ColumnStore
+from .columns import ColumnStore, array_specs
 from .errors import CorruptIndex
-from .ingest import Ingester
+from .ingest import Ingester, write_summaries
 from .journal import Journal
 from .layout import Layout
+from .packed import DEFAULT_PACK_BYTES
 from .reading import DescriptorInfo
 from .schema import (
     descriptors,
@@ -62,12 +63,11 @@ from .schema import (
     event_segments,
     runs,
     shown,
-    summary_values,
     write_transaction,
 )
 from .sqlquery import Cond, order_by, translate
 from .wal import EventLog
-from .writer import ChunkRow
+from .writer import ChunkRow, group_attrs
 
 if TYPE_CHECKING:
     from intake_broker.assets import RunAssets
@@ -148,7 +148,9 @@ class NativeStore(DocumentStore):
         holds at most ``chunk_bytes``.
     flush_interval : float or None
         Seconds after which a live run's buffered events are written although no chunk is
-        full (None: only whole chunks, and everything at stop / :meth:`flush`).
+        full (None: only whole chunks, and everything at stop / :meth:`flush`). This is about
+        when other processes see them: they are durable from the moment :meth:`insert`
+        returns, whatever this is (see ``durability``).
     validate : bool
         Check inserted documents against event-model's schemas.
     durability : {"process", "fsync"}
@@ -159,6 +161,12 @@ class NativeStore(DocumentStore):
         process; ``"fsync"``: also flushed to disk before ``insert`` returns (log, journals,
         and SQLite ``synchronous=FULL``), so it survives a power loss, at the cost of a disk
         flush per insert (shared by concurrent inserts).
+    pack_bytes : int
+        When a run stops, each stream of it that has had nothing written yet and whose events
+        take at most this many bytes (default 1 MiB) is written as one file of all its
+        columns instead of a zarr group of an array per column (a small run then takes a
+        millisecond or two, not the tens a zarr group costs; see :mod:`.packed`). 0: always
+        zarr groups. :meth:`zarr_url` writes a packed stream's zarr group when asked.
     wal : str, optional
         The local folder of the write-ahead logs: ``<data>/_wal`` for a local data folder;
         beside a SQLite index (``<index>-wal``) for remote data; else a folder in the user's
@@ -211,6 +219,7 @@ class NativeStore(DocumentStore):
         validate: bool = True,
         durability: str = "process",
         wal: str | os.PathLike | None = None,
+        pack_bytes: int = DEFAULT_PACK_BYTES,
         _rebuilding: bool = False,
     ):
         self.index = str(index)
@@ -220,6 +229,7 @@ class NativeStore(DocumentStore):
         self.flush_interval = flush_interval
         self.validate = validate
         self.durability = durability
+        self.pack_bytes = int(pack_bytes)
         if not _rebuilding:
             recovery.refuse_lost_index(self.index, data, self.storage_options)
         self.engine = schema.create_engine(self.index, fsync=durability == "fsync")
@@ -238,6 +248,7 @@ class NativeStore(DocumentStore):
             flush_interval=flush_interval,
             log=EventLog(self.wal, durability),
             journal=Journal(self.columns, fsync=durability == "fsync"),
+            pack_bytes=self.pack_bytes,
         )
         self._infos: dict[str, DescriptorInfo] = {}
         #: events recovered from the logs of writers that died, when this store was opened
@@ -299,6 +310,7 @@ class NativeStore(DocumentStore):
             "validate": self.validate,
             "durability": self.durability,
             "wal": self.wal,
+            "pack_bytes": self.pack_bytes,
         }
 
     def __setstate__(self, state: dict) -> None:
@@ -313,8 +325,8 @@ class NativeStore(DocumentStore):
     # -- writing --------------------------------------------------------------------------
 
     def put(self, kind: str, doc: dict) -> None:
-        self._ingest.put(kind, doc)
-        if kind == "stop":  # the run is whole: its data summaries become searchable
+        summarized = self._ingest.put(kind, doc)
+        if kind == "stop" and not summarized:  # the run is whole: its summaries are searched
             self._index_summary(doc["run_start"])
 
     # -- data summaries -------------------------------------------------------------------
@@ -367,24 +379,7 @@ class NativeStore(DocumentStore):
                     raise RunNotFound(
                         f"no run with uid {missing[0]!r} in this store; no summary was changed"
                     )
-                conn.execute(summary_values.delete().where(summary_values.c.run_uid.in_(some)))
-            updates = []
-            for uid, summary in summaries.items():
-                exact, query, lossy = jsondocs.encode("summary", summary)
-                updates.append({"u": uid, "q": query, "d": exact if lossy else None})
-            conn.execute(
-                runs.update()
-                .where(runs.c.uid == sa.bindparam("u"))
-                .values(summary_q=sa.bindparam("q"), summary_doc=sa.bindparam("d")),
-                updates,
-            )
-            rows = [
-                row
-                for uid, summary in summaries.items()
-                for row in schema.summary_rows(uid, summary)
-            ]
-            if rows:
-                conn.execute(summary_values.insert(), rows)
+            write_summaries(conn, summaries)
 
     def _index_summary(self, run_uid: str) -> None:
         if self._stored_summary(run_uid) is None:
@@ -583,13 +578,25 @@ class NativeStore(DocumentStore):
                 )
         return found
 
-    def _info(self, descriptor_uid: str) -> DescriptorInfo:
+    def _info(self, descriptor_uid: str, chunks: list[ChunkRow] | None = None) -> DescriptorInfo:
+        """What a reader needs about a descriptor. Kept once the descriptor has rows (its
+        layout is fixed by its first chunk); ``chunks``: its chunk rows, read now -- a kept
+        packed layout that does not hold them all (the stream was turned into a zarr group
+        since) is read again."""
         info = self._infos.get(descriptor_uid)
+        if info is not None and info.layout.packed and chunks is not None:
+            if sum(c.rows for c in chunks) != info.layout.chunk_rows:
+                info = None
         if info is None:
             with self.engine.connect() as conn:
                 row = conn.execute(
                     sa.select(
-                        descriptors.c.run_uid, descriptors.c.path, descriptors.c.layout
+                        descriptors.c.run_uid,
+                        descriptors.c.path,
+                        descriptors.c.layout,
+                        sa.exists()
+                        .where(event_chunks.c.descriptor_uid == descriptor_uid)
+                        .label("written"),
                     ).where(descriptors.c.uid == descriptor_uid)
                 ).first()
             if row is None:
@@ -597,7 +604,10 @@ class NativeStore(DocumentStore):
             info = DescriptorInfo(
                 descriptor_uid, row.run_uid, row.path, Layout.from_json(row.layout)
             )
-            self._infos[descriptor_uid] = info
+            if row.written:  # before its first rows, a stream's layout may still change
+                self._infos[descriptor_uid] = info
+            else:
+                self._infos.pop(descriptor_uid, None)
         return info
 
     def _chunk_rows(self, conn: sa.Connection, descriptor_uid: str) -> list[ChunkRow]:
@@ -610,9 +620,10 @@ class NativeStore(DocumentStore):
         return [ChunkRow(**{k: r[k] for k in names}) for r in rows.mappings()]
 
     def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
-        info = self._info(descriptor_uid)
+        self._info(descriptor_uid)  # KeyError for a descriptor not held
         with self.engine.connect() as conn:
-            return reading.chunk_list(info, self._chunk_rows(conn, descriptor_uid))
+            chunks = self._chunk_rows(conn, descriptor_uid)
+        return reading.chunk_list(self._info(descriptor_uid, chunks), chunks)
 
     def read_events(
         self,
@@ -622,9 +633,10 @@ class NativeStore(DocumentStore):
         seq_range: tuple[int, int] | None = None,
         uids: bool = False,
     ) -> EventColumns:
-        info = self._info(descriptor_uid)
+        self._info(descriptor_uid)  # KeyError for a descriptor not held
         with self.engine.connect() as conn:
             chunks = self._chunk_rows(conn, descriptor_uid)
+        info = self._info(descriptor_uid, chunks)
         return reading.read_events(self.columns, info, chunks, fields, seq_range, uids)
 
     def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
@@ -727,5 +739,28 @@ class NativeStore(DocumentStore):
     # -- where the zarr groups are --------------------------------------------------------
 
     def zarr_url(self, descriptor_uid: str) -> str:
-        """The URL of a descriptor's zarr group (``xarray.open_zarr(store.zarr_url(uid))``)."""
-        return self.columns.url_of(self._info(descriptor_uid).path)
+        """The URL of a descriptor's zarr group (``xarray.open_zarr(store.zarr_url(uid))``).
+
+        A packed stream (a small stream of a stopped run, kept as one file) gets its zarr
+        group written first, once: a copy for other readers; this store keeps reading the
+        packed file."""
+        info = self._info(descriptor_uid)
+        if info.layout.packed:
+            self._write_zarr_copy(info)
+        return self.columns.url_of(info.path)
+
+    def _write_zarr_copy(self, info: DescriptorInfo) -> None:
+        layout = Layout(info.layout.chunk_rows, info.layout.fields, compress_strings=False)
+        last = list(array_specs(layout))[-1].name
+        if self.columns.fs.exists(self.columns.path(info.path, last, "c", "0")):
+            return  # written before (arrays are written in order: the last one is whole)
+        with self.engine.connect() as conn:
+            doc = conn.execute(
+                sa.select(descriptors.c.doc).where(descriptors.c.uid == info.uid)
+            ).scalar_one()
+        descriptor = json.loads(doc)
+        rows = info.layout.chunk_rows
+        cols = self.columns.packed_columns(info.path, info.layout, rows, info.where("events"))
+        attrs = group_attrs(info.run_uid, info.uid, str(descriptor.get("name", "primary")), rows)
+        self.columns.write(info.path, layout, descriptor, attrs, 0, cols)
+        self.columns.forget(info.path)

@@ -153,6 +153,12 @@ def read_records(path: str) -> tuple[list[Record], int]:
     counted)."""
     with open(path, "rb") as f:
         raw = f.read()
+    return parse_records(raw)
+
+
+def parse_records(raw: bytes) -> tuple[list[Record], int]:
+    """The whole records at the start of ``raw`` and the byte count they span (parsing stops
+    at the first torn or damaged record)."""
     records, offset = [], 0
     while offset + _FRAME.size <= len(raw):
         magic, length, crc = _FRAME.unpack_from(raw, offset)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from . import packed
 from .columns import ColumnStore
 from .layout import Layout, concat_columns, slice_columns
 from .rows import RowPlan
@@ -80,6 +81,19 @@ def _merge(
     )
 
 
+def group_attrs(run_uid: str, descriptor_uid: str, stream: str, chunk_rows: int) -> dict:
+    """The attributes of a descriptor's zarr group."""
+    return {
+        "intake_broker": {
+            "layout": 1,
+            "run_uid": run_uid,
+            "descriptor_uid": descriptor_uid,
+            "stream_name": stream,
+            "chunk_rows": chunk_rows,
+        }
+    }
+
+
 @dataclass
 class DescriptorWriter:
     """Buffered events of one descriptor and what has been flushed of it."""
@@ -103,6 +117,11 @@ class DescriptorWriter:
     row_buffer: list[tuple] = field(default_factory=list)
     plan: RowPlan | None = None
     plan_checked: bool = False
+    #: the rows were packed and are being rewritten as a zarr group: the packed file is
+    #: removed once the zarr layout is committed
+    stale_packed: bool = False
+    #: the descriptor's insertion ordinal in its run (``descriptors.ord``)
+    ord: int = -1
 
     def row_plan(self) -> RowPlan | None:
         """The fast path's plan for this descriptor's layout (None: it has no fast path)."""
@@ -136,6 +155,23 @@ class DescriptorWriter:
         fitted = self.layout.fitted(self.rows, final=final)
         if fitted != self.layout:
             self.layout, self.layout_pending = fitted, True
+
+    def pack(self) -> None:
+        """Before the descriptor's first (and, its run having stopped, only) rows are
+        written: store them packed, as one file (see :mod:`.packed`)."""
+        if self.flushed or not self.pending_rows:
+            return
+        self.layout, self.layout_pending = self.layout.packed_for(self.rows), True
+
+    def unpack(self, stored: dict, layout: Layout) -> None:
+        """More rows for a packed descriptor: its ``stored`` rows go before the buffered
+        ones, and everything is written again as a zarr group of ``layout``."""
+        self.buffered()
+        self.pending.insert(0, stored)
+        self.pending_rows += self.flushed
+        self.flushed, self.last_chunk = 0, None
+        self.layout, self.layout_pending = layout, True
+        self.stale_packed = True
 
     @property
     def rows(self) -> int:
@@ -179,19 +215,44 @@ class DescriptorWriter:
         return self.pending[0]
 
     def flush(
-        self, engine: sa.Engine, columns: ColumnStore, group_attrs: dict, *, whole_chunks_only: bool
+        self,
+        engine: sa.Engine,
+        columns: ColumnStore,
+        group_attrs: dict,
+        *,
+        whole_chunks_only: bool,
+        fsync: bool = False,
     ) -> int:
-        """Write buffered rows: whole chunks only, or everything. Returns rows written."""
-        if not self.pending_rows:
+        """Write buffered rows: whole chunks only, or everything (a packed layout: its one
+        file, ``fsync``-ed if asked), and record them in the index. Returns rows written."""
+        done = self.write(columns, group_attrs, whole_chunks_only=whole_chunks_only, fsync=fsync)
+        if done is None:
             return 0
+        with write_transaction(engine) as conn:
+            self.record(conn, done)
+        return self.recorded(done)
+
+    def write(
+        self, columns: ColumnStore, group_attrs: dict, *, whole_chunks_only: bool, fsync: bool
+    ) -> Written | None:
+        """The first half of :meth:`flush`: write the rows' data (nothing is recorded, nothing
+        changes here). None: nothing to write."""
+        if not self.pending_rows:
+            return None
         rows = self.layout.chunk_rows
         target = self.rows if not whole_chunks_only else self.rows // rows * rows
         if target <= self.flushed:
-            return 0
+            return None
         buffered = self.buffered()
         count = target - self.flushed
         head = slice_columns(buffered, 0, count)
-        columns.write(self.path, self.layout, self.descriptor, group_attrs, self.flushed, head)
+        if self.layout.packed:
+            assert not self.flushed and count == self.rows == self.layout.chunk_rows
+            data = packed.encode(self.run_uid, self.uid, self.layout, head)
+            at = columns.write_packed(self.path, self.uid, count, data, fsync=fsync)
+            self.layout = replace(self.layout, packed_at=at)  # recorded with the chunk row
+        else:
+            columns.write(self.path, self.layout, self.descriptor, group_attrs, self.flushed, head)
         chunk = self.last_chunk
         updated: list[ChunkRow] = []
         position = self.flushed
@@ -207,39 +268,49 @@ class DescriptorWriter:
             updated.append(chunk)
             position = stop
         segments = [s for s in self.segments if s[0] < target]
-        with write_transaction(engine) as conn:
-            if self.layout_pending:
-                conn.execute(
-                    descriptors.update()
-                    .where(descriptors.c.uid == self.uid)
-                    .values(layout=self.layout.to_json())
-                )
+        return Written(target, count, updated, segments, head, buffered)
+
+    def record(self, conn: sa.Connection, done: Written) -> None:
+        """The second half of :meth:`flush`: record written rows in the index, inside the
+        caller's transaction (then call :meth:`recorded` once it is committed)."""
+        if self.layout_pending:
+            conn.execute(
+                descriptors.update()
+                .where(descriptors.c.uid == self.uid)
+                .values(layout=self.layout.to_json())
+            )
+        if self.flushed or self.stale_packed:  # rows of these chunks/segments may be there
             conn.execute(
                 event_chunks.delete().where(
                     event_chunks.c.descriptor_uid == self.uid,
-                    event_chunks.c.idx.in_([c.idx for c in updated]),
+                    event_chunks.c.idx.in_([c.idx for c in done.chunks]),
                 )
             )
-            conn.execute(event_chunks.insert(), [c.as_dict(self.uid) for c in updated])
             conn.execute(
                 event_segments.delete().where(
                     event_segments.c.descriptor_uid == self.uid,
-                    event_segments.c.row_start.in_([s[0] for s in segments]),
+                    event_segments.c.row_start.in_([s[0] for s in done.segments]),
                 )
             )
-            conn.execute(
-                event_segments.insert(),
-                [
-                    {
-                        "descriptor_uid": self.uid,
-                        "row_start": s[0],
-                        "row_stop": min(s[1], target),
-                        "ord": s[2],
-                    }
-                    for s in segments
-                ],
-            )
-        self.last_chunk, self.flushed = chunk, target
+        conn.execute(event_chunks.insert(), [c.as_dict(self.uid) for c in done.chunks])
+        conn.execute(
+            event_segments.insert(),
+            [
+                {
+                    "descriptor_uid": self.uid,
+                    "row_start": s[0],
+                    "row_stop": min(s[1], done.target),
+                    "ord": s[2],
+                }
+                for s in done.segments
+            ],
+        )
+
+    def recorded(self, done: Written) -> int:
+        """After the transaction holding :meth:`record` committed: the rows are written.
+        Returns their count."""
+        target, count, buffered = done.target, done.count, done.buffered
+        self.last_chunk, self.flushed = done.chunks[-1], target
         self.layout_pending = False
         rest = buffered["rows"] - count
         self.pending = [slice_columns(buffered, count, buffered["rows"])] if rest else []
@@ -248,6 +319,18 @@ class DescriptorWriter:
         self.segments = [s for s in self.segments[:-1] if s[1] > target] + self.segments[-1:]
         self.last_flush = time.monotonic()
         return count
+
+
+@dataclass
+class Written:
+    """Rows a :class:`DescriptorWriter` wrote and has yet to record in the index."""
+
+    target: int  # rows written in all, after this
+    count: int  # rows written now
+    chunks: list[ChunkRow]  # the chunk rows they make (new, or the partial last one grown)
+    segments: list[list[int]]
+    head: dict  # the rows written now, as converted columns
+    buffered: dict  # everything that was buffered
 
 
 @dataclass

@@ -103,7 +103,8 @@ def _zarr_meta(store, descriptor_uid, array):
 
 
 def test_a_stopped_run_gets_one_chunk_of_its_size(tmp_path):
-    store = NativeStore.in_folder(tmp_path / "native")
+    # pack_bytes=0: the zarr group itself is what is looked at (small streams are packed)
+    store = NativeStore.in_folder(tmp_path / "native", pack_bytes=0)
     docs, frames = ad_hdf5_run(tmp_path, n=7)
     insert_all(store, docs)
     fresh = NativeStore(store.index)
@@ -152,7 +153,7 @@ def test_runs_written_with_fixed_chunk_rows_still_read(tmp_path, monkeypatch):
     docs, frames = ad_hdf5_run(tmp_path, n=5)
     with monkeypatch.context() as patch:
         patch.setattr(layout_module.Layout, "fitted", lambda self, rows, final: self)
-        old = NativeStore.in_folder(tmp_path / "native")
+        old = NativeStore.in_folder(tmp_path / "native", pack_bytes=0)  # nor packed streams
         insert_all(old, docs)
         old.close()
     fresh = NativeStore(old.index)
