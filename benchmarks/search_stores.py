@@ -31,6 +31,7 @@ import event_model
 from native_index import median_ms
 
 from intake_broker.queries import Comparison, Eq
+from intake_broker.store.abilities import flush
 from intake_broker.store.memory import MemoryStore
 from intake_broker.views.catalog import BrokerCatalog
 
@@ -114,7 +115,7 @@ def main() -> None:
             for docs, _ in made:
                 for name, doc in docs:
                     store.insert(name, doc)
-            store.flush()
+            flush(store)  # what a buffering store holds (JSONL files)
             if label == "JSONL files":  # a reader opening the folder, as a user would
                 store = JSONLStore.in_folder(Path(tmp))
             cat = BrokerCatalog(store)
