@@ -15,7 +15,7 @@ import itertools
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -189,7 +189,7 @@ class Candidates:
 
 def _matches(
     found: Candidates, query: Query | None, rest: Query | None, store: Any
-) -> Iterator[RunRecord]:
+) -> Generator[RunRecord, None, None]:
     """The candidates that match: the unsure ones checked against the whole ``query``, the
     sure ones against ``rest`` (what the index was not asked), in the order found."""
     source = found.parts if found.parts is not None else store

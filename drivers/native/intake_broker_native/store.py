@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
@@ -127,7 +127,7 @@ def _bad_row_message(where: str, start: Any, err: Exception, engine: sa.Engine) 
 
 def _flagged(
     rows: Iterable[Sequence[Any]], engine: sa.Engine, index: Any
-) -> Iterator[tuple[RunRecord, bool]]:
+) -> Generator[tuple[RunRecord, bool], None, None]:
     """``(record, sure)`` of ``(start_doc, stop_doc, sure)`` rows; a row whose documents
     cannot be read is skipped with a warning, as :func:`_records` does."""
     for row in rows:
@@ -148,7 +148,9 @@ class _Cursor:
     def __init__(self, conn: sa.Connection, stmt: Any, engine: sa.Engine, index: Any):
         self._conn = conn  # now this cursor's: its close() closes it
         self._result = conn.execution_options(yield_per=_STREAM_BATCH).execute(stmt)
-        self._rows = _flagged(self._result, engine, index)
+        self._rows: Generator[tuple[RunRecord, bool], None, None] = _flagged(
+            self._result, engine, index
+        )
 
     def __iter__(self) -> Iterator[tuple[RunRecord, bool]]:
         return self
@@ -544,11 +546,11 @@ class NativeStore(DocumentStore):
             cond, irregular = self._condition(conn, query)
             order = order_by(sort, irregular)
             if cond.exact and order is not None:
-                stmt = sa.select(runs.c.start_doc, runs.c.stop_doc).where(cond.yes)
-                stmt = stmt.order_by(*order).offset(skip)
+                page = sa.select(runs.c.start_doc, runs.c.stop_doc).where(cond.yes)
+                page = page.order_by(*order).offset(skip)
                 if limit is not None:
-                    stmt = stmt.limit(limit)
-                found = _records(conn.execute(stmt).all(), self.engine, shown(self.index))
+                    page = page.limit(limit)
+                found = _records(conn.execute(page).all(), self.engine, shown(self.index))
                 return Candidates(((r, True) for r in found), paged=True)
             sure = sa.true() if cond.exact else sa.func.coalesce(cond.yes, sa.false())
             stmt = sa.select(runs.c.start_doc, runs.c.stop_doc, sure.label("sure"))
