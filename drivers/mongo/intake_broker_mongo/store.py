@@ -25,7 +25,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from intake_broker.errors import DescriptorNotFound, ResourceNotFound, RunNotFound
-from intake_broker.queries import And, In, Query
+from intake_broker.queries import And, In, Query, documents_needed
 from intake_broker.store import (
     NEWEST_FIRST,
     Candidates,
@@ -35,7 +35,6 @@ from intake_broker.store import (
     RunRecord,
     plan_count,
     plan_runs,
-    split_for_index,
 )
 
 from . import layout
@@ -52,7 +51,7 @@ from .layout import (
     SUMMARY,
     SUMMARY_VALUES,
 )
-from .queries import NATIVE_QUERIES
+from .queries import NATIVE_QUERIES, conjuncts
 from .readahead import ReadAhead, sliced
 from .replay import asset_documents, replay
 from .search import RunFinder, strip_id
@@ -354,8 +353,8 @@ class MongoStore(DocumentStore):
         """The server's answer for start and stop keys (:class:`RunFinder`); with
         ``summary.*`` keys, the runs the summary index allows, each to be evaluated with the
         summaries kept for them (fetched at once)."""
-        plain, on_summaries = split_for_index(query)
-        if on_summaries is None:
+        plain, on_summaries = _split_summaries(query)
+        if not on_summaries:
             with self._guard(RUN_START):
                 return self._finder.candidates(query, sort, skip, limit)
         with self._guard(SUMMARY):
@@ -374,7 +373,7 @@ class MongoStore(DocumentStore):
 
     def index_count(self, query: Query | None) -> Candidates:
         """Counted by the server for start and stop keys; listed for ``summary.*`` keys."""
-        if split_for_index(query)[1] is not None:
+        if _split_summaries(query)[1]:
             return self.index_runs(query, sort=(), skip=0, limit=None)
         with self._guard(RUN_START):
             return self._finder.count(query)
@@ -547,6 +546,18 @@ class MongoStore(DocumentStore):
                 # (a DatumPage TypedDict) is the dict DocumentStore.datum_pages yields
                 yield event_model.pack_datum_page(*datums[start:i])  # type: ignore[arg-type,misc]
                 start = i
+
+
+def _split_summaries(query: Query | None) -> tuple[Query | None, list[Query]]:
+    """``(conjuncts on start and stop keys, as one query or None; the other conjuncts)``:
+    what the run collections answer, and what needs the summaries."""
+    plain: list[Query] = []
+    other: list[Query] = []
+    for part in conjuncts(query):
+        (plain if documents_needed(part) <= {"start", "stop"} else other).append(part)
+    if not other:
+        return query, []
+    return (None if not plain else plain[0] if len(plain) == 1 else And(tuple(plain))), other
 
 
 class _KeptSummaries:
