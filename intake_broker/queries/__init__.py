@@ -13,10 +13,11 @@ Keys are dotted paths. A key beginning with one of :data:`DOCUMENT_PREFIXES` fol
 (``"plan_name"`` is ``"start.plan_name"``).
 
 The in-memory evaluator follows MongoDB's semantics so that stores which translate queries to a
-native form (see :class:`Translator` and :data:`to_mongo`) return the same runs as stores which
-evaluate them in Python. The one deliberate difference: a missing key never equals ``None``
-(MongoDB's ``{"x": None}`` also matches documents without ``x``); :data:`to_mongo` adds the
-``$exists`` guards that keep native filters in agreement with :func:`evaluate`.
+native form (see :class:`Translator`; the mongo driver's ``intake_broker_mongo.to_mongo``, the
+native driver's SQL) return the same runs as stores which evaluate them in Python. The one
+deliberate difference: a missing key never equals ``None`` (MongoDB's ``{"x": None}`` also
+matches documents without ``x``); the mongo driver adds the ``$exists`` guards that keep its
+filters in agreement with :func:`evaluate`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from .base import (
     register_query,
     resolve_key,
 )
-from .mongo import as_query, from_mongo, to_mongo
+from .mongo import as_query, from_mongo
 from .search import FullText, Fuzzy, ScanID, ScanIDRange
 from .types import (
     Comparison,
@@ -83,5 +84,4 @@ __all__ = [
     "from_mongo",
     "register_query",
     "resolve_key",
-    "to_mongo",
 ]

@@ -181,12 +181,12 @@ def _freeze_node(value: Any, what: str, depth: int, counter: list[int]) -> Any:
     )
 
 
-def _thaw(value: Any) -> Any:
+def thaw(value: Any) -> Any:
     """The JSON form of a frozen value (tuples to lists, frozen dicts to dicts)."""
     if isinstance(value, tuple):
-        return [_thaw(item) for item in value]
+        return [thaw(item) for item in value]
     if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
+        return {k: thaw(v) for k, v in value.items()}
     return value
 
 
@@ -206,7 +206,7 @@ def _equal(a: Any, b: Any) -> bool:
         return False
 
 
-def _order_class(value: Any) -> str | None:
+def order_class(value: Any) -> str | None:
     """Values compare only within one class, as in MongoDB; None means not comparable."""
     if isinstance(value, bool):
         return "bool"
@@ -289,7 +289,7 @@ class Query:
         for field in fields(self):
             value = getattr(self, field.name)
             if field.name not in self._query_fields:
-                encoded[field.name] = _thaw(value)
+                encoded[field.name] = thaw(value)
             elif isinstance(value, Query):
                 encoded[field.name] = value.encode()
             else:

@@ -19,8 +19,8 @@ from .base import (  # the combinators live with Query, whose operators build th
     _candidates,
     _equal,
     _freeze,
-    _order_class,
     _values,
+    order_class,
     register_query,
     resolve_key,
 )
@@ -99,10 +99,10 @@ class Comparison(Query):
         object.__setattr__(self, "value", _freeze(self.value, "value"))
 
     def match(self, record: Mapping[str, Any]) -> bool:
-        kind = _order_class(self.value)
+        kind = order_class(self.value)
         compare = _COMPARE[self.operator]
         return kind is not None and any(
-            _order_class(c) == kind and compare(c, self.value)
+            order_class(c) == kind and compare(c, self.value)
             for c in _candidates(_values(record, self.key))
         )
 

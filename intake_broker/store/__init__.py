@@ -7,7 +7,8 @@ module                    what it holds
                           ``EventColumns``)
 ``abilities``             the optional abilities, as protocols (``store.supports(...)``)
 ``wrapper``               :class:`StoreWrapper`, the base of the guard and the federation
-``planning``              evaluating, sorting and paging queries over run records in memory
+``planning``              the query planner of stores with an index (``plan_runs``); evaluating,
+                          sorting and paging queries over run records in memory
 ``documents``             the document model: normalising and re-insert rules
 ``validation``            the one validation every insert passes
 ``memory``                :class:`MemoryStore`, the reference store
@@ -15,7 +16,7 @@ module                    what it holds
 ========================  ==================================================================
 
 The names a driver needs are importable from here: ``from intake_broker.store import
-DocumentStore, RunRecord, Chunk, EventColumns, select_runs``.
+DocumentStore, RunRecord, Chunk, EventColumns, Candidates, plan_runs, select_runs``.
 """
 
 from intake_broker.store.contract import (
@@ -26,7 +27,10 @@ from intake_broker.store.contract import (
     RunRecord,
 )
 from intake_broker.store.planning import (
+    Candidates,
     RecentMatches,
+    plan_count,
+    plan_runs,
     run_matches,
     select_runs,
     split_for_index,
@@ -34,11 +38,14 @@ from intake_broker.store.planning import (
 
 __all__ = [
     "NEWEST_FIRST",
+    "Candidates",
     "Chunk",
     "DocumentStore",
     "EventColumns",
     "RecentMatches",
     "RunRecord",
+    "plan_count",
+    "plan_runs",
     "run_matches",
     "select_runs",
     "split_for_index",

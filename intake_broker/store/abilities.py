@@ -14,6 +14,7 @@ ability                     what the store can do
 ==========================  ==========================================================
 :class:`DescriptorIndex`    name the run of a descriptor uid (stateless access checks)
 :class:`ResourceIndex`      name the run of a resource uid (checks of datums written)
+:class:`QueryIndex`         answer the part of a query its run index covers (the planner)
 :class:`SummaryKeeper`      keep statistics computed elsewhere (``intake-broker summarize``)
 :class:`Buffered`           hold written events in buffers that :meth:`~Buffered.flush` writes
 :class:`FolderStore`        live in one local folder (what the default catalog uses)
@@ -23,10 +24,14 @@ ability                     what the store can do
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from intake_broker.errors import NotSupported
+
+if TYPE_CHECKING:  # planning imports this module
+    from intake_broker.queries import Query
+    from intake_broker.store.planning import Candidates
 
 __all__ = [
     "ABILITIES",
@@ -35,6 +40,7 @@ __all__ = [
     "DocumentFiles",
     "ResourceIndex",
     "FolderStore",
+    "QueryIndex",
     "SummaryKeeper",
     "abilities",
     "flush",
@@ -58,6 +64,42 @@ class ResourceIndex(Protocol):
 
     def resource_run(self, resource_uid: str) -> str:
         """The uid of the run holding ``resource_uid`` (``ResourceNotFound`` if none)."""
+        ...
+
+
+@runtime_checkable
+class QueryIndex(Protocol):
+    """The store has a run index that answers queries: the core's planner
+    (:func:`~intake_broker.store.planning.plan_runs`, ``plan_count``) asks it for the part of a
+    query on the documents it indexes and evaluates the rest; the store's ``runs`` and
+    ``count`` are then one call to the planner.
+
+    Only the store that owns the index has this ability: a wrapper (the access guard, a
+    federation) answers ``runs``/``count`` through the store behind it, which plans its own
+    queries, so no caller reaches an index past the guard's filter.
+    """
+
+    def index_documents(self) -> frozenset[str]:
+        """The parts of a run record the index answers queries on (``"start"``, ``"stop"``,
+        ``"summary"``); a query on any other part (``descriptors.*``) is evaluated."""
+        ...
+
+    def index_runs(
+        self,
+        query: Query | None,
+        *,
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int | None,
+    ) -> Candidates:
+        """The candidates of ``query`` (on the indexed documents only), in ``sort`` order if
+        the index can sort by those keys, each flagged sure or unsure. The store may apply
+        ``skip``/``limit`` only when every candidate is sure and ordered (``paged``)."""
+        ...
+
+    def index_count(self, query: Query | None) -> Candidates:
+        """How many runs match ``query`` (on the indexed documents only): the sure matches
+        counted (``counted``) and the unsure candidates listed for the evaluator."""
         ...
 
 
@@ -103,6 +145,7 @@ class DocumentFiles(Protocol):
 ABILITIES: tuple[type, ...] = (
     DescriptorIndex,
     ResourceIndex,
+    QueryIndex,
     SummaryKeeper,
     Buffered,
     FolderStore,

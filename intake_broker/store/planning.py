@@ -1,7 +1,13 @@
-"""Query planning helpers: answering a query over run records in memory with the generic
-evaluator (:func:`select_runs`, :func:`run_matches`), splitting a query into what a run index
-answers and the rest (:func:`split_for_index`), and keeping recent answers of stores that search
-in Python (:class:`RecentMatches`)."""
+"""Query planning: the one planner of stores with an index, and the helpers of stores without.
+
+A store with a run index (:class:`~intake_broker.store.abilities.QueryIndex`: native, mongo)
+answers ``runs``/``count`` with :func:`plan_runs` / :func:`plan_count`: the planner splits the
+query into what the index answers (:func:`split_for_index`) and the rest, asks the store once for
+the candidates of the first part (:class:`Candidates`, each sure or to be checked), evaluates the
+unsure ones and the rest with the generic evaluator (:func:`run_matches`), sorts in Python only
+when the store could not, and pages. A store without an index answers over run records in
+memory with :func:`select_runs`, keeping recent answers in :class:`RecentMatches`.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,13 @@ import itertools
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from intake_broker import deadline
 from intake_broker.queries import And, Query, documents_needed, evaluate, resolve_key
+from intake_broker.store.abilities import QueryIndex, require
 from intake_broker.store.contract import NEWEST_FIRST, DocumentStore, RunRecord
 
 # -- helpers for stores that evaluate queries in memory ------------------------------------
@@ -136,3 +144,119 @@ def select_runs(
         ordered.sort(key=lambda r: _sort_value(r.as_record(), path), reverse=direction < 0)
     stop = None if limit is None else skip + limit
     return list(itertools.islice(ordered, skip, stop))
+
+
+# -- the planner of stores with an index ---------------------------------------------------
+
+
+class PartsSource(Protocol):
+    """What gives the parts of a run beyond its start and stop documents (``descriptors``,
+    ``summary``) to the evaluator: a store, or what a store fetched for many runs at once."""
+
+    def record_parts(self, run_uid: str, parts: Iterable[str]) -> dict[str, Any]:
+        """The ``parts`` of run ``run_uid`` as a run record holds them."""
+        ...
+
+
+@dataclass
+class Candidates:
+    """A store's answer to :meth:`~intake_broker.store.abilities.QueryIndex.index_runs` (or
+    ``index_count``): the runs that may match the query it was asked.
+
+    Attributes
+    ----------
+    records : iterable of (RunRecord, bool)
+        Each candidate run and whether the index is sure it matches (False: the generic
+        evaluator decides). May be a generator: the planner stops reading it at the page's
+        end and closes it, so a store may stream rows from an open cursor.
+    ordered : bool
+        The records come in the order asked (else the planner sorts the matches).
+    paged : bool
+        The store applied ``skip`` and ``limit`` itself: every record is sure and ordered.
+    counted : int
+        Matches counted by the index and not listed in ``records`` (``index_count``).
+    parts : PartsSource or None
+        Where the evaluator takes the runs' other parts from (a store may fetch those of all
+        its candidates at once); None: the store's ``record_parts``.
+    """
+
+    records: Iterable[tuple[RunRecord, bool]]
+    ordered: bool = True
+    paged: bool = False
+    counted: int = 0
+    parts: PartsSource | None = None
+
+
+def _matches(
+    found: Candidates, query: Query | None, rest: Query | None, store: Any
+) -> Generator[RunRecord, None, None]:
+    """The candidates that match: the unsure ones checked against the whole ``query``, the
+    sure ones against ``rest`` (what the index was not asked), in the order found."""
+    source = found.parts if found.parts is not None else store
+    whole = None if query is None else documents_needed(query) - {"start", "stop"}
+    extra = None if rest is None else documents_needed(rest) - {"start", "stop"}
+    records = iter(found.records)
+    try:
+        for record, sure in records:
+            if sure:
+                if rest is None or run_matches(rest, record, source, extra):
+                    yield record
+            elif query is None or run_matches(query, record, source, whole):
+                yield record
+    finally:  # a store streaming rows from a cursor releases it
+        close = getattr(records, "close", None)
+        if close is not None:
+            close()
+
+
+def _index_of(store: Any) -> tuple[QueryIndex, frozenset[str]]:
+    index = require(store, QueryIndex, "plan queries over a run index")
+    return index, index.index_documents()
+
+
+def plan_runs(
+    store: Any,
+    query: Query | None = None,
+    sort: Sequence[tuple[str, int]] = NEWEST_FIRST,
+    skip: int = 0,
+    limit: int | None = None,
+) -> list[RunRecord]:
+    """:meth:`DocumentStore.runs` of a store with a :class:`QueryIndex`.
+
+    The part of ``query`` on the documents the store indexes goes down once (with the page,
+    when nothing is left to evaluate here); unsure candidates and the rest (``descriptors.*``,
+    say) are evaluated with :func:`run_matches`; the matches are sorted here only if the store
+    could not sort them, and paged (an ordered answer is read only up to the page's end).
+    """
+    if limit is not None and limit <= 0:
+        return []
+    index, indexed = _index_of(store)
+    index_part, rest = split_for_index(query, indexed)
+    found = index.index_runs(
+        index_part,
+        sort=sort,
+        skip=skip if rest is None else 0,
+        limit=limit if rest is None else None,
+    )
+    if found.paged and rest is None:  # every candidate sure, ordered and on the page
+        return [record for record, _ in found.records]
+    matched = _matches(found, query, rest, store)
+    if not found.ordered:
+        return select_runs(matched, None, sort, skip, limit)
+    stop = None if limit is None else skip + limit
+    try:
+        return list(itertools.islice(matched, skip, stop))
+    finally:
+        matched.close()
+
+
+def plan_count(store: Any, query: Query | None = None) -> int:
+    """:meth:`DocumentStore.count` of a store with a :class:`QueryIndex`: the matches the
+    index counts, plus the candidates the evaluator confirms."""
+    index, indexed = _index_of(store)
+    index_part, rest = split_for_index(query, indexed)
+    if rest is None:
+        found = index.index_count(index_part)
+    else:  # every candidate is listed, to be checked against the rest
+        found = index.index_runs(index_part, sort=(), skip=0, limit=None)
+    return found.counted + sum(1 for _ in _matches(found, query, rest, store))

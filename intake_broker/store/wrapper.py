@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from intake_broker.store.abilities import (
     DescriptorIndex,
+    QueryIndex,
     ResourceIndex,
     SummaryKeeper,
     flush,
@@ -70,7 +71,10 @@ class StoreWrapper(DocumentStore):
         return self.store.validate
 
     def supports(self, ability: type) -> bool:
-        return self.store.supports(ability)
+        """The abilities of the store behind, but for its :class:`QueryIndex`: a wrapper
+        searches through the store's ``runs``/``count`` (which plan their own queries), so
+        nothing reaches the index behind it past what the wrapper adds (the guard's filter)."""
+        return ability is not QueryIndex and self.store.supports(ability)
 
     # -- the contract, forwarded ----------------------------------------------------------
 

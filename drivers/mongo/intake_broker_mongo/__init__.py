@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .catalog import MongoNormalizedCatalog
 from .connection import MongoConfigurationError, MongoConnectionError, redact
+from .filters import to_mongo
 from .layout import EXTRA_INDEXES, SUITCASE_INDEXES, create_indexes
 from .queries import to_mongo_normalized
 from .store import MongoStore
@@ -31,5 +32,6 @@ __all__ = [
     "MongoStore",
     "create_indexes",
     "redact",
+    "to_mongo",
     "to_mongo_normalized",
 ]

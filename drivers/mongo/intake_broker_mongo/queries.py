@@ -1,6 +1,6 @@
 """Queries to MongoDB: a filter on ``run_start``, and what needs ``run_stop`` too.
 
-:data:`to_mongo_normalized` extends the core's :data:`intake_broker.queries.to_mongo` (whose
+:data:`to_mongo_normalized` extends :data:`intake_broker_mongo.filters.to_mongo` (whose
 rules for single keys it reuses) with an index-friendly :class:`PartialUID` (a string range,
 not a regex) and recursion through its own rules.
 
@@ -45,9 +45,10 @@ from intake_broker.queries import (
     Translator,
     evaluate,
     resolve_key,
-    to_mongo,
 )
 from intake_broker.queries.regex import escape_literal, literal_prefix
+
+from .filters import to_mongo
 
 #: Where a run's stop document is joined into its start document in aggregations.
 STOP_FIELD = "__intake_broker_stop"

@@ -2,8 +2,10 @@
 
 :func:`intake_broker_mongo.queries.plan` says which collection answers which part of a query;
 :class:`RunFinder` runs the plan: a ``find`` on ``run_start`` (newest-first pages through
-widening time windows), a semi-join through ``run_stop``, a ``$lookup`` join, or the generic
-evaluator over the candidates the translatable part allows.
+widening time windows), a semi-join through ``run_stop``, a ``$lookup`` join, or the candidates
+the translatable part allows. It answers the store's
+:class:`~intake_broker.store.abilities.QueryIndex` questions with
+:class:`~intake_broker.store.Candidates`; the core's planner evaluates, sorts and pages the rest.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pymongo.errors
 from pymongo.collection import Collection
 
 from intake_broker.queries import Query
-from intake_broker.store import NEWEST_FIRST, RunRecord, select_runs
+from intake_broker.store import NEWEST_FIRST, Candidates, RunRecord
 
 from .layout import RUN_STOP
 from .queries import STOP_FIELD, Plan, and_filters, flatten, plan
@@ -60,48 +62,48 @@ class RunFinder:
         self.stops = stops
         self.recent_first = recent_first
 
-    def runs(
+    def candidates(
         self,
-        query: Query | None = None,
-        *,
+        query: Query | None,
         sort: Sequence[tuple[str, int]] = NEWEST_FIRST,
         skip: int = 0,
         limit: int | None = None,
-    ) -> list[RunRecord]:
-        """The runs matching ``query``, as :meth:`DocumentStore.runs`."""
-        if limit is not None and limit <= 0:
-            return []
+    ) -> Candidates:
+        """What the server answers of ``query`` (start and stop keys only): a sure, sorted
+        page when the plan translates it all, else candidates for the evaluator."""
         found = self._plan(query, sort)
         if found.residual is None and found.needs_join:
-            return self._joined_runs(found, query, sort, skip, limit)
+            return self._joined(found, skip, limit)
         if found.residual is not None:
-            return self._evaluated_runs(found, query, sort, skip, limit)
+            return self._evaluated(found)
         if found.stop_filter is not None:  # semi-join through the matching stop documents
-            return self._semi_joined_runs(found, query, sort, skip, limit)
+            return self._semi_joined(found, skip, limit)
         starts = self._find_starts(found, skip, limit)
         stops = self._stops_of([s["uid"] for s in starts])
-        return [RunRecord(s, stops.get(s["uid"])) for s in starts]
+        return _sure([RunRecord(s, stops.get(s["uid"])) for s in starts], paged=True)
 
-    def count(self, query: Query | None = None) -> int:
-        """How many runs match ``query``."""
+    def count(self, query: Query | None = None) -> Candidates:
+        """How many runs match ``query`` (start and stop keys only): counted by the server
+        when the plan translates it all, else candidates for the evaluator."""
         found = self._plan(query, ())
         if found.residual is None and found.needs_join:
-            return self.count_joined(found, query)
+            return self._count_joined(found)
         if found.residual is not None:
-            return len(self._evaluated_runs(found, query, NEWEST_FIRST, 0, None))
+            return self._evaluated(found)
         if found.stop_filter is not None:
             stops = self._stops_matching(found.stop_filter)
             if stops is None:
-                return self.count_joined(self._as_join(found), query)
-            return len(self._starts_by_uid(found.start_filter, list(stops), {"_id": 1}))
-        return self.starts.count_documents(found.start_filter)
+                return self._count_joined(self._as_join(found))
+            starts = self._starts_by_uid(found.start_filter, list(stops), {"_id": 1})
+            return Candidates((), counted=len(starts))
+        return Candidates((), counted=self.starts.count_documents(found.start_filter))
 
-    def count_joined(self, found: Plan, query: Query | None) -> int:
+    def _count_joined(self, found: Plan) -> Candidates:
         try:
             result = list(self.starts.aggregate(self._join_pipeline(found) + [{"$count": "n"}]))
-            return result[0]["n"] if result else 0
         except pymongo.errors.OperationFailure:  # no $lookup here: evaluate in Python
-            return len(self._evaluated_runs(found, query, NEWEST_FIRST, 0, None))
+            return self._evaluated(found)
+        return Candidates((), counted=result[0]["n"] if result else 0)
 
     def _plan(self, query: Query | None, sort: Sequence[tuple[str, int]]) -> Plan:
         return plan(query, sort)
@@ -125,22 +127,16 @@ class RunFinder:
         found.stop_filter = None
         return found
 
-    def _semi_joined_runs(
-        self,
-        found: Plan,
-        query: Query | None,
-        sort: Sequence[tuple[str, int]],
-        skip: int,
-        limit: int | None,
-    ) -> list[RunRecord]:
-        """Runs of the matching stop documents; newest-first pages look at recent stops first.
+    def _semi_joined(self, found: Plan, skip: int, limit: int | None) -> Candidates:
+        """Runs of the matching stop documents (unsorted: the planner sorts and pages them);
+        newest-first pages look at recent stops first.
 
         A run that started at ``t`` or later stopped at ``t`` or later, so once the runs whose
         stops ended after ``now - width`` include a page of runs that started after it, no
         other run can be on that page.
         """
         stop_filter = found.stop_filter
-        assert stop_filter is not None  # runs() semi-joins only plans with a stop filter
+        assert stop_filter is not None  # candidates() semi-joins only plans with a stop filter
         wanted = None if limit is None else skip + limit
         windows = (
             self.recent_first
@@ -155,14 +151,14 @@ class RunFinder:
             attempts += 1
             stops = self._stops_matching(stop_filter, since)
             if stops is None:  # too many to list: join them in the server instead
-                return self._joined_runs(self._as_join(found), query, sort, skip, limit)
+                return self._joined(self._as_join(found), skip, limit)
             starts = self._starts_by_uid(found.start_filter, list(stops))
             records = [RunRecord(s, stops[s["uid"]]) for s in starts]
             recent = since is not None and sum(
                 isinstance(t := r.start.get("time"), int | float) and t >= since for r in records
             )
             if since is None or wanted is None or recent >= wanted:  # (windows need wanted)
-                return select_runs(records, None, sort, skip, limit)
+                return _sure(records, ordered=False)
             width *= min(64.0, max(2.0, 1.5 * wanted / max(recent, 1)))
 
     def _find_starts(self, found: Plan, skip: int, limit: int | None) -> list[dict]:
@@ -236,40 +232,31 @@ class RunFinder:
             pipeline.append({"$match": found.joined_filter})
         return pipeline
 
-    def _joined_runs(
-        self,
-        found: Plan,
-        query: Query | None,
-        sort: Sequence[tuple[str, int]],
-        skip: int,
-        limit: int | None,
-    ) -> list[RunRecord]:
+    def _joined(self, found: Plan, skip: int, limit: int | None) -> Candidates:
         pipeline = self._join_pipeline(found) + [{"$sort": dict(found.sort)}]
         pipeline += [{"$skip": skip}] if skip else []
         pipeline += [{"$limit": limit}] if limit is not None else []
         try:
             docs = list(self.starts.aggregate(pipeline))
         except pymongo.errors.OperationFailure:  # no $lookup here: evaluate in Python
-            return self._evaluated_runs(found, query, sort, skip, limit)
+            return self._evaluated(found)
         records = []
         for doc in docs:
             stop = strip_id(doc.pop(STOP_FIELD, None))
             records.append(RunRecord(strip_id(doc), stop))
-        return records
+        return _sure(records, paged=True)
 
-    def _evaluated_runs(
-        self,
-        found: Plan,
-        query: Query | None,
-        sort: Sequence[tuple[str, int]],
-        skip: int,
-        limit: int | None,
-    ) -> list[RunRecord]:
-        """The generic evaluator over the runs the translatable part of the query allows."""
+    def _evaluated(self, found: Plan) -> Candidates:
+        """The runs the translatable part of the query allows, for the generic evaluator."""
         starts = [strip_id(s) for s in self.starts.find(found.start_filter)]
         stops = self._stops_of([s["uid"] for s in starts])
         records = [RunRecord(s, stops.get(s["uid"])) for s in starts]
-        return select_runs(records, query, sort, skip, limit)
+        return Candidates([(r, False) for r in records], ordered=False)
+
+
+def _sure(records: list[RunRecord], *, paged: bool = False, ordered: bool = True) -> Candidates:
+    """Candidates the server matched exactly."""
+    return Candidates([(r, True) for r in records], ordered=ordered, paged=paged)
 
 
 def time_bounds(spec: Any) -> tuple[float | None, float | None] | None:

@@ -28,12 +28,13 @@ from intake_broker.errors import DescriptorNotFound, ResourceNotFound, RunNotFou
 from intake_broker.queries import And, In, Query, documents_needed
 from intake_broker.store import (
     NEWEST_FIRST,
+    Candidates,
     Chunk,
     DocumentStore,
     EventColumns,
     RunRecord,
-    select_runs,
-    split_for_index,
+    plan_count,
+    plan_runs,
 )
 
 from . import layout
@@ -50,7 +51,7 @@ from .layout import (
     SUMMARY,
     SUMMARY_VALUES,
 )
-from .queries import NATIVE_QUERIES
+from .queries import NATIVE_QUERIES, conjuncts
 from .readahead import ReadAhead, sliced
 from .replay import asset_documents, replay
 from .search import RunFinder, strip_id
@@ -64,6 +65,9 @@ if TYPE_CHECKING:
 _NOT_ALLOWED = frozenset({13, 8000})
 _INCOMPLETE_TTL = 1.0  # seconds a chunk plan of a run still acquiring is reused
 _CACHE_SIZE = 512
+#: The parts of a run record the server's collections answer queries on (``summary.*``
+#: through the summary-values index; ``descriptors.*`` is evaluated).
+_INDEXED = frozenset({"start", "stop", "summary"})
 
 
 class _LRU(OrderedDict):
@@ -327,35 +331,50 @@ class MongoStore(DocumentStore):
         skip: int = 0,
         limit: int | None = None,
     ) -> list[RunRecord]:
-        index_part, rest = split_for_index(query)
-        if rest is not None:  # descriptors.* / summary.*: checked on the index's candidates
-            with self._guard(SUMMARY):
-                keep = self._summaries.candidates(query)
-            if keep is not None:  # summary comparisons: only the runs the index allows
-                allowed = In("uid", tuple(sorted(keep)))
-                index_part = allowed if index_part is None else And((index_part, allowed))
-            candidates = self.runs(index_part, sort=sort)
-            parts = (
-                self
-                if "summary" not in documents_needed(query)
-                else _KeptSummaries(self, [r.uid for r in candidates])
-            )
-            # select_runs asks ``store`` only for record_parts; intake_broker.store annotates
-            # it DocumentStore, which _KeptSummaries is not
-            return select_runs(
-                candidates,
-                query,
-                sort,
-                skip,
-                limit,
-                store=parts,  # type: ignore[arg-type]
-            )
-        with self._guard(RUN_START):
-            return self._finder.runs(query, sort=sort, skip=skip, limit=limit)
+        return plan_runs(self, query, sort, skip, limit)
 
     def count(self, query: Query | None = None) -> int:
-        if split_for_index(query)[1] is not None:
-            return len(self.runs(query))
+        return plan_count(self, query)
+
+    # -- the QueryIndex ability: what the planner asks the server -------------------------
+
+    def index_documents(self) -> frozenset[str]:
+        """Start and stop documents, and data summaries (narrowed by the summary index)."""
+        return _INDEXED
+
+    def index_runs(
+        self,
+        query: Query | None,
+        *,
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int | None,
+    ) -> Candidates:
+        """The server's answer for start and stop keys (:class:`RunFinder`); with
+        ``summary.*`` keys, the runs the summary index allows, each to be evaluated with the
+        summaries kept for them (fetched at once)."""
+        plain, on_summaries = _split_summaries(query)
+        if not on_summaries:
+            with self._guard(RUN_START):
+                return self._finder.candidates(query, sort, skip, limit)
+        with self._guard(SUMMARY):
+            keep = self._summaries.candidates(query)
+        if keep is not None:  # summary comparisons: only the runs the index allows
+            allowed = In("uid", tuple(sorted(keep)))
+            plain = allowed if plain is None else And((plain, allowed))
+        with self._guard(RUN_START):
+            found = self._finder.candidates(plain, sort)
+        records = [record for record, _ in found.records]
+        return Candidates(
+            [(record, False) for record in records],
+            ordered=found.ordered,
+            parts=_KeptSummaries(self, [r.uid for r in records]),
+        )
+
+    def index_count(self, query: Query | None) -> Candidates:
+        """Counted by the server for start and stop keys; listed for ``summary.*`` keys."""
+        if _split_summaries(query)[1]:
+            return self.index_runs(query, sort=(), skip=0, limit=None)
         with self._guard(RUN_START):
             return self._finder.count(query)
 
@@ -527,6 +546,18 @@ class MongoStore(DocumentStore):
                 # (a DatumPage TypedDict) is the dict DocumentStore.datum_pages yields
                 yield event_model.pack_datum_page(*datums[start:i])  # type: ignore[arg-type,misc]
                 start = i
+
+
+def _split_summaries(query: Query | None) -> tuple[Query | None, list[Query]]:
+    """``(conjuncts on start and stop keys, as one query or None; the other conjuncts)``:
+    what the run collections answer, and what needs the summaries."""
+    plain: list[Query] = []
+    other: list[Query] = []
+    for part in conjuncts(query):
+        (plain if documents_needed(part) <= {"start", "stop"} else other).append(part)
+    if not other:
+        return query, []
+    return (None if not plain else plain[0] if len(plain) == 1 else And(tuple(plain))), other
 
 
 class _KeptSummaries:

@@ -410,3 +410,35 @@ def test_summaries_are_kept_at_their_first_search_not_at_stop(database_uri):
         uids[0],
     ]
     store.close()
+
+
+def test_the_summary_index_narrows_what_the_store_answers_the_planner(database_uri, records):
+    """The QueryIndex answer for a summary comparison: only the runs the summary-values index
+    allows, each unsure (the evaluator decides), with their kept summaries fetched at once
+    (no run's summary is computed from its events again)."""
+    from intake_broker.store.abilities import QueryIndex
+
+    store = MongoStore(database_uri())
+    for i, record in enumerate(records[:12]):
+        store.insert("start", record.start)
+        if record.stop is not None:
+            store.insert("stop", record.stop)
+        store.set_summary(record.uid, "primary", "det", {"max": float(i)})
+    assert store.supports(QueryIndex) and "summary" in store.index_documents()
+    query = Comparison("ge", "summary.primary.det.max", 8) & Comparison("lt", "scan_id", 15)
+    found = store.index_runs(query, sort=[("time", -1)], skip=0, limit=None)
+    # runs 8..11 by the summary index, and the runs still acquiring (no stop: 0 and 6), whose
+    # summaries the index cannot speak for yet; scan_id (i % 20) < 15 holds for all twelve
+    acquiring = [r for r in records[:12] if r.stop is None]
+    allowed = [r for r in records[:12] if r in records[8:12] or r in acquiring]
+    assert [(r.uid, sure) for r, sure in found.records] == [
+        (r.uid, False) for r in reversed(allowed)
+    ]
+    assert found.parts is not None and found.ordered and not found.paged
+    computed: list[str] = []
+    summary = store.summary
+    store.summary = lambda uid: computed.append(uid) or summary(uid)  # type: ignore[method-assign]
+    matches = [r.uid for r in reversed(records[8:12])]
+    assert _uids(store.runs(query)) == matches and store.count(query) == len(matches)
+    assert computed and set(computed) <= {r.uid for r in acquiring}  # the others were kept
+    store.close()

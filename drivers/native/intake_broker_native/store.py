@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy as sa
@@ -38,13 +38,13 @@ from intake_broker.queries import (
 )
 from intake_broker.store import (
     NEWEST_FIRST,
+    Candidates,
     Chunk,
     DocumentStore,
     EventColumns,
     RunRecord,
-    run_matches,
-    select_runs,
-    split_for_index,
+    plan_count,
+    plan_runs,
 )
 
 from . import docs as jsondocs
@@ -123,6 +123,50 @@ def _bad_row_message(where: str, start: Any, err: Exception, engine: sa.Engine) 
         f"({err}); it is skipped. Rebuild the index from the data folder "
         "(intake-broker reindex) to restore it"
     )
+
+
+def _flagged(
+    rows: Iterable[Sequence[Any]], engine: sa.Engine, index: Any
+) -> Generator[tuple[RunRecord, bool], None, None]:
+    """``(record, sure)`` of ``(start_doc, stop_doc, sure)`` rows; a row whose documents
+    cannot be read is skipped with a warning, as :func:`_records` does."""
+    for row in rows:
+        try:
+            record = _record(row[0], row[1])
+        except _BadRow as err:
+            message = _bad_row_message(shown(index), row[0], err, engine)
+            warnings.warn(message, BadRowWarning, stacklevel=4)
+            continue
+        yield record, bool(row[2])
+
+
+class _Cursor:
+    """Flagged rows of one SQL statement read in batches from an open cursor: what a planner
+    reads up to its page's end. It owns the connection it reads from; closing it (the planner
+    does, and so does the end of the rows) releases both."""
+
+    def __init__(self, conn: sa.Connection, stmt: Any, engine: sa.Engine, index: Any):
+        self._conn = conn  # now this cursor's: its close() closes it
+        self._result = conn.execution_options(yield_per=_STREAM_BATCH).execute(stmt)
+        self._rows: Generator[tuple[RunRecord, bool], None, None] = _flagged(
+            self._result, engine, index
+        )
+
+    def __iter__(self) -> Iterator[tuple[RunRecord, bool]]:
+        return self
+
+    def __next__(self) -> tuple[RunRecord, bool]:
+        try:
+            return next(self._rows)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the cursor and the connection (again: nothing)."""
+        self._rows.close()
+        self._result.close()
+        self._conn.close()
 
 
 class BadRowWarning(UserWarning):
@@ -471,66 +515,69 @@ class NativeStore(DocumentStore):
         skip: int = 0,
         limit: int | None = None,
     ) -> list[RunRecord]:
-        index_part, rest = split_for_index(query, _INDEXED)
-        if rest is not None:  # descriptors.*: checked on the index's candidates
-            candidates = self.runs(index_part, sort=sort)
-            return select_runs(candidates, query, sort, skip, limit, store=self)
-        columns = [runs.c.start_doc, runs.c.stop_doc]
-        with self.engine.connect() as conn:
-            cond, irregular = self._condition(conn, query)
-            order = order_by(sort, irregular)
-            if order is None:  # a sort key without a column: sort in Python
-                rows = conn.execute(sa.select(*columns).where(cond.maybe)).all()
-                records = list(_records(rows, self.engine, shown(self.index)))
-                return select_runs(records, query, sort, skip, limit, store=self)
-            if cond.exact:
-                stmt = sa.select(*columns).where(cond.yes).order_by(*order).offset(skip)
-                if limit is not None:
-                    stmt = stmt.limit(limit)
-                return list(_records(conn.execute(stmt), self.engine, shown(self.index)))
-            stmt = sa.select(*columns, cond.yes.label("sure")).where(cond.maybe).order_by(*order)
-            found: list[RunRecord] = []
-            result = conn.execution_options(yield_per=_STREAM_BATCH).execute(stmt)
-            for start, stop, sure in result:
-                try:
-                    record = _record(start, stop)
-                except _BadRow as err:
-                    warnings.warn(
-                        _bad_row_message(shown(self.index), start, err, self.engine),
-                        BadRowWarning,
-                        stacklevel=2,
-                    )
-                    continue
-                if sure or run_matches(query, record, self):  # type: ignore[arg-type]
-                    if skip:
-                        skip -= 1
-                        continue
-                    found.append(record)
-                    if limit is not None and len(found) >= limit:
-                        break
-            result.close()
-            return found
+        return plan_runs(self, query, sort, skip, limit)
 
     def count(self, query: Query | None = None) -> int:
-        if split_for_index(query, _INDEXED)[1] is not None:
-            return len(self.runs(query))
-        with self.engine.connect() as conn:
+        return plan_count(self, query)
+
+    # -- the QueryIndex ability: what the planner asks the SQL index ------------------------
+
+    def index_documents(self) -> frozenset[str]:
+        """Start and stop documents, and data summaries (``descriptors.*`` is evaluated)."""
+        return _INDEXED
+
+    def index_runs(
+        self,
+        query: Query | None,
+        *,
+        sort: Sequence[tuple[str, int]],
+        skip: int,
+        limit: int | None,
+    ) -> Candidates:
+        """One SQL query: the rows its conditions may match, ordered by their columns (paged
+        in SQL when the translation is exact), streamed with the SQL's sure/unsure flag."""
+        conn, streaming = self.engine.connect(), False
+        try:
+            cond, irregular = self._condition(conn, query)
+            order = order_by(sort, irregular)
+            if cond.exact and order is not None:
+                page = sa.select(runs.c.start_doc, runs.c.stop_doc).where(cond.yes)
+                page = page.order_by(*order).offset(skip)
+                if limit is not None:
+                    page = page.limit(limit)
+                found = _records(conn.execute(page).all(), self.engine, shown(self.index))
+                return Candidates(((r, True) for r in found), paged=True)
+            sure = sa.true() if cond.exact else sa.func.coalesce(cond.yes, sa.false())
+            stmt = sa.select(runs.c.start_doc, runs.c.stop_doc, sure.label("sure"))
+            stmt = stmt.where(cond.maybe)
+            if order is None:  # a sort key without a column: the planner sorts
+                rows = conn.execute(stmt).all()
+                return Candidates(_flagged(rows, self.engine, self.index), ordered=False)
+            cursor = _Cursor(conn, stmt.order_by(*order), self.engine, self.index)
+            streaming = True
+            return Candidates(cursor)
+        finally:
+            if not streaming:  # else the cursor releases it
+                conn.close()
+
+    def index_count(self, query: Query | None) -> Candidates:
+        """``COUNT`` of the rows the SQL is sure of, and the unsure rows for the evaluator."""
+        conn, streaming = self.engine.connect(), False
+        try:
             cond, _ = self._condition(conn, query)
-            total = (
-                conn.execute(sa.select(sa.func.count()).select_from(runs).where(cond.yes)).scalar()
-                or 0
-            )
+            count = sa.select(sa.func.count()).select_from(runs).where(cond.yes)
+            total = conn.execute(count).scalar() or 0
             if cond.exact:
-                return total
-            rows = conn.execution_options(yield_per=_STREAM_BATCH).execute(
-                sa.select(runs.c.start_doc, runs.c.stop_doc).where(
-                    cond.maybe, sa.not_(sa.func.coalesce(cond.yes, sa.false()))
-                )
+                return Candidates((), counted=total)
+            unsure = sa.select(runs.c.start_doc, runs.c.stop_doc, sa.false()).where(
+                cond.maybe, sa.not_(sa.func.coalesce(cond.yes, sa.false()))
             )
-            return total + sum(
-                run_matches(query, r, self)  # type: ignore[arg-type]
-                for r in _records(rows, self.engine, shown(self.index))
-            )
+            cursor = _Cursor(conn, unsure, self.engine, self.index)
+            streaming = True
+            return Candidates(cursor, counted=total)
+        finally:
+            if not streaming:  # else the cursor releases it
+                conn.close()
 
     def run(self, uid: str) -> RunRecord:
         with self.engine.connect() as conn:

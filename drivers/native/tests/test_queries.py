@@ -30,7 +30,8 @@ from intake_broker.queries import (
     Regex,
     TimeRange,
 )
-from intake_broker.store import RunRecord, select_runs
+from intake_broker.store import NEWEST_FIRST, RunRecord, select_runs
+from intake_broker.testing import factories, insert_all
 from intake_broker_native import NativeStore
 
 SCALARS = [
@@ -386,3 +387,47 @@ def sa_engine(index):
     import sqlalchemy
 
     return sqlalchemy.create_engine(index)
+
+
+def test_an_exact_query_is_paged_by_the_index(tmp_path):
+    """What the SQL index answers the core's planner (the QueryIndex ability) for a query it
+    translates exactly: the page itself, from SQL, sure, with no cursor left open."""
+    store = NativeStore.in_folder(tmp_path)
+    for i in range(6):
+        plan = "scan" if i % 2 else "count"
+        insert_all(store, factories.scalar_run(time=1.7e9 + i, scan_id=i, plan_name=plan))
+    pool = store.engine.pool
+    before = pool.checkedout()
+    found = store.index_runs(Eq("plan_name", "scan"), sort=NEWEST_FIRST, skip=1, limit=1)
+    assert found.paged and pool.checkedout() == before
+    assert [r.start["scan_id"] for r, sure in found.records if sure] == [3]
+    assert [r.start["scan_id"] for r in store.runs(Eq("plan_name", "scan"), skip=1)] == [3, 1]
+    store.close()
+
+
+def test_an_inexact_query_streams_flagged_rows_and_releases_its_cursor(filled_store, runs):
+    """A query SQL cannot decide for every row is streamed with sure/unsure flags from an
+    open cursor, whose connection goes back to the pool when the planner has its page, or
+    the count its rows."""
+    records = [RunRecord(d[0][1], d[1][1] if len(d) > 1 else None) for d in runs]
+    pool = filled_store.engine.pool
+    before = pool.checkedout()
+    inexact = KeyPresent("a.b")  # a path that may run through a list: SQL is not sure of all
+    found = filled_store.index_runs(inexact, sort=NEWEST_FIRST, skip=0, limit=None)
+    assert not found.paged and found.ordered
+    flagged = iter(found.records)
+    next(flagged)
+    assert pool.checkedout() == before + 1  # streaming from its cursor
+    flagged.close()  # type: ignore[attr-defined]
+    assert pool.checkedout() == before
+    every = list(filled_store.index_runs(inexact, sort=NEWEST_FIRST, skip=0, limit=None).records)
+    assert {sure for _, sure in every} == {True, False}
+    assert pool.checkedout() == before  # read to the end: released
+
+    expected = select_runs(records, inexact)
+    assert [r.uid for r in filled_store.runs(inexact, limit=2)] == [r.uid for r in expected[:2]]
+    counted = filled_store.index_count(inexact)
+    assert 0 < counted.counted < len(expected) == filled_store.count(inexact)
+    assert pool.checkedout() == before + 1  # the unsure rows, until read or closed
+    counted.records.close()  # type: ignore[attr-defined]
+    assert pool.checkedout() == before
