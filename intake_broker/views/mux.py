@@ -573,7 +573,7 @@ def pivot(source: Any, fields: Sequence[str], *, time: str | None = None) -> xr.
         else np.repeat(parent_time, points)
     )
     coords = {
-        "time": new_time,
+        "time": ("time", new_time, dict(ds[time].attrs) if time else {}),
         "seq_num": (
             "time",
             np.repeat(
@@ -583,7 +583,13 @@ def pivot(source: Any, fields: Sequence[str], *, time: str | None = None) -> xr.
         "event_time": ("time", np.repeat(parent_time, points)),
         "point": ("time", np.tile(np.arange(points), events)),
     }
-    attrs = {**ds.attrs, "pivot_fields": fields, "pivot_time": time or "", "pivot_dim": point_dim}
+    attrs = {
+        **ds.attrs,
+        "pivot_fields": fields,
+        "pivot_time": time or "",
+        "pivot_dim": point_dim,
+        "pivot_dims": [str(ds[f].dims[1]) for f in series],
+    }
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
@@ -619,6 +625,9 @@ def stack(
     if time is None:
         time = ds.attrs.get("pivot_time") or None
     dim = dim or ds.attrs.get("pivot_dim") or "point"
+    recorded = ds.attrs.get("pivot_dims") or []
+    pivoted = list(ds.attrs.get("pivot_fields") or []) + [ds.attrs.get("pivot_time") or ""]
+    dims_of = {f: d for f, d in zip(pivoted, recorded, strict=False) if f}
     missing = [f for f in [*fields, by] if f not in ds.variables]
     if missing:
         raise FieldNotFound(
@@ -648,9 +657,15 @@ def stack(
             raise IncompatibleShapes(
                 f"stack takes fields of one value per row; {key!r} has dims {var.dims}"
             )
-        data_vars[key] = xr.Variable(("time", dim), var.data.reshape(events, points), var.attrs)
+        data_vars[key] = xr.Variable(
+            ("time", dims_of.get(key, dim)), var.data.reshape(events, points), var.attrs
+        )
     if time:
-        data_vars[time] = xr.Variable(("time", dim), ds["time"].values.reshape(events, points))
+        data_vars[time] = xr.Variable(
+            ("time", dims_of.get(time, dim)),
+            ds["time"].values.reshape(events, points),
+            dict(ds["time"].attrs),
+        )
     for name, array in ds.data_vars.items():
         key = str(name)
         if key in fields or key == time or array.dims[:1] != ("time",):
@@ -671,7 +686,7 @@ def stack(
         if "event_time" in ds.coords
         else ds["time"].values.reshape(events, points)[:, 0]
     )
-    coords = {
+    coords: dict[str, Any] = {
         "time": group_time,
         "seq_num": ("time", labels[starts])
         if by == "seq_num"

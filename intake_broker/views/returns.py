@@ -115,7 +115,9 @@ def to_pandas(source: Any) -> pd.DataFrame:
     return pd.DataFrame(frame, index=index)
 
 
-def _arrow_column(array: np.ndarray) -> pa.Array:
+def arrow_array(array: np.ndarray) -> pa.Array:
+    """One column as an Arrow array: numbers and datetimes wrap numpy's memory, arrays of
+    two or more dimensions become ``fixed_shape_tensor``, objects are converted."""
     import pyarrow as pa
 
     if array.ndim > 1:
@@ -138,7 +140,7 @@ def to_arrow(source: Any) -> pa.Table:
         raise ImportError("to_arrow needs pyarrow: pip install 'intake-broker[arrow]'") from err
     ds = _source(source)
     cols = columns(ds)
-    arrays = {name: _arrow_column(a) for name, a in cols.items()}
+    arrays = {name: arrow_array(a) for name, a in cols.items()}
     meta = {str(k): str(v) for k, v in ds.attrs.items() if isinstance(v, (str, int, float, bool))}
     return pa.table(arrays, metadata=meta or None)
 
