@@ -159,7 +159,48 @@ def _numeric(dtype: np.dtype) -> bool:
     return dtype.kind in "fiub"
 
 
-def _masked_take(var: xr.Variable, index: np.ndarray, valid: np.ndarray) -> xr.Variable:
+def _take_rows(block: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return block[rows]
+
+
+def _gather(var: xr.Variable, index: np.ndarray, chunks: tuple[int, ...] | None) -> xr.Variable:
+    """``var[index]`` along its first dimension, lazily when ``var`` is: one task per output
+    chunk (``chunks``, the target stream's), each reading only the source rows it needs (the
+    index ascends with the target's times, so a chunk needs a narrow range of rows). dask's
+    own fancy indexing would shuffle through a task per few rows."""
+    import dask.array as da
+    import xarray as xr
+
+    data = var.data
+    if not isinstance(data, da.Array):
+        return xr.Variable(var.dims, np.asarray(data)[index], var.attrs)
+    if not chunks or sum(chunks) != len(index):
+        chunks = (len(index),)
+    parts = []
+    start = 0
+    for size in chunks:
+        rows = index[start : start + size]
+        start += size
+        if size == 0:
+            parts.append(data[:0])
+            continue
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        source = data[lo:hi].rechunk({0: -1})
+        parts.append(
+            source.map_blocks(
+                _take_rows,
+                rows - lo,
+                chunks=((size,), *source.chunks[1:]),
+                dtype=data.dtype,
+                meta=np.empty((0,) * data.ndim, data.dtype),
+            )
+        )
+    return xr.Variable(var.dims, da.concatenate(parts) if parts else data[:0], var.attrs)
+
+
+def _masked_take(
+    var: xr.Variable, index: np.ndarray, valid: np.ndarray, chunks: tuple[int, ...] | None = None
+) -> xr.Variable:
     """``var[index]`` along its first dimension (``time``), NaN / None where not ``valid``."""
     import xarray as xr
 
@@ -170,7 +211,7 @@ def _masked_take(var: xr.Variable, index: np.ndarray, valid: np.ndarray) -> xr.V
         return xr.Variable(
             var.dims, np.full((len(index), *var.shape[1:]), fill, dtype=dtype), var.attrs
         )
-    taken = var[np.clip(index, 0, n - 1)]
+    taken = _gather(var, np.clip(index, 0, n - 1), chunks)
     if valid.all():
         return taken
     mask = xr.Variable(("time",), valid)
@@ -227,6 +268,7 @@ def align(
     datasets = {name: _dataset(run[name]) for name in names}
     base = datasets[on]
     target = _times(base, f"stream {on!r}")
+    chunks = next((v.chunks[0] for v in base.data_vars.values() if v.chunks), None)
     seen: dict[str, int] = {}
     for ds in datasets.values():
         for key in ds.data_vars:
@@ -280,12 +322,12 @@ def align(
                         span > 0, (target - times[lo]) / np.where(span > 0, span, 1), 0.0
                     )
                 w = xr.Variable(("time",), np.where(exact, 0.0, weight))
-                a = var.variable[lo].astype("float64")
-                b = var.variable[hi].astype("float64")
+                a = _gather(var.variable, lo, chunks).astype("float64")
+                b = _gather(var.variable, hi, chunks).astype("float64")
                 values = a * (1 - w) + b * w
                 values = values.where(xr.Variable(("time",), valid))
             else:
-                values = _masked_take(var.variable, index, valid)
+                values = _masked_take(var.variable, index, valid, chunks)
             values.attrs = {**var.attrs, "stream": name}
             out[new] = values
         out.coords[f"{name}_valid"] = ("time", valid)
