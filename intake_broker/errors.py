@@ -86,3 +86,25 @@ class CopyMismatch(BrokerError, RuntimeError):
 class DeadlineExceeded(BrokerError, TimeoutError):
     """Work ran past the deadline it was given (see :mod:`intake_broker.deadline`): a query
     too costly to answer in time. Narrow the query, or ask for less at once."""
+
+
+class InvalidArgument(BrokerError, ValueError):
+    """An argument of a reshaping or muxing call (``align``, ``merge_runs``, ``resample``, ...)
+    has a value that cannot be used: the message says which and what would be right."""
+
+
+class WrongArgumentType(InvalidArgument, TypeError):
+    """An argument has the wrong type (a tolerance given as a string, say)."""
+
+
+class NotMonotonic(BrokerError, ValueError):
+    """A time axis that must ascend does not (events recorded out of order, a clock reset)."""
+
+
+class IncompatibleShapes(BrokerError, ValueError):
+    """Arrays cannot be put together: a field's shape differs between the runs being merged,
+    or the groups being stacked differ in length."""
+
+
+class FieldNotFound(BrokerError, KeyError):
+    """A stream or dataset has no field (data key) of the requested name."""

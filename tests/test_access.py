@@ -562,3 +562,59 @@ def test_events_of_a_descriptor_no_run_holds_are_refused(writable):
     event = {**next(d for n, d in RUNS["a1"] if n == "event"), "descriptor": "no-such-desc"}
     with pytest.raises(InvalidDocument, match="insert the descriptor"):
         GuardedStore(writable, ProposalPolicy(), ADA).insert("event", event)
+
+
+def test_muxing_sees_only_the_runs_the_guard_shows(store):
+    from intake_broker.views.mux import merge_runs
+
+    cat = catalog_for(store, ADA)
+    merged = cat.merge(coords=["scan_id"])
+    assert names(merged["uid"].values.tolist()) == VISIBLE["ada"]
+    aligned = cat[UID["a1"]].align(["primary", "baseline"]).compute()
+    assert aligned["temperature"].values.tolist() == [290.0] * 3
+    held = catalog_for(store, BOB)[UID["b1"]]  # a run object of bob's ...
+    revoked = GuardedStore(store, ProposalPolicy(), ADA)
+    held._store = revoked  # ... read with ada's grant: refused on every path
+    for call in (
+        lambda: merge_runs([held]),
+        lambda: held.to_datatree(),
+        lambda: BrokerCatalog(revoked)[UID["b1"]],
+    ):
+        with pytest.raises(KeyError):
+            call()
+
+
+def test_arrow_events_through_the_service_leak_nothing(store, live_server, tmp_path_factory):
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("pyarrow")
+    import json
+
+    from intake_broker_server.auth import ApiKeyStore, AuthConfig, FileProvider
+
+    secrets = tmp_path_factory.mktemp("auth-arrow")
+    (secrets / "users.json").write_text(
+        json.dumps({"users": {"ada": {"proposals": ["p-1"]}, "bob": {"proposals": ["p-2"]}}})
+    )
+    keys = ApiKeyStore(secrets / "keys.json")
+    config = AuthConfig(
+        policy=ProposalPolicy(), api_keys=keys, provider=FileProvider(secrets / "users.json")
+    )
+    url = live_server.mount(store, auth=config)
+    arrow = {"Accept": "application/vnd.apache.arrow.stream"}
+    theirs = store.descriptors(UID["b1"])[0]["uid"]
+    try:
+        ada = {"Authorization": f"Apikey {keys.create('ada', ['read'])[1]}", **arrow}
+        bob = {"Authorization": f"Apikey {keys.create('bob', ['read'])[1]}", **arrow}
+        with httpx.Client(base_url=url, timeout=30) as http:
+            hidden = http.get(f"/api/v1/descriptors/{theirs}/events", headers=ada)
+            missing = http.get(f"/api/v1/descriptors/{'0' * 36}/events", headers=ada)
+            assert hidden.status_code == missing.status_code == 404
+            assert hidden.json()["error"] == missing.json()["error"]
+            assert UID["b1"] not in hidden.text
+            anonymous = http.get(f"/api/v1/descriptors/{theirs}/events", headers=arrow)
+            assert anonymous.status_code == 401
+            own = http.get(f"/api/v1/descriptors/{theirs}/events", headers=bob)
+            assert own.status_code == 200
+            assert own.headers["content-type"] == "application/vnd.apache.arrow.stream"
+    finally:
+        live_server.unmount(url)

@@ -564,4 +564,4 @@ class FederatedCatalog(BrokerCatalog):
         for key, value in (getattr(self, "_assets", None) or {}).items():
             own = member.assets.get(key)
             assets[key] = {**value, **own} if isinstance(value, dict) and own else value
-        return Run(self._store, record, assets=assets)
+        return Run(self._store, record, assets=assets, timezone=self.metadata.get("timezone"))

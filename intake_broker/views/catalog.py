@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from intake.catalog import Catalog
@@ -95,7 +95,7 @@ class BrokerCatalog(Catalog):
         return self._store.runs(_and(self._query, query), **kwargs)
 
     def _make_run(self, record: RunRecord) -> Run:
-        return Run(self._store, record, assets=self._assets)
+        return Run(self._store, record, assets=self._assets, timezone=self.metadata.get("timezone"))
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -236,6 +236,22 @@ class BrokerCatalog(Catalog):
             query = parse_query(query)
         save_query(name, as_query(query))
 
+    def merge(
+        self,
+        stream: str = "primary",
+        *,
+        dim: str = "run",
+        coords: Sequence[str] = ("scan_id",),
+        join: str = "outer",
+        fields: Sequence[str] | None = None,
+    ):
+        """One stream of every run of this catalog (newest first) as one lazy
+        ``xarray.Dataset`` along ``dim``: ``cat.search("plan_name == 'scan'").merge(coords=
+        ["scan_id", "temperature"])``. See :func:`intake_broker.views.mux.merge_runs`."""
+        from intake_broker.views.mux import merge_runs
+
+        return merge_runs(self.values(), stream, dim=dim, coords=coords, join=join, fields=fields)
+
     def insert(self, name: str, doc: Mapping[str, Any]) -> None:
         """Store one document; ``RE.subscribe(cat.insert)`` records a live experiment."""
         self._store.insert(name, doc)
@@ -297,6 +313,7 @@ class Run(Catalog):
         record: RunRecord,
         *,
         assets: Mapping[str, Any] | None = None,
+        timezone: str | None = None,
         **kwargs: Any,
     ):
         self._store = store
@@ -307,6 +324,8 @@ class Run(Catalog):
         metadata: dict[str, Any] = {"start": record.start, "stop": record.stop}
         if record.origin:
             metadata["origin"] = list(record.origin)
+        if timezone:
+            metadata["timezone"] = timezone
         super().__init__(name=record.uid, metadata=metadata, **kwargs)
 
     @property
@@ -358,7 +377,15 @@ class Run(Catalog):
             raise StreamNotFound(
                 f"run {self.uid[:8]} has no stream {name!r}; it has {self._stream_names()}"
             )
-        return Stream(self._store, self.uid, name, descriptors, assets=self._assets)
+        zone = self.metadata.get("timezone")
+        return Stream(
+            self._store,
+            self.uid,
+            name,
+            descriptors,
+            assets=self._assets,
+            metadata={"timezone": zone} if zone else None,
+        )
 
     def __getattr__(self, item: str) -> Any:
         if item.startswith("_"):
@@ -411,11 +438,39 @@ class Run(Catalog):
 
     canonical = documents
 
+    # -- shaping and other returns (intake_broker.views.mux / .returns) --------------------
+
+    def align(
+        self,
+        streams: Sequence[str],
+        *,
+        on: str = "primary",
+        method: str = "previous",
+        tolerance: Any = None,
+    ):
+        """The streams on the time axis of stream ``on``, as one ``xarray.Dataset`` (lazy):
+        ``run.align(["primary", "baseline", "monitor"], method="previous", tolerance=0.5)``.
+        See :func:`intake_broker.views.mux.align` for the rules at the edges."""
+        from intake_broker.views.mux import align
+
+        return align(self, streams, on=on, method=method, tolerance=tolerance)
+
+    def to_datatree(self, lazy: bool = True):
+        """The run as an ``xarray.DataTree``: a node per stream, configuration as
+        ``<stream>/config/<device>`` nodes, start and stop as the root's attributes."""
+        from intake_broker.views.returns import to_datatree
+
+        return to_datatree(self, lazy=lazy)
+
     def __reduce__(self):
         return (
             Run,
             (self._store, self._record),
-            {"_asset_options": self._asset_options, "_assets": self._assets},
+            {
+                "_asset_options": self._asset_options,
+                "_assets": self._assets,
+                "metadata": self.metadata,
+            },
         )
 
     def __setstate__(self, state: dict) -> None:

@@ -262,8 +262,10 @@ class Stream(DataSource):
         exclude: Sequence[str] | None = None,
         metadata: dict | None = None,
         assets: AssetReader | None = None,
+        datetimes: str | None = None,
     ):
         self._store = store
+        self._datetimes = datetimes
         self._assets = assets
         self._run_uid = run_uid
         self._descriptors = list(descriptors)
@@ -275,9 +277,30 @@ class Stream(DataSource):
         super().__init__(metadata={**meta, **(metadata or {})})
 
     def __call__(
-        self, include: Sequence[str] | None = None, exclude: Sequence[str] | None = None, **kwargs
+        self,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        *,
+        datetimes: bool | str = False,
+        **kwargs,
     ) -> Stream:
-        """The same stream restricted to ``include`` keys and without ``exclude`` keys."""
+        """The same stream restricted to ``include`` keys and without ``exclude`` keys.
+
+        ``datetimes=True`` adds a ``datetime`` coordinate (``datetime64[ns]`` wall times in the
+        catalog's time zone, UTC when it names none); a zone name (``"Europe/Berlin"``) picks
+        the zone. ``time`` stays float seconds.
+        """
+        zone: str | None = None
+        if datetimes is True:
+            zone = self.metadata.get("timezone") or "UTC"
+        elif isinstance(datetimes, str):
+            zone = datetimes
+        elif datetimes is not False:
+            from intake_broker.errors import WrongArgumentType
+
+            raise WrongArgumentType(
+                f"datetimes must be True, False or a time zone name, not {datetimes!r}"
+            )
         return Stream(
             self._store,
             self._run_uid,
@@ -286,6 +309,8 @@ class Stream(DataSource):
             include=include,
             exclude=exclude,
             assets=self._assets,
+            datetimes=zone,
+            metadata={k: v for k, v in self.metadata.items() if k == "timezone"},
         )
 
     def __repr__(self) -> str:
@@ -338,11 +363,18 @@ class Stream(DataSource):
                 if k in dk
             }
             data_vars[key] = xr.Variable(dims, array, attrs=attrs)
-        return xr.Dataset(
+        import intake_broker.views.returns  # noqa: F401  (registers the ds.broker accessor)
+
+        ds = xr.Dataset(
             data_vars,
             coords={"time": time, "seq_num": ("time", seq_num)},
             attrs={"stream_name": self.name, "run_uid": self._run_uid},
         )
+        if self._datetimes is not None:
+            from intake_broker.views.mux import with_datetimes
+
+            ds = with_datetimes(ds, self._datetimes)
+        return ds
 
     def to_dask(self):
         """The stream as a lazy ``xarray.Dataset``: one dask chunk per stored page."""
@@ -351,6 +383,47 @@ class Stream(DataSource):
     def read(self):
         """The stream as an ``xarray.Dataset`` held in memory."""
         return self._dataset("data", lazy=False)
+
+    # -- other returns and shapes (intake_broker.views.returns / .mux) ---------------------
+
+    def to_pandas(self):
+        """The stream as a ``pandas.DataFrame`` indexed by ``time`` (array fields: one numpy
+        array per cell)."""
+        from intake_broker.views.returns import to_pandas
+
+        return to_pandas(self.read())
+
+    def to_numpy(self, structured: bool = False):
+        """The stream's columns as a dict of numpy arrays (``time``, ``seq_num`` and each
+        field), or one structured array."""
+        from intake_broker.views.returns import to_numpy
+
+        return to_numpy(self.read(), structured=structured)
+
+    def to_arrow(self):
+        """The stream as a ``pyarrow.Table``; images as ``fixed_shape_tensor`` columns."""
+        from intake_broker.views.returns import to_arrow
+
+        return to_arrow(self.read())
+
+    def resample(self, period: Any, how: str = "mean"):
+        """The stream in bins of ``period`` (``"1s"``, seconds, a timedelta): see
+        :func:`intake_broker.views.mux.resample`."""
+        from intake_broker.views.mux import resample
+
+        return resample(self.to_dask(), period, how)
+
+    def split(self, by: str) -> dict:
+        """The events grouped by the value of field ``by``: ``{value: dataset}``."""
+        from intake_broker.views.mux import split
+
+        return split(self.to_dask(), by)
+
+    def pivot(self, fields: Sequence[str] | str, *, time: str | None = None):
+        """Waveform fields as a series of events: see :func:`intake_broker.views.mux.pivot`."""
+        from intake_broker.views.mux import pivot
+
+        return pivot(self.to_dask(), fields, time=time)
 
     def _get_partition(self, i: int):
         return self.to_dask().isel(time=self._partition_slice(i)).load()

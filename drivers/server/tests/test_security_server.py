@@ -37,6 +37,9 @@ from intake_broker_server.testing import LiveServer, free_port
 DEADLINE = 0.5  # seconds: the deadline of the servers of these tests
 HANG_GUARD = 30.0  # seconds: a request not answered by then has hung the server
 
+#: Asking the events endpoint for Arrow IPC.
+ARROW = {"Accept": "application/vnd.apache.arrow.stream"}
+
 #: What must never appear in an error body.
 LEAKS = ("SELECT", "[SQL", "sqlalche.me", "Traceback", 'File "', "sqlite3.", "psycopg", ".py")
 
@@ -455,6 +458,17 @@ def _crafted(uid: str, descriptor: str) -> list[tuple[str, str, dict]]:
         ("GET", f"{runs}/{'x' * 5000}", {}),
         ("GET", f"{runs}/{uid}/resources/nope", {}),
         ("GET", f"/api/v1/descriptors/{'0' * 36}/events", {}),
+        ("GET", f"/api/v1/descriptors/{'0' * 36}/events", {"headers": ARROW}),
+        (
+            "GET",
+            f"/api/v1/descriptors/{descriptor}/events",
+            {"params": {"fields": "no"}, "headers": ARROW},
+        ),
+        (
+            "GET",
+            f"/api/v1/descriptors/{descriptor}/events",
+            {"params": {"groups": "index,oops"}, "headers": ARROW},
+        ),
         ("GET", f"/api/v1/descriptors/{descriptor}/events", {"params": {"groups": "index,oops"}}),
         (
             "GET",
