@@ -86,3 +86,14 @@ class CopyMismatch(BrokerError, RuntimeError):
 class DeadlineExceeded(BrokerError, TimeoutError):
     """Work ran past the deadline it was given (see :mod:`intake_broker.deadline`): a query
     too costly to answer in time. Narrow the query, or ask for less at once."""
+
+
+class ExportError(BrokerError, OSError):
+    """An export cannot be written: the destination is unwritable or full, it holds an export
+    of another format, or a run cannot be put in the chosen format. Nothing is left under the
+    name of a file that was not written whole."""
+
+
+class BadMapping(BrokerError, ValueError):
+    """A NeXus mapping (the "NeXus dictionary" of a beamline) is malformed: the message names
+    the entry and what a valid one looks like."""
