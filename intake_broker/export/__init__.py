@@ -52,6 +52,7 @@ FORMATS: dict[str, str] = {
     "tsv": "intake_broker.export.tables:TSVExporter",
     "parquet": "intake_broker.export.tables:ParquetExporter",
     "zarr": "intake_broker.export.zarrfmt:ZarrExporter",
+    "nexus": "intake_broker.export.nexus:NexusExporter",
 }
 
 

@@ -85,10 +85,14 @@ class Manifest:
         return [f for run in self.runs.values() for f in run.files]
 
     def to_json(self) -> str:
-        from intake_broker import __version__
+        from importlib.metadata import PackageNotFoundError, version
 
+        try:
+            tool = f"intake-broker {version('intake-broker')}"
+        except PackageNotFoundError:
+            tool = "intake-broker"
         out = asdict(self)
-        out["tool"] = f"intake-broker {__version__}"
+        out["tool"] = tool
         out["runs"] = {uid: asdict(run) for uid, run in self.runs.items()}
         return json.dumps(out, indent=1, sort_keys=True, default=str)
 
@@ -97,9 +101,7 @@ class Manifest:
         try:
             raw = json.loads(text)
             runs = {
-                uid: RunExport(
-                    **{**run, "files": [FileRecord(**f) for f in run.get("files", [])]}
-                )
+                uid: RunExport(**{**run, "files": [FileRecord(**f) for f in run.get("files", [])]})
                 for uid, run in raw.get("runs", {}).items()
             }
             return cls(
@@ -342,7 +344,9 @@ class Exporter:
 
     def new_record(self, run: Any) -> RunExport:
         start = run.metadata["start"]
-        return RunExport(uid=run.uid, scan_id=start.get("scan_id"), plan_name=start.get("plan_name"))
+        return RunExport(
+            uid=run.uid, scan_id=start.get("scan_id"), plan_name=start.get("plan_name")
+        )
 
 
 def run_metadata(run: Any) -> dict[str, Any]:

@@ -33,8 +33,11 @@ def _plain(ds: Any) -> Any:
     for key in list(ds.data_vars):
         values = ds[key].values
         if values.dtype.kind == "O":
-            ds[key] = ds[key].copy(data=np.asarray(["" if v is None else str(v) for v in
-                                                    values.reshape(-1)]).reshape(values.shape))
+            ds[key] = ds[key].copy(
+                data=np.asarray(["" if v is None else str(v) for v in values.reshape(-1)]).reshape(
+                    values.shape
+                )
+            )
     return ds
 
 
@@ -42,7 +45,6 @@ class ZarrExporter(Exporter):
     """A zarr v3 group per run, a subgroup per stream (read with plain xarray)."""
 
     name = "zarr"
-    defaults: dict[str, Any] = {}
 
     def write_run(
         self,
@@ -76,15 +78,22 @@ class ZarrExporter(Exporter):
                     block = _plain(block)
                     block.attrs = {"stream_name": stream_name, "run_uid": run.uid}
                     if first:
-                        block.to_zarr(str(path), group=group, mode="w", zarr_format=3,
-                                      consolidated=False)
+                        block.to_zarr(
+                            str(path), group=group, mode="w", zarr_format=3, consolidated=False
+                        )
                         first = False
                     else:
-                        block.to_zarr(str(path), group=group, append_dim="time",
-                                      zarr_format=3, consolidated=False)
+                        block.to_zarr(
+                            str(path),
+                            group=group,
+                            append_dim="time",
+                            zarr_format=3,
+                            consolidated=False,
+                        )
                 if first:  # no events: the empty arrays, so the stream is there
                     empty = _plain(stream(include=keys).to_dask().load())
-                    empty.to_zarr(str(path), group=group, mode="w", zarr_format=3,
-                                  consolidated=False)
+                    empty.to_zarr(
+                        str(path), group=group, mode="w", zarr_format=3, consolidated=False
+                    )
         record.files.extend(files)
         return record
