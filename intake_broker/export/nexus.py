@@ -59,7 +59,7 @@ _KNOWN_CLASSES = {
     "/entry/user": "NXuser",
     "/entry/monitor": "NXmonitor",
 }
-_EVENT_ROWS = 10_000
+_EVENT_ROWS = 100_000
 
 
 # -- the mapping ----------------------------------------------------------------------------------
@@ -418,7 +418,7 @@ class NexusExporter(Exporter):
                     )
                     if not len(cols):
                         continue
-                    _append(out, "uid", np.asarray(cols.uid, dtype=object))
+                    _append(out, "uid", _uids(cols.uid))
                     _append(out, "seq_num", np.asarray(cols.seq_num))
                     _append(out, "time", np.asarray(cols.time))
                     for key, values in cols.data.items():
@@ -448,6 +448,15 @@ class NexusExporter(Exporter):
                         if not asset_kind(descriptor["data_keys"].get(key, {})):
                             continue  # stores keep a column for every key; events have external
                         _append(filled, key, np.asarray([to_json(v) for v in values], dtype=object))
+
+
+def _uids(values: Any) -> np.ndarray:
+    """Event uids as fixed-width ASCII (fast to write and read) when they all are ASCII."""
+    array = np.asarray(values, dtype=object)
+    try:
+        return np.asarray(array, dtype="S")
+    except UnicodeEncodeError:
+        return array
 
 
 def _check_application(path: Path, application: dict) -> None:
