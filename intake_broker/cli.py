@@ -341,6 +341,8 @@ class IngestError(BrokerError):
 
 
 _FORMATS = (".jsonl", ".msgpack")
+#: NeXus/HDF5 files ingest reads (the documents an export embedded, or a plain NeXus file).
+_NEXUS = (".nxs", ".nx5", ".h5", ".hdf5", ".hdf")
 
 
 def ingest_sources(sources: Sequence[str]) -> list[str]:
@@ -351,16 +353,17 @@ def ingest_sources(sources: Sequence[str]) -> list[str]:
         if source == "-":
             files.append(source)
         elif path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in _FORMATS)
+            found = sorted(p for p in path.iterdir() if p.suffix in _FORMATS + _NEXUS)
             if not found:
                 raise BrokerError(f"folder {source!r} holds no *.jsonl or *.msgpack files")
             files.extend(map(str, found))
         elif not path.exists():
             raise BrokerError(f"no such file or folder: {source!r}")
-        elif path.suffix not in _FORMATS:
+        elif path.suffix not in _FORMATS + _NEXUS:
             raise UsageError(
                 f"{source!r}: unknown file type; ingest reads suitcase *.jsonl or "
-                "*.msgpack files, folders of them, or - (JSONL on stdin)"
+                "*.msgpack files, NeXus *.nxs / *.h5 files, folders of them, or - (JSONL on "
+                "stdin)"
             )
         else:
             files.append(source)
@@ -370,6 +373,12 @@ def ingest_sources(sources: Sequence[str]) -> list[str]:
 def _read(source: str) -> Iterator[tuple[str, str, dict]]:
     """``(where, name, doc)`` for each ``[name, doc]`` pair of a suitcase file (or of stdin),
     parsed by the store of that format (the files driver's ``jsonl`` and ``msgpack``)."""
+    if source != "-" and Path(source).suffix in _NEXUS:
+        from intake_broker.export.nexus import read_documents
+
+        for i, (name, doc) in enumerate(read_documents(source)):
+            yield f"document {i + 1}", name, doc
+        return
     if source == "-":
         data, label, fmt = getattr(sys.stdin, "buffer", sys.stdin).read(), "<stdin>", "jsonl"
     else:
@@ -441,6 +450,57 @@ def cmd_ingest(args: argparse.Namespace, catalog: Any) -> int:
     return 0
 
 
+def _key_values(pairs: Sequence[str] | None, what: str) -> dict[str, Any]:
+    """``KEY=VALUE`` options; a VALUE that parses as JSON (numbers, true, lists) is that."""
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what} {pair!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def cmd_export(args: argparse.Namespace, catalog: Any) -> int:
+    """Write runs to a folder or URL in a format, with a manifest (resumable)."""
+    from intake_broker.export import export_runs
+
+    text = " ".join(args.target)
+    try:
+        runs, total, what = [lookup_run(catalog, text)], 1, "run"
+    except KeyError:
+        if len(args.target) == 1 and re.fullmatch(r"-?\d+|[0-9a-fA-F-]{6,}", text):
+            raise
+        found = catalog.search(parse_query(text))
+        runs, total, what = found.values(), len(found), "runs"
+    manifest = export_runs(
+        runs,
+        args.format,
+        args.to,
+        streams=args.stream,
+        fields=args.field,
+        storage_options=_key_values(args.storage_option, "--storage-option"),
+        progress=args.progress,
+        total=total,
+        resume=not args.overwrite,
+        **_key_values(args.option, "--option"),
+    )
+    files = manifest.files
+    size = sum(f.bytes for f in files)
+    print(
+        f"exported {len(manifest.runs)} {what if len(manifest.runs) == 1 else 'runs'} to "
+        f"{args.to} as {args.format}: {len(files)} files, {size:,} bytes; manifest.json "
+        "lists them with SHA-256 sums"
+    )
+    for run in manifest.runs.values():
+        for skip in run.skipped:
+            print(f"  left out {run.uid[:8]} {skip['stream']}.{skip['field']}: {skip['reason']}")
+    return 0
+
+
 def cmd_catalogs(args: argparse.Namespace, catalog: Any) -> int:
     """List the catalogs found by discovery (``from intake_broker import catalog``)."""
     from intake_broker.catalogs.discovery import Catalogs, search_path
@@ -471,6 +531,7 @@ _EXAMPLES = """examples:
   intake-broker show -1                 the newest run (also: a uid prefix or a scan_id)
   intake-broker search 'plan_name == "scan" and scan_id > 4'
   intake-broker ingest runs/*.jsonl     add suitcase-jsonl / suitcase-msgpack files
+  intake-broker export -1 --format nexus --to out/   the newest run as NeXus/HDF5
 """
 
 
@@ -520,12 +581,14 @@ def build_parser(commands: dict[str, Command] | None = None) -> argparse.Argumen
     demo.add_argument("--seed", type=int, default=None, help="seed of the simulated noise")
     demo.set_defaults(func=cmd_demo)
 
-    ingest = sub.add_parser("ingest", help="add suitcase JSONL / msgpack files to the catalog")
+    ingest = sub.add_parser(
+        "ingest", help="add suitcase JSONL / msgpack files or NeXus files to the catalog"
+    )
     ingest.add_argument(
         "sources",
         nargs="+",
         metavar="SOURCE",
-        help="*.jsonl or *.msgpack files, folders of them, or - for a JSONL "
+        help="*.jsonl, *.msgpack or NeXus *.nxs/*.h5 files, folders of them, or - for a JSONL "
         "stream of [name, doc] lines on stdin",
     )
     ingest.add_argument(
@@ -597,6 +660,54 @@ def build_parser(commands: dict[str, Command] | None = None) -> argparse.Argumen
     )
     summarize.add_argument("runs", nargs="*", metavar="RUN", help="default: every run")
     summarize.set_defaults(func=cmd_summarize)
+
+    export = sub.add_parser(
+        "export",
+        help="write runs to a folder or URL (csv, parquet, zarr, nexus, jsonl, ...) with a "
+        "manifest of files and checksums (resumable: a re-run skips runs written whole)",
+    )
+    export.add_argument(
+        "target",
+        nargs="+",
+        metavar="RUN|QUERY",
+        help="a run (uid, uid prefix, scan_id, -1) or a query (see search)",
+    )
+    export.add_argument(
+        "--format",
+        required=True,
+        metavar="F",
+        help="jsonl, msgpack, csv, tsv, parquet, zarr, nexus, tiff, package",
+    )
+    export.add_argument(
+        "--to",
+        required=True,
+        metavar="DIR_OR_URL",
+        help="a folder or an fsspec URL (s3://bucket/prefix)",
+    )
+    export.add_argument(
+        "--stream", action="append", metavar="NAME", help="only this stream (repeat for more)"
+    )
+    export.add_argument(
+        "--field", action="append", metavar="KEY", help="only this data key (repeat for more)"
+    )
+    export.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an option of the format (e.g. arrays=json for csv)",
+    )
+    export.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an fsspec option of the destination (e.g. endpoint_url=...)",
+    )
+    export.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write every run again, even those the manifest lists as written",
+    )
+    export.set_defaults(func=cmd_export)
 
     catalogs = sub.add_parser(
         "catalogs",

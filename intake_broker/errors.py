@@ -108,3 +108,12 @@ class IncompatibleShapes(BrokerError, ValueError):
 
 class FieldNotFound(BrokerError, KeyError):
     """A stream or dataset has no field (data key) of the requested name."""
+class ExportError(BrokerError, OSError):
+    """An export cannot be written: the destination is unwritable or full, it holds an export
+    of another format, or a run cannot be put in the chosen format. Nothing is left under the
+    name of a file that was not written whole."""
+
+
+class BadMapping(BrokerError, ValueError):
+    """A NeXus mapping (the "NeXus dictionary" of a beamline) is malformed: the message names
+    the entry and what a valid one looks like."""

@@ -256,6 +256,14 @@ class BrokerCatalog(Catalog):
         """Store one document; ``RE.subscribe(cat.insert)`` records a live experiment."""
         self._store.insert(name, doc)
 
+    def export(self, format: str, dest: Any, **kwargs: Any) -> Any:
+        """Write every run of this catalog (newest first) to ``dest`` in ``format``; returns
+        the manifest. Resumable: runs already written whole are skipped. See
+        :func:`intake_broker.export.export_runs` for the formats and options."""
+        from intake_broker.export import export_runs
+
+        return export_runs(self.values(), format, dest, total=len(self), **kwargs)
+
     def _load(self) -> None:  # intake calls this on construction; there is nothing to preload
         pass
 
@@ -461,6 +469,14 @@ class Run(Catalog):
         from intake_broker.views.returns import to_datatree
 
         return to_datatree(self, lazy=lazy)
+    def export(self, format: str, dest: Any, **kwargs: Any) -> Any:
+        """Write this run to ``dest`` (a folder or fsspec URL) in ``format``: ``jsonl``,
+        ``msgpack``, ``csv``, ``tsv``, ``parquet``, ``zarr``, ``nexus``, ...; returns the
+        manifest (files, sizes, SHA-256). ``streams=`` and ``fields=`` choose data; other
+        keywords are the format's options. See :func:`intake_broker.export.export_runs`."""
+        from intake_broker.export import export_runs
+
+        return export_runs([self], format, dest, total=1, **kwargs)
 
     def __reduce__(self):
         return (
