@@ -37,6 +37,7 @@ from .base import (
     register_query,
     resolve_key,
 )
+from .annotations import Annotated, NoteText, Viewer, bind_viewer
 from .mongo import as_query, from_mongo, to_mongo
 from .search import FullText, Fuzzy, ScanID, ScanIDRange
 from .types import (
@@ -53,6 +54,10 @@ from .types import (
 )
 
 __all__ = [
+    "Annotated",
+    "NoteText",
+    "Viewer",
+    "bind_viewer",
     "COMPARISON_OPERATORS",
     "DOCUMENT_PREFIXES",
     "QUERY_TYPES",
