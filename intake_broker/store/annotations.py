@@ -628,7 +628,8 @@ def attach_annotations(store: DocumentStore, spec: Any) -> DocumentStore:
 
                 if spec.startswith("sqlite:///~"):
                     spec = "sqlite:///" + os.path.expanduser(spec[len("sqlite:///") :])
-                backend = cls(index=spec)
+                opener = getattr(cls, "annotation_index", None)
+                backend = opener(spec) if opener is not None else cls(index=spec)
             else:
                 backend = cls(spec)
     return AttachedAnnotations(store, backend)
