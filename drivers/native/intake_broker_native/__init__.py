@@ -26,6 +26,7 @@ from .errors import (
 )
 from .recovery import ReindexReport, main, reindex
 from .schema import SCHEMA_VERSION
+from .annotations import AnnotationIndex
 from .store import NativeStore
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ __all__ = [
     "IndexUnavailable",
     "MissingChunk",
     "NativeCatalog",
+    "AnnotationIndex",
     "NativeStore",
     "ReindexReport",
     "SchemaVersionError",

@@ -315,7 +315,7 @@ ANNOTATION_TABLES = (
 def _add_annotations(conn: sa.Connection) -> None:
     """Version 4: the annotation tables (empty)."""
     for table in ANNOTATION_TABLES:
-        table.create(conn)
+        table.create(conn, checkfirst=True)
 
 
 MIGRATIONS[3] = _add_annotations
