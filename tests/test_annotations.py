@@ -92,3 +92,57 @@ def test_a_store_without_the_ability_says_so():
 def test_the_memory_store_has_the_ability():
     assert MemoryStore().supports(Annotations)
     assert isinstance(MemoryAnnotations(), Annotations)
+
+
+def test_federated_annotations_follow_the_run():
+    from intake_broker.federation.federated import FederatedStore
+    from intake_broker.testing import factories
+
+    a, b = MemoryStore(), MemoryStore()
+    docs_a, docs_b = factories.scalar_run(), factories.scalar_run(scan_id=2, time=1_700_000_500.0)
+    insert_all(a, docs_a)
+    insert_all(b, docs_b)
+    fed = BrokerCatalog(FederatedStore({"a": a, "b": b}))
+    fed[docs_b[0][1]["uid"]].tag("in-b")
+    assert b.annotations(docs_b[0][1]["uid"])[0]["tags"] == ["in-b"]
+    assert a.annotations(docs_a[0][1]["uid"]) == []
+    assert [r.uid for r in fed.search('tags contains "in-b"').values()] == [docs_b[0][1]["uid"]]
+
+
+def test_yaml_annotations_argument(tmp_path):
+    from intake_broker.catalogs.config import open_catalog
+
+    (tmp_path / "cat.yml").write_text(
+        "sources:\n  mem:\n    driver: bluesky-memory-catalog\n    args:\n      annotations: memory\n"
+    )
+    cat = open_catalog(str(tmp_path / "cat.yml"))["mem"]
+    assert isinstance(cat.store, AttachedAnnotations)
+
+
+def test_cli_tag_untag_note_annotations(tmp_path, capsys):
+    pytest.importorskip("intake_broker_native")
+    from intake_broker.cli import main
+
+    data = str(tmp_path / "runs")
+    assert main(["--catalog", "native", "--data", data, "--no-progress", "demo", "--runs", "2"]) == 0
+    capsys.readouterr()
+    assert main(["--catalog", "native", "--data", data, "tag", "-1", "good", "lab6"]) == 0
+    assert main(["--catalog", "native", "--data", data, "note", "-1", "bad", "alignment",
+                 "--set", "rating=4", "--visibility", "public"]) == 0  # fmt: skip
+    assert main(["--catalog", "native", "--data", data, "untag", "-1", "lab6"]) == 0
+    capsys.readouterr()
+    assert main(["--catalog", "native", "--data", data, "ls"]) == 0
+    out = capsys.readouterr().out
+    assert "TAGS" in out and "good" in out and "lab6" not in out
+    assert main(["--catalog", "native", "--data", data, "search", 'tags contains "good"']) == 0
+    assert len([ln for ln in capsys.readouterr().out.splitlines() if "good" in ln]) == 1
+    assert main(["--catalog", "native", "--data", data, "annotations", "-1"]) == 0
+    out = capsys.readouterr().out
+    assert "rating = 4" in out and "note: bad alignment" in out and "tags: good" in out
+    assert main(["--catalog", "native", "--data", data, "annotations", "-1", "--history"]) == 0
+    out = capsys.readouterr().out
+    assert "+good" in out and "-lab6" in out and "rating=4" in out
+    assert main(["--catalog", "native", "--data", data, "show", "-1"]) == 0
+    assert "annotations:" in capsys.readouterr().out
+    assert main(["--catalog", "native", "--data", data, "tag", "-1", "x", "--if-version", "9"]) == 1
+    assert "version 2, not 9" in capsys.readouterr().err

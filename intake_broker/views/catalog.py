@@ -46,6 +46,10 @@ class BrokerCatalog(Catalog):
         Relocation of asset roots: ``{old_root: new_root}``.
     asset_storage_options : dict, optional
         fsspec options for opening asset files at URLs (e.g. an S3 ``endpoint_url``).
+    annotations : str, optional
+        Where to keep annotations of these runs when the store cannot (read-only files, a
+        MongoDB you may not write): ``"sqlite:///~/notes.db"``, ``"postgresql://..."``, a
+        service URL, or ``"memory"`` (see :mod:`intake_broker.store.annotations`).
     """
 
     container = "catalog"
@@ -63,8 +67,13 @@ class BrokerCatalog(Catalog):
         root_map: Mapping[str, str] | None = None,
         asset_storage_options: Mapping[str, Any] | None = None,
         name: str | None = None,
+        annotations: str | None = None,
         **kwargs: Any,
     ):
+        if annotations is not None:
+            from intake_broker.store.annotations import attach_annotations
+
+            store = attach_annotations(store, annotations)
         self._store = store
         self._query = as_query(query)
         self._assets = {
