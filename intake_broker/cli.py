@@ -389,7 +389,9 @@ def _where(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_tag(args: argparse.Namespace, catalog: Any) -> int:
     run = lookup_run(catalog, args.run)
     made = run.tag(*args.tags, if_version=args.if_version, **_where(args))
-    print(f"{run.uid[:8]}: tags {', '.join(made['tags'])} ({made['visibility']}, v{made['version']})")
+    print(
+        f"{run.uid[:8]}: tags {', '.join(made['tags'])} ({made['visibility']}, v{made['version']})"
+    )
     return 0
 
 
@@ -431,9 +433,16 @@ def cmd_annotations(args: argparse.Namespace, catalog: Any) -> int:
     for e in run.annotation_history():
         after, before = e["after"], e["before"] or {"tags": [], "fields": {}, "note": ""}
         what = []
-        added, removed = set(after["tags"]) - set(before["tags"]), set(before["tags"]) - set(after["tags"])
+        added, removed = (
+            set(after["tags"]) - set(before["tags"]),
+            set(before["tags"]) - set(after["tags"]),
+        )
         what += [f"+{t}" for t in sorted(added)] + [f"-{t}" for t in sorted(removed)]
-        what += [f"{k}={json.dumps(v)}" for k, v in after["fields"].items() if before["fields"].get(k) != v]
+        what += [
+            f"{k}={json.dumps(v)}"
+            for k, v in after["fields"].items()
+            if before["fields"].get(k) != v
+        ]
         what += [f"-{k}" for k in before["fields"] if k not in after["fields"]]
         if after["note"] != before["note"]:
             what.append("note")

@@ -574,7 +574,10 @@ def annotated_world(request, tmp_path_factory):
     """RUNS with annotations ada wrote on her run a1 (private, proposal, public) and bob on
     b1 (private, proposal)."""
     base = filled_store(request.param, tmp_path_factory.mktemp("ann"), request, "ann_matrix")
-    for who, name, tags in ((ADA, "a1", ("mine", "ours", "everyones")), (BOB, "b1", ("bobs", "p2"))):
+    for who, name, tags in (
+        (ADA, "a1", ("mine", "ours", "everyones")),
+        (BOB, "b1", ("bobs", "p2")),
+    ):
         run = catalog_for(base, who)[UID[name]]
         for tag, visibility in zip(tags, ("private", "proposal", "public"), strict=False):
             run.tag(tag, visibility=visibility)

@@ -113,7 +113,8 @@ def test_yaml_annotations_argument(tmp_path):
     from intake_broker.catalogs.config import open_catalog
 
     (tmp_path / "cat.yml").write_text(
-        "sources:\n  mem:\n    driver: bluesky-memory-catalog\n    args:\n      annotations: memory\n"
+        "sources:\n  mem:\n    driver: bluesky-memory-catalog\n"
+        "    args:\n      annotations: memory\n"
     )
     cat = open_catalog(str(tmp_path / "cat.yml"))["mem"]
     assert isinstance(cat.store, AttachedAnnotations)
@@ -124,7 +125,9 @@ def test_cli_tag_untag_note_annotations(tmp_path, capsys):
     from intake_broker.cli import main
 
     data = str(tmp_path / "runs")
-    assert main(["--catalog", "native", "--data", data, "--no-progress", "demo", "--runs", "2"]) == 0
+    assert (
+        main(["--catalog", "native", "--data", data, "--no-progress", "demo", "--runs", "2"]) == 0
+    )
     capsys.readouterr()
     assert main(["--catalog", "native", "--data", data, "tag", "-1", "good", "lab6"]) == 0
     assert main(["--catalog", "native", "--data", data, "note", "-1", "bad", "alignment",

@@ -21,6 +21,7 @@ evaluate them in Python. The one deliberate difference: a missing key never equa
 
 from __future__ import annotations
 
+from .annotations import Annotated, NoteText, Viewer, bind_viewer
 from .base import (
     COMPARISON_OPERATORS,
     DOCUMENT_PREFIXES,
@@ -37,7 +38,6 @@ from .base import (
     register_query,
     resolve_key,
 )
-from .annotations import Annotated, NoteText, Viewer, bind_viewer
 from .mongo import as_query, from_mongo, to_mongo
 from .search import FullText, Fuzzy, ScanID, ScanIDRange
 from .types import (

@@ -205,7 +205,7 @@ def bind_viewer(query: Query | None, viewer: Viewer | None) -> Query | None:
             parts = tuple(bind_viewer(q, viewer) for q in value)
             if any(a is not b for a, b in zip(parts, value, strict=True)):
                 changes[name] = parts
-    return dataclasses.replace(query, **changes) if changes else query  # type: ignore[type-var]
+    return dataclasses.replace(query, **changes) if changes else query
 
 
 def annotation_queries(query: Query | None) -> Iterable[Annotated]:

@@ -358,7 +358,7 @@ def _rekey(query: Query, key: str) -> Query:
 
     if isinstance(query, And):
         return And(tuple(_rekey(q, key) for q in query.queries))
-    return dataclasses.replace(query, key=key)  # type: ignore[type-var]
+    return dataclasses.replace(query, key=key)
 
 
 def parse_query(text: str, *, timezone: str | None = None) -> Query:

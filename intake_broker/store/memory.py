@@ -15,6 +15,7 @@ import numpy as np
 
 from intake_broker.errors import DescriptorNotFound, InvalidDocument, ResourceNotFound, RunNotFound
 from intake_broker.queries import Query
+from intake_broker.store.annotations import MemoryAnnotations
 from intake_broker.store.contract import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
 from intake_broker.store.documents import (
     check_reinsert,
@@ -22,7 +23,6 @@ from intake_broker.store.documents import (
     doc_label,
     event_page_rows,
 )
-from intake_broker.store.annotations import MemoryAnnotations
 from intake_broker.store.planning import RecentMatches
 
 #: Rows per dask chunk when a store regroups events arriving one at a time.

@@ -45,8 +45,8 @@ ANNOTATION_QUERIES = [
     'annotations.sample in ["LaB6", "Si"]',
     "has annotations.rating",
     "not has annotations.rating",
-    'annotations.offset contains 0.5',
-    'annotations.flag == true',
+    "annotations.offset contains 0.5",
+    "annotations.flag == true",
     'note text "alignment"',
     'note text "bad ALIGNMENT"',
     'plan_name == "scan" and tags contains "good"',
@@ -60,7 +60,7 @@ RUNS = 24
 USERS = ("ada", "grace")
 
 
-def make_runs() -> list[list[tuple[str, dict]]]:
+def make_runs() -> list[Any]:
     """``RUNS`` small runs, proposals p-1 / p-2 alternating, scan_ids 1..RUNS."""
     return [
         factories.scalar_run(
@@ -97,7 +97,9 @@ def annotate_runs(store: Any, runs: list) -> None:
             change(store, uid, "ada", fields={"offset": [0.5, i], "flag": i % 8 == 0},
                    visibility="groups", groups=["optics"])  # fmt: skip
         if i % 6 == 1:
-            change(store, uid, author, note="Bad alignment of the mirror; redo", visibility="public")
+            change(
+                store, uid, author, note="Bad alignment of the mirror; redo", visibility="public"
+            )
         if i % 7 == 3:
             change(store, uid, "grace", note="alignment fine", visibility="private")
 
@@ -250,10 +252,16 @@ class AnnotationTests:
         for t in threads:
             t.join()
         (final,) = store.annotations(uid)
-        assert final["fields"] == {"count": 2 * per_writer, "w1": per_writer - 1, "w2": per_writer - 1}
+        assert final["fields"] == {
+            "count": 2 * per_writer,
+            "w1": per_writer - 1,
+            "w2": per_writer - 1,
+        }
         history = store.annotation_history(uid)
         assert [e["version"] for e in history] == list(range(1, 2 * per_writer + 1))
-        assert [e["after"]["fields"]["count"] for e in history] == list(range(1, 2 * per_writer + 1))
+        assert [e["after"]["fields"]["count"] for e in history] == list(
+            range(1, 2 * per_writer + 1)
+        )
 
     # -- queries: the memory store is the reference ---------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from intake_broker.transfer import CopyReport, copy_runs
 
+from .annotations import AnnotationIndex
 from .catalog import NativeCatalog
 from .errors import (
     CopyMismatch,
@@ -26,7 +27,6 @@ from .errors import (
 )
 from .recovery import ReindexReport, main, reindex
 from .schema import SCHEMA_VERSION
-from .annotations import AnnotationIndex
 from .store import NativeStore
 
 __version__ = "0.1.0"

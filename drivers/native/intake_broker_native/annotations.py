@@ -46,8 +46,8 @@ from .schema import (
     annotation_audience,
     annotation_fields,
     annotation_history,
+    annotation_table,
     annotation_tags,
-    annotations,
     runs,
     write_transaction,
 )
@@ -56,8 +56,8 @@ from .schema import (
 _EXACT = 2**53
 
 
-def _field_rows(annotation_id: str, fields: Mapping[str, Any]) -> list[dict]:
-    rows = []
+def _field_rows(annotation_id: str, fields: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     for name, value in fields.items():
         rows.append({"annotation_id": annotation_id, "name": name, "kind": "key"})
         candidates = [value, *(value if isinstance(value, list) else [])]
@@ -67,7 +67,7 @@ def _field_rows(annotation_id: str, fields: Mapping[str, Any]) -> list[dict]:
                     {"annotation_id": annotation_id, "name": name, "kind": "str", "text": c}
                 )
             elif isinstance(c, numbers.Real) and not isinstance(c, bool):
-                exact_value = abs(c) < _EXACT
+                exact_value = abs(float(c)) < _EXACT
                 rows.append(
                     {
                         "annotation_id": annotation_id,
@@ -97,9 +97,9 @@ class SQLAnnotations:
         self._annotated_run(run_uid)
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(annotations.c.doc)
-                .where(annotations.c.run_uid == run_uid)
-                .order_by(annotations.c.created, annotations.c.id)
+                sa.select(annotation_table.c.doc)
+                .where(annotation_table.c.run_uid == run_uid)
+                .order_by(annotation_table.c.created, annotation_table.c.id)
             ).all()
         return [json.loads(doc) for (doc,) in rows]
 
@@ -123,7 +123,7 @@ class SQLAnnotations:
             if conn.dialect.name == "postgresql":  # one writer of this annotation at a time
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(key))))
             doc = conn.execute(
-                sa.select(annotations.c.doc).where(annotations.c.id == key)
+                sa.select(annotation_table.c.doc).where(annotation_table.c.id == key)
             ).scalar()
             current = None if doc is None else json.loads(doc)
             if current is not None and current["run_uid"] != run_uid:
@@ -140,7 +140,7 @@ class SQLAnnotations:
         text = json.dumps(new)
         if current is None:
             conn.execute(
-                annotations.insert().values(
+                annotation_table.insert().values(
                     id=key,
                     run_uid=new["run_uid"],
                     author=new["author"],
@@ -160,14 +160,12 @@ class SQLAnnotations:
                 )
         else:
             conn.execute(
-                annotations.update()
-                .where(annotations.c.id == key)
+                annotation_table.update()
+                .where(annotation_table.c.id == key)
                 .values(version=new["version"], note=new["note"], doc=text)
             )
             conn.execute(annotation_tags.delete().where(annotation_tags.c.annotation_id == key))
-            conn.execute(
-                annotation_fields.delete().where(annotation_fields.c.annotation_id == key)
-            )
+            conn.execute(annotation_fields.delete().where(annotation_fields.c.annotation_id == key))
         if new["tags"]:
             conn.execute(
                 annotation_tags.insert(),
@@ -220,7 +218,7 @@ def _visible(viewer: Viewer | None) -> Any:
     """Annotations ``viewer`` may see (see :func:`intake_broker.queries.annotations.visible`)."""
     if viewer is None:
         return TRUE
-    a = annotations.c
+    a = annotation_table.c
     labels = [f"proposal:{p}" for p in viewer.proposals] + [f"group:{g}" for g in viewer.groups]
     shared = a.id.in_(
         sa.select(annotation_audience.c.annotation_id).where(
@@ -240,13 +238,13 @@ def _sql_number(value: Any) -> bool:
         isinstance(value, numbers.Real)
         and not isinstance(value, bool)
         and math.isfinite(value)
-        and abs(value) < _EXACT
+        and abs(float(value)) < _EXACT
     )
 
 
 def _field_ids(name: str, test: Any) -> Any:
     f = annotation_fields.c
-    return annotations.c.id.in_(sa.select(f.annotation_id).where(f.name == name, test))
+    return annotation_table.c.id.in_(sa.select(f.annotation_id).where(f.name == name, test))
 
 
 def _maybe_big(name: str, cond: Cond) -> Cond:
@@ -263,7 +261,7 @@ def _values_cond(name: str, values: list) -> Cond:
             tagged = sa.select(annotation_tags.c.annotation_id).where(
                 annotation_tags.c.tag.in_(values)
             )
-            return exact(annotations.c.id.in_(tagged))
+            return exact(annotation_table.c.id.in_(tagged))
         return inexact()
     if name == "note" or not values:
         return inexact() if values else exact(FALSE)
@@ -307,8 +305,8 @@ def _ann_cond(query: Query) -> Cond:
     if isinstance(query, NoteText):
         found = words(query.text)
         if not all(w.isascii() for w in found):
-            return inexact(annotations.c.note != "")
-        note = sa.func.lower(annotations.c.note)
+            return inexact(annotation_table.c.note != "")
+        note = sa.func.lower(annotation_table.c.note)
         return inexact(sa.and_(*(note.contains(w, autoescape=True) for w in found)))
     if isinstance(query, And):
         return _combine([_ann_cond(q) for q in query.queries], sa.and_, TRUE)
@@ -338,7 +336,7 @@ def annotated_cond(query: Annotated) -> Cond:
     def runs_with(test: Any) -> Any:
         if test is FALSE:
             return FALSE
-        return runs.c.uid.in_(sa.select(annotations.c.run_uid).where(seen, test))
+        return runs.c.uid.in_(sa.select(annotation_table.c.run_uid).where(seen, test))
 
     yes = runs_with(inner.yes)
     return exact(yes) if inner.exact else Cond(yes, runs_with(inner.maybe))

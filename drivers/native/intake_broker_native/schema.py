@@ -249,7 +249,7 @@ datums = sa.Table(
 )
 
 
-annotations = sa.Table(
+annotation_table = sa.Table(
     "annotations",
     metadata,
     sa.Column("id", CText, primary_key=True),
@@ -304,7 +304,7 @@ annotation_history = sa.Table(
 )
 
 ANNOTATION_TABLES = (
-    annotations,
+    annotation_table,
     annotation_tags,
     annotation_fields,
     annotation_audience,
@@ -314,8 +314,8 @@ ANNOTATION_TABLES = (
 
 def _add_annotations(conn: sa.Connection) -> None:
     """Version 4: the annotation tables (empty)."""
-    for table in ANNOTATION_TABLES:
-        table.create(conn, checkfirst=True)
+    for annotation_part in ANNOTATION_TABLES:
+        annotation_part.create(conn, checkfirst=True)
 
 
 MIGRATIONS[3] = _add_annotations

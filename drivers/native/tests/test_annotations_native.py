@@ -80,13 +80,20 @@ class TestAnnotationIndexOverReadOnlyFiles(AnnotationTests):
 
 def test_tag_queries_are_answered_by_sql_alone(tmp_path):
     store = _loaded(NativeStore(f"sqlite:///{tmp_path}/i.sqlite"), [factories.scalar_run()])
-    for text in ('tags contains "x"', 'annotations.s in ["a", "b"]', "annotations.s >= 'b'",
-                 'plan_name == "scan" and not tags contains "y"', "has annotations.rating"):  # fmt: skip
+    texts = [
+        'tags contains "x"',
+        'annotations.s in ["a", "b"]',
+        "annotations.s >= 'b'",
+        'plan_name == "scan" and not tags contains "y"',
+        "has annotations.rating",
+    ]
+    for text in texts:
         query = bind_viewer(parse_query(text), Viewer("ada", ("p",), ("g",)))
         assert translate(query, "sqlite", False).exact, text
     # numbers: SQL answers, Python only checks integers too large for a float (there are none)
-    store.change_annotation(store.runs()[0].uid, annotation_change(
-        store, store.runs()[0].uid, author="ada", fields={"rating": 5}, visibility="public"))  # fmt: skip
+    uid = store.runs()[0].uid
+    change = annotation_change(store, uid, author="ada", fields={"rating": 5}, visibility="public")
+    store.change_annotation(uid, change)
     cond = translate(parse_query("annotations.rating >= 4"), "sqlite", False)
     with store.engine.connect() as conn:
         count = sa.select(sa.func.count()).select_from(runs)

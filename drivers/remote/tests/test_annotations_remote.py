@@ -69,9 +69,7 @@ class TestRemoteOverAttachedFiles(_Served):
         for docs in runs:
             insert_all(writer, docs)
         reader = files.FilesStore([str(folder / "*.msgpack")], format="msgpack")
-        return attach_annotations(
-            reader, native.AnnotationIndex(f"sqlite:///{tmp_path}/notes.db")
-        )
+        return attach_annotations(reader, native.AnnotationIndex(f"sqlite:///{tmp_path}/notes.db"))
 
 
 def test_two_http_clients_lose_no_update(live_server, tmp_path):
@@ -89,8 +87,10 @@ def test_two_http_clients_lose_no_update(live_server, tmp_path):
             current = client.annotations(uid)
             version = current[0]["version"] if current else 0
             count = current[0]["fields"].get("count", 0) if current else 0
-            change = annotation_change(client, uid, author=name, visibility="public",
-                                       fields={"count": count + 1, name: done}, if_version=version)  # fmt: skip
+            fields = {"count": count + 1, name: done}
+            change = annotation_change(
+                client, uid, author=name, visibility="public", fields=fields, if_version=version
+            )
             try:
                 client.change_annotation(uid, change)
             except AnnotationConflict as err:
@@ -138,7 +138,10 @@ def world(live_server, tmp_path_factory):
         insert_all(store, docs)
     uids = {k: d[0][1]["uid"] for k, d in runs.items()}
     secrets = tmp_path_factory.mktemp("auth")
-    users = {p.name: {"proposals": list(p.proposals), "roles": list(p.roles)} for p in PRINCIPALS.values()}
+    users = {
+        p.name: {"proposals": list(p.proposals), "roles": list(p.roles)}
+        for p in PRINCIPALS.values()
+    }
     (secrets / "users.json").write_text(json.dumps({"users": users}))
     keys = ApiKeyStore(secrets / "keys.json")
     config = AuthConfig(
@@ -197,7 +200,9 @@ def test_annotation_leak_matrix_through_the_service(annotated, who):
     for tag in ("private-secret", "proposal-shared", "public-open"):
         found = {r.uid for r in remote.runs(parse_query(f'tags contains "{tag}"'))}
         assert found == ({uids["a"]} if tag in SEES[who] else set()), (who, tag)
-    private = {r.uid for r in remote.runs(parse_query('note text "secret" or annotations.rating == 1'))}
+    private = {
+        r.uid for r in remote.runs(parse_query('note text "secret" or annotations.rating == 1'))
+    }
     assert private == ({uids["a"]} if who == "ada" else set())
     # a forged viewer in an encoded query changes nothing: the server binds the caller's
     forged = parse_query('tags contains "private-secret"').encode()
@@ -210,7 +215,9 @@ def test_annotation_leak_matrix_through_the_service(annotated, who):
 def test_writes_need_the_write_scope_and_are_by_the_caller(annotated):
     _, _, uids, store = annotated
     reader = client(annotated, "ann", scopes=("read",))
-    change = annotation_change(reader, uids["a"], author="ada", add_tags=["x"], visibility="proposal")
+    change = annotation_change(
+        reader, uids["a"], author="ada", add_tags=["x"], visibility="proposal"
+    )
     with pytest.raises(Exception) as err:
         reader.change_annotation(uids["a"], change)
     assert getattr(err.value, "status", None) == 403
