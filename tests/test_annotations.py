@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from intake_broker.errors import BadQuery, NotSupported
+from intake_broker.errors import BadAnnotation, BadQuery, NotSupported, UnknownDriver
 from intake_broker.queries import Annotated, Contains, Viewer, bind_viewer, decode_query
 from intake_broker.queries.expression import parse_query
 from intake_broker.store.abilities import Annotations, abilities
@@ -85,7 +85,9 @@ def test_a_store_without_the_ability_says_so():
         require(store, Annotations, "keep annotations")
     attached = attach_annotations(store, "memory")
     assert isinstance(attached, AttachedAnnotations) and "Annotations" in abilities(attached)
-    with pytest.raises(Exception, match="not a place for annotations"):
+    with pytest.raises(BadAnnotation, match="not a place for annotations"):
+        attach_annotations(store, "notes.db")
+    with pytest.raises(UnknownDriver, match="annotation store for ftp:// URLs"):
         attach_annotations(store, "ftp://x")
 
 

@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from intake_broker.errors import AnnotationConflict, BadAnnotation, RunNotFound, WriteDenied
+from intake_broker.errors import AnnotationConflict, BadAnnotation, WriteDenied
 from intake_broker.queries.annotations import VISIBILITIES, Viewer, visible
 from intake_broker.store.contract import NEWEST_FIRST, DocumentStore, RunRecord
 from intake_broker.store.planning import select_runs, split_for_index
@@ -604,8 +604,9 @@ _OWN = frozenset({"start", "stop", "summary", "descriptors"})
 
 def attach_annotations(store: DocumentStore, spec: Any) -> DocumentStore:
     """``store`` with annotations kept in ``spec``: a store with the ability, ``"memory"``, or
-    a URL: ``sqlite:///path`` or ``postgresql://...`` (a native index, through the
-    ``native`` store plugin), ``http(s)://...`` (a service, through the ``remote`` plugin)."""
+    a URL opened by the ``intake_broker.annotation_stores`` plugin of its scheme:
+    ``sqlite:///path`` or ``postgresql://...`` (the native driver's annotation index),
+    ``http(s)://...`` (a service, through the remote driver)."""
     if spec is None:
         return store
     backend: Any = spec
@@ -613,31 +614,20 @@ def attach_annotations(store: DocumentStore, spec: Any) -> DocumentStore:
         if spec == "memory":
             backend = MemoryAnnotations()
         else:
+            import os
+
             from intake_broker import plugins
 
             scheme = spec.split(":", 1)[0].split("+", 1)[0].lower()
-            name = {"sqlite": "native", "postgresql": "native", "http": "remote", "https": "remote"}
-            if scheme not in name:
+            if "://" not in spec or not scheme.isalpha():
                 raise BadAnnotation(
                     f"annotations: {spec!r:.80} is not a place for annotations; give "
                     "'memory', 'sqlite:///path/notes.db', 'postgresql://...' or a service URL"
                 )
-            cls: Any = plugins.load(plugins.STORES, name[scheme], "annotation store")
-            if scheme in ("sqlite", "postgresql"):
-                import os
-
-                if spec.startswith("sqlite:///~"):
-                    spec = "sqlite:///" + os.path.expanduser(spec[len("sqlite:///") :])
-                opener = getattr(cls, "annotation_index", None)
-                backend = opener(spec) if opener is not None else cls(index=spec)
-            else:
-                backend = cls(spec)
+            if spec.startswith("sqlite:///~"):
+                spec = "sqlite:///" + os.path.expanduser(spec[len("sqlite:///") :])
+            opener: Any = plugins.load(
+                plugins.ANNOTATION_STORES, scheme, f"annotation store for {scheme}:// URLs"
+            )
+            backend = opener(spec)
     return AttachedAnnotations(store, backend)
-
-
-def run_exists(store: Any, run_uid: str) -> None:
-    """RunNotFound unless ``store`` shows ``run_uid``."""
-    try:
-        store.run(run_uid)
-    except RunNotFound:
-        raise RunNotFound(f"no run with uid {run_uid!r} in this catalog") from None

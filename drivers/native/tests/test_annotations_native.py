@@ -123,7 +123,8 @@ def test_attach_by_url(tmp_path, monkeypatch):
     """The YAML form: a sqlite URL names an annotation index (through the native plugin)."""
     from intake_broker import plugins
 
-    monkeypatch.setattr(plugins, "load", lambda group, name, what="": NativeStore)
+    # what the entry points of the native driver declare (sqlite, postgresql)
+    monkeypatch.setattr(plugins, "load", lambda group, name, what="": AnnotationIndex)
     base = _loaded(NativeStore(f"sqlite:///{tmp_path}/runs.sqlite"), [factories.scalar_run()])
     store = attach_annotations(base, f"sqlite:///{tmp_path}/notes.db")
     assert store.supports(Annotations)
