@@ -158,16 +158,31 @@ def format_table(
 
 def print_runs(runs: Iterable[Any], total: int | None = None, empty: str = "no runs") -> None:
     """Print the run table (rows in the order given); say how many of ``total`` are left out."""
+    runs = list(runs)
     rows = [run_row(r.metadata["start"], r.metadata["stop"]) for r in runs]
     if not rows:
         print(empty)
         return
-    print(format_table(["UID", "SCAN", "PLAN", "START", "EVENTS", "STATUS"], rows, right=(1,)))
+    headers = ["UID", "SCAN", "PLAN", "START", "EVENTS", "STATUS"]
+    tags = [_run_tags(r) for r in runs]
+    if any(tags):
+        headers.append("TAGS")
+        rows = [[*row, t] for row, t in zip(rows, tags, strict=True)]
+    print(format_table(headers, rows, right=(1,)))
     if total is not None and total > len(rows):
         print(
             f"... {total - len(rows)} more runs (showing {len(rows)} of {total}; "
             f"use --limit {total})"
         )
+
+
+def _run_tags(run: Any) -> str:
+    """The tags of a run you may see, comma-separated ("" when its store keeps none)."""
+    from intake_broker.store.abilities import Annotations
+
+    if not run.store.supports(Annotations):
+        return ""
+    return ",".join(run.tags)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -333,6 +348,107 @@ def cmd_show(args: argparse.Namespace, catalog: Any) -> int:
             )
         text = format_table(["KEY", "DTYPE", "SHAPE", "UNITS", "SOURCE"], rows)
         print("\n".join("  " + line for line in text.splitlines()))
+    _print_annotations(run, header=True)
+    return 0
+
+
+# -- annotations ------------------------------------------------------------------------------
+
+
+def _print_annotations(run: Any, header: bool = False) -> None:
+    from intake_broker.store.abilities import Annotations
+
+    if not run.store.supports(Annotations):
+        if not header:
+            print("this catalog keeps no annotations (attach some with annotations: in its YAML)")
+        return
+    found = run.annotations
+    if header and not found:
+        return
+    print("annotations:" if found else "no annotations")
+    for a in found:
+        where = f" {a['stream']}" if a["stream"] else ""
+        where += f" events [{a['seq_range'][0]}, {a['seq_range'][1]})" if a["seq_range"] else ""
+        shared = ",".join(a["proposals"] or a["groups"])
+        print(
+            f"  {a['visibility']}{' ' + shared if shared else ''}{where} by {a['author']}, "
+            f"v{a['version']} {_local_time(a['updated'])} (id {a['id'][:8]})"
+        )
+        if a["tags"]:
+            print(f"    tags: {', '.join(a['tags'])}")
+        for key, value in a["fields"].items():
+            print(f"    {key} = {_short(json.dumps(value))}")
+        if a["note"]:
+            print(f"    note: {_short(a['note'])}")
+
+
+def _where(args: argparse.Namespace) -> dict[str, Any]:
+    return {"visibility": args.visibility, "groups": args.groups or ()}
+
+
+def cmd_tag(args: argparse.Namespace, catalog: Any) -> int:
+    run = lookup_run(catalog, args.run)
+    made = run.tag(*args.tags, if_version=args.if_version, **_where(args))
+    print(
+        f"{run.uid[:8]}: tags {', '.join(made['tags'])} ({made['visibility']}, v{made['version']})"
+    )
+    return 0
+
+
+def cmd_untag(args: argparse.Namespace, catalog: Any) -> int:
+    run = lookup_run(catalog, args.run)
+    changed = run.untag(*args.tags, visibility=args.visibility, groups=args.groups or ())
+    if not changed:
+        print(f"{run.uid[:8]}: no annotation you see holds {', '.join(args.tags)}")
+        return 1
+    print(f"{run.uid[:8]}: tags now {', '.join(run.tags) or '(none)'}")
+    return 0
+
+
+def _field(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise UsageError(f"--set takes NAME=VALUE (a JSON value, or text), not {text!r}")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
+def cmd_note(args: argparse.Namespace, catalog: Any) -> int:
+    run = lookup_run(catalog, args.run)
+    fields = dict(_field(f) for f in args.set or ())
+    note = " ".join(args.text) if args.text else None
+    made = run.annotate(note=note, if_version=args.if_version, **_where(args), **fields)
+    print(f"{run.uid[:8]}: annotated ({made['visibility']}, v{made['version']})")
+    return 0
+
+
+def cmd_annotations(args: argparse.Namespace, catalog: Any) -> int:
+    run = lookup_run(catalog, args.run)
+    if not args.history:
+        _print_annotations(run)
+        return 0
+    rows = []
+    for e in run.annotation_history():
+        after, before = e["after"], e["before"] or {"tags": [], "fields": {}, "note": ""}
+        what = []
+        added, removed = (
+            set(after["tags"]) - set(before["tags"]),
+            set(before["tags"]) - set(after["tags"]),
+        )
+        what += [f"+{t}" for t in sorted(added)] + [f"-{t}" for t in sorted(removed)]
+        what += [
+            f"{k}={json.dumps(v)}"
+            for k, v in after["fields"].items()
+            if before["fields"].get(k) != v
+        ]
+        what += [f"-{k}" for k in before["fields"] if k not in after["fields"]]
+        if after["note"] != before["note"]:
+            what.append("note")
+        rows.append([e["annotation"][:8], f"v{e['version']}", _local_time(e["time"]), e["who"],
+                     _short(" ".join(what), 60)])  # fmt: skip
+    print(format_table(["ID", "VERSION", "WHEN", "WHO", "CHANGE"], rows) if rows else "no changes")
     return 0
 
 
@@ -618,6 +734,36 @@ def build_parser(commands: dict[str, Command] | None = None) -> argparse.Argumen
         help="dump every document as JSONL ([name, doc] per line)",
     )
     show.set_defaults(func=cmd_show)
+
+    def annotation_options(parser: argparse.ArgumentParser, default: str | None) -> None:
+        parser.add_argument("run", metavar="RUN", help="uid, uid prefix, scan_id or -1")
+        parser.add_argument(
+            "--visibility",
+            choices=["private", "proposal", "groups", "public"],
+            default=default,
+            help=f"who sees it (default {default or 'every annotation you see'})",
+        )
+        parser.add_argument("--groups", nargs="+", metavar="G", help="with --visibility groups")
+
+    tag = sub.add_parser("tag", help="tag a run (an annotation beside its documents)")
+    annotation_options(tag, "private")
+    tag.add_argument("tags", nargs="+", metavar="TAG")
+    tag.add_argument("--if-version", type=int, metavar="V", help="only if still at version V")
+    tag.set_defaults(func=cmd_tag)
+    untag = sub.add_parser("untag", help="remove tags from a run's annotations")
+    annotation_options(untag, None)
+    untag.add_argument("tags", nargs="+", metavar="TAG")
+    untag.set_defaults(func=cmd_untag)
+    note = sub.add_parser("note", help="write a note (and --set fields) on a run")
+    annotation_options(note, "private")
+    note.add_argument("text", nargs="*", metavar="TEXT", help="the note (replaces the last one)")
+    note.add_argument("--set", action="append", metavar="NAME=VALUE", help="a field (JSON value)")
+    note.add_argument("--if-version", type=int, metavar="V", help="only if still at version V")
+    note.set_defaults(func=cmd_note)
+    annotations = sub.add_parser("annotations", help="show a run's annotations (or --history)")
+    annotations.add_argument("run", metavar="RUN", help="uid, uid prefix, scan_id or -1")
+    annotations.add_argument("--history", action="store_true", help="every change, oldest first")
+    annotations.set_defaults(func=cmd_annotations)
 
     search = sub.add_parser("search", help="list the runs matching a query")
     search.add_argument(

@@ -117,3 +117,16 @@ class ExportError(BrokerError, OSError):
 class BadMapping(BrokerError, ValueError):
     """A NeXus mapping (the "NeXus dictionary" of a beamline) is malformed: the message names
     the entry and what a valid one looks like."""
+class BadAnnotation(BrokerError, ValueError):
+    """An annotation change is malformed: a tag that is not a string, a value that is not
+    JSON, a note over the size limit, an unknown visibility. Nothing is stored."""
+
+
+class AnnotationConflict(BrokerError, ValueError):
+    """An annotation changed since its writer read it (``if_version`` is stale, or another
+    writer got there first). ``current`` holds the annotation as it is now (a dict, or None
+    when it does not exist yet); nothing was stored."""
+
+    def __init__(self, message: str, current: dict | None = None):
+        super().__init__(message)
+        self.current = current

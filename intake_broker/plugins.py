@@ -4,6 +4,7 @@
 group                                     what registers there
 ========================================  =================================================
 ``intake_broker.stores``                  store classes by name (``native``, ``jsonl``, ...)
+``intake_broker.annotation_stores``       annotation stores by URL scheme (``sqlite``, ``https``)
 ``intake_broker.commands``                subcommands of ``intake-broker`` (``serve``, ...)
 ``databroker.handlers``,                  asset handlers by resource ``spec``
 ``intake_broker.handlers``
@@ -28,11 +29,14 @@ from importlib.metadata import EntryPoint
 from intake_broker.errors import UnknownDriver
 
 STORES = "intake_broker.stores"
+#: Annotation stores by URL scheme (``sqlite``, ``postgresql``, ``http``, ``https``): what a
+#: catalog's ``annotations:`` argument opens (see intake_broker.store.annotations).
+ANNOTATION_STORES = "intake_broker.annotation_stores"
 COMMANDS = "intake_broker.commands"
 SPEC_GROUPS = ("databroker.handlers", "intake_broker.handlers")
 MIMETYPE_GROUP = "intake_broker.mimetypes"
 INTAKE_DRIVERS = "intake.drivers"
-GROUPS = (STORES, COMMANDS, *SPEC_GROUPS, MIMETYPE_GROUP, INTAKE_DRIVERS)
+GROUPS = (STORES, ANNOTATION_STORES, COMMANDS, *SPEC_GROUPS, MIMETYPE_GROUP, INTAKE_DRIVERS)
 
 _META = (".dist-info", ".egg-info")
 

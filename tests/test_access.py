@@ -14,6 +14,7 @@ from intake_broker.access import GuardedStore, Principal, ProposalPolicy
 from intake_broker.assets import AssetReader
 from intake_broker.errors import InvalidDocument, RunNotFound, WriteDenied
 from intake_broker.queries import (
+    Annotated,
     Comparison,
     Contains,
     Eq,
@@ -22,6 +23,7 @@ from intake_broker.queries import (
     In,
     KeyPresent,
     Not,
+    NoteText,
     Regex,
     ScanID,
     ScanIDRange,
@@ -618,3 +620,59 @@ def test_arrow_events_through_the_service_leak_nothing(store, live_server, tmp_p
             assert own.headers["content-type"] == "application/vnd.apache.arrow.stream"
     finally:
         live_server.unmount(url)
+# -- the leak matrix of annotations (private / proposal / public x user / other / admin) -----
+
+
+@pytest.fixture(params=["memory", "native"], scope="module")
+def annotated_world(request, tmp_path_factory):
+    """RUNS with annotations ada wrote on her run a1 (private, proposal, public) and bob on
+    b1 (private, proposal)."""
+    base = filled_store(request.param, tmp_path_factory.mktemp("ann"), request, "ann_matrix")
+    for who, name, tags in (
+        (ADA, "a1", ("mine", "ours", "everyones")),
+        (BOB, "b1", ("bobs", "p2")),
+        run = catalog_for(base, who)[UID[name]]
+        for tag, visibility in zip(tags, ("private", "proposal", "public"), strict=False):
+            run.tag(tag, visibility=visibility)
+        run.annotate(note=f"{who.name} private words", secret=1)
+    yield base
+    base.close()
+
+
+ANNOTATION_SEES = {  # which tags each principal finds, by search and on the runs
+    "ada": {"mine", "ours", "everyones"},
+    "bob": {"bobs", "p2"},
+    "sam": set(),  # staff see run b1 but none of its proposal's shared annotations
+    "root": {"ours", "everyones", "p2"},
+    "eve": set(),
+}
+
+
+@pytest.mark.parametrize("who", [ADA, BOB, STAFF, ADMIN, NOBODY], ids=lambda p: p.name)
+def test_annotations_never_leak(annotated_world, who):
+    cat = catalog_for(annotated_world, who)
+    store = cat.store
+    sees = ANNOTATION_SEES[who.name]
+    found = set()
+    for tag in ("mine", "ours", "everyones", "bobs", "p2"):
+        uids = {r.uid for r in store.runs(Annotated(Contains("tags", tag)))}
+        if uids:
+            found.add(tag)
+        assert store.count(Annotated(Contains("tags", tag))) == len(uids)
+    assert found == sees
+    shown = set()
+    for name in VISIBLE[who.name]:
+        run = cat[UID[name]]
+        shown |= set(run.tags)
+        text = repr(run.annotations) + repr(run.annotation_history())
+        author = {"a1": "ada", "b1": "bob"}.get(name)
+        assert ("private words" in text) == (author == who.name)
+    assert shown == sees
+    for name in set(RUNS) - VISIBLE[who.name]:  # hidden runs: every path says "missing"
+        for call in (store.annotations, store.annotation_history):
+            with pytest.raises(RunNotFound):
+                call(UID[name])
+        with pytest.raises(RunNotFound):
+            store.change_annotation(UID[name], {"add_tags": ["x"]})
+    private = {r.uid for r in store.runs(Annotated(NoteText("private words")))}
+    assert private == {UID[n] for n in ("a1", "b1") if who.name == {"a1": "ada", "b1": "bob"}[n]}

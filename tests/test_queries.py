@@ -12,6 +12,7 @@ from intake_broker.errors import BadQuery, BrokerError
 from intake_broker.queries import (
     QUERY_TYPES,
     And,
+    Annotated,
     Comparison,
     Contains,
     Eq,
@@ -21,6 +22,7 @@ from intake_broker.queries import (
     KeyPresent,
     Not,
     NotEq,
+    NoteText,
     NotIn,
     NotTranslatable,
     Or,
@@ -31,6 +33,7 @@ from intake_broker.queries import (
     ScanIDRange,
     TimeRange,
     Translator,
+    Viewer,
     as_query,
     decode_query,
     evaluate,
@@ -334,6 +337,9 @@ ALL_TYPES = [
     ScanIDRange(4000, 4100),
     FullText("LaB6 calibration"),
     Fuzzy("sample.name", "LaB6", 1),
+    Annotated(Contains("tags", "good") & Comparison("ge", "rating", 4), Viewer("ada", ("p-1",))),
+    Annotated(NoteText("bad alignment")),
+    NoteText("bad alignment"),
 ]
 
 
@@ -368,7 +374,9 @@ def test_encode_form():
 
 
 def test_decode_errors():
-    with pytest.raises(BadQuery, match="unknown query type 'like'.*and, comparison, contains"):
+    with pytest.raises(
+        BadQuery, match="unknown query type 'like'.*and, annotated, comparison, contains"
+    ):
         decode_query({"type": "like", "key": "a"})
     with pytest.raises(BadQuery, match="unknown: \\['pattern'\\].*missing: \\['value'\\]"):
         decode_query({"type": "eq", "key": "a", "pattern": 1})
@@ -567,12 +575,12 @@ def test_to_mongo_rejects_stop_keys():
 
 
 EQUIVALENCE = [
-    # (FullText, Fuzzy and regular expressions beyond a literal prefix have no Mongo form:
-    # stores evaluate them in Python, with RE2)
+    # (FullText, Fuzzy, regular expressions beyond a literal prefix and annotation queries have
+    # no Mongo form: stores evaluate them in Python, with RE2)
     *[
         q
         for q in ALL_TYPES
-        if q is not STOP_KEY_QUERY and not isinstance(q, FullText | Fuzzy | Regex)
+        if q is not STOP_KEY_QUERY and not isinstance(q, FullText | Fuzzy | Regex | Annotated)
     ],
     Regex("plan_name", "^sc"),
     Regex("plan_name", r"^a\.b"),

@@ -83,11 +83,12 @@ def test_asset_frames_read_through_wrappers(tmp_path, wrap):
 
 def test_wrappers_have_the_abilities_of_the_store_behind():
     inner = MemoryStore()
-    assert abilities(inner) == ["DescriptorIndex", "ResourceIndex", "SummaryKeeper"]
+    assert abilities(inner) == ["DescriptorIndex", "ResourceIndex", "SummaryKeeper", "Annotations"]
     assert abilities(guarded(inner)) == abilities(inner)
     assert not guarded(inner).supports(FolderStore)
     fed = FederatedStore({"a": inner})
-    assert abilities(fed) == [] and not fed.supports(DescriptorIndex)
+    # annotations follow a run to the member holding it (tests/test_annotations.py)
+    assert abilities(fed) == ["Annotations"] and not fed.supports(DescriptorIndex)
     with pytest.raises(ReadOnlyStore, match="read-only"):
         fed.put("start", {})
     assert issubclass(ReadOnlyStore, NotSupported)

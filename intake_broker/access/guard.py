@@ -44,6 +44,7 @@ from intake_broker.errors import (
     WriteDenied,
 )
 from intake_broker.queries import Comparison, In, KeyPresent, Or, Query, evaluate
+from intake_broker.queries.annotations import Viewer, bind_viewer, visible
 from intake_broker.store.abilities import DescriptorIndex, ResourceIndex
 from intake_broker.store.contract import NEWEST_FIRST, DocumentStore, RunRecord
 from intake_broker.store.documents import doc_label
@@ -189,7 +190,14 @@ class GuardedStore(StoreWrapper):
     def __post_init__(self) -> None:
         self.asset_roots = AssetRoots.of(self.asset_roots)
 
+    @property
+    def viewer(self) -> Viewer:
+        """Whose annotations queries and reads show: this principal's."""
+        return Viewer.of_principal(self.principal)
+
     def _filter(self, query: Query | None) -> Query | None:
+        # annotation queries answer for this principal, whatever viewer they arrived with
+        query = bind_viewer(query, self.viewer)
         allowed = self.policy.filter(self.principal)
         if allowed is None:
             return query
@@ -445,6 +453,42 @@ class GuardedStore(StoreWrapper):
 
     def run(self, uid: str) -> RunRecord:
         return self._check(uid)
+
+    # -- annotations: the run must be visible, and only visible annotations show -----------
+
+    def annotations(self, run_uid: str) -> list[dict]:
+        """The annotations of a run this principal may see (RunNotFound for a run they may
+        not see)."""
+        viewer = self.viewer
+        return [a for a in super().annotations(run_uid) if visible(a, viewer)]
+
+    def annotation_history(self, run_uid: str) -> list[dict]:
+        """The changes of the annotations of a run this principal may see."""
+        viewer = self.viewer
+        return [e for e in super().annotation_history(run_uid) if visible(e["after"], viewer)]
+
+    def change_annotation(self, run_uid: str, change: Any) -> dict:
+        """Apply a change as this principal: its author is the principal (whatever it says),
+        the run must be one they may see, and an existing annotation one they may see; a
+        proposal annotation is shared with the proposals the run's start names."""
+        from intake_broker.errors import BadAnnotation
+        from intake_broker.store.annotations import _labels, check_change, finish_change
+
+        record = self._check(run_uid)
+        change = check_change(change)
+        change["author"] = self.principal.name
+        change["viewer"] = self.viewer.encode()
+        key = getattr(self.policy, "proposal_key", "proposal")
+        if change["visibility"] == "proposal":
+            change["proposals"] = _labels(record.start.get(key))
+            if not change["proposals"]:
+                raise BadAnnotation(
+                    f"run {run_uid!r} names no {key}; share the annotation with groups, make it "
+                    "public or private"
+                )
+        else:
+            change["proposals"] = []
+        return super().change_annotation(run_uid, finish_change(run_uid, change))
 
     def descriptors(self, run_uid: str) -> list[dict]:
         found = super().descriptors(run_uid)

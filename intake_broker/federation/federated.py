@@ -426,8 +426,12 @@ class FederatedStore(StoreWrapper):
         )[1]
 
     def supports(self, ability: type) -> bool:
-        """A federation is read-only and keeps no index of its own: no optional ability."""
-        return False
+        """A federation is read-only and keeps no index of its own: no optional ability but
+        annotations, which follow each run to the member holding it (a member without the
+        ability refuses with NotSupported)."""
+        from intake_broker.store.abilities import Annotations
+
+        return ability is Annotations
 
     def put(self, kind: str, doc: dict) -> None:
         raise ReadOnlyStore(

@@ -22,6 +22,7 @@ filters in agreement with :func:`evaluate`.
 
 from __future__ import annotations
 
+from .annotations import Annotated, NoteText, Viewer, bind_viewer
 from .base import (
     COMPARISON_OPERATORS,
     DOCUMENT_PREFIXES,
@@ -54,6 +55,10 @@ from .types import (
 )
 
 __all__ = [
+    "Annotated",
+    "NoteText",
+    "Viewer",
+    "bind_viewer",
     "COMPARISON_OPERATORS",
     "DOCUMENT_PREFIXES",
     "QUERY_TYPES",

@@ -259,6 +259,9 @@ class Query:
         __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
     #: Names of the fields holding nested queries (a query or a tuple of queries).
     _query_fields: ClassVar[tuple[str, ...]] = ()
+    #: The parts of a run record this query type looks at, when not those its keys name
+    #: (see :func:`documents_needed`; annotation queries look at ``annotations``).
+    _documents: ClassVar[frozenset[str] | None] = None
 
     def match(self, record: Mapping[str, Any]) -> bool:
         """Return whether the run ``record`` (``{"start": ..., "stop": ...}``) matches."""
@@ -398,9 +401,11 @@ def _parts(query: Query, combinator: type[And] | type[Or]) -> tuple[Query, ...]:
 
 def documents_needed(query: Query | None) -> set[str]:
     """The parts of a run record a query looks at (``start``, ``stop``, ``descriptors``,
-    ``summary``), so that stores fetch only those."""
+    ``summary``, ``annotations``), so that stores fetch only those."""
     if query is None:
         return set()
+    if query._documents is not None:
+        return set(query._documents)
     needed: set[str] = set()
     for field in fields(query):
         value = getattr(query, field.name)

@@ -7,12 +7,18 @@
     motors contains "theta" or sample.name ~ "^LaB" or scan_id in [1, 2, 3]
     has sample and time since "2026-01-01" until "2026-02-01"
     text "LaB6 calibration" or sample.name like "LaB6"      (words; a typo-tolerant match)
+    tags contains "good" and annotations.rating >= 4 and note text "alignment"
+
+``tags``, ``note`` and keys under ``annotations.`` ask the run's annotations (those the
+searcher may see; see :mod:`intake_broker.queries.annotations`); write ``start.tags`` for a
+``tags`` key of the start document.
 
 Grammar (keywords are case-insensitive)::
 
     expr    := term ("or" term)*
     term    := factor ("and" factor)*
-    factor  := "not" factor | "(" expr ")" | "has" KEY | "text" STRING | test
+    factor  := "not" factor | "(" expr ")" | "has" KEY | "text" STRING | "note" "text" STRING
+             | test
     test    := KEY OP VALUE | VALUE OP KEY [OP VALUE]      (a range: 1 <= scan_id < 9)
              | KEY ["not"] "in" LIST | KEY "contains" VALUE | KEY "~" STRING (a regex)
              | KEY "like" VALUE                              (within 2 edits, any case)
@@ -32,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from ..errors import BadQuery
+from .annotations import Annotated, NoteText
 from .base import And, Not, Or, Query, load_json
 from .limits import MAX_DEPTH, MAX_QUERY_CHARS, check_depth
 from .search import FullText, Fuzzy
@@ -186,7 +193,15 @@ class _Parser:
                 raise self.fail("')' to close the parenthesis")
             return inner
         if self.keyword("has"):
-            return KeyPresent(self.key())
+            key = self.key()
+            return _annotated(key, KeyPresent(_annotation_key(key) or key))
+        if (
+            self.tok.word == "note"
+            and self.tokens[self.i + 1].word == "text"
+            and self.tokens[self.i + 2].kind == "string"
+        ):
+            self.i += 2
+            return Annotated(NoteText(self.value()))
         if self.tok.word == "text" and self.tokens[self.i + 1].kind == "string":
             self.take()
             return FullText(self.value())
@@ -248,6 +263,11 @@ class _Parser:
                 raise self.fail("',' or ']' in the list", token)
 
     def test(self) -> Query:
+        query, key = self._test()
+        inner = _annotation_key(key)
+        return query if inner is None else Annotated(_rekey(query, inner))
+
+    def _test(self) -> tuple[Query, str]:
         start = self.tok
         if start.kind in ("number", "string"):  # a range: 1 <= scan_id < 9
             low = self.value()
@@ -255,9 +275,9 @@ class _Parser:
             key = self.key()
             first = self.compare(key, _FLIP.get(op1, op1), low, start)
             if self.tok.kind != "op":
-                return first
+                return first, key
             op2 = self.op()
-            return And((first, self.compare(key, op2, self.value(), start)))
+            return And((first, self.compare(key, op2, self.value(), start))), key
         key = self.key()
         token = self.tok
         if token.word == "in" or (token.word == "not" and self.tokens[self.i + 1].word == "in"):
@@ -267,20 +287,20 @@ class _Parser:
                 self.i -= 1
                 raise self.fail("a [list] after 'in'")
             values = self.list_rest()
-            return NotIn(key, values) if negate else In(key, values)
+            return (NotIn(key, values) if negate else In(key, values)), key
         if self.keyword("contains"):
-            return Contains(key, self.value())
+            return Contains(key, self.value()), key
         if self.keyword("like"):
-            return Fuzzy(key, str(self.value()))
+            return Fuzzy(key, str(self.value())), key
         if token.text == "~":
             self.take()
             pattern = self.tok
             value = self.value()
             if not isinstance(value, str):
                 raise self.fail("a regular expression in quotes after '~'", pattern)
-            return Regex(key, value)
+            return Regex(key, value), key
         op = self.op()
-        return self.compare(key, op, self.value(), token)
+        return self.compare(key, op, self.value(), token), key
 
     def op(self) -> str:
         token = self.take()
@@ -316,6 +336,29 @@ class _Parser:
                 f"text {value!r}; write the number without quotes",
             )
         return Eq(key, value) if op == "eq" else NotEq(key, value)
+
+
+def _annotation_key(key: str) -> str | None:
+    """The key inside an annotation that ``key`` names (``tags``, ``note``,
+    ``annotations.<field>``), or None for a key of the run's documents."""
+    if key in ("tags", "note"):
+        return key
+    if key.startswith("annotations.") and len(key) > len("annotations."):
+        return key[len("annotations.") :]
+    return None
+
+
+def _annotated(key: str, query: Query) -> Query:
+    return query if _annotation_key(key) is None else Annotated(query)
+
+
+def _rekey(query: Query, key: str) -> Query:
+    """``query`` (a test of one key, or an And of two: a range) on ``key`` instead."""
+    import dataclasses
+
+    if isinstance(query, And):
+        return And(tuple(_rekey(q, key) for q in query.queries))
+    return dataclasses.replace(query, key=key)
 
 
 def parse_query(text: str, *, timezone: str | None = None) -> Query:

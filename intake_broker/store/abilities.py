@@ -19,6 +19,7 @@ ability                     what the store can do
 :class:`Buffered`           hold written events in buffers that :meth:`~Buffered.flush` writes
 :class:`FolderStore`        live in one local folder (what the default catalog uses)
 :class:`DocumentFiles`      read files of documents (what ``intake-broker ingest`` reads)
+:class:`Annotations`        keep annotations of runs: tags, fields, notes, with history
 ==========================  ==========================================================
 """
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # planning imports this module
 
 __all__ = [
     "ABILITIES",
+    "Annotations",
     "Buffered",
     "DescriptorIndex",
     "DocumentFiles",
@@ -141,6 +143,26 @@ class DocumentFiles(Protocol):
         ...
 
 
+@runtime_checkable
+class Annotations(Protocol):
+    """The store keeps annotations of its runs (see :mod:`intake_broker.store.annotations`):
+    tags, fields and notes beside the documents, each change kept in a history."""
+
+    def annotations(self, run_uid: str) -> list[dict]:
+        """The annotations of a run (as its reader may see them), oldest first."""
+        ...
+
+    def annotation_history(self, run_uid: str) -> list[dict]:
+        """Every change of the run's annotations (who, when, before, after), oldest first."""
+        ...
+
+    def change_annotation(self, run_uid: str, change: Any) -> dict:
+        """Apply one change (:func:`~intake_broker.store.annotations.annotation_change`)
+        atomically with :func:`~intake_broker.store.annotations.apply_change`; return the
+        annotation after it."""
+        ...
+
+
 #: Every optional ability, in the order :func:`abilities` lists them.
 ABILITIES: tuple[type, ...] = (
     DescriptorIndex,
@@ -150,6 +172,7 @@ ABILITIES: tuple[type, ...] = (
     Buffered,
     FolderStore,
     DocumentFiles,
+    Annotations,
 )
 
 A = TypeVar("A")

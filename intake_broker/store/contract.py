@@ -250,8 +250,13 @@ class DocumentStore(ABC):
         return run_summary(self, run_uid)
 
     def record_parts(self, run_uid: str, parts: Iterable[str]) -> dict[str, Any]:
-        """The ``descriptors`` and/or ``summary`` of a run, for evaluating queries on them."""
+        """The ``descriptors``, ``summary`` and/or ``annotations`` of a run, for evaluating
+        queries on them."""
         out: dict[str, Any] = {}
+        if "annotations" in parts:
+            from intake_broker.store.abilities import Annotations
+
+            out["annotations"] = self.annotations(run_uid) if self.supports(Annotations) else []  # type: ignore[attr-defined]
         if "descriptors" in parts:
             out["descriptors"] = self.descriptors(run_uid)
         if "summary" in parts:

@@ -15,6 +15,7 @@ import numpy as np
 
 from intake_broker.errors import DescriptorNotFound, InvalidDocument, ResourceNotFound, RunNotFound
 from intake_broker.queries import Query
+from intake_broker.store.annotations import MemoryAnnotations
 from intake_broker.store.contract import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
 from intake_broker.store.documents import (
     check_reinsert,
@@ -263,7 +264,7 @@ class TableReads:
             return self._table(descriptor_uid).read(fields, seq_range, uids)
 
 
-class MemoryStore(TableReads, DocumentStore):
+class MemoryStore(MemoryAnnotations, TableReads, DocumentStore):
     """A store that keeps every document in memory; fast, and gone with the process.
 
     Parameters
@@ -275,6 +276,7 @@ class MemoryStore(TableReads, DocumentStore):
     """
 
     def __init__(self, *, validate: bool = True, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+        MemoryAnnotations.__init__(self)
         self.validate = validate
         self.chunk_rows = chunk_rows
         self._runs: dict[str, RunDocuments] = {}
@@ -285,13 +287,21 @@ class MemoryStore(TableReads, DocumentStore):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        del state["_lock"], state["_matches"]
+        del state["_lock"], state["_matches"], state["_annotation_lock"]
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._lock = threading.RLock()
+        self._annotation_lock = threading.RLock()
         self._matches = RecentMatches()
+
+    def _annotated_run(self, run_uid: str) -> None:
+        self._get(run_uid)
+
+    def _annotations_changed(self) -> None:
+        with self._lock:
+            self._version += 1  # kept search answers may name annotations
 
     # -- writing --------------------------------------------------------------------------
 

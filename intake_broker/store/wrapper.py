@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from intake_broker.store.abilities import (
+    Annotations,
     DescriptorIndex,
     QueryIndex,
     ResourceIndex,
@@ -167,6 +168,32 @@ class StoreWrapper(DocumentStore):
     def record_parts(self, run_uid: str, parts: Iterable[str]) -> dict[str, Any]:
         return self._on_run(
             run_uid, lambda s: s.record_parts(run_uid, parts), f"parts of {run_uid}"
+        )
+
+    def annotations(self, run_uid: str) -> list[dict]:
+        """The annotations of a run, from the store holding it."""
+        return self._on_run(
+            run_uid,
+            lambda s: require(s, Annotations, "keep annotations").annotations(run_uid),
+            f"annotations of {run_uid}",
+        )
+
+    def annotation_history(self, run_uid: str) -> list[dict]:
+        """The history of a run's annotations, from the store holding it."""
+        return self._on_run(
+            run_uid,
+            lambda s: require(s, Annotations, "keep annotations").annotation_history(run_uid),
+            f"annotation history of {run_uid}",
+        )
+
+    def change_annotation(self, run_uid: str, change: Any) -> dict:
+        """Change an annotation of a run, in the store holding it."""
+        return self._on_run(
+            run_uid,
+            lambda s: require(s, Annotations, "keep annotations").change_annotation(
+                run_uid, change
+            ),
+            f"annotations of {run_uid}",
         )
 
     def flush(self) -> None:

@@ -46,6 +46,10 @@ class BrokerCatalog(Catalog):
         Relocation of asset roots: ``{old_root: new_root}``.
     asset_storage_options : dict, optional
         fsspec options for opening asset files at URLs (e.g. an S3 ``endpoint_url``).
+    annotations : str, optional
+        Where to keep annotations of these runs when the store cannot (read-only files, a
+        MongoDB you may not write): ``"sqlite:///~/notes.db"``, ``"postgresql://..."``, a
+        service URL, or ``"memory"`` (see :mod:`intake_broker.store.annotations`).
     """
 
     container = "catalog"
@@ -63,8 +67,13 @@ class BrokerCatalog(Catalog):
         root_map: Mapping[str, str] | None = None,
         asset_storage_options: Mapping[str, Any] | None = None,
         name: str | None = None,
+        annotations: str | None = None,
         **kwargs: Any,
     ):
+        if annotations is not None:
+            from intake_broker.store.annotations import attach_annotations
+
+            store = attach_annotations(store, annotations)
         self._store = store
         self._query = as_query(query)
         self._assets = {
@@ -359,6 +368,149 @@ class Run(Catalog):
 
     def _load(self) -> None:
         pass
+
+    # -- annotations (see intake_broker.store.annotations) -------------------------------
+
+    def _keeper(self) -> Any:
+        from intake_broker.store.abilities import Annotations, require
+
+        return require(self._store, Annotations, "keep annotations")
+
+    @property
+    def annotations(self) -> list[dict]:
+        """The annotations of this run you may see (tags, fields, note, author, visibility,
+        version, ...), oldest first; read from the store each time."""
+        return self._keeper().annotations(self.uid)
+
+    @property
+    def tags(self) -> list[str]:
+        """Every tag of the annotations of this run you may see, sorted."""
+        return sorted({t for a in self.annotations for t in a["tags"]})
+
+    def _change(self, **change: Any) -> dict:
+        from intake_broker.store.annotations import annotation_change
+
+        keeper = self._keeper()
+        return keeper.change_annotation(self.uid, annotation_change(keeper, self.uid, **change))
+
+    def tag(
+        self,
+        *tags: str,
+        visibility: str = "private",
+        groups: tuple[str, ...] | list[str] = (),
+        if_version: int | None = None,
+        stream: str | None = None,
+        seq_range: tuple[int, int] | None = None,
+    ) -> dict:
+        """Add ``tags`` to your annotation of this run of ``visibility`` (``private``,
+        ``proposal``, ``groups`` with ``groups=[...]``, ``public``); returns it.
+
+        ``if_version``: change it only if it is still at that version (0: not created yet),
+        else :class:`~intake_broker.errors.AnnotationConflict` with the current value."""
+        return self._change(
+            add_tags=tags,
+            visibility=visibility,
+            groups=groups,
+            if_version=if_version,
+            stream=stream,
+            seq_range=seq_range,
+        )
+
+    def untag(
+        self,
+        *tags: str,
+        visibility: str | None = None,
+        groups: tuple[str, ...] | list[str] = (),
+        if_version: int | None = None,
+    ) -> list[dict]:
+        """Remove ``tags`` from the annotations of this run of ``visibility`` (None: from every
+        annotation you may see that holds one of them); returns those changed."""
+        from intake_broker.store.annotations import _tags
+
+        wanted = set(_tags(tags, "tags"))
+        changed = []
+        for annotation in self.annotations:
+            if not wanted & set(annotation["tags"]):
+                continue
+            if visibility is not None and (
+                annotation["visibility"] != visibility
+                or (groups and sorted(groups) != annotation["groups"])
+            ):
+                continue
+            changed.append(
+                self._change(
+                    remove_tags=sorted(wanted),
+                    visibility=annotation["visibility"],
+                    groups=annotation["groups"],
+                    stream=annotation["stream"],
+                    seq_range=annotation["seq_range"],
+                    author=annotation["author"] if annotation["visibility"] == "private" else None,
+                    if_version=if_version,
+                )
+            )
+        return changed
+
+    def annotate(
+        self,
+        *,
+        note: str | None = None,
+        visibility: str = "private",
+        groups: tuple[str, ...] | list[str] = (),
+        stream: str | None = None,
+        seq_range: tuple[int, int] | None = None,
+        if_version: int | None = None,
+        remove: tuple[str, ...] | list[str] = (),
+        **fields: Any,
+    ) -> dict:
+        """Set ``fields`` (JSON values: ``rating=4``, ``sample_offset=[0.1, 0]``) and/or the
+        ``note`` of your annotation of this run of ``visibility``; ``remove`` names fields to
+        drop. ``stream`` and ``seq_range`` attach it to a stream or a range of its events.
+        Returns the annotation; see :meth:`tag` for ``if_version``."""
+        return self._change(
+            fields=fields,
+            remove_fields=remove,
+            note=note,
+            visibility=visibility,
+            groups=groups,
+            stream=stream,
+            seq_range=seq_range,
+            if_version=if_version,
+        )
+
+    def annotation_history(self, annotation_id: str | None = None) -> list[dict]:
+        """Every change of the annotations of this run you may see (of one when
+        ``annotation_id`` is given), oldest first: ``who``, ``time``, ``version``, ``before``,
+        ``after``."""
+        history = self._keeper().annotation_history(self.uid)
+        if annotation_id is not None:
+            history = [e for e in history if e["annotation"] == annotation_id]
+        return history
+
+    def annotation_as_of(self, annotation_id: str, version: int) -> dict | None:
+        """The annotation ``annotation_id`` as it was at ``version`` (None before it existed)."""
+        found = None
+        for entry in self.annotation_history(annotation_id):
+            if entry["version"] <= version:
+                found = entry["after"]
+        return found
+
+    def undo_annotation(self, annotation_id: str, version: int | None = None) -> dict:
+        """Undo the change that made ``version`` (None: the latest) of an annotation: its
+        tags, fields and note go back to what they were before it, as a new version."""
+        from intake_broker.errors import BadAnnotation
+        from intake_broker.store.annotations import restore_change
+
+        history = self.annotation_history(annotation_id)
+        if not history:
+            raise BadAnnotation(f"run {self.uid!r} has no annotation {annotation_id!r} you see")
+        entries = [e for e in history if version is None or e["version"] == version]
+        if not entries:
+            raise BadAnnotation(
+                f"annotation {annotation_id!r} has no version {version}; it has versions "
+                f"1 to {history[-1]['version']}"
+            )
+        keeper = self._keeper()
+        return keeper.change_annotation(self.uid, restore_change(keeper, self.uid, entries[-1]))
 
     def _stream_names(self) -> list[str]:
         names: list[str] = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from intake_broker.transfer import CopyReport, copy_runs
 
+from .annotations import AnnotationIndex
 from .catalog import NativeCatalog
 from .errors import (
     CopyMismatch,
@@ -40,6 +41,7 @@ __all__ = [
     "IndexUnavailable",
     "MissingChunk",
     "NativeCatalog",
+    "AnnotationIndex",
     "NativeStore",
     "ReindexReport",
     "SchemaVersionError",

@@ -34,6 +34,16 @@ Tables
     Resources, stream_resources, stream_datums and datum pages, whole.
 ``datums``
     Every datum id and the datum page holding it.
+``annotations``
+    The current annotations of runs (tags, fields, note beside the documents; see
+    :mod:`intake_broker.store.annotations`), whole (``doc``), with their ``author``,
+    ``visibility`` and ``note`` as columns for searches.
+``annotation_tags``, ``annotation_fields``, ``annotation_audience``
+    What searches on annotations read: each tag, each field (its presence and each number or
+    string it holds, indexed by name and value), and the proposals / groups an annotation is
+    shared with.
+``annotation_history``
+    Every change of an annotation (who, when, before, after), in order.
 """
 
 from __future__ import annotations
@@ -55,7 +65,7 @@ from intake_broker.store.summary import searchable_numbers
 from .errors import CorruptIndex, IndexUnavailable, SchemaVersionError, StorageError
 
 #: The schema version this code writes and reads.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Upgrades of an older index: ``MIGRATIONS[v](connection)`` turns version ``v`` into ``v + 1``.
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {}
@@ -237,6 +247,78 @@ datums = sa.Table(
     sa.Column("page_id", sa.Integer, nullable=False),
     sa.Column("row", sa.Integer, nullable=False),
 )
+
+
+annotation_table = sa.Table(
+    "annotations",
+    metadata,
+    sa.Column("id", CText, primary_key=True),
+    sa.Column("run_uid", CText, nullable=False, index=True),
+    sa.Column("author", CText, nullable=False),
+    sa.Column("visibility", CText, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("doc", sa.Text, nullable=False),
+)
+
+annotation_tags = sa.Table(
+    "annotation_tags",
+    metadata,
+    sa.Column("annotation_id", CText, nullable=False, index=True),
+    sa.Column("tag", CText, nullable=False),
+    sa.Index("ix_annotation_tags_tag", "tag", "annotation_id"),
+)
+
+annotation_fields = sa.Table(
+    "annotation_fields",
+    metadata,
+    sa.Column("annotation_id", CText, nullable=False, index=True),
+    sa.Column("name", CText, nullable=False),
+    # "key": the field is there; "num" / "str": a number / string it holds (or one of its list)
+    sa.Column("kind", CText, nullable=False),
+    sa.Column("num", sa.Float),
+    sa.Column("text", CText),
+    sa.Index("ix_annotation_fields_num", "name", "kind", "num"),
+    sa.Index("ix_annotation_fields_text", "name", "kind", "text"),
+)
+
+annotation_audience = sa.Table(
+    "annotation_audience",
+    metadata,
+    sa.Column("annotation_id", CText, nullable=False, index=True),
+    # "proposal:<name>" or "group:<name>"
+    sa.Column("label", CText, nullable=False),
+    sa.Index("ix_annotation_audience_label", "label", "annotation_id"),
+)
+
+annotation_history = sa.Table(
+    "annotation_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_uid", CText, nullable=False, index=True),
+    sa.Column("annotation_id", CText, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("doc", sa.Text, nullable=False),
+    sa.UniqueConstraint("annotation_id", "version", name="uq_annotation_history_version"),
+)
+
+ANNOTATION_TABLES = (
+    annotation_table,
+    annotation_tags,
+    annotation_fields,
+    annotation_audience,
+    annotation_history,
+)
+
+
+def _add_annotations(conn: sa.Connection) -> None:
+    """Version 4: the annotation tables (empty)."""
+    for annotation_part in ANNOTATION_TABLES:
+        annotation_part.create(conn, checkfirst=True)
+
+
+MIGRATIONS[3] = _add_annotations
 
 
 # -- connecting -------------------------------------------------------------------------------

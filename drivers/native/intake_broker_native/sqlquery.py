@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from intake_broker.queries import (
     And,
+    Annotated,
     Comparison,
     Contains,
     Eq,
@@ -317,6 +318,12 @@ def make_translator(dialect: Dialect) -> Translator:
     def _(q: PartialUID, t) -> Cond:
         upper = q.prefix[:-1] + chr(ord(q.prefix[-1]) + 1)
         return exact(sa.and_(runs.c.uid >= q.prefix, runs.c.uid < upper))
+
+    @tr.register(Annotated)
+    def _(q: Annotated, t) -> Cond:
+        from .annotations import annotated_cond
+
+        return annotated_cond(q)
 
     @tr.register(And)
     def _(q: And, t) -> Cond:

@@ -50,6 +50,8 @@ from intake_broker.store import (
 from . import docs as jsondocs
 from . import reading, recovery, schema
 from .columns import ColumnStore, array_specs
+from .annotations import AnnotationIndex, SQLAnnotations
+from .columns import ColumnStore
 from .errors import CorruptIndex
 from .ingest import Ingester, write_summaries
 from .journal import Journal
@@ -80,7 +82,7 @@ DEFAULT_CHUNK_BYTES = 8 * 2**20
 DEFAULT_FLUSH_INTERVAL = 5.0
 _STREAM_BATCH = 500
 #: The parts of a run record the SQL index answers (descriptors.* queries are evaluated).
-_INDEXED = frozenset({"start", "stop", "summary"})
+_INDEXED = frozenset({"start", "stop", "summary", "annotations"})
 
 
 class _BadRow(ValueError):
@@ -173,7 +175,7 @@ class BadRowWarning(UserWarning):
     """A row of the run index could not be read and was skipped."""
 
 
-class NativeStore(DocumentStore):
+class NativeStore(SQLAnnotations, DocumentStore):
     """Runs in a SQL index (SQLite by default, PostgreSQL by URL) with event columns in zarr.
 
     Parameters
@@ -297,6 +299,19 @@ class NativeStore(DocumentStore):
         self._infos: dict[str, DescriptorInfo] = {}
         #: events recovered from the logs of writers that died, when this store was opened
         self.recovered = 0 if _rebuilding else self._ingest.replay()
+
+    @classmethod
+    def annotation_index(cls, index: str) -> AnnotationIndex:
+        """An index keeping only annotations (of runs held elsewhere): what
+        ``annotations: sqlite:///~/notes.db`` attaches to a read-only catalog."""
+        return AnnotationIndex(index)
+
+    def _annotated_run(self, run_uid: str) -> None:
+        """RunNotFound unless this index holds ``run_uid``."""
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(runs.c.uid).where(runs.c.uid == run_uid)).first()
+        if found is None:
+            raise RunNotFound(f"no run with uid {run_uid!r} in this store")
 
     @classmethod
     def in_folder(cls, folder: str | os.PathLike, **kwargs: Any) -> NativeStore:

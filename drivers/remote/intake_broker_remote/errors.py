@@ -78,6 +78,8 @@ def error_body(err: BaseException, name: str | None = None) -> dict[str, Any]:
     if isinstance(err, core.AmbiguousUID):
         body["candidates"] = err.candidates
         body["prefix"] = err.prefix
+    if isinstance(err, core.AnnotationConflict):
+        body["current"] = err.current  # visible to the writer: the guard checked it
     return body
 
 
@@ -94,6 +96,9 @@ def raise_for_body(status: int, body: Any, fallback: str) -> None:
     cls = _classes().get(name)
     if cls is core.AmbiguousUID:
         raise core.AmbiguousUID(body.get("prefix", ""), list(body.get("candidates", [])))
+    if cls is core.AnnotationConflict:
+        current = body.get("current")
+        raise core.AnnotationConflict(message, current if isinstance(current, dict) else None)
     if cls is None or not issubclass(cls, BrokerError):
         cls = ServerError if status >= 500 else _BY_STATUS.get(status, InvalidRequest)
     if issubclass(cls, RemoteError):

@@ -205,6 +205,21 @@ class RemoteStore(DocumentStore):
     def run(self, uid: str) -> RunRecord:
         return _record(self.http.get(f"{API}/runs/{_q(uid)}"))
 
+    # -- annotations (the Annotations ability, answered by the server's store) ------------
+
+    def annotations(self, run_uid: str) -> list[dict]:
+        """The annotations of a run the server shows this client."""
+        return list(self.http.get(f"{API}/runs/{_q(run_uid)}/annotations")["data"])
+
+    def annotation_history(self, run_uid: str) -> list[dict]:
+        """The changes of the annotations of a run the server shows this client."""
+        return list(self.http.get(f"{API}/runs/{_q(run_uid)}/annotations/history")["data"])
+
+    def change_annotation(self, run_uid: str, change: Mapping[str, Any]) -> dict:
+        """Send one change; the server applies it as the credential's user (a ``write``
+        scope is needed) and answers the annotation, or a conflict with its current value."""
+        return dict(self.http.post(f"{API}/runs/{_q(run_uid)}/annotations", dict(change)))
+
     # -- what is in a run -------------------------------------------------------------------
 
     def _pages(self, path: str) -> list:

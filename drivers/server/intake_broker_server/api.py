@@ -297,6 +297,44 @@ def get_descriptors(
     )
 
 
+@router.get(
+    "/runs/{uid}/annotations",
+    summary="The annotations of a run the caller may see",
+    responses=_ERRORS,
+)
+def get_annotations(request: Request, service: ServiceDep, uid: str) -> Response:
+    """``{"data": [annotation, ...]}``: tags, fields, note, author, visibility, version."""
+    return respond(request, {"data": service.annotations(uid)})
+
+
+@router.get(
+    "/runs/{uid}/annotations/history",
+    summary="Every change of the annotations of a run the caller may see",
+    responses=_ERRORS,
+)
+def get_annotation_history(request: Request, service: ServiceDep, uid: str) -> Response:
+    """``{"data": [{annotation, version, who, time, before, after}, ...]}``, oldest first."""
+    return respond(request, {"data": service.annotation_history(uid)})
+
+
+@router.post(
+    "/runs/{uid}/annotations",
+    summary="Change an annotation of a run",
+    responses={
+        **_ERRORS,
+        409: {"description": "if_version is stale; the body holds the current annotation"},
+        422: {"description": "the change is malformed (tags, values, note, visibility)"},
+    },
+)
+async def change_annotation(request: Request, service: WriterDep, uid: str) -> Response:
+    """Apply one change (what ``intake_broker.store.annotations.annotation_change`` builds)
+    as the credential's user; answers the annotation after it."""
+    body = await read_json(request, service)
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be an annotation change (a JSON object)")
+    return respond(request, await _in_thread(service.change_annotation, uid, body))
+
+
 def _document_stream(
     request: Request, items: Iterator[Any], skip: int, limit: int | None
 ) -> Response:

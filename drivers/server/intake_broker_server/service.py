@@ -31,7 +31,8 @@ from intake_broker.assets.roots import AssetRoots
 from intake_broker.errors import BrokerError, ResourceNotFound, RunNotFound, StreamNotFound
 from intake_broker.queries import Eq, Query
 from intake_broker.store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
-from intake_broker.store.abilities import DescriptorIndex
+from intake_broker.store.abilities import Annotations, DescriptorIndex, require
+from intake_broker.store.annotations import _labels, check_change, finish_change
 from intake_broker.views.datakeys import field_dtype, field_shape
 from intake_broker.views.stream import StreamLayout
 from intake_broker_remote.errors import DescriptorNotFound, InvalidRequest, OversizedRequest
@@ -194,6 +195,32 @@ class Service:
     def descriptors(self, run_uid: str) -> list[dict]:
         self.run(run_uid)
         return self.store.descriptors(run_uid)
+
+    # -- annotations ------------------------------------------------------------------------
+
+    def _annotations(self, run_uid: str) -> Any:
+        self.run(run_uid)  # within this service's catalog (and, guarded, the principal's runs)
+        return require(self.store, Annotations, "keep annotations")
+
+    def annotations(self, run_uid: str) -> list[dict]:
+        """The annotations of a run (a guarded store shows only the principal's)."""
+        return self._annotations(run_uid).annotations(run_uid)
+
+    def annotation_history(self, run_uid: str) -> list[dict]:
+        return self._annotations(run_uid).annotation_history(run_uid)
+
+    def change_annotation(self, run_uid: str, change: Any) -> dict:
+        """Apply a posted change: checked again here; a guarded store makes the principal its
+        author and checks what they may see, an open service takes the author it names."""
+        keeper = self._annotations(run_uid)
+        if isinstance(self.store, GuardedStore):
+            return keeper.change_annotation(run_uid, change)
+        checked = check_change(change)
+        if checked["visibility"] == "proposal":
+            checked["proposals"] = _labels(self.run(run_uid).start.get("proposal_id"))
+        else:
+            checked["proposals"] = []
+        return keeper.change_annotation(run_uid, finish_change(run_uid, checked))
 
     def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
         """The run's documents; the run is looked up now, so a missing run fails early."""
