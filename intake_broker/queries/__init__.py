@@ -37,6 +37,7 @@ from .base import (
     register_query,
     resolve_key,
 )
+from .key import Key
 from .mongo import as_query, from_mongo, to_mongo
 from .search import FullText, Fuzzy, ScanID, ScanIDRange
 from .types import (
@@ -65,6 +66,7 @@ __all__ = [
     "ScanID",
     "ScanIDRange",
     "In",
+    "Key",
     "KeyPresent",
     "Not",
     "NotEq",
