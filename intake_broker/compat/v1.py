@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from intake_broker.errors import BadQuery, BrokerError, NotSupported, RunNotFound
-from intake_broker.queries import And, Comparison, FullText, Query, as_query
+from intake_broker.queries import Comparison, FullText, Query, as_query
 from intake_broker.views.catalog import BrokerCatalog, Run
 from intake_broker.views.datakeys import asset_kind, field_dtype, field_shape
 from intake_broker.views.filling import fill_documents
@@ -191,7 +191,14 @@ def search_query(kwargs: dict[str, Any], text_search: str | None = None) -> Quer
         parts.append(as_query(kwargs))
     if not parts:
         return None
-    return parts[0] if len(parts) == 1 else And(*parts)
+    return _all(parts)
+
+
+def _all(parts: list[Query]) -> Query:
+    query = parts[0]
+    for part in parts[1:]:
+        query = query & part
+    return query
 
 
 class Broker:
@@ -322,7 +329,7 @@ class Broker:
         ]
         catalog = self._catalog
         if parts:
-            catalog = catalog.search(parts[0] if len(parts) == 1 else And(*parts))
+            catalog = catalog.search(_all(parts))
         return Results(self, catalog, data_key)
 
     def add_filter(self, **kwargs: Any) -> None:
@@ -682,12 +689,12 @@ class Header:
 
     def xarray(self, stream_name: str = "primary"):
         """One stream as an ``xarray.Dataset`` in memory (variables: the data keys and
-        ``time``, as databroker gave)."""
-        return self._run[stream_name].read().drop_vars("seq_num")
+        ``time``; array dimensions ``dim_0``, ``dim_1`` ... -- as databroker gave)."""
+        return _databroker_dims(self._run[stream_name].read())
 
     def xarray_dask(self, stream_name: str = "primary"):
-        """One stream as a lazy, dask-backed ``xarray.Dataset``."""
-        return self._run[stream_name].to_dask().drop_vars("seq_num")
+        """One stream as a lazy, dask-backed ``xarray.Dataset`` (as :meth:`xarray`)."""
+        return _databroker_dims(self._run[stream_name].to_dask())
 
     # -- the work behind get_documents and get_table -----------------------------------------
 
@@ -777,6 +784,26 @@ class Header:
             out[:] = list(values)
             return out
         return values
+
+
+def _databroker_dims(ds: Any) -> Any:
+    """Our dataset as databroker 1.2.5 named it: no ``seq_num`` coordinate, and an array key's
+    dimensions ``dim_0``, ``dim_1`` ... (kept as ``<key>_dim_0`` where two keys of different
+    shapes would clash)."""
+    ds = ds.drop_vars("seq_num")
+    renames = {
+        dim: "dim_" + dim.rsplit("_dim_", 1)[-1]
+        for dim in ds.dims
+        if isinstance(dim, str) and "_dim_" in dim and dim.rsplit("_dim_", 1)[-1].isdigit()
+    }
+    sizes: dict[str, set[int]] = defaultdict(set)
+    for old, new in renames.items():
+        sizes[new].add(ds.sizes[old])
+    if any(len(s) > 1 for s in sizes.values()):
+        return ds
+    for old, new in renames.items():
+        ds = ds.rename_dims({old: new}) if old not in ds.variables else ds.rename({old: new})
+    return ds
 
 
 def _constant(value: Any, rows: int) -> Any:

@@ -223,6 +223,7 @@ def _write_table(df, name: str) -> dict:
     out = os.path.join(GOLDEN, "tables")
     os.makedirs(out, exist_ok=True)
     arrays = []
+    columns = list(df.columns)
     df = df.copy()
     for column in list(df.columns):
         if df[column].dtype == object and len(df) and isinstance(df[column].iloc[0], np.ndarray):
@@ -230,7 +231,7 @@ def _write_table(df, name: str) -> dict:
             arrays.append(column)
             df = df.drop(columns=column)
     df.to_parquet(os.path.join(out, f"{name}.parquet"), version="2.6")
-    return {"file": f"{name}.parquet", "arrays": arrays, "dtypes": {c: str(t) for c, t in df.dtypes.items()}}
+    return {"file": f"{name}.parquet", "columns": columns, "arrays": arrays, "dtypes": {c: str(t) for c, t in df.dtypes.items()}}
 
 
 def _write_documents(pairs, name: str) -> str:
