@@ -243,6 +243,30 @@ def _write_documents(pairs, name: str) -> str:
     return f"{name}.jsonl"
 
 
+def catalog_yaml(path: str) -> str:
+    """A YAML catalog file with the entry ``golden``: the golden runs (JSONL), assets
+    relocated (the same file is read by databroker's driver and by ours)."""
+    with open(path, "w") as f:
+        f.write(
+            "sources:\n  golden:\n    driver: bluesky-jsonl-catalog\n    args:\n"
+            f"      paths: ['{RUNS}/*.jsonl']\n      root_map: {{'{ROOT}': '{ASSETS}'}}\n"
+        )
+    return path
+
+
+def run_notebook(catalog: str, imports: dict | None = None) -> dict:
+    """Run notebook_databroker.py (its import lines replaced by ``imports``) on ``catalog``."""
+    with open(os.path.join(HERE, "notebook_databroker.py")) as f:
+        source = f.read()
+    for old, new in (imports or {}).items():
+        assert old in source, old
+        source = source.replace(old, new)
+    os.environ["GOLDEN_CATALOG"] = catalog
+    namespace: dict = {"__name__": "notebook"}
+    exec(compile(source, "notebook_databroker.py", "exec"), namespace)  # noqa: S102
+    return _dump(namespace["RESULTS"])
+
+
 def record() -> None:
     """Ask databroker 1.2.5 everything the tests compare, and write the answers."""
     import warnings
@@ -458,6 +482,8 @@ def record() -> None:
     golden["errors"]["header_missing_from_catalog"] = _error(
         lambda: other.get_table(lone[-1])
     )
+    golden["notebook"] = run_notebook(catalog_yaml(os.path.join(GOLDEN, "..", ".notebook.yml")))
+    os.remove(os.path.join(GOLDEN, "..", ".notebook.yml"))
     with open(os.path.join(GOLDEN, "v1.json"), "w") as f:
         json.dump(golden, f, indent=1, sort_keys=True, cls=_Encoder)
         f.write("\n")
