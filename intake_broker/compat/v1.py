@@ -752,19 +752,18 @@ class Header:
             selection = _FieldSelection(run.start, run.stop or {}, descriptor, fields)
             columns = run.store.read_events(descriptor["uid"], fields=selection.keys)
             seq = np.asarray(columns.seq_num)
-            frame = pandas.DataFrame(index=seq)
             t = np.asarray(columns.time, dtype="float64")
-            frame["time"] = (
-                pandas.to_datetime(t, unit="s").astype("datetime64[ns]") if times else t
-            )
+            table: dict[str, Any] = {
+                "time": pandas.to_datetime(t, unit="s").astype("datetime64[ns]") if times else t
+            }
             for key in selection.keys:
-                if key not in columns.data:
-                    continue
-                frame[key] = self._column(descriptor, key, columns.data[key], fill)
-            if list(frame.columns) == ["time"]:
+                if key in columns.data:
+                    table[key] = self._column(descriptor, key, columns.data[key], fill)
+            if list(table) == ["time"]:
                 continue  # no content
             for key, value in selection.extra_data.items():
-                frame[key] = _constant(value, len(frame))
+                table[key] = _constant(value, len(seq))
+            frame = pandas.DataFrame(table, index=seq, copy=False)
             frames.append(frame)
         return frames
 
