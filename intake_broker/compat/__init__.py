@@ -28,7 +28,7 @@ def install_databroker_shim() -> types.ModuleType:
     import importlib.util
 
     if importlib.util.find_spec("databroker") is not None:
-        import databroker  # type: ignore[import-not-found]
+        import databroker
 
         return databroker
     shim = types.ModuleType("databroker", "intake-broker's stand-in for databroker's v1 API")

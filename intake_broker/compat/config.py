@@ -45,7 +45,9 @@ def lookup_config(name: str) -> dict | None:
     import yaml
 
     if not isinstance(name, str) or not name or len(name) > 200 or os.sep in name or name[0] == ".":
-        raise InvalidConfig(f"a configuration name is a plain file stem such as 'csx', got {name!r}")
+        raise InvalidConfig(
+            f"a configuration name is a plain file stem such as 'csx', got {name!r}"
+        )
     for folder in config_search_path():
         for suffix in (".yml", ".yaml"):
             path = folder / f"{name}{suffix}"

@@ -132,7 +132,7 @@ class _FieldSelection:
         config = descriptor.get("configuration", {}).values()
         config_data = {k: v for c in config for k, v in c.get("data", {}).items()}
         config_ts = {k: v for c in config for k, v in c.get("timestamps", {}).items()}
-        sources = (
+        sources: tuple[tuple[Mapping[str, Any], Mapping[str, Any]], ...] = (
             (config_data, config_ts),
             (start, defaultdict(lambda: start["time"])),
             (stop, defaultdict(lambda: stop["time"])),
@@ -220,6 +220,7 @@ class Broker:
         self.prepare_hook: Callable[[str, Any], Any] = _wrap
         self.aliases: dict[str, Any] = {}
         self.filters: dict[str, Any] = {}
+        self._config: dict | None = None
 
     # -- construction ---------------------------------------------------------------------
 
@@ -257,7 +258,7 @@ class Broker:
 
     def get_config(self) -> dict | None:
         """The configuration this Broker was made from (None if it was not)."""
-        return getattr(self, "_config", None)
+        return self._config
 
     @property
     def name(self) -> str:
@@ -307,9 +308,7 @@ class Broker:
             return [self[i] for i in reversed(indices)]
         return Header(self._catalog[key], self)
 
-    def __call__(
-        self, text_search: str | Query | Mapping | None = None, **kwargs: Any
-    ) -> Results:
+    def __call__(self, text_search: str | Query | Mapping | None = None, **kwargs: Any) -> Results:
         """Runs matching metadata: ``db(plan_name="scan", since="2024-03-01", until=...)``,
         a text search ``db("LaB6")``, a query object or a MongoDB-style dict
         (``db({"scan_id": {"$gt": 3}})``). ``data_key="det"`` keeps runs having that key.
@@ -475,7 +474,9 @@ class Broker:
         self._no_registry(handler_registry)
         frames = []
         for header in _headers(headers):
-            frames += self._own(header)._tables(stream_name, fields, bool(fill), convert_times or localize_times)
+            frames += self._own(header)._tables(
+                stream_name, fields, bool(fill), convert_times or localize_times
+            )
         if not frames:
             result = pandas.DataFrame()
         else:
@@ -641,7 +642,7 @@ class Header:
 
     def config_data(self, device_name: str) -> dict[str, list[dict]]:
         """``{stream_name: [configuration data, one per descriptor]}`` of one device."""
-        out: dict[str, list[dict]] = defaultdict(list)
+        out: dict[Any, list[dict]] = defaultdict(list)
         for d in sorted(self._run.descriptors, key=lambda d: d["time"]):
             config = d.get("configuration", {}).get(device_name)
             if config:

@@ -19,12 +19,12 @@ from intake.catalog import Catalog
 from intake_broker.errors import AmbiguousUID, RunIndexError, RunNotFound, StreamNotFound
 from intake_broker.queries import Eq, PartialUID, Query, as_query
 from intake_broker.store.contract import NEWEST_FIRST, DocumentStore, RunRecord
+from intake_broker.views.stream import Stream
 
 #: Runs oldest first: the order positions in a slice (``cat[-3:]``) count in.
 OLDEST_FIRST: tuple[tuple[str, int], ...] = (("time", 1),)
 #: The most runs one slice gives at once.
 MAX_SLICE = 10_000
-from intake_broker.views.stream import Stream
 
 _PAGE = 500
 _HEX = set(string.hexdigits + "-")

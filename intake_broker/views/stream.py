@@ -363,9 +363,7 @@ class Stream(DataSource):
         keys = self.fields
         unknown = [v for v in variables if v not in keys]
         if unknown:
-            raise FieldNotFound(
-                f"stream {self.name!r} has no data keys {unknown}; it has {keys}"
-            )
+            raise FieldNotFound(f"stream {self.name!r} has no data keys {unknown}; it has {keys}")
         return self(include=list(variables))
 
     def __getitem__(self, key: str) -> Any:

@@ -18,8 +18,6 @@ sys.path.insert(0, str(Path(__file__).parent))  # _golden and make_golden, for t
 from _golden import ASSETS, ROOT, TZ, golden_runs  # noqa: E402
 
 
-
-
 @pytest.fixture(scope="session")
 def golden() -> dict:
     return json.loads((Path(__file__).parent / "golden" / "v1.json").read_text())
@@ -72,8 +70,3 @@ def catalog(request, tmp_path_factory):
 @pytest.fixture(scope="module")
 def db(catalog):
     return catalog.v1
-
-
-
-
-

@@ -231,7 +231,12 @@ def _write_table(df, name: str) -> dict:
             arrays.append(column)
             df = df.drop(columns=column)
     df.to_parquet(os.path.join(out, f"{name}.parquet"), version="2.6")
-    return {"file": f"{name}.parquet", "columns": columns, "arrays": arrays, "dtypes": {c: str(t) for c, t in df.dtypes.items()}}
+    return {
+        "file": f"{name}.parquet",
+        "columns": columns,
+        "arrays": arrays,
+        "dtypes": {c: str(t) for c, t in df.dtypes.items()},
+    }
 
 
 def _write_documents(pairs, name: str) -> str:
@@ -380,7 +385,7 @@ def record() -> None:
             )
         for f_ in sorted(h.fields("primary")):
             entry["data"][f_] = _dump(list(h.data(f_, fill=True)))
-        entry["data_nosuch"] = _error(lambda: h.data("nosuch"))
+        entry["data_nosuch"] = _error(lambda h=h: h.data("nosuch"))
         entry["first_field"] = field
         golden["runs"][label] = entry
 
@@ -479,9 +484,7 @@ def record() -> None:
     }
     # other's header is found in db too (same run), so also one db lacks:
     lone = Broker(catalog(files[-1:]))
-    golden["errors"]["header_missing_from_catalog"] = _error(
-        lambda: other.get_table(lone[-1])
-    )
+    golden["errors"]["header_missing_from_catalog"] = _error(lambda: other.get_table(lone[-1]))
     golden["notebook"] = run_notebook(catalog_yaml(os.path.join(GOLDEN, "..", ".notebook.yml")))
     os.remove(os.path.join(GOLDEN, "..", ".notebook.yml"))
     with open(os.path.join(GOLDEN, "v1.json"), "w") as f:

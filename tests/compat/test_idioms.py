@@ -184,7 +184,9 @@ def test_v0_mongo_config_opens_the_mongo_driver(mongo_server, golden):
         assert h.uid == golden["uids"]["npy_images"]
         np.testing.assert_array_equal(
             np.stack(list(h.table(fill=True)["img"])),
-            np.stack(list(golden_table(golden["runs"]["npy_images"]["tables"]["primary/fill"])["img"])),
+            np.stack(
+                list(golden_table(golden["runs"]["npy_images"]["tables"]["primary/fill"])["img"])
+            ),
         )
     finally:
         mongo_server.drop("compat-mds", "compat-ar")

@@ -42,9 +42,7 @@ def assert_same_documents(ours, expected) -> None:
 
     def prefix_sorted(pairs):
         first = next((i for i, (n, _) in enumerate(pairs) if n == "event"), len(pairs) - 1)
-        head = sorted(
-            pairs[1:first], key=lambda p: (p[0], p[1].get("uid") or p[1].get("datum_id"))
-        )
+        head = sorted(pairs[1:first], key=lambda p: (p[0], p[1].get("uid") or p[1].get("datum_id")))
         return [pairs[0], *head, *pairs[first:]]
 
     def arrays_out(pairs):
@@ -176,7 +174,9 @@ def test_searches(db, golden):
 def test_several_headers_at_once(db, golden):
     multi = golden["multi"]
     hs = [db[u] for u in multi["uids"]]
-    assert_same_table(db.get_table(hs, fields=["det", "det_with_conf"]), golden_table(multi["table"]))
+    assert_same_table(
+        db.get_table(hs, fields=["det", "det_with_conf"]), golden_table(multi["table"])
+    )
     assert_same_documents(list(db.get_documents(hs)), golden_documents(multi["documents"]))
     events = [("event", e) for e in db.get_events(hs)]
     assert_same_documents(events, golden_documents(multi["events"]))
@@ -245,11 +245,11 @@ def test_bad_input_raises_what_databroker_raised(db, golden, catalog):
 
 def test_a_header_of_another_catalog(db, golden, catalog):
     """databroker looked a foreign header up by uid: found, it read it; missing, KeyError."""
+    from _golden import golden_runs
+
     from intake_broker import BrokerCatalog
     from intake_broker.errors import RunNotFound
     from intake_broker.store.memory import MemoryStore
-
-    from _golden import golden_runs
 
     lone, first = MemoryStore(), MemoryStore()
     for docs, store in ((golden_runs()[-1], lone), (golden_runs()[0], first)):
@@ -257,9 +257,10 @@ def test_a_header_of_another_catalog(db, golden, catalog):
             store.insert(name, doc)
     other = BrokerCatalog(first).v1
     assert golden["errors"]["header_from_other_catalog"]["returned"] == "DataFrame"
-    assert list(db.get_table(other[-1]).columns) == golden["errors"][
-        "header_from_other_catalog"
-    ]["columns"]
+    assert (
+        list(db.get_table(other[-1]).columns)
+        == golden["errors"]["header_from_other_catalog"]["columns"]
+    )
     recorded = golden["errors"]["header_missing_from_catalog"]
     err = _raises_as_databroker(recorded, lambda: other.get_table(BrokerCatalog(lone).v1[-1]))
     assert isinstance(err, RunNotFound) and "not in catalog" in str(err)
