@@ -19,8 +19,8 @@ The recording runs with ``TZ=America/New_York`` (the zone naive ``since``/``unti
 the tests set the same zone.
 
 databroker 1.2.5 needs ``intake<=0.6.4`` and the numpy/pandas of early 2022, so the venv is made
-with an older Python (``--python``; default: the newest of 3.10 and 3.9 found under
-``~/.pyenv/versions`` or on PATH).
+with an older Python (``--python``; default: a 3.9 -- the one the golden files were recorded
+with -- else a 3.10, found under ``~/.pyenv/versions`` or on PATH).
 """
 
 from __future__ import annotations
@@ -153,9 +153,9 @@ def _plain(value):
 
 
 def find_python() -> str:
-    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python")))
-    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.9*/bin/python")))
-    for name in ("python3.10", "python3.9"):
+    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.9*/bin/python")))
+    candidates += sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10*/bin/python")))
+    for name in ("python3.9", "python3.10"):
         found = shutil.which(name)
         if found:
             candidates.append(found)
