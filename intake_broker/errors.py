@@ -20,6 +20,11 @@ class RunNotFound(BrokerError, KeyError):
     """No run matches the uid, uid prefix, scan_id or index that was asked for."""
 
 
+class RunIndexError(RunNotFound, IndexError):
+    """A negative index reaches past the oldest run (``cat[-100]`` of 6 runs): a ``KeyError``
+    as every missing run is, and an ``IndexError`` as databroker raised."""
+
+
 class AmbiguousUID(BrokerError, KeyError):
     """A uid prefix matches more than one run; ``candidates`` lists the matching uids."""
 
@@ -35,6 +40,10 @@ class AmbiguousUID(BrokerError, KeyError):
 
 class StreamNotFound(BrokerError, KeyError):
     """A run has no stream of the requested name."""
+
+
+class FieldNotFound(BrokerError, KeyError):
+    """A stream has no data key of the requested name."""
 
 
 class DescriptorNotFound(BrokerError, KeyError):

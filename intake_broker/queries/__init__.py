@@ -40,6 +40,8 @@ from .base import (
     resolve_key,
 )
 from .mongo import as_query, from_mongo
+from .key import Key
+from .mongo import as_query, from_mongo, to_mongo
 from .search import FullText, Fuzzy, ScanID, ScanIDRange
 from .types import (
     Comparison,
@@ -71,6 +73,7 @@ __all__ = [
     "ScanID",
     "ScanIDRange",
     "In",
+    "Key",
     "KeyPresent",
     "Not",
     "NotEq",

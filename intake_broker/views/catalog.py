@@ -8,6 +8,7 @@ where the catalog's filter (a search, and later an access policy) is applied: on
 
 from __future__ import annotations
 
+import importlib
 import re
 import string
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,10 +16,15 @@ from typing import Any, ClassVar
 
 from intake.catalog import Catalog
 
-from intake_broker.errors import AmbiguousUID, RunNotFound, StreamNotFound
+from intake_broker.errors import AmbiguousUID, RunIndexError, RunNotFound, StreamNotFound
 from intake_broker.queries import Eq, PartialUID, Query, as_query
 from intake_broker.store.contract import NEWEST_FIRST, DocumentStore, RunRecord
 from intake_broker.views.stream import Stream
+
+#: Runs oldest first: the order positions in a slice (``cat[-3:]``) count in.
+OLDEST_FIRST: tuple[tuple[str, int], ...] = (("time", 1),)
+#: The most runs one slice gives at once.
+MAX_SLICE = 10_000
 
 _PAGE = 500
 _HEX = set(string.hexdigits + "-")
@@ -118,7 +124,7 @@ class BrokerCatalog(Catalog):
             if key < 0:
                 found = self._runs(skip=-key - 1, limit=1)
                 if not found:
-                    raise RunNotFound(
+                    raise RunIndexError(
                         f"index {key} is out of range: this catalog has {len(self)} runs"
                     )
                 return found[0]
@@ -147,8 +153,43 @@ class BrokerCatalog(Catalog):
                 raise AmbiguousUID(key, [r.uid for r in found])
         raise RunNotFound(f"no run with uid or uid prefix {key!r} in this catalog")
 
-    def __getitem__(self, key: Any) -> Run:
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            return self._slice(key)
         return self._make_run(self._lookup(key))
+
+    def _slice(self, key: slice) -> list[Run]:
+        """``cat[-3:]``: runs by position in time order, oldest first (``cat[-1]`` is the
+        newest, so ``cat[-3:]`` is ``[cat[-3], cat[-2], cat[-1]]``)."""
+        for part in (key.start, key.stop, key.step):
+            if part is not None and (isinstance(part, bool) or not isinstance(part, int)):
+                raise TypeError(f"slice positions are integers, got {key!r}")
+        if key.step == 0:
+            raise ValueError("slice step cannot be zero")
+        start, stop, step = key.indices(len(self))
+        positions = range(start, stop, step)
+        if len(positions) > MAX_SLICE:
+            raise ValueError(
+                f"a slice gives at most {MAX_SLICE} runs, this one {len(positions)}; "
+                "iterate the catalog (cat.values()) instead"
+            )
+        if not positions:
+            return []
+        lo, hi = min(positions), max(positions)
+        page = self._runs(sort=OLDEST_FIRST, skip=lo, limit=hi - lo + 1)
+        return [self._make_run(page[p - lo]) for p in positions if p - lo < len(page)]
+
+    @property
+    def v1(self) -> Any:
+        """This catalog through databroker's v1 API: ``db = cat.v1; db[-1].table()``
+        (:class:`intake_broker.compat.Broker`)."""
+        # compat sits above the views: loaded by name, when asked for
+        return importlib.import_module("intake_broker.compat.v1").Broker(self)
+
+    @property
+    def v2(self) -> BrokerCatalog:
+        """This catalog (``v1`` and ``v2`` are symmetric, as in databroker)."""
+        return self
 
     def __contains__(self, key: Any) -> bool:
         try:
@@ -350,6 +391,16 @@ class Run(Catalog):
         return self._record.uid
 
     @property
+    def start(self) -> dict:
+        """The run's start document."""
+        return self._record.start
+
+    @property
+    def stop(self) -> dict | None:
+        """The run's stop document (None while the run is acquiring or if it never ended)."""
+        return self._record.stop
+
+    @property
     def store(self) -> DocumentStore:
         """The store the run is read from."""
         return self._store
@@ -531,7 +582,15 @@ class Run(Catalog):
     def _get_entries(self) -> dict[str, Stream]:
         return {name: self[name] for name in self._stream_names()}
 
-    def __getitem__(self, name: str) -> Stream:
+    def __getitem__(self, name: str) -> Any:
+        """A stream (``run["primary"]``), or a path into one as databroker 2 spells it:
+        ``run["primary/data/det"]`` is ``run["primary"]["data"]["det"]``."""
+        if isinstance(name, str) and "/" in name:
+            first, *rest = name.split("/")
+            node: Any = self[first]
+            for part in rest:
+                node = node[part]
+            return node
         descriptors = [d for d in self.descriptors if d.get("name", "primary") == name]
         if not descriptors:
             raise StreamNotFound(
@@ -568,7 +627,7 @@ class Run(Catalog):
     def __repr__(self) -> str:
         start = self._record.start
         return (
-            f"<Run {self.uid[:8]} scan_id={start.get('scan_id')} "
+            f"<Run {self.uid} scan_id={start.get('scan_id')} "
             f"plan={start.get('plan_name')!r} streams={self._stream_names()}"
             f"{'' if self.complete else ' (incomplete)'}>"
         )

@@ -8,13 +8,14 @@ value is read when computed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from intake.source.base import DataSource, Schema
 
 from intake_broker.assets import AssetReader, frames_per_chunk
+from intake_broker.errors import FieldNotFound
 from intake_broker.store.contract import Chunk, DocumentStore
 from intake_broker.views.datakeys import asset_kind, field_dims, field_dtype, field_shape
 
@@ -376,13 +377,50 @@ class Stream(DataSource):
             ds = with_datetimes(ds, self._datetimes)
         return ds
 
-    def to_dask(self):
-        """The stream as a lazy ``xarray.Dataset``: one dask chunk per stored page."""
-        return self._dataset("data")
+    def to_dask(self, variables: Sequence[str] | None = None):
+        """The stream as a lazy ``xarray.Dataset``: one dask chunk per stored page.
+        ``variables`` keeps only those data keys (``to_dask(["det"])``)."""
+        return self._selected(variables)._dataset("data")
 
-    def read(self):
-        """The stream as an ``xarray.Dataset`` held in memory."""
-        return self._dataset("data", lazy=False)
+    def read(self, variables: Sequence[str] | None = None):
+        """The stream as an ``xarray.Dataset`` held in memory; ``variables`` keeps only those
+        data keys (``run.primary.read(["det"])``, as databroker 2 reads)."""
+        return self._selected(variables)._dataset("data", lazy=False)
+
+    def _selected(self, variables: Sequence[str] | None) -> Stream:
+        if variables is None:
+            return self
+        if isinstance(variables, str):
+            variables = [variables]
+        keys = self.fields
+        unknown = [v for v in variables if v not in keys]
+        if unknown:
+            raise FieldNotFound(f"stream {self.name!r} has no data keys {unknown}; it has {keys}")
+        return self(include=list(variables))
+
+    def __getitem__(self, key: str) -> Any:
+        """databroker 2's nodes of a stream: ``stream["data"]`` (the data keys, each an
+        array read lazily), ``stream["timestamps"]``, ``stream["config"]``; ``"data/det"``
+        is ``["data"]["det"]``."""
+        if not isinstance(key, str):
+            raise TypeError(f"a stream's nodes are named by strings, got {type(key).__name__}")
+        head, _, rest = key.partition("/")
+        nodes = {
+            "data": lambda: StreamData(self, "data"),
+            "timestamps": lambda: StreamData(self, "timestamps"),
+            "config": lambda: self.config,
+        }
+        if head not in nodes:
+            raise KeyError(
+                f"stream {self.name!r} has the nodes 'data', 'timestamps' and 'config', "
+                f"not {head!r}"
+            )
+        node = nodes[head]()
+        return node[rest] if rest else node
+
+    def keys(self) -> list[str]:
+        """The nodes ``__getitem__`` gives."""
+        return ["data", "timestamps", "config"]
 
     # -- other returns and shapes (intake_broker.views.returns / .mux) ---------------------
 
@@ -448,6 +486,91 @@ class Stream(DataSource):
         for descriptor in self._descriptors:
             objects += [o for o in descriptor.get("configuration", {}) if o not in objects]
         return {obj: ConfigSource(self, obj) for obj in objects}
+
+
+class StreamData(Mapping):
+    """The data keys of a stream as a mapping of lazily read arrays, as databroker 2 gives
+    ``run["primary"]["data"]``: ``["det"]`` is a :class:`FieldArray`; ``read()`` is the
+    ``xarray.Dataset`` (``read(["det"])`` some of it)."""
+
+    def __init__(self, stream: Stream, group: str = "data"):
+        self._stream = stream
+        self._group = group
+
+    def __getitem__(self, key: str) -> FieldArray:
+        if key not in self._stream.fields:
+            raise FieldNotFound(
+                f"stream {self._stream.name!r} has no data key {key!r}; "
+                f"it has {self._stream.fields}"
+            )
+        return FieldArray(self._stream, key, self._group)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._stream.fields)
+
+    def __len__(self) -> int:
+        return len(self._stream.fields)
+
+    def read(self, variables: Sequence[str] | None = None):
+        """The data (or timestamps) as an ``xarray.Dataset`` in memory."""
+        stream = self._stream._selected(variables)
+        return stream._dataset(self._group, lazy=False)
+
+    def to_dask(self, variables: Sequence[str] | None = None):
+        """The data (or timestamps) as a lazy ``xarray.Dataset``."""
+        return self._stream._selected(variables)._dataset(self._group)
+
+    def __repr__(self) -> str:
+        return f"<StreamData {self._group!r} of {self._stream!r}: {list(self)}>"
+
+
+class FieldArray:
+    """One data key of a stream, as an array read when sliced: ``shape``, ``dtype``,
+    ``ndim``, ``len()``, ``[...]`` (reads only the chunks the slice touches) and ``read()``
+    (everything). ``to_dask()`` is the dask array itself."""
+
+    def __init__(self, stream: Stream, key: str, group: str = "data"):
+        self._stream = stream
+        self._key = key
+        self._group = group
+        self._array: Any = None
+
+    def to_dask(self):
+        """The lazy dask array (one chunk per stored page, or a few frames for assets)."""
+        if self._array is None:
+            self._array = self._stream.layout.dask_arrays([self._key], self._group)[self._key]
+        return self._array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.to_dask().shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.to_dask().dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return np.asarray(self.to_dask()[index].compute())
+
+    def read(self, slice: Any = ...) -> np.ndarray:  # noqa: A002 -- tiled's name
+        """The values (of ``slice``) as a numpy array."""
+        if slice is ...:
+            return self._stream.layout.arrays([self._key], self._group)[self._key]
+        return self[slice]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        values = self.read()
+        return values if dtype is None else values.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"<FieldArray {self._key!r} shape={self.shape} dtype={self.dtype}>"
 
 
 class StreamTimestamps(DataSource):
