@@ -86,3 +86,13 @@ class CopyMismatch(BrokerError, RuntimeError):
 class DeadlineExceeded(BrokerError, TimeoutError):
     """Work ran past the deadline it was given (see :mod:`intake_broker.deadline`): a query
     too costly to answer in time. Narrow the query, or ask for less at once."""
+
+
+class StoreNotFound(BrokerError, FileNotFoundError):
+    """A catalog names a store, folder, file, index or bucket that does not exist (a typo, or a
+    store nothing has been written to yet). The message names the catalog entry and its file,
+    what was looked for, and how to declare a store that is created by its first write."""
+
+
+class EmptyLocationWarning(UserWarning):
+    """A catalog's glob or folder exists but holds no run yet: the catalog is empty for now."""
