@@ -182,6 +182,8 @@ class EntryArguments:
         for path in paths:
             fs, local = url_to_fs(path, **dict(storage_options or {}))
             folder = glob_base(local) if has_magic(local) else local
+            if _object_store(fs):  # no folders there: the bucket must exist, prefixes need not
+                folder = folder.strip("/").split("/", 1)[0]
             try:
                 exists = fs.exists(folder) if folder else True
             except (PermissionError, OSError) as err:
@@ -192,12 +194,12 @@ class EntryArguments:
                 if create:
                     continue
                 what = "folder" if has_magic(local) else "file or folder"
-                if "://" in path and "/" not in folder.strip("/"):
-                    what = "bucket"
+                if _object_store(fs):
+                    what = f"bucket {folder!r}"
                 raise self.not_found(argument, path, f"the {what} does not exist")
             if has_magic(local):
                 matched = fs.glob(local)
-            elif fs.isdir(local):
+            elif _object_store(fs) or fs.isdir(local):
                 matched = fs.glob(f"{local.rstrip('/')}/*{extension}")
             else:
                 continue
@@ -208,6 +210,12 @@ class EntryArguments:
                     EmptyLocationWarning,
                     stacklevel=4,
                 )
+
+
+def _object_store(fs: Any) -> bool:
+    """Whether ``fs`` is an object store (S3, GCS, Azure, ...): buckets, no real folders."""
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in {"s3", "s3a", "gs", "gcs", "az", "abfs", "adl", "oss"}
 
 
 def _opening_entry() -> Any:
