@@ -25,6 +25,7 @@ import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 from intake_broker.catalogs.spec import CatalogFileError, expand_variables, resolve_path
@@ -224,7 +225,7 @@ def _opening_entry() -> Any:
         from intake.catalog.local import LocalCatalogEntry
     except ImportError:  # pragma: no cover - intake is a dependency
         return None
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(_STACK_DEPTH):
         if frame is None:
             return None

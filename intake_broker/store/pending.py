@@ -30,7 +30,6 @@ class PendingStore(StoreWrapper):
         Where the store will be, for reprs and messages.
     """
 
-    writable = True  # type: ignore[assignment]
 
     def __init__(
         self, factory: Callable[[], DocumentStore], exists: Callable[[], bool], location: str
@@ -47,8 +46,8 @@ class PendingStore(StoreWrapper):
         """Whether the real store exists (made here, or found since)."""
         return self._real is not None or self._exists()
 
-    @property  # type: ignore[override]
-    def store(self) -> DocumentStore:
+    @property
+    def store(self) -> DocumentStore:  # type: ignore[override]
         """The real store once it exists; until then an empty store answering reads."""
         if self._real is None and self._exists():
             self._make()

@@ -64,7 +64,7 @@ class NativeCatalog(BrokerCatalog):
         if isinstance(index, NativeStore):
             store = index
         else:
-            index = yaml.path(index, "index")
+            index = str(yaml.path(index, "index"))
             data = yaml.path(data, "data")
             options = yaml.value(storage_options, "storage_options")
 
