@@ -30,7 +30,6 @@ class PendingStore(StoreWrapper):
         Where the store will be, for reprs and messages.
     """
 
-
     def __init__(
         self, factory: Callable[[], DocumentStore], exists: Callable[[], bool], location: str
     ):
