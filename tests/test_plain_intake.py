@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shlex
 import shutil
@@ -382,11 +383,14 @@ def test_create_true_makes_the_store_at_its_first_write_and_not_before(tmp_path)
     writer = open_catalog(path)["beamline"]
     assert len(reader) == 0 and len(writer) == 0 and "first write" in repr(writer)
     assert files_under(tmp_path) == {"site.yml"}
+    assert len(pickle.loads(pickle.dumps(reader))) == 0  # a pending store travels (dask)
+    assert files_under(tmp_path) == {"site.yml"}
     docs = scalar_run(time=1_700_000_000.0)
     insert_all(writer.store, docs)
     writer.store.flush()
     assert (tmp_path / "data" / "index.sqlite").exists()
     assert list(reader) == [docs[0][1]["uid"]]  # the first reader sees the store made since
+    assert list(pickle.loads(pickle.dumps(writer))) == [docs[0][1]["uid"]]
     again = intake.open_catalog(str(path))["beamline"]
     assert len(again) == 1 and "PendingStore" not in repr(again.store)
     writer.store.close()

@@ -72,6 +72,16 @@ class PendingStore(StoreWrapper):
         if self._real is not None:
             self._real.close()
 
+    def __reduce__(self) -> tuple:
+        # the real store once made (pickled as it pickles itself), else a new pending store
+        if self._real is not None:
+            return (_same, (self._real,))
+        return (PendingStore, (self._factory, self._exists, self.location))
+
     def __repr__(self) -> str:
         state = "created" if self._real is not None else "created by its first write"
         return f"<PendingStore {self.location} ({state})>"
+
+
+def _same(store: DocumentStore) -> DocumentStore:
+    return store

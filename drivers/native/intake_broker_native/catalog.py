@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -68,17 +69,16 @@ class NativeCatalog(BrokerCatalog):
             data = yaml.path(data, "data")
             options = yaml.value(storage_options, "storage_options")
 
-            def open_store() -> NativeStore:
-                return NativeStore(
-                    index,
-                    data,
-                    storage_options=options,
-                    chunk_rows=chunk_rows,
-                    chunk_bytes=chunk_bytes,
-                    flush_interval=flush_interval,
-                    validate=validate,
-                )
-
+            open_store = functools.partial(
+                NativeStore,
+                index,
+                data,
+                storage_options=options,
+                chunk_rows=chunk_rows,
+                chunk_bytes=chunk_bytes,
+                flush_interval=flush_interval,
+                validate=validate,
+            )
             path = _sqlite_file(index)
             if yaml.from_yaml and path is not None and not _exists(path):
                 from .recovery import refuse_lost_index
@@ -86,7 +86,7 @@ class NativeCatalog(BrokerCatalog):
                 refuse_lost_index(index, data, dict(options or {}))  # runs without their index
                 if not create:
                     raise yaml.not_found("index", path, "the SQLite run index does not exist")
-                store = PendingStore(open_store, lambda: _exists(path), path)
+                store = PendingStore(open_store, functools.partial(_exists, path), path)
             else:
                 store = open_store()
         super().__init__(
