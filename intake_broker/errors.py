@@ -139,3 +139,11 @@ class AnnotationConflict(BrokerError, ValueError):
     def __init__(self, message: str, current: dict | None = None):
         super().__init__(message)
         self.current = current
+class StoreNotFound(BrokerError, FileNotFoundError):
+    """A catalog names a store, folder, file, index or bucket that does not exist (a typo, or a
+    store nothing has been written to yet). The message names the catalog entry and its file,
+    what was looked for, and how to declare a store that is created by its first write."""
+
+
+class EmptyLocationWarning(UserWarning):
+    """A catalog's glob or folder exists but holds no run yet: the catalog is empty for now."""

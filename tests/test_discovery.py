@@ -30,7 +30,7 @@ sources:
   csx:
     description: CSX from {where}
     driver: bluesky-msgpack-catalog
-    args: {{paths: [runs]}}
+    args: {{paths: [runs], create: true}}
   {other}:
     driver: bluesky-memory-catalog
 """

@@ -378,15 +378,18 @@ SECRET_YAML = """
         driver: bluesky-msgpack-catalog
         args:
           paths: ["${RUNS_ROOT}/iss"]
+          create: true
           storage_options: {password: "${ISS_TEST_PASSWORD}"}
       chx:
         driver: bluesky-msgpack-catalog
         args:
           paths: ["{{ env(CHX_TEST_ROOT) }}/chx"]
+          create: true
       defaults:
         driver: bluesky-msgpack-catalog
         args:
           paths: ["${UNSET_TEST_ROOT:-/data}/runs", "$${NOT_A_VARIABLE}"]
+          create: true
     """
 
 
@@ -401,7 +404,7 @@ def test_an_unset_variable_is_an_error_naming_file_line_and_variable(tmp_path, m
         "variable RUNS_ROOT is not set"
     )
     assert "${RUNS_ROOT:-value}" in message
-    assert "line 10" in str(error_of(path, "chx"))  # intake's {{ env(NAME) }} too
+    assert "line 11" in str(error_of(path, "chx"))  # intake's {{ env(NAME) }} too
     assert cat["defaults"].store.paths == ["/data/runs", f"{tmp_path}/${{NOT_A_VARIABLE}}"]
 
 
@@ -443,6 +446,7 @@ def test_relative_paths_are_relative_to_the_yaml_folder(tmp_path, monkeypatch):
               directory: runs
               root_map: {/old/root: assets, /other: /new}
               handler_registry: {NPY_SEQ: intake_broker.assets.handlers.NumpySeqHandler}
+              create: true
             metadata: {timezone: UTC}
           inherits:
             driver: bluesky-memory-catalog

@@ -335,6 +335,10 @@ class CheckedEntry(LocalCatalogEntry):
                         ),
                     )
         plugin, args = super()._create_open_args(user_parameters)
+        if getattr(plugin, "reads_yaml_arguments", False):
+            # the driver reads ${VARIABLES} and relative paths itself (EntryArguments), as it
+            # does under plain intake.open_catalog: one meaning for the file
+            return plugin, finish_arguments(spec, name, plugin, args, paths=False)
         metadata = args.pop("metadata", None)
         args = {k: _expand(v) for k, v in args.items()}
         if metadata is not None:
@@ -352,13 +356,17 @@ def _expand(value: Any) -> Any:
     return value
 
 
-def finish_arguments(spec: CatalogSpec, name: str, plugin: type, args: dict) -> dict:
-    """Resolve relative paths (against the file's folder) and import dotted handler names."""
+def finish_arguments(
+    spec: CatalogSpec, name: str, plugin: type, args: dict, *, paths: bool = True
+) -> dict:
+    """Resolve relative paths (against the file's folder; not when ``paths`` is False: the
+    driver does) and import dotted handler names."""
     from intake_broker.views.catalog import BrokerCatalog
 
-    path_args = getattr(plugin, "path_arguments", None)
+    path_args = getattr(plugin, "path_arguments", None) if paths else ()
     if path_args is None:
         path_args = PATH_ARGUMENTS if issubclass(plugin, BrokerCatalog) else ()
+    path_args = path_args or ()
     base = spec.catalog_dir
     for arg in path_args:
         value = args.get(arg)

@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 from intake.catalog import Catalog
 
 from intake_broker.errors import AmbiguousUID, RunIndexError, RunNotFound, StreamNotFound
+from intake_broker.catalogs.entries import EntryArguments
+from intake_broker.errors import AmbiguousUID, NotSupported, RunNotFound, StreamNotFound
 from intake_broker.queries import Eq, PartialUID, Query, as_query
 from intake_broker.store.contract import NEWEST_FIRST, DocumentStore, RunRecord
 from intake_broker.views.stream import Stream
@@ -43,8 +45,9 @@ class BrokerCatalog(Catalog):
     ----------
     store : DocumentStore
         Where the documents are.
-    query : Query or dict, optional
-        Only runs matching this are in the catalog (what ``search`` narrows).
+    query : Query, dict or str, optional
+        Only runs matching this are in the catalog (what ``search`` narrows): a query object,
+        a MongoDB-style dict, a text in the query language or an encoded query (JSON).
     handler_registry : dict, optional
         Asset handlers by resource spec, added to the installed ones (``databroker.handlers``
         entry points).
@@ -62,6 +65,10 @@ class BrokerCatalog(Catalog):
     version = "0.1.0"
     #: Whether the catalog merges other catalogs (a federation's members may be federations).
     merges_members: ClassVar[bool] = False
+    #: Whether the driver reads ``${VARIABLES}`` and relative paths of its YAML entry itself
+    #: (:class:`~intake_broker.catalogs.entries.EntryArguments`), the same way under plain
+    #: ``intake.open_catalog`` and ``intake_broker.open_catalog``.
+    reads_yaml_arguments: ClassVar[bool] = False
     partition_access = False
 
     def __init__(
@@ -81,7 +88,11 @@ class BrokerCatalog(Catalog):
 
             store = attach_annotations(store, annotations)
         self._store = store
-        self._query = as_query(query)
+        self._query = _as_catalog_query(query)
+        #: the YAML entry this catalog was opened from (a driver sets it before this runs)
+        self._yaml: EntryArguments = self.__dict__.get("_yaml") or EntryArguments.of(
+            kwargs.get("metadata")
+        )
         self._assets = {
             "handler_registry": dict(handler_registry or {}),
             "root_map": dict(root_map or {}),
@@ -111,6 +122,7 @@ class BrokerCatalog(Catalog):
 
     def _make_run(self, record: RunRecord) -> Run:
         return Run(self._store, record, assets=self._assets, timezone=self.metadata.get("timezone"))
+        return Run(self._store, record, assets=self._assets, catalog=self)
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -241,7 +253,129 @@ class BrokerCatalog(Catalog):
         return list(self.__dict__) + [a for a in dir(type(self)) if not a.startswith("__")]
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r}>"
+        try:
+            runs = f"{len(self)} runs"
+        except Exception as err:  # a store that does not answer: say so, do not fail a repr
+            runs = f"runs unknown ({type(err).__name__}: {str(err)[:80]})"
+        query = f", search {_short(self._query)}" if self._query is not None else ""
+        return f"<{type(self).__name__} {self.name!r}: {runs}{query}, {self._where()}>"
+
+    def _where(self) -> str:
+        from intake_broker.views.describe import store_location
+
+        where = store_location(self._store)
+        if self._yaml.file is not None:
+            where += f", entry {self._yaml.entry!r} of {self._yaml.file}"
+        return where
+
+    # -- intake idioms ----------------------------------------------------------------------
+
+    def _entry_spec(self) -> dict[str, Any]:
+        """This catalog as an intake YAML entry: driver, description, args, metadata, with
+        ``${VARIABLES}`` as written in its file and credentials redacted."""
+        import inspect
+        import json
+
+        cached = self.__dict__.get("_entry_spec_cache")
+        if cached is not None:
+            return cached
+        from intake_broker.views.describe import driver_name, json_safe, redact
+
+        yaml = self._yaml
+        if yaml.raw_args or yaml.driver:
+            args = dict(yaml.raw_args)
+            driver = yaml.driver or driver_name(type(self))
+        else:
+            driver = driver_name(type(self))
+            captured = dict(getattr(self, "_captured_init_kwargs", None) or {})
+            positional = getattr(self, "_captured_init_args", None) or ()
+            names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+            captured.update(zip(names, positional, strict=False))
+            args = {
+                k: v
+                for k, v in captured.items()
+                if k not in ("metadata", "query", "name") and _plain(v)
+            }
+        if self._query is not None:
+            args["query"] = json.dumps(self._query.encode(), sort_keys=True)
+        metadata = {
+            k: v for k, v in (self.metadata or {}).items() if k not in ("catalog_dir", "members")
+        }
+        spec: dict[str, Any] = {"driver": driver}
+        description = self.description or yaml.description
+        if description:
+            spec["description"] = description
+        spec["args"] = redact(json_safe(args))
+        if metadata:
+            spec["metadata"] = redact(json_safe(metadata))
+        self.__dict__["_entry_spec_cache"] = spec
+        return spec
+
+    def describe(self) -> dict[str, Any]:
+        """What this catalog is (intake's ``describe``): name, container, driver, args (as in
+        its YAML entry, credentials redacted), metadata, store and where it was opened from."""
+        spec = self._entry_spec()
+        return {
+            "name": self.name,
+            "container": "catalog",
+            "driver": spec["driver"],
+            "plugin": spec["driver"],
+            "description": spec.get("description"),
+            "args": spec["args"],
+            "metadata": spec.get("metadata", {}),
+            "store": self._where(),
+            "user_parameters": [],
+        }
+
+    def serialize(self) -> str:
+        """This catalog as a YAML catalog file with one entry, loadable by
+        ``intake.open_catalog`` (the same driver and arguments, a search as its ``query``).
+
+        The runs are not listed: they are in the store, which the entry names.
+        """
+        from intake_broker.views.describe import dump_yaml
+
+        return dump_yaml({"sources": {self.name: self._entry_spec()}})
+
+    yaml = serialize  # intake's "YAML block referring to this catalog": the same entry here
+
+    def walk(self, sofar: dict | None = None, prefix: list | None = None, depth: int = 2) -> dict:
+        """Every run (``depth=1``), and every stream as ``"<uid>.<stream>"`` (``depth=2``,
+        intake's default), newest first. Reads each run's descriptors at depth 2."""
+        out: dict[str, Any] = {} if sofar is None else sofar
+        prefix = list(prefix or [])
+        if depth < 1:
+            return out
+        for uid, run in self.items():
+            out[".".join([*prefix, uid])] = run
+            if depth > 1:
+                run.walk(out, [*prefix, uid], depth - 1)
+        return out
+
+    def discover(self) -> dict[str, Any]:
+        """intake's ``discover``: a catalog of ``shape[0]`` runs, with its metadata."""
+        from intake_broker.views.describe import json_safe
+
+        runs = len(self)
+        return {
+            "container": "catalog",
+            "dtype": None,
+            "shape": (runs,),
+            "npartitions": runs,
+            "metadata": json_safe(
+                {k: v for k, v in (self.metadata or {}).items() if k != "catalog_dir"}
+            ),
+        }
+
+    def to_dask(self) -> Any:
+        """A catalog holds runs, not one dataset: an error saying what to call instead."""
+        raise NotSupported(
+            f"{type(self).__name__} {self.name!r} is a catalog of {len(self)} runs, not one "
+            "dataset; choose a run (cat[-1], cat[uid], cat[scan_id]) and call "
+            "run.to_dask() (every stream, as an xarray.DataTree) or run.primary.to_dask()"
+        )
+
+    read = to_dask
 
     # -- search and writing ---------------------------------------------------------------
 
@@ -270,6 +404,7 @@ class BrokerCatalog(Catalog):
             {
                 "_query": combined,
                 "_assets": self._assets,
+                "_yaml": self._yaml,
                 "name": f"{self.name}_search",
                 "metadata": dict(self.metadata),
             }
@@ -323,11 +458,47 @@ class BrokerCatalog(Catalog):
         return (
             _rebuild_catalog,
             (type(self), self._store),
-            {"_query": self._query, "_assets": self._assets, "name": self.name},
+            {
+                "_query": self._query,
+                "_assets": self._assets,
+                "_yaml": self._yaml,
+                "name": self.name,
+                "metadata": dict(self.metadata or {}),
+            },
         )
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+
+
+def _as_catalog_query(query: Query | Mapping | str | None) -> Query | None:
+    """A catalog's ``query`` argument as a query: text is the query language, or an encoded
+    query (JSON, what :meth:`BrokerCatalog.serialize` writes)."""
+    if isinstance(query, str):
+        if query.lstrip().startswith("{"):
+            from intake_broker.queries.base import decode_query
+
+            return decode_query(query)
+        from intake_broker.queries.expression import parse_query
+
+        return parse_query(query)
+    return as_query(query)
+
+
+def _plain(value: Any) -> bool:
+    """Whether an argument can be written in a YAML entry (plain data, no objects)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return True
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    return False
+
+
+def _short(query: Query | None, limit: int = 60) -> str:
+    text = repr(query)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _rebuild_catalog(cls: type[BrokerCatalog], store: DocumentStore) -> BrokerCatalog:
@@ -372,10 +543,13 @@ class Run(Catalog):
         *,
         assets: Mapping[str, Any] | None = None,
         timezone: str | None = None,
+        catalog: BrokerCatalog | None = None,
         **kwargs: Any,
     ):
         self._store = store
         self._record = record
+        #: the catalog entry (driver, args) of the catalog this run was found in, if known
+        self._catalog_entry = _catalog_entry(catalog)
         self._asset_options = dict(assets or {})
         self._assets = store.asset_reader(record.uid, **self._asset_options)
         self._descriptors: list[dict] | None = None
@@ -635,6 +809,89 @@ class Run(Catalog):
     def items(self) -> Iterator[tuple[str, Stream]]:
         return ((name, self[name]) for name in self._stream_names())
 
+    # -- intake idioms ----------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """What this run is (intake's ``describe``): uid, plan, scan_id, streams, whether it
+        is complete, the start and stop documents and the catalog it was found in."""
+        from intake_broker.views.describe import json_safe
+
+        start = self._record.start
+        out: dict[str, Any] = {
+            "name": self.uid,
+            "container": "catalog",
+            "description": (
+                f"run {self.uid}: plan {start.get('plan_name')!r}, scan_id "
+                f"{start.get('scan_id')}" + ("" if self.complete else " (incomplete)")
+            ),
+            "streams": self._stream_names(),
+            "complete": self.complete,
+            "metadata": json_safe(self.metadata),
+            "user_parameters": [],
+        }
+        if self._catalog_entry is not None:
+            out["catalog"] = self._catalog_entry
+        return out
+
+    def serialize(self) -> str:
+        """A YAML catalog file whose one entry is this run's catalog narrowed to this run:
+        ``intake.open_catalog(file)[uid][uid]`` is the run again (needs the catalog it was
+        found in, e.g. ``cat[uid]`` rather than a run built by hand)."""
+        import json
+
+        from intake_broker.views.describe import dump_yaml
+
+        if self._catalog_entry is None:
+            raise NotSupported(
+                f"run {self.uid[:8]} was not found through a catalog, so there is no entry to "
+                "write; serialize the catalog it came from (cat.serialize())"
+            )
+        entry = dict(self._catalog_entry)
+        args = dict(entry.get("args") or {})
+        args["query"] = json.dumps(Eq("uid", self.uid).encode(), sort_keys=True)
+        entry["args"] = args
+        entry["description"] = self.describe()["description"]
+        return dump_yaml({"sources": {self.uid: entry}})
+
+    yaml = serialize
+
+    def walk(self, sofar: dict | None = None, prefix: list | None = None, depth: int = 1) -> dict:
+        """The run's streams by name (``"<stream>"``, or ``"<uid>.<stream>"`` below a
+        catalog's walk)."""
+        out: dict[str, Any] = {} if sofar is None else sofar
+        if depth >= 1:
+            for name in self._stream_names():
+                out[".".join([*(prefix or []), name])] = self[name]
+        return out
+
+    def discover(self) -> dict[str, Any]:
+        """intake's ``discover``: a catalog of ``shape[0]`` streams, with its metadata."""
+        from intake_broker.views.describe import json_safe
+
+        names = self._stream_names()
+        return {
+            "container": "catalog",
+            "dtype": None,
+            "shape": (len(names),),
+            "npartitions": len(names),
+            "metadata": json_safe(self.metadata),
+        }
+
+    def to_dask(self) -> Any:
+        """Every stream of the run, lazily: an ``xarray.DataTree`` with one node per stream
+        (``tree["primary"].to_dataset()``), each the stream's ``to_dask()`` dataset."""
+        import xarray as xr
+
+        tree = {name: self[name].to_dask() for name in self._stream_names()}
+        return xr.DataTree.from_dict(tree, name=self.uid)
+
+    def read(self) -> Any:
+        """Every stream of the run in memory: an ``xarray.DataTree`` (see :meth:`to_dask`)."""
+        import xarray as xr
+
+        tree = {name: self[name].read() for name in self._stream_names()}
+        return xr.DataTree.from_dict(tree, name=self.uid)
+
     def values(self) -> Iterator[Stream]:
         return (self[name] for name in self._stream_names())
 
@@ -697,11 +954,21 @@ class Run(Catalog):
                 "_asset_options": self._asset_options,
                 "_assets": self._assets,
                 "metadata": self.metadata,
+                "_catalog_entry": self._catalog_entry,
             },
         )
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+
+
+def _catalog_entry(catalog: BrokerCatalog | None) -> dict[str, Any] | None:
+    if catalog is None:
+        return None
+    try:
+        return catalog._entry_spec()
+    except Exception:  # a catalog that cannot say its entry leaves its runs without one
+        return None
 
 
 class MemoryCatalog(BrokerCatalog):

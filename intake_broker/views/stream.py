@@ -22,6 +22,8 @@ from intake_broker.views.datakeys import asset_kind, field_dims, field_dtype, fi
 if TYPE_CHECKING:
     from dask.typing import Key
 
+    from intake_broker.views.export import ZarrExport
+
 
 def _fill_value(dtype: np.dtype):
     return np.nan if dtype.kind in "fc" else None
@@ -315,7 +317,67 @@ class Stream(DataSource):
         )
 
     def __repr__(self) -> str:
-        return f"<Stream {self.name!r} of run {self._run_uid[:8]}>"
+        return (
+            f"<Stream {self.name!r} of run {self._run_uid[:8]}: {len(self.layout)} events, "
+            f"fields {self.fields}>"
+        )
+
+    # -- intake idioms ----------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """What this stream is (intake's ``describe``): run, name, fields, events, chunks."""
+        from intake_broker.views.describe import json_safe
+
+        return {
+            "name": self.name,
+            "container": "xarray",
+            "run_uid": self._run_uid,
+            "fields": self.fields,
+            "events": len(self.layout),
+            "npartitions": len(self.layout.chunks),
+            "metadata": json_safe({"stream_name": self.name, "descriptors": self._descriptors}),
+        }
+
+    def _yaml(self) -> dict[str, Any]:
+        return {"stream": self.describe()}
+
+    def yaml(self) -> str:
+        """:meth:`describe` as YAML (plain data). A YAML entry that opens this stream without
+        intake-broker is what :meth:`export_zarr` gives (``export.yaml()``)."""
+        from intake_broker.views.describe import dump_yaml
+
+        return dump_yaml(self._yaml())
+
+    def export_zarr(
+        self,
+        url: str,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        overwrite: bool = False,
+        consolidated: bool = True,
+    ) -> ZarrExport:
+        """Write this stream as a zarr store at ``url`` (a folder or an fsspec URL such as
+        ``s3://bucket/streams/scan.zarr``) that plain xarray and intake-xarray read lazily,
+        without intake-broker: ``xr.open_zarr(url, storage_options=...)``.
+
+        The stream is read chunk by chunk (its dask chunks, one stored page each) and written
+        with ``xarray.Dataset.to_zarr``: the data keys with their dimensions and attributes,
+        ``time`` and ``seq_num`` coordinates, the run uid and stream name as attributes.
+        Keys whose values are not numbers or strings (JSON-valued, structured) are left out
+        and listed in the store's ``skipped_fields`` attribute.
+
+        ``overwrite=False`` refuses a store that is already there. Returns a
+        :class:`ZarrExport` with the URL and an intake-xarray entry (``export.yaml()``).
+        """
+        from intake_broker.views.export import export_stream
+
+        return export_stream(
+            self,
+            url,
+            storage_options=storage_options,
+            overwrite=overwrite,
+            consolidated=consolidated,
+        )
 
     @property
     def layout(self) -> StreamLayout:
@@ -582,6 +644,14 @@ class StreamTimestamps(DataSource):
         self._stream = stream
         super().__init__(metadata={"stream_name": stream.name})
 
+    def __repr__(self) -> str:
+        return (
+            f"<StreamTimestamps of stream {self._stream.name!r} of run {self._stream._run_uid[:8]}>"
+        )
+
+    def _yaml(self) -> dict[str, Any]:
+        return {"timestamps": {"stream": self._stream.name, "run_uid": self._stream._run_uid}}
+
     def to_dask(self):
         return self._stream._dataset("timestamps")
 
@@ -598,6 +668,21 @@ class ConfigSource(DataSource):
         self._stream = stream
         self._object = object_name
         super().__init__(metadata={"stream_name": stream.name, "object_name": object_name})
+
+    def __repr__(self) -> str:
+        return (
+            f"<ConfigSource {self._object!r} of stream {self._stream.name!r} of run "
+            f"{self._stream._run_uid[:8]}>"
+        )
+
+    def _yaml(self) -> dict[str, Any]:
+        return {
+            "configuration": {
+                "object_name": self._object,
+                "stream": self._stream.name,
+                "run_uid": self._stream._run_uid,
+            }
+        }
 
     def read(self):
         import xarray as xr

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from intake_broker.catalogs.entries import EntryArguments
 from intake_broker.views.catalog import BrokerCatalog
 
 from .store import FilesStore
@@ -13,6 +14,7 @@ from .store import FilesStore
 
 class _FilesCatalog(BrokerCatalog):
     _format: ClassVar[str]
+    reads_yaml_arguments = True
 
     def __init__(
         self,
@@ -24,8 +26,31 @@ class _FilesCatalog(BrokerCatalog):
         storage_options: dict[str, Any] | None = None,
         validate: bool = True,
         refresh_interval: float = 1.0,
+        create: bool = False,
         **kwargs: Any,
     ):
+        self._yaml = yaml = EntryArguments.of(kwargs.get("metadata"))
+        paths = yaml.path(paths, "paths")
+        directory = yaml.path(directory, "directory")
+        storage_options = yaml.value(storage_options, "storage_options")
+        root_map = yaml.path(root_map)
+        listed = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+        extension = f".{self._format}"
+        yaml.check_files(
+            "paths",
+            [os.fspath(p) for p in listed],
+            storage_options,
+            create=create,
+            extension=extension,
+        )
+        if directory is not None:
+            yaml.check_files(
+                "directory",
+                [os.fspath(directory)],
+                storage_options,
+                create=create,
+                extension=extension,
+            )
         store = FilesStore(
             paths,
             format=self._format,
@@ -58,6 +83,9 @@ class JSONLCatalog(_FilesCatalog):
         Check inserted documents against event-model's schemas.
     refresh_interval : float
         Seconds between re-globs of ``paths`` when runs are listed.
+    create : bool
+        From a YAML entry: whether folders that do not exist yet are made by the first write
+        (opening creates nothing) rather than an error naming the entry and the file.
     **kwargs
         Passed to :class:`~intake_broker.views.catalog.BrokerCatalog` (``query``, ``name``, ...).
     """

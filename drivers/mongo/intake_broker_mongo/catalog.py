@@ -7,6 +7,7 @@ from typing import Any
 
 from pymongo.database import Database
 
+from intake_broker.catalogs.entries import EntryArguments
 from intake_broker.views.catalog import BrokerCatalog
 
 from .connection import DEFAULT_TIMEOUT, MongoConfigurationError
@@ -50,6 +51,8 @@ class MongoNormalizedCatalog(BrokerCatalog):
         Passed to :class:`~intake_broker.views.catalog.BrokerCatalog` (``query``, ``name``, ...).
     """
 
+    reads_yaml_arguments = True
+
     def __init__(
         self,
         metadatastore_db: str | Database | None = None,
@@ -67,6 +70,11 @@ class MongoNormalizedCatalog(BrokerCatalog):
         read_ahead: int = DEFAULT_CHUNK_BYTES,
         **kwargs: Any,
     ):
+        self._yaml = yaml = EntryArguments.of(kwargs.get("metadata"))
+        metadatastore_db = yaml.value(metadatastore_db, "metadatastore_db")
+        asset_registry_db = yaml.value(asset_registry_db, "asset_registry_db")
+        uri = yaml.value(uri, "uri")
+        root_map = yaml.path(root_map)
         if (uri is None) == (metadatastore_db is None):
             raise MongoConfigurationError(
                 "give either metadatastore_db (and optionally asset_registry_db), as databroker "

@@ -326,6 +326,7 @@ def test_registered_for_intake_and_as_a_store(tmp_path):
             args:
               index: "sqlite:///{tmp_path}/b/index.sqlite"
               data: "{tmp_path}/b/columns"
+              create: true
     """)
     )
     cat = intake.open_catalog(str(catalog_file))["local"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from intake_broker.catalogs.entries import EntryArguments
 from intake_broker.views.catalog import BrokerCatalog
 
 from . import wire
@@ -40,6 +41,8 @@ class RemoteCatalog(BrokerCatalog):
         ``handler_registry`` and ``root_map`` for ``fill="client"``, ``name``, ...).
     """
 
+    reads_yaml_arguments = True
+
     def __init__(
         self,
         url: str,
@@ -52,6 +55,10 @@ class RemoteCatalog(BrokerCatalog):
         fill: str = "server",
         **kwargs: Any,
     ):
+        self._yaml = yaml = EntryArguments.of(kwargs.get("metadata"))
+        url = yaml.value(url, "url")
+        headers = yaml.value(headers, "headers")
+        api_key = yaml.value(api_key, "api_key")
         store = RemoteStore(
             url,
             timeout=timeout,
