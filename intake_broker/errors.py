@@ -86,3 +86,8 @@ class CopyMismatch(BrokerError, RuntimeError):
 class DeadlineExceeded(BrokerError, TimeoutError):
     """Work ran past the deadline it was given (see :mod:`intake_broker.deadline`): a query
     too costly to answer in time. Narrow the query, or ask for less at once."""
+
+
+class SourceNotFound(BrokerError, FileNotFoundError):
+    """A path, folder, glob or bucket a catalog was given does not exist or cannot be listed;
+    the message names it and what was looked for."""
