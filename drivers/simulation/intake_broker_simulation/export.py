@@ -61,6 +61,7 @@ def _datasets(documents: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[dict,
         raise InvalidDocument("write_run needs a run's documents, starting with its start")
     run = BrokerCatalog(store)[start["uid"]]
     streams = {}
+    descriptor_uids = {}
     for stream_name in run:
         stream = run[stream_name]
         ds = stream.read().drop_vars("seq_num")
@@ -77,7 +78,10 @@ def _datasets(documents: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[dict,
                 ds[name].attrs["object_name"] = dk["object_name"]
         ds.attrs = {}
         streams[stream_name] = ds
-    return _attributes(start, stop), streams
+        descriptor_uids[stream_name] = stream.metadata["descriptors"][0]["uid"]
+    attrs = _attributes(start, stop)
+    attrs["bluesky_descriptor_uids"] = json.dumps(descriptor_uids, sort_keys=True)
+    return attrs, streams
 
 
 def write_run(

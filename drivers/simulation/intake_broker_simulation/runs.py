@@ -49,6 +49,9 @@ DEFAULT_MAPPING: dict[str, tuple[str, ...]] = {
 #: :func:`~intake_broker_simulation.export.write_run` writes).
 DEFAULT_JSON_ATTRIBUTES = ("bluesky_start",)
 
+#: A global attribute naming each stream's descriptor uid (JSON), as ``write_run`` writes it.
+DESCRIPTOR_UIDS = "bluesky_descriptor_uids"
+
 _EXIT_STATUSES = ("success", "abort", "fail")
 
 
@@ -300,10 +303,11 @@ def build_run(info: OutputInfo, mapping: MetadataMapping, primary: str = "time")
         start["uid"] = derived_uid(info)
     when = as_epoch(start.get("time"))
     start["time"] = when if when is not None else (info.mtime or 0.0)
-    rest = {k: v for k, v in attrs.items() if k not in used}
+    rest = {k: v for k, v in attrs.items() if k not in used and k != DESCRIPTOR_UIDS}
     if rest:
         start["attributes"] = rest
     start["simulation_output"] = {"file": info.name, "format": info.format}
+    descriptor_uids = _descriptor_uids(info, rest)
     try:
         check_json("the start document", "attributes", start)
     except InvalidDocument as err:
@@ -344,7 +348,7 @@ def build_run(info: OutputInfo, mapping: MetadataMapping, primary: str = "time")
             )
             chunk_rows = max(1, CHUNK_BYTES // max(row_bytes, 1))
         stream = StreamInfo(name, group.path, dim, rows, data_vars, time_var, config, chunk_rows)
-        stream.descriptor = _descriptor(uid, start["time"], stream)
+        stream.descriptor = _descriptor(uid, start["time"], stream, descriptor_uids.get(name))
         streams[name] = stream
 
     stop = None
@@ -366,7 +370,22 @@ def build_run(info: OutputInfo, mapping: MetadataMapping, primary: str = "time")
     return SimulationRun(info, start, stop, streams)
 
 
-def _descriptor(run_uid: str, time: float, stream: StreamInfo) -> dict:
+def _descriptor_uids(info: OutputInfo, attrs: Mapping[str, Any]) -> dict[str, str]:
+    """The descriptor uids an output names (``write_run`` keeps a run's own), by stream."""
+    text = info.attrs.get(DESCRIPTOR_UIDS)
+    if text is None:
+        return {}
+    try:
+        uids = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        uids = None
+    if not isinstance(uids, dict) or not all(safe_uid(u) for u in uids.values()):
+        _warn(info, f"attribute {DESCRIPTOR_UIDS!r} is not a JSON object of uids; ignored")
+        return {}
+    return {str(k): v for k, v in uids.items()}
+
+
+def _descriptor(run_uid: str, time: float, stream: StreamInfo, uid: str | None = None) -> dict:
     configuration: dict[str, Any] = {}
     for var in stream.configuration:
         obj = var.attrs.get("object_name")
@@ -385,7 +404,7 @@ def _descriptor(run_uid: str, time: float, stream: StreamInfo) -> dict:
         if isinstance(obj, str) and obj:
             object_keys.setdefault(obj, []).append(var.name)
     return {
-        "uid": str(uuid.uuid5(NAMESPACE, f"{run_uid}/{stream.name}")),
+        "uid": uid or str(uuid.uuid5(NAMESPACE, f"{run_uid}/{stream.name}")),
         "run_start": run_uid,
         "name": stream.name,
         "time": time,
