@@ -405,6 +405,8 @@ class SimulationStore(DocumentStore):
         from intake_xarray.netcdf import NetCDFSource
 
         options["engine"] = "h5netcdf" if info.format == "netcdf4" else "scipy"
+        if info.format == "netcdf4":
+            options["phony_dims"] = "access"  # as the scan names them
         if group != "/":
             options["group"] = group
         return NetCDFSource(
