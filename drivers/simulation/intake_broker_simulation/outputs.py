@@ -283,10 +283,97 @@ def _variable(name: str, dims: Iterable[str], shape, dtype, attrs, chunks, where
     dt = decoded_dtype(np.dtype(dtype), attrs)
     rows = int(chunks[0]) if chunks and len(chunks) else None
     value = _scalar(read()) if not shape else None
-    return VariableInfo(name, dims, shape, dt.str if dt.kind != "O" else "object", plain, rows, value)
+    return VariableInfo(
+        name, dims, shape, dt.str if dt.kind != "O" else "object", plain, rows, value
+    )
+
+
+class _NoScales(Exception):
+    """A dataset has a dimension without a netCDF dimension scale (plain HDF5)."""
+
+
+_PURE_DIMENSION = b"This is a netCDF dimension but not a netCDF variable"
+
+
+def _h5_text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _scan_h5py(fileobj: Any, where: str) -> tuple[dict, list[GroupInfo]]:
+    """What :func:`_scan_hdf5_h5netcdf` reads, straight from h5py (several times faster): a
+    NetCDF-4 file's dimensions are its dimension scales. Raises ``_NoScales`` for a dataset
+    without them (plain HDF5: h5netcdf names such dimensions)."""
+    import h5py
+
+    groups: list[GroupInfo] = []
+    count = 0
+    with h5py.File(fileobj, "r") as f:
+        attrs = json_attributes(f.attrs, where)
+        pending: list[Any] = [f]
+        while pending:
+            group = pending.pop(0)
+            if len(groups) >= MAX_GROUPS:
+                raise CorruptFile(f"{where}: more than {MAX_GROUPS:,} groups")
+            info = GroupInfo(group.name)
+            scalars = 0
+            subgroups = []
+            for name, item in group.items():
+                if isinstance(item, h5py.Group):
+                    subgroups.append(item)
+                    continue
+                if not isinstance(item, h5py.Dataset):
+                    continue
+                item_attrs = item.attrs
+                names = list(item_attrs)  # names only: reading DIMENSION_LIST values is slow
+                scale = "CLASS" in names and item_attrs["CLASS"] == b"DIMENSION_SCALE"
+                if (
+                    scale
+                    and "NAME" in names
+                    and _h5_text(item_attrs["NAME"]).encode().startswith(_PURE_DIMENSION)
+                ):
+                    continue  # a dimension, not a variable
+                count += 1
+                if count > MAX_VARIABLES:
+                    raise CorruptFile(f"{where}: more than {MAX_VARIABLES:,} variables")
+                if scale and item.ndim == 1:
+                    dims = [name]
+                else:
+                    dims = []
+                    for axis in item.dims:
+                        if len(axis) == 0:
+                            raise _NoScales(name)
+                        dims.append(axis[0].name.rsplit("/", 1)[-1])
+                if not item.shape:
+                    scalars += 1
+                    if scalars > MAX_SCALARS:
+                        continue
+                plain_attrs = {k: item_attrs[k] for k in names if k not in _HIDDEN_ATTRIBUTES}
+                info.variables.append(
+                    _variable(
+                        name,
+                        dims,
+                        item.shape,
+                        h5py.check_string_dtype(item.dtype) and np.dtype(object) or item.dtype,
+                        plain_attrs,
+                        item.chunks,
+                        where,
+                        lambda item=item: item[()],
+                    )
+                )
+            groups.append(info)
+            pending.extend(subgroups)
+    return attrs, groups
 
 
 def _scan_hdf5(fileobj: Any, where: str) -> tuple[dict, list[GroupInfo]]:
+    try:
+        return _scan_h5py(fileobj, where)
+    except _NoScales:
+        fileobj.seek(0)
+        return _scan_hdf5_h5netcdf(fileobj, where)
+
+
+def _scan_hdf5_h5netcdf(fileobj: Any, where: str) -> tuple[dict, list[GroupInfo]]:
     import h5netcdf
 
     groups: list[GroupInfo] = []
@@ -329,8 +416,8 @@ def _scan_xarray_dataset(ds: Any, path: str, where: str) -> GroupInfo:
     info = GroupInfo(path)
     for name, var in ds.variables.items():
         encoding = var.encoding
-        chunks = encoding.get("chunksizes") or encoding.get("chunks") or encoding.get(
-            "preferred_chunks"
+        chunks = (
+            encoding.get("chunksizes") or encoding.get("chunks") or encoding.get("preferred_chunks")
         )
         if isinstance(chunks, dict):
             chunks = [chunks.get(d) for d in var.dims]
@@ -383,7 +470,7 @@ def _scan_zarr(fs: Any, path: str, url: str, storage_options: Mapping[str, Any])
             if count > MAX_VARIABLES:
                 raise CorruptFile(f"{where}: more than {MAX_VARIABLES:,} variables")
             array_attrs = dict(array.attrs)
-            dims = array_attrs.get("_ARRAY_DIMENSIONS") or getattr(
+            dims: Any = array_attrs.get("_ARRAY_DIMENSIONS") or getattr(
                 array.metadata, "dimension_names", None
             )
             if dims is None:
@@ -510,7 +597,11 @@ def cf_time(attrs: Mapping[str, Any]) -> tuple[float, float] | None:
     (``units: "seconds since 1970-01-01"``), for the standard calendars; else None."""
     units = attrs.get("units")
     calendar = str(attrs.get("calendar", "standard")).lower()
-    if not isinstance(units, str) or calendar not in ("standard", "gregorian", "proleptic_gregorian"):
+    if not isinstance(units, str) or calendar not in (
+        "standard",
+        "gregorian",
+        "proleptic_gregorian",
+    ):
         return None
     match = _SINCE.match(units)
     if match is None or match.group(1).lower() not in _TIME_UNITS:

@@ -236,7 +236,9 @@ def derived_uid(info: OutputInfo) -> str:
     return str(uuid.uuid5(NAMESPACE, digest))
 
 
-def build_run(info: OutputInfo, mapping: MetadataMapping, primary: str = "time") -> SimulationRun | None:
+def build_run(
+    info: OutputInfo, mapping: MetadataMapping, primary: str = "time"
+) -> SimulationRun | None:
     """The run of one output, or None (with a warning naming the file) when it lacks a
     required attribute. Attributes the mapping cannot use are warned about and kept."""
     attrs = dict(info.attrs)
@@ -316,11 +318,11 @@ def build_run(info: OutputInfo, mapping: MetadataMapping, primary: str = "time")
     uid = start["uid"]
 
     streams: dict[str, StreamInfo] = {}
-    names = _stream_names(info.groups, primary)
+    layout = _stream_names(info.groups, primary)
     main: dict[str, str] = {}
-    for name, group, _ in names:
+    for name, group, _ in layout:
         main.setdefault(group.path, name)
-    for name, group, dim in names:
+    for name, group, dim in layout:
         variables = [v for v in group.variables if v.shape and v.dims[0] == dim]
         rows = variables[0].shape[0]
         mismatched = [v.name for v in variables if v.shape[0] != rows]
@@ -331,7 +333,9 @@ def build_run(info: OutputInfo, mapping: MetadataMapping, primary: str = "time")
             (
                 v
                 for v in variables
-                if v.name == dim and len(v.shape) == 1 and np.dtype(v.dtype).kind in "iuf"
+                if v.name == dim
+                and len(v.shape) == 1
+                and np.dtype(v.dtype).kind in "iuf"
                 and cf_time(v.attrs) is not None
             ),
             None,

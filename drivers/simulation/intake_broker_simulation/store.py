@@ -333,9 +333,10 @@ class SimulationStore(DocumentStore):
     ) -> list[RunRecord]:
         self._refresh()
         with self._lock:
-            version, records = self._generation, [
-                RunRecord(r.start, r.stop) for r in self._runs.values()
-            ]
+            version, records = (
+                self._generation,
+                [RunRecord(r.start, r.stop) for r in self._runs.values()],
+            )
         return self._matches.select(version, lambda: records, query, sort, skip, limit, self)
 
     def count(self, query: Query | None = None) -> int:
@@ -381,7 +382,9 @@ class SimulationStore(DocumentStore):
         _, stream = self._stream(descriptor_uid)
         step = max(stream.chunk_rows, 1)
         return [
-            Chunk(descriptor_uid, lo + 1, min(lo + step, stream.rows) + 1, min(step, stream.rows - lo))
+            Chunk(
+                descriptor_uid, lo + 1, min(lo + step, stream.rows) + 1, min(step, stream.rows - lo)
+            )
             for lo in range(0, stream.rows, step)
         ]
 
@@ -390,11 +393,13 @@ class SimulationStore(DocumentStore):
         ``.to_dask()`` is the output's own lazy dataset (its dimensions and coordinates)."""
         run = self._run(run_uid)
         if stream not in run.streams:
-            raise StreamNotFound(f"run {run_uid!r} has no stream {stream!r}; it has {list(run.streams)}")
+            raise StreamNotFound(
+                f"run {run_uid!r} has no stream {stream!r}; it has {list(run.streams)}"
+            )
         return self._source(run.info, run.streams[stream].group)
 
     def _source(self, info: OutputInfo, group: str) -> Any:
-        options = {"decode_times": False, "decode_timedelta": False}
+        options: dict[str, Any] = {"decode_times": False, "decode_timedelta": False}
         storage = self.storage_options or None
         if info.format == "zarr":
             from intake_xarray.xzarr import ZarrSource
@@ -426,7 +431,9 @@ class SimulationStore(DocumentStore):
                 self._datasets.move_to_end(key)
                 return ds
         try:
-            ds = self._source(run.info, group).to_dask()
+            # intake-xarray's source without dask: xarray's lazily indexed arrays, so a chunk's
+            # read is one slice of the file (the stream itself is the core's dask graph)
+            ds = self._source(run.info, group).reader(chunks=None, cache=False).read()
         except FileNotFoundError:
             raise RunNotFound(f"run {run.uid!r} was in {run.info.url}, which is gone") from None
         except Exception as err:  # the readers' own errors for a damaged file
@@ -447,8 +454,6 @@ class SimulationStore(DocumentStore):
         seq_range: tuple[int, int] | None = None,
         uids: bool = False,
     ) -> EventColumns:
-        import dask
-
         run, stream = self._stream(descriptor_uid)
         lo, hi = (1, stream.rows + 1) if seq_range is None else seq_range
         lo, hi = max(int(lo), 1), min(int(hi), stream.rows + 1)
@@ -459,11 +464,11 @@ class SimulationStore(DocumentStore):
         lazy = []
         if wanted or stream.time_variable is not None:
             ds = self._dataset(run, stream.group)
-            lazy = [ds[name].data[rows] for name in wanted]
+            lazy = [ds[name].variable[rows] for name in wanted]
             if stream.time_variable is not None:
-                lazy.append(ds[stream.time_variable.name].data[rows])
+                lazy.append(ds[stream.time_variable.name].variable[rows])
         try:
-            values = list(dask.compute(*lazy, scheduler="synchronous")) if lazy else []
+            values = [v.values for v in lazy]
         except FileNotFoundError:
             raise RunNotFound(f"run {run.uid!r} was in {run.info.url}, which is gone") from None
         except (OSError, ValueError, RuntimeError, KeyError) as err:
@@ -513,7 +518,7 @@ class SimulationStore(DocumentStore):
                         "filled": {},
                     }
                 )
-        pages.sort(key=lambda p: (p["time"][0] if p["time"] else 0.0))
+        pages.sort(key=lambda p: p["time"][0] if p["time"] else 0.0)
         for page in pages:
             yield "event_page", page
         if run.stop is not None:

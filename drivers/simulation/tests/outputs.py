@@ -56,7 +56,9 @@ def diagnostics(points: int = 25) -> xr.Dataset:
 def write_netcdf4(path, **attrs) -> str:
     """A NetCDF-4 file with a ``diagnostics`` group (the ``time`` variables chunked by 10)."""
     ds = md_dataset(**attrs)
-    encoding = {name: {"chunksizes": (10, *ds[name].shape[1:])} for name in ("temperature", "density")}
+    encoding = {
+        name: {"chunksizes": (10, *ds[name].shape[1:])} for name in ("temperature", "density")
+    }
     ds.to_netcdf(path, engine="h5netcdf", encoding=encoding)
     diagnostics().to_netcdf(path, engine="h5netcdf", group="diagnostics", mode="a")
     return str(path)

@@ -40,7 +40,9 @@ def test_a_file_without_the_required_attributes(tmp_path):
     ds = md_dataset(run_number=2)
     del ds.attrs["sample"]
     ds.to_netcdf(tmp_path / "unlabelled.nc", engine="h5netcdf")
-    with pytest.warns(SimulationOutputWarning, match=r"unlabelled\.nc.*\['sample', 'sample_name'\]"):
+    with pytest.warns(
+        SimulationOutputWarning, match=r"unlabelled\.nc.*\['sample', 'sample_name'\]"
+    ):
         cat = SimulationCatalog(str(tmp_path), required=["sample"])
     assert [r.metadata["start"]["scan_id"] for _, r in cat.items()] == [1]
     # without the requirement it lists, with what it has

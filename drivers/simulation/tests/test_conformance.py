@@ -35,7 +35,9 @@ def _skip_writes(cls):
             pass
 
         skipped.__name__ = name
-        setattr(cls, name, pytest.mark.skip(reason="writes or replays documents: read-only")(skipped))
+        setattr(
+            cls, name, pytest.mark.skip(reason="writes or replays documents: read-only")(skipped)
+        )
     return cls
 
 

@@ -10,14 +10,13 @@ import sys
 from datetime import UTC, datetime
 
 import numpy as np
-import pytest
 import xarray as xr
+from intake_xarray.netcdf import NetCDFSource
+from intake_xarray.xzarr import ZarrSource
 
 import intake_broker_simulation.store as store_module
 from intake_broker.views.catalog import BrokerCatalog
 from intake_broker_simulation import SimulationCatalog, SimulationStore
-from intake_xarray.netcdf import NetCDFSource
-from intake_xarray.xzarr import ZarrSource
 
 from .outputs import (
     write_netcdf3,
@@ -246,3 +245,25 @@ def test_the_scan_cache_spares_reading_the_outputs_again(tmp_path, monkeypatch):
     again = SimulationStore(str(tmp_path), cache=str(cache))
     assert sorted(r.uid for r in again.runs()) == first
     assert again.count() == 3
+
+
+def test_the_fast_hdf5_scan_agrees_with_h5netcdf(tmp_path):
+    from intake_broker_simulation import outputs
+
+    write_netcdf4(tmp_path / "md.nc", tags=["a", "b"])
+    from .outputs import md_dataset
+
+    md_dataset().to_netcdf(tmp_path / "netcdf4lib.nc", engine="netcdf4")  # the C library's
+    for name in ("md.nc", "netcdf4lib.nc"):
+        with open(tmp_path / name, "rb") as f:
+            fast = outputs._scan_h5py(f, name)
+        with open(tmp_path / name, "rb") as f:
+            reference = outputs._scan_hdf5_h5netcdf(f, name)
+        assert fast[0] == reference[0]
+
+        def as_text(groups):  # as JSON: NaN fill values compare equal
+            return outputs.dumps(
+                {g.path: {v.name: v.__dict__ for v in g.variables} for g in groups}
+            )
+
+        assert as_text(fast[1]) == as_text(reference[1])
