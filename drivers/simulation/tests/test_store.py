@@ -10,6 +10,7 @@ import sys
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 import xarray as xr
 from intake_xarray.netcdf import NetCDFSource
 from intake_xarray.xzarr import ZarrSource
@@ -267,3 +268,25 @@ def test_the_fast_hdf5_scan_agrees_with_h5netcdf(tmp_path):
             )
 
         assert as_text(fast[1]) == as_text(reference[1])
+
+
+def test_behind_the_access_guard_another_proposal_looks_missing(tmp_path):
+    from intake_broker.access import GuardedStore, Principal, ProposalPolicy
+    from intake_broker.errors import DescriptorNotFound, RunNotFound
+
+    write_netcdf4(tmp_path / "mine.nc", proposal="p-101", run_number=1)
+    write_netcdf4(tmp_path / "theirs.nc", proposal="p-202", run_number=2)
+    store = SimulationStore(str(tmp_path), mapping={"proposal_id": "proposal"})
+    ada = Principal("ada", proposals=("p-101",))
+    cat = BrokerCatalog(GuardedStore(store, ProposalPolicy(), ada))
+    assert [r.metadata["start"]["scan_id"] for _, r in cat.items()] == [1]
+    assert cat[1].primary.read()["temperature"].shape == (40,)
+    assert len(cat.search("summary.primary.temperature.max > 0")) == 1
+    theirs = next(r for r in store.runs() if r.start["scan_id"] == 2)
+    descriptor = store.descriptors(theirs.uid)[0]["uid"]
+    with pytest.raises(RunNotFound):
+        cat[theirs.uid]
+    with pytest.raises((RunNotFound, DescriptorNotFound)):
+        cat.store.read_events(descriptor, fields=["temperature"])
+    with pytest.raises((RunNotFound, DescriptorNotFound)):
+        list(cat.store.documents(theirs.uid))
