@@ -143,7 +143,8 @@ class SimulationStore(DocumentStore):
         self._bad: dict[str, str] = {}  # url -> version whose failure was reported
         self._generation = 0
         self._matches = RecentMatches()
-        self._datasets: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        # (url, version, group[, "time:<name>"]) -> open dataset or a stream's times
+        self._datasets: OrderedDict[tuple[str, ...], Any] = OrderedDict()
         self._summaries: dict[tuple[str, str], dict] = {}
         self._filesystems = [url_to_fs(p, **self.storage_options) for p in self.paths]
         self._disk_cache = self._load_cache()
@@ -424,7 +425,7 @@ class SimulationStore(DocumentStore):
         return self.source(run_uid, stream).to_dask()
 
     def _dataset(self, run: SimulationRun, group: str) -> Any:
-        key = (run.info.url, group)
+        key = (run.info.url, json.dumps(run.info.key, default=str), group)
         with self._lock:
             ds = self._datasets.get(key)
             if ds is not None:
@@ -442,9 +443,28 @@ class SimulationStore(DocumentStore):
             ) from None
         with self._lock:
             self._datasets[key] = ds
-            while len(self._datasets) > 16:
+            while len(self._datasets) > 32:
                 self._datasets.popitem(last=False)
         return ds
+
+    def _times(self, run: SimulationRun, stream: StreamInfo) -> np.ndarray:
+        """A stream's event times (its CF time coordinate in epoch seconds), read once and
+        kept while the stream's dataset is."""
+        assert stream.time_variable is not None
+        version = json.dumps(run.info.key, default=str)
+        key = (run.info.url, version, stream.group, f"time:{stream.time_variable.name}")
+        with self._lock:
+            kept = self._datasets.get(key)
+        if kept is None:
+            ds = self._dataset(run, stream.group)
+            scale, offset = cf_time(stream.time_variable.attrs) or (1.0, 0.0)
+            raw = ds[stream.time_variable.name].values
+            kept = np.asarray(raw, dtype="float64") * scale + offset
+            with self._lock:
+                self._datasets[key] = kept
+                while len(self._datasets) > 32:
+                    self._datasets.popitem(last=False)
+        return kept
 
     def read_events(
         self,
@@ -462,13 +482,16 @@ class SimulationStore(DocumentStore):
         wanted = names if fields is None else [f for f in fields if f in names]
         rows = slice(lo - 1, hi - 1)
         lazy = []
-        if wanted or stream.time_variable is not None:
+        if wanted:
             ds = self._dataset(run, stream.group)
             lazy = [ds[name].variable[rows] for name in wanted]
-            if stream.time_variable is not None:
-                lazy.append(ds[stream.time_variable.name].variable[rows])
         try:
             values = [v.values for v in lazy]
+            times = (
+                self._times(run, stream)[rows]
+                if stream.time_variable is not None
+                else np.full(hi - lo, float(run.start["time"]))
+            )
         except FileNotFoundError:
             raise RunNotFound(f"run {run.uid!r} was in {run.info.url}, which is gone") from None
         except (OSError, ValueError, RuntimeError, KeyError) as err:
@@ -476,11 +499,6 @@ class SimulationStore(DocumentStore):
                 f"{run.info.url}: stream {stream.name!r} cannot be read "
                 f"({type(err).__name__}: {err})"
             ) from None
-        if stream.time_variable is not None:
-            scale, offset = cf_time(stream.time_variable.attrs) or (1.0, 0.0)
-            times = np.asarray(values.pop(), dtype="float64") * scale + offset
-        else:
-            times = np.full(hi - lo, float(run.start["time"]))
         data = {name: np.asarray(v) for name, v in zip(wanted, values, strict=True)}
         columns = EventColumns(
             seq_num=np.arange(lo, hi, dtype=np.int64),
@@ -539,7 +557,8 @@ class SimulationStore(DocumentStore):
         with self._lock:
             for ds in self._datasets.values():
                 try:
-                    ds.close()
+                    if hasattr(ds, "close"):
+                        ds.close()
                 except Exception:  # noqa: BLE001 (closing is best effort)
                     pass
             self._datasets.clear()
