@@ -147,3 +147,6 @@ class StoreNotFound(BrokerError, FileNotFoundError):
 
 class EmptyLocationWarning(UserWarning):
     """A catalog's glob or folder exists but holds no run yet: the catalog is empty for now."""
+class SourceNotFound(BrokerError, FileNotFoundError):
+    """A path, folder, glob or bucket a catalog was given does not exist or cannot be listed;
+    the message names it and what was looked for."""
