@@ -55,8 +55,13 @@ def build(folder: str, count: int, tagged: int) -> tuple[NativeStore, list[str]]
     records = (
         RunRecord(
             {"uid": u, "time": t0 + i, "scan_id": i, "plan_name": "scan", "proposal_id": "p-1"},
-            {"uid": str(uuid.uuid4()), "run_start": u, "time": t0 + i + 1, "exit_status": "success",
-             "num_events": {}},  # fmt: skip
+            {
+                "uid": str(uuid.uuid4()),
+                "run_start": u,
+                "time": t0 + i + 1,
+                "exit_status": "success",
+                "num_events": {},
+            },  # fmt: skip
         )
         for i, u in enumerate(uids)
     )
@@ -71,10 +76,20 @@ def build(folder: str, count: int, tagged: int) -> tuple[NativeStore, list[str]]
             change = finish_change(
                 uid,
                 {
-                    "author": "ada", "visibility": "public", "groups": [], "stream": None,
-                    "seq_range": None, "add_tags": tags, "remove_tags": [],
-                    "set_fields": {"rating": i % 6}, "remove_fields": [], "note": None,
-                    "if_version": None, "restore": None, "viewer": None, "proposals": [],
+                    "author": "ada",
+                    "visibility": "public",
+                    "groups": [],
+                    "stream": None,
+                    "seq_range": None,
+                    "add_tags": tags,
+                    "remove_tags": [],
+                    "set_fields": {"rating": i % 6},
+                    "remove_fields": [],
+                    "note": None,
+                    "if_version": None,
+                    "restore": None,
+                    "viewer": None,
+                    "proposals": [],
                 },  # fmt: skip
             )
             store._write(conn, None, apply_change(uid, None, change))
@@ -90,7 +105,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         t0 = time.perf_counter()
         store, x_uids = build(folder, args.runs, args.tagged)
-        print(f"setup: {args.runs:,} runs, {len(x_uids)} tagged x ({time.perf_counter() - t0:.0f} s)")
+        print(
+            f"setup: {args.runs:,} runs, {len(x_uids)} tagged x ({time.perf_counter() - t0:.0f} s)"
+        )
         query = parse_query('tags contains "x"')
         bound = bind_viewer(query, Viewer("bob", proposals=("p-2",)))
         assert len(store.runs(query)) == len(x_uids) == store.count(bound)
@@ -107,7 +124,7 @@ def main() -> None:
                 conn.execute(sql).all()
 
         bare_ms = _median_ms(bare, args.repeat)
-        print(f"tags contains \"x\" ({len(x_uids)} of {args.runs:,} runs):")
+        print(f'tags contains "x" ({len(x_uids)} of {args.runs:,} runs):')
         print(f"  runs():  {search:7.2f} ms   (target < 20 ms)   {search / floor:.2f}x the floor")
         print(f"  bound to a viewer: {search_bound:7.2f} ms")
         print(f"  count(): {count:7.2f} ms")

@@ -115,8 +115,6 @@ class IncompatibleShapes(BrokerError, ValueError):
     or the groups being stacked differ in length."""
 
 
-class FieldNotFound(BrokerError, KeyError):
-    """A stream or dataset has no field (data key) of the requested name."""
 class ExportError(BrokerError, OSError):
     """An export cannot be written: the destination is unwritable or full, it holds an export
     of another format, or a run cannot be put in the chosen format. Nothing is left under the
@@ -126,6 +124,8 @@ class ExportError(BrokerError, OSError):
 class BadMapping(BrokerError, ValueError):
     """A NeXus mapping (the "NeXus dictionary" of a beamline) is malformed: the message names
     the entry and what a valid one looks like."""
+
+
 class BadAnnotation(BrokerError, ValueError):
     """An annotation change is malformed: a tag that is not a string, a value that is not
     JSON, a note over the size limit, an unknown visibility. Nothing is stored."""
@@ -139,6 +139,8 @@ class AnnotationConflict(BrokerError, ValueError):
     def __init__(self, message: str, current: dict | None = None):
         super().__init__(message)
         self.current = current
+
+
 class StoreNotFound(BrokerError, FileNotFoundError):
     """A catalog names a store, folder, file, index or bucket that does not exist (a typo, or a
     store nothing has been written to yet). The message names the catalog entry and its file,
@@ -147,6 +149,8 @@ class StoreNotFound(BrokerError, FileNotFoundError):
 
 class EmptyLocationWarning(UserWarning):
     """A catalog's glob or folder exists but holds no run yet: the catalog is empty for now."""
+
+
 class SourceNotFound(BrokerError, FileNotFoundError):
     """A path, folder, glob or bucket a catalog was given does not exist or cannot be listed;
     the message names it and what was looked for."""

@@ -620,6 +620,8 @@ def test_arrow_events_through_the_service_leak_nothing(store, live_server, tmp_p
             assert own.headers["content-type"] == "application/vnd.apache.arrow.stream"
     finally:
         live_server.unmount(url)
+
+
 # -- the leak matrix of annotations (private / proposal / public x user / other / admin) -----
 
 
@@ -631,6 +633,7 @@ def annotated_world(request, tmp_path_factory):
     for who, name, tags in (
         (ADA, "a1", ("mine", "ours", "everyones")),
         (BOB, "b1", ("bobs", "p2")),
+    ):
         run = catalog_for(base, who)[UID[name]]
         for tag, visibility in zip(tags, ("private", "proposal", "public"), strict=False):
             run.tag(tag, visibility=visibility)

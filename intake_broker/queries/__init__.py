@@ -39,9 +39,8 @@ from .base import (
     register_query,
     resolve_key,
 )
-from .mongo import as_query, from_mongo
 from .key import Key
-from .mongo import as_query, from_mongo, to_mongo
+from .mongo import as_query, from_mongo
 from .search import FullText, Fuzzy, ScanID, ScanIDRange
 from .types import (
     Comparison,

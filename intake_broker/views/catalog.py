@@ -16,9 +16,14 @@ from typing import Any, ClassVar
 
 from intake.catalog import Catalog
 
-from intake_broker.errors import AmbiguousUID, RunIndexError, RunNotFound, StreamNotFound
 from intake_broker.catalogs.entries import EntryArguments
-from intake_broker.errors import AmbiguousUID, NotSupported, RunNotFound, StreamNotFound
+from intake_broker.errors import (
+    AmbiguousUID,
+    NotSupported,
+    RunIndexError,
+    RunNotFound,
+    StreamNotFound,
+)
 from intake_broker.queries import Eq, PartialUID, Query, as_query
 from intake_broker.store.contract import NEWEST_FIRST, DocumentStore, RunRecord
 from intake_broker.views.stream import Stream
@@ -937,6 +942,7 @@ class Run(Catalog):
         from intake_broker.views.returns import to_datatree
 
         return to_datatree(self, lazy=lazy)
+
     def export(self, format: str, dest: Any, **kwargs: Any) -> Any:
         """Write this run to ``dest`` (a folder or fsspec URL) in ``format``: ``jsonl``,
         ``msgpack``, ``csv``, ``tsv``, ``parquet``, ``zarr``, ``nexus``, ...; returns the

@@ -49,9 +49,8 @@ from intake_broker.store import (
 
 from . import docs as jsondocs
 from . import reading, recovery, schema
-from .columns import ColumnStore, array_specs
 from .annotations import AnnotationIndex, SQLAnnotations
-from .columns import ColumnStore
+from .columns import ColumnStore, array_specs
 from .errors import CorruptIndex
 from .ingest import Ingester, write_summaries
 from .journal import Journal
