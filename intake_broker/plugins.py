@@ -38,6 +38,9 @@ MIMETYPE_GROUP = "intake_broker.mimetypes"
 INTAKE_DRIVERS = "intake.drivers"
 GROUPS = (STORES, ANNOTATION_STORES, COMMANDS, *SPEC_GROUPS, MIMETYPE_GROUP, INTAKE_DRIVERS)
 
+#: Intake drivers of the core that a YAML file may name before intake has read entry points.
+CORE_DRIVERS = {"bluesky-federation-catalog": "intake_broker.federation:FederatedCatalog"}
+
 _META = (".dist-info", ".egg-info")
 
 

@@ -34,6 +34,7 @@ from typing import Any
 from intake.catalog import Catalog
 from intake.catalog.local import LocalCatalogEntry, UserParameter
 
+from intake_broker import plugins
 from intake_broker.catalogs.arguments import conforms, describe, describe_value, driver_signature
 from intake_broker.catalogs.spec import (
     CatalogFileError,
@@ -74,7 +75,7 @@ OPTIONAL_DRIVERS = {
     "bluesky-mongo-normalized-catalog": "intake-broker-mongo (pip install ./drivers/mongo)",
 }
 #: Drivers of the core registered at run time until they are declared as entry points.
-CORE_DRIVERS = {"bluesky-federation-catalog": "intake_broker.federation:FederatedCatalog"}
+CORE_DRIVERS = plugins.CORE_DRIVERS
 
 
 # -- drivers ---------------------------------------------------------------------------------

@@ -126,8 +126,13 @@ class BrokerCatalog(Catalog):
         return self._store.runs(_and(self._query, query), **kwargs)
 
     def _make_run(self, record: RunRecord) -> Run:
-        return Run(self._store, record, assets=self._assets, timezone=self.metadata.get("timezone"))
-        return Run(self._store, record, assets=self._assets, catalog=self)
+        return Run(
+            self._store,
+            record,
+            assets=self._assets,
+            timezone=self.metadata.get("timezone"),
+            catalog=self,
+        )
 
     # -- lookups --------------------------------------------------------------------------
 

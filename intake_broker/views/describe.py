@@ -103,7 +103,7 @@ def _registered() -> dict[str, str]:
 def driver_name(cls: type) -> str:
     """The intake driver name ``cls`` is registered under (``bluesky-native-catalog``), else
     its dotted class name (which intake also accepts as a driver)."""
-    from intake_broker.catalogs.files import CORE_DRIVERS
+    from intake_broker.plugins import CORE_DRIVERS
 
     registered = dict(_registered())
     for name, target in CORE_DRIVERS.items():
