@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from intake_broker.queries import (
-    QUERY_TYPES,
     And,
     Comparison,
     Contains,
@@ -52,27 +51,6 @@ from .filters import to_mongo
 
 #: Where a run's stop document is joined into its start document in aggregations.
 STOP_FIELD = "__intake_broker_stop"
-#: The core query types this translator answers natively.
-NATIVE_QUERIES: frozenset[type[Query]] = frozenset(
-    {
-        Eq,
-        NotEq,
-        Comparison,
-        In,
-        NotIn,
-        Regex,
-        Contains,
-        KeyPresent,
-        TimeRange,
-        PartialUID,
-        And,
-        Or,
-        Not,
-        ScanID,
-        ScanIDRange,
-    }
-)
-
 to_mongo_normalized = Translator("mongo-normalized")
 
 for _leaf in (Eq, NotEq, Comparison, In, NotIn, Regex, Contains, KeyPresent):
@@ -303,6 +281,3 @@ def plan(query: Query | None, sort: Sequence[tuple[str, int]]) -> Plan:
         result.stop_filter = result.stop_as_join = result.joined_filter = None
     result.start_filter = flatten(and_filters(start_parts))
     return result
-
-
-assert NATIVE_QUERIES <= set(QUERY_TYPES.values())

@@ -51,7 +51,7 @@ from .layout import (
     SUMMARY,
     SUMMARY_VALUES,
 )
-from .queries import NATIVE_QUERIES, conjuncts
+from .queries import conjuncts
 from .readahead import ReadAhead, sliced
 from .replay import asset_documents, replay
 from .search import RunFinder, strip_id
@@ -110,7 +110,6 @@ class MongoStore(DocumentStore):
     """
 
     writable: ClassVar[bool] = True
-    native_queries: ClassVar[frozenset[type[Query]]] = NATIVE_QUERIES
 
     def __init__(
         self,

@@ -21,20 +21,7 @@ import sqlalchemy as sa
 
 from intake_broker.errors import DescriptorNotFound, ResourceNotFound, RunNotFound
 from intake_broker.queries import (
-    And,
-    Comparison,
-    Contains,
-    Eq,
-    In,
-    KeyPresent,
-    Not,
-    NotEq,
-    NotIn,
-    Or,
-    PartialUID,
     Query,
-    Regex,
-    TimeRange,
 )
 from intake_broker.store import (
     NEWEST_FIRST,
@@ -234,23 +221,6 @@ class NativeStore(SQLAnnotations, DocumentStore):
     """
 
     writable: ClassVar[bool] = True
-    native_queries = frozenset(
-        {
-            Eq,
-            NotEq,
-            Comparison,
-            In,
-            NotIn,
-            Regex,
-            Contains,
-            KeyPresent,
-            TimeRange,
-            PartialUID,
-            And,
-            Or,
-            Not,
-        }
-    )
 
     def __init__(
         self,
