@@ -8,70 +8,16 @@ takes new runs.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import random
-import signal
-import time
 
 import event_model
 import numpy as np
 
 from intake_broker import BrokerCatalog
+from intake_broker.testing.crash import DATA_KEYS, EVENTS, run_and_kill
 from intake_broker_files import FilesStore
 
-EVENTS = 10_000
 KILLS = 10
-DATA_KEYS = {
-    "x": {"dtype": "number", "shape": [], "source": "s"},
-    "n": {"dtype": "integer", "shape": [], "source": "s"},
-}
-
-
-def _write_run(folder: str, fmt: str, round_: int, fd: int) -> None:
-    store = FilesStore([], directory=folder, format=fmt)
-    os.write(fd, b"open\n")
-    bundle = event_model.compose_run(uid=f"run-{round_}", time=1.7e9 + round_)
-    desc = bundle.compose_descriptor(
-        uid=f"desc-{round_}", name="primary", time=1.7e9, data_keys=DATA_KEYS
-    )
-    store.insert("start", bundle.start_doc)
-    os.write(fd, b"start\n")
-    store.insert("descriptor", desc.descriptor_doc)
-    os.write(fd, b"descriptor\n")
-    for i in range(1, EVENTS + 1):
-        t = 1.7e9 + i
-        event = desc.compose_event(
-            uid=f"e{round_}-{i}",
-            data={"x": i * 1.5, "n": i},
-            timestamps={"x": t, "n": t},
-            time=t,
-            seq_num=i,
-            validate=False,
-        )
-        store.insert("event", event)
-        os.write(fd, b"%d\n" % i)
-    store.insert("stop", bundle.compose_stop(uid=f"stop-{round_}", time=1.8e9))
-    os.write(fd, b"stop\n")
-    store.close()
-    os._exit(0)
-
-
-def _run_and_kill(folder: str, fmt: str, round_: int, delay: float) -> list[str]:
-    read, write = os.pipe()
-    child = multiprocessing.get_context("fork").Process(
-        target=_write_run, args=(folder, fmt, round_, write)
-    )
-    child.start()
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        assert pipe.readline() == b"open\n"
-        time.sleep(delay)
-        os.kill(child.pid, signal.SIGKILL)
-        child.join(30)
-        acked = pipe.read().decode().split()
-    assert child.exitcode in (-signal.SIGKILL, 0)
-    return acked
 
 
 def test_kill_9_ten_times_loses_no_acknowledged_event(tmp_path, fmt="jsonl"):
@@ -79,7 +25,9 @@ def test_kill_9_ten_times_loses_no_acknowledged_event(tmp_path, fmt="jsonl"):
     rng = random.Random(14)
     acknowledged = 0
     for round_ in range(KILLS):
-        acked = _run_and_kill(folder, fmt, round_, rng.uniform(0.0, 2.0))
+        acked = run_and_kill(
+            lambda: FilesStore([], directory=folder, format=fmt), round_, rng.uniform(0.0, 2.0)
+        )
         events = [int(a) for a in acked if a.isdigit()]
         acknowledged += len(events)
         if "descriptor" not in acked:

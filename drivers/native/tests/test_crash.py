@@ -8,7 +8,6 @@ acknowledged event, read the partial run as not stopped, and take new runs.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import random
 import signal
@@ -22,66 +21,12 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from intake_broker.testing.crash import DATA_KEYS, EVENTS, run_and_kill
 from intake_broker.views.catalog import BrokerCatalog
 from intake_broker_native import NativeStore
 
-EVENTS = 10_000
 CHUNK = 500
 KILLS = 10
-DATA_KEYS = {
-    "x": {"dtype": "number", "shape": [], "source": "s"},
-    "n": {"dtype": "integer", "shape": [], "source": "s"},
-}
-
-
-def _write_run(index: str, data: str, round_: int, fd: int) -> None:
-    """The writer (a forked child): one run, one document per insert, each acknowledged on
-    the pipe ``fd`` as soon as ``insert`` returned."""
-    store = NativeStore(index, data, chunk_rows=CHUNK, flush_interval=None)
-    os.write(fd, b"open\n")
-    bundle = event_model.compose_run(uid=f"run-{round_}", time=1.7e9 + round_)
-    desc = bundle.compose_descriptor(
-        uid=f"desc-{round_}", name="primary", time=1.7e9, data_keys=DATA_KEYS
-    )
-    store.insert("start", bundle.start_doc)
-    os.write(fd, b"start\n")
-    store.insert("descriptor", desc.descriptor_doc)
-    os.write(fd, b"descriptor\n")
-    for i in range(1, EVENTS + 1):
-        t = 1.7e9 + i
-        event = desc.compose_event(
-            uid=f"e{round_}-{i}",
-            data={"x": i * 1.5, "n": i},
-            timestamps={"x": t, "n": t},
-            time=t,
-            seq_num=i,
-            validate=False,
-        )
-        store.insert("event", event)
-        os.write(fd, b"%d\n" % i)
-    store.insert("stop", bundle.compose_stop(uid=f"stop-{round_}", time=1.8e9))
-    os.write(fd, b"stop\n")
-    store.close()
-    os._exit(0)
-
-
-def _run_and_kill(index: str, data: str, round_: int, delay: float) -> list[str]:
-    """Start a writer, kill -9 it ``delay`` seconds after its store opened; what it
-    acknowledged."""
-    read, write = os.pipe()
-    child = multiprocessing.get_context("fork").Process(
-        target=_write_run, args=(index, data, round_, write)
-    )
-    child.start()
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        assert pipe.readline() == b"open\n"
-        time.sleep(delay)
-        os.kill(child.pid, signal.SIGKILL)
-        child.join(30)
-        acked = pipe.read().decode().split()
-    assert child.exitcode in (-signal.SIGKILL, 0)
-    return acked
 
 
 def _check_round(store: NativeStore, round_: int, acked: list[str]) -> None:
@@ -117,7 +62,9 @@ def _ten_kills(index: str, data: str, seed: int) -> None:
     delays = [rng.uniform(0.0, 2.5) for _ in range(KILLS)]
     acknowledged = 0
     for round_, delay in enumerate(delays):
-        acked = _run_and_kill(index, data, round_, delay)
+        acked = run_and_kill(
+            lambda: NativeStore(index, data, chunk_rows=CHUNK, flush_interval=None), round_, delay
+        )
         acknowledged += sum(a.isdigit() for a in acked)
         store = NativeStore(index, data)  # replays the dead writer's log
         try:
