@@ -1,0 +1,56 @@
+"""The demo's runs: dated in the past, with the fields the README's searches use."""
+
+from __future__ import annotations
+
+import time
+
+import intake_broker
+from intake_broker.demo import LEAD, PLANS, write_demo
+
+
+def _times(cat):
+    for run in cat.values():
+        for name, doc in run.documents():
+            if name == "event_page":
+                yield from doc["time"]
+            elif "time" in doc:
+                yield doc["time"]
+
+
+def test_demo_runs_are_dated_in_the_past():
+    cat = intake_broker.temp()
+    before = time.time()
+    write_demo(cat, progress=False)
+    newest_stop = cat[-1].metadata["stop"]["time"]
+    assert max(_times(cat)) <= time.time() - LEAD  # an empty catalog's demo ends LEAD ago
+    assert newest_stop > before - LEAD - 60  # ... not long before that
+    # a second demo right after goes on after the first, still in the past
+    write_demo(cat, progress=False)
+    after = time.time()
+    assert len(cat) == 2 * len(PLANS)
+    assert max(_times(cat)) <= after
+    starts = [run.metadata["start"] for run in cat.values()]  # newest first
+    assert [s["scan_id"] for s in starts] == list(range(10, 0, -1))
+    assert [s["time"] for s in starts] == sorted((s["time"] for s in starts), reverse=True)
+    assert starts[4]["time"] > newest_stop  # no overlap with the earlier runs
+
+
+def test_demo_ends_now_when_it_cannot_go_on_after_the_newest_run():
+    cat = intake_broker.temp()
+    write_demo(cat, progress=False)
+    write_demo(cat, progress=False, repeat=30)  # 150 runs do not fit in LEAD seconds
+    assert max(_times(cat)) <= time.time()
+
+
+def test_demo_has_what_the_readme_searches_for():
+    cat = intake_broker.temp()
+    write_demo(cat, progress=False)
+    assert len(cat.search('plan_name == "scan" and 1 <= scan_id <= 3')) == 1
+    assert len(cat.search("summary.primary.theta.max < 15")) == 1
+    assert len(cat.search("descriptors.configuration.eiger.data.eiger_acquire_time == 0.1")) == 1
+    names = {run.metadata["start"]["sample"]["name"] for run in cat.values()}
+    assert len(cat.search(f"sample.name == {sorted(names)[0]!r}")) >= 1
+    rocking = cat.search("summary.primary.theta.max < 15")[-1].primary.read()
+    assert 14 < float(rocking["theta"].min()) < float(rocking["theta"].max()) < 15  # degrees
+    image = cat[-1].primary.read()["eiger_image"]
+    assert image.dims == ("time", "y", "x") and int(image.max()) > 1000  # a bright spot
