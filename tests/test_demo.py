@@ -54,3 +54,23 @@ def test_demo_has_what_the_readme_searches_for():
     assert 14 < float(rocking["theta"].min()) < float(rocking["theta"].max()) < 15  # degrees
     image = cat[-1].primary.read()["eiger_image"]
     assert image.dims == ("time", "y", "x") and int(image.max()) > 1000  # a bright spot
+
+
+def test_a_demo_run_plots_to_png(tmp_path):
+    """What the tour does, `ds["det"].plot()`, with the Agg backend (no display) into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cat = intake_broker.temp()
+    write_demo(cat, progress=False)
+    ds = cat[1].primary.read()
+    fig = plt.figure()
+    try:
+        lines = ds["det"].plot()
+        assert lines[0].get_ydata().tolist() == ds["det"].values.tolist()
+        fig.savefig(tmp_path / "det.png")
+    finally:
+        plt.close(fig)
+    assert (tmp_path / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
