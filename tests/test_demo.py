@@ -74,3 +74,23 @@ def test_a_demo_run_plots_to_png(tmp_path):
     finally:
         plt.close(fig)
     assert (tmp_path / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_config_of_a_device_the_stream_lacks_names_those_it_has():
+    import pytest
+
+    from intake_broker.errors import ConfigurationNotFound
+
+    cat = intake_broker.temp()
+    write_demo(cat, progress=False)
+    config = cat[-1].primary.config  # the Eiger count
+    assert config["eiger"].read()["eiger_acquire_time"].values.tolist() == [0.1] * 5
+    with pytest.raises(KeyError) as caught:
+        config["det"]
+    assert isinstance(caught.value, ConfigurationNotFound)
+    assert str(caught.value) == (
+        "stream 'primary' has no configuration of a device 'det'; it has the devices ['eiger']"
+    )
+    with pytest.raises(ConfigurationNotFound, match=r"'eiger_stats_total' is a data key"):
+        config["eiger_stats_total"]
+    assert config.get("det") is None and "det" not in config  # still a dict otherwise
