@@ -116,8 +116,9 @@ def _start(
         "plan_type": "generator",
         "plan_name": plan_name,
         "operator": str(rng.choice(_OPERATORS)),
+        # the samples in turn: the first demo's runs 1 and 5 are on the LaB6 standard
         "sample": dict(
-            zip(("name", "composition"), _SAMPLES[rng.integers(len(_SAMPLES))], strict=True)
+            zip(("name", "composition"), _SAMPLES[(scan_id - 1) % len(_SAMPLES)], strict=True)
         ),
         "beamline_id": "DEMO",
         "proposal_id": "GU-301245",
