@@ -4,8 +4,13 @@ write refused with one clear message, and nothing in the folder changed."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +97,61 @@ def test_folder_without_write_permission(folder):
     finally:
         for p in changed:
             p.chmod(p.stat().st_mode | stat.S_IWUSR)
+
+
+_AS_ANOTHER_USER = """
+import json, sys
+from intake_broker import BrokerCatalog
+from intake_broker.testing import factories
+from intake_broker_native import NativeStore
+from intake_broker_native.errors import ReadOnlyFolder
+
+store = NativeStore.in_folder(sys.argv[1])
+cat = BrokerCatalog(store)
+out = {"read_only": store.read_only, "runs": len(cat),
+       "theta": len(cat.search("summary.primary.theta.max < 15")),
+       "det": cat[1].primary.read()["det"].values.tolist()}
+try:
+    for name, doc in factories.scalar_run():
+        store.insert(name, doc)
+except ReadOnlyFolder as err:
+    out["refused"] = str(err)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(
+    not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("setpriv")),
+    reason="needs root and setpriv to run a reader as another user (nobody)",
+)
+def test_another_user_reads_roots_folder(folder, tmp_path):
+    """As root, the permission test for real: user nobody reads a folder only root may write."""
+    expected = BrokerCatalog(NativeStore.in_folder(folder))[1].primary.read()["det"]
+    shared = Path(tempfile.mkdtemp(prefix="ib-shared-"))  # /tmp/pytest-of-root is root's only
+    try:
+        shutil.copytree(folder, shared / "runs")
+        for p in [shared, *shared.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        before = _tree(shared)
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            + [sys.executable, "-c", _AS_ANOTHER_USER, str(shared / "runs")],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "HOME": "/nonexistent"},
+            cwd="/",
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout.splitlines()[-1])
+        assert out["read_only"] == f"the folder {str(shared / 'runs')!r} is not writable"
+        assert (out["runs"], out["theta"]) == (5, 1)
+        assert out["det"] == expected.values.tolist()
+        assert out["refused"].startswith("this data folder is read-only: the folder")
+        assert "copy it to a folder you can write, or ask its owner" in out["refused"]
+        assert _tree(shared) == before  # nobody wrote nothing, not even SQLite's -shm
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_detection_names_the_folder(folder, monkeypatch):
