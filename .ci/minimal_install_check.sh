@@ -88,3 +88,9 @@ remote = xr.open_zarr(f"http://127.0.0.1:{port}/zarr/v3/runs/{uid}/primary", con
 np.testing.assert_array_equal(remote["det"].values, ds["det"].values)
 print(f"xr.open_zarr: {remote.sizes['time']} events of det equal to the local read")
 PY
+
+# The README's own blocks with command 1's venv alone, in order on the demo's runs; the blocks
+# marked <!-- needs: ... --> (packages command 1 does not install; their sections name the extra)
+# are skipped and listed (tests/test_readme.py runs them all in the test venv).
+mkdir -p "$WORK/tour" && ln -s "$WORK/tree/catalogs" "$WORK/tour/catalogs"
+(cd "$WORK/tour" && "$VENV/python" "$WORK/tree/tests/readme_blocks.py" --skip-needs "$WORK/tree/README.md")
