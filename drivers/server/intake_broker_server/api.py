@@ -57,6 +57,14 @@ def service_for(request: Request, scope: str) -> Service:
     service: Service = request.app.state.service
     auth = getattr(request.app.state, "auth", None)
     if auth is None:
+        if scope != "read" and getattr(request.app.state, "read_only", False):
+            from .auth.errors import Forbidden
+
+            raise Forbidden(
+                "this server is read-only: it listens beyond this machine without "
+                "authentication (its operator may start it with --auth-config FILE, or "
+                "--allow-writes)"
+            )
         return service
     identity = auth.identify(request.headers.get("authorization"))
     request.state.identity = identity  # for the log of a refusal
