@@ -61,6 +61,9 @@ def open_cli_catalog(spec: str | None, entry: str | None = None, data: str | Non
     from intake_broker.views.catalog import BrokerCatalog
 
     named = spec in installed_stores() and not Path(spec).exists()
+    if not named and spec not in (None, "default") and "://" not in spec:
+        if not Path(spec).exists():  # a name `intake-broker catalogs` lists
+            return _discovered_catalog(spec, entry, data, installed_stores())
     if spec is None or spec == "default" or named:
         if entry is not None:
             raise UsageError("--entry chooses an entry of a YAML catalog: give --catalog FILE")
@@ -71,8 +74,6 @@ def open_cli_catalog(spec: str | None, entry: str | None = None, data: str | Non
         raise UsageError(
             "--data is the folder of the default catalog; it cannot be combined with --catalog FILE"
         )
-    if "://" not in spec and not Path(spec).exists():
-        return _discovered_catalog(spec, entry, data, installed_stores())
     top = open_catalog(spec)
     names = list(top)
     if entry is None and len(names) != 1:
