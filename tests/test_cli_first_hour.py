@@ -8,8 +8,8 @@ import argparse
 import fcntl
 import os
 import select
-import subprocess
 import struct
+import subprocess
 import sys
 import termios
 from pathlib import Path
