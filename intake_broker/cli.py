@@ -1116,4 +1116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # run the importable module's main: as ``__main__`` this file's classes (UsageError) are
+    # not those the plugins import, and their usage errors would exit 1 instead of 2
+    from intake_broker.cli import main as _main
+
+    raise SystemExit(_main())
