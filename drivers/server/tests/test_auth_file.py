@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
 from intake_broker.cli import main
+from intake_broker.queries import Eq
 from intake_broker.store.memory import MemoryStore
 from intake_broker.testing import factories, insert_all
 from intake_broker_server import commands
@@ -202,3 +203,29 @@ def test_a_read_only_server_refuses_writes_and_serves_reads():
 def test_is_loopback():
     assert all(map(commands.is_loopback, ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"]))
     assert not any(map(commands.is_loopback, ["0.0.0.0", "10.0.0.1", "::", "example.org"]))
+
+
+# -- an empty answer the policy causes says so -------------------------------------------------
+
+
+def test_an_empty_listing_says_how_many_runs_name_no_proposal(auth_dir):
+    folder, secret, _ = auth_dir
+    (folder / "open.yml").write_text("api_keys: keys.json\nusers: users.yml\nanonymous: true\n")
+    store = MemoryStore()
+    for i in range(3):  # demo-like runs: no proposal_id
+        insert_all(store, factories.scalar_run(scan_id=10 + i, time=1_700_000_000.0 + i))
+    insert_all(store, factories.scalar_run(scan_id=20, proposal_id="p-2", time=1_700_000_500.0))
+    with TestClient(create_app(store, auth=load_auth_file(folder / "open.yml"))) as http:
+        answer = http.get("/api/v1/runs").json()
+        assert answer["data"] == []
+        assert answer["hidden"] == (
+            "3 runs are hidden: they name no proposal (proposal_id); only admins see them"
+        )
+        count = http.get("/api/v1/runs/count").json()
+        assert count == {"count": 0, "hidden": answer["hidden"]}
+        # ada (proposal p-1) sees nothing either, and learns nothing of p-2's run
+        key = {"Authorization": f"Apikey {secret}"}
+        query = json.dumps(Eq("proposal_id", "p-2").encode())
+        for_p2 = http.get("/api/v1/runs", params={"query": query}, headers=key).json()
+        assert for_p2["data"] == [] and "hidden" not in for_p2
+    store.close()
