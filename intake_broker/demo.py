@@ -610,7 +610,7 @@ def write_demo(
     list of str
         The uids of the new runs, in the order written.
     """
-    from tqdm import tqdm
+    from intake_broker.progress import progress_bar
 
     first, earliest = next_scan(catalog)
     rng = np.random.default_rng([seed, first])
@@ -623,13 +623,8 @@ def write_demo(
         start_time = earliest if earliest + span <= now else now - span
     uids = []
     runs = demo_runs(first, start_time=start_time, seed=seed, repeat=repeat)
-    bar = tqdm(
-        runs,
-        total=repeat * len(PLANS),
-        desc="writing demo runs",
-        unit="run",
-        disable=None if progress is None else not progress,
-        leave=False,
+    bar = progress_bar(
+        runs, total=repeat * len(PLANS), desc="writing demo runs", unit="run", enabled=progress
     )
     with bar:
         for docs in bar:

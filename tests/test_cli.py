@@ -383,7 +383,7 @@ def test_ingest_stdin(files_driver, suitcase_files, tmp_path, monkeypatch, capsy
     monkeypatch.setattr(sys, "stdin", io.StringIO(files["jsonl"].read_text()))
     code, out, err = cli(capsys, "--data", tmp_path, "ingest", "-")
     assert code == 0, err
-    assert "of 1 runs" in out
+    assert out.strip().endswith("of 1 run")
     code, out, _ = cli(capsys, "--data", tmp_path, "show", uids["jsonl"][:8])
     assert code == 0 and "LaB6" in out
 
@@ -468,7 +468,7 @@ def test_search_save_and_saved(demo_dir, capsys, tmp_path, monkeypatch):
 
 def test_summarize_without_assets(demo_dir, capsys):
     code, out, _ = cli(capsys, "--data", demo_dir, "summarize", "-1")
-    assert code == 0 and "summarized the asset data of 1 runs" in out
+    assert code == 0 and "summarized the asset data of 1 run\n" in out
 
 
 def test_serve_refuses_several_workers_on_a_memory_store(capsys):

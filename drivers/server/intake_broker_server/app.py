@@ -37,6 +37,8 @@ ASSET_ROOTS_ENV = "INTAKE_BROKER_SERVER_ASSET_ROOTS"
 #: Seconds of a request's deadline (``serve`` reads its default from here, and sets it for
 #: the workers); ``none`` or ``0``: no deadline.
 DEADLINE_ENV = "INTAKE_BROKER_SERVER_DEADLINE"
+#: "1": refuse writes (a server bound beyond loopback without auth; set by ``serve``).
+READ_ONLY_ENV = "INTAKE_BROKER_SERVER_READ_ONLY"
 #: Seconds ``serve`` waits, after SIGTERM, for requests in progress before it cancels them (and
 #: :data:`~intake_broker_server.liveness.EXIT_AFTER` more before it ends a process whose
 #: threads are stuck).
@@ -46,19 +48,42 @@ HEALTH_SECONDS = 0.75
 
 
 def load_auth(spec: AuthConfig | str | None) -> AuthConfig | None:
-    """An :class:`AuthConfig`, given as one or as ``"module:attribute"`` naming one (or a
-    function of no arguments returning one)."""
+    """An :class:`AuthConfig`, given as one, as ``"module:attribute"`` naming one (or a
+    function of no arguments returning one), or as an auth YAML file (``*.yml``/``*.yaml``,
+    see :mod:`~intake_broker_server.auth.file`).
+
+    Raises
+    ------
+    ValueError
+        A one-line message: the module or attribute that is not there (with a did-you-mean),
+        or the file, line and field of a mistake in an auth file.
+    """
     if spec is None or isinstance(spec, AuthConfig):
         return spec
+    import difflib
     import importlib
 
+    if spec.endswith((".yml", ".yaml")):
+        from .auth.file import load_auth_file
+
+        return load_auth_file(spec)
     module, _, name = spec.partition(":")
     if not module or not name:
         raise ValueError(f"auth must be 'module:attribute' naming an AuthConfig, not {spec!r}")
-    found = getattr(importlib.import_module(module), name)
+    try:
+        imported = importlib.import_module(module)
+    except ImportError as err:
+        raise ValueError(f"--auth {spec}: cannot import {module!r} ({err})") from None
+    if not hasattr(imported, name):
+        close = difflib.get_close_matches(
+            name, [n for n in dir(imported) if not n.startswith("_")], n=1
+        )
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"--auth {spec}: module {module!r} has no {name!r}{hint}")
+    found = getattr(imported, name)
     config = found() if callable(found) and not isinstance(found, AuthConfig) else found
     if not isinstance(config, AuthConfig):
-        raise TypeError(f"{spec} is a {type(config).__name__}, not an AuthConfig")
+        raise TypeError(f"--auth {spec} is a {type(config).__name__}, not an AuthConfig")
     return config
 
 
@@ -86,6 +111,7 @@ def create_app(
     auth: AuthConfig | None = None,
     asset_roots: Any = None,
     exit_when_stopped: bool = False,
+    read_only: bool = False,
 ) -> FastAPI:
     """An ASGI application serving ``source``.
 
@@ -109,6 +135,9 @@ def create_app(
         :data:`~intake_broker_server.liveness.EXIT_AFTER` seconds later if a stuck request
         keeps it alive (what ``serve`` runs; not for an application embedded in a process
         that goes on).
+    read_only : bool
+        Without ``auth``, refuse every request that writes (403): what ``serve`` does on a
+        non-loopback address unless ``allow_writes``.
 
     Every request runs under ``limits.deadline`` (see
     :class:`~intake_broker_server.liveness.RequestGuard`); ``/healthz`` is answered on the event
@@ -138,6 +167,7 @@ def create_app(
     )
     app.state.service = service
     app.state.auth = None if auth is None else Authenticator(auth)
+    app.state.read_only = read_only
     install_error_handlers(app)
     app.add_middleware(RequestGuard, seconds=service.limits.deadline)
 
@@ -220,6 +250,7 @@ def app_from_env() -> FastAPI:
         auth=load_auth(os.environ.get(AUTH_ENV) or None),
         asset_roots=json.loads(roots) if roots else None,
         exit_when_stopped=True,
+        read_only=os.environ.get(READ_ONLY_ENV) == "1",
     )
 
 
@@ -267,6 +298,7 @@ def serve(
     auth: AuthConfig | str | None = None,
     asset_roots: Sequence[str] | None = None,
     deadline: float | None | str = "env",
+    read_only: bool = False,
 ) -> None:
     """Serve a catalog over HTTP until interrupted.
 
@@ -304,6 +336,9 @@ def serve(
     SIGTERM (or Ctrl-C) stops the server: requests in progress get ``SHUTDOWN_SECONDS`` to
     finish, then are cancelled, and a process still held by a stuck thread
     :data:`~intake_broker_server.liveness.EXIT_AFTER` seconds later is ended.
+
+    With ``read_only`` and no ``auth``, every request that writes is refused (what
+    ``intake-broker serve`` does on a non-loopback address unless ``--allow-writes``).
     """
     import uvicorn
 
@@ -334,6 +369,7 @@ def serve(
         (AUTH_ENV, auth if isinstance(auth, str) else None),
         (ASSET_ROOTS_ENV, json.dumps([str(r) for r in asset_roots]) if asset_roots else None),
         (DEADLINE_ENV, "none" if seconds is None else repr(float(seconds))),
+        (READ_ONLY_ENV, "1" if read_only else None),
     ):
         if value:
             os.environ[name] = str(value)
@@ -346,6 +382,7 @@ def serve(
             auth=config,
             asset_roots=asset_roots,
             exit_when_stopped=True,
+            read_only=read_only,
         )
         run_app(app, host=host, port=port, log_level=log_level)
         return
