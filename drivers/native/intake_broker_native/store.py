@@ -36,6 +36,7 @@ from intake_broker.store import (
 
 from . import docs as jsondocs
 from . import reading, recovery, schema
+from .annotation_journal import AnnotationJournal
 from .annotations import AnnotationIndex, SQLAnnotations
 from .columns import ColumnStore, array_specs
 from .errors import CorruptIndex, ReadOnlyFolder
@@ -299,6 +300,7 @@ class NativeStore(SQLAnnotations, DocumentStore):
             journal=Journal(self.columns, fsync=durability == "fsync"),
             pack_bytes=self.pack_bytes,
         )
+        self._annotation_journal = AnnotationJournal(self.columns, fsync=durability == "fsync")
         self._infos: dict[str, DescriptorInfo] = {}
         #: events recovered from the logs of writers that died, when this store was opened
         self.recovered = 0 if _rebuilding else self._ingest.replay()
@@ -319,6 +321,11 @@ class NativeStore(SQLAnnotations, DocumentStore):
         """An index keeping only annotations (of runs held elsewhere): what
         ``annotations: sqlite:///~/notes.db`` attaches to a read-only catalog."""
         return AnnotationIndex(index)
+
+    def _journal_change(self, entry: dict) -> None:
+        """Each annotation change is also kept in the data folder (``_annotations/``), so
+        that ``reindex`` restores it (see :mod:`.annotation_journal`)."""
+        self._annotation_journal.write(entry)
 
     def _annotated_run(self, run_uid: str) -> None:
         """RunNotFound unless this index holds ``run_uid``."""
