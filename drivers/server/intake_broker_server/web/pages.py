@@ -1,7 +1,8 @@
 """The page itself (``/``), its static files (``/static/web/``), and ``/docs`` served from
-files on this machine (Swagger UI from the ``swagger-ui-bundle`` package, Apache-2.0), so that
-both work with no internet access. Every URL in the HTML is relative, so the page works under
-a reverse proxy's path prefix (an ASGI ``root_path``) too."""
+files shipped in this package (Swagger UI 5, Apache-2.0, vendored under ``static/swagger``:
+see its ``SOURCE.txt``; the PyPI ``swagger-ui-bundle`` has only Swagger UI 4, which cannot read
+FastAPI's OpenAPI 3.1), so that both work with no internet access. Every URL in the HTML is
+relative, so the page works under a reverse proxy's path prefix (an ASGI ``root_path``) too."""
 
 from __future__ import annotations
 
@@ -31,12 +32,10 @@ SECURITY_HEADERS = {
 
 
 def swagger_folder() -> Path | None:
-    """Where the ``swagger-ui-bundle`` package keeps Swagger UI's files (None without it)."""
-    try:
-        from swagger_ui_bundle import swagger_ui_path
-    except ImportError:
-        return None
-    return Path(str(swagger_ui_path))
+    """Where Swagger UI's files are (None if a packager left them out: /docs then links to
+    ``openapi.json``)."""
+    folder = STATIC / "swagger"
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
 
 
 _DOCS = """<!doctype html>
@@ -44,6 +43,7 @@ _DOCS = """<!doctype html>
 <head>
 <meta charset="utf-8">
 <title>intake-broker API</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="static/swagger/swagger-ui.css">
 </head>
 <body>
@@ -56,13 +56,12 @@ _DOCS = """<!doctype html>
 
 _NO_DOCS = """<!doctype html>
 <html lang="en">
-<head><meta charset="utf-8"><title>intake-broker API</title></head>
+<head><meta charset="utf-8"><title>intake-broker API</title><link rel="icon" href="data:,"></head>
 <body>
 <main>
 <h1>intake-broker API</h1>
-<p>Swagger UI is not installed on this server (<code>pip install swagger-ui-bundle</code>).
-The API is described in <a href="openapi.json">openapi.json</a>; the
-<a href="./">web page</a> browses the runs.</p>
+<p>Swagger UI's files are not installed with this server. The API is described in
+<a href="openapi.json">openapi.json</a>; the <a href="./">web page</a> browses the runs.</p>
 </main>
 </body>
 </html>
@@ -72,10 +71,10 @@ The API is described in <a href="openapi.json">openapi.json</a>; the
 def install(app: FastAPI) -> None:
     """Add the page, its files and the offline ``/docs`` to ``app`` (made with
     ``docs_url=None, redoc_url=None``)."""
-    app.mount("/static/web", StaticFiles(directory=STATIC), name="web-static")
     swagger = swagger_folder()
     if swagger is not None:
         app.mount("/static/swagger", StaticFiles(directory=swagger), name="swagger-static")
+    app.mount("/static/web", StaticFiles(directory=STATIC), name="web-static")
 
     @app.get("/", include_in_schema=False)
     def index() -> Response:

@@ -21,6 +21,9 @@ function webPath(uid, tail) {
   return `api/v1/web/runs/${encodeURIComponent(uid)}${tail}`;
 }
 
+// A run that is not there (any more, or for this user): not a stream or field it lacks.
+const missingRun = (err) => err instanceof ApiError && err.status === 404 && err.name === "RunNotFound";
+
 function gone(err) {
   stopPolling();
   const box = $("run-gone");
@@ -152,7 +155,7 @@ async function refreshPlot() {
     });
   } catch (err) {
     if (view && view.uid === uid) {
-      if (err instanceof ApiError && err.status === 404) return gone(err);
+      if (missingRun(err)) return gone(err);
       $("plot-caption").textContent = `The plot could not be read: ${err.message}`;
     }
     return;
@@ -195,7 +198,7 @@ async function refreshFrame() {
     }, { as: "response" });
   } catch (err) {
     if (view && view.uid === uid) {
-      if (err instanceof ApiError && err.status === 404) return gone(err);
+      if (missingRun(err)) return gone(err);
       $("image-caption").textContent = `The frame could not be read: ${err.message}`;
     }
     return;
@@ -236,7 +239,7 @@ async function poll() {
     progress = await get(webPath(uid, "/progress"));
   } catch (err) {
     if (view && view.uid === uid) {
-      if (err instanceof ApiError && err.status === 404) return gone(err);
+      if (missingRun(err)) return gone(err);
       view.timer = setTimeout(poll, POLL_MS * 3); // a passing failure: try again later
     }
     return;
@@ -299,16 +302,17 @@ export async function showRun(uid) {
     document.body.dataset.ready = "run";
     return;
   }
-  view = { uid, run, streams: streamsOf(descriptors.data), timer: null, zoom: null };
-  renderHeader(run, null);
-  renderStreams(view.streams, null);
+  const progress = await get(webPath(uid, "/progress")).catch(() => null);
+  view = { uid, run, streams: streamsOf(descriptors.data), timer: null, zoom: null, progress };
+  renderHeader(run, progress);
+  renderStreams(view.streams, progress);
   clear($("metadata")).append(tree({ start: run.start, stop: run.stop }, 0));
   plotControls();
   imageControls();
   say("");
   await Promise.all([refreshPlot(), refreshFrame()]);
   document.body.dataset.ready = "run";
-  await poll();
+  if (!run.stop) view.timer = setTimeout(poll, POLL_MS);
 }
 
 function wireRun() {
