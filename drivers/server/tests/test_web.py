@@ -199,7 +199,9 @@ def test_search_with_a_good_and_a_bad_query(world, watched):
 
     page.fill("#q", "scan_id == " + "9" * 20_000)  # huge: refused with what the limit is
     page.press("#q", "Enter")
-    page.wait_for_function("() => document.querySelector('#q-error').textContent.includes('10000')")
+    page.wait_for_function(
+        "() => document.querySelector('#q-error').textContent.includes('at most 4000 characters')"
+    )
 
     page.goto(shared)  # the shared link shows the same search
     page.wait_for_selector("body[data-ready=runs]")

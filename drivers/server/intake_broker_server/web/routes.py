@@ -34,8 +34,9 @@ from ..service import Service
 router = APIRouter(prefix="/api/v1/web", tags=["web page"])
 
 #: Longest query text the page may send (a written query is a line or a few; the store API's
-#: JSON queries may be longer).
-MAX_QUERY_TEXT = 10_000
+#: JSON queries may be longer). At 4,000 characters even a query of 4-byte characters stays,
+#: percent-encoded, under the 64 KiB URL that HTTP servers and clients accept.
+MAX_QUERY_TEXT = 4000
 #: Most runs in one page of the table.
 MAX_ROWS = 500
 #: Most fields overlaid in one plot.
@@ -190,7 +191,7 @@ def plot(
     request: Request,
     service: ServiceDep,
     uid: str,
-    y: Annotated[str, Param(max_length=4000, description="comma-separated scalar fields")],
+    y: Annotated[str, Param(max_length=2000, description="comma-separated scalar fields")],
     stream: Annotated[str, Param(max_length=512)] = "primary",
     x: Annotated[
         str, Param(max_length=512, description="'time', 'seq_num' or a scalar field")

@@ -95,6 +95,8 @@ function showQueryError(err, q) {
   }
 }
 
+const MAX_QUERY = 4000; // the server's limit (longer is refused before it is sent)
+
 async function showRuns() {
   show("runs");
   const { q, sort, skip, limit } = params();
@@ -109,6 +111,12 @@ async function showRuns() {
   say("Loading runs...");
   let page;
   try {
+    if (q.length > MAX_QUERY) {
+      throw new ApiError(400, {
+        error: "InvalidRequest",
+        message: `the query has ${q.length} characters; at most ${MAX_QUERY} characters are accepted`,
+      });
+    }
     page = await get("api/v1/web/runs", { q, sort, skip, limit }, { signal: current.signal });
   } catch (err) {
     if (err.name === "AbortError") return;
