@@ -230,3 +230,25 @@ def test_browse_serves_the_local_catalog_on_loopback(tmp_path):
         process.terminate()
         out, _ = process.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/" in out.decode()
+
+
+def test_the_browse_command_passes_its_options(monkeypatch):
+    import argparse
+
+    from intake_broker_server import app
+    from intake_broker_server.commands import BROWSE
+
+    parser = argparse.ArgumentParser()
+    BROWSE.configure(parser)
+    args = parser.parse_args(["--no-open", "--port", "8765"])
+    args.catalog, args.entry, args.data = None, None, "/somewhere"
+    called = {}
+    browse = app.browse
+    monkeypatch.setattr(app, "browse", lambda *a, **k: called.update(args=a, kwargs=k))
+    assert BROWSE.run(args, None) == 0
+    assert called == {
+        "args": (None,),
+        "kwargs": {"entry": None, "data": "/somewhere", "port": 8765, "open_page": False},
+    }
+    with pytest.raises(ValueError, match="port must be"):
+        browse(port=70000)
