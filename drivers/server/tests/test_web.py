@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from intake_broker.access import ProposalPolicy
+from intake_broker.store.annotations import annotation_change
 from intake_broker.store.memory import MemoryStore
 from intake_broker.testing import factories, insert_all
 
@@ -72,6 +73,11 @@ def world(live_server):
     runs.update(recorded_runs())
     for docs in runs.values():
         insert_all(store, docs)
+    xss = runs["xss"][0][1]["uid"]  # HTML in a tag and a note too
+    change = annotation_change(
+        store, xss, author="ada", add_tags=["good", XSS[:40]], note=XSS, visibility="public"
+    )
+    store.change_annotation(xss, change)
     url = live_server.mount(store)
     yield {"url": url, "store": store, "uid": {k: d[0][1]["uid"] for k, d in runs.items()}}
     live_server.unmount(url)
@@ -267,11 +273,15 @@ def test_html_in_metadata_is_shown_as_text(world, watched):
     page.goto(world["url"] + "/?q=scan_id%20%3D%3D%203")
     page.wait_for_selector("body[data-ready=runs]")
     assert XSS in page.locator("#runs-table tbody").text_content()
+    assert XSS[:40] in page.locator("#runs-table .tag").all_text_contents()
     page.goto(f"{world['url']}/?run={world['uid']['xss']}")
     page.wait_for_selector("body[data-ready=run]")
     assert XSS in page.locator("#run-title").text_content()
     shown = page.locator("#metadata").text_content()  # (as JSON strings)
     assert "<script>window.__xss=2</script>" in shown and "<img src=x onerror=" in shown
+    page.wait_for_selector("#annotations:not([hidden])")
+    assert page.locator("#annotation-list .note").text_content() == XSS
+    assert XSS[:40] in page.locator("#annotation-list .tag").all_text_contents()
     assert page.evaluate("window.__xss") is None
     assert page.locator("main img").count() == 0 and page.locator("main script").count() == 0
     w.shot("xss")

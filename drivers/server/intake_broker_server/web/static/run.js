@@ -99,6 +99,28 @@ function renderStreams(streams, progress) {
   }
 }
 
+async function renderAnnotations(uid) {
+  const section = $("annotations");
+  const list = clear($("annotation-list"));
+  section.hidden = true;
+  let answer;
+  try {
+    answer = await get(runPath(uid, "/annotations"));
+  } catch (_) {
+    return; // a store without annotations (501), or the run went (reported elsewhere)
+  }
+  if (!view || view.uid !== uid || !answer.data.length) return;
+  for (const a of answer.data) {
+    const item = el("li", { class: "annotation" },
+      el("span", { class: "who", text: `${text(a.author)} (${text(a.visibility)}, ${formatTime(a.updated)})` }), " ",
+      ...(Array.isArray(a.tags) ? a.tags : []).map((t) => el("span", { class: "tag", text: text(t) })));
+    if (a.note) item.append(el("p", { class: "note", text: text(a.note) }));
+    if (a.fields && Object.keys(a.fields).length) item.append(tree(a.fields, 1));
+    list.append(item);
+  }
+  section.hidden = false;
+}
+
 function fillSelect(select, options, chosen) {
   clear(select);
   for (const value of options) select.append(el("option", { value, text: value, selected: value === chosen }));
@@ -310,7 +332,7 @@ export async function showRun(uid) {
   plotControls();
   imageControls();
   say("");
-  await Promise.all([refreshPlot(), refreshFrame()]);
+  await Promise.all([refreshPlot(), refreshFrame(), renderAnnotations(uid)]);
   document.body.dataset.ready = "run";
   if (!run.stop) view.timer = setTimeout(poll, POLL_MS);
 }
