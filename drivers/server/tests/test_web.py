@@ -238,6 +238,14 @@ def test_a_run_page_draws_its_plot(world, watched):
     page.check("#plot-y input[value=motor]")
     page.wait_for_function(f"() => document.getElementById('plot').dataset.drawn > {drawn}")
     assert line_pixels(page, 1) > 200 and line_pixels(page, 0) > 100
+    # zoom from the keyboard: seconds 0 to 10 after the start hold events 1 to 10, exactly
+    page.fill("#zoom-from", "0")
+    page.fill("#zoom-to", "10")
+    page.press("#zoom-to", "Enter")
+    page.wait_for_selector("#plot[data-rows='10']")
+    assert page.is_visible("#plot-reset")
+    page.click("#plot-reset")
+    page.wait_for_selector("#plot[data-rows='40']")
     w.shot("plot")
 
 

@@ -342,16 +342,31 @@ function wireRun() {
     view.plotStream = $("plot-stream").value;
     view.plotY = null;
     view.zoom = null;
+    $("zoom-from").value = $("zoom-to").value = "";
     plotControls();
     refreshPlot();
   });
   $("plot-x").addEventListener("change", () => {
     view.plotX = $("plot-x").value;
     view.zoom = null;
+    $("zoom-from").value = $("zoom-to").value = "";
     refreshPlot();
   });
   $("plot-reset").addEventListener("click", () => {
     view.zoom = null;
+    $("zoom-from").value = "";
+    $("zoom-to").value = "";
+    refreshPlot();
+  });
+  $("zoom-form").addEventListener("submit", (event) => {
+    // the keyboard's way to zoom: x in the axis' units (seconds since start for time)
+    event.preventDefault();
+    if (!view) return;
+    const origin = (view.plotX || "time") === "time" ? view.run.start.time || 0 : 0;
+    const lo = parseFloat($("zoom-from").value);
+    const hi = parseFloat($("zoom-to").value);
+    view.zoom = [Number.isFinite(lo) ? lo + origin : null, Number.isFinite(hi) ? hi + origin : null];
+    if (view.zoom[0] === null && view.zoom[1] === null) view.zoom = null;
     refreshPlot();
   });
   const canvas = $("plot");
@@ -364,6 +379,9 @@ function wireRun() {
     from = null;
     if (b - a < 5) return;
     view.zoom = [view.axis.toData(a), view.axis.toData(b)];
+    const origin = (view.plotX || "time") === "time" ? view.run.start.time || 0 : 0;
+    $("zoom-from").value = String(Number((view.zoom[0] - origin).toPrecision(6)));
+    $("zoom-to").value = String(Number((view.zoom[1] - origin).toPrecision(6)));
     refreshPlot();
   });
   $("image-field").addEventListener("change", () => {
