@@ -336,17 +336,26 @@ def test_a_live_run_grows_while_a_runengine_writes(live_server, watched):
         page.wait_for_function("() => Number(document.getElementById('plot').dataset.rows) >= 1")
         first = int(page.get_attribute("#plot", "data-rows"))
         assert "still acquiring" in page.locator("#run-state").text_content()
+        page.evaluate(  # every row count the plot shows from now on
+            """() => { window.__rows = [];
+                const plot = document.getElementById('plot');
+                new MutationObserver(() => window.__rows.push(Number(plot.dataset.rows)))
+                    .observe(plot, {attributes: true, attributeFilter: ['data-rows']}); }"""
+        )
         page.wait_for_function(
             f"() => Number(document.getElementById('plot').dataset.rows) > {first}", timeout=20_000
         )
         w.shot("growing")
-        writer.join(60)
-        assert not failures, failures
+        # (wait in Playwright, not in writer.join: the route handler runs in this thread)
+        page.wait_for_selector("#plot[data-rows='25']", timeout=30_000)
         page.wait_for_function(
             "() => document.getElementById('run-state').textContent.includes('success')",
             timeout=20_000,
         )
-        assert page.get_attribute("#plot", "data-rows") == "25"
+        writer.join(60)
+        assert not failures, failures
+        seen = page.evaluate("() => window.__rows")
+        assert len(set(seen)) >= 3 and seen == sorted(seen), seen  # it grew, step by step
         assert line_pixels(page) > 100
     finally:
         writer.join(60)
