@@ -129,7 +129,9 @@ function fillSelect(select, options, chosen) {
 function plotControls() {
   const streams = [...view.streams.values()].filter((s) => Object.values(s.dataKeys).some(isScalar));
   $("plot-controls").hidden = streams.length === 0;
+  $("plot").hidden = streams.length === 0;
   if (!streams.length) {
+    view.plotStream = null;
     $("plot-caption").textContent = "No scalar fields to plot.";
     return;
   }
