@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi import Query as Param
 from fastapi.responses import Response
 
-from intake_broker.errors import BadQuery, BrokerError, StreamNotFound
+from intake_broker.errors import BadQuery, StreamNotFound
 from intake_broker.queries.expression import parse_query
 from intake_broker.store import RunRecord
 from intake_broker.store.abilities import Annotations
@@ -300,10 +300,7 @@ def frame(
     chunk = next(c for c in layout.chunks if c.seq_start <= seq < c.seq_stop)
     layout.chunks = [type(chunk)(chunk.descriptor, seq, seq + 1, 1)]
     layout.descriptors = [d for d in layout.descriptors if d["uid"] == chunk.descriptor]
-    try:
-        values = np.asarray(layout.arrays([field])[field][0], dtype=float)
-    except BrokerError:
-        raise
+    values = np.asarray(layout.arrays([field])[field][0], dtype=float)
     while values.ndim > 2:
         values = values[0]
     finite = values[np.isfinite(values)]
