@@ -252,3 +252,31 @@ def test_the_browse_command_passes_its_options(monkeypatch):
     }
     with pytest.raises(ValueError, match="port must be"):
         browse(port=70000)
+
+
+def test_a_frame_of_a_detector_file_is_read_alone(live_server, tmp_path):
+    """An area detector's HDF5 frames (resource/datum): the frame asked for, under the asset
+    roots; nothing outside them."""
+    pytest.importorskip("h5py")
+    docs, frames = factories.ad_hdf5_run(tmp_path, n=4, shape=(8, 12))
+    store = MemoryStore()
+    insert_all(store, docs)
+    uid = docs[0][1]["uid"]
+    url = live_server.mount(store, asset_roots=[str(tmp_path)])
+    closed = live_server.mount(store)  # no asset roots: the file may not be read
+    try:
+        with httpx.Client(timeout=30) as http:
+            answer = http.get(
+                f"{url}/api/v1/web/runs/{uid}/frame", params={"field": "cam_image", "index": 3}
+            )
+            assert answer.status_code == 200, answer.text
+            frame = frames[3].astype(float)
+            expected = (frame - frame.min()) * 255 / (frame.max() - frame.min())
+            assert np.abs(read_png(answer.content) - expected).max() <= 1
+            refused = http.get(
+                f"{closed}/api/v1/web/runs/{uid}/frame", params={"field": "cam_image", "index": 3}
+            )
+            assert refused.status_code == 403 and refused.json()["error"] == "AssetOutsideRoots"
+    finally:
+        live_server.unmount(url)
+        live_server.unmount(closed)
