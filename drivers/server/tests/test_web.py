@@ -231,6 +231,8 @@ def test_a_run_page_draws_its_plot(world, watched):
     assert line_pixels(page) > 200  # a line was drawn, not only axes
     assert "det" in page.locator("#streams").text_content()
     assert "SIM:det" in page.locator("#streams").text_content()
+    page.wait_for_selector("#baseline:not([hidden])")  # two readings of the temperature
+    assert page.locator("#baseline-table tbody tr").all_text_contents() == ["temperature290291.5"]
     assert page.locator("#metadata").text_content().count("scan_id") >= 1
     # overlay a second field: a second colour appears
     assert line_pixels(page, 1) == 0

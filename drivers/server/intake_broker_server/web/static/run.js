@@ -121,6 +121,40 @@ async function renderAnnotations(uid) {
   section.hidden = false;
 }
 
+// The baseline stream as a table: one row per scalar field, one column per reading (usually
+// before and after the run), read through the plot endpoint (8 fields a request, 64 at most).
+async function renderBaseline(uid) {
+  const section = $("baseline");
+  section.hidden = true;
+  const stream = view.streams.get("baseline");
+  if (!stream) return;
+  const fields = Object.entries(stream.dataKeys).filter(([, dk]) => isScalar(dk)).map(([k]) => k).slice(0, 64);
+  if (!fields.length) return;
+  const values = {};
+  let seqs = [];
+  for (let i = 0; i < fields.length; i += 8) {
+    const part = fields.slice(i, i + 8);
+    let answer;
+    try {
+      answer = await get(webPath(uid, "/plot"), { stream: "baseline", y: part.join(","), x: "seq_num", points: 16 });
+    } catch (_) {
+      return;
+    }
+    for (const f of part) values[f] = answer.series[f];
+    seqs = answer.series[part[0]].x;
+  }
+  if (!view || view.uid !== uid) return;
+  const table = clear($("baseline-table"));
+  table.append(el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "field" }),
+    ...seqs.map((s) => el("th", { scope: "col", text: `reading ${s}` })))));
+  const body = el("tbody");
+  for (const f of fields) {
+    body.append(el("tr", {}, el("th", { scope: "row", text: f }), ...values[f].y.map((v) => el("td", { text: v === null ? "" : String(v) }))));
+  }
+  table.append(body);
+  section.hidden = false;
+}
+
 function fillSelect(select, options, chosen) {
   clear(select);
   for (const value of options) select.append(el("option", { value, text: value, selected: value === chosen }));
@@ -334,7 +368,7 @@ export async function showRun(uid) {
   plotControls();
   imageControls();
   say("");
-  await Promise.all([refreshPlot(), refreshFrame(), renderAnnotations(uid)]);
+  await Promise.all([refreshPlot(), refreshFrame(), renderAnnotations(uid), renderBaseline(uid)]);
   document.body.dataset.ready = "run";
   if (!run.stop) view.timer = setTimeout(poll, POLL_MS);
 }
