@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from intake_broker.store import DocumentStore
 from intake_broker_remote import wire
 
-from . import api, zarr_layout
+from . import api, web, zarr_layout
 from .auth import AuthConfig, Authenticator
 from .auth.config import CHALLENGE
 from .auth.errors import AuthError
@@ -160,6 +160,8 @@ def create_app(
 
     app = FastAPI(
         lifespan=lifespan,
+        docs_url=None,  # served by web.install from local files (works offline)
+        redoc_url=None,
         title="intake-broker",
         version=__version__,
         summary="Bluesky runs over HTTP: the store contract as JSON/msgpack, event data as "
@@ -178,8 +180,10 @@ def create_app(
             response.headers["WWW-Authenticate"] = CHALLENGE
         return response
 
+    app.include_router(web.router)
     app.include_router(api.router)
     app.include_router(zarr_layout.router)
+    web.install(app)
 
     health: dict[str, anyio.CapacityLimiter] = {}
 
@@ -396,3 +400,57 @@ def serve(
         log_config=log_config(log_level),
         timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )
+
+
+def browse(
+    catalog_spec: str | None = None,
+    *,
+    entry: str | None = None,
+    data: str | None = None,
+    port: int = 0,
+    open_page: bool = True,
+    log_level: str = "warning",
+) -> None:
+    """Serve a catalog (the local default one when ``catalog_spec`` is None) on 127.0.0.1, one
+    worker, no authentication (only this machine can connect), and open its web page with
+    :func:`webbrowser.open` once the server listens (or print the address: ``open_page=False``).
+    What ``intake-broker browse`` runs; stops on Ctrl-C or SIGTERM."""
+    import socket
+    import threading
+    import webbrowser
+
+    import uvicorn
+
+    if not 0 <= port < 65536:
+        raise ValueError(f"port must be 0 (any free port) to 65535, not {port}")
+    catalog = open_served_catalog(catalog_spec, entry, data)
+    app = create_app(catalog, exit_when_stopped=True)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as err:
+        sock.close()
+        raise ValueError(
+            f"cannot listen on 127.0.0.1:{port} ({err}); choose another --port"
+        ) from None
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level=log_level,
+            log_config=log_config(log_level),
+            timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+        )
+    )
+
+    def announce() -> None:
+        while not server.started and not server.should_exit:
+            threading.Event().wait(0.05)
+        if server.started:
+            print(f"intake-broker: browsing the catalog at {url} (Ctrl-C to stop)", flush=True)
+            if open_page:
+                webbrowser.open(url)
+
+    threading.Thread(target=announce, daemon=True).start()
+    server.run(sockets=[sock])

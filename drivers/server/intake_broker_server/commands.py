@@ -174,3 +174,40 @@ class ApiKey:
 
 SERVE = Serve()
 APIKEY = ApiKey()
+
+
+class Browse:
+    """``intake-broker browse``: serve the local default catalog on loopback and open the page."""
+
+    name = "browse"
+    help = "serve the local (default) catalog on 127.0.0.1 and open its web page in a browser"
+    raw = False
+    needs_catalog = False
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--port", type=int, default=0, help="default: a free port chosen at start"
+        )
+        parser.add_argument(
+            "--no-open",
+            action="store_true",
+            help="print the page's address instead of opening a browser",
+        )
+
+    def run(self, args: Any, catalog: Any) -> int:
+        from .app import browse
+
+        try:
+            browse(
+                args.catalog,
+                entry=args.entry,
+                data=args.data,
+                port=args.port,
+                open_page=not args.no_open,
+            )
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        return 0
+
+
+BROWSE = Browse()
