@@ -65,6 +65,11 @@ class BrokerCatalog(Catalog):
         Where to keep annotations of these runs when the store cannot (read-only files, a
         MongoDB you may not write): ``"sqlite:///~/notes.db"``, ``"postgresql://..."``, a
         service URL, or ``"memory"`` (see :mod:`intake_broker.store.annotations`).
+    transforms : dict, optional
+        databroker's document patches: ``{"start"|"stop"|"resource"|"descriptor": function}``
+        (functions or ``"package.module.function"`` import paths), each given a document of
+        its kind as it is read and returning it fixed; searches match the stored documents
+        (see :mod:`intake_broker.store.transforms`).
     """
 
     container = "catalog"
@@ -87,8 +92,13 @@ class BrokerCatalog(Catalog):
         asset_storage_options: Mapping[str, Any] | None = None,
         name: str | None = None,
         annotations: str | None = None,
+        transforms: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ):
+        if transforms:  # databroker's document patches, applied as documents are read
+            from intake_broker.store.transforms import TransformedStore
+
+            store = TransformedStore(store, transforms)
         if annotations is not None:
             from intake_broker.store.annotations import attach_annotations
 
