@@ -227,6 +227,12 @@ class MongoStore(DocumentStore):
             with self._guard(collection):
                 self._collection(collection).database.command("ping")
 
+    def stats(self) -> dict[str, Any]:
+        """MongoDB's storage statistics (the ``dbStats`` command) of the metadatastore
+        database: collection, object and byte counts, as databroker's ``stats()`` returned."""
+        with self._guard(RUN_START):
+            return dict(self._databases["mds"].command("dbstats"))
+
     def create_indexes(self) -> list[str]:
         """Create suitcase-mongo's indexes and ours; returns those the server refused."""
         with self._guard(RUN_START):
