@@ -517,3 +517,123 @@ def test_the_service_sends_arrow_ipc(live_server):
         assert missing.status_code == 404 and missing.json()["error"] == "DescriptorNotFound"
     finally:
         live_server.unmount(url)
+
+
+# -- align across chunks, descriptors and containers ------------------------------------------
+
+P_TIMES = [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
+M_TIMES = [0.3, 0.9, 1.0, 1.2, 1.55, 2.1, 3.4, 3.45, 3.9, 4.6]
+
+
+def _chunky_run():
+    """A primary of 7 events and a monitor of 10 readings recorded under two descriptors
+    (a configuration change after the fifth), with a gap between 2.1 and 3.4 s."""
+    bundle = event_model.compose_run(time=T, metadata={"scan_id": 9, "plan_name": "scan"})
+    docs = [("start", bundle.start_doc)]
+    primary = bundle.compose_descriptor(name="primary", data_keys={"det": _num()}, time=T)
+    docs.append(("descriptor", primary.descriptor_doc))
+    for i, dt in enumerate(P_TIMES):
+        docs.append(
+            (
+                "event",
+                primary.compose_event(
+                    data={"det": float(i)}, timestamps={"det": T + dt}, time=T + dt
+                ),
+            )
+        )
+    keys = {
+        "current": _num(),
+        "n": {"dtype": "integer", "shape": [], "source": "S"},
+        "tag": {"dtype": "string", "shape": [], "source": "S"},
+    }
+    first = bundle.compose_descriptor(name="monitor", data_keys=keys, time=T)
+    second = bundle.compose_descriptor(
+        name="monitor", data_keys=keys, time=T + 0.01, configuration={"x": {"data": {}}}
+    )
+    docs += [("descriptor", first.descriptor_doc), ("descriptor", second.descriptor_doc)]
+    for i, dt in enumerate(M_TIMES):
+        desc = first if i < 5 else second
+        data = {"current": 100.0 + i, "n": i, "tag": f"r{i}"}
+        docs.append(
+            (
+                "event",
+                desc.compose_event(data=data, timestamps={k: T + dt for k in data}, time=T + dt),
+            )
+        )
+    docs.append(("stop", bundle.compose_stop(time=T + 5)))
+    return docs
+
+
+def _expected(method, tolerance):
+    """The answer by a loop over the readings, per event: the row taken (None: none within
+    tolerance), and for ``linear`` the weight of the row after it and that row."""
+    out = []
+    for t in P_TIMES:
+        before = [i for i, m in enumerate(M_TIMES) if m <= t]
+        after = [i for i, m in enumerate(M_TIMES) if m > t]
+        b = before[-1] if before else None
+        a = after[0] if after else None
+        if method == "previous":
+            pick, dt = b, (t - M_TIMES[b]) if b is not None else None
+            ok = pick is not None and (tolerance is None or dt <= tolerance)
+            out.append((pick, 0.0, pick) if ok else (None, 0.0, None))
+        elif method == "nearest":
+            db = t - M_TIMES[b] if b is not None else np.inf
+            da_ = M_TIMES[a] - t if a is not None else np.inf
+            pick, dt = (b, db) if db <= da_ else (a, da_)
+            ok = pick is not None and (tolerance is None or dt <= tolerance)
+            out.append((pick, 0.0, pick) if ok else (None, 0.0, None))
+        else:
+            if b is not None and M_TIMES[b] == t:
+                out.append((b, 0.0, b))  # a reading at the event's time
+            elif (
+                b is not None
+                and a is not None
+                and (tolerance is None or max(t - M_TIMES[b], M_TIMES[a] - t) <= tolerance)
+            ):
+                out.append((b, (t - M_TIMES[b]) / (M_TIMES[a] - M_TIMES[b]), a))
+            else:
+                out.append((None, 0.0, None))
+    return out
+
+
+@pytest.mark.parametrize("method", ["previous", "nearest", "linear"])
+@pytest.mark.parametrize("tolerance", [None, 0.25])
+def test_align_across_chunks_descriptors_and_containers(method, tolerance):
+    docs = _chunky_run()
+    chunky, whole = MemoryStore(chunk_rows=2), MemoryStore()
+    insert_all(chunky, docs)
+    insert_all(whole, docs)
+    small, big = BrokerCatalog(chunky)[uid(docs)], BrokerCatalog(whole)[uid(docs)]
+    assert small.monitor.to_dask()["current"].chunks[0] == (2, 2, 1, 2, 2, 1)
+    expected = _expected(method, tolerance)
+    current = [
+        np.nan if r is None else (100.0 + r) * (1 - w) + (100.0 + u) * w for r, w, u in expected
+    ]
+    n = [np.nan if r is None else (r * (1 - w) + u * w) for r, w, u in expected]
+    tags = [None if r is None else f"r{r}" for r, _, _ in expected]
+    sources = {
+        "stream, pages of 2 events": small,
+        "stream, one page": big,
+        "datasets in memory": {k: small[k].read() for k in ("primary", "monitor")},
+        "dask datasets, chunks of 3": {
+            k: small[k].to_dask().chunk({"time": 3}) for k in ("primary", "monitor")
+        },
+    }
+    for what, source in sources.items():
+        lazy = mux.align(source, ["monitor"], method=method, tolerance=tolerance)
+        if what != "datasets in memory":
+            assert isinstance(lazy["current"].data, da.Array), what
+        ds = lazy.compute()
+        np.testing.assert_allclose(ds["current"], current, rtol=1e-8, err_msg=what)
+        np.testing.assert_allclose(ds["n"], n, rtol=1e-6, atol=1e-6, err_msg=what)
+        assert ds["n"].dtype == (
+            np.float64 if any(r is None for r, _, _ in expected) or method == "linear" else np.int64
+        ), what
+        got = [v if isinstance(v, str) else None for v in ds["tag"].values.tolist()]
+        assert got == tags, what
+        assert ds["monitor_valid"].values.tolist() == [r is not None for r, _, _ in expected]
+        if method != "linear":
+            when = [np.nan if r is None else T + M_TIMES[r] for r, _, _ in expected]
+            np.testing.assert_allclose(ds["monitor_time"], when, err_msg=what)
+        np.testing.assert_array_equal(ds["det"], np.arange(7.0))
