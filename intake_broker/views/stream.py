@@ -94,6 +94,7 @@ class StreamLayout:
             key=lambda c: c.seq_start,
         )
         self.fields_of = {d["uid"]: set(d["data_keys"]) for d in self.descriptors}
+        self._offsets: np.ndarray | None = None  # the first row of each chunk, when asked
 
     def __len__(self) -> int:
         return sum(c.rows for c in self.chunks)
@@ -104,6 +105,15 @@ class StreamLayout:
         per_descriptor = {
             d["uid"]: self.store.read_events(d["uid"], fields=[]) for d in self.descriptors
         }
+        if len(per_descriptor) == 1 and self.chunks:
+            # One descriptor: its chunks are consecutive ranges of its events; one slice
+            # (copied: a store may hand out its own memory) instead of one per chunk.
+            cols = next(iter(per_descriptor.values()))
+            lo, hi = np.searchsorted(
+                cols.seq_num, (self.chunks[0].seq_start, self.chunks[-1].seq_stop)
+            )
+            if hi - lo == len(self):
+                return np.array(cols.time[lo:hi]), np.array(cols.seq_num[lo:hi])
         for chunk in self.chunks:
             cols = per_descriptor[chunk.descriptor]
             lo, hi = np.searchsorted(cols.seq_num, (chunk.seq_start, chunk.seq_stop))
@@ -118,10 +128,13 @@ class StreamLayout:
         ``lo:hi`` of the stream (in the order of :meth:`index`, whose ``seq_num`` is given):
         one read per run of neighbouring chunks of one descriptor, not one per chunk."""
         reads: list[tuple[str, int, int, int]] = []
-        offset = 0
-        for chunk in self.chunks:
-            start, stop = offset, offset + chunk.rows
-            offset = stop
+        if self._offsets is None:
+            self._offsets = np.cumsum([0, *(c.rows for c in self.chunks)])
+        offsets = self._offsets
+        first = max(int(np.searchsorted(offsets, lo, side="right")) - 1, 0)
+        for j in range(first, len(self.chunks)):
+            chunk = self.chunks[j]
+            start, stop = int(offsets[j]), int(offsets[j + 1])
             if stop <= lo:
                 continue
             if start >= hi:
