@@ -32,13 +32,19 @@ T = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 
 
 def _run(scan_id, streams, **md):
-    """A run: ``streams`` maps a name to (data_keys, [(time, data), ...])."""
+    """A run: ``streams`` maps a name to (data_keys, [(time, data), ...]) or (data_keys,
+    [(time, data), ...], configuration)."""
     bundle = event_model.compose_run(
         time=T, metadata={"scan_id": scan_id, "plan_name": "scan", **md}
     )
     docs = [("start", bundle.start_doc)]
-    for name, (keys, events) in streams.items():
-        desc = bundle.compose_descriptor(name=name, data_keys=keys, time=T)
+    for name, (keys, events, *configuration) in streams.items():
+        desc = bundle.compose_descriptor(
+            name=name,
+            data_keys=keys,
+            time=T,
+            configuration=configuration[0] if configuration else {},
+        )
         docs.append(("descriptor", desc.descriptor_doc))
         for t, data in events:
             docs.append(
@@ -70,6 +76,24 @@ MUX = _run(
                 (T + 3, {"det": 30.0, "count": 3, "state": "a"}),
                 (T + 4, {"det": 40.0, "count": 4, "state": "b"}),
             ],
+            # two devices' configuration (not data: it never enters an aligned result)
+            {
+                "det": {
+                    "data": {"det_gain": 2.5, "det_mode": "fast"},
+                    "timestamps": {"det_gain": T, "det_mode": T},
+                    "data_keys": {
+                        "det_gain": _num(),
+                        "det_mode": {"dtype": "string", "shape": [], "source": "SIM"},
+                    },
+                },
+                "motor": {
+                    "data": {"motor_velocity": 3},
+                    "timestamps": {"motor_velocity": T},
+                    "data_keys": {
+                        "motor_velocity": {"dtype": "integer", "shape": [], "source": "SIM"}
+                    },
+                },
+            },
         ),
         # before the first event and after the last; "det" clashes with the primary's
         "baseline": (
@@ -482,8 +506,36 @@ def test_datatree(cat):
     assert tree.attrs["start"]["scan_id"] == 1
     np.testing.assert_array_equal(tree["monitor"]["current"].values, [1, 2, 3, 4, 5])
     assert isinstance(tree["primary"]["det"].data, da.Array)
+    _check_configuration_nodes(tree)
+    _check_configuration_nodes(cat[uid(MUX)].to_datatree(lazy=False))
     wave = cat[uid(WAVE)].to_datatree(lazy=False)
     assert wave["primary"]["wave"].shape == (3, 4)
+
+
+def _check_configuration_nodes(tree):
+    """Every device's configuration in every descriptor of MUX is a
+    ``<stream>/config/<device>`` node: its data keys as variables, one row per event of the
+    stream, the descriptor's values; a stream without configuration has no ``config`` node."""
+    descriptors = [doc for kind, doc in MUX if kind == "descriptor"]
+    events = {d["uid"]: 0 for d in descriptors}
+    for kind, doc in MUX:
+        if kind == "event":
+            events[doc["descriptor"]] += 1
+    checked = 0
+    for desc in descriptors:
+        name, configuration = desc["name"], desc["configuration"]
+        if not configuration:
+            assert "config" not in tree[name].children, name
+            continue
+        assert set(tree[name]["config"].children) == set(configuration)
+        for device, conf in configuration.items():
+            node = tree[f"{name}/config/{device}"]
+            assert set(node.data_vars) == set(conf["data_keys"]) == set(conf["data"])
+            np.testing.assert_array_equal(node["time"], tree[name]["time"])
+            for key, value in conf["data"].items():
+                assert node[key].values.tolist() == [value] * events[desc["uid"]], (device, key)
+            checked += 1
+    assert checked == 2  # both devices of the primary stream
 
 
 # -- Arrow IPC from the service ---------------------------------------------------------------
