@@ -689,3 +689,11 @@ def test_align_across_chunks_descriptors_and_containers(method, tolerance):
             when = [np.nan if r is None else T + M_TIMES[r] for r, _, _ in expected]
             np.testing.assert_allclose(ds["monitor_time"], when, err_msg=what)
         np.testing.assert_array_equal(ds["det"], np.arange(7.0))
+
+
+def test_align_on_a_stream_whose_times_do_not_ascend(cat):
+    # the target's events are taken in their order: T+2 then T+1 (only other streams must
+    # ascend); each still gets the last monitor reading at or before its time
+    ds = cat[uid(MUX)].align(["monitor"], on="skewed").compute()
+    np.testing.assert_array_equal(ds["current"], [3.0, 2.0])
+    np.testing.assert_allclose(ds["monitor_time"] - T, [1.4, 1.0], atol=1e-6)

@@ -234,16 +234,18 @@ class _Picks:
 
     def windows(self) -> list[tuple[int, int, int, int]]:
         """Per output chunk: its rows ``start:stop`` and the source rows ``lo:hi`` it needs
-        (the rows ascend with the target's times, so a chunk needs a narrow window)."""
+        (the rows ascend with the target's times, so a chunk needs a narrow window; the
+        target's times need not ascend, the window is then just wider)."""
         out = []
         for start, stop in zip(self.bounds[:-1], self.bounds[1:], strict=True):
             start, stop = int(start), int(stop)
             if stop == start:
                 out.append((start, stop, 0, 0))
                 continue
-            lo, hi = int(self.rows[start]), int(self.rows[stop - 1]) + 1
+            rows = self.rows[start:stop]  # ascending when the target's times do
+            lo, hi = int(rows.min()), int(rows.max()) + 1
             if self.upper is not None:
-                hi = max(hi, int(self.upper[stop - 1]) + 1)
+                hi = max(hi, int(self.upper[start:stop].max()) + 1)
             out.append((start, stop, lo, hi))
         return out
 
