@@ -105,7 +105,7 @@ def bench_align(events: int, monitor: int, repeat: int) -> None:
     names = ["primary", "baseline", "monitor"]
 
     def frames(columns: dict[str, dict[str, np.ndarray]]) -> list[pd.DataFrame]:
-        return [pd.DataFrame(columns[name]) for name in names]
+        return [pd.DataFrame(columns[name], copy=False) for name in names]  # no copies
 
     def merge(p_frame, b_frame, m_frame) -> pd.DataFrame:
         out = pd.merge_asof(p_frame, m_frame, on="time", direction="backward")

@@ -577,9 +577,10 @@ P_TIMES = [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
 M_TIMES = [0.3, 0.9, 1.0, 1.2, 1.55, 2.1, 3.4, 3.45, 3.9, 4.6]
 
 
-def _chunky_run():
+def _chunky_run(monitor_events=True):
     """A primary of 7 events and a monitor of 10 readings recorded under two descriptors
-    (a configuration change after the fifth), with a gap between 2.1 and 3.4 s."""
+    (a configuration change after the fifth), with a gap between 2.1 and 3.4 s (or, without
+    ``monitor_events``, no readings at all)."""
     bundle = event_model.compose_run(time=T, metadata={"scan_id": 9, "plan_name": "scan"})
     docs = [("start", bundle.start_doc)]
     primary = bundle.compose_descriptor(name="primary", data_keys={"det": _num()}, time=T)
@@ -603,7 +604,7 @@ def _chunky_run():
         name="monitor", data_keys=keys, time=T + 0.01, configuration={"x": {"data": {}}}
     )
     docs += [("descriptor", first.descriptor_doc), ("descriptor", second.descriptor_doc)]
-    for i, dt in enumerate(M_TIMES):
+    for i, dt in enumerate(M_TIMES if monitor_events else []):
         desc = first if i < 5 else second
         data = {"current": 100.0 + i, "n": i, "tag": f"r{i}"}
         docs.append(
@@ -697,3 +698,17 @@ def test_align_on_a_stream_whose_times_do_not_ascend(cat):
     ds = cat[uid(MUX)].align(["monitor"], on="skewed").compute()
     np.testing.assert_array_equal(ds["current"], [3.0, 2.0])
     np.testing.assert_allclose(ds["monitor_time"] - T, [1.4, 1.0], atol=1e-6)
+
+
+def test_align_with_a_stream_without_readings():
+    docs = _chunky_run(monitor_events=False)
+    store = MemoryStore()
+    insert_all(store, docs)
+    run = BrokerCatalog(store)[uid(docs)]
+    for source in (run, {k: run[k].read() for k in ("primary", "monitor")}):
+        ds = mux.align(source, ["monitor"]).compute()
+        np.testing.assert_array_equal(ds["current"], [np.nan] * 7)
+        np.testing.assert_array_equal(ds["n"], [np.nan] * 7)  # integers become float
+        assert ds["tag"].values.tolist() == [None] * 7
+        assert not ds["monitor_valid"].values.any()
+        np.testing.assert_array_equal(ds["det"], np.arange(7.0))

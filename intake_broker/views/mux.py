@@ -471,13 +471,13 @@ def _picks(
     if not n:
         empty = np.zeros(len(target), dtype=np.intp)
         return _Picks(empty, np.zeros(len(target), bool), chunks), np.full(len(target), np.nan)
-    at_before = times[np.clip(before, 0, last)]
+    index = np.clip(before, 0, last)
+    at_before = times[index]
     if method == "previous":
-        index, valid = before, has_before
+        valid = has_before
         if tol is not None:
             valid = valid & (target - at_before <= tol)
-        index = np.clip(index, 0, last)
-        return _Picks(index, valid, chunks), np.where(valid, times[index], np.nan)
+        return _Picks(index, valid, chunks), np.where(valid, at_before, np.nan)
     after = before + 1  # first reading > t
     has_after = after < n
     dt_before = np.where(has_before, target - at_before, np.inf)
