@@ -18,8 +18,8 @@ import re
 from typing import Any
 
 MARKER = "<!-- cli-reference -->"
-#: Width of the help texts (argparse wraps to the terminal's width, read from $COLUMNS).
-WIDTH = 96
+#: Width of the help texts: the page's code column (argparse wraps to $COLUMNS).
+WIDTH = 80
 #: ``{create,list,revoke} ...``: a command's own sub-commands in its usage line (option choices
 #: such as ``--format {csv,tsv}`` are not followed by ``...``).
 _NESTED = re.compile(r"\{([\w,-]+)\} \.\.\.")
