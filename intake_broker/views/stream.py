@@ -15,6 +15,7 @@ import numpy as np
 from intake.source.base import DataSource, Schema
 
 from intake_broker.assets import AssetReader, frames_per_chunk
+from intake_broker.console import plural
 from intake_broker.errors import ConfigurationNotFound, FieldNotFound
 from intake_broker.store.contract import Chunk, DocumentStore
 from intake_broker.views.datakeys import asset_kind, field_dims, field_dtype, field_shape
@@ -318,8 +319,8 @@ class Stream(DataSource):
 
     def __repr__(self) -> str:
         return (
-            f"<Stream {self.name!r} of run {self._run_uid[:8]}: {len(self.layout)} events, "
-            f"fields {self.fields}>"
+            f"<Stream {self.name!r} of run {self._run_uid[:8]}: "
+            f"{plural(len(self.layout), 'event')}, fields {self.fields}>"
         )
 
     # -- intake idioms ----------------------------------------------------------------------
