@@ -9,7 +9,9 @@ Heavy libraries (xarray, dask) load when first used; ``import intake_broker`` st
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -37,6 +39,28 @@ if TYPE_CHECKING:
     from intake_broker.store.memory import MemoryStore
     from intake_broker.views.catalog import BrokerCatalog, MemoryCatalog, Run
     from intake_broker.views.stream import Stream
+
+
+def _close_hdf5_files() -> None:
+    """Close the HDF5 files still open as Python exits, while Python can still run.
+
+    A file read through a Python file object (an fsspec URL, an asset in a bucket, a
+    simulation output opened by h5netcdf) that some cache still holds at exit is otherwise
+    closed by HDF5's own C exit handler, after the interpreter is gone: its close calls back
+    into Python and the process dies with a segmentation fault (exit 139) after all its work
+    is done. Nothing is imported here unless h5py already is.
+    """
+    h5py = sys.modules.get("h5py")
+    if h5py is None:
+        return
+    for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        try:
+            h5py.File(fid).close()
+        except Exception:  # a file already closing: nothing left to protect
+            pass
+
+
+atexit.register(_close_hdf5_files)
 
 
 def temp() -> BrokerCatalog:

@@ -61,6 +61,9 @@ def open_cli_catalog(spec: str | None, entry: str | None = None, data: str | Non
     from intake_broker.views.catalog import BrokerCatalog
 
     named = spec in installed_stores() and not Path(spec).exists()
+    if not named and spec not in (None, "default") and "://" not in spec:
+        if not Path(spec).exists():  # a name `intake-broker catalogs` lists
+            return _discovered_catalog(spec, entry, data, installed_stores())
     if spec is None or spec == "default" or named:
         if entry is not None:
             raise UsageError("--entry chooses an entry of a YAML catalog: give --catalog FILE")
@@ -71,20 +74,19 @@ def open_cli_catalog(spec: str | None, entry: str | None = None, data: str | Non
         raise UsageError(
             "--data is the folder of the default catalog; it cannot be combined with --catalog FILE"
         )
-    if "://" not in spec and not Path(spec).exists():
-        raise BrokerError(
-            f"--catalog {spec!r}: no such file, and no store of that name is "
-            f"installed ({', '.join(installed_stores())})"
-        )
     top = open_catalog(spec)
     names = list(top)
     if entry is None and len(names) != 1:
         raise UsageError(
-            f"{spec} has {len(names)} entries ({', '.join(names)}); choose one with --entry NAME"
+            f"{spec} has {plural(len(names), 'entry', 'entries')} ({', '.join(names)}); "
+            "choose one with --entry NAME"
         )
     entry = names[0] if entry is None else entry
     if entry not in names:
-        raise BrokerError(f"{spec} has no entry {entry!r}; its entries: {', '.join(names)}")
+        raise BrokerError(
+            f"{spec} has no entry {entry!r}{did_you_mean(entry, names)}; "
+            f"its entries: {', '.join(names)}"
+        )
     catalog = top[entry]
     if not isinstance(catalog, BrokerCatalog):
         raise BrokerError(
@@ -92,6 +94,63 @@ def open_cli_catalog(spec: str | None, entry: str | None = None, data: str | Non
             "catalog of Bluesky runs (a bluesky-*-catalog driver)"
         )
     return catalog
+
+
+def _discovered_catalog(name: str, entry: str | None, data: str | None, stores: list[str]):
+    """The catalog ``intake-broker catalogs`` lists as ``name`` (a YAML entry found on the
+    search path, or an ``intake.catalogs`` entry point)."""
+    from intake_broker.catalogs.discovery import Catalogs, search_path
+    from intake_broker.views.catalog import BrokerCatalog
+
+    found = Catalogs(search_path(data)).scan()
+    known = [f.name for f in found if not f.shadowed]
+    if name not in known:
+        raise BrokerError(
+            f"--catalog {name!r}: no such file, no installed store of that name "
+            f"({', '.join(stores)}) and no catalog of that name found"
+            + did_you_mean(name, known + stores)
+            + (f"; found: {', '.join(known)}" if known else "")
+            + " (intake-broker catalogs lists them)"
+        )
+    item = next(f for f in found if f.name == name and not f.shadowed)
+    if entry is not None:
+        raise UsageError(
+            f"--catalog {name} names one catalog ({item.where}); --entry chooses an entry of "
+            "a YAML file: give --catalog FILE --entry NAME, or leave out --entry"
+        )
+    catalog = Catalogs(search_path(data))[name]
+    if not isinstance(catalog, BrokerCatalog):
+        raise BrokerError(
+            f"catalog {name!r} ({item.where}) is a {type(catalog).__name__}, not a "
+            "catalog of Bluesky runs"
+        )
+    return catalog
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """``"1 run"``, ``"2 runs"``: a count with its noun (``many`` defaults to ``one + "s"``)."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``" (did you mean 'scan'?)"`` when ``word`` is close to one of ``choices``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+
+
+def _close_runs(catalog: Any, key: str) -> str:
+    """Did-you-mean for a run key: the uids and scan_ids of the newest runs that are close."""
+    try:
+        starts = [r.metadata["start"] for r in itertools.islice(catalog.values(), 1000)]
+    except Exception:  # a hint must never hide the real error
+        return ""
+    uids = [s["uid"][: max(8, len(key))] for s in starts]
+    scans = [str(s["scan_id"]) for s in starts if s.get("scan_id") is not None]
+    return did_you_mean(key, scans if key.isdigit() else uids)
 
 
 def lookup_run(catalog: Any, key: str):
@@ -107,8 +166,15 @@ def lookup_run(catalog: Any, key: str):
             except RunNotFound:
                 raise RunNotFound(
                     f"no run with scan_id {key} or uid prefix {key!r} in this catalog"
+                    + _close_runs(catalog, key)
                 ) from None
-    return catalog[key]
+    try:
+        return catalog[key]
+    except RunNotFound as err:
+        hint = _close_runs(catalog, key)
+        if not hint:
+            raise
+        raise RunNotFound(f"{err.args[0] if err.args else err}{hint}") from None
 
 
 # -- tables -----------------------------------------------------------------------------------
@@ -171,7 +237,8 @@ def print_runs(runs: Iterable[Any], total: int | None = None, empty: str = "no r
     print(format_table(headers, rows, right=(1,)))
     if total is not None and total > len(rows):
         print(
-            f"... {total - len(rows)} more runs (showing {len(rows)} of {total}; "
+            f"... {total - len(rows)} more {'run' if total - len(rows) == 1 else 'runs'} "
+            f"(showing {len(rows)} of {total}; "
             f"use --limit {total})"
         )
 
@@ -193,7 +260,7 @@ def cmd_demo(args: argparse.Namespace, catalog: Any) -> int:
 
     seed = DEFAULT_SEED if args.seed is None else args.seed
     uids = write_demo(catalog, repeat=args.runs, seed=seed, progress=args.progress)
-    print(f"wrote {len(uids)} runs to {catalog.name}")
+    print(f"wrote {plural(len(uids), 'run')} to {catalog.name}")
     print_runs(catalog[uid] for uid in reversed(uids))
     print("\nOpen them in a notebook (cat[-1] is the newest, the first row):")
     if args.catalog == "memory":
@@ -244,36 +311,41 @@ def cmd_search(args: argparse.Namespace, catalog: Any) -> int:
     return 0
 
 
-def _catalog_spec(spec: str, data: str | None):
-    """A catalog named on the command line: ``default``, a store name, ``FILE.yml[#ENTRY]``, or
-    a folder of suitcase run files."""
+def _catalog_spec(spec: str, data: str | None, entry: str | None = None):
+    """A catalog named on the command line: ``default``, a store name, ``FILE.yml[#ENTRY]``
+    (or ``FILE.yml`` and ``entry``), a name ``intake-broker catalogs`` lists, or a folder of
+    suitcase run files."""
     from intake_broker.catalogs.config import folder_store
     from intake_broker.views.catalog import BrokerCatalog
 
-    path, _, entry = spec.partition("#")
+    path, hash_, named = spec.partition("#")
+    if hash_ and entry is not None and named != entry:
+        raise UsageError(f"{spec!r} names the entry {named!r} and --entry says {entry!r}")
     folder = Path(path)
     if folder.is_dir():
         fmt = "msgpack" if any(folder.glob("*.msgpack")) else "jsonl"
         return BrokerCatalog(folder_store(fmt, folder), name=str(folder))
-    return open_cli_catalog(path, entry or None, data)
+    return open_cli_catalog(path, named or entry, data)
 
 
 def cmd_import(args: argparse.Namespace, catalog: Any) -> int:
     """Copy every run of SOURCE into DEST (resumable; event counts are checked)."""
     from intake_broker.transfer import copy_runs
 
-    source = _catalog_spec(args.source, None)
+    source = _catalog_spec(args.source, None, args.entry)
+    if args.dest and args.catalog is not None:
+        raise UsageError("give the destination as DEST or as --catalog, not both")
+    dest_spec = args.dest or args.catalog
     dest = (
-        _catalog_spec(args.dest, args.data)
-        if args.dest
+        _catalog_spec(dest_spec, args.data)
+        if dest_spec
         else open_cli_catalog(None, None, args.data)
     )
     query = parse_query(args.query) if args.query else None
-    progress = True if args.progress is None else args.progress
-    report = copy_runs(source.store, dest.store, query=query, progress=progress)
+    report = copy_runs(source.store, dest.store, query=query, progress=args.progress)
     print(
-        f"copied {len(report.copied)} runs ({report.events} events), skipped "
-        f"{len(report.skipped)} already complete"
+        f"copied {plural(len(report.copied), 'run')} ({plural(report.events, 'event')}), "
+        f"skipped {len(report.skipped)} already complete"
         + (f", {len(report.incomplete)} without a stop document" if report.incomplete else "")
     )
     return 0
@@ -281,11 +353,14 @@ def cmd_import(args: argparse.Namespace, catalog: Any) -> int:
 
 def cmd_summarize(args: argparse.Namespace, catalog: Any) -> int:
     """Statistics of asset data (frames in files), kept by the store for summary.* searches."""
+    from intake_broker.progress import progress_bar
     from intake_broker.store.summary import summarize_assets
 
     runs = [lookup_run(catalog, key) for key in args.runs] if args.runs else catalog.values()
+    total = len(args.runs) if args.runs else len(catalog)
     done = 0
-    for run in runs:
+    bar = progress_bar(runs, total=total, unit="run", desc="summarize", enabled=args.progress)
+    for run in bar:
         found = summarize_assets(run)
         for stream, fields in found.items():
             for field, stats in fields.items():
@@ -294,7 +369,7 @@ def cmd_summarize(args: argparse.Namespace, catalog: Any) -> int:
                     f"mean {stats.get('mean')} count {stats.get('count')}"
                 )
         done += 1
-    print(f"summarized the asset data of {done} runs")
+    print(f"summarized the asset data of {plural(done, 'run')}")
     return 0
 
 
@@ -333,7 +408,7 @@ def cmd_show(args: argparse.Namespace, catalog: Any) -> int:
         print(f"  {'time':<20} {_local_time(stop.get('time'))} (after {duration:.1f} s)")
         print(f"  {'num_events':<20} {_events(stop)}")
     for name, stream in run.items():
-        print(f"stream {name}: {len(stream.layout)} events")
+        print(f"stream {name}: {plural(len(stream.layout), 'event')}")
         rows = []
         for key, dk in stream.layout.data_keys.items():
             shape = "x".join(str(n) for n in dk.get("shape") or ()) or "scalar"
@@ -520,19 +595,13 @@ def _read(source: str) -> Iterator[tuple[str, str, dict]]:
 
 
 def cmd_ingest(args: argparse.Namespace, catalog: Any) -> int:
-    from tqdm import tqdm
+    from intake_broker.progress import progress_bar
 
     files = ingest_sources(args.sources)
     if args.no_validate:
         catalog.store.validate = False
     docs, runs, known, failed = 0, 0, 0, []
-    bar = tqdm(
-        files,
-        unit="file",
-        desc="ingest",
-        leave=False,
-        disable=None if args.progress is None else not args.progress,
-    )
+    bar = progress_bar(files, unit="file", desc="ingest", enabled=args.progress)
     for source in bar:
         try:
             for where, name, doc in _read(source):
@@ -549,19 +618,21 @@ def cmd_ingest(args: argparse.Namespace, catalog: Any) -> int:
                         f"({type(err).__name__}: {err})"
                     ) from None
                 docs += 1
-                bar.set_postfix(documents=docs)
+                bar.set_postfix(documents=docs, refresh=False)
         except (BrokerError, OSError) as err:
             if not args.keep_going:
-                print(f"ingested {docs} documents of {runs} runs before the error")
+                print(
+                    f"ingested {plural(docs, 'document')} of {plural(runs, 'run')} before the error"
+                )
                 raise IngestError(
                     f"{err}; stopped (--keep-going goes on with the next file)"
                 ) from None
             failed.append(source)
             bar.write(f"{PROG}: error: {err}", file=sys.stderr)
     again = f" ({known} already in the catalog)" if known else ""
-    print(f"ingested {docs} documents of {runs} runs{again}")
+    print(f"ingested {plural(docs, 'document')} of {plural(runs, 'run')}{again}")
     if failed:
-        _error(f"{len(failed)} of {len(files)} sources failed: {', '.join(failed)}")
+        _error(f"{len(failed)} of {plural(len(files), 'source')} failed: {', '.join(failed)}")
         return 1
     return 0
 
@@ -586,12 +657,12 @@ def cmd_export(args: argparse.Namespace, catalog: Any) -> int:
 
     text = " ".join(args.target)
     try:
-        runs, total, what = [lookup_run(catalog, text)], 1, "run"
+        runs, total = [lookup_run(catalog, text)], 1
     except KeyError:
         if len(args.target) == 1 and re.fullmatch(r"-?\d+|[0-9a-fA-F-]{6,}", text):
             raise
         found = catalog.search(parse_query(text))
-        runs, total, what = found.values(), len(found), "runs"
+        runs, total = found.values(), len(found)
     manifest = export_runs(
         runs,
         args.format,
@@ -607,8 +678,9 @@ def cmd_export(args: argparse.Namespace, catalog: Any) -> int:
     files = manifest.files
     size = sum(f.bytes for f in files)
     print(
-        f"exported {len(manifest.runs)} {what if len(manifest.runs) == 1 else 'runs'} to "
-        f"{args.to} as {args.format}: {len(files)} files, {size:,} bytes; manifest.json "
+        f"exported {plural(len(manifest.runs), 'run')} to "
+        f"{args.to} as {args.format}: {plural(len(files), 'file')}, "
+        f"{size:,} {'byte' if size == 1 else 'bytes'}; manifest.json "
         "lists them with SHA-256 sums"
     )
     for run in manifest.runs.values():
@@ -651,26 +723,34 @@ _EXAMPLES = """examples:
 """
 
 
-def build_parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
-    """The argument parser of ``intake-broker`` (with the plugins' ``commands``, by default
-    those installed)."""
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="A data broker for Bluesky runs: write demo runs, ingest files, "
-        "list, show and search runs.",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def global_options(suppress: bool) -> argparse.ArgumentParser:
+    """The options every command takes, before or after the command's name.
+
+    The top-level parser has them with their defaults; each subcommand's copy has
+    ``argparse.SUPPRESS`` defaults, so a value given after the command wins and an absent one
+    leaves the value given before it."""
+    parser = argparse.ArgumentParser(add_help=False)
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
     parser.add_argument(
         "--catalog",
         metavar="PATH_OR_NAME",
-        help="a YAML catalog file (with --entry), or a store name (msgpack, "
-        "jsonl, memory); default: the embedded default catalog",
+        default=default(None),
+        help="a YAML catalog file (with --entry), a name `intake-broker catalogs` lists, or a "
+        "store name (msgpack, jsonl, memory); default: the embedded default catalog",
     )
-    parser.add_argument("--entry", metavar="NAME", help="the entry of the YAML catalog to use")
+    parser.add_argument(
+        "--entry",
+        metavar="NAME",
+        default=default(None),
+        help="the entry of the YAML catalog to use",
+    )
     parser.add_argument(
         "--data",
         metavar="DIR",
+        default=default(None),
         help="data directory of the default catalog "
         "(default: $INTAKE_BROKER_DATA or the user data dir)",
     )
@@ -678,13 +758,57 @@ def build_parser(commands: dict[str, Command] | None = None) -> argparse.Argumen
     progress.add_argument(
         "--progress",
         action="store_true",
-        default=None,
-        help="always show progress bars (default: on a terminal)",
+        default=default(None),
+        help="always show progress bars (default: only when stderr is a terminal)",
     )
     progress.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="never show progress bars"
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=default(None),
+        help="never show progress bars",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """The parser of ``intake-broker`` and its subcommands: an unknown subcommand gets a
+    did-you-mean."""
+
+    def error(self, message: str):  # noqa: D102
+        found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if found:
+            choices = re.findall(r"'([^']*)'", found.group(2))
+            message = (
+                f"unknown command {found.group(1)!r}{did_you_mean(found.group(1), choices)}; "
+                f"the commands: {', '.join(choices)}"
+            )
+        super().error(message)
+
+
+def build_parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of ``intake-broker`` (with the plugins' ``commands``, by default
+    those installed)."""
+    parser = _Parser(
+        prog=PROG,
+        parents=[global_options(suppress=False)],
+        description="A data broker for Bluesky runs: write demo runs, ingest files, "
+        "list, show and search runs.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+    shared = global_options(suppress=True)
+    add_parser = sub.add_parser
+
+    def add(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """A subcommand that also takes the global options (after its name)."""
+        kwargs.setdefault("parents", [shared])
+        return add_parser(name, **kwargs)
+
+    sub.add_parser = add  # type: ignore[method-assign,assignment]
 
     demo = sub.add_parser("demo", help="write realistic demo runs and show how to open them")
     demo.add_argument(
@@ -720,7 +844,9 @@ def build_parser(commands: dict[str, Command] | None = None) -> argparse.Argumen
     ingest.set_defaults(func=cmd_ingest)
 
     ls = sub.add_parser("ls", help="list runs, newest first")
-    ls.add_argument("--limit", type=_positive, default=20, metavar="N", help="default 20")
+    ls.add_argument(
+        "--limit", type=_positive, default=20, metavar="N", help="show at most N runs (default 20)"
+    )
     ls.add_argument("--query", metavar="EXPR", help="only runs matching EXPR (see search)")
     ls.set_defaults(func=cmd_ls)
 
@@ -747,12 +873,12 @@ def build_parser(commands: dict[str, Command] | None = None) -> argparse.Argumen
 
     tag = sub.add_parser("tag", help="tag a run (an annotation beside its documents)")
     annotation_options(tag, "private")
-    tag.add_argument("tags", nargs="+", metavar="TAG")
+    tag.add_argument("tags", nargs="+", metavar="TAG", help="the tags to add")
     tag.add_argument("--if-version", type=int, metavar="V", help="only if still at version V")
     tag.set_defaults(func=cmd_tag)
     untag = sub.add_parser("untag", help="remove tags from a run's annotations")
     annotation_options(untag, None)
-    untag.add_argument("tags", nargs="+", metavar="TAG")
+    untag.add_argument("tags", nargs="+", metavar="TAG", help="the tags to remove")
     untag.set_defaults(func=cmd_untag)
     note = sub.add_parser("note", help="write a note (and --set fields) on a run")
     annotation_options(note, "private")
@@ -774,7 +900,9 @@ def build_parser(commands: dict[str, Command] | None = None) -> argparse.Argumen
         "4000 <= scan_id <= 4100 and summary.primary.theta.max < 5', "
         "or a JSON object (a MongoDB-style filter)",
     )
-    search.add_argument("--limit", type=_positive, default=20, metavar="N", help="default 20")
+    search.add_argument(
+        "--limit", type=_positive, default=20, metavar="N", help="show at most N runs (default 20)"
+    )
     search.add_argument("--save", metavar="NAME", help="also store the query under NAME")
     search.add_argument("--saved", metavar="NAME", help="run the query saved as NAME")
     search.set_defaults(func=cmd_search)
@@ -787,14 +915,16 @@ def build_parser(commands: dict[str, Command] | None = None) -> argparse.Argumen
     copy.add_argument(
         "source",
         metavar="SOURCE",
-        help="a YAML file (FILE.yml#ENTRY), a "
-        "store name, or a folder of suitcase *.jsonl / *.msgpack files",
+        help="a YAML file (FILE.yml#ENTRY, or FILE.yml with --entry NAME), a name "
+        "`intake-broker catalogs` lists, a store name, or a folder of suitcase *.jsonl / "
+        "*.msgpack files",
     )
     copy.add_argument(
         "dest",
         metavar="DEST",
         nargs="?",
-        help="where to (same forms); default: the embedded default catalog",
+        help="where to (same forms, FILE.yml#ENTRY for a YAML entry; or --catalog); "
+        "default: the embedded default catalog (of --data DIR)",
     )
     copy.add_argument("--query", metavar="EXPR", help="only the runs matching EXPR")
     copy.set_defaults(func=cmd_import, needs_catalog=False)
@@ -986,4 +1116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # run the importable module's main: as ``__main__`` this file's classes (UsageError) are
+    # not those the plugins import, and their usage errors would exit 1 instead of 2
+    from intake_broker.cli import main as _main
+
+    raise SystemExit(_main())

@@ -11,12 +11,13 @@ detector taking small images of a spot. The metadata follow what bluesky writes 
 >>> from intake_broker.demo import write_demo
 >>> cat = intake_broker.temp()
 >>> uids = write_demo(cat, progress=False)
->>> cat[-1].primary.read()["cam_image"].shape
+>>> cat[-1].primary.read()["eiger_image"].shape
 (5, 64, 64)
 """
 
 from __future__ import annotations
 
+import copy
 import time as ttime
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, overload
@@ -36,8 +37,17 @@ IMAGE_SHAPE = (64, 64)
 GRID_SHAPE = (7, 9)
 
 _OPERATORS = ("A. Rivera", "M. Chen", "K. Okafor", "S. Lindqvist")
-_SAMPLES = ("LaB6 standard", "Si(111) wafer", "Fe3O4 nanoparticles", "CeO2 powder")
+#: Samples as ``(name, composition)``: a start document's ``sample`` is a dict of both.
+_SAMPLES = (
+    ("LaB6 standard", "LaB6"),
+    ("Si(111) wafer", "Si"),
+    ("Fe3O4 nanoparticles", "Fe3O4"),
+    ("CeO2 powder", "CeO2"),
+)
 _GAP = 2.0  # seconds between the stop of a run and the start of the next
+#: On an empty catalog the demo's runs end this many seconds before now (they are never dated in
+#: the future).
+LEAD = 600.0
 
 
 def _key(
@@ -106,7 +116,10 @@ def _start(
         "plan_type": "generator",
         "plan_name": plan_name,
         "operator": str(rng.choice(_OPERATORS)),
-        "sample": str(rng.choice(_SAMPLES)),
+        # the samples in turn: the first demo's runs 1 and 5 are on the LaB6 standard
+        "sample": dict(
+            zip(("name", "composition"), _SAMPLES[(scan_id - 1) % len(_SAMPLES)], strict=True)
+        ),
         "beamline_id": "DEMO",
         "proposal_id": "GU-301245",
         "purpose": "intake-broker demo",
@@ -340,29 +353,29 @@ def grid_scan(rng: np.random.Generator, scan_id: int, t: float) -> Documents:
 
 
 def baseline_scan(rng: np.random.Generator, scan_id: int, t: float) -> Documents:
-    """``rel_scan([diode], th, -0.05, 0.05, 15)`` of a rocking curve, with a ``baseline``
+    """``rel_scan([diode], theta, -0.05, 0.05, 15)`` of a rocking curve, with a ``baseline``
     stream reading temperatures and slit gaps at the start and at the end."""
     num, center = 15, 14.221 + rng.normal(0, 0.005)
-    th = center + np.linspace(-0.05, 0.05, num)
+    theta = center + np.linspace(-0.05, 0.05, num)
     bundle = _start(
         rng,
         t,
         scan_id,
         "rel_scan",
         detectors=["diode"],
-        motors=["th"],
+        motors=["theta"],
         num_points=num,
         num_intervals=num - 1,
         plan_args={
             "detectors": ["diode"],
             "num": num,
-            "args": ["th", -0.05, 0.05],
+            "args": ["theta", -0.05, 0.05],
             "per_step": "None",
         },
         plan_pattern="inner_product",
         plan_pattern_module="bluesky.plan_patterns",
-        plan_pattern_args={"num": num, "args": ["th", -0.05, 0.05]},
-        hints={"dimensions": [[["th"], "primary"]]},
+        plan_pattern_args={"num": num, "args": ["theta", -0.05, 0.05]},
+        hints={"dimensions": [[["theta"], "primary"]]},
     )
     baseline = bundle.compose_descriptor(
         name="baseline",
@@ -381,7 +394,7 @@ def baseline_scan(rng: np.random.Generator, scan_id: int, t: float) -> Documents
             "slit": ["slit_h_gap", "slit_v_gap"],
         },
     )
-    th_keys, th_config = _motor("th", "deg", t, velocity=0.1)
+    th_keys, th_config = _motor("theta", "deg", t, velocity=0.1)
     desc = bundle.compose_descriptor(
         name="primary",
         time=t + 0.1,
@@ -390,11 +403,11 @@ def baseline_scan(rng: np.random.Generator, scan_id: int, t: float) -> Documents
             "diode": _key("PV:DEMO:DIODE:CURRENT", object_name="diode", units="nA", precision=4),
         },
         configuration={
-            "th": th_config,
+            "theta": th_config,
             "diode": _configuration("diode", {"diode_gain": (1e7, "V/A")}, t),
         },
-        object_keys={"th": ["th", "th_setpoint"], "diode": ["diode"]},
-        hints={"th": {"fields": ["th"]}, "diode": {"fields": ["diode"]}},
+        object_keys={"theta": ["theta", "theta_setpoint"], "diode": ["diode"]},
+        hints={"theta": {"fields": ["theta"]}, "diode": {"fields": ["diode"]}},
     )
 
     def reading(when: float) -> tuple[str, Mapping[str, Any]]:
@@ -411,11 +424,11 @@ def baseline_scan(rng: np.random.Generator, scan_id: int, t: float) -> Documents
     width = 0.008  # a Lorentzian rocking curve, FWHM 2 * width
     rows = [
         {
-            "th": float(a + rng.normal(0, 1e-5)),
-            "th_setpoint": float(a),
+            "theta": float(a + rng.normal(0, 1e-5)),
+            "theta_setpoint": float(a),
             "diode": float(3.0 / (1 + ((a - center) / width) ** 2) + rng.normal(0, 0.01)),
         }
-        for a in th
+        for a in theta
     ]
     events, t_end = _scan_events(desc, rows, t + 0.2, 0.8)
     return [
@@ -430,26 +443,26 @@ def baseline_scan(rng: np.random.Generator, scan_id: int, t: float) -> Documents
 
 
 def image_count(rng: np.random.Generator, scan_id: int, t: float, *, num: int = 5) -> Documents:
-    """``count([cam], num=5)``: an area detector's frames of a beam spot with shot noise."""
+    """``count([eiger], num=5)``: an Eiger-like detector's frames of a beam spot, shot noise."""
     ny, nx = IMAGE_SHAPE
     bundle = _start(
         rng,
         t,
         scan_id,
         "count",
-        detectors=["cam"],
+        detectors=["eiger"],
         num_points=num,
         num_intervals=num - 1,
-        plan_args={"detectors": ["cam"], "num": num},
+        plan_args={"detectors": ["eiger"], "num": num},
         hints={"dimensions": [[["time"], "primary"]]},
     )
     desc = bundle.compose_descriptor(
         name="primary",
         time=t + 0.1,
         data_keys={
-            "cam_image": _key(
-                "PV:DEMO:CAM:image1:ArrayData",
-                object_name="cam",
+            "eiger_image": _key(
+                "PV:DEMO:EIGER:image1:ArrayData",
+                object_name="eiger",
                 units="counts",
                 precision=None,
                 dtype="array",
@@ -457,9 +470,9 @@ def image_count(rng: np.random.Generator, scan_id: int, t: float, *, num: int = 
                 shape=IMAGE_SHAPE,
                 dims=["y", "x"],
             ),
-            "cam_stats_total": _key(
-                "PV:DEMO:CAM:Stats1:Total_RBV",
-                object_name="cam",
+            "eiger_stats_total": _key(
+                "PV:DEMO:EIGER:Stats1:Total_RBV",
+                object_name="eiger",
                 units="counts",
                 precision=0,
                 dtype="integer",
@@ -467,14 +480,18 @@ def image_count(rng: np.random.Generator, scan_id: int, t: float, *, num: int = 
             ),
         },
         configuration={
-            "cam": _configuration(
-                "cam",
-                {"cam_acquire_time": (0.05, "s"), "cam_gain": (1, ""), "cam_num_images": (1, "")},
+            "eiger": _configuration(
+                "eiger",
+                {
+                    "eiger_acquire_time": (0.1, "s"),
+                    "eiger_photon_energy": (12_000.0, "eV"),
+                    "eiger_num_images": (1, ""),
+                },
                 t,
             )
         },
-        object_keys={"cam": ["cam_image", "cam_stats_total"]},
-        hints={"cam": {"fields": ["cam_stats_total"]}},
+        object_keys={"eiger": ["eiger_image", "eiger_stats_total"]},
+        hints={"eiger": {"fields": ["eiger_stats_total"]}},
     )
     y, x = np.mgrid[0:ny, 0:nx]
     cy, cx = ny / 2 + rng.normal(0, 3), nx / 2 + rng.normal(0, 3)
@@ -483,8 +500,8 @@ def image_count(rng: np.random.Generator, scan_id: int, t: float, *, num: int = 
         cy, cx = cy + rng.normal(0, 0.3), cx + rng.normal(0, 0.3)  # a little beam jitter
         expected = 2_500 * np.exp(-((y - cy) ** 2 / 18 + (x - cx) ** 2 / 32)) + 12
         frame = np.minimum(rng.poisson(expected), 65_535).astype("<u2")
-        rows.append({"cam_image": frame, "cam_stats_total": int(frame.sum(dtype=np.int64))})
-    events, t_end = _scan_events(desc, rows, t + 0.2, 0.1)
+        rows.append({"eiger_image": frame, "eiger_stats_total": int(frame.sum(dtype=np.int64))})
+    events, t_end = _scan_events(desc, rows, t + 0.2, 0.15)
     return [
         ("start", bundle.start_doc),
         ("descriptor", desc.descriptor_doc),
@@ -517,8 +534,9 @@ def demo_runs(
     first_scan_id : int
         The scan_id of the first run; the others count up from it.
     start_time : float, optional
-        When the first run starts (default: now); each next run starts two seconds after the
-        previous one stops.
+        When the first run starts; each next run starts two seconds after the previous one
+        stops. By default the runs end :data:`LEAD` seconds (ten minutes) before now: demo runs
+        are never dated in the future.
     seed : int
         Seed of the random numbers, mixed with ``first_scan_id``: the same catalog state gives
         the same values, and a second demo gives new ones.
@@ -531,7 +549,9 @@ def demo_runs(
         The documents of one run, start first and stop last.
     """
     rng = np.random.default_rng([seed, first_scan_id])
-    t = ttime.time() if start_time is None else start_time
+    if start_time is None:  # end LEAD seconds ago: a dry run (same random numbers) gives the span
+        start_time = ttime.time() - LEAD - _span(copy.deepcopy(rng), first_scan_id, repeat)
+    t = start_time
     scan_id = first_scan_id
     for _ in range(repeat):
         for plan in PLANS:
@@ -541,22 +561,31 @@ def demo_runs(
             scan_id += 1
 
 
-def next_scan(catalog: Any) -> tuple[int, float]:
-    """The scan_id and start time that follow the newest run of ``catalog``.
+def _span(rng: np.random.Generator, first_scan_id: int, repeat: int) -> float:
+    """Seconds from the first start to the last stop of the runs ``rng`` would make."""
+    t, scan_id = 0.0, first_scan_id
+    for _ in range(repeat):
+        for plan in PLANS:
+            t = plan(rng, scan_id, t)[-1][1]["time"] + _GAP
+            scan_id += 1
+    return t - _GAP
 
-    Returns ``(newest scan_id + 1, max(now, newest stop time + 2 s))``, or ``(1, now)`` for an
-    empty catalog, as a RunEngine that remembers its scan_id would go on.
+
+def next_scan(catalog: Any) -> tuple[int, float | None]:
+    """The scan_id and earliest start time that follow the newest run of ``catalog``.
+
+    Returns ``(newest scan_id + 1, newest stop time + 2 s)``, or ``(1, None)`` for an empty
+    catalog, as a RunEngine that remembers its scan_id would go on.
     """
-    now = ttime.time()
     try:
         newest = catalog[-1].metadata
     except KeyError:
-        return 1, now
+        return 1, None
     start, stop = newest["start"], newest.get("stop")
     scan_id = start.get("scan_id")
-    last = (stop or start).get("time", now)
+    last = (stop or start).get("time")
     next_id = scan_id + 1 if isinstance(scan_id, int) and not isinstance(scan_id, bool) else 1
-    return next_id, max(now, last + _GAP)
+    return next_id, (last + _GAP if isinstance(last, (int, float)) else None)
 
 
 def write_demo(
@@ -567,7 +596,8 @@ def write_demo(
     Parameters
     ----------
     catalog : BrokerCatalog
-        A writable catalog; scan_ids and times continue from its newest run.
+        A writable catalog; scan_ids and times continue from its newest run (the runs of an
+        empty catalog end ten minutes before now; no run is dated in the future).
     repeat : int
         How many times to write the five runs.
     seed : int
@@ -580,18 +610,21 @@ def write_demo(
     list of str
         The uids of the new runs, in the order written.
     """
-    from tqdm import tqdm
+    from intake_broker.progress import progress_bar
 
-    first, start_time = next_scan(catalog)
+    first, earliest = next_scan(catalog)
+    rng = np.random.default_rng([seed, first])
+    span = _span(rng, first, repeat)
+    now = ttime.time()
+    # After the newest run when that still ends in the past, else ending now (never later).
+    if earliest is None:
+        start_time = now - LEAD - span
+    else:
+        start_time = earliest if earliest + span <= now else now - span
     uids = []
     runs = demo_runs(first, start_time=start_time, seed=seed, repeat=repeat)
-    bar = tqdm(
-        runs,
-        total=repeat * len(PLANS),
-        desc="writing demo runs",
-        unit="run",
-        disable=None if progress is None else not progress,
-        leave=False,
+    bar = progress_bar(
+        runs, total=repeat * len(PLANS), desc="writing demo runs", unit="run", enabled=progress
     )
     with bar:
         for docs in bar:

@@ -46,6 +46,10 @@ class FieldNotFound(BrokerError, KeyError):
     """A stream has no data key of the requested name."""
 
 
+class ConfigurationNotFound(BrokerError, KeyError):
+    """A stream has no configuration of the requested device (``run.primary.config["det"]``)."""
+
+
 class DescriptorNotFound(BrokerError, KeyError):
     """A store holds no descriptor of the requested uid."""
 

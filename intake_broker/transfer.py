@@ -55,12 +55,10 @@ def stream_counts(store: DocumentStore, run_uid: str) -> dict[str, int]:
     return dict(counts)
 
 
-def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
+def _progress(total: int, enabled: bool | None):
+    from intake_broker.progress import progress_bar
 
-    return tqdm(
-        total=total, unit="run", desc="copying runs", disable=not enabled, dynamic_ncols=True
-    )
+    return progress_bar(total=total, unit="run", desc="copying runs", enabled=enabled, leave=True)
 
 
 def copy_runs(
@@ -68,7 +66,7 @@ def copy_runs(
     dest: DocumentStore,
     *,
     query: Query | Mapping | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     validate: bool = False,
 ) -> CopyReport:
     """Copy every run of ``source`` (matching ``query``) into ``dest``, oldest first.
@@ -79,8 +77,8 @@ def copy_runs(
         Any stores; ``dest`` must be writable.
     query : Query or dict, optional
         Only the runs matching it.
-    progress : bool
-        Show a progress bar (tqdm) on stderr.
+    progress : bool, optional
+        Show a progress bar on stderr (default: when stderr is a terminal).
     validate : bool
         Check every document against event-model's schemas on the way (the source's
         documents were checked when they were stored; off by default for speed).

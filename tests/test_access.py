@@ -679,3 +679,53 @@ def test_annotations_never_leak(annotated_world, who):
             store.change_annotation(UID[name], {"add_tags": ["x"]})
     private = {r.uid for r in store.runs(Annotated(NoteText("private words")))}
     assert private == {UID[n] for n in ("a1", "b1") if who.name == {"a1": "ada", "b1": "bob"}[n]}
+
+
+# -- the web page's endpoints through the service ---------------------------------------------
+
+
+def test_the_web_endpoints_leak_nothing(store, live_server, tmp_path_factory):
+    """The table, a run's progress, plot and frame: ada sees her runs and the public one; bob's
+    run answers exactly as a missing one, on every path, and a search for its metadata finds
+    nothing (nor counts it)."""
+    httpx = pytest.importorskip("httpx")
+    import json
+
+    from intake_broker_server.auth import ApiKeyStore, AuthConfig, FileProvider
+
+    secrets = tmp_path_factory.mktemp("auth-web")
+    (secrets / "users.json").write_text(json.dumps({"users": {"ada": {"proposals": ["p-1"]}}}))
+    keys = ApiKeyStore(secrets / "keys.json")
+    config = AuthConfig(
+        policy=ProposalPolicy(), api_keys=keys, provider=FileProvider(secrets / "users.json")
+    )
+    url = live_server.mount(store, auth=config)
+    ada = {"Authorization": f"Apikey {keys.create('ada', ['read'])[1]}"}
+    paths = [
+        ("/api/v1/web/runs/{uid}/progress", {}),
+        ("/api/v1/web/runs/{uid}/plot", {"y": "det"}),
+        ("/api/v1/web/runs/{uid}/frame", {"field": "det"}),
+    ]
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            table = http.get("/api/v1/web/runs", headers=ada, params={"limit": 500}).json()
+            assert names(r["uid"] for r in table["data"]) == VISIBLE["ada"]
+            assert table["count"] == len(VISIBLE["ada"])
+            secret = http.get(
+                "/api/v1/web/runs", headers=ada, params={"q": 'sample.name == "secret gold"'}
+            ).json()
+            assert secret == {"data": [], "count": 0, "skip": 0, "limit": 50}
+            assert http.get("/api/v1/web/runs").status_code == 401  # no credentials
+            for path, params in paths:
+                hidden = http.get(path.format(uid=UID["b1"]), headers=ada, params=params)
+                missing = http.get(path.format(uid="0" * 36), headers=ada, params=params)
+                assert hidden.status_code == missing.status_code == 404, path
+                assert hidden.json()["error"] == missing.json()["error"] == "RunNotFound"
+                asked = hidden.json()["message"].replace(UID["b1"], "?")  # (echoes the uid asked)
+                assert asked == missing.json()["message"].replace("0" * 36, "?")
+                assert "gold" not in hidden.text
+                assert http.get(path.format(uid=UID["a1"]), params=params).status_code == 401
+            own = http.get(f"/api/v1/web/runs/{UID['a1']}/plot", headers=ada, params={"y": "det"})
+            assert own.status_code == 200 and own.json()["rows"] == 3
+    finally:
+        live_server.unmount(url)

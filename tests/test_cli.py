@@ -210,7 +210,7 @@ def test_demo_data_read_back(demo_dir):
     assert baseline.sizes["time"] == 2
     assert set(baseline.data_vars) == {"cryo_temp", "sample_temp", "slit_h_gap", "slit_v_gap"}
 
-    images = runs[5].primary.read()["cam_image"]
+    images = runs[5].primary.read()["eiger_image"]
     assert images.shape == (5, 64, 64) and images.dtype == np.uint16
     assert images.dims == ("time", "y", "x")
     frame = images.values[0].astype(float)
@@ -237,7 +237,7 @@ def test_show_newest(demo_dir, capsys):
     code, out, err = cli(capsys, "--data", demo_dir, "show", "-1")
     assert code == 0, err
     assert "plan_name" in out and "count" in out and "exit_status" in out
-    assert re.search(r"cam_image\s+uint16\s+64x64\s+counts", out)
+    assert re.search(r"eiger_image\s+uint16\s+64x64\s+counts", out)
     assert "stream primary: 5 events" in out
 
 
@@ -383,7 +383,7 @@ def test_ingest_stdin(files_driver, suitcase_files, tmp_path, monkeypatch, capsy
     monkeypatch.setattr(sys, "stdin", io.StringIO(files["jsonl"].read_text()))
     code, out, err = cli(capsys, "--data", tmp_path, "ingest", "-")
     assert code == 0, err
-    assert "of 1 runs" in out
+    assert out.strip().endswith("of 1 run")
     code, out, _ = cli(capsys, "--data", tmp_path, "show", uids["jsonl"][:8])
     assert code == 0 and "LaB6" in out
 
@@ -443,7 +443,7 @@ def test_console_entry_point(demo_dir, tmp_path):
         env={**os.environ, "INTAKE_BROKER_DATA": str(tmp_path)},
     )
     assert proc.returncode == 0, proc.stderr
-    assert "cam_image" in proc.stdout
+    assert "eiger_image" in proc.stdout
     proc = subprocess.run(
         [sys.executable, "-m", "intake_broker.cli", "--data", str(demo_dir), "show", "nope"],
         capture_output=True,
@@ -468,7 +468,7 @@ def test_search_save_and_saved(demo_dir, capsys, tmp_path, monkeypatch):
 
 def test_summarize_without_assets(demo_dir, capsys):
     code, out, _ = cli(capsys, "--data", demo_dir, "summarize", "-1")
-    assert code == 0 and "summarized the asset data of 1 runs" in out
+    assert code == 0 and "summarized the asset data of 1 run\n" in out
 
 
 def test_serve_refuses_several_workers_on_a_memory_store(capsys):

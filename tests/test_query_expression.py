@@ -119,3 +119,19 @@ def test_catalog_search_reads_times_in_its_time_zone():
     cat.metadata["timezone"] = "Asia/Tokyo"
     found = cat.search('time since "2026-01-01 09:00"')
     assert found.query.since == TimeRange(since="2026-01-01T00:00:00+00:00").since
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [("007", 7), ("1.", 1.0), ("-.5", -0.5), (".5", 0.5), ("1e3", 1000.0), ("-3", -3)],
+)
+def test_numbers_json_would_refuse_are_read_not_crashed_on(text, value):
+    """(``json.loads("007")`` raises; the web page's search box met it as a 500.)"""
+    parsed = parse_query(f"scan_id == {text}")
+    assert parsed.value == value and type(parsed.value) is type(value)
+
+
+def test_a_huge_integer_is_a_syntax_error_not_a_crash():
+    with pytest.raises(BadQuery, match="column 12: an integer outside the signed 64-bit"):
+        parse_query("scan_id == " + "9" * 5000)
+    assert parse_query("scan_id == " + "0" * 5000 + "7").value == 7

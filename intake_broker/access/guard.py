@@ -203,6 +203,31 @@ class GuardedStore(StoreWrapper):
             return query
         return allowed if query is None else allowed & query
 
+    def hidden_unlabelled(self, query: Query | None = None) -> str | None:
+        """Why an empty answer to ``query`` is empty, when the policy hides runs only because
+        they name no proposal: ``"5 runs are hidden: they name no proposal (proposal_id);
+        only admins see them"``. None otherwise (some runs match, the principal is an admin, or
+        the policy is not a :class:`ProposalPolicy` denying unlabelled runs).
+
+        Say it only after an empty answer: then every matching run without a proposal is one
+        this principal cannot see, and the count reveals nothing about other proposals' runs.
+        """
+        policy = self.policy
+        if not (isinstance(policy, ProposalPolicy) and policy.deny_unlabelled):
+            return None
+        if self.principal.is_admin or self.count(query):
+            return None
+        unlabelled = KeyPresent(policy.proposal_key, present=False)
+        query = bind_viewer(query, self.viewer)
+        hidden = self.store.count(unlabelled if query is None else query & unlabelled)
+        if not hidden:
+            return None
+        return (
+            f"{hidden} {'run is' if hidden == 1 else 'runs are'} hidden: "
+            f"{'it names' if hidden == 1 else 'they name'} no proposal ({policy.proposal_key}); "
+            "only admins see them"
+        )
+
     def _check(self, run_uid: str) -> RunRecord:
         """The run, if the principal may see it; else the same error as for a missing run."""
         try:

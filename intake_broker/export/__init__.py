@@ -18,7 +18,6 @@ group per run), ``nexus`` (NeXus/HDF5 with standard names and the documents embe
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -69,10 +68,9 @@ def exporter(format: str, **options: Any) -> Exporter:
 
 
 def _progress(total: int | None, enabled: bool | None):
-    from tqdm.auto import tqdm
+    from intake_broker.progress import progress_bar
 
-    disable = (not sys.stderr.isatty()) if enabled is None else not enabled
-    return tqdm(total=total, unit="run", desc="exporting", disable=disable, dynamic_ncols=True)
+    return progress_bar(total=total, unit="run", desc="exporting", enabled=enabled, leave=True)
 
 
 def _complete(dest: Destination, run: RunExport) -> bool:

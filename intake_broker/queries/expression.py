@@ -238,8 +238,16 @@ class _Parser:
                     r"write \\ for a backslash and \" for a quote, or use single quotes, "
                     "where a backslash is just a backslash (handy for regular expressions)",
                 ) from None
-        if token.kind == "number":
-            return json.loads(token.text if not token.text.startswith(".") else "0" + token.text)
+        if token.kind == "number":  # (Python's reading: 007, 1. and -.5 are numbers too)
+            is_int = re.fullmatch(r"-?\d+", token.text) is not None
+            digits = re.sub(r"^(-?)0+(?=\d)", r"\1", token.text)  # 000...07 is 7
+            if is_int and len(digits.lstrip("-")) > 19:
+                raise _error(
+                    self.text,
+                    token.pos,
+                    "an integer outside the signed 64-bit range stored ones lie in",
+                )
+            return int(digits) if is_int else float(token.text)
         if token.kind == "word":
             return {"true": True, "false": False, "null": None}.get(token.word, token.text)
         if token.text == "[":

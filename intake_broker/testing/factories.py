@@ -314,3 +314,9 @@ def ad_hdf5_run(
         )
     docs.append(("stop", bundle.compose_stop()))
     return docs, frames
+
+
+def insert_all(store: Any, docs: Iterator[tuple[str, Mapping[str, Any]]] | list) -> None:
+    """Insert ``(name, doc)`` pairs into ``store`` (anything with ``insert``), in order."""
+    for name, doc in docs:
+        store.insert(name, doc)

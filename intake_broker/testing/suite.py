@@ -39,12 +39,8 @@ from intake_broker.queries import (
 from intake_broker.store.contract import DocumentStore
 from intake_broker.store.documents import datum_page_rows, event_page_rows, same_document
 from intake_broker.testing import factories
+from intake_broker.testing.factories import insert_all
 from intake_broker.views.catalog import BrokerCatalog
-
-
-def insert_all(store: DocumentStore, docs) -> None:
-    for name, doc in docs:
-        store.insert(name, doc)
 
 
 def unpacked(docs) -> list[tuple[str, dict]]:

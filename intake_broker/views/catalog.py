@@ -26,6 +26,7 @@ from intake_broker.errors import (
 )
 from intake_broker.queries import Eq, PartialUID, Query, as_query
 from intake_broker.store.contract import NEWEST_FIRST, DocumentStore, RunRecord
+from intake_broker.views.filling import fill_documents  # also registers coerce="delayed"
 from intake_broker.views.stream import Stream
 
 #: Runs oldest first: the order positions in a slice (``cat[-3:]``) count in.
@@ -64,6 +65,11 @@ class BrokerCatalog(Catalog):
         Where to keep annotations of these runs when the store cannot (read-only files, a
         MongoDB you may not write): ``"sqlite:///~/notes.db"``, ``"postgresql://..."``, a
         service URL, or ``"memory"`` (see :mod:`intake_broker.store.annotations`).
+    transforms : dict, optional
+        databroker's document patches: ``{"start"|"stop"|"resource"|"descriptor": function}``
+        (functions or ``"package.module.function"`` import paths), each given a document of
+        its kind as it is read and returning it fixed; searches match the stored documents
+        (see :mod:`intake_broker.store.transforms`).
     """
 
     container = "catalog"
@@ -86,8 +92,13 @@ class BrokerCatalog(Catalog):
         asset_storage_options: Mapping[str, Any] | None = None,
         name: str | None = None,
         annotations: str | None = None,
+        transforms: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ):
+        if transforms:  # databroker's document patches, applied as documents are read
+            from intake_broker.store.transforms import TransformedStore
+
+            store = TransformedStore(store, transforms)
         if annotations is not None:
             from intake_broker.store.annotations import attach_annotations
 
@@ -399,6 +410,12 @@ class BrokerCatalog(Catalog):
         query language (``'plan_name == "scan" and scan_id > 4'``); ``saved`` names a query
         stored with :meth:`save_query`.
         """
+        if kwargs:  # databroker handed these to pymongo's find(), which refused unknown ones
+            raise TypeError(
+                f"search() got unexpected keyword arguments {sorted(kwargs)}; give the query "
+                "as its first argument (cat.search({'plan_name': 'scan'}) or a query object) "
+                "and a saved query as saved="
+            )
         if isinstance(query, str):  # naive times in the catalog's time zone (YAML metadata)
             from intake_broker.queries.expression import parse_query
 
@@ -918,11 +935,22 @@ class Run(Catalog):
         if fill == "no":
             yield from docs
             return
-        from intake_broker.views.filling import fill_documents
-
         yield from fill_documents(docs, self._assets, delayed=fill == "delayed")
 
     canonical = documents
+
+    def read_canonical(self) -> Iterator[tuple[str, dict]]:
+        """databroker 1.2's old name for ``documents(fill="yes")``; warns as databroker did
+        (``UserWarning``): use :meth:`documents`."""
+        import warnings
+
+        warnings.warn(
+            "read_canonical() is databroker's old name for documents(fill='yes'); "
+            "call run.documents(fill='yes')",
+            UserWarning,
+            stacklevel=2,
+        )
+        yield from self.documents(fill="yes")
 
     # -- shaping and other returns (intake_broker.views.mux / .returns) --------------------
 

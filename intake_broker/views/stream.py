@@ -15,7 +15,7 @@ import numpy as np
 from intake.source.base import DataSource, Schema
 
 from intake_broker.assets import AssetReader, frames_per_chunk
-from intake_broker.errors import FieldNotFound
+from intake_broker.errors import ConfigurationNotFound, FieldNotFound
 from intake_broker.store.contract import Chunk, DocumentStore
 from intake_broker.views.datakeys import asset_kind, field_dims, field_dtype, field_shape
 
@@ -542,12 +542,34 @@ class Stream(DataSource):
         return StreamTimestamps(self)
 
     @property
-    def config(self) -> dict[str, ConfigSource]:
-        """Configuration per device (object name): ``run.primary.config["det"].read()``."""
+    def config(self) -> StreamConfig:
+        """Configuration per device (object name): ``run.primary.config["det"].read()``.
+
+        A device without configuration in this stream is a :class:`ConfigurationNotFound`
+        (a ``KeyError``) naming the devices that have some."""
         objects: list[str] = []
         for descriptor in self._descriptors:
             objects += [o for o in descriptor.get("configuration", {}) if o not in objects]
-        return {obj: ConfigSource(self, obj) for obj in objects}
+        return StreamConfig(self, {obj: ConfigSource(self, obj) for obj in objects})
+
+
+class StreamConfig(dict[str, "ConfigSource"]):
+    """The configuration of a stream's devices: a dict whose missing keys are clear errors."""
+
+    def __init__(self, stream: Stream, sources: dict[str, ConfigSource]):
+        super().__init__(sources)
+        self._stream = stream
+
+    def __missing__(self, key: str) -> ConfigSource:
+        has = sorted(self)
+        what = f"the devices {has}" if has else "no device configuration at all"
+        hint = ""
+        if isinstance(key, str) and key in self._stream.fields:
+            hint = f"; {key!r} is a data key: its readings are in .read()[{key!r}]"
+        raise ConfigurationNotFound(
+            f"stream {self._stream.name!r} has no configuration of a device {key!r}; "
+            f"it has {what}{hint}"
+        )
 
 
 class StreamData(Mapping):

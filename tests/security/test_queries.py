@@ -378,6 +378,7 @@ RAW_CASES = {
     "bad time zone": lambda: TimeRange(since=0, timezone="\x00"),
     "time zone list": lambda: decode_query({"type": "time_range", "timezone": ["UTC"]}),
     "uid prefix": lambda: PartialUID("0" * 1_000_000),
+    "5,000-digit integer, expression": lambda: parse_query("scan_id == " + "9" * 5000),
 }
 
 
@@ -569,6 +570,10 @@ TEXT = st.one_of(
                 "{",
                 "}",
                 "9" * 30,
+                "9" * 5000,
+                "007",
+                "1.",
+                "-.5",
                 '"\\ud800"',
                 "\x00",
                 "sample.name",

@@ -8,6 +8,7 @@ from typing import Any
 from pymongo.database import Database
 
 from intake_broker.catalogs.entries import EntryArguments
+from intake_broker.errors import NotSupported
 from intake_broker.views.catalog import BrokerCatalog
 
 from .connection import DEFAULT_TIMEOUT, MongoConfigurationError
@@ -95,3 +96,14 @@ class MongoNormalizedCatalog(BrokerCatalog):
             read_ahead=read_ahead,
         )
         super().__init__(store, handler_registry=handler_registry, root_map=root_map, **kwargs)
+
+    def stats(self) -> dict[str, Any]:
+        """MongoDB's storage statistics of the metadatastore database (``dbStats``), as
+        databroker's Mongo catalogs gave. Only a catalog over the store itself has them: a
+        store behind an access guard does not pass them on (they count every user's runs)."""
+        stats = getattr(self.store, "stats", None)
+        if stats is None:
+            raise NotSupported(
+                "stats() needs the catalog's own MongoStore; this one is behind an access guard"
+            )
+        return stats()

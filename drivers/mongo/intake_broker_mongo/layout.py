@@ -34,6 +34,9 @@ RESOURCE, DATUM = "resource", "datum"
 STREAM_RESOURCE, STREAM_DATUM = "stream_resource", "stream_datum"
 #: Ours: data summaries and their searchable numbers (see :mod:`intake_broker_mongo.summaries`).
 SUMMARY, SUMMARY_VALUES = "intake_broker_summary", "intake_broker_summary_values"
+#: Annotations of runs and their history (see :mod:`intake_broker_mongo.annotations`).
+ANNOTATIONS = "intake_broker_annotations"
+ANNOTATION_HISTORY = "intake_broker_annotation_history"
 
 #: Which database (``"mds"`` metadatastore or ``"assets"``) holds each collection.
 DATABASE_OF = {
@@ -47,6 +50,8 @@ DATABASE_OF = {
     STREAM_DATUM: "assets",
     SUMMARY: "mds",
     SUMMARY_VALUES: "mds",
+    ANNOTATIONS: "mds",
+    ANNOTATION_HISTORY: "mds",
 }
 #: The collection of each stored document kind (pages are stored as their rows).
 COLLECTION_OF = {

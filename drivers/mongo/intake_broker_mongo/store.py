@@ -38,6 +38,13 @@ from intake_broker.store import (
 )
 
 from . import layout
+from .annotations import (
+    ANNOTATION_HISTORY,
+    ANNOTATIONS,
+    AnnotationCollections,
+    annotated_runs,
+    needs_annotations,
+)
 from .connection import DEFAULT_TIMEOUT, Location, locate, make_client, translated_errors
 from .events import DEFAULT_CHUNK_BYTES, chunk_plan, read_columns, row_bytes, rows_per_chunk
 from .layout import (
@@ -67,7 +74,7 @@ _INCOMPLETE_TTL = 1.0  # seconds a chunk plan of a run still acquiring is reused
 _CACHE_SIZE = 512
 #: The parts of a run record the server's collections answer queries on (``summary.*``
 #: through the summary-values index; ``descriptors.*`` is evaluated).
-_INDEXED = frozenset({"start", "stop", "summary"})
+_INDEXED = frozenset({"start", "stop", "summary", "annotations"})
 
 
 class _LRU(OrderedDict):
@@ -173,6 +180,9 @@ class MongoStore(DocumentStore):
         self._summaries = Summaries(
             self._collection(SUMMARY), self._collection(SUMMARY_VALUES), self._collection(RUN_START)
         )
+        self._annotations = AnnotationCollections(
+            self._collection(ANNOTATIONS), self._collection(ANNOTATION_HISTORY)
+        )
 
     def __reduce__(self):
         if any(isinstance(t, Database) for t in self._targets):
@@ -216,6 +226,12 @@ class MongoStore(DocumentStore):
         for collection in (RUN_START, RESOURCE):
             with self._guard(collection):
                 self._collection(collection).database.command("ping")
+
+    def stats(self) -> dict[str, Any]:
+        """MongoDB's storage statistics (the ``dbStats`` command) of the metadatastore
+        database: collection, object and byte counts, as databroker's ``stats()`` returned."""
+        with self._guard(RUN_START):
+            return dict(self._databases["mds"].command("dbstats"))
 
     def create_indexes(self) -> list[str]:
         """Create suitcase-mongo's indexes and ours; returns those the server refused."""
@@ -311,6 +327,27 @@ class MongoStore(DocumentStore):
         with self._guard(SUMMARY):
             self._summaries.write(dict(summaries))
 
+    # -- the Annotations ability: two collections of ours (see .annotations) --------------
+
+    def annotations(self, run_uid: str) -> list[dict]:
+        """Every annotation of a run, oldest first."""
+        self.run(run_uid)  # RunNotFound for a run this database does not hold
+        with self._guard(ANNOTATIONS):
+            return self._annotations.of_run(run_uid)
+
+    def annotation_history(self, run_uid: str) -> list[dict]:
+        """Every change of a run's annotations, oldest first."""
+        self.run(run_uid)
+        with self._guard(ANNOTATIONS):
+            return self._annotations.history_of(run_uid)
+
+    def change_annotation(self, run_uid: str, change: Any) -> dict:
+        """Apply one checked change atomically (a version claimed in the history, then an
+        update conditional on the version read); return the annotation after it."""
+        self.run(run_uid)
+        with self._guard(ANNOTATIONS):
+            return self._annotations.change(run_uid, change)
+
     # -- which runs -----------------------------------------------------------------------
 
     @property
@@ -352,13 +389,21 @@ class MongoStore(DocumentStore):
         """The server's answer for start and stop keys (:class:`RunFinder`); with
         ``summary.*`` keys, the runs the summary index allows, each to be evaluated with the
         summaries kept for them (fetched at once)."""
-        plain, on_summaries = _split_summaries(query)
-        if not on_summaries:
+        plain, other = _split_summaries(query)
+        if not other:
             with self._guard(RUN_START):
                 return self._finder.candidates(query, sort, skip, limit)
-        with self._guard(SUMMARY):
-            keep = self._summaries.candidates(query)
-        if keep is not None:  # summary comparisons: only the runs the index allows
+        keep: set[str] | None = None
+        if any("summary" in documents_needed(part) for part in other):
+            with self._guard(SUMMARY):
+                keep = self._summaries.candidates(query)
+        with_annotations = needs_annotations(other)
+        if with_annotations:
+            with self._guard(ANNOTATIONS):
+                annotated = annotated_runs(self._annotations, query)
+            if annotated is not None:
+                keep = annotated if keep is None else set(keep) & annotated
+        if keep is not None:  # only the runs the summary and annotation indexes allow
             allowed = In("uid", tuple(sorted(keep)))
             plain = allowed if plain is None else And((plain, allowed))
         with self._guard(RUN_START):
@@ -367,7 +412,7 @@ class MongoStore(DocumentStore):
         return Candidates(
             [(record, False) for record in records],
             ordered=found.ordered,
-            parts=_KeptSummaries(self, [r.uid for r in records]),
+            parts=_FetchedParts(self, [r.uid for r in records], with_annotations),
         )
 
     def index_count(self, query: Query | None) -> Candidates:
@@ -559,11 +604,16 @@ def _split_summaries(query: Query | None) -> tuple[Query | None, list[Query]]:
     return (None if not plain else plain[0] if len(plain) == 1 else And(tuple(plain))), other
 
 
-class _KeptSummaries:
-    """The parts of many runs for the evaluator, their kept summaries fetched at once."""
+class _FetchedParts:
+    """The parts of many runs for the evaluator, their kept summaries (and annotations)
+    fetched at once."""
 
-    def __init__(self, store: MongoStore, uids: list[str]):
+    def __init__(self, store: MongoStore, uids: list[str], annotations: bool = False):
         self.store = store
+        self.annotations: dict[str, list[dict]] | None = None
+        if annotations:
+            with store._guard(ANNOTATIONS):
+                self.annotations = store._annotations.of_runs(uids)
         with store._guard(SUMMARY):
             self.kept = {
                 uid: summary
@@ -572,12 +622,17 @@ class _KeptSummaries:
             }
 
     def record_parts(self, run_uid: str, parts) -> dict[str, Any]:
+        parts = set(parts)
+        out: dict[str, Any] = {}
         if "summary" in parts and run_uid in self.kept:
-            return {
-                **self.store.record_parts(run_uid, set(parts) - {"summary"}),
-                "summary": self.kept[run_uid],
-            }
-        return self.store.record_parts(run_uid, parts)
+            out["summary"] = self.kept[run_uid]
+            parts.discard("summary")
+        if "annotations" in parts and self.annotations is not None:
+            out["annotations"] = self.annotations.get(run_uid, [])
+            parts.discard("annotations")
+        if parts:
+            out.update(self.store.record_parts(run_uid, parts))
+        return out
 
 
 def _close_all(clients: list[pymongo.MongoClient]) -> None:

@@ -132,10 +132,35 @@ class SQLAnnotations:
             if new is None:
                 return current  # type: ignore[return-value]
             self._write(conn, current, new)
+            # kept outside the index before the commit (a store with a data folder)
+            self._journal_change(history_entry(current, new))
         return new
 
+    def _journal_change(self, entry: dict) -> None:
+        """Hook: keep a change outside the index (the native store's data folder)."""
+
+    def _restore_annotations(self, annotations: list[dict], history: list[dict]) -> None:
+        """Put annotations (each at its newest version) and their history entries (in order)
+        into the index: what a reindex replays from the data folder."""
+        with write_transaction(self.engine) as conn:
+            for new in annotations:
+                self._write(conn, None, new, history=False)
+            if history:
+                conn.execute(
+                    annotation_history.insert(),
+                    [
+                        {
+                            "run_uid": e["after"]["run_uid"],
+                            "annotation_id": e["annotation"],
+                            "version": e["version"],
+                            "doc": json.dumps(e),
+                        }
+                        for e in history
+                    ],
+                )
+
     @staticmethod
-    def _write(conn: sa.Connection, current: dict | None, new: dict) -> None:
+    def _write(conn: sa.Connection, current: dict | None, new: dict, history: bool = True) -> None:
         key = new["id"]
         text = json.dumps(new)
         if current is None:
@@ -174,6 +199,8 @@ class SQLAnnotations:
         rows = _field_rows(key, new["fields"])
         if rows:
             conn.execute(annotation_fields.insert(), rows)
+        if not history:
+            return
         conn.execute(
             annotation_history.insert().values(
                 run_uid=new["run_uid"],

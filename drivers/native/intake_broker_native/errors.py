@@ -25,6 +25,11 @@ class StorageError(BrokerError, OSError):
     """The data folder or bucket cannot be written or read (permissions, missing bucket)."""
 
 
+class ReadOnlyFolder(StorageError, PermissionError):
+    """A write to a store opened read-only (a data folder or index this user cannot write, or
+    ``read_only=True``); nothing was written."""
+
+
 class CorruptChunk(CorruptFile):
     """A zarr chunk that the run index says was written is damaged (wrong size, bad checksum,
     undecodable)."""

@@ -3,7 +3,8 @@
 The data folder holds everything a run is made of: each run's folder has its
 ``documents.jsonl`` journal (every document that is not an event, see :mod:`.journal`) and a
 zarr group per descriptor (the events); the ``_wal`` folder holds the event logs of writers
-(see :mod:`.wal`). So a lost or damaged index is rebuilt from it::
+(see :mod:`.wal`); the ``_annotations`` folder every change of an annotation (see
+:mod:`.annotation_journal`). So a lost or damaged index is rebuilt from it::
 
     from intake_broker_native import reindex
     print(reindex("/data/runs"))          # <folder>/index.sqlite from <folder>/data
@@ -31,6 +32,7 @@ from fsspec.core import url_to_fs
 
 from intake_broker.errors import BrokerError
 
+from . import annotation_journal
 from .errors import CorruptChunk, IndexMissing, IndexUnavailable
 from .journal import JOURNAL
 from .schema import shown, sqlite_path
@@ -130,6 +132,7 @@ class ReindexReport:
     events: int = 0
     documents: int = 0
     recovered: int = 0  # events replayed from the logs of writers that died
+    annotation_changes: int = 0  # restored from <data>/_annotations
     moved_aside: str | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -141,6 +144,8 @@ class ReindexReport:
         )
         if self.recovered:
             text += f", {self.recovered} events recovered from write-ahead logs"
+        if self.annotation_changes:
+            text += f", {self.annotation_changes} annotation changes"
         if self.moved_aside:
             text += f"; the old index was moved to {self.moved_aside}"
         if self.problems:
@@ -246,6 +251,7 @@ def reindex(
                 report.problems.append(f"run journal {path!r} skipped: {err}")
         report.recovered = store._ingest.replay()
         report.events += report.recovered
+        report.annotation_changes = annotation_journal.replay(store, report.problems)
     finally:
         store.close()
     for problem in report.problems:

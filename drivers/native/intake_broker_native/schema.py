@@ -51,6 +51,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -62,7 +64,13 @@ from intake_broker import deadline
 from intake_broker.queries.regex import regex_search
 from intake_broker.store.summary import searchable_numbers
 
-from .errors import CorruptIndex, IndexUnavailable, SchemaVersionError, StorageError
+from .errors import (
+    CorruptIndex,
+    IndexUnavailable,
+    ReadOnlyFolder,
+    SchemaVersionError,
+    StorageError,
+)
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = 4
@@ -392,12 +400,38 @@ def _damaged(url: sa.URL, err: BaseException) -> CorruptIndex | None:
     )
 
 
-def create_engine(index: str, *, fsync: bool = False) -> sa.Engine:
+def sqlite_read_only_reason(index: str) -> str | None:
+    """Why a SQLite index file cannot be opened for writing by this user, or None.
+
+    None also for an index that is not a SQLite file or does not exist (it is made then).
+    """
+    try:
+        url = sa.make_url(index)
+    except Exception:
+        return None
+    path = sqlite_path(url) if url.get_backend_name() == "sqlite" else None
+    if path is None or not os.path.exists(path):
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder!r} is not writable"
+    if not os.access(path, os.W_OK):
+        return f"the index file {path!r} is not writable"
+    return None
+
+
+def create_engine(index: str, *, fsync: bool = False, read_only: str | None = None) -> sa.Engine:
     """An engine for a run index URL: ``sqlite:///path`` or ``postgresql://...``.
 
     SQLite runs in WAL mode (many readers, one writer at a time) with ``synchronous=NORMAL``
     (a commit survives the death of the process; ``fsync=True``: ``synchronous=FULL``, it
     also survives a power loss); ``postgresql://`` uses psycopg 3.
+
+    ``read_only``, a reason (such as "the folder '/shared/runs' is not writable"), opens an
+    existing SQLite file read-only: ``mode=ro`` when its folder is writable (WAL readers still
+    make the ``-shm`` file), else ``immutable=1`` (no ``-wal``/``-shm`` needed; the file must
+    not change while it is open). Every write transaction then raises
+    :class:`~.errors.ReadOnlyFolder` naming the reason; nothing is written.
 
     Raises
     ------
@@ -416,7 +450,9 @@ def create_engine(index: str, *, fsync: bool = False) -> sa.Engine:
             "index.sqlite' or 'postgresql://user@host:port/database'"
         ) from err
     backend = url.get_backend_name()
-    if backend == "sqlite":
+    if backend == "sqlite" and read_only is not None and sqlite_path(url) is not None:
+        engine = _read_only_sqlite(url, read_only)
+    elif backend == "sqlite":
         _prepare_sqlite_file(url)
         options: dict[str, Any] = {"connect_args": {"timeout": 60, "check_same_thread": False}}
         if sqlite_path(url) is None:
@@ -468,6 +504,54 @@ def create_engine(index: str, *, fsync: bool = False) -> sa.Engine:
         reason = str(getattr(err, "orig", err)).strip().splitlines()[0]
         raise IndexUnavailable(f"cannot reach the run index at {shown(url)}: {reason}") from err
     return engine
+
+
+READ_ONLY_HINT = "copy it to a folder you can write, or ask its owner"
+
+
+def read_only_message(what: str, reason: str) -> str:
+    """The one message of a write refused by a read-only store."""
+    return f"this data folder is read-only: {reason}; cannot {what}; {READ_ONLY_HINT}"
+
+
+def _read_only_sqlite(url: sa.URL, reason: str) -> sa.Engine:
+    path = os.path.abspath(str(sqlite_path(url)))
+    if not os.path.exists(path):
+        raise IndexUnavailable(f"there is no run index at {path!r} to open read-only")
+    folder_writable = os.access(os.path.dirname(path), os.W_OK | os.X_OK)
+    mode = "mode=ro" if folder_writable else "immutable=1"
+    uri = f"file:{urllib.parse.quote(path)}?{mode}"
+
+    def connect() -> Any:
+        return sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False)
+
+    engine = sa.create_engine(
+        "sqlite://", creator=connect, json_serializer=_json_passthrough, poolclass=sa.pool.NullPool
+    )
+    sa.event.listen(engine, "connect", _sqlite_read_only_connect)
+
+    def begin(conn: sa.Connection) -> None:
+        if conn.get_execution_options().get("ib_write", False):
+            raise ReadOnlyFolder(read_only_message("write to the run index", reason))
+        conn.exec_driver_sql("BEGIN")
+
+    sa.event.listen(engine, "begin", begin)
+    engine.ib_read_only = reason  # type: ignore[attr-defined]
+
+    def _translate(context: Any) -> None:
+        error = _damaged(url, context.original_exception)
+        if error is not None:
+            raise error from context.original_exception
+
+    sa.event.listen(engine, "handle_error", _translate)
+    return engine
+
+
+def _sqlite_read_only_connect(dbapi_connection: Any, record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    dbapi_connection.create_function("ib_regexp", 3, _regexp, deterministic=True)
+    deadline.install_sqlite(dbapi_connection)
+    dbapi_connection.execute("PRAGMA query_only=1")
 
 
 def _sqlite_connect(dbapi_connection: Any, record: Any) -> None:
@@ -536,6 +620,14 @@ def ensure_schema(engine: sa.Engine, where: str) -> None:
         if version == SCHEMA_VERSION:
             return
         _check_not_newer(version, where)
+        if getattr(engine, "ib_read_only", None) is not None:
+            raise ReadOnlyFolder(
+                read_only_message(
+                    f"upgrade the run index {where} from schema version {version} "
+                    f"to {SCHEMA_VERSION}",
+                    engine.ib_read_only,  # type: ignore[attr-defined]
+                )
+            )
         with write_transaction(engine) as conn:
             if conn.dialect.name == "postgresql":  # one creator at a time
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(4711470118)")

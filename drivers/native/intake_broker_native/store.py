@@ -36,9 +36,10 @@ from intake_broker.store import (
 
 from . import docs as jsondocs
 from . import reading, recovery, schema
+from .annotation_journal import AnnotationJournal
 from .annotations import AnnotationIndex, SQLAnnotations
 from .columns import ColumnStore, array_specs
-from .errors import CorruptIndex
+from .errors import CorruptIndex, ReadOnlyFolder
 from .ingest import Ingester, write_summaries
 from .journal import Journal
 from .layout import Layout
@@ -157,6 +158,25 @@ class _Cursor:
         self._conn.close()
 
 
+class _ReadOnlyIngest:
+    """What a read-only store writes with: every write refused before anything is written."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def put(self, kind: str, doc: dict) -> Any:
+        raise ReadOnlyFolder(schema.read_only_message(f"store a {kind} document", self.reason))
+
+    def flush(self) -> None:
+        """Nothing is buffered."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+    def replay(self) -> int:
+        return 0
+
+
 class BadRowWarning(UserWarning):
     """A row of the run index could not be read and was skipped."""
 
@@ -203,6 +223,12 @@ class NativeStore(SQLAnnotations, DocumentStore):
         The local folder of the write-ahead logs: ``<data>/_wal`` for a local data folder;
         beside a SQLite index (``<index>-wal``) for remote data; else a folder in the user's
         state directory. Logs of writers that died are replayed when a store is opened.
+    read_only : bool, optional
+        Open an existing index only to list, search and read: every write raises
+        :class:`~.errors.ReadOnlyFolder` ("this data folder is read-only: ...; copy it or ask its
+        owner") and writes nothing; no write-ahead log is replayed. By default a SQLite index
+        whose file or folder this user cannot write (a shared copy) is opened so, see
+        :func:`.schema.create_engine`.
 
     Notes
     -----
@@ -235,6 +261,7 @@ class NativeStore(SQLAnnotations, DocumentStore):
         durability: str = "process",
         wal: str | os.PathLike | None = None,
         pack_bytes: int = DEFAULT_PACK_BYTES,
+        read_only: bool | None = None,
         _rebuilding: bool = False,
     ):
         self.index = str(index)
@@ -245,6 +272,14 @@ class NativeStore(SQLAnnotations, DocumentStore):
         self.validate = validate
         self.durability = durability
         self.pack_bytes = int(pack_bytes)
+        reason = schema.sqlite_read_only_reason(self.index)
+        if read_only and reason is None:
+            reason = "it was opened with read_only=True"
+        #: why this store is read-only (None: it is writable)
+        self.read_only: str | None = None if read_only is False or _rebuilding else reason
+        if self.read_only is not None:
+            self._open_read_only(data)
+            return
         if not _rebuilding:
             recovery.refuse_lost_index(self.index, data, self.storage_options)
         self.engine = schema.create_engine(self.index, fsync=durability == "fsync")
@@ -265,15 +300,32 @@ class NativeStore(SQLAnnotations, DocumentStore):
             journal=Journal(self.columns, fsync=durability == "fsync"),
             pack_bytes=self.pack_bytes,
         )
+        self._annotation_journal = AnnotationJournal(self.columns, fsync=durability == "fsync")
         self._infos: dict[str, DescriptorInfo] = {}
         #: events recovered from the logs of writers that died, when this store was opened
         self.recovered = 0 if _rebuilding else self._ingest.replay()
+
+    def _open_read_only(self, data: str | os.PathLike | None) -> None:
+        """List, search and read only: no schema change, no log replay, no folder made."""
+        self.engine = schema.create_engine(self.index, read_only=self.read_only)
+        schema.ensure_schema(self.engine, shown(self.index))
+        self.data = self._resolve_data(data)
+        self.columns = ColumnStore(self.data, self.storage_options)
+        self.wal = ""
+        self._ingest = _ReadOnlyIngest(self.read_only or "")  # type: ignore[assignment]
+        self._infos = {}
+        self.recovered = 0
 
     @classmethod
     def annotation_index(cls, index: str) -> AnnotationIndex:
         """An index keeping only annotations (of runs held elsewhere): what
         ``annotations: sqlite:///~/notes.db`` attaches to a read-only catalog."""
         return AnnotationIndex(index)
+
+    def _journal_change(self, entry: dict) -> None:
+        """Each annotation change is also kept in the data folder (``_annotations/``), so
+        that ``reindex`` restores it (see :mod:`.annotation_journal`)."""
+        self._annotation_journal.write(entry)
 
     def _annotated_run(self, run_uid: str) -> None:
         """RunNotFound unless this index holds ``run_uid``."""
@@ -785,6 +837,12 @@ class NativeStore(SQLAnnotations, DocumentStore):
         last = list(array_specs(layout))[-1].name
         if self.columns.fs.exists(self.columns.path(info.path, last, "c", "0")):
             return  # written before (arrays are written in order: the last one is whole)
+        if self.read_only is not None:
+            raise ReadOnlyFolder(
+                schema.read_only_message(
+                    f"write the zarr group of the packed stream {info.uid!r}", self.read_only
+                )
+            )
         with self.engine.connect() as conn:
             doc = conn.execute(
                 sa.select(descriptors.c.doc).where(descriptors.c.uid == info.uid)

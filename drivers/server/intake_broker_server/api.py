@@ -57,6 +57,14 @@ def service_for(request: Request, scope: str) -> Service:
     service: Service = request.app.state.service
     auth = getattr(request.app.state, "auth", None)
     if auth is None:
+        if scope != "read" and getattr(request.app.state, "read_only", False):
+            from .auth.errors import Forbidden
+
+            raise Forbidden(
+                "this server is read-only: it listens beyond this machine without "
+                "authentication (its operator may start it with --auth-config FILE, or "
+                "--allow-writes)"
+            )
         return service
     identity = auth.identify(request.headers.get("authorization"))
     request.state.identity = identity  # for the log of a refusal
@@ -211,10 +219,12 @@ def _list_runs(
             service.narrowed(query), sort=order, skip=skip, limit=limit + 1
         )
     )
-    return respond(
-        request,
-        paged(request, [run_json(r) for r in found[:limit]], skip, limit, len(found) > limit),
-    )
+    answer = paged(request, [run_json(r) for r in found[:limit]], skip, limit, len(found) > limit)
+    if not found and skip == 0:
+        hidden = evaluating(lambda: service.hidden(query))
+        if hidden:
+            answer["hidden"] = hidden
+    return respond(request, answer)
 
 
 # -- runs -----------------------------------------------------------------------------------
@@ -278,7 +288,13 @@ async def search_runs(request: Request, service: ServiceDep) -> Response:
 @router.get("/runs/count", summary="Count runs", responses=_ERRORS)
 def count_runs(request: Request, service: ServiceDep, query: QueryText = None) -> Response:
     query_ = parse_query(query)
-    return respond(request, {"count": evaluating(lambda: service.count(query_))})
+    count = evaluating(lambda: service.count(query_))
+    answer: dict[str, Any] = {"count": count}
+    if not count:
+        hidden = evaluating(lambda: service.hidden(query_))
+        if hidden:
+            answer["hidden"] = hidden
+    return respond(request, answer)
 
 
 @router.get("/runs/{uid}", summary="One run: start and stop documents", responses=_ERRORS)

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from intake_broker.store import DocumentStore
 from intake_broker_remote import wire
 
-from . import api, zarr_layout
+from . import api, web, zarr_layout
 from .auth import AuthConfig, Authenticator
 from .auth.config import CHALLENGE
 from .auth.errors import AuthError
@@ -37,6 +37,8 @@ ASSET_ROOTS_ENV = "INTAKE_BROKER_SERVER_ASSET_ROOTS"
 #: Seconds of a request's deadline (``serve`` reads its default from here, and sets it for
 #: the workers); ``none`` or ``0``: no deadline.
 DEADLINE_ENV = "INTAKE_BROKER_SERVER_DEADLINE"
+#: "1": refuse writes (a server bound beyond loopback without auth; set by ``serve``).
+READ_ONLY_ENV = "INTAKE_BROKER_SERVER_READ_ONLY"
 #: Seconds ``serve`` waits, after SIGTERM, for requests in progress before it cancels them (and
 #: :data:`~intake_broker_server.liveness.EXIT_AFTER` more before it ends a process whose
 #: threads are stuck).
@@ -46,19 +48,42 @@ HEALTH_SECONDS = 0.75
 
 
 def load_auth(spec: AuthConfig | str | None) -> AuthConfig | None:
-    """An :class:`AuthConfig`, given as one or as ``"module:attribute"`` naming one (or a
-    function of no arguments returning one)."""
+    """An :class:`AuthConfig`, given as one, as ``"module:attribute"`` naming one (or a
+    function of no arguments returning one), or as an auth YAML file (``*.yml``/``*.yaml``,
+    see :mod:`~intake_broker_server.auth.file`).
+
+    Raises
+    ------
+    ValueError
+        A one-line message: the module or attribute that is not there (with a did-you-mean),
+        or the file, line and field of a mistake in an auth file.
+    """
     if spec is None or isinstance(spec, AuthConfig):
         return spec
+    import difflib
     import importlib
 
+    if spec.endswith((".yml", ".yaml")):
+        from .auth.file import load_auth_file
+
+        return load_auth_file(spec)
     module, _, name = spec.partition(":")
     if not module or not name:
         raise ValueError(f"auth must be 'module:attribute' naming an AuthConfig, not {spec!r}")
-    found = getattr(importlib.import_module(module), name)
+    try:
+        imported = importlib.import_module(module)
+    except ImportError as err:
+        raise ValueError(f"--auth {spec}: cannot import {module!r} ({err})") from None
+    if not hasattr(imported, name):
+        close = difflib.get_close_matches(
+            name, [n for n in dir(imported) if not n.startswith("_")], n=1
+        )
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"--auth {spec}: module {module!r} has no {name!r}{hint}")
+    found = getattr(imported, name)
     config = found() if callable(found) and not isinstance(found, AuthConfig) else found
     if not isinstance(config, AuthConfig):
-        raise TypeError(f"{spec} is a {type(config).__name__}, not an AuthConfig")
+        raise TypeError(f"--auth {spec} is a {type(config).__name__}, not an AuthConfig")
     return config
 
 
@@ -86,6 +111,7 @@ def create_app(
     auth: AuthConfig | None = None,
     asset_roots: Any = None,
     exit_when_stopped: bool = False,
+    read_only: bool = False,
 ) -> FastAPI:
     """An ASGI application serving ``source``.
 
@@ -109,6 +135,9 @@ def create_app(
         :data:`~intake_broker_server.liveness.EXIT_AFTER` seconds later if a stuck request
         keeps it alive (what ``serve`` runs; not for an application embedded in a process
         that goes on).
+    read_only : bool
+        Without ``auth``, refuse every request that writes (403): what ``serve`` does on a
+        non-loopback address unless ``allow_writes``.
 
     Every request runs under ``limits.deadline`` (see
     :class:`~intake_broker_server.liveness.RequestGuard`); ``/healthz`` is answered on the event
@@ -131,6 +160,8 @@ def create_app(
 
     app = FastAPI(
         lifespan=lifespan,
+        docs_url=None,  # served by web.install from local files (works offline)
+        redoc_url=None,
         title="intake-broker",
         version=__version__,
         summary="Bluesky runs over HTTP: the store contract as JSON/msgpack, event data as "
@@ -138,6 +169,7 @@ def create_app(
     )
     app.state.service = service
     app.state.auth = None if auth is None else Authenticator(auth)
+    app.state.read_only = read_only
     install_error_handlers(app)
     app.add_middleware(RequestGuard, seconds=service.limits.deadline)
 
@@ -148,8 +180,10 @@ def create_app(
             response.headers["WWW-Authenticate"] = CHALLENGE
         return response
 
+    app.include_router(web.router)
     app.include_router(api.router)
     app.include_router(zarr_layout.router)
+    web.install(app)
 
     health: dict[str, anyio.CapacityLimiter] = {}
 
@@ -220,6 +254,7 @@ def app_from_env() -> FastAPI:
         auth=load_auth(os.environ.get(AUTH_ENV) or None),
         asset_roots=json.loads(roots) if roots else None,
         exit_when_stopped=True,
+        read_only=os.environ.get(READ_ONLY_ENV) == "1",
     )
 
 
@@ -267,6 +302,7 @@ def serve(
     auth: AuthConfig | str | None = None,
     asset_roots: Sequence[str] | None = None,
     deadline: float | None | str = "env",
+    read_only: bool = False,
 ) -> None:
     """Serve a catalog over HTTP until interrupted.
 
@@ -304,6 +340,9 @@ def serve(
     SIGTERM (or Ctrl-C) stops the server: requests in progress get ``SHUTDOWN_SECONDS`` to
     finish, then are cancelled, and a process still held by a stuck thread
     :data:`~intake_broker_server.liveness.EXIT_AFTER` seconds later is ended.
+
+    With ``read_only`` and no ``auth``, every request that writes is refused (what
+    ``intake-broker serve`` does on a non-loopback address unless ``--allow-writes``).
     """
     import uvicorn
 
@@ -334,6 +373,7 @@ def serve(
         (AUTH_ENV, auth if isinstance(auth, str) else None),
         (ASSET_ROOTS_ENV, json.dumps([str(r) for r in asset_roots]) if asset_roots else None),
         (DEADLINE_ENV, "none" if seconds is None else repr(float(seconds))),
+        (READ_ONLY_ENV, "1" if read_only else None),
     ):
         if value:
             os.environ[name] = str(value)
@@ -346,6 +386,7 @@ def serve(
             auth=config,
             asset_roots=asset_roots,
             exit_when_stopped=True,
+            read_only=read_only,
         )
         run_app(app, host=host, port=port, log_level=log_level)
         return
@@ -359,3 +400,57 @@ def serve(
         log_config=log_config(log_level),
         timeout_graceful_shutdown=SHUTDOWN_SECONDS,
     )
+
+
+def browse(
+    catalog_spec: str | None = None,
+    *,
+    entry: str | None = None,
+    data: str | None = None,
+    port: int = 0,
+    open_page: bool = True,
+    log_level: str = "warning",
+) -> None:
+    """Serve a catalog (the local default one when ``catalog_spec`` is None) on 127.0.0.1, one
+    worker, no authentication (only this machine can connect), and open its web page with
+    :func:`webbrowser.open` once the server listens (or print the address: ``open_page=False``).
+    What ``intake-broker browse`` runs; stops on Ctrl-C or SIGTERM."""
+    import socket
+    import threading
+    import webbrowser
+
+    import uvicorn
+
+    if not 0 <= port < 65536:
+        raise ValueError(f"port must be 0 (any free port) to 65535, not {port}")
+    catalog = open_served_catalog(catalog_spec, entry, data)
+    app = create_app(catalog, exit_when_stopped=True)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as err:
+        sock.close()
+        raise ValueError(
+            f"cannot listen on 127.0.0.1:{port} ({err}); choose another --port"
+        ) from None
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_level=log_level,
+            log_config=log_config(log_level),
+            timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+        )
+    )
+
+    def announce() -> None:
+        while not server.started and not server.should_exit:
+            threading.Event().wait(0.05)
+        if server.started:
+            print(f"intake-broker: browsing the catalog at {url} (Ctrl-C to stop)", flush=True)
+            if open_page:
+                webbrowser.open(url)
+
+    threading.Thread(target=announce, daemon=True).start()
+    server.run(sockets=[sock])

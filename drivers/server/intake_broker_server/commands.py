@@ -37,14 +37,41 @@ class Serve:
     needs_catalog = False
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (loopback)")
-        parser.add_argument("--port", type=int, default=8000, help="default 8000")
-        parser.add_argument("--workers", type=_positive, default=1, help="worker processes")
         parser.add_argument(
+            "file",
+            nargs="?",
+            metavar="FILE",
+            help="a YAML catalog file to serve (with --entry NAME when it has several "
+            "entries); the same as --catalog FILE",
+        )
+        parser.add_argument(
+            "--host",
+            default="127.0.0.1",
+            help="the address to listen on (default 127.0.0.1, this machine only; any other "
+            "address without authentication serves read-only unless --allow-writes)",
+        )
+        parser.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
+        parser.add_argument(
+            "--workers", type=_positive, default=1, help="worker processes (default 1)"
+        )
+        auth = parser.add_mutually_exclusive_group()
+        auth.add_argument(
+            "--auth-config",
+            metavar="FILE.yml",
+            help="authentication and access policy in YAML: policy, users file or "
+            "identity_provider URL, api_keys file, jwt issuer (see the server README); "
+            "default: no authentication",
+        )
+        auth.add_argument(
             "--auth",
             metavar="MODULE:NAME",
-            help="an AuthConfig (API keys, tokens, identity provider, access policy); "
-            "default: no authentication",
+            help="an AuthConfig written in Python (for what --auth-config cannot say)",
+        )
+        parser.add_argument(
+            "--allow-writes",
+            action="store_true",
+            help="accept writes without authentication on a non-loopback --host (anyone who "
+            "reaches the port may then add runs)",
         )
         parser.add_argument(
             "--asset-root",
@@ -65,23 +92,67 @@ class Serve:
         )
 
     def run(self, args: Any, catalog: Any) -> int:
-        from .app import serve
+        from .app import load_auth, serve
 
+        if args.file is not None and args.catalog is not None and args.file != args.catalog:
+            raise UsageError("give the catalog as FILE or as --catalog, not both")
+        spec = args.file if args.file is not None else args.catalog
+        auth = args.auth_config or args.auth
+        try:
+            load_auth(auth)  # a mistake stops here, in one line, before anything starts
+        except (ValueError, TypeError) as err:
+            raise UsageError(str(err)) from None
+        read_only = False
+        if auth is None and not is_loopback(args.host):
+            read_only = not args.allow_writes
+            warn(
+                f"WARNING: serving on {args.host}, beyond this machine, WITHOUT "
+                "AUTHENTICATION: anyone who reaches port "
+                f"{args.port} reads every run. "
+                + (
+                    "Writes are refused (--allow-writes accepts them). "
+                    if read_only
+                    else "--allow-writes: anyone may also add runs. "
+                )
+                + "Give --auth-config FILE.yml to require API keys or tokens."
+            )
         try:
             serve(
-                args.catalog,
+                spec,
                 host=args.host,
                 port=args.port,
                 workers=args.workers,
                 entry=args.entry,
                 data=args.data,
-                auth=args.auth,
+                auth=auth,
                 asset_roots=args.asset_roots,
                 deadline=getattr(args, "deadline", "env"),
+                read_only=read_only,
             )
         except ValueError as err:
             raise UsageError(str(err)) from None
         return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only (``localhost``, 127.0.0.0/8, ``::1``)."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
+def warn(message: str) -> None:
+    """A loud line on stderr (bold red on a colour terminal)."""
+    import os
+    import sys
+
+    colour = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+    print(f"\033[1;31m{message}\033[0m" if colour else message, file=sys.stderr, flush=True)
 
 
 class ApiKey:
@@ -103,3 +174,40 @@ class ApiKey:
 
 SERVE = Serve()
 APIKEY = ApiKey()
+
+
+class Browse:
+    """``intake-broker browse``: serve the local default catalog on loopback and open the page."""
+
+    name = "browse"
+    help = "serve the local (default) catalog on 127.0.0.1 and open its web page in a browser"
+    raw = False
+    needs_catalog = False
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--port", type=int, default=0, help="default: a free port chosen at start"
+        )
+        parser.add_argument(
+            "--no-open",
+            action="store_true",
+            help="print the page's address instead of opening a browser",
+        )
+
+    def run(self, args: Any, catalog: Any) -> int:
+        from .app import browse
+
+        try:
+            browse(
+                args.catalog,
+                entry=args.entry,
+                data=args.data,
+                port=args.port,
+                open_page=not args.no_open,
+            )
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+        return 0
+
+
+BROWSE = Browse()

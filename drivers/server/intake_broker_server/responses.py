@@ -192,6 +192,9 @@ def error_response(
             f"log has the details under request id {rid}"
         )
     body = error_body(shown, name or type(err).__name__)
+    details = getattr(err, "details", None)
+    if shown is err and isinstance(details, dict):  # e.g. the column of a query's syntax error
+        body.update({k: v for k, v in details.items() if k not in body})
     body["request_id"] = rid
     if status >= 500 or shown is not err:
         log.error(

@@ -184,6 +184,14 @@ class Service:
     def count(self, query: Query | None = None) -> int:
         return self.store.count(self.narrowed(query))
 
+    def hidden(self, query: Query | None = None) -> str | None:
+        """Why no run matches ``query`` when the access policy hides runs that name no
+        proposal (see :meth:`~intake_broker.access.GuardedStore.hidden_unlabelled`); None when
+        that is not why, or this is not a guarded view."""
+        if not isinstance(self.store, GuardedStore):
+            return None
+        return self.store.hidden_unlabelled(self.narrowed(query))
+
     def run(self, uid: str) -> RunRecord:
         if self.query is None:
             return self.store.run(uid)

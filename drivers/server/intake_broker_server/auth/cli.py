@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="create a key for a user (printed once)")
-    create.add_argument("user")
+    create.add_argument("user", help="the user the key signs in as")
     create.add_argument(
         "--scopes", default="read", help=f"comma-separated, of {', '.join(SCOPES)} (default: read)"
     )
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("list", help="list the keys (ids, users, scopes, state; no secrets)")
     revoke = commands.add_parser("revoke", help="revoke a key by its id")
-    revoke.add_argument("id")
+    revoke.add_argument("id", help="the key's id (apikey list shows them)")
     return parser
 
 

@@ -1,0 +1,282 @@
+"""The web page's endpoints (``/api/v1/web/...``), its files and ``/docs``, without a browser:
+what they answer, the limits they keep, and ``intake-broker browse``."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import httpx
+import numpy as np
+import pytest
+
+from intake_broker.store.memory import MemoryStore
+from intake_broker.testing import factories, insert_all
+from intake_broker_server.testing import assert_error, free_port
+from intake_broker_server.web.routes import MAX_FIELDS, decimate
+
+
+def uids(store):
+    return {r.start["plan_name"]: r.uid for r in store.runs()}
+
+
+def test_the_page_its_files_and_docs_are_served_from_here(http):
+    page = http.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "connect-src 'self'" in csp
+    assert "http" not in page.text.replace('href="docs"', "")  # no absolute URL at all
+    for path in ("static/web/app.js", "static/web/run.js", "static/web/style.css"):
+        assert http.get("/" + path).status_code == 200, path
+    docs = http.get("/docs")
+    assert "static/swagger/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text
+    assert http.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
+    assert "/api/v1/web/runs" in http.get("/openapi.json").json()["paths"]
+    assert http.get("/redoc").status_code == 404  # ReDoc would load from a CDN
+
+
+def test_the_table_pages_sorts_and_searches(http, store):
+    body = http.get("/api/v1/web/runs", params={"sort": "scan_id", "limit": 2}).json()
+    assert body["count"] == 3 and len(body["data"]) == 2
+    assert [r["scan_id"] for r in body["data"]] == [1, 7]
+    row = body["data"][0]
+    assert set(row) == {"uid", "scan_id", "plan_name", "sample", "time", "events", "status", "tags"}
+    assert row["events"] == 12 and row["status"] == "success"  # 10 primary + 2 baseline
+    last = http.get("/api/v1/web/runs", params={"sort": "scan_id", "skip": 2}).json()
+    assert [r["scan_id"] for r in last["data"]] == [9]
+    found = http.get("/api/v1/web/runs", params={"q": "scan_id > 5 and scan_id < 9"}).json()
+    assert [r["scan_id"] for r in found["data"]] == [7] and found["count"] == 1
+
+
+def test_a_query_that_does_not_parse_names_its_column(http):
+    body = assert_error(
+        http.get("/api/v1/web/runs", params={"q": "scan_id > 4 and"}),
+        400,
+        "BadQuery",
+        "syntax error at column 16",
+        "^",
+    )
+    assert body["column"] == 16
+    body = assert_error(
+        http.get("/api/v1/web/runs", params={"q": 'plan_name ~ "("'}), 400, "BadQuery"
+    )
+    assert "column" not in body  # not a syntax error: no column to show
+
+
+def test_huge_or_hostile_input_is_refused_clearly(http):
+    assert_error(
+        http.get("/api/v1/web/runs", params={"q": "scan_id == " + "9" * 20_000}),
+        400,
+        "InvalidRequest",
+        "at most 4000 characters",
+    )
+    nested = "(" * 200 + "scan_id == 1" + ")" * 200
+    assert_error(http.get("/api/v1/web/runs", params={"q": nested}), 400, "BadQuery")
+    assert_error(http.get("/api/v1/web/runs", params={"limit": 501}), 400, "InvalidRequest")
+    assert_error(http.get("/api/v1/web/runs", params={"sort": "x" * 201}), 400, "InvalidRequest")
+    sql = 'plan_name == "x\'; DROP TABLE runs; --"'
+    assert http.get("/api/v1/web/runs", params={"q": sql}).json()["count"] == 0
+
+
+def test_decimation_keeps_each_buckets_extremes():
+    rng = np.random.default_rng(7)
+    values = rng.normal(size=10_007)
+    values[[5, 4000]] = [50.0, -50.0]
+    kept = decimate(len(values), values, 100)
+    assert len(kept) <= 200 and np.all(np.diff(kept) > 0)
+    size = -(-len(values) // 100)
+    for lo in range(0, len(values), size):
+        bucket = values[lo : lo + size]
+        assert lo + int(np.argmin(bucket)) in kept and lo + int(np.argmax(bucket)) in kept
+    assert decimate(150, values[:150], 100).tolist() == list(range(150))  # few rows: all
+
+
+def test_the_plot_is_decimated_and_exact_on_zoom(live_server):
+    store = MemoryStore(chunk_rows=1000)
+    insert_all(store, factories.scalar_run(n=5000, scan_id=1))
+    url = live_server.mount(store)
+    uid = store.runs()[0].uid
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            body = http.get(
+                f"/api/v1/web/runs/{uid}/plot", params={"y": "det,motor", "points": 100}
+            ).json()
+            assert body["rows"] == 5000 and body["decimated"] is True
+            det = body["series"]["det"]
+            assert 2 <= len(det["y"]) <= 200
+            assert max(det["y"]) == pytest.approx(1.0)  # the peak survives decimation
+            zoom = http.get(
+                f"/api/v1/web/runs/{uid}/plot",
+                params={"y": "det", "x": "motor", "x_min": 0, "x_max": 10, "points": 100},
+            ).json()
+            assert zoom["decimated"] is False and zoom["rows"] == len(zoom["series"]["det"]["x"])
+            assert min(zoom["series"]["det"]["x"]) >= 0 and max(zoom["series"]["det"]["x"]) <= 10
+            too_many = ",".join(["det"] * (MAX_FIELDS + 1))
+            assert_error(
+                http.get(f"/api/v1/web/runs/{uid}/plot", params={"y": too_many}),
+                400,
+                "InvalidRequest",
+            )
+            assert_error(
+                http.get(f"/api/v1/web/runs/{uid}/plot", params={"y": "det", "points": 10**6}),
+                400,
+                "InvalidRequest",
+            )
+            assert_error(
+                http.get(f"/api/v1/web/runs/{uid}/plot", params={"y": "nope"}),
+                404,
+                "StreamNotFound",
+            )
+            assert_error(
+                http.get(f"/api/v1/web/runs/{'0' * 36}/plot", params={"y": "det"}),
+                404,
+                "RunNotFound",
+            )
+    finally:
+        live_server.unmount(url)
+
+
+def read_png(data: bytes) -> np.ndarray:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    length = struct.unpack(">I", data[33:37])[0]
+    assert data[37:41] == b"IDAT"
+    raw = np.frombuffer(zlib.decompress(data[41 : 41 + length]), dtype=np.uint8)
+    rows = raw.reshape(height, width + 1)
+    assert (rows[:, 0] == 0).all()  # filter type none
+    return rows[:, 1:]
+
+
+def test_a_frame_is_one_scaled_png(http, store):
+    uid = uids(store)["count"]  # the image run: frames arange(20).reshape(4, 5) + i
+    response = http.get(f"/api/v1/web/runs/{uid}/frame", params={"field": "image", "index": 2})
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["x-frame-count"] == "5"
+    assert (
+        float(response.headers["x-frame-min"]) == 2 and float(response.headers["x-frame-max"]) == 21
+    )
+    expected = np.round(np.arange(20).reshape(4, 5) * 255 / 19 - 1e-9).astype(np.uint8)
+    assert np.abs(read_png(response.content).astype(int) - expected).max() <= 1
+    fixed = http.get(
+        f"/api/v1/web/runs/{uid}/frame",
+        params={"field": "image", "index": 2, "vmin": 0, "vmax": 10},
+    )
+    assert read_png(fixed.content).max() == 255 and read_png(fixed.content)[0, 0] == 51
+    assert_error(
+        http.get(f"/api/v1/web/runs/{uid}/frame", params={"field": "image", "index": 5}),
+        400,
+        "InvalidRequest",
+        "5 frames",
+    )
+    scalar = uids(store)["scan"]
+    assert_error(
+        http.get(f"/api/v1/web/runs/{scalar}/frame", params={"field": "det"}),
+        400,
+        "InvalidRequest",
+        "not an image",
+    )
+
+
+def test_progress_of_a_run_still_acquiring(live_server):
+    store = MemoryStore(chunk_rows=4)
+    docs = factories.scalar_run(n=6, stop=False)
+    insert_all(store, docs)
+    url = live_server.mount(store)
+    uid = docs[0][1]["uid"]
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            body = http.get(f"/api/v1/web/runs/{uid}/progress").json()
+            assert body == {
+                "uid": uid,
+                "stopped": False,
+                "exit_status": None,
+                "streams": {"primary": 6, "baseline": 2} | body["streams"],
+            }
+            assert body["streams"]["primary"] == 6
+            row = http.get("/api/v1/web/runs").json()["data"][0]
+            assert row["status"] is None and row["events"] is None
+    finally:
+        live_server.unmount(url)
+
+
+def test_browse_serves_the_local_catalog_on_loopback(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    code = (
+        "from intake_broker_server.app import browse; "
+        f"browse(data={str(tmp_path)!r}, port={port}, open_page=False)"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read().decode()
+                assert time.monotonic() < deadline, "browse did not start"
+                time.sleep(0.2)
+        assert page.status_code == 200 and "intake-broker" in page.text
+        listed = httpx.get(f"http://127.0.0.1:{port}/api/v1/web/runs", timeout=5).json()
+        assert listed["count"] == 0
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/" in out.decode()
+
+
+def test_the_browse_command_passes_its_options(monkeypatch):
+    import argparse
+
+    from intake_broker_server import app
+    from intake_broker_server.commands import BROWSE
+
+    parser = argparse.ArgumentParser()
+    BROWSE.configure(parser)
+    args = parser.parse_args(["--no-open", "--port", "8765"])
+    args.catalog, args.entry, args.data = None, None, "/somewhere"
+    called = {}
+    browse = app.browse
+    monkeypatch.setattr(app, "browse", lambda *a, **k: called.update(args=a, kwargs=k))
+    assert BROWSE.run(args, None) == 0
+    assert called == {
+        "args": (None,),
+        "kwargs": {"entry": None, "data": "/somewhere", "port": 8765, "open_page": False},
+    }
+    with pytest.raises(ValueError, match="port must be"):
+        browse(port=70000)
+
+
+def test_a_frame_of_a_detector_file_is_read_alone(live_server, tmp_path):
+    """An area detector's HDF5 frames (resource/datum): the frame asked for, under the asset
+    roots; nothing outside them."""
+    pytest.importorskip("h5py")
+    docs, frames = factories.ad_hdf5_run(tmp_path, n=4, shape=(8, 12))
+    store = MemoryStore()
+    insert_all(store, docs)
+    uid = docs[0][1]["uid"]
+    url = live_server.mount(store, asset_roots=[str(tmp_path)])
+    closed = live_server.mount(store)  # no asset roots: the file may not be read
+    try:
+        with httpx.Client(timeout=30) as http:
+            answer = http.get(
+                f"{url}/api/v1/web/runs/{uid}/frame", params={"field": "cam_image", "index": 3}
+            )
+            assert answer.status_code == 200, answer.text
+            frame = frames[3].astype(float)
+            expected = (frame - frame.min()) * 255 / (frame.max() - frame.min())
+            assert np.abs(read_png(answer.content) - expected).max() <= 1
+            refused = http.get(
+                f"{closed}/api/v1/web/runs/{uid}/frame", params={"field": "cam_image", "index": 3}
+            )
+            assert refused.status_code == 403 and refused.json()["error"] == "AssetOutsideRoots"
+    finally:
+        live_server.unmount(url)
+        live_server.unmount(closed)
