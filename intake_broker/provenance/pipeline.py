@@ -10,10 +10,11 @@ results stored as derived runs with their provenance.
     report = reduce.run(raw.search('plan_name == "scan"'), dest=results, parameters={"bins": 20})
     report = Pipeline(reduce, fit).run(raw.search(...), dest=results, client=dask_client)
 
-Idempotent and resumable: an input already computed by the same code name, version and
-parameters (a derived run in ``dest`` with the same ``provenance.key`` and a successful stop)
-is skipped. A failing input is recorded (a derived run with ``exit_status="fail"`` and the
-error as its ``reason``, and in the report) and the others go on. With a dask client the
+Idempotent and resumable: an input already computed by the same code (name, version and
+source hash) and parameters (a derived run in ``dest`` with the same ``provenance.key`` and a
+successful stop) is skipped. A failing input is recorded (a derived run with
+``exit_status="fail"`` and the error as its ``reason``, and in the report) and the others go
+on. With a dask client the
 computation runs on the workers (runs travel by reference, see
 :mod:`intake_broker.provenance.shipping`) and the results are written by the caller, into any
 writable store.
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from intake_broker.errors import BrokerError
+from intake_broker.progress import progress_bar
 from intake_broker.provenance.record import (
     DEFAULT_NAME,
     PROVENANCE_KEY,
@@ -140,7 +142,8 @@ class Derived:
         return self.func(*args, **kwargs)
 
     def __repr__(self) -> str:
-        return f"<derived {self.name!r} v{self.version}: {self.code['module']}.{self.code['qualname']}>"
+        where = f"{self.code['module']}.{self.code['qualname']}"
+        return f"<derived {self.name!r} v{self.version}: {where}>"
 
     def __reduce__(self) -> tuple:
         # by the function (by reference when importable) and the declaration; the code record
@@ -168,11 +171,17 @@ class Derived:
             return run
         return run[self.stream].read(self.fields)
 
-    def compute(self, runs: Sequence[Any], parameters: Mapping[str, Any]) -> Outcome:
-        """Call the function on ``runs`` (runs or :class:`RunTicket` s); never raises."""
+    def compute(
+        self,
+        runs: Sequence[Any],
+        parameters: Mapping[str, Any],
+        stores: Mapping[str, StoreTicket] | None = None,
+    ) -> Outcome:
+        """Call the function on ``runs`` (runs, or :class:`RunTicket` s opened through
+        ``stores``); never raises."""
         started = time.time()
         try:
-            opened = [r.open() if isinstance(r, RunTicket) else r for r in runs]
+            opened = [r.open(stores or {}) if isinstance(r, RunTicket) else r for r in runs]
             data = self.func(*[self.load(r) for r in opened], **parameters)
             as_columns(data)  # a result that cannot be stored fails here, as this input's error
         except Exception as err:  # one input's failure is recorded, not raised
@@ -186,13 +195,17 @@ class Derived:
         """The ``provenance`` mapping of the derived run of ``runs``."""
         return {
             "schema": SCHEMA,
-            "key": provenance_key(self.name, self.version, parameters, [r.uid for r in runs]),
+            "key": self.key(parameters, runs),
             "inputs": [input_record(r.start, r.stop, self.stream, self.fields) for r in runs],
             "code": self.code,
             "parameters": dict(parameters),
             "environment": environment_record(),
             "times": {"started": outcome.started, "finished": outcome.finished},
         }
+
+    def key(self, parameters: Mapping[str, Any], runs: Sequence[Any]) -> str:
+        """The idempotency key of computing ``runs`` with ``parameters`` by this code."""
+        return provenance_key(self.code, parameters, [r.uid for r in runs])
 
     def documents(
         self,
@@ -224,7 +237,7 @@ class Derived:
         parameters: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
         naming: str | None = None,
-        progress: bool = True,
+        progress: bool | None = None,
         record_failures: bool = True,
         rerun: bool = False,
     ) -> PipelineReport:
@@ -245,8 +258,9 @@ class Derived:
             Start-document keys of the derived runs (over those inherited from the inputs).
         naming : str, optional
             The naming scheme for this call (default: the function's, :data:`DEFAULT_NAME`).
-        progress : bool
-            Show a progress bar (tqdm) on stderr.
+        progress : bool, optional
+            Show a progress bar on stderr (default: when stderr is a terminal; see
+            :mod:`intake_broker.progress`).
         record_failures : bool
             Store a failed derived run (``exit_status="fail"``, the error as ``reason``) for
             each input that fails, beside the report's ``failed`` list.
@@ -263,7 +277,7 @@ class Derived:
         clock = time.perf_counter()
         items = list(_items(source))
         report = PipelineReport(self.name)
-        keys = [provenance_key(self.name, self.version, params, [r.uid for r in i]) for i in items]
+        keys = [self.key(params, runs) for runs in items]
         done = {} if rerun else done_keys(_store_of(dest), keys)
         outputs: dict[int, str] = {}
         todo = []
@@ -273,7 +287,7 @@ class Derived:
                 outputs[n] = done[key]
             else:
                 todo.append(n)
-        bar = _progress(len(items), progress, self.name)
+        bar = progress_bar(total=len(items), desc=self.name, unit="run", enabled=progress)
         bar.update(len(items) - len(todo))
 
         def store(n: int, outcome: Outcome) -> None:
@@ -420,7 +434,7 @@ def derived(
     def wrap(func: Callable[..., Any]) -> Derived:
         return Derived(
             func,
-            name=name or func.__name__,
+            name=func.__name__ if name is None else name,
             version=str(version),
             stream=stream,
             fields=fields,
@@ -524,12 +538,14 @@ def _items(source: Any) -> Iterator[tuple[Any, ...]]:
         runs = (item,) if isinstance(item, Run) else tuple(item)
         if not runs or len(runs) > MAX_INPUTS_PER_CALL:
             raise ProvenanceError(
-                f"each input is a run or a tuple of 1 to {MAX_INPUTS_PER_CALL} runs, got {len(runs)}"
+                f"each input is a run or a tuple of 1 to {MAX_INPUTS_PER_CALL} runs, "
+                f"got {len(runs)}"
             )
         for run in runs:
             if not isinstance(run, Run):
                 raise ProvenanceError(
-                    f"pipeline inputs are runs (cat[uid], cat.search(...)), not {type(run).__name__}"
+                    "pipeline inputs are runs (cat[uid], cat.search(...)), "
+                    f"not {type(run).__name__}"
                 )
         yield runs
 
@@ -552,12 +568,6 @@ def _newest(catalog: Any, limit: int = 500) -> list[str]:
     return [r.uid for r in catalog._runs(limit=limit)]
 
 
-def _progress(total: int, enabled: bool, name: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="run", desc=name, disable=not enabled, dynamic_ncols=True)
-
-
 def _on_client(
     client: Any,
     step: Derived,
@@ -571,6 +581,7 @@ def _on_client(
     from distributed import as_completed
 
     tickets: dict[int, StoreTicket] = {}
+    scattered: dict[str, Any] = {}  # store token -> the future of its ticket on the workers
     threads = sum((client.nthreads() or {1: 1}).values()) or 1
     window = max(4, 4 * threads)
     shipped = client.scatter(step, broadcast=True, hash=False)
@@ -578,8 +589,14 @@ def _on_client(
     futures: dict[Any, int] = {}
 
     def submit(n: int) -> Any:
-        refs = [RunTicket.of(r, tickets) for r in items[n]]
-        future = client.submit(_compute_remote, shipped, refs, params, pure=False)
+        refs = []
+        for run in items[n]:
+            ref, ticket = RunTicket.of(run, tickets)
+            if ref.token not in scattered:  # each store is shipped once, not once per task
+                scattered[ref.token] = client.scatter(ticket, broadcast=True, hash=False)
+            refs.append(ref)
+        stores = {ref.token: scattered[ref.token] for ref in refs}
+        future = client.submit(_compute_remote, shipped, refs, stores, params, pure=False)
         futures[future] = n
         return future
 
@@ -598,8 +615,13 @@ def _on_client(
             queue.add(submit(following))
 
 
-def _compute_remote(step: Derived, refs: list[RunTicket], params: dict[str, Any]) -> Outcome:
-    return step.compute(refs, params)
+def _compute_remote(
+    step: Derived,
+    refs: list[RunTicket],
+    stores: dict[str, StoreTicket],
+    params: dict[str, Any],
+) -> Outcome:
+    return step.compute(refs, params, stores)
 
 
 class PipelineError(BrokerError):

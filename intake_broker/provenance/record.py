@@ -9,7 +9,8 @@ A derived run is an ordinary run (start, descriptor, events, stop) whose start d
     a readable name made from a template (:data:`DEFAULT_NAME`, configurable per pipeline);
 ``provenance``
     a mapping (:data:`PROVENANCE_KEY`) with ``schema`` (:data:`SCHEMA`), ``key`` (the
-    idempotency key: a SHA-256 of code name, version, parameters and input uids), ``inputs``
+    idempotency key: a SHA-256 of the code's name, version and source hash, the parameters
+    and the input uids), ``inputs``
     (per input: ``uid``, ``scan_id``, ``streams``, ``fields``, ``event_ranges`` as
     ``{stream: [first seq_num, last seq_num]}``), ``code`` (``name``, ``version``,
     ``qualname``, ``module``, ``source_sha256``, ``packages``: versions of the libraries
@@ -17,6 +18,11 @@ A derived run is an ordinary run (start, descriptor, events, stop) whose start d
     (``started``, ``finished``, epoch seconds).
 
 Every part is JSON, so the query language reaches it: ``provenance.code.name == "fit_peaks"``.
+
+``derived_from`` and ``provenance.inputs`` name other runs, which a reader of the derived run
+may not be allowed to see: the access guard (:class:`~intake_broker.access.GuardedStore`)
+shows such an input as withheld (``None`` in ``derived_from``, ``{"withheld": true}`` in
+``provenance.inputs``) and accepts searches on these keys only for uids the reader can see.
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ DERIVED_FROM_KEY = "derived_from"
 NAME_KEY = "derived_name"
 #: The version of the provenance mapping's layout.
 SCHEMA = "intake-broker/provenance/1"
-#: The default naming scheme: code name, version and the first input's scan_id (or uid).
+#: The default naming scheme: code name, version and the first input's scan_id (or its
+#: derived name, for an input that is itself derived).
 DEFAULT_NAME = "{code.name}-v{code.version}/{input.scan_id}"
 #: The libraries whose versions every provenance record lists (those installed).
 PACKAGES = ("intake_broker", "numpy", "xarray", "dask", "event_model", "scipy", "pandas")
@@ -81,11 +88,14 @@ def check_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def provenance_key(
-    name: str, version: str, parameters: Mapping[str, Any], uids: Sequence[str]
+    code: Mapping[str, Any], parameters: Mapping[str, Any], uids: Sequence[str]
 ) -> str:
-    """The idempotency key of computing ``name``/``version`` with ``parameters`` on ``uids``:
-    a derived run with this ``provenance.key`` makes another computation unnecessary."""
-    text = canonical_json([name, version, dict(parameters), list(uids)])
+    """The idempotency key of computing ``code`` (a :func:`code_record`: its name, version and
+    source hash) with ``parameters`` on ``uids``: a derived run with this ``provenance.key``
+    makes another computation unnecessary. Editing the function's source changes the key, so
+    runs computed by the old source are computed again even when the version was not bumped."""
+    identity = [code.get("name"), code.get("version"), code.get("source_sha256")]
+    text = canonical_json([*identity, dict(parameters), list(uids)])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -196,11 +206,14 @@ def derived_name(
     parameters: Mapping[str, Any],
 ) -> str:
     """The name of a derived run from ``template``: fields ``code.*`` (name, version),
-    ``input.*`` (the first input's start document: ``scan_id``, ``uid``, ``sample``...),
-    ``inputs`` (how many) and ``parameters.*``. A missing key formats as empty text."""
+    ``input.*`` (the first input's start document: ``scan_id``, ``sample``...), ``inputs``
+    (how many) and ``parameters.*``. A missing key formats as empty text; an input without a
+    ``scan_id`` (a derived run) gives its own ``derived_name`` instead, so a chain reads
+    ``fit_peaks-v1/reduce-v1/42``. Names never hold input uids (a reader of the derived run
+    may not be allowed to see its inputs)."""
     first = dict(inputs[0]) if inputs else {}
-    if first.get("scan_id") is None and "uid" in first:
-        first["scan_id"] = str(first["uid"])[:8]
+    if first.get("scan_id") is None:
+        first["scan_id"] = first.get(NAME_KEY) or ""
     try:
         name = _SafeFormatter().format(
             template,

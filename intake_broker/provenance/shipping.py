@@ -2,12 +2,13 @@
 
 A pickled :class:`~intake_broker.views.catalog.Run` carries its store, and each store pickles
 by its arguments (a path, a URI) and reopens on unpickling: correct, but every task then pays
-for opening the store (engines, connections, schema reads). A :class:`RunTicket` carries the
-store's pickle once per pipeline (made on the client), a token naming it (SHA-256 of those
-bytes) and the run's start and stop documents; on the worker, :func:`open_store` keeps the
-stores it opened by token (:data:`STORE_CACHE_SIZE` of them per process), so every later run
-of the same store reuses it. A guarded store travels with its principal and keeps checking
-on the worker.
+for opening the store (engines, connections, schema reads). A :class:`StoreTicket` is the
+store's pickle made once per pipeline on the client and a token naming it (SHA-256 of those
+bytes); the pipeline scatters it to the workers once. A :class:`RunTicket` is a run by
+reference: the token and the run's start and stop documents. On the worker,
+:func:`open_store` keeps the stores it opened by token (:data:`STORE_CACHE_SIZE` of them per
+process), so every later run of the same store reuses it. A guarded store travels with its
+principal and keeps checking on the worker.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hashlib
 import pickle
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,7 @@ class StoreTicket:
 
     @classmethod
     def of(cls, store: DocumentStore) -> StoreTicket:
+        """The ticket of ``store`` (pickled now, on the client)."""
         data = pickle.dumps(store, protocol=pickle.HIGHEST_PROTOCOL)
         return cls(hashlib.sha256(data).hexdigest(), data)
 
@@ -63,25 +66,33 @@ def cached_stores() -> int:
 
 @dataclass(frozen=True)
 class RunTicket:
-    """A run by reference: its store's ticket, its start and stop documents, asset options."""
+    """A run by reference: the token of its store's ticket, its start and stop documents and
+    its asset options."""
 
-    store: StoreTicket
+    token: str
     start: dict
     stop: dict | None
     assets: dict
 
-    @classmethod
-    def of(cls, run: Any, stores: dict[int, StoreTicket] | None = None) -> RunTicket:
-        """The ticket of ``run``; ``stores`` caches store tickets by ``id(store)``."""
-        store = run.store
-        cache = {} if stores is None else stores
-        ticket = cache.get(id(store))
-        if ticket is None:
-            ticket = cache[id(store)] = StoreTicket.of(store)
-        return cls(ticket, run.start, run.stop, dict(getattr(run, "_asset_options", {}) or {}))
+    @property
+    def uid(self) -> str:
+        return str(self.start["uid"])
 
-    def open(self) -> Any:
-        """The run, read through this process's copy of its store."""
+    @classmethod
+    def of(cls, run: Any, stores: dict[int, StoreTicket]) -> tuple[RunTicket, StoreTicket]:
+        """The ticket of ``run`` and of its store; ``stores`` caches store tickets by
+        ``id(store)`` (the store is pickled once per pipeline, not once per run)."""
+        store = run.store
+        ticket = stores.get(id(store))
+        if ticket is None:
+            ticket = stores[id(store)] = StoreTicket.of(store)
+        assets = dict(getattr(run, "_asset_options", {}) or {})
+        return cls(ticket.token, run.start, run.stop, assets), ticket
+
+    def open(self, stores: Mapping[str, StoreTicket]) -> Any:
+        """The run, read through this process's copy of its store (``stores``: the tickets
+        shipped with the task, by token)."""
         from intake_broker.views.catalog import Run
 
-        return Run(open_store(self.store), RunRecord(self.start, self.stop), assets=self.assets)
+        store = open_store(stores[self.token])
+        return Run(store, RunRecord(self.start, self.stop), assets=self.assets)

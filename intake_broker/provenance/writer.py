@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -99,6 +99,9 @@ def derived_documents(
     start and a stop with ``exit_status`` and ``reason``)."""
     import event_model
 
+    if exit_status not in ("success", "fail", "abort"):
+        raise ProvenanceError(f"exit_status is 'success', 'fail' or 'abort', not {exit_status!r}")
+    status: Literal["success", "fail", "abort"] = exit_status  # type: ignore[assignment]
     finished = provenance.get("times", {}).get("finished") or time.time()
     md = dict(metadata or {})
     md.update(
@@ -110,7 +113,7 @@ def derived_documents(
         }
     )
     bundle = event_model.compose_run(uid=uid, time=finished, metadata=md)
-    docs: list[tuple[str, dict]] = [("start", bundle.start_doc)]
+    docs: list[tuple[str, dict]] = [("start", dict(bundle.start_doc))]
     if data is not None:
         arrays, rows = as_columns(data)
         if rows is None:  # one event holding every array whole
@@ -124,21 +127,23 @@ def derived_documents(
             }
             values = {n: a.tolist() for n, a in arrays.items()}
         desc = bundle.compose_descriptor(name="primary", data_keys=keys, time=finished)
-        docs.append(("descriptor", desc.descriptor_doc))
+        docs.append(("descriptor", dict(desc.descriptor_doc)))
         if rows:
             docs.append(
                 (
                     "event_page",
-                    desc.compose_event_page(
-                        data=values,
-                        timestamps={n: [finished] * rows for n in arrays},
-                        seq_num=list(range(1, rows + 1)),
-                        time=[finished] * rows,
+                    dict(
+                        desc.compose_event_page(
+                            data=values,
+                            timestamps={n: [finished] * rows for n in arrays},
+                            seq_num=list(range(1, rows + 1)),
+                            time=[finished] * rows,
+                        )
                     ),
                 )
             )
     docs.append(
-        ("stop", bundle.compose_stop(exit_status=exit_status, reason=reason, time=finished))
+        ("stop", dict(bundle.compose_stop(exit_status=status, reason=reason, time=finished)))
     )
     return docs
 
