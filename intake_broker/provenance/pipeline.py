@@ -23,6 +23,7 @@ writable store.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -626,3 +627,35 @@ def _compute_remote(
 
 class PipelineError(BrokerError):
     """A pipeline cannot run at all (not one input's failure: those are in the report)."""
+
+
+#: What ``module:name`` of :func:`load_pipeline` must look like (dotted module, one name).
+_SPEC = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+
+
+def load_pipeline(spec: str) -> Derived | Pipeline:
+    """The ``@derived`` function or :class:`Pipeline` that ``spec`` (``module:name``) names,
+    imported by name (never a file path, never evaluated code)."""
+    import importlib
+
+    if not isinstance(spec, str) or len(spec) > 300 or not _SPEC.fullmatch(spec):
+        raise PipelineError(
+            f"PIPELINE is module:name, an importable module and a @derived function or "
+            f"Pipeline in it (e.g. intake_broker.testing.pipelines:reduce_and_fit), not {spec!r}"
+        )
+    module_name, _, name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise PipelineError(
+            f"cannot import {module_name!r} for PIPELINE {spec!r} ({err}); install the package "
+            "that has it or add its folder to PYTHONPATH"
+        ) from None
+    found = getattr(module, name, None)
+    if not isinstance(found, Derived | Pipeline):
+        what = "nothing" if found is None else f"a {type(found).__name__}"
+        raise PipelineError(
+            f"{spec!r} is {what}; PIPELINE names a function declared with @derived(name=..., "
+            "version=...) or a Pipeline(...) of them"
+        )
+    return found
