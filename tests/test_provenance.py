@@ -242,6 +242,7 @@ def test_lineage_across_a_federation_and_as_w3c_prov(raw, recorded):
     alone = BrokerCatalog(results)[fitted.uid]
     assert [n.uid for n in alone.provenance.withheld] == [None]
     assert len(alone.lineage(within=federation)) == 3
+    assert len(alone.lineage(within=[BrokerCatalog(results), raw])) == 3
     assert len(lineage(alone, federation.store, max_depth=1)) == 2
 
     doc = graph.to_prov()
@@ -336,3 +337,36 @@ def test_lineage_never_reveals_an_input_the_reader_may_not_see(proposals, record
 def test_a_pipeline_step_must_be_declared():
     with pytest.raises(ProvenanceError, match="@derived"):
         Pipeline(lambda run: run)
+
+
+# -- live mode -----------------------------------------------------------------------------------
+
+
+def test_live_mode_computes_a_run_a_run_engine_writes_during_the_test(raw, recorded):
+    import queue
+    import threading
+
+    import bluesky.plans as bp
+    from bluesky import RunEngine
+    from ophyd.sim import det, motor
+
+    source, results = BrokerCatalog(raw), MemoryStore()
+    stop, reports = threading.Event(), queue.Queue()
+    watcher = threading.Thread(
+        target=reduce_and_fit.watch,
+        args=(source, results),
+        kwargs={"poll_interval": 0.05, "stop": stop, "on_report": reports.put},
+        daemon=True,
+    )
+    watcher.start()
+    try:
+        RE = RunEngine({}, call_returns_result=False)
+        (uid,) = RE(bp.scan([det], motor, -1, 1, 3), source.insert)
+        reduced = reports.get(timeout=60)
+    finally:
+        stop.set()
+        watcher.join(timeout=60)
+    assert not watcher.is_alive()
+    assert [r.name for r in reduced] == ["reduce_det", "fit_peaks"]
+    assert [len(r.written) for r in reduced] == [1, 1]  # only the new run, not those before
+    assert BrokerCatalog(results)[reduced[0].written[0]].start["derived_from"] == [uid]

@@ -12,7 +12,7 @@ W3C PROV-JSON.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,19 +220,23 @@ def _json_text(value: Any) -> str:
 
 def lineage(
     run: Any,
-    store: DocumentStore | None = None,
+    store: DocumentStore | Sequence[DocumentStore] | None = None,
     *,
     max_depth: int = MAX_DEPTH,
     max_nodes: int = MAX_NODES,
 ) -> Lineage:
     """The lineage of ``run`` (a Run or a RunRecord), its inputs looked up in ``store``
-    (default: the run's own store; give a federation's or another catalog's store to follow
-    inputs held elsewhere). Every lookup goes through ``store``, so a guarded store's reader
-    sees an input they may not see as a withheld node, never its uid or metadata."""
+    (default: the run's own store; give a federation's store, or several stores asked in
+    order, to follow inputs held elsewhere). Every lookup goes through those stores, so a
+    guarded store's reader sees an input they may not see as a withheld node, never its uid
+    or metadata."""
     if store is None:
         store = getattr(run, "store", None)
         if store is None:
             raise TypeError("lineage of a RunRecord needs the store to look its inputs up in")
+    stores: list[DocumentStore] = (
+        list(store) if isinstance(store, list | tuple) else [store]  # type: ignore[list-item]
+    )
     record = RunRecord(run.start, run.stop) if not isinstance(run, RunRecord) else run
     root = LineageNode(record.uid, record.uid, record.start, record.stop)
     nodes: dict[str, LineageNode] = {root.id: root}
@@ -260,10 +264,7 @@ def lineage(
                     node.inputs.append(uid)
                     node.reads[uid] = _read_of(read)
                     continue
-                try:
-                    found = store.run(uid)
-                except RunNotFound:
-                    found = None
+                found = _find(stores, uid)
             if found is None:
                 withheld += 1
                 hidden = LineageNode(f"withheld-{withheld}", None, withheld=True)
@@ -276,6 +277,15 @@ def lineage(
             node.reads[child.id] = _read_of(read)
             frontier.append((child, depth + 1))
     return Lineage(root.id, nodes, truncated)
+
+
+def _find(stores: list[DocumentStore], uid: str) -> RunRecord | None:
+    for store in stores:
+        try:
+            return store.run(uid)
+        except RunNotFound:
+            continue
+    return None
 
 
 def _read_of(record: Mapping[str, Any]) -> dict[str, Any]:

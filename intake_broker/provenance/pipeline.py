@@ -486,14 +486,23 @@ class Pipeline:
             inputs = [results[uid] for uid in report.outputs]
         return reports
 
-    def watch(self, source: Any, dest: Any, **options: Any) -> list[list[PipelineReport]]:
+    def watch(
+        self,
+        source: Any,
+        dest: Any,
+        *,
+        on_report: Callable[[list[PipelineReport]], None] | None = None,
+        **options: Any,
+    ) -> list[list[PipelineReport]]:
         """Live mode for the whole pipeline: the first step watches ``source`` (see
-        :meth:`Derived.watch`) and each batch it computes runs through the other steps."""
+        :meth:`Derived.watch`) and each batch it computes runs through the other steps;
+        ``on_report`` gets each batch's reports (one per step)."""
         from intake_broker.views.catalog import BrokerCatalog
 
         results = dest if isinstance(dest, BrokerCatalog) else BrokerCatalog(dest)
-        run_options = {k: v for k, v in options.items() if k in _RUN_OPTIONS}
         parameters = options.pop("parameters", None) or {}
+        run_options = {k: v for k, v in options.items() if k in _RUN_OPTIONS}
+        run_options.setdefault("progress", False)
         out: list[list[PipelineReport]] = []
 
         def rest(report: PipelineReport) -> None:
@@ -504,6 +513,8 @@ class Pipeline:
                     step.run(inputs, dest, parameters=parameters.get(step.name), **run_options)
                 )
             out.append(reports)
+            if on_report is not None:
+                on_report(reports)
 
         first = self.steps[0]
         self.steps[0].watch(

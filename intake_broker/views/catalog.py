@@ -633,12 +633,16 @@ class Run(Catalog):
 
     def lineage(self, within: Any = None, **limits: Any) -> Any:
         """The lineage of this run with its inputs looked up in ``within`` (a catalog or a
-        store; default: the store this run was read from). ``limits``: ``max_depth``,
-        ``max_nodes`` (see :func:`intake_broker.provenance.graph.lineage`)."""
+        store, or a list of them asked in order; default: the store this run was read from).
+        ``limits``: ``max_depth``, ``max_nodes`` (see
+        :func:`intake_broker.provenance.graph.lineage`)."""
         from intake_broker.provenance.graph import lineage
 
-        store = within.store if isinstance(within, BrokerCatalog) else within
-        return lineage(self, store if store is not None else self._store, **limits)
+        if within is None:
+            return lineage(self, self._store, **limits)
+        places = list(within) if isinstance(within, list | tuple) else [within]
+        stores = [p.store if isinstance(p, BrokerCatalog) else p for p in places]
+        return lineage(self, stores, **limits)
 
     @property
     def derived(self) -> BrokerCatalog:
