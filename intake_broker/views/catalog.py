@@ -95,6 +95,10 @@ class BrokerCatalog(Catalog):
         transforms: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ):
+        #: the YAML entry this catalog was opened from (a driver sets it before this runs)
+        self._yaml: EntryArguments = self.__dict__.get("_yaml") or EntryArguments.of(
+            kwargs.get("metadata")
+        )
         if transforms:  # databroker's document patches, applied as documents are read
             from intake_broker.store.transforms import TransformedStore
 
@@ -102,13 +106,12 @@ class BrokerCatalog(Catalog):
         if annotations is not None:
             from intake_broker.store.annotations import attach_annotations
 
+            if isinstance(annotations, str) and annotations.startswith("sqlite"):
+                # sqlite:///notes.db in a YAML entry is beside the YAML file, as every path is
+                annotations = self._yaml.path(annotations, "annotations")
             store = attach_annotations(store, annotations)
         self._store = store
         self._query = _as_catalog_query(query)
-        #: the YAML entry this catalog was opened from (a driver sets it before this runs)
-        self._yaml: EntryArguments = self.__dict__.get("_yaml") or EntryArguments.of(
-            kwargs.get("metadata")
-        )
         self._assets = {
             "handler_registry": dict(handler_registry or {}),
             "root_map": dict(root_map or {}),
