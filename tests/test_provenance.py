@@ -370,3 +370,30 @@ def test_live_mode_computes_a_run_a_run_engine_writes_during_the_test(raw, recor
     assert [r.name for r in reduced] == ["reduce_det", "fit_peaks"]
     assert [len(r.written) for r in reduced] == [1, 1]  # only the new run, not those before
     assert BrokerCatalog(results)[reduced[0].written[0]].start["derived_from"] == [uid]
+
+
+def test_a_users_pipeline_on_dask_workers_reads_through_their_guard(
+    proposals, recorded, dask_client
+):
+    results = MemoryStore()
+    reports = reduce_and_fit.run(
+        BrokerCatalog(as_user(proposals, ADA)),
+        as_user(results, ADA),
+        client=dask_client,
+        progress=False,
+    )
+    assert [len(r.written) for r in reports] == [1, 1]
+    assert {r.start["proposal_id"] for r in BrokerCatalog(results).values()} == {"p-A"}
+    # a ticket naming another proposal's run is refused on the worker by the shipped guard
+    from intake_broker.provenance.pipeline import _compute_remote
+    from intake_broker.provenance.shipping import RunTicket
+
+    bob_count = BrokerCatalog(as_user(proposals, BOB))[uid_of(recorded, "count")]
+    ticket, _ = RunTicket.of(bob_count, {})
+    guarded = as_user(proposals, ADA)
+    _, ada_store = RunTicket.of(BrokerCatalog(guarded)[-1], {})
+    forged = RunTicket(ada_store.token, ticket.start, ticket.stop, {})
+    outcome = dask_client.submit(
+        _compute_remote, reduce_det, [forged], {ada_store.token: ada_store}, {}, pure=False
+    ).result()
+    assert outcome.data is None and outcome.error.startswith("RunNotFound")

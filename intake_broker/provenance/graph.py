@@ -59,7 +59,7 @@ class LineageNode:
     def label(self) -> str:
         """A readable name: the derived name, the plan and scan_id, or ``withheld``."""
         if self.withheld or not self.start:
-            return "withheld (a run you may not see)"
+            return "withheld (not found here, or not yours to see)"
         if self.start.get(NAME_KEY):
             return str(self.start[NAME_KEY])
         return f"{self.start.get('plan_name', 'run')} scan_id={self.start.get('scan_id')}"
