@@ -56,9 +56,20 @@ def uid_of(recorded, label):
     return recorded[label][0][1]["uid"]
 
 
-def make_store(kind, tmp_path):
+def make_store(kind, tmp_path, request=None):
     if kind == "memory":
         return MemoryStore()
+    if kind == "mongo":
+        server = request.getfixturevalue("mongo_server")  # SecantusDB; skips when missing
+        from intake_broker_mongo import MongoStore
+
+        name = tmp_path.name[-20:].replace("[", "-").replace("]", "")
+        return MongoStore(f"{server.uri}/prov-{name}", f"{server.uri}/prov-assets-{name}")
+    if kind == "jsonl":
+        pytest.importorskip("intake_broker_files")
+        from intake_broker.catalogs.config import folder_store
+
+        return folder_store("jsonl", tmp_path / "results")
     native = pytest.importorskip("intake_broker_native")
     return native.NativeStore.in_folder(tmp_path / "results")
 
@@ -77,9 +88,11 @@ def fits(catalog, report):
 # -- derived runs and what they record ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["memory", "native"])
-def test_a_derived_run_records_its_provenance_and_is_searchable(kind, raw, recorded, tmp_path):
-    dest = make_store(kind, tmp_path)
+@pytest.mark.parametrize("kind", ["memory", "native", "mongo", "jsonl"])
+def test_a_derived_run_records_its_provenance_and_is_searchable(
+    kind, raw, recorded, tmp_path, request
+):
+    dest = make_store(kind, tmp_path, request)
     scan = uid_of(recorded, "scan")
     report = reduce_det.run(BrokerCatalog(raw)[scan], dest, parameters={"scale": 2.0})
     assert len(report.written) == 1 and not report.failed
