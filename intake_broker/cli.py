@@ -350,6 +350,68 @@ def cmd_import(args: argparse.Namespace, catalog: Any) -> int:
     return 0
 
 
+def cmd_derive(args: argparse.Namespace, catalog: Any) -> int:
+    """Run a pipeline (or one @derived function) over the runs matching QUERY and store the
+    derived runs in DEST; already computed inputs are skipped, failing ones reported."""
+    from intake_broker.provenance.pipeline import Pipeline, PipelineError, load_pipeline
+    from intake_broker.provenance.record import ProvenanceError, check_parameters
+
+    try:
+        steps = load_pipeline(args.pipeline)
+    except PipelineError as err:
+        raise UsageError(str(err)) from None
+    query = parse_query(" ".join(args.query)) if args.query else None
+    source = catalog.search(query) if query is not None else catalog
+    dest = _catalog_spec(args.dest, args.data)
+    try:
+        parameters = json.loads(args.parameters) if args.parameters else None
+    except json.JSONDecodeError as err:
+        raise UsageError(f"--parameters is a JSON object: {err}") from None
+    if parameters is not None and not isinstance(parameters, dict):
+        raise UsageError("--parameters is a JSON object, e.g. '{\"scale\": 2}'")
+    try:
+        check_parameters(parameters)
+    except ProvenanceError as err:
+        raise UsageError(f"--parameters: {err}") from None
+    client = None
+    if args.scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise UsageError(
+                "--scheduler needs dask.distributed: pip install 'intake-broker[pipelines]'"
+            ) from None
+        client = Client(args.scheduler)
+    try:
+        options = {"client": client, "progress": args.progress, "rerun": args.rerun}
+        if isinstance(steps, Pipeline):
+            reports = steps.run(source, dest.store, parameters=parameters, **options)
+        else:
+            reports = [steps.run(source, dest.store, parameters=parameters, **options)]
+    finally:
+        if client is not None:
+            client.close()
+        dest.store.close()
+    for report in reports:
+        print(
+            f"{report.name}: {plural(len(report.written), 'run')} written, "
+            f"{len(report.skipped)} skipped (already computed), {len(report.failed)} failed"
+        )
+        for failure in report.failed:
+            print(f"  failed {', '.join(u[:8] for u in failure.inputs)}: {failure.reason}")
+    return 1 if any(r.failed for r in reports) else 0
+
+
+def cmd_lineage(args: argparse.Namespace, catalog: Any) -> int:
+    """Show what a run was computed from (runs you may not see are shown as withheld)."""
+    graph = lookup_run(catalog, args.run).provenance
+    if args.prov:
+        print(json.dumps(graph.to_prov(), indent=2))
+    else:
+        print(graph.text())
+    return 0
+
+
 def cmd_summarize(args: argparse.Namespace, catalog: Any) -> int:
     """Statistics of asset data (frames in files), kept by the store for summary.* searches."""
     from intake_broker.progress import progress_bar
@@ -976,6 +1038,41 @@ def build_parser(commands: dict[str, Command] | None = None) -> argparse.Argumen
     )
     copy.add_argument("--query", metavar="EXPR", help="only the runs matching EXPR")
     copy.set_defaults(func=cmd_import, needs_catalog=False)
+
+    derive = sub.add_parser(
+        "derive",
+        help="run a pipeline over the runs matching QUERY, storing derived runs with their "
+        "provenance in DEST (re-runs skip what is computed)",
+    )
+    derive.add_argument(
+        "pipeline",
+        metavar="PIPELINE",
+        help="module:name of a @derived function or a Pipeline "
+        "(e.g. intake_broker.testing.pipelines:reduce_and_fit)",
+    )
+    derive.add_argument("query", nargs="*", metavar="QUERY", help="which runs (default: all)")
+    derive.add_argument(
+        "--dest",
+        required=True,
+        metavar="DEST",
+        help="where the derived runs go: a YAML file (FILE.yml#ENTRY), a name "
+        "`intake-broker catalogs` lists, a store name, or a folder",
+    )
+    derive.add_argument(
+        "--parameters",
+        metavar="JSON",
+        help="the function's keyword arguments as a JSON object (for a Pipeline: by step name)",
+    )
+    derive.add_argument(
+        "--scheduler", metavar="ADDRESS", help="compute on this dask.distributed scheduler"
+    )
+    derive.add_argument("--rerun", action="store_true", help="compute computed inputs again")
+    derive.set_defaults(func=cmd_derive)
+
+    lineage = sub.add_parser("lineage", help="show what a run was computed from")
+    lineage.add_argument("run", metavar="RUN", help="uid, uid prefix, scan_id or -1")
+    lineage.add_argument("--prov", action="store_true", help="as W3C PROV-JSON")
+    lineage.set_defaults(func=cmd_lineage)
 
     summarize = sub.add_parser(
         "summarize",

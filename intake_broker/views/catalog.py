@@ -625,6 +625,45 @@ class Run(Catalog):
     def _load(self) -> None:
         pass
 
+    # -- provenance (see intake_broker.provenance) ---------------------------------------
+
+    @property
+    def provenance(self) -> Any:
+        """The lineage of this run (:class:`~intake_broker.provenance.graph.Lineage`): the
+        runs it was computed from, recursively, looked up in the store it was read from (a
+        federation's members, if it came from one). Inputs you may not see are withheld.
+        ``.to_prov()`` gives W3C PROV-JSON; a raw run's lineage is the run alone."""
+        return self.lineage()
+
+    def lineage(self, within: Any = None, **limits: Any) -> Any:
+        """The lineage of this run with its inputs looked up in ``within`` (a catalog or a
+        store, or a list of them asked in order; default: the store this run was read from).
+        ``limits``: ``max_depth``, ``max_nodes`` (see
+        :func:`intake_broker.provenance.graph.lineage`)."""
+        from intake_broker.provenance.graph import lineage
+
+        if within is None:
+            return lineage(self, self._store, **limits)
+        places = list(within) if isinstance(within, list | tuple) else [within]
+        stores = [p.store if isinstance(p, BrokerCatalog) else p for p in places]
+        return lineage(self, stores, **limits)
+
+    @property
+    def derived(self) -> BrokerCatalog:
+        """The runs computed from this run, in the store it was read from (a catalog,
+        searchable like any other): ``derived_from contains "<this uid>"``."""
+        from intake_broker.provenance.record import DERIVED_FROM_KEY
+        from intake_broker.queries import Contains
+
+        options = self._asset_options
+        catalog = BrokerCatalog(
+            self._store,
+            handler_registry=options.get("handler_registry"),
+            root_map=options.get("root_map"),
+            asset_storage_options=options.get("storage_options"),
+        )
+        return catalog.search(Contains(DERIVED_FROM_KEY, self.uid))
+
     # -- annotations (see intake_broker.store.annotations) -------------------------------
 
     def _keeper(self) -> Any:
