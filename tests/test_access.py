@@ -191,10 +191,19 @@ def test_every_read_path_of_the_store_is_checked(store):
     ):
         with pytest.raises(RunNotFound):
             call()
-    for call in (lambda: guarded.read_events(descriptor), lambda: guarded.event_chunks(descriptor)):
+    for call in (
+        lambda: guarded.read_events(descriptor),
+        lambda: guarded.event_chunks(descriptor),
+        lambda: guarded.descriptor_run(descriptor),
+    ):
         with pytest.raises(KeyError, match="not part of any run") as info:
             call()
         assert other not in str(info.value)  # the descriptor's run is not named
+    # a fresh guard (another server worker) finds a visible descriptor's run by itself
+    mine = store.descriptors(UID["a1"])[0]["uid"]
+    fresh = GuardedStore(store, ProposalPolicy(), ADA)
+    assert fresh.descriptor_run(mine) == UID["a1"]
+    assert len(fresh.read_events(mine)) == len(store.read_events(mine)) > 0
 
 
 def test_a_held_run_is_checked_again_where_it_is_used(store):
@@ -608,11 +617,18 @@ def test_arrow_events_through_the_service_leak_nothing(store, live_server, tmp_p
         ada = {"Authorization": f"Apikey {keys.create('ada', ['read'])[1]}", **arrow}
         bob = {"Authorization": f"Apikey {keys.create('bob', ['read'])[1]}", **arrow}
         with httpx.Client(base_url=url, timeout=30) as http:
-            hidden = http.get(f"/api/v1/descriptors/{theirs}/events", headers=ada)
-            missing = http.get(f"/api/v1/descriptors/{'0' * 36}/events", headers=ada)
-            assert hidden.status_code == missing.status_code == 404
-            assert hidden.json()["error"] == missing.json()["error"]
-            assert UID["b1"] not in hidden.text
+            for tail in ("events", "chunks", "run"):  # every path by descriptor uid
+                hidden = http.get(f"/api/v1/descriptors/{theirs}/{tail}", headers=ada)
+                missing = http.get(f"/api/v1/descriptors/{'0' * 36}/{tail}", headers=ada)
+                assert hidden.status_code == missing.status_code == 404, tail
+                assert hidden.json()["error"] == missing.json()["error"]
+                assert hidden.json()["message"].replace(theirs, "X") == missing.json()[
+                    "message"
+                ].replace("0" * 36, "X")
+                assert UID["b1"] not in hidden.text
+            mine = store.descriptors(UID["a1"])[0]["uid"]
+            found = http.get(f"/api/v1/descriptors/{mine}/run", headers=ada)
+            assert found.json() == {"descriptor": mine, "run": UID["a1"]}
             anonymous = http.get(f"/api/v1/descriptors/{theirs}/events", headers=arrow)
             assert anonymous.status_code == 401
             own = http.get(f"/api/v1/descriptors/{theirs}/events", headers=bob)

@@ -12,8 +12,8 @@ from intake_broker import BrokerCatalog, MemoryStore
 from intake_broker.access import GuardedStore, Principal, ProposalPolicy
 from intake_broker.errors import NotSupported, ReadOnlyStore
 from intake_broker.federation import FederatedStore
-from intake_broker.store.abilities import DescriptorIndex, FolderStore, abilities
-from intake_broker.testing import DocumentStoreTests, QueryTests, insert_all
+from intake_broker.store.abilities import FolderStore, abilities, flush
+from intake_broker.testing import DocumentStoreTests, QueryTests, factories, insert_all
 from intake_broker.testing.factories import ad_hdf5_run
 
 #: Sees (and writes) the runs without a proposal, as the suites write them, through the filter.
@@ -88,7 +88,8 @@ def test_wrappers_have_the_abilities_of_the_store_behind():
     assert not guarded(inner).supports(FolderStore)
     fed = FederatedStore({"a": inner})
     # annotations follow a run to the member holding it (tests/test_annotations.py)
-    assert abilities(fed) == ["Annotations"] and not fed.supports(DescriptorIndex)
+    # ... and a descriptor's run is asked of the members (what a server worker needs)
+    assert abilities(fed) == ["DescriptorIndex", "Annotations"]
     with pytest.raises(ReadOnlyStore, match="read-only"):
         fed.put("start", {})
     assert issubclass(ReadOnlyStore, NotSupported)
@@ -105,3 +106,22 @@ def test_a_missing_ability_is_one_clear_error(tmp_path):
         through.set_summary(uid, "primary", "cam_image", stats)
     guarded(inner).set_summary(uid, "primary", "cam_image", stats)  # the memory store can
     assert inner.summary(uid)["primary"]["cam_image"]["max"] == 1
+
+
+def test_a_federation_finds_a_descriptors_run_in_any_member(tmp_path):
+    from intake_broker.errors import DescriptorNotFound
+
+    files = pytest.importorskip("intake_broker_files")
+    first, second = MemoryStore(), files.MsgpackStore.in_folder(tmp_path / "runs")
+    docs = factories.scalar_run(n=2, scan_id=1)
+    insert_all(second, docs)
+    flush(second)
+    insert_all(first, factories.scalar_run(n=2, scan_id=2, time=1_700_000_100.0))
+    descriptor = next(d for n, d in docs if n == "descriptor")["uid"]
+    fed = FederatedStore({"a": first, "b": second})  # nothing listed before
+    assert fed.descriptor_run(descriptor) == docs[0][1]["uid"]
+    assert len(fed.read_events(descriptor)) == 2
+    with pytest.raises(DescriptorNotFound, match="no member"):
+        fed.descriptor_run("0" * 36)
+    guarded_fed = guarded(fed)
+    assert guarded_fed.descriptor_run(descriptor) == docs[0][1]["uid"]

@@ -162,6 +162,10 @@ def _labels(value: Any) -> list:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
+#: How many descriptor-to-run answers of the store one guard remembers (oldest dropped first).
+_KNOWN_DESCRIPTORS = 100_000
+
+
 @dataclass
 class GuardedStore(StoreWrapper):
     """``store`` as ``principal`` may see it under ``policy``: the one place access is checked.
@@ -283,6 +287,8 @@ class GuardedStore(StoreWrapper):
                 return None
             with self._lock:
                 self._descriptors[descriptor_uid] = run_uid
+                if len(self._descriptors) > _KNOWN_DESCRIPTORS:  # a cache: the store answers
+                    del self._descriptors[next(iter(self._descriptors))]
         return run_uid
 
     def _check_descriptor(self, descriptor_uid: str) -> None:

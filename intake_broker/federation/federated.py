@@ -35,7 +35,13 @@ from concurrent.futures import Future, wait
 from types import FrameType
 from typing import Any, TypeVar
 
-from intake_broker.errors import BadQuery, BrokerError, ReadOnlyStore, RunNotFound
+from intake_broker.errors import (
+    BadQuery,
+    BrokerError,
+    DescriptorNotFound,
+    ReadOnlyStore,
+    RunNotFound,
+)
 from intake_broker.federation.members import Member
 from intake_broker.queries import Query
 from intake_broker.store.contract import NEWEST_FIRST, DocumentStore, RunRecord
@@ -428,10 +434,41 @@ class FederatedStore(StoreWrapper):
     def supports(self, ability: type) -> bool:
         """A federation is read-only and keeps no index of its own: no optional ability but
         annotations, which follow each run to the member holding it (a member without the
-        ability refuses with NotSupported)."""
-        from intake_broker.store.abilities import Annotations
+        ability refuses with NotSupported), and the descriptor index, asked of each member
+        that has one (:meth:`descriptor_run`)."""
+        from intake_broker.store.abilities import Annotations, DescriptorIndex
 
-        return ability is Annotations
+        return ability is Annotations or ability is DescriptorIndex
+
+    def descriptor_run(self, descriptor_uid: str) -> str:
+        """The run holding ``descriptor_uid``: the members that listed it first, then every
+        member with a descriptor index, in order (``DescriptorNotFound`` when none holds it,
+        ``MembersUnavailable`` when none holding it answered). What lets a service over a
+        federation answer an event read on a worker that never listed the run."""
+        from intake_broker.store.abilities import DescriptorIndex
+
+        with self._lock:
+            known = self._descriptor_holders.get(descriptor_uid, ())
+        order = (*known, *(n for n in self.members if n not in known))
+
+        def ask(member: Member) -> str:
+            store = member.open()
+            if not store.supports(DescriptorIndex):
+                raise DescriptorNotFound(f"member {member.name!r} has no descriptor index")
+            return store.descriptor_run(descriptor_uid)  # type: ignore[attr-defined]
+
+        try:
+            name, run_uid = self._from_holders(
+                order, ask, f"run of descriptor {descriptor_uid}", timeout=False
+            )
+        except KeyError:  # DescriptorNotFound is one
+            raise DescriptorNotFound(
+                f"no member of federation {self.name!r} holds descriptor {descriptor_uid!r}"
+            ) from None
+        with self._lock:
+            if descriptor_uid not in self._descriptor_holders:
+                self._remember(self._descriptor_holders, descriptor_uid, (name,))
+        return run_uid
 
     def put(self, kind: str, doc: dict) -> None:
         raise ReadOnlyStore(

@@ -233,6 +233,11 @@ class RemoteStore(DocumentStore):
     def descriptors(self, run_uid: str) -> list[dict]:
         return self._pages(f"{API}/runs/{_q(run_uid)}/descriptors")
 
+    def descriptor_run(self, descriptor_uid: str) -> str:
+        """The uid of the run holding a descriptor the server shows this client
+        (``DescriptorNotFound`` otherwise): the descriptor index of the server's store."""
+        return str(self.http.get(f"{API}/descriptors/{_q(descriptor_uid)}/run")["run"])
+
     def event_chunks(self, descriptor_uid: str) -> list[Chunk]:
         return [
             Chunk(descriptor_uid, c["seq_start"], c["seq_stop"], c["rows"])

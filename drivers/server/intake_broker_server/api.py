@@ -488,6 +488,13 @@ def read_stream_asset(
 # -- descriptors ----------------------------------------------------------------------------
 
 
+@router.get("/descriptors/{uid}/run", summary="The run holding a descriptor", responses=_ERRORS)
+def get_descriptor_run(request: Request, service: ServiceDep, uid: str) -> Response:
+    """``{"descriptor": uid, "run": run uid}``; a descriptor of a run the credential may not
+    see is a 404 like a missing one."""
+    return respond(request, {"descriptor": uid, "run": service.descriptor_run(uid)})
+
+
 @router.get(
     "/descriptors/{uid}/chunks", summary="How a descriptor's events are stored", responses=_ERRORS
 )

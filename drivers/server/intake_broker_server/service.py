@@ -241,6 +241,18 @@ class Service:
 
     # -- events -----------------------------------------------------------------------------
 
+    def descriptor_run(self, descriptor_uid: str) -> str:
+        """The run holding a descriptor, as the store says (through the guard: a descriptor
+        of a run the principal may not see is as missing as one of no run)."""
+        try:
+            return require(self.store, DescriptorIndex, "look up descriptors").descriptor_run(
+                descriptor_uid
+            )
+        except BrokerError:
+            raise
+        except KeyError:
+            raise DescriptorNotFound(f"no descriptor with uid {descriptor_uid!r}") from None
+
     def chunks(self, descriptor_uid: str) -> list[Chunk]:
         try:
             return self.store.event_chunks(descriptor_uid)

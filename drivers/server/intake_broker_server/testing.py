@@ -11,10 +11,15 @@ new, empty store per test (the conformance suite) gets one without restarting th
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -118,6 +123,79 @@ class LiveServer:
     def app(self, url: str) -> Any:
         """The application mounted at ``url``."""
         return self._dispatcher.apps[url.rstrip("/").rsplit("/", 1)[-1]]
+
+
+#: The header naming the process that answered, added only by :func:`app_with_worker_pid`.
+WORKER_HEADER = "X-Test-Worker-Pid"
+
+
+def app_with_worker_pid() -> Any:
+    """A test-only uvicorn factory: the worker's application (``app_from_env``) with each
+    answer naming its process in :data:`WORKER_HEADER`, so that a test can tell which worker
+    answered. Never what ``serve`` runs (a production server tells no one its pids)."""
+    from .app import app_from_env
+
+    app = app_from_env()
+    pid = str(os.getpid())
+
+    @app.middleware("http")
+    async def name_the_worker(request: Any, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers[WORKER_HEADER] = pid
+        return response
+
+    return app
+
+
+@contextlib.contextmanager
+def serve_workers(
+    catalog: str,
+    *,
+    workers: int = 2,
+    entry: str | None = None,
+    auth: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> Iterator[str]:
+    """``serve(catalog, workers=workers, entry=entry, auth=auth)`` in a subprocess on a free
+    loopback port, its workers running :func:`app_with_worker_pid`; yields the URL once ``/healthz``
+    answers, and stops the server (SIGTERM) after."""
+    import httpx
+
+    port = free_port()
+    code = (
+        "import uvicorn\n"
+        "from intake_broker_server import serve\n"
+        "real = uvicorn.run\n"
+        "def run(app, **kwargs):\n"
+        "    if app == 'intake_broker_server.app:app_from_env':\n"
+        "        app = 'intake_broker_server.testing:app_with_worker_pid'\n"
+        "    real(app, **kwargs)\n"
+        "uvicorn.run = run\n"
+        f"serve({catalog!r}, port={port}, workers={workers}, entry={entry!r}, auth={auth!r}, "
+        "log_level='warning')\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server with {workers} workers did not start")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def assert_error(response: Any, status: int, name: str, *words: str) -> dict:

@@ -268,6 +268,7 @@ def test_runs_of_b_are_404_exactly_like_missing_runs(url, world):
         for path in (
             f"/api/v1/descriptors/{descriptor_b}/chunks",
             f"/api/v1/descriptors/{descriptor_b}/events",
+            f"/api/v1/descriptors/{descriptor_b}/run",
         ):
             assert http.get(path).status_code == 404, path
         # even after listing its own run's descriptors, B's stay hidden

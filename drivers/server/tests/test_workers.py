@@ -93,3 +93,133 @@ def test_a_new_run_is_seen_by_every_worker(two_workers):
     assert counts == {5}
     catalog = RemoteCatalog(url)
     assert catalog[77].primary.read()["det"].shape == (3,)
+
+
+# -- any worker answers any request: event reads by descriptor uid, guarded -------------------
+
+
+@pytest.fixture(scope="module")
+def guarded_workers(tmp_path_factory):
+    """Two workers with auth over a federation of two msgpack folders: runs of proposals
+    p-A and p-B in each; ada holds p-A."""
+    from intake_broker_server.auth import ApiKeyStore
+    from intake_broker_server.testing import serve_workers
+
+    root = tmp_path_factory.mktemp("guarded")
+    runs = {"A": [], "B": []}
+    for member in ("one", "two"):
+        folder = root / member
+        folder.mkdir()
+        batch = []
+        for number in range(6):
+            proposal = "p-A" if number % 2 == 0 else "p-B"
+            docs = factories.scalar_run(
+                n=5, time=1_700_000_000.0 + 10 * number, proposal_id=proposal, sample="secret"
+            )
+            batch.append(docs)
+            descriptor = next(d for n, d in docs if n == "descriptor")["uid"]
+            runs[proposal[-1]].append((docs[0][1]["uid"], descriptor))
+        write_runs(folder, batch)
+    (root / "catalog.yml").write_text(
+        textwrap.dedent(f"""
+        sources:
+          one:
+            driver: bluesky-msgpack-catalog
+            args: {{paths: ["{root}/one/*.msgpack"]}}
+          two:
+            driver: bluesky-msgpack-catalog
+            args: {{paths: ["{root}/two/*.msgpack"]}}
+          both:
+            driver: bluesky-federation-catalog
+            args: {{members: {{one: "catalog.yml#one", two: "catalog.yml#two"}}}}
+    """)
+    )
+    (root / "users.yml").write_text("users:\n  ada: {proposals: [p-A]}\n")
+    _, key = ApiKeyStore(root / "keys.json").create("ada")
+    (root / "auth.yml").write_text("users: users.yml\napi_keys: keys.json\n")
+    with serve_workers(
+        str(root / "catalog.yml"),
+        entry="both",
+        auth=str(root / "auth.yml"),
+    ) as url:
+        yield url, key, runs
+
+
+def fresh(url: str, key: str) -> httpx.Client:
+    """A client opening a new connection per request (so the kernel picks a worker each time)."""
+    return httpx.Client(
+        base_url=url,
+        headers={"Authorization": f"Apikey {key}"},
+        limits=httpx.Limits(max_keepalive_connections=0),
+        timeout=30,
+    )
+
+
+def test_any_worker_reads_events_of_a_run_it_never_listed(guarded_workers):
+    from intake_broker_server.testing import WORKER_HEADER
+
+    url, key, runs = guarded_workers
+    paths = [
+        path
+        for run_uid, descriptor in runs["A"]
+        for path in (
+            f"/api/v1/descriptors/{descriptor}/events?fields=det",
+            f"/api/v1/descriptors/{descriptor}/chunks",
+            f"/api/v1/descriptors/{descriptor}/run",
+        )
+    ]
+    answered: dict[str, int] = {}
+    statuses = []
+    deadline = time.monotonic() + 30
+    with fresh(url, key) as http:
+
+        def read(path):
+            response = http.get(path)
+            return path, response.status_code, response.headers.get(WORKER_HEADER), response
+
+        while len(answered) < 2 and time.monotonic() < deadline:
+            with ThreadPoolExecutor(4) as pool:  # no descriptor listed first, on any worker
+                for path, status, pid, response in pool.map(read, paths):
+                    statuses.append((path, status))
+                    answered[pid] = answered.get(pid, 0) + 1
+                    if path.endswith("/run"):
+                        run_uid = dict(runs["A"])
+                        assert response.json()["run"] in run_uid
+    assert len(answered) == 2, answered  # both workers answered
+    assert {status for _, status in statuses} == {200}, [s for s in statuses if s[1] != 200]
+
+
+def test_a_hidden_runs_descriptor_is_404_like_a_missing_one_on_every_worker(guarded_workers):
+    from intake_broker_server.testing import WORKER_HEADER
+
+    url, key, runs = guarded_workers
+    missing = "0" * 36
+    answered = set()
+    with fresh(url, key) as http:
+        for _, descriptor in runs["B"] * 3:
+            for tail in ("events", "chunks", "run"):
+                hidden = http.get(f"/api/v1/descriptors/{descriptor}/{tail}")
+                absent = http.get(f"/api/v1/descriptors/{missing}/{tail}")
+                answered |= {hidden.headers[WORKER_HEADER], absent.headers[WORKER_HEADER]}
+                assert hidden.status_code == absent.status_code == 404, hidden.text
+                assert hidden.json()["error"] == absent.json()["error"]
+                assert hidden.json()["message"].replace(descriptor, "X") == absent.json()[
+                    "message"
+                ].replace(missing, "X")
+                assert "secret" not in hidden.text
+    assert answered  # (which workers answered depends on the kernel: both, usually)
+
+
+def test_the_remote_store_asks_the_server_for_a_descriptors_run(guarded_workers):
+    from intake_broker.errors import DescriptorNotFound
+    from intake_broker.store.abilities import DescriptorIndex
+    from intake_broker_remote import RemoteStore
+
+    url, key, runs = guarded_workers
+    store = RemoteStore(url, api_key=key)
+    assert store.supports(DescriptorIndex)
+    for run_uid, descriptor in runs["A"]:
+        assert store.descriptor_run(descriptor) == run_uid
+    for _, descriptor in runs["B"]:
+        with pytest.raises(DescriptorNotFound):
+            store.descriptor_run(descriptor)
