@@ -37,6 +37,9 @@ ASSET_ROOTS_ENV = "INTAKE_BROKER_SERVER_ASSET_ROOTS"
 #: Seconds of a request's deadline (``serve`` reads its default from here, and sets it for
 #: the workers); ``none`` or ``0``: no deadline.
 DEADLINE_ENV = "INTAKE_BROKER_SERVER_DEADLINE"
+#: How many workers ``serve`` started (more than one: writes are flushed at once, see
+#: :attr:`~intake_broker_server.service.Limits.shared_writes`).
+WORKERS_ENV = "INTAKE_BROKER_SERVER_WORKERS"
 #: "1": refuse writes (a server bound beyond loopback without auth; set by ``serve``).
 READ_ONLY_ENV = "INTAKE_BROKER_SERVER_READ_ONLY"
 #: Seconds ``serve`` waits, after SIGTERM, for requests in progress before it cancels them (and
@@ -246,7 +249,10 @@ def app_from_env() -> FastAPI:
     catalog = open_served_catalog(
         os.environ.get(CATALOG_ENV), os.environ.get(ENTRY_ENV), os.environ.get(DATA_ENV)
     )
-    limits = Limits(deadline=_deadline_from_env(Limits.deadline))
+    limits = Limits(
+        deadline=_deadline_from_env(Limits.deadline),
+        shared_writes=int(os.environ.get(WORKERS_ENV) or 1) > 1,
+    )
     roots = os.environ.get(ASSET_ROOTS_ENV)
     return create_app(
         catalog,
@@ -374,6 +380,7 @@ def serve(
         (ASSET_ROOTS_ENV, json.dumps([str(r) for r in asset_roots]) if asset_roots else None),
         (DEADLINE_ENV, "none" if seconds is None else repr(float(seconds))),
         (READ_ONLY_ENV, "1" if read_only else None),
+        (WORKERS_ENV, str(workers) if workers > 1 else None),
     ):
         if value:
             os.environ[name] = str(value)

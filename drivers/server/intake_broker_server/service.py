@@ -31,7 +31,7 @@ from intake_broker.assets.roots import AssetRoots
 from intake_broker.errors import BrokerError, ResourceNotFound, RunNotFound, StreamNotFound
 from intake_broker.queries import Eq, Query
 from intake_broker.store import NEWEST_FIRST, Chunk, DocumentStore, EventColumns, RunRecord
-from intake_broker.store.abilities import Annotations, DescriptorIndex, require
+from intake_broker.store.abilities import Annotations, DescriptorIndex, flush, require
 from intake_broker.store.annotations import _labels, check_change, finish_change
 from intake_broker.views.datakeys import field_dtype, field_shape
 from intake_broker.views.stream import StreamLayout
@@ -56,6 +56,10 @@ class Limits:
     #: store checks: the generic evaluator, SQLite, PostgreSQL) and it is answered with a 503
     #: ``DeadlineExceeded``. None: no deadline.
     deadline: float | None = 30.0
+    #: Flush a buffering store (:class:`~intake_broker.store.abilities.Buffered`: files,
+    #: native) after each write, so that every worker sees an acknowledged document at once:
+    #: one run's documents may reach several workers. ``serve`` sets it with several workers.
+    shared_writes: bool = False
 
 
 def _and(a: Query | None, b: Query | None) -> Query | None:
@@ -150,6 +154,8 @@ class Service:
         the asset roots."""
         check_asset_document(name, doc, self.asset_roots, self.store)
         self.store.insert(name, doc)
+        if self.limits.shared_writes and name not in ("start", "stop", "descriptor"):
+            flush(self.store)  # (start, stop and descriptors are committed as inserted)
 
     # -- runs -------------------------------------------------------------------------------
 

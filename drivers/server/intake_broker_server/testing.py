@@ -131,20 +131,36 @@ WORKER_HEADER = "X-Test-Worker-Pid"
 
 def app_with_worker_pid() -> Any:
     """A test-only uvicorn factory: the worker's application (``app_from_env``) with each
-    answer naming its process in :data:`WORKER_HEADER`, so that a test can tell which worker
-    answered. Never what ``serve`` runs (a production server tells no one its pids)."""
+    answer naming its process in :data:`WORKER_HEADER`, and ``GET /_test/worker`` counting
+    what it answered, so that a test can tell which worker answered what. Never what
+    ``serve`` runs (a production server tells no one its pids)."""
     from .app import app_from_env
 
     app = app_from_env()
     pid = str(os.getpid())
+    answered: dict[str, int] = {}
 
     @app.middleware("http")
     async def name_the_worker(request: Any, call_next: Any) -> Any:
         response = await call_next(request)
         response.headers[WORKER_HEADER] = pid
+        key = f"{request.method} {request_kind(request.url.path)} {response.status_code}"
+        answered[key] = answered.get(key, 0) + 1
         return response
 
+    @app.get("/_test/worker", include_in_schema=False)
+    def worker() -> dict[str, Any]:
+        """This worker's pid and what it answered: ``{"METHOD kind status": count}``."""
+        return {"pid": pid, "answered": dict(answered)}
+
     return app
+
+
+def request_kind(path: str) -> str:
+    """A request path with its uids left out (``/api/v1/descriptors/{uid}/events`` ->
+    ``descriptors/events``)."""
+    parts = path.split("/api/v1/", 1)[-1].strip("/").split("/")
+    return "/".join(p for i, p in enumerate(parts) if i % 2 == 0 or len(parts) == 1)
 
 
 @contextlib.contextmanager
@@ -208,3 +224,20 @@ def assert_error(response: Any, status: int, name: str, *words: str) -> dict:
     for word in words:
         assert word in body["message"], body
     return body
+
+
+def worker_answers(url: str, workers: int = 2, timeout: float = 30) -> dict[str, dict[str, int]]:
+    """``{pid: {"METHOD kind status": count}}`` of each worker of a server started by
+    :func:`serve_workers`, asked by fresh connections until ``workers`` of them answered (or
+    ``timeout`` seconds passed)."""
+    import httpx
+
+    found: dict[str, dict[str, int]] = {}
+    deadline = time.monotonic() + timeout
+    with httpx.Client(
+        base_url=url, limits=httpx.Limits(max_keepalive_connections=0), timeout=10
+    ) as http:
+        while len(found) < workers and time.monotonic() < deadline:
+            answer = http.get("/_test/worker").json()
+            found[answer["pid"]] = answer["answered"]
+    return found
