@@ -20,7 +20,8 @@ from intake_broker.federation import FederatedStore
 from intake_broker.provenance import Pipeline, ProvenanceError, derived, lineage
 from intake_broker.provenance.record import provenance_key
 from intake_broker.provenance.shipping import cached_stores
-from intake_broker.testing import insert_all
+from intake_broker.store.abilities import flush
+from intake_broker.testing import factories, insert_all
 from intake_broker.testing.pipelines import fit_peaks, reduce_and_fit, reduce_det
 from intake_broker.testing.recorded import recorded_runs
 
@@ -232,6 +233,19 @@ def test_a_pipeline_on_two_dask_worker_processes_equals_the_serial_run(raw, tmp_
     # the runs travelled by reference: the workers opened their stores (once each)
     opened = dask_client.run(cached_stores)
     assert len(opened) == 2 and sum(opened.values()) >= 1
+
+
+def test_more_inputs_than_tasks_in_flight_are_all_computed(tmp_path, dask_client):
+    # 4 tasks per worker thread are in flight (8 here): the 9th input and on wait their turn
+    # (a first draft dropped the input that came right after the first window)
+    source = make_store("native", tmp_path)
+    for i in range(21):
+        insert_all(source, factories.scalar_run(n=3, scan_id=i + 1, time=1_700_000_000.0 + i))
+    flush(source)
+    catalog = BrokerCatalog(source)
+    shipped = reduce_det.run(catalog, MemoryStore(), client=dask_client, progress=False)
+    serial = reduce_det.run(catalog, MemoryStore(), progress=False)
+    assert len(shipped.written) == len(serial.written) == 21 and not shipped.failed
 
 
 # -- lineage -------------------------------------------------------------------------------------

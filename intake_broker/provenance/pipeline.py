@@ -612,7 +612,8 @@ def _on_client(
         futures[future] = n
         return future
 
-    first = [submit(n) for n, _ in zip(pending, range(window), strict=False)]
+    # (range first: zip would otherwise take one input from pending past the window and drop it)
+    first = [submit(n) for _, n in zip(range(window), pending, strict=False)]
     queue = as_completed(first)
     for future in queue:
         n = futures.pop(future)
