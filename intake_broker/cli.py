@@ -402,6 +402,56 @@ def cmd_derive(args: argparse.Namespace, catalog: Any) -> int:
     return 1 if any(r.failed for r in reports) else 0
 
 
+def cmd_stage(args: argparse.Namespace, catalog: Any) -> int:
+    """Export the runs matching QUERY to DIR and write a Slurm job array (one task per run,
+    no database needed) and the script that ingests its results."""
+    from intake_broker.provenance.pipeline import PipelineError
+    from intake_broker.provenance.record import ProvenanceError
+    from intake_broker.provenance.staging import stage
+
+    query = parse_query(" ".join(args.query)) if args.query else None
+    found = catalog.search(query) if query is not None else catalog
+    try:
+        parameters = json.loads(args.parameters) if args.parameters else None
+    except json.JSONDecodeError as err:
+        raise UsageError(f"--parameters is a JSON object: {err}") from None
+    if parameters is not None and not isinstance(parameters, dict):
+        raise UsageError("--parameters is a JSON object, e.g. '{\"scale\": 2}'")
+    try:
+        plan = stage(
+            found.values(),
+            args.pipeline,
+            args.to,
+            parameters=parameters,
+            dest=args.dest,
+            sbatch=args.sbatch or (),
+            progress=args.progress,
+            total=len(found),
+        )
+    except (PipelineError, ProvenanceError) as err:
+        raise UsageError(str(err)) from None
+    print(
+        f"staged {plural(len(plan.tasks), 'run')} in {plan.folder}: submit with "
+        f"`sbatch {plan.slurm}`, then run {plan.ingest}"
+    )
+    return 0
+
+
+def cmd_stage_task(args: argparse.Namespace, catalog: Any) -> int:
+    """Compute one task of a staged folder (what each task of the job array runs)."""
+    from intake_broker.provenance.staging import run_task
+
+    reports = run_task(args.folder, args.task)
+    for report in reports:
+        print(
+            f"{report.name}: {plural(len(report.written), 'run')} written, "
+            f"{len(report.failed)} failed"
+        )
+        for failure in report.failed:
+            print(f"  failed {', '.join(u[:8] for u in failure.inputs)}: {failure.reason}")
+    return 1 if any(r.failed for r in reports) else 0
+
+
 def cmd_lineage(args: argparse.Namespace, catalog: Any) -> int:
     """Show what a run was computed from (runs you may not see are shown as withheld)."""
     graph = lookup_run(catalog, args.run).provenance
@@ -1068,6 +1118,39 @@ def build_parser(commands: dict[str, Command] | None = None) -> argparse.Argumen
     )
     derive.add_argument("--rerun", action="store_true", help="compute computed inputs again")
     derive.set_defaults(func=cmd_derive)
+
+    stage_cmd = sub.add_parser(
+        "stage",
+        help="export the runs matching QUERY to a folder with a Slurm job array that runs a "
+        "pipeline on them without a database, and a script ingesting the results",
+    )
+    stage_cmd.add_argument(
+        "pipeline", metavar="PIPELINE", help="module:name of a @derived function or a Pipeline"
+    )
+    stage_cmd.add_argument("query", nargs="*", metavar="QUERY", help="which runs (default: all)")
+    stage_cmd.add_argument("--to", required=True, metavar="DIR", help="the folder to stage in")
+    stage_cmd.add_argument(
+        "--parameters", metavar="JSON", help="the function's keyword arguments (JSON object)"
+    )
+    stage_cmd.add_argument(
+        "--dest",
+        metavar="CATALOG",
+        help="the --catalog the ingest script stores results in (default: the default one)",
+    )
+    stage_cmd.add_argument(
+        "--sbatch",
+        action="append",
+        metavar="OPTION",
+        help="an #SBATCH option for the job (repeatable), e.g. --sbatch=--partition=short",
+    )
+    stage_cmd.set_defaults(func=cmd_stage)
+
+    stage_task = sub.add_parser(
+        "stage-task", help="compute one task of a staged folder (what the job array runs)"
+    )
+    stage_task.add_argument("folder", metavar="DIR", help="the folder `stage --to` wrote")
+    stage_task.add_argument("task", type=int, metavar="TASK", help="the task number (0, 1, ...)")
+    stage_task.set_defaults(func=cmd_stage_task, needs_catalog=False)
 
     lineage = sub.add_parser("lineage", help="show what a run was computed from")
     lineage.add_argument("run", metavar="RUN", help="uid, uid prefix, scan_id or -1")
