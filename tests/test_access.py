@@ -745,3 +745,16 @@ def test_the_web_endpoints_leak_nothing(store, live_server, tmp_path_factory):
             assert own.status_code == 200 and own.json()["rows"] == 3
     finally:
         live_server.unmount(url)
+
+
+def test_the_guard_remembers_a_bounded_number_of_descriptors(monkeypatch):
+    from intake_broker.access import guard as guard_module
+
+    monkeypatch.setattr(guard_module, "_KNOWN_DESCRIPTORS", 2)
+    base = filled_store("memory", None, None, None)
+    guarded = GuardedStore(base, ProposalPolicy(), ADMIN)
+    listed = [d["uid"] for name in ("a1", "a2", "b1") for d in guarded.descriptors(UID[name])]
+    assert len(guarded._descriptors) == 2 < len(listed)
+    for uid in listed:  # what was forgotten is asked of the store again
+        assert guarded.descriptor_run(uid) in {UID["a1"], UID["a2"], UID["b1"]}
+        assert len(guarded._descriptors) <= 2

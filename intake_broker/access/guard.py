@@ -287,7 +287,7 @@ class GuardedStore(StoreWrapper):
                 return None
             with self._lock:
                 self._descriptors[descriptor_uid] = run_uid
-                if len(self._descriptors) > _KNOWN_DESCRIPTORS:  # a cache: the store answers
+                while len(self._descriptors) > _KNOWN_DESCRIPTORS:  # a cache: the store answers
                     del self._descriptors[next(iter(self._descriptors))]
         return run_uid
 
@@ -560,4 +560,6 @@ class GuardedStore(StoreWrapper):
         found = super().descriptors(run_uid)
         with self._lock:
             self._descriptors.update({d["uid"]: run_uid for d in found})
+            while len(self._descriptors) > _KNOWN_DESCRIPTORS:  # oldest first
+                del self._descriptors[next(iter(self._descriptors))]
         return found
