@@ -37,9 +37,9 @@ ASSET_ROOTS_ENV = "INTAKE_BROKER_SERVER_ASSET_ROOTS"
 #: Seconds of a request's deadline (``serve`` reads its default from here, and sets it for
 #: the workers); ``none`` or ``0``: no deadline.
 DEADLINE_ENV = "INTAKE_BROKER_SERVER_DEADLINE"
-#: How many workers ``serve`` started (more than one: writes are flushed at once, see
-#: :attr:`~intake_broker_server.service.Limits.shared_writes`).
-WORKERS_ENV = "INTAKE_BROKER_SERVER_WORKERS"
+#: "1": other processes serve the same store (several workers or hosts), so each write is
+#: flushed at once (:attr:`~intake_broker_server.service.Limits.shared_writes`; set by ``serve``).
+SHARED_WRITES_ENV = "INTAKE_BROKER_SERVER_SHARED_WRITES"
 #: "1": refuse writes (a server bound beyond loopback without auth; set by ``serve``).
 READ_ONLY_ENV = "INTAKE_BROKER_SERVER_READ_ONLY"
 #: Seconds ``serve`` waits, after SIGTERM, for requests in progress before it cancels them (and
@@ -251,7 +251,7 @@ def app_from_env() -> FastAPI:
     )
     limits = Limits(
         deadline=_deadline_from_env(Limits.deadline),
-        shared_writes=int(os.environ.get(WORKERS_ENV) or 1) > 1,
+        shared_writes=os.environ.get(SHARED_WRITES_ENV) == "1",
     )
     roots = os.environ.get(ASSET_ROOTS_ENV)
     return create_app(
@@ -309,6 +309,7 @@ def serve(
     asset_roots: Sequence[str] | None = None,
     deadline: float | None | str = "env",
     read_only: bool = False,
+    shared_writes: bool | None = None,
 ) -> None:
     """Serve a catalog over HTTP until interrupted.
 
@@ -328,6 +329,11 @@ def serve(
         The entry of the YAML file (may be left out when the file has one).
     data : str, optional
         The data directory of the default catalog.
+    shared_writes : bool, optional
+        Flush a buffering store (native, files) after each write, so that every process
+        serving the store sees an acknowledged document at once (a run's documents may reach
+        several processes). Default: with several workers; say True for several hosts of one
+        worker each behind a load balancer.
     log_level : str
         uvicorn's log level.
     auth : AuthConfig or str, optional
@@ -359,6 +365,7 @@ def serve(
     if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
         raise ValueError(f"deadline must be a number of seconds > 0 or None, not {deadline!r}")
     catalog = open_served_catalog(catalog_spec, entry, data)  # fail here, before forking
+    shared = workers > 1 if shared_writes is None else bool(shared_writes)
     if asset_roots:
         AssetRoots.of(list(asset_roots))  # a bad root fails here too (ValueError)
     config = load_auth(auth)
@@ -380,7 +387,7 @@ def serve(
         (ASSET_ROOTS_ENV, json.dumps([str(r) for r in asset_roots]) if asset_roots else None),
         (DEADLINE_ENV, "none" if seconds is None else repr(float(seconds))),
         (READ_ONLY_ENV, "1" if read_only else None),
-        (WORKERS_ENV, str(workers) if workers > 1 else None),
+        (SHARED_WRITES_ENV, "1" if shared else None),
     ):
         if value:
             os.environ[name] = str(value)
@@ -389,7 +396,7 @@ def serve(
     if workers == 1:
         app = create_app(
             catalog,
-            limits=Limits(deadline=seconds),
+            limits=Limits(deadline=seconds, shared_writes=shared),
             auth=config,
             asset_roots=asset_roots,
             exit_when_stopped=True,

@@ -83,6 +83,13 @@ class Serve:
             "is read unless the catalog names asset_roots or root_map",
         )
         parser.add_argument(
+            "--shared-writes",
+            action="store_true",
+            default=None,
+            help="flush each write at once, for several hosts serving one store behind a load "
+            "balancer (on by default with --workers above 1)",
+        )
+        parser.add_argument(
             "--deadline",
             type=_seconds,
             default=argparse.SUPPRESS,
@@ -128,6 +135,7 @@ class Serve:
                 asset_roots=args.asset_roots,
                 deadline=getattr(args, "deadline", "env"),
                 read_only=read_only,
+                shared_writes=args.shared_writes,
             )
         except ValueError as err:
             raise UsageError(str(err)) from None

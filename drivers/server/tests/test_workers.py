@@ -223,3 +223,28 @@ def test_the_remote_store_asks_the_server_for_a_descriptors_run(guarded_workers)
     for _, descriptor in runs["B"]:
         with pytest.raises(DescriptorNotFound):
             store.descriptor_run(descriptor)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_shared_writes_are_seen_at_once_by_another_process_of_the_store(tmp_path, shared):
+    from fastapi.testclient import TestClient
+
+    from intake_broker_server import create_app
+    from intake_broker_server.service import Limits
+
+    native = pytest.importorskip("intake_broker_native")
+    writer = native.NativeStore.in_folder(tmp_path)
+    docs = factories.scalar_run(n=4)
+    descriptor = next(d for n, d in docs if n == "descriptor" and d["name"] == "primary")["uid"]
+    app = create_app(writer, limits=Limits(shared_writes=shared))
+    with TestClient(app) as http:
+        for name, doc in docs[:-1]:  # all but the stop
+            assert http.post("/api/v1/documents", json=[name, doc]).status_code == 200
+        other = native.NativeStore.in_folder(tmp_path)  # another worker's store
+        try:
+            seen = len(other.read_events(descriptor))
+        finally:
+            other.close()
+    writer.close()
+    # shared: the stop may go to any worker, which then sees every event written before it
+    assert seen == (4 if shared else 0)
