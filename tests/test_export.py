@@ -106,7 +106,7 @@ def test_csv_scalar_columns_equal_and_arrays_follow_the_rule(cat, tmp_path):
     for run in cat.values():
         for name, stream in run.items():
             table = pd.read_csv(tmp_path / run.uid / f"{name}.csv")
-            ds = stream.read()
+            ds = stream(seq_num=True).read()
             np.testing.assert_array_equal(table["seq_num"], ds["seq_num"].values)
             np.testing.assert_array_equal(table["time"], ds["time"].values)
             for key in ds.data_vars:

@@ -306,7 +306,7 @@ def blocks(stream: Any, keys: Sequence[str], block_bytes: int = BLOCK_BYTES) -> 
     total = len(stream.layout)
     if total == 0:
         return
-    ds = stream(include=list(keys)).to_dask() if keys else stream(include=[]).to_dask()
+    ds = stream(include=list(keys), seq_num=True).to_dask()
     rows = max(1, block_bytes // max(1, row_bytes(stream, keys)))
     for lo in range(0, total, rows):
         yield ds.isel(time=slice(lo, lo + rows)).compute()
