@@ -19,6 +19,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from intake_broker.console import (
+    is_terminal,
+    plain_table,
+    plural,
+    print_fields,
+    print_table,
+    say,
+)
 from intake_broker.errors import BadQuery, BrokerError, RunNotFound
 from intake_broker.queries import Query
 
@@ -127,11 +135,6 @@ def _discovered_catalog(name: str, entry: str | None, data: str | None, stores: 
     return catalog
 
 
-def plural(count: int, one: str, many: str | None = None) -> str:
-    """``"1 run"``, ``"2 runs"``: a count with its noun (``many`` defaults to ``one + "s"``)."""
-    return f"{count} {one if count == 1 else (many or one + 's')}"
-
-
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """``" (did you mean 'scan'?)"`` when ``word`` is close to one of ``choices``, else ``""``."""
     import difflib
@@ -206,20 +209,16 @@ def run_row(start: dict, stop: dict | None) -> list[str]:
     ]
 
 
-def format_table(
-    headers: Sequence[str], rows: Iterable[Sequence[str]], right: Sequence[int] = ()
-) -> str:
-    """Plain text columns, left-aligned except the column indices in ``right``."""
-    rows = [list(map(str, r)) for r in rows]
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
-    lines = []
-    for row in [list(headers), *rows]:
-        cells = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+#: The plain columns of a table (the format into a pipe; kept for callers of the old name).
+format_table = plain_table
+
+
+def _status_style(status: str) -> str:
+    return {"success": "green", "incomplete": "yellow", "abort": "yellow"}.get(status, "red")
+
+
+#: How the run tables colour their cells on a terminal.
+RUN_STYLES: dict[int, Any] = {0: "cyan", 5: _status_style, 6: "magenta"}
 
 
 def print_runs(runs: Iterable[Any], total: int | None = None, empty: str = "no runs") -> None:
@@ -234,12 +233,12 @@ def print_runs(runs: Iterable[Any], total: int | None = None, empty: str = "no r
     if any(tags):
         headers.append("TAGS")
         rows = [[*row, t] for row, t in zip(rows, tags, strict=True)]
-    print(format_table(headers, rows, right=(1,)))
+    print_table(headers, rows, right=(1,), styles=RUN_STYLES)
     if total is not None and total > len(rows):
-        print(
-            f"... {total - len(rows)} more {'run' if total - len(rows) == 1 else 'runs'} "
-            f"(showing {len(rows)} of {total}; "
-            f"use --limit {total})"
+        say(
+            f"... {plural(total - len(rows), 'more run', 'more runs')} "
+            f"(showing {len(rows)} of {total}; use --limit {total})",
+            "dim",
         )
 
 
@@ -351,6 +350,68 @@ def cmd_import(args: argparse.Namespace, catalog: Any) -> int:
     return 0
 
 
+def cmd_derive(args: argparse.Namespace, catalog: Any) -> int:
+    """Run a pipeline (or one @derived function) over the runs matching QUERY and store the
+    derived runs in DEST; already computed inputs are skipped, failing ones reported."""
+    from intake_broker.provenance.pipeline import Pipeline, PipelineError, load_pipeline
+    from intake_broker.provenance.record import ProvenanceError, check_parameters
+
+    try:
+        steps = load_pipeline(args.pipeline)
+    except PipelineError as err:
+        raise UsageError(str(err)) from None
+    query = parse_query(" ".join(args.query)) if args.query else None
+    source = catalog.search(query) if query is not None else catalog
+    dest = _catalog_spec(args.dest, args.data)
+    try:
+        parameters = json.loads(args.parameters) if args.parameters else None
+    except json.JSONDecodeError as err:
+        raise UsageError(f"--parameters is a JSON object: {err}") from None
+    if parameters is not None and not isinstance(parameters, dict):
+        raise UsageError("--parameters is a JSON object, e.g. '{\"scale\": 2}'")
+    try:
+        check_parameters(parameters)
+    except ProvenanceError as err:
+        raise UsageError(f"--parameters: {err}") from None
+    client = None
+    if args.scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise UsageError(
+                "--scheduler needs dask.distributed: pip install 'intake-broker[pipelines]'"
+            ) from None
+        client = Client(args.scheduler)
+    try:
+        options = {"client": client, "progress": args.progress, "rerun": args.rerun}
+        if isinstance(steps, Pipeline):
+            reports = steps.run(source, dest.store, parameters=parameters, **options)
+        else:
+            reports = [steps.run(source, dest.store, parameters=parameters, **options)]
+    finally:
+        if client is not None:
+            client.close()
+        dest.store.close()
+    for report in reports:
+        print(
+            f"{report.name}: {plural(len(report.written), 'run')} written, "
+            f"{len(report.skipped)} skipped (already computed), {len(report.failed)} failed"
+        )
+        for failure in report.failed:
+            print(f"  failed {', '.join(u[:8] for u in failure.inputs)}: {failure.reason}")
+    return 1 if any(r.failed for r in reports) else 0
+
+
+def cmd_lineage(args: argparse.Namespace, catalog: Any) -> int:
+    """Show what a run was computed from (runs you may not see are shown as withheld)."""
+    graph = lookup_run(catalog, args.run).provenance
+    if args.prov:
+        print(json.dumps(graph.to_prov(), indent=2))
+    else:
+        print(graph.text())
+    return 0
+
+
 def cmd_summarize(args: argparse.Namespace, catalog: Any) -> int:
     """Statistics of asset data (frames in files), kept by the store for summary.* searches."""
     from intake_broker.progress import progress_bar
@@ -389,26 +450,32 @@ def cmd_show(args: argparse.Namespace, catalog: Any) -> int:
         for name, doc in run.documents():
             print(json.dumps([name, doc], cls=event_model.NumpyEncoder))
         return 0
-    print(f"run {start['uid']}")
+    say(f"run {start['uid']}", "bold")
     main = ["scan_id", "plan_name", "time"]
     rest = sorted(k for k in start if k not in ("uid", *main))
-    print("start:")
-    for key in [k for k in main if k in start] + rest:
-        value = start[key]
-        shown = f"{_local_time(value)} ({value})" if key == "time" else _short(value)
-        print(f"  {key:<20} {shown}")
+    print_fields(
+        "start",
+        [
+            (
+                key,
+                f"{_local_time(start[key])} ({start[key]})"
+                if key == "time"
+                else _short(start[key]),
+            )
+            for key in [k for k in main if k in start] + rest
+        ],
+    )
     if stop is None:
-        print("stop: none (the run is still acquiring, or its writer died before the end)")
+        say("stop: none (the run is still acquiring, or its writer died before the end)", "yellow")
     else:
-        print("stop:")
         duration = stop.get("time", 0) - start.get("time", 0)
-        print(f"  {'exit_status':<20} {stop.get('exit_status')}")
+        fields = [("exit_status", str(stop.get("exit_status")))]
         if stop.get("reason"):
-            print(f"  {'reason':<20} {_short(stop['reason'])}")
-        print(f"  {'time':<20} {_local_time(stop.get('time'))} (after {duration:.1f} s)")
-        print(f"  {'num_events':<20} {_events(stop)}")
+            fields.append(("reason", _short(stop["reason"])))
+        fields.append(("time", f"{_local_time(stop.get('time'))} (after {duration:.1f} s)"))
+        fields.append(("num_events", _events(stop)))
+        print_fields("stop", fields)
     for name, stream in run.items():
-        print(f"stream {name}: {plural(len(stream.layout), 'event')}")
         rows = []
         for key, dk in stream.layout.data_keys.items():
             shape = "x".join(str(n) for n in dk.get("shape") or ()) or "scalar"
@@ -421,8 +488,13 @@ def cmd_show(args: argparse.Namespace, catalog: Any) -> int:
                     str(dk.get("source", "-")),
                 ]
             )
-        text = format_table(["KEY", "DTYPE", "SHAPE", "UNITS", "SOURCE"], rows)
-        print("\n".join("  " + line for line in text.splitlines()))
+        print_table(
+            ["KEY", "DTYPE", "SHAPE", "UNITS", "SOURCE"],
+            rows,
+            title=f"stream {name}: {plural(len(stream.layout), 'event')}",
+            indent=2,
+            styles={0: "cyan"},
+        )
     _print_annotations(run, header=True)
     return 0
 
@@ -440,7 +512,13 @@ def _print_annotations(run: Any, header: bool = False) -> None:
     found = run.annotations
     if header and not found:
         return
-    print("annotations:" if found else "no annotations")
+    if not found:
+        print("no annotations")
+        return
+    if is_terminal():
+        _annotation_table(found)
+        return
+    print("annotations:")
     for a in found:
         where = f" {a['stream']}" if a["stream"] else ""
         where += f" events [{a['seq_range'][0]}, {a['seq_range'][1]})" if a["seq_range"] else ""
@@ -455,6 +533,31 @@ def _print_annotations(run: Any, header: bool = False) -> None:
             print(f"    {key} = {_short(json.dumps(value))}")
         if a["note"]:
             print(f"    note: {_short(a['note'])}")
+
+
+def _annotation_table(found: list[dict[str, Any]]) -> None:
+    """The annotations of a run as a table (on a terminal)."""
+    rows = []
+    for a in found:
+        where = a["stream"] or "run"
+        where += f" [{a['seq_range'][0]}, {a['seq_range'][1]})" if a["seq_range"] else ""
+        shared = ",".join(a["proposals"] or a["groups"])
+        fields = " ".join(f"{k}={_short(json.dumps(v), 40)}" for k, v in a["fields"].items())
+        rows.append(
+            [
+                a["id"][:8],
+                a["visibility"] + (f" {shared}" if shared else ""),
+                where,
+                a["author"],
+                f"v{a['version']}",
+                _local_time(a["updated"]),
+                ", ".join(a["tags"]),
+                fields,
+                _short(a["note"] or "", 60),
+            ]
+        )
+    headers = ["ID", "VISIBILITY", "WHERE", "BY", "VERSION", "UPDATED", "TAGS", "FIELDS", "NOTE"]
+    print_table(headers, rows, title="annotations", styles={0: "cyan", 6: "magenta"})
 
 
 def _where(args: argparse.Namespace) -> dict[str, Any]:
@@ -523,7 +626,10 @@ def cmd_annotations(args: argparse.Namespace, catalog: Any) -> int:
             what.append("note")
         rows.append([e["annotation"][:8], f"v{e['version']}", _local_time(e["time"]), e["who"],
                      _short(" ".join(what), 60)])  # fmt: skip
-    print(format_table(["ID", "VERSION", "WHEN", "WHO", "CHANGE"], rows) if rows else "no changes")
+    if not rows:
+        print("no changes")
+        return 0
+    print_table(["ID", "VERSION", "WHEN", "WHO", "CHANGE"], rows, styles={0: "cyan"})
     return 0
 
 
@@ -700,7 +806,7 @@ def cmd_catalogs(args: argparse.Namespace, catalog: Any) -> int:
         for f in found
     ]
     if rows:
-        print(format_table(["NAME", "DRIVER", "FROM"], rows))
+        print_table(["NAME", "DRIVER", "FROM"], rows, styles={0: "cyan"})
     else:
         print("no catalogs found")
     print("\nsearched, in order (the first file with a name wins):")
@@ -783,7 +889,11 @@ class _Parser(argparse.ArgumentParser):
                 f"unknown command {found.group(1)!r}{did_you_mean(found.group(1), choices)}; "
                 f"the commands: {', '.join(choices)}"
             )
-        super().error(message)
+        from intake_broker.console import error
+
+        self.print_usage(sys.stderr)
+        error(message, self.prog)  # argparse's line, red on a terminal
+        self.exit(2)
 
 
 def build_parser(commands: dict[str, Command] | None = None) -> argparse.ArgumentParser:
@@ -929,6 +1039,41 @@ def build_parser(commands: dict[str, Command] | None = None) -> argparse.Argumen
     copy.add_argument("--query", metavar="EXPR", help="only the runs matching EXPR")
     copy.set_defaults(func=cmd_import, needs_catalog=False)
 
+    derive = sub.add_parser(
+        "derive",
+        help="run a pipeline over the runs matching QUERY, storing derived runs with their "
+        "provenance in DEST (re-runs skip what is computed)",
+    )
+    derive.add_argument(
+        "pipeline",
+        metavar="PIPELINE",
+        help="module:name of a @derived function or a Pipeline "
+        "(e.g. intake_broker.testing.pipelines:reduce_and_fit)",
+    )
+    derive.add_argument("query", nargs="*", metavar="QUERY", help="which runs (default: all)")
+    derive.add_argument(
+        "--dest",
+        required=True,
+        metavar="DEST",
+        help="where the derived runs go: a YAML file (FILE.yml#ENTRY), a name "
+        "`intake-broker catalogs` lists, a store name, or a folder",
+    )
+    derive.add_argument(
+        "--parameters",
+        metavar="JSON",
+        help="the function's keyword arguments as a JSON object (for a Pipeline: by step name)",
+    )
+    derive.add_argument(
+        "--scheduler", metavar="ADDRESS", help="compute on this dask.distributed scheduler"
+    )
+    derive.add_argument("--rerun", action="store_true", help="compute computed inputs again")
+    derive.set_defaults(func=cmd_derive)
+
+    lineage = sub.add_parser("lineage", help="show what a run was computed from")
+    lineage.add_argument("run", metavar="RUN", help="uid, uid prefix, scan_id or -1")
+    lineage.add_argument("--prov", action="store_true", help="as W3C PROV-JSON")
+    lineage.set_defaults(func=cmd_lineage)
+
     summarize = sub.add_parser(
         "summarize",
         help="compute and keep statistics of asset data "
@@ -1058,7 +1203,9 @@ def _positive(text: str) -> int:
 
 
 def _error(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    from intake_broker.console import error
+
+    error(message, PROG)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1081,8 +1228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(f"{named!r} comes with {PLUGIN_HINTS[named]}")
         return 2
     if named in commands and commands[named].raw:  # its own options and sub-commands
-        try:
-            return commands[named].run(argv[argv.index(named) + 1 :], None)
+        at = argv.index(named)
+        try:  # options before the name too (`--data DIR reindex`): its parser takes or refuses them
+            return commands[named].run(argv[:at] + argv[at + 1 :], None)
         except UsageError as err:
             _error(str(err))
             return 2

@@ -39,10 +39,12 @@ class CopyReport:
     events: int = 0
 
     def __str__(self) -> str:
+        from intake_broker.console import plural
+
         return (
-            f"{len(self.copied)} runs copied ({len(self.incomplete)} of them incomplete), "
-            f"{len(self.skipped)} already there; {self.documents} documents, "
-            f"{self.events} events"
+            f"{plural(len(self.copied), 'run')} copied ({len(self.incomplete)} of them "
+            f"incomplete), {len(self.skipped)} already there; "
+            f"{plural(self.documents, 'document')}, {plural(self.events, 'event')}"
         )
 
 

@@ -77,10 +77,13 @@ def test_did_you_mean_for_commands(capsys):
 
 
 def test_did_you_mean_for_runs(demo, capsys):
-    code, _, err = cli(capsys, "--data", demo, "show", "51")
-    assert code == 1 and "no run with scan_id 51" in err and "(did you mean '5'" in err
     code, out, _ = cli(capsys, "--data", demo, "ls")
-    uid = out.splitlines()[1].split()[0]
+    uids = [line.split()[0] for line in out.splitlines()[1:]]
+    # a scan_id one digit from 5 that is no uid's prefix either (uids are random hex)
+    typed = next(n for n in ("51", "52", "53", "54") if not any(u.startswith(n) for u in uids))
+    code, _, err = cli(capsys, "--data", demo, "show", typed)
+    assert code == 1 and f"no run with scan_id {typed}" in err and "(did you mean '5'" in err
+    uid = uids[0]
     typo = uid[:-1] + ("0" if uid[-1] != "0" else "1")
     code, _, err = cli(capsys, "--data", demo, "show", typo)
     assert code == 1 and f"did you mean '{uid}'?" in err
@@ -233,3 +236,133 @@ def test_console_script_takes_data_after_the_command(tmp_path):
     assert done.returncode == 0, done.stderr
     assert str(where) in done.stdout and (where / "runs").is_dir()
     assert not (tmp_path / "data" / "runs").exists()
+
+
+# -- tables and colours: rich on a terminal, plain columns into a pipe ----------------------------
+
+
+def _on_terminal(args: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
+    """Run ``args`` with stdout and stderr on one pseudo-terminal of 120 columns."""
+    primary, secondary = os.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        args, env=env, stdout=secondary, stderr=secondary, stdin=subprocess.DEVNULL
+    )
+    os.close(secondary)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([primary], [], [], timeout)
+        if not ready:
+            proc.kill()
+            break
+        try:
+            data = os.read(primary, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(primary)
+    return proc.wait(timeout), b"".join(chunks).decode(errors="replace")
+
+
+CLI = [sys.executable, "-m", "intake_broker.cli"]
+ESC = "\x1b["
+
+
+@pytest.fixture(scope="module")
+def demo_env(tmp_path_factory) -> dict[str, str]:
+    """The demo's runs (the newest tagged), written once for the tests below."""
+    env = _env(tmp_path_factory.mktemp("tables"), INTAKE_PATH="")
+    done = subprocess.run([*CLI, "demo"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run([*CLI, "tag", "-1", "good"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return env
+
+
+@pytest.mark.parametrize(
+    ("command", "header", "plain"),
+    [
+        (["ls"], "SCAN", "SCAN"),
+        (["search", "scan_id > 2"], "SCAN", "SCAN"),
+        (["show", "-1"], "DTYPE", "DTYPE"),
+        (["annotations", "-1"], "VISIBILITY", "private by "),  # plain: one block per annotation
+        (["annotations", "-1", "--history"], "CHANGE", "CHANGE"),
+        (["catalogs"], "DRIVER", "DRIVER"),
+    ],
+)
+def test_tables_are_drawn_on_a_terminal_and_plain_into_a_pipe(command, header, plain, demo_env):
+    if command == ["catalogs"]:  # a catalog to list
+        folder = Path(demo_env["INTAKE_BROKER_DATA"]) / "catalogs"
+        folder.mkdir(exist_ok=True)
+        (folder / "x.yml").write_text("sources:\n  x: {driver: bluesky-memory-catalog}\n")
+    code, drawn = _on_terminal([*CLI, *command], demo_env)
+    assert code == 0, drawn
+    assert header in drawn and "─" in drawn  # rich's rule under the header
+    assert ESC + "1m" in drawn  # bold headers
+    piped = subprocess.run([*CLI, *command], env=demo_env, capture_output=True, text=True)
+    assert piped.returncode == 0, piped.stderr
+    assert plain in piped.stdout and "─" not in piped.stdout and ESC not in piped.stdout
+    # the plain format scripts read: columns two spaces apart, no box
+    row = next(line for line in piped.stdout.splitlines() if plain in line)
+    assert plain != header or "  " in row.strip()
+    # NO_COLOR: still a table, not one escape code
+    code, drawn = _on_terminal([*CLI, *command], {**demo_env, "NO_COLOR": "1"})
+    assert code == 0 and header in drawn and "─" in drawn
+    assert "\x1b" not in drawn
+
+
+def test_run_status_is_coloured_and_the_pipe_gets_todays_columns(demo_env):
+    code, drawn = _on_terminal([*CLI, "ls"], demo_env)
+    assert code == 0 and ESC + "32msuccess" in drawn  # green
+    piped = subprocess.run([*CLI, "ls"], env=demo_env, capture_output=True, text=True)
+    lines = piped.stdout.splitlines()
+    assert lines[0].split() == ["UID", "SCAN", "PLAN", "START", "EVENTS", "STATUS", "TAGS"]
+    assert lines[1].split()[-2:] == ["success", "good"] and len(lines) == 6
+
+
+def test_errors_are_red_on_a_terminal_only(demo_env):
+    code, drawn = _on_terminal([*CLI, "show", "99"], demo_env)
+    assert code == 1 and ESC + "31mintake-broker: error: no run with scan_id 99" in drawn
+    code, drawn = _on_terminal([*CLI, "lss"], demo_env)  # argparse's errors too
+    assert code == 2 and ESC + "31mintake-broker: error: unknown command 'lss'" in drawn
+    code, drawn = _on_terminal([*CLI, "show", "99"], {**demo_env, "NO_COLOR": "1"})
+    assert code == 1 and "intake-broker: error: no run" in drawn and "\x1b" not in drawn
+    piped = subprocess.run([*CLI, "show", "99"], env=demo_env, capture_output=True, text=True)
+    assert piped.returncode == 1
+    assert piped.stderr.startswith("intake-broker: error: no run with scan_id 99")
+    assert "\x1b" not in piped.stderr
+
+
+def test_run_metadata_cannot_send_escape_codes_to_the_terminal(tmp_path):
+    env = _env(tmp_path)
+    evil = tmp_path / "evil.jsonl"
+    import event_model
+
+    bundle = event_model.compose_run(metadata={"plan_name": "\x1b[2Jgone", "scan_id": 1})
+    stop = bundle.compose_stop()
+    evil.write_text(
+        "\n".join(
+            __import__("json").dumps(d) for d in (["start", bundle.start_doc], ["stop", stop])
+        )
+    )
+    done = subprocess.run([*CLI, "ingest", str(evil)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for command in (["ls"], ["show", "-1"]):
+        code, drawn = _on_terminal([*CLI, *command], {**env, "NO_COLOR": "1"})
+        assert code == 0 and "\\x1b[2Jgone" in drawn and "\x1b" not in drawn
+
+
+def test_a_search_keeps_its_catalogs_name_and_shows_its_query_and_count():
+    from intake_broker import temp
+    from intake_broker.demo import write_demo
+
+    cat = temp()
+    write_demo(cat, progress=False)
+    found = cat.search("scan_id > 2").search("scan_id < 4")
+    assert found.name == cat.name == "temp"
+    shown = repr(found)
+    assert shown.startswith("<MemoryCatalog 'temp': 1 run, search ") and "scan_id" in shown
+    assert "_search" not in shown and "1 runs" not in shown
+    assert "5 runs" in repr(cat)

@@ -32,13 +32,19 @@ T = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 
 
 def _run(scan_id, streams, **md):
-    """A run: ``streams`` maps a name to (data_keys, [(time, data), ...])."""
+    """A run: ``streams`` maps a name to (data_keys, [(time, data), ...]) or (data_keys,
+    [(time, data), ...], configuration)."""
     bundle = event_model.compose_run(
         time=T, metadata={"scan_id": scan_id, "plan_name": "scan", **md}
     )
     docs = [("start", bundle.start_doc)]
-    for name, (keys, events) in streams.items():
-        desc = bundle.compose_descriptor(name=name, data_keys=keys, time=T)
+    for name, (keys, events, *configuration) in streams.items():
+        desc = bundle.compose_descriptor(
+            name=name,
+            data_keys=keys,
+            time=T,
+            configuration=configuration[0] if configuration else {},
+        )
         docs.append(("descriptor", desc.descriptor_doc))
         for t, data in events:
             docs.append(
@@ -70,6 +76,24 @@ MUX = _run(
                 (T + 3, {"det": 30.0, "count": 3, "state": "a"}),
                 (T + 4, {"det": 40.0, "count": 4, "state": "b"}),
             ],
+            # two devices' configuration (not data: it never enters an aligned result)
+            {
+                "det": {
+                    "data": {"det_gain": 2.5, "det_mode": "fast"},
+                    "timestamps": {"det_gain": T, "det_mode": T},
+                    "data_keys": {
+                        "det_gain": _num(),
+                        "det_mode": {"dtype": "string", "shape": [], "source": "SIM"},
+                    },
+                },
+                "motor": {
+                    "data": {"motor_velocity": 3},
+                    "timestamps": {"motor_velocity": T},
+                    "data_keys": {
+                        "motor_velocity": {"dtype": "integer", "shape": [], "source": "SIM"}
+                    },
+                },
+            },
         ),
         # before the first event and after the last; "det" clashes with the primary's
         "baseline": (
@@ -482,8 +506,36 @@ def test_datatree(cat):
     assert tree.attrs["start"]["scan_id"] == 1
     np.testing.assert_array_equal(tree["monitor"]["current"].values, [1, 2, 3, 4, 5])
     assert isinstance(tree["primary"]["det"].data, da.Array)
+    _check_configuration_nodes(tree)
+    _check_configuration_nodes(cat[uid(MUX)].to_datatree(lazy=False))
     wave = cat[uid(WAVE)].to_datatree(lazy=False)
     assert wave["primary"]["wave"].shape == (3, 4)
+
+
+def _check_configuration_nodes(tree):
+    """Every device's configuration in every descriptor of MUX is a
+    ``<stream>/config/<device>`` node: its data keys as variables, one row per event of the
+    stream, the descriptor's values; a stream without configuration has no ``config`` node."""
+    descriptors = [doc for kind, doc in MUX if kind == "descriptor"]
+    events = {d["uid"]: 0 for d in descriptors}
+    for kind, doc in MUX:
+        if kind == "event":
+            events[doc["descriptor"]] += 1
+    checked = 0
+    for desc in descriptors:
+        name, configuration = desc["name"], desc["configuration"]
+        if not configuration:
+            assert "config" not in tree[name].children, name
+            continue
+        assert set(tree[name]["config"].children) == set(configuration)
+        for device, conf in configuration.items():
+            node = tree[f"{name}/config/{device}"]
+            assert set(node.data_vars) == set(conf["data_keys"]) == set(conf["data"])
+            np.testing.assert_array_equal(node["time"], tree[name]["time"])
+            for key, value in conf["data"].items():
+                assert node[key].values.tolist() == [value] * events[desc["uid"]], (device, key)
+            checked += 1
+    assert checked == 2  # both devices of the primary stream
 
 
 # -- Arrow IPC from the service ---------------------------------------------------------------
@@ -517,3 +569,146 @@ def test_the_service_sends_arrow_ipc(live_server):
         assert missing.status_code == 404 and missing.json()["error"] == "DescriptorNotFound"
     finally:
         live_server.unmount(url)
+
+
+# -- align across chunks, descriptors and containers ------------------------------------------
+
+P_TIMES = [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
+M_TIMES = [0.3, 0.9, 1.0, 1.2, 1.55, 2.1, 3.4, 3.45, 3.9, 4.6]
+
+
+def _chunky_run(monitor_events=True):
+    """A primary of 7 events and a monitor of 10 readings recorded under two descriptors
+    (a configuration change after the fifth), with a gap between 2.1 and 3.4 s (or, without
+    ``monitor_events``, no readings at all)."""
+    bundle = event_model.compose_run(time=T, metadata={"scan_id": 9, "plan_name": "scan"})
+    docs = [("start", bundle.start_doc)]
+    primary = bundle.compose_descriptor(name="primary", data_keys={"det": _num()}, time=T)
+    docs.append(("descriptor", primary.descriptor_doc))
+    for i, dt in enumerate(P_TIMES):
+        docs.append(
+            (
+                "event",
+                primary.compose_event(
+                    data={"det": float(i)}, timestamps={"det": T + dt}, time=T + dt
+                ),
+            )
+        )
+    keys = {
+        "current": _num(),
+        "n": {"dtype": "integer", "shape": [], "source": "S"},
+        "tag": {"dtype": "string", "shape": [], "source": "S"},
+    }
+    first = bundle.compose_descriptor(name="monitor", data_keys=keys, time=T)
+    second = bundle.compose_descriptor(
+        name="monitor", data_keys=keys, time=T + 0.01, configuration={"x": {"data": {}}}
+    )
+    docs += [("descriptor", first.descriptor_doc), ("descriptor", second.descriptor_doc)]
+    for i, dt in enumerate(M_TIMES if monitor_events else []):
+        desc = first if i < 5 else second
+        data = {"current": 100.0 + i, "n": i, "tag": f"r{i}"}
+        docs.append(
+            (
+                "event",
+                desc.compose_event(data=data, timestamps={k: T + dt for k in data}, time=T + dt),
+            )
+        )
+    docs.append(("stop", bundle.compose_stop(time=T + 5)))
+    return docs
+
+
+def _expected(method, tolerance):
+    """The answer by a loop over the readings, per event: the row taken (None: none within
+    tolerance), and for ``linear`` the weight of the row after it and that row."""
+    out = []
+    for t in P_TIMES:
+        before = [i for i, m in enumerate(M_TIMES) if m <= t]
+        after = [i for i, m in enumerate(M_TIMES) if m > t]
+        b = before[-1] if before else None
+        a = after[0] if after else None
+        if method == "previous":
+            pick, dt = b, (t - M_TIMES[b]) if b is not None else None
+            ok = pick is not None and (tolerance is None or dt <= tolerance)
+            out.append((pick, 0.0, pick) if ok else (None, 0.0, None))
+        elif method == "nearest":
+            db = t - M_TIMES[b] if b is not None else np.inf
+            da_ = M_TIMES[a] - t if a is not None else np.inf
+            pick, dt = (b, db) if db <= da_ else (a, da_)
+            ok = pick is not None and (tolerance is None or dt <= tolerance)
+            out.append((pick, 0.0, pick) if ok else (None, 0.0, None))
+        else:
+            if b is not None and M_TIMES[b] == t:
+                out.append((b, 0.0, b))  # a reading at the event's time
+            elif (
+                b is not None
+                and a is not None
+                and (tolerance is None or max(t - M_TIMES[b], M_TIMES[a] - t) <= tolerance)
+            ):
+                out.append((b, (t - M_TIMES[b]) / (M_TIMES[a] - M_TIMES[b]), a))
+            else:
+                out.append((None, 0.0, None))
+    return out
+
+
+@pytest.mark.parametrize("method", ["previous", "nearest", "linear"])
+@pytest.mark.parametrize("tolerance", [None, 0.25])
+def test_align_across_chunks_descriptors_and_containers(method, tolerance):
+    docs = _chunky_run()
+    chunky, whole = MemoryStore(chunk_rows=2), MemoryStore()
+    insert_all(chunky, docs)
+    insert_all(whole, docs)
+    small, big = BrokerCatalog(chunky)[uid(docs)], BrokerCatalog(whole)[uid(docs)]
+    assert small.monitor.to_dask()["current"].chunks[0] == (2, 2, 1, 2, 2, 1)
+    expected = _expected(method, tolerance)
+    current = [
+        np.nan if r is None else (100.0 + r) * (1 - w) + (100.0 + u) * w for r, w, u in expected
+    ]
+    n = [np.nan if r is None else (r * (1 - w) + u * w) for r, w, u in expected]
+    tags = [None if r is None else f"r{r}" for r, _, _ in expected]
+    sources = {
+        "stream, pages of 2 events": small,
+        "stream, one page": big,
+        "datasets in memory": {k: small[k].read() for k in ("primary", "monitor")},
+        "dask datasets, chunks of 3": {
+            k: small[k].to_dask().chunk({"time": 3}) for k in ("primary", "monitor")
+        },
+    }
+    for what, source in sources.items():
+        lazy = mux.align(source, ["monitor"], method=method, tolerance=tolerance)
+        if what != "datasets in memory":
+            assert isinstance(lazy["current"].data, da.Array), what
+        ds = lazy.compute()
+        np.testing.assert_allclose(ds["current"], current, rtol=1e-8, err_msg=what)
+        np.testing.assert_allclose(ds["n"], n, rtol=1e-6, atol=1e-6, err_msg=what)
+        assert ds["n"].dtype == (
+            np.float64 if any(r is None for r, _, _ in expected) or method == "linear" else np.int64
+        ), what
+        got = [v if isinstance(v, str) else None for v in ds["tag"].values.tolist()]
+        assert got == tags, what
+        assert ds["monitor_valid"].values.tolist() == [r is not None for r, _, _ in expected]
+        if method != "linear":
+            when = [np.nan if r is None else T + M_TIMES[r] for r, _, _ in expected]
+            np.testing.assert_allclose(ds["monitor_time"], when, err_msg=what)
+        np.testing.assert_array_equal(ds["det"], np.arange(7.0))
+
+
+def test_align_on_a_stream_whose_times_do_not_ascend(cat):
+    # the target's events are taken in their order: T+2 then T+1 (only other streams must
+    # ascend); each still gets the last monitor reading at or before its time
+    ds = cat[uid(MUX)].align(["monitor"], on="skewed").compute()
+    np.testing.assert_array_equal(ds["current"], [3.0, 2.0])
+    np.testing.assert_allclose(ds["monitor_time"] - T, [1.4, 1.0], atol=1e-6)
+
+
+def test_align_with_a_stream_without_readings():
+    docs = _chunky_run(monitor_events=False)
+    store = MemoryStore()
+    insert_all(store, docs)
+    run = BrokerCatalog(store)[uid(docs)]
+    for source in (run, {k: run[k].read() for k in ("primary", "monitor")}):
+        ds = mux.align(source, ["monitor"]).compute()
+        np.testing.assert_array_equal(ds["current"], [np.nan] * 7)
+        np.testing.assert_array_equal(ds["n"], [np.nan] * 7)  # integers become float
+        assert ds["tag"].values.tolist() == [None] * 7
+        assert not ds["monitor_valid"].values.any()
+        np.testing.assert_array_equal(ds["det"], np.arange(7.0))

@@ -22,7 +22,9 @@ against the run it joins: descriptors, stops and resources by ``run_start``, eve
 descriptor, datums by their resource, stream_datums by both their descriptor and their
 stream_resource (which must be of one run). Write errors about runs the writer cannot see read
 exactly like those about runs that do not exist, and a reused uid is reported without saying
-how the stored document differs. Resources and stream_resources must name assets under the
+how the stored document differs. A derived run's inputs that the principal may not see are
+withheld from its start document, and searches on them are limited (see
+:mod:`intake_broker.access.lineage`). Resources and stream_resources must name assets under the
 guard's ``asset_roots`` (see :mod:`intake_broker.assets.roots`), which also confine reads.
 """
 
@@ -30,10 +32,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from intake_broker.access.lineage import check_lineage_query, redact
 from intake_broker.assets.roots import AssetRoots
 from intake_broker.errors import (
     DescriptorNotFound,
@@ -45,6 +48,7 @@ from intake_broker.errors import (
 )
 from intake_broker.queries import Comparison, In, KeyPresent, Or, Query, evaluate
 from intake_broker.queries.annotations import Viewer, bind_viewer, visible
+from intake_broker.queries.limits import MAX_VALUES
 from intake_broker.store.abilities import DescriptorIndex, ResourceIndex
 from intake_broker.store.contract import NEWEST_FIRST, DocumentStore, RunRecord
 from intake_broker.store.documents import doc_label
@@ -201,7 +205,28 @@ class GuardedStore(StoreWrapper):
         allowed = self.policy.filter(self.principal)
         if allowed is None:
             return query
+        check_lineage_query(query, self._visible)
         return allowed if query is None else allowed & query
+
+    def _visible(self, uids: set[str]) -> set[str]:
+        """Which of ``uids`` are runs this principal may see (one query per
+        :data:`~intake_broker.queries.limits.MAX_VALUES` uids)."""
+        allowed = self.policy.filter(self.principal)
+        if allowed is None:
+            return set(uids)
+        found: set[str] = set()
+        ordered = sorted(uids)
+        for lo in range(0, len(ordered), MAX_VALUES):
+            batch = In("uid", tuple(ordered[lo : lo + MAX_VALUES]))
+            found.update(r.uid for r in self.store.runs(allowed & batch))
+        return found & uids
+
+    def _shown(self, records: list[RunRecord]) -> list[RunRecord]:
+        """``records`` as this principal may see them: derived runs' inputs they may not see
+        withheld."""
+        if self.policy.filter(self.principal) is None:
+            return records
+        return redact(records, self._visible)
 
     def hidden_unlabelled(self, query: Query | None = None) -> str | None:
         """Why an empty answer to ``query`` is empty, when the policy hides runs only because
@@ -471,13 +496,23 @@ class GuardedStore(StoreWrapper):
         skip: int = 0,
         limit: int | None = None,
     ) -> list[RunRecord]:
-        return self.store.runs(self._filter(query), sort=sort, skip=skip, limit=limit)
+        return self._shown(self.store.runs(self._filter(query), sort=sort, skip=skip, limit=limit))
 
     def count(self, query: Query | None = None) -> int:
         return self.store.count(self._filter(query))
 
     def run(self, uid: str) -> RunRecord:
-        return self._check(uid)
+        return self._shown([self._check(uid)])[0]
+
+    def documents(self, run_uid: str) -> Iterator[tuple[str, dict]]:
+        """The run's documents, its start as :meth:`run` shows it."""
+        start = self.run(run_uid).start  # checked now, not at the first document
+
+        def shown() -> Iterator[tuple[str, dict]]:
+            for kind, doc in self.store.documents(run_uid):
+                yield kind, (start if kind == "start" else doc)
+
+        return shown()
 
     # -- annotations: the run must be visible, and only visible annotations show -----------
 

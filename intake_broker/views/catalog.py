@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from intake.catalog import Catalog
 
 from intake_broker.catalogs.entries import EntryArguments
+from intake_broker.console import plural
 from intake_broker.errors import (
     AmbiguousUID,
     NotSupported,
@@ -95,6 +96,10 @@ class BrokerCatalog(Catalog):
         transforms: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ):
+        #: the YAML entry this catalog was opened from (a driver sets it before this runs)
+        self._yaml: EntryArguments = self.__dict__.get("_yaml") or EntryArguments.of(
+            kwargs.get("metadata")
+        )
         if transforms:  # databroker's document patches, applied as documents are read
             from intake_broker.store.transforms import TransformedStore
 
@@ -102,13 +107,12 @@ class BrokerCatalog(Catalog):
         if annotations is not None:
             from intake_broker.store.annotations import attach_annotations
 
+            if isinstance(annotations, str) and annotations.startswith("sqlite"):
+                # sqlite:///notes.db in a YAML entry is beside the YAML file, as every path is
+                annotations = self._yaml.path(annotations, "annotations")
             store = attach_annotations(store, annotations)
         self._store = store
         self._query = _as_catalog_query(query)
-        #: the YAML entry this catalog was opened from (a driver sets it before this runs)
-        self._yaml: EntryArguments = self.__dict__.get("_yaml") or EntryArguments.of(
-            kwargs.get("metadata")
-        )
         self._assets = {
             "handler_registry": dict(handler_registry or {}),
             "root_map": dict(root_map or {}),
@@ -158,7 +162,7 @@ class BrokerCatalog(Catalog):
                 found = self._runs(skip=-key - 1, limit=1)
                 if not found:
                     raise RunIndexError(
-                        f"index {key} is out of range: this catalog has {len(self)} runs"
+                        f"index {key} is out of range: this catalog has {plural(len(self), 'run')}"
                     )
                 return found[0]
             found = self._runs(Eq("scan_id", key), limit=1)
@@ -275,7 +279,7 @@ class BrokerCatalog(Catalog):
 
     def __repr__(self) -> str:
         try:
-            runs = f"{len(self)} runs"
+            runs = plural(len(self), "run")
         except Exception as err:  # a store that does not answer: say so, do not fail a repr
             runs = f"runs unknown ({type(err).__name__}: {str(err)[:80]})"
         query = f", search {_short(self._query)}" if self._query is not None else ""
@@ -391,8 +395,8 @@ class BrokerCatalog(Catalog):
     def to_dask(self) -> Any:
         """A catalog holds runs, not one dataset: an error saying what to call instead."""
         raise NotSupported(
-            f"{type(self).__name__} {self.name!r} is a catalog of {len(self)} runs, not one "
-            "dataset; choose a run (cat[-1], cat[uid], cat[scan_id]) and call "
+            f"{type(self).__name__} {self.name!r} is a catalog of {plural(len(self), 'run')}, "
+            "not one dataset; choose a run (cat[-1], cat[uid], cat[scan_id]) and call "
             "run.to_dask() (every stream, as an xarray.DataTree) or run.primary.to_dask()"
         )
 
@@ -432,7 +436,7 @@ class BrokerCatalog(Catalog):
                 "_query": combined,
                 "_assets": self._assets,
                 "_yaml": self._yaml,
-                "name": f"{self.name}_search",
+                "name": self.name,  # its repr shows the search
                 "metadata": dict(self.metadata),
             }
         )
@@ -523,7 +527,7 @@ def _plain(value: Any) -> bool:
     return False
 
 
-def _short(query: Query | None, limit: int = 60) -> str:
+def _short(query: Query | None, limit: int = 120) -> str:
     text = repr(query)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -620,6 +624,45 @@ class Run(Catalog):
 
     def _load(self) -> None:
         pass
+
+    # -- provenance (see intake_broker.provenance) ---------------------------------------
+
+    @property
+    def provenance(self) -> Any:
+        """The lineage of this run (:class:`~intake_broker.provenance.graph.Lineage`): the
+        runs it was computed from, recursively, looked up in the store it was read from (a
+        federation's members, if it came from one). Inputs you may not see are withheld.
+        ``.to_prov()`` gives W3C PROV-JSON; a raw run's lineage is the run alone."""
+        return self.lineage()
+
+    def lineage(self, within: Any = None, **limits: Any) -> Any:
+        """The lineage of this run with its inputs looked up in ``within`` (a catalog or a
+        store, or a list of them asked in order; default: the store this run was read from).
+        ``limits``: ``max_depth``, ``max_nodes`` (see
+        :func:`intake_broker.provenance.graph.lineage`)."""
+        from intake_broker.provenance.graph import lineage
+
+        if within is None:
+            return lineage(self, self._store, **limits)
+        places = list(within) if isinstance(within, list | tuple) else [within]
+        stores = [p.store if isinstance(p, BrokerCatalog) else p for p in places]
+        return lineage(self, stores, **limits)
+
+    @property
+    def derived(self) -> BrokerCatalog:
+        """The runs computed from this run, in the store it was read from (a catalog,
+        searchable like any other): ``derived_from contains "<this uid>"``."""
+        from intake_broker.provenance.record import DERIVED_FROM_KEY
+        from intake_broker.queries import Contains
+
+        options = self._asset_options
+        catalog = BrokerCatalog(
+            self._store,
+            handler_registry=options.get("handler_registry"),
+            root_map=options.get("root_map"),
+            asset_storage_options=options.get("storage_options"),
+        )
+        return catalog.search(Contains(DERIVED_FROM_KEY, self.uid))
 
     # -- annotations (see intake_broker.store.annotations) -------------------------------
 

@@ -51,3 +51,9 @@ def field_dims(key: str, data_key: Mapping[str, Any]) -> tuple[str, ...]:
     if not dims or len(dims) != len(shape):
         dims = [f"{key}_dim_{i}" for i in range(len(shape))]
     return ("time", *dims)
+
+
+def field_attrs(data_key: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes a field's variable gets from its data key."""
+    keep = ("source", "units", "object_name", "precision", "external")
+    return {k: data_key[k] for k in keep if k in data_key}

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ from intake_broker.errors import (
     NotMonotonic,
     WrongArgumentType,
 )
+from intake_broker.views.datakeys import field_attrs, field_dims, field_dtype, field_shape
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -143,6 +145,9 @@ def _times(ds: xr.Dataset, what: str) -> np.ndarray:
 
 def check_monotonic(times: np.ndarray, what: str) -> None:
     """Raise :class:`NotMonotonic` unless ``times`` ascends (equal neighbours allowed)."""
+    # One comparison pass in the common case: it is False next to a NaN as well.
+    if len(times) > 1 and bool((times[1:] >= times[:-1]).all()):
+        return
     if np.isnan(times).any():
         raise NotMonotonic(
             f"the time axis of {what} has NaN times (events "
@@ -162,65 +167,343 @@ def _numeric(dtype: np.dtype) -> bool:
     return dtype.kind in "fiub"
 
 
-def _take_rows(block: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    return block[rows]
+def _filled(dtype: np.dtype) -> tuple[np.dtype, Any]:
+    """The dtype a field takes when some rows have no reading, and the value they get:
+    numbers NaN (integers and booleans become float64), datetimes NaT, the rest ``None``."""
+    if dtype.kind in "iub":
+        return np.dtype("float64"), np.nan
+    if dtype.kind in "fc":
+        return dtype, np.nan
+    if dtype.kind in "mM":
+        return dtype, np.datetime64("NaT") if dtype.kind == "M" else np.timedelta64("NaT")
+    return np.dtype("object"), None
 
 
-def _gather(var: xr.Variable, index: np.ndarray, chunks: tuple[int, ...] | None) -> xr.Variable:
-    """``var[index]`` along its first dimension, lazily when ``var`` is: one task per output
-    chunk (``chunks``, the target stream's), each reading only the source rows it needs (the
-    index ascends with the target's times, so a chunk needs a narrow range of rows). dask's
-    own fancy indexing would shuffle through a task per few rows."""
+def _pick(
+    values: Any,
+    key: str | None,
+    rows: np.ndarray,
+    missing: np.ndarray | None,
+    dtype: np.dtype,
+    fill: Any,
+    upper: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+) -> np.ndarray:
+    """Rows of ``values`` (``values[key]`` when ``values`` is a dict of columns), as
+    ``dtype``, ``fill`` where ``missing``. With ``upper`` and ``weight``: the interpolation
+    ``values[rows] * (1 - weight) + values[upper] * weight``. The kernel of :func:`align`,
+    run eagerly or as one dask task per output chunk."""
+    if key is not None:
+        values = values[key]
+    values = np.asarray(values)
+    if upper is None or weight is None:
+        out = values[rows]
+        if out.dtype != dtype:
+            out = out.astype(dtype)
+    else:
+        a = values[rows].astype("float64")
+        b = values[upper].astype("float64")
+        w = weight.reshape(-1, *(1,) * (a.ndim - 1))
+        out = a * (1 - w) + b * w
+    if missing is not None:
+        out[missing] = fill
+    return out
+
+
+def _concat_rows(blocks: list[np.ndarray]) -> np.ndarray:
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+def _empty_rows(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    return np.empty((0, *shape), dtype=dtype)
+
+
+class _Picks:
+    """What one aligned stream takes from another: for every row of the target, a source
+    row (``rows``, ``upper`` and ``weight`` for ``linear``), and which rows have none."""
+
+    def __init__(
+        self,
+        rows: np.ndarray,
+        valid: np.ndarray,
+        chunks: tuple[int, ...],
+        upper: np.ndarray | None = None,
+        weight: np.ndarray | None = None,
+    ):
+        self.rows, self.valid, self.upper, self.weight = rows, valid, upper, weight
+        self.all_valid = bool(valid.all())
+        self.bounds = np.cumsum((0, *chunks))
+        self.chunks = chunks
+
+    def windows(self) -> list[tuple[int, int, int, int]]:
+        """Per output chunk: its rows ``start:stop`` and the source rows ``lo:hi`` it needs
+        (the rows ascend with the target's times, so a chunk needs a narrow window; the
+        target's times need not ascend, the window is then just wider)."""
+        out = []
+        for start, stop in zip(self.bounds[:-1], self.bounds[1:], strict=True):
+            start, stop = int(start), int(stop)
+            if stop == start:
+                out.append((start, stop, 0, 0))
+                continue
+            rows = self.rows[start:stop]  # ascending when the target's times do
+            lo, hi = int(rows.min()), int(rows.max()) + 1
+            if self.upper is not None:
+                hi = max(hi, int(self.upper[start:stop].max()) + 1)
+            out.append((start, stop, lo, hi))
+        return out
+
+    def args(self, start: int, stop: int, shift: int) -> tuple:
+        """The arguments of :func:`_pick` after ``dtype`` and ``fill`` for one chunk, the
+        rows counted from ``shift``."""
+        missing = None if self.all_valid else ~self.valid[start:stop]
+        if missing is not None and not missing.any():
+            missing = None
+        upper = None if self.upper is None else self.upper[start:stop] - shift
+        weight = None if self.weight is None else self.weight[start:stop]
+        return self.rows[start:stop] - shift, missing, upper, weight
+
+
+def _kind(picks: _Picks, dtype: np.dtype, method: str) -> tuple[np.dtype, Any, bool]:
+    """The output dtype, the fill value and whether ``linear`` interpolates this field."""
+    interpolate = method == "linear" and _numeric(dtype)
+    if interpolate:
+        return np.dtype("float64"), np.nan, True
+    if picks.all_valid:
+        return dtype, None, False
+    return (*_filled(dtype), False)
+
+
+def _pick_numpy(values: np.ndarray, picks: _Picks, method: str) -> np.ndarray:
+    dtype, fill, interpolate = _kind(picks, values.dtype, method)
+    missing = None if picks.all_valid else ~picks.valid
+    if interpolate:
+        return _pick(values, None, picks.rows, missing, dtype, fill, picks.upper, picks.weight)
+    return _pick(values, None, picks.rows, missing, dtype, fill)
+
+
+def _pick_dask(data: Any, picks: _Picks, method: str, token: str) -> Any:
+    """``_pick`` over a dask array: one task per output chunk, depending only on the source
+    chunks its window of rows covers (dask's own fancy indexing would shuffle through many
+    more tasks)."""
     import dask.array as da
-    import xarray as xr
+    from dask.highlevelgraph import HighLevelGraph
 
-    data = var.data
-    if not isinstance(data, da.Array):
-        return xr.Variable(var.dims, np.asarray(data)[index], var.attrs)
-    if not chunks or sum(chunks) != len(index):
-        chunks = (len(index),)
-    parts = []
-    start = 0
-    for size in chunks:
-        rows = index[start : start + size]
-        start += size
-        if size == 0:
-            parts.append(data[:0])
+    if any(len(c) > 1 for c in data.chunks[1:]):
+        data = data.rechunk({i: -1 for i in range(1, data.ndim)})
+    dtype, fill, interpolate = _kind(picks, data.dtype, method)
+    offsets = np.cumsum((0, *data.chunks[0]))
+    zeros = (0,) * (data.ndim - 1)
+    name = f"align-pick-{token}"
+    layer: dict[Any, Any] = {}
+    for i, (start, stop, lo, hi) in enumerate(picks.windows()):
+        if stop == start:
+            layer[(name, i, *zeros)] = (_empty_rows, data.shape[1:], dtype)
             continue
-        lo, hi = int(rows.min()), int(rows.max()) + 1
-        source = data[lo:hi].rechunk({0: -1})
-        parts.append(
-            source.map_blocks(
-                _take_rows,
-                rows - lo,
-                chunks=((size,), *source.chunks[1:]),
-                dtype=data.dtype,
-                meta=np.empty((0,) * data.ndim, data.dtype),
-            )
+        first = int(np.searchsorted(offsets, lo, side="right")) - 1
+        last = int(np.searchsorted(offsets, hi - 1, side="right")) - 1
+        blocks = [(data.name, j, *zeros) for j in range(first, last + 1)]
+        rows, missing, upper, weight = picks.args(start, stop, int(offsets[first]))
+        if not interpolate:
+            upper = weight = None
+        layer[(name, i, *zeros)] = (
+            _pick,
+            (_concat_rows, blocks),
+            None,
+            rows,
+            missing,
+            dtype,
+            fill,
+            upper,
+            weight,
         )
-    return xr.Variable(var.dims, da.concatenate(parts) if parts else data[:0], var.attrs)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[data])
+    chunks = (picks.chunks, *((n,) for n in data.shape[1:]))
+    return da.Array(graph, name, chunks=chunks, dtype=dtype)
 
 
-def _masked_take(
-    var: xr.Variable, index: np.ndarray, valid: np.ndarray, chunks: tuple[int, ...] | None = None
+def _pick_stream(
+    layout: Any, seq_num: np.ndarray, fields: list[str], picks: _Picks, method: str, token: str
+) -> dict[str, Any]:
+    """``_pick`` for the inline fields of a stream read straight from its store: per output
+    chunk one read of the rows its window covers (shared by the fields), not one task per
+    stored page and field."""
+    import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
+
+    read_name = f"align-read-{token}"
+    windows = picks.windows()
+    read_layer: dict[Any, Any] = {}
+    for i, (start, stop, lo, hi) in enumerate(windows):
+        if stop > start:
+            read_layer[(read_name, i)] = (
+                layout.read_rows,
+                layout.row_reads(seq_num, lo, hi),
+                fields,
+            )
+    shared = len(fields) > 1  # else the read runs inside the field's own task
+    out = {}
+    descriptors = list(layout.fields_of.values())
+    for key in fields:
+        dk = layout.data_keys[key]
+        dtype, shape = field_dtype(dk), field_shape(dk)
+        if dtype.kind in "iub" and any(key not in present for present in descriptors):
+            dtype = np.dtype("float64")  # a descriptor without the field pads with NaN
+        dtype, fill, interpolate = _kind(picks, dtype, method)
+        name = f"align-{key}-{token}"
+        zeros = (0,) * len(shape)
+        layer: dict[Any, Any] = {}
+        for i, (start, stop, lo, _) in enumerate(windows):
+            if stop == start:
+                layer[(name, i, *zeros)] = (_empty_rows, shape, dtype)
+                continue
+            rows, missing, upper, weight = picks.args(start, stop, lo)
+            if not interpolate:
+                upper = weight = None
+            layer[(name, i, *zeros)] = (
+                _pick,
+                (read_name, i) if shared else read_layer[(read_name, i)],
+                key,
+                rows,
+                missing,
+                dtype,
+                fill,
+                upper,
+                weight,
+            )
+        if shared:
+            graph = HighLevelGraph(
+                {read_name: read_layer, name: layer}, {read_name: set(), name: {read_name}}
+            )
+        else:
+            graph = HighLevelGraph({name: layer}, {name: set()})
+        chunks = (picks.chunks, *((n,) for n in shape))
+        out[key] = da.Array(graph, name, chunks=chunks, dtype=dtype)
+    return out
+
+
+class _Source:
+    """One stream to align: its times and its fields as variables, lazily picked. A
+    :class:`~intake_broker.views.stream.Stream` is read straight from its store (only the
+    rows the target needs, one read per output chunk); a dataset goes through its arrays."""
+
+    def __init__(self, source: Any, what: str):
+        # A Stream (told by its layout; importing the class here would be an import cycle).
+        layout = getattr(source, "layout", None)
+        self.stream = source if hasattr(layout, "row_reads") else None
+        if self.stream is not None:
+            layout = self.stream.layout
+            self.times, self.seq_num = layout.index()
+            self.times = np.asarray(self.times, dtype="float64")
+            self.fields = [str(k) for k in self.stream.fields]
+            self.ds = None
+        else:
+            self.ds = _dataset(source)
+            self.times = _times(self.ds, what)
+            self.fields = [str(k) for k in self.ds.data_vars]
+
+    def variables(self, picks: _Picks, method: str, token: str) -> dict[str, xr.Variable]:
+        import dask.array as da
+        import xarray as xr
+
+        n = len(self.times)
+        out: dict[str, xr.Variable] = {}
+        if self.stream is not None:
+            layout = self.stream.layout
+            inline = [k for k in self.fields if layout.inline(k)]
+            picked = (
+                _pick_stream(layout, self.seq_num, inline, picks, method, token)
+                if n and inline
+                else {}
+            )
+            external = [k for k in self.fields if k not in inline]
+            lazy = layout.dask_arrays(external) if n and external else {}
+            for key in self.fields:
+                dk = layout.data_keys[key]
+                dims = field_dims(key, dk)
+                if not n:
+                    out[key] = _nothing(dims, picks, *_spec(dk))
+                    continue
+                data = (
+                    picked[key]
+                    if key in picked
+                    else _pick_dask(lazy[key], picks, method, f"{token}-{key}")
+                )
+                out[key] = xr.Variable(dims, data, field_attrs(dk))
+            return out
+        assert self.ds is not None
+        for key in self.fields:
+            var = self.ds[key].variable
+            if var.dims[:1] != ("time",):
+                continue
+            if not n:
+                out[key] = _nothing(var.dims, picks, var.dtype, var.shape[1:], var.attrs)
+                continue
+            if isinstance(var.data, da.Array):
+                data = _pick_dask(var.data, picks, method, f"{token}-{key}")
+            else:
+                data = _pick_numpy(np.asarray(var.data), picks, method)
+            out[key] = xr.Variable(var.dims, data, dict(var.attrs))
+        return out
+
+
+def _spec(dk: Mapping[str, Any]) -> tuple[np.dtype, tuple[int, ...], dict[str, Any]]:
+    return field_dtype(dk), field_shape(dk), field_attrs(dk)
+
+
+def _nothing(
+    dims: tuple, picks: _Picks, dtype: np.dtype, shape: tuple[int, ...], attrs: Mapping
 ) -> xr.Variable:
-    """``var[index]`` along its first dimension (``time``), NaN / None where not ``valid``."""
+    """A field of a stream without readings: every row missing."""
     import xarray as xr
 
-    n = var.shape[0]
-    if n == 0:
-        dtype = var.dtype if var.dtype.kind in "fcO" else np.dtype("float64")
-        fill = None if dtype.kind == "O" else np.nan
-        return xr.Variable(
-            var.dims, np.full((len(index), *var.shape[1:]), fill, dtype=dtype), var.attrs
-        )
-    taken = _gather(var, np.clip(index, 0, n - 1), chunks)
-    if valid.all():
-        return taken
-    mask = xr.Variable(("time",), valid)
-    if taken.dtype.kind == "O":
-        return taken.where(mask, None)
-    return taken.where(mask)
+    dtype, fill = _filled(dtype)
+    rows = len(picks.rows)
+    return xr.Variable(dims, np.full((rows, *shape), fill, dtype=dtype), dict(attrs))
+
+
+def _picks(
+    times: np.ndarray, target: np.ndarray, method: str, tol: float | None, chunks: tuple[int, ...]
+) -> tuple[_Picks, np.ndarray | None]:
+    """The source row for each target time (what ``pandas.merge_asof`` finds: one
+    ``searchsorted``), the validity under ``tolerance``, and for ``previous`` and
+    ``nearest`` the time of the reading taken."""
+    n = len(times)
+    before = np.searchsorted(times, target, side="right") - 1  # last reading <= t
+    has_before = before >= 0
+    last = max(n - 1, 0)
+    if not n:
+        empty = np.zeros(len(target), dtype=np.intp)
+        return _Picks(empty, np.zeros(len(target), bool), chunks), np.full(len(target), np.nan)
+    index = np.clip(before, 0, last)
+    at_before = times[index]
+    if method == "previous":
+        valid = has_before
+        if tol is not None:
+            valid = valid & (target - at_before <= tol)
+        return _Picks(index, valid, chunks), np.where(valid, at_before, np.nan)
+    after = before + 1  # first reading > t
+    has_after = after < n
+    dt_before = np.where(has_before, target - at_before, np.inf)
+    dt_after = np.where(has_after, times[np.clip(after, 0, last)] - target, np.inf)
+    if method == "nearest":
+        take_before = dt_before <= dt_after
+        index = np.clip(np.where(take_before, before, after), 0, last)
+        valid = has_before | has_after
+        if tol is not None:
+            valid = valid & (np.where(take_before, dt_before, dt_after) <= tol)
+        return _Picks(index, valid, chunks), np.where(valid, times[index], np.nan)
+    # linear: exact readings, or a reading on each side
+    exact = has_before & (dt_before == 0)
+    valid = exact | (has_before & has_after)
+    if tol is not None:
+        valid = valid & (np.where(exact, 0.0, np.maximum(dt_before, dt_after)) <= tol)
+    lo = np.clip(before, 0, last)
+    hi = np.clip(after, 0, last)
+    span = times[hi] - times[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = np.where(span > 0, (target - times[lo]) / np.where(span > 0, span, 1), 0.0)
+    weight = np.where(exact, 0.0, weight)
+    return _Picks(lo, valid, chunks, upper=hi, weight=weight), None
 
 
 # -- align ------------------------------------------------------------------------------------
@@ -253,8 +536,11 @@ def align(
     ``<stream>_`` in every stream but ``on``. For every other stream the result has the
     coordinates ``<stream>_valid`` (whether a reading was found) and, for ``previous`` and
     ``nearest``, ``<stream>_time`` (the time of the reading taken, NaN where none).
+
+    Only the time columns are read when this is called (one ``searchsorted`` of the
+    target's times in each stream's, as ``pandas.merge_asof`` does); the values are read
+    when computed, one task per chunk of ``on`` reading just the rows that chunk needs.
     """
-    import xarray as xr
 
     method = _choice(method, ALIGN_METHODS, "method")
     tol = None if tolerance is None else as_seconds(tolerance, "tolerance")
@@ -268,77 +554,45 @@ def align(
     for name in names:
         if not isinstance(name, str):
             raise WrongArgumentType(f"stream names are texts, not {name!r}")
-    datasets = {name: _dataset(run[name]) for name in names}
-    base = datasets[on]
+    base = _dataset(run[on])
     target = _times(base, f"stream {on!r}")
+    sources = {name: _Source(run[name], f"stream {name!r}") for name in names[1:]}
     chunks = next((v.chunks[0] for v in base.data_vars.values() if v.chunks), None)
-    seen: dict[str, int] = {}
-    for ds in datasets.values():
-        for key in ds.data_vars:
-            seen[str(key)] = seen.get(str(key), 0) + 1
-    out = base.copy()
-    for name in names[1:]:
-        ds = datasets[name]
-        times = _times(ds, f"stream {name!r}")
-        check_monotonic(times, f"stream {name!r}")
-        n = len(times)
-        before = np.searchsorted(times, target, side="right") - 1  # last reading <= t
-        after = before + 1  # first reading > t
-        has_before = before >= 0
-        has_after = after < n
-        dt_before = np.where(
-            has_before, target - times[np.clip(before, 0, max(n - 1, 0))] if n else np.inf, np.inf
-        )
-        dt_after = np.where(
-            has_after, times[np.clip(after, 0, max(n - 1, 0))] - target if n else np.inf, np.inf
-        )
-        if method == "previous":
-            index, valid, dt = before, has_before, dt_before
-        elif method == "nearest":
-            take_before = dt_before <= dt_after
-            index = np.where(take_before, before, after)
-            valid = has_before | has_after
-            dt = np.where(take_before, dt_before, dt_after)
-        else:  # linear: exact readings, or a reading on each side
-            exact = has_before & (dt_before == 0)
-            index, dt = before, dt_before
-            valid = exact | (has_before & has_after)
-            dt = np.where(exact, 0.0, np.maximum(dt_before, dt_after))
-        if tol is not None:
-            valid = valid & (dt <= tol)
-        for key, var in ds.data_vars.items():
-            key = str(key)
+    if not chunks or sum(chunks) != len(target):
+        chunks = (len(target),)
+    seen: dict[str, int] = {str(k): 1 for k in base.data_vars}
+    for source in sources.values():
+        for key in source.fields:
+            seen[key] = seen.get(key, 0) + 1
+    taken = {str(k) for k in base.variables}
+    new_vars: dict[str, xr.Variable] = {}
+    new_coords: dict[str, tuple[str, np.ndarray]] = {}
+    # Task names unique to this call (hashing the time columns would cost more than the
+    # searchsorted itself).
+    token = uuid.uuid4().hex
+    for name, source in sources.items():
+        check_monotonic(source.times, f"stream {name!r}")
+        picks, when = _picks(source.times, target, method, tol, chunks)
+        renamed = {}
+        for key in source.fields:
             new = f"{name}_{key}" if seen[key] > 1 else key
-            if new in out.variables:
+            if new in taken:
                 raise InvalidArgument(
                     f"aligning stream {name!r}: its field {key!r} would be named {new!r}, "
                     "which the result already has; align fewer streams at once"
                 )
-            if var.dims[:1] != ("time",):
-                continue
-            if method == "linear" and _numeric(var.dtype) and n:
-                lo = np.clip(before, 0, n - 1)
-                hi = np.clip(after, 0, n - 1)
-                span = times[hi] - times[lo]
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    weight = np.where(
-                        span > 0, (target - times[lo]) / np.where(span > 0, span, 1), 0.0
-                    )
-                w = xr.Variable(("time",), np.where(exact, 0.0, weight))
-                a = _gather(var.variable, lo, chunks).astype("float64")
-                b = _gather(var.variable, hi, chunks).astype("float64")
-                values = a * (1 - w) + b * w
-                values = values.where(xr.Variable(("time",), valid))
-            else:
-                values = _masked_take(var.variable, index, valid, chunks)
-            values.attrs = {**var.attrs, "stream": name}
-            out[new] = values
-        out.coords[f"{name}_valid"] = ("time", valid)
-        if method != "linear":
-            taken = np.where(
-                valid, times[np.clip(index, 0, max(n - 1, 0))] if n else np.nan, np.nan
-            )
-            out.coords[f"{name}_time"] = ("time", taken)
+            taken.add(new)
+            renamed[key] = new
+        for key, var in source.variables(picks, method, f"{name}-{token}").items():
+            var.attrs = {**var.attrs, "stream": name}
+            new_vars[renamed[key]] = var
+        new_coords[f"{name}_valid"] = ("time", picks.valid)
+        taken.add(f"{name}_valid")
+        if when is not None:
+            new_coords[f"{name}_time"] = ("time", when)
+            taken.add(f"{name}_time")
+    out = base.assign_coords(new_coords) if new_coords else base.copy()
+    out = out.assign(new_vars)
     out.attrs = {
         **base.attrs,
         "aligned_on": on,
@@ -460,8 +714,6 @@ def merge_runs(
     lengths = [len(t) for t, _ in indexes]
     n = max(lengths) if join == "outer" else min(lengths)
     short = any(length < n for length in lengths)
-    from intake_broker.views.datakeys import field_dims, field_dtype, field_shape
-
     data_vars = {}
     for key in order:
         holders = [i for i, keys in enumerate(field_lists) if key in keys]

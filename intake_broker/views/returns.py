@@ -16,6 +16,16 @@ that order). Rules for fields with more than one value per row (waveforms, image
 The accessor ``ds.broker`` (registered when this module is imported, which every stream
 read does) gives these and the reshaping calls on any dataset:
 ``run.align([...]).broker.to_arrow()``.
+
+VTK and ITK image objects are not offered, by decision (issue 19 asks for them only if a
+well-kept package makes them a thin adapter). Both toolkits already take a numpy array in one
+call -- ``itk.image_view_from_array(stack)`` (no copy) or ``itk.image_from_array``, and
+``pyvista.wrap(stack)`` for VTK -- so an adapter here would only re-export that call; what
+would make one worth having (pixel spacing, origin, orientation) has no standard place in
+event-model's data keys, so it would have to be invented; and both are large compiled
+toolkits, which the runtime install should not carry for a one-line conversion. Write
+``itk.image_view_from_array(run.primary.read()["img"].values)`` (frames first, as ITK reads
+numpy's ``[z, y, x]``).
 """
 
 from __future__ import annotations

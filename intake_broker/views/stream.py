@@ -16,9 +16,16 @@ import numpy as np
 from intake.source.base import DataSource, Schema
 
 from intake_broker.assets import AssetReader, frames_per_chunk
+from intake_broker.console import plural
 from intake_broker.errors import ConfigurationNotFound, FieldNotFound
 from intake_broker.store.contract import Chunk, DocumentStore
-from intake_broker.views.datakeys import asset_kind, field_dims, field_dtype, field_shape
+from intake_broker.views.datakeys import (
+    asset_kind,
+    field_attrs,
+    field_dims,
+    field_dtype,
+    field_shape,
+)
 
 if TYPE_CHECKING:
     from dask.typing import Key
@@ -89,6 +96,7 @@ class StreamLayout:
             key=lambda c: c.seq_start,
         )
         self.fields_of = {d["uid"]: set(d["data_keys"]) for d in self.descriptors}
+        self._offsets: np.ndarray | None = None  # the first row of each chunk, when asked
 
     def __len__(self) -> int:
         return sum(c.rows for c in self.chunks)
@@ -99,6 +107,15 @@ class StreamLayout:
         per_descriptor = {
             d["uid"]: self.store.read_events(d["uid"], fields=[]) for d in self.descriptors
         }
+        if len(per_descriptor) == 1 and self.chunks:
+            # One descriptor: its chunks are consecutive ranges of its events; one slice
+            # (copied: a store may hand out its own memory) instead of one per chunk.
+            cols = next(iter(per_descriptor.values()))
+            lo, hi = np.searchsorted(
+                cols.seq_num, (self.chunks[0].seq_start, self.chunks[-1].seq_stop)
+            )
+            if hi - lo == len(self):
+                return np.array(cols.time[lo:hi]), np.array(cols.seq_num[lo:hi])
         for chunk in self.chunks:
             cols = per_descriptor[chunk.descriptor]
             lo, hi = np.searchsorted(cols.seq_num, (chunk.seq_start, chunk.seq_stop))
@@ -107,6 +124,59 @@ class StreamLayout:
         if not times:
             return np.empty(0, float), np.empty(0, np.int64)
         return np.concatenate(times), np.concatenate(seqs)
+
+    def row_reads(self, seq_num: np.ndarray, lo: int, hi: int) -> list[tuple[str, int, int, int]]:
+        """The store reads ``(descriptor, seq_start, seq_stop, rows)`` that give the rows
+        ``lo:hi`` of the stream (in the order of :meth:`index`, whose ``seq_num`` is given):
+        one read per run of neighbouring chunks of one descriptor, not one per chunk."""
+        reads: list[tuple[str, int, int, int]] = []
+        if self._offsets is None:
+            self._offsets = np.cumsum([0, *(c.rows for c in self.chunks)])
+        offsets = self._offsets
+        first = max(int(np.searchsorted(offsets, lo, side="right")) - 1, 0)
+        for j in range(first, len(self.chunks)):
+            chunk = self.chunks[j]
+            start, stop = int(offsets[j]), int(offsets[j + 1])
+            if stop <= lo:
+                continue
+            if start >= hi:
+                break
+            a, b = max(lo, start), min(hi, stop)
+            first, last = int(seq_num[a]), int(seq_num[b - 1]) + 1
+            if reads and reads[-1][0] == chunk.descriptor and reads[-1][2] <= first:
+                uid, seq_start, _, rows = reads[-1]
+                reads[-1] = (uid, seq_start, last, rows + b - a)
+            else:
+                reads.append((chunk.descriptor, first, last, b - a))
+        return reads
+
+    def read_rows(
+        self, reads: Sequence[tuple[str, int, int, int]], fields: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """The values of the inline ``fields`` for ``reads`` (from :meth:`row_reads`), one
+        array per field; a descriptor without a field gives its fill value (NaN / None)."""
+        parts: dict[str, list[np.ndarray]] = {key: [] for key in fields}
+        for uid, seq_start, seq_stop, rows in reads:
+            columns = self.store.read_events(
+                uid,
+                fields=[f for f in fields if f in self.fields_of[uid]],
+                seq_range=(seq_start, seq_stop),
+            )
+            if len(columns.seq_num) != rows:
+                raise ValueError(
+                    f"descriptor {uid!r} gave {len(columns.seq_num)} events for seq_num "
+                    f"{seq_start}..{seq_stop - 1}, where its chunks list {rows}"
+                )
+            for key in fields:
+                parts[key].append(_take(columns, "data", key, *self._field_spec(key, "data"), rows))
+        return {
+            key: arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            for key, arrays in parts.items()
+        }
+
+    def inline(self, key: str) -> bool:
+        """Whether ``key``'s values are in the events (not in external files)."""
+        return self._asset_kind(key, "data") is None
 
     def _field_spec(self, key: str, group: str) -> tuple[np.dtype, tuple[int, ...]]:
         if group == "timestamps":
@@ -353,8 +423,8 @@ class Stream(DataSource):
 
     def __repr__(self) -> str:
         return (
-            f"<Stream {self.name!r} of run {self._run_uid[:8]}: {len(self.layout)} events, "
-            f"fields {self.fields}>"
+            f"<Stream {self.name!r} of run {self._run_uid[:8]}: "
+            f"{plural(len(self.layout), 'event')}, fields {self.fields}>"
         )
 
     # -- intake idioms ----------------------------------------------------------------------
@@ -455,12 +525,7 @@ class Stream(DataSource):
         for key, array in arrays.items():
             dk = layout.data_keys[key]
             dims = ("time",) if group == "timestamps" else field_dims(key, dk)
-            attrs = {
-                k: dk[k]
-                for k in ("source", "units", "object_name", "precision", "external")
-                if k in dk
-            }
-            data_vars[key] = xr.Variable(dims, array, attrs=attrs)
+            data_vars[key] = xr.Variable(dims, array, attrs=field_attrs(dk))
         import intake_broker.views.returns  # noqa: F401  (registers the ds.broker accessor)
 
         coords: dict[str, Any] = {"time": time}

@@ -30,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from fsspec.core import url_to_fs
 
+from intake_broker.console import plural
 from intake_broker.errors import BrokerError
 
 from . import annotation_journal
@@ -137,19 +138,20 @@ class ReindexReport:
     problems: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
+        events = f"{self.events:,} {'event' if self.events == 1 else 'events'}"
         text = (
-            f"rebuilt the run index {self.index} from {self.data}: {self.runs} runs "
-            f"({self.incomplete} incomplete), {self.descriptors} descriptors, "
-            f"{self.events:,} events, {self.documents} other documents"
+            f"rebuilt the run index {self.index} from {self.data}: {plural(self.runs, 'run')} "
+            f"({self.incomplete} incomplete), {plural(self.descriptors, 'descriptor')}, "
+            f"{events}, {plural(self.documents, 'other document')}"
         )
         if self.recovered:
-            text += f", {self.recovered} events recovered from write-ahead logs"
+            text += f", {plural(self.recovered, 'event')} recovered from write-ahead logs"
         if self.annotation_changes:
-            text += f", {self.annotation_changes} annotation changes"
+            text += f", {plural(self.annotation_changes, 'annotation change')}"
         if self.moved_aside:
             text += f"; the old index was moved to {self.moved_aside}"
         if self.problems:
-            text += f"; {len(self.problems)} problem(s):\n  " + "\n  ".join(self.problems)
+            text += f"; {plural(len(self.problems), 'problem')}:\n  " + "\n  ".join(self.problems)
         return text
 
 
@@ -201,6 +203,7 @@ def reindex(
     *,
     storage_options: dict | None = None,
     wal: str | os.PathLike | None = None,
+    progress: bool | None = False,
 ) -> ReindexReport:
     """Rebuild a native store's run index from its data folder.
 
@@ -214,6 +217,9 @@ def reindex(
         The index to build (``sqlite:///...`` or ``postgresql://...``; a PostgreSQL database
         must hold no run index yet). Default: the folder's ``index.sqlite``. An existing
         SQLite file (damaged, or stale) is moved aside first, never deleted.
+    progress : bool, optional
+        Draw a progress bar of the runs on stderr (throttled, see :mod:`intake_broker.progress`);
+        None: only when stderr is a terminal (what ``intake-broker reindex`` does). Default: no.
 
     Returns
     -------
@@ -221,6 +227,8 @@ def reindex(
         Runs, descriptors, events and documents indexed, and every problem met (a journal
         line that is not JSON, a damaged last chunk, ...): skipped, never fatal.
     """
+    from intake_broker.progress import progress_bar
+
     from .store import NativeStore
 
     data = os.fspath(data)
@@ -244,7 +252,10 @@ def reindex(
         store._ingest.journal = _NoJournal()  # type: ignore[assignment]
         fs, root = store.columns.fs, store.columns.root
         journals = sorted(fs.glob(f"{root}/*/{JOURNAL}"))
-        for path in journals:
+        bar = progress_bar(
+            journals, total=len(journals), unit="run", desc="reindex", enabled=progress
+        )
+        for path in bar:
             try:
                 _rebuild_run(store, fs, path, report)
             except (BrokerError, ValueError, KeyError, OSError, sa.exc.SQLAlchemyError) as err:
@@ -463,15 +474,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--index", help="the index to build (default: index.sqlite of the store folder)"
     )
+    shown_progress = parser.add_mutually_exclusive_group()
+    shown_progress.add_argument(
+        "--progress",
+        action="store_true",
+        default=None,
+        help="always show a progress bar (default: only when stderr is a terminal)",
+    )
+    shown_progress.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="never show a progress bar"
+    )
     args = parser.parse_args(argv)
     if args.data is None:
         from intake_broker.catalogs.paths import data_dir
 
         args.data = str(data_dir() / "runs")
     try:
-        report = reindex(args.data, args.index)
+        report = reindex(args.data, args.index, progress=args.progress)
     except BrokerError as err:
-        print(f"intake-broker reindex: {err}", file=sys.stderr)
+        from intake_broker.console import error
+
+        error(str(err), "intake-broker reindex")
         return 1
     print(report)
     return 0

@@ -273,3 +273,76 @@ def test_fsync_durability(tmp_path):
         NativeStore.in_folder(tmp_path, durability="sometimes").insert(
             "start", event_model.compose_run().start_doc
         )
+
+
+# -- intake-broker reindex on a terminal and into a pipe -----------------------------------------
+
+
+def _stderr_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``args`` with stderr on a pseudo-terminal of 100 columns; (status, what it drew)."""
+    import fcntl
+    import select
+    import struct
+    import subprocess
+    import termios
+
+    primary, secondary = os.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    proc = subprocess.Popen(
+        args, env=env, stdout=subprocess.DEVNULL, stderr=secondary, stdin=subprocess.DEVNULL
+    )
+    os.close(secondary)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([primary], [], [], 120)
+        if not ready:
+            proc.kill()
+            break
+        try:
+            data = os.read(primary, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(primary)
+    return proc.wait(60), b"".join(chunks).decode(errors="replace")
+
+
+def test_reindex_command_shows_progress_only_on_a_terminal(tmp_path):
+    import subprocess
+    import sys
+
+    store = NativeStore.in_folder(tmp_path / "runs")
+    for i in range(3):
+        insert_all(store, scalar_run(n=4, scan_id=i + 1))
+    store.close()
+    env = {**os.environ, "INTAKE_BROKER_DATA": str(tmp_path / "elsewhere")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env.pop("NO_COLOR", None)
+    cli = [sys.executable, "-m", "intake_broker.cli"]
+    runs = str(tmp_path / "runs")
+
+    done = subprocess.run(
+        [*cli, "reindex", "--data", runs], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3 runs (0 incomplete), 6 descriptors, 18 events" in done.stdout
+    assert done.stderr == ""  # no bar into a pipe
+    # the data folder given before the command's name is the one rebuilt (it was ignored)
+    code, drawn = _stderr_on_a_terminal([*cli, "--data", runs, "reindex"], env)
+    assert code == 0, drawn
+    assert "reindex" in drawn and "%|" in drawn and "0/3" in drawn  # a tqdm bar of the runs
+    assert drawn.count("\r") < 20  # throttled
+    code, drawn = _stderr_on_a_terminal([*cli, "reindex", "--data", runs, "--no-progress"], env)
+    assert code == 0 and "%|" not in drawn
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_reindex_report_counts_with_plurals(tmp_path):
+    store = NativeStore.in_folder(tmp_path)
+    _partial_run(store, "one", 1)
+    store.close()
+    text = str(reindex(tmp_path))
+    assert "1 run (1 incomplete), 1 descriptor, 1 event," in text
+    assert "1 runs" not in text and "1 descriptors" not in text

@@ -147,12 +147,11 @@ def is_loopback(host: str) -> bool:
 
 
 def warn(message: str) -> None:
-    """A loud line on stderr (bold red on a colour terminal)."""
-    import os
-    import sys
+    """A loud line on stderr: bold red on a colour terminal (``intake_broker.console.warn``:
+    no escape codes into a pipe or under ``NO_COLOR``)."""
+    from intake_broker.console import warn as loud
 
-    colour = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
-    print(f"\033[1;31m{message}\033[0m" if colour else message, file=sys.stderr, flush=True)
+    loud(message)
 
 
 class ApiKey:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from intake_broker.errors import InvalidDocument, WriteDenied
-from intake_broker.queries import Comparison, Eq, FullText, PartialUID, Regex, ScanID
+from intake_broker.queries import Comparison, Contains, Eq, FullText, PartialUID, Regex, ScanID
 from intake_broker.store.memory import MemoryStore
 from intake_broker.testing import factories, insert_all
 from intake_broker_remote import RemoteCatalog
@@ -560,3 +560,52 @@ def test_a_grant_withdrawn_by_the_provider_takes_effect_at_once(url, world):
             world.users_path.write_text(json.dumps(USERS))
         assert listed(http) == {a1}
         assert http.get(f"/api/v1/descriptors/{descriptor}/events").status_code == 200
+
+
+# -- derived runs: inputs the reader may not see are withheld over HTTP too --------------------
+
+
+def test_a_derived_runs_hidden_input_is_withheld_over_http(live_server, world):
+    from intake_broker.provenance import derived
+    from intake_broker.views.catalog import BrokerCatalog
+
+    store = MemoryStore()
+    docs = factories.scalar_run(n=4, scan_id=7, proposal_id="p-B", sample="secret cobalt")
+    insert_all(store, docs)
+    hidden = docs[0][1]["uid"]
+
+    @derived(name="total", version="1", stream="primary", inherit=())
+    def total(ds):
+        return {"total": float(ds["det"].sum())}
+
+    # someone holding both proposals derived it into p-A from p-B's run
+    report = total.run(BrokerCatalog(store)[hidden], store, metadata={"proposal_id": "p-A"})
+    (made,) = report.written
+    url = live_server.mount(store, auth=world.config())
+    try:
+        with client(url, f"Apikey {world.key['ada']}") as http:
+            listed_runs = http.get("/api/v1/runs").json()["data"]
+            assert [r["uid"] for r in listed_runs] == [made]
+            for path in (
+                "/api/v1/runs",
+                f"/api/v1/runs/{made}",
+                f"/api/v1/runs/{made}/documents",
+            ):
+                response = http.get(path)
+                assert response.status_code == 200, (path, response.text)
+                assert hidden not in response.text and "cobalt" not in response.text, path
+            for query in (Contains("derived_from", hidden), Regex("derived_from", "^")):
+                params = {"query": json.dumps(query.encode())}
+                search = http.get("/api/v1/runs", params=params)
+                assert search.status_code == 400, search.text
+                assert "runs derived from runs you can see" in search.text
+                assert hidden not in search.text.replace(json.dumps(query.encode()), "")
+            assert listed(http, Contains("derived_from", made)) == set()  # a visible uid: fine
+            remote = RemoteCatalog(url, api_key=world.key["ada"])[made]
+            graph = remote.provenance
+            assert [n.uid for n in graph.withheld] == [None]
+            assert hidden not in json.dumps(graph.to_prov())
+        with client(url, f"Apikey {world.key['root']}") as http:  # an admin sees the input
+            assert hidden in http.get(f"/api/v1/runs/{made}").text
+    finally:
+        live_server.unmount(url)

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from intake_broker.catalogs.entries import EntryArguments
 from intake_broker.views.catalog import BrokerCatalog
 
 from .runs import DEFAULT_JSON_ATTRIBUTES
@@ -49,6 +50,8 @@ class SimulationCatalog(BrokerCatalog):
         Passed to :class:`~intake_broker.views.catalog.BrokerCatalog` (``query``, ``name``).
     """
 
+    reads_yaml_arguments = True
+
     def __init__(
         self,
         paths: str | os.PathLike | Sequence[str | os.PathLike],
@@ -63,6 +66,11 @@ class SimulationCatalog(BrokerCatalog):
         cache: str | os.PathLike | None = None,
         **kwargs: Any,
     ):
+        # relative paths and ${VARIABLES} of a YAML entry, the same under plain intake
+        self._yaml = yaml = EntryArguments.of(kwargs.get("metadata"))
+        paths = yaml.path(paths, "paths")
+        cache = yaml.path(cache, "cache")
+        storage_options = yaml.value(storage_options, "storage_options")
         store = SimulationStore(
             paths,
             storage_options=storage_options,
