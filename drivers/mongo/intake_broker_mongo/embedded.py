@@ -176,15 +176,15 @@ class EmbeddedMongoStore(DocumentStore):
 
     def __reduce__(self):
         if isinstance(self._target, Database):
-            raise TypeError("a store over a pymongo Database object does not pickle; give a URI")
-        return (
-            EmbeddedMongoStore,
-            (self._target,),
-            {"timeout": self.timeout, "cached_runs": self.cached_runs},
-        )
+            raise TypeError(
+                "an EmbeddedMongoStore made from a pymongo Database cannot be pickled; make it "
+                "from a URI to send it to other processes"
+            )
+        options = {"server_selection_timeout": self.timeout, "cached_runs": self.cached_runs}
+        return (_rebuild, (self._target, options))
 
-    def __setstate__(self, state: dict) -> None:
-        self.timeout, self.cached_runs = state["timeout"], state["cached_runs"]
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._location.label!r})"
 
     def _guard(self) -> Any:
         return translated_errors(self._location, self.timeout)
@@ -338,6 +338,10 @@ class EmbeddedMongoStore(DocumentStore):
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+
+
+def _rebuild(target: str, options: dict[str, Any]) -> EmbeddedMongoStore:
+    return EmbeddedMongoStore(target, **options)
 
 
 class MongoEmbeddedCatalog(BrokerCatalog):

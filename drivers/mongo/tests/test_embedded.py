@@ -10,6 +10,7 @@ here checks that both writers store the same documents.
 
 from __future__ import annotations
 
+import pickle
 import textwrap
 import tomllib
 import uuid
@@ -200,7 +201,12 @@ def test_external_assets_are_filled_through_the_handler_registry(database_uri, t
 
 def test_read_only_and_missing_runs(embedded):
     uri, runs = embedded
-    store = EmbeddedMongoStore(uri)
+    store = EmbeddedMongoStore(uri, server_selection_timeout=3, cached_runs=2)
+    copy = pickle.loads(pickle.dumps(store))  # as dask / a process pool sends it
+    assert (copy.timeout, copy.cached_runs, copy.count()) == (3.0, 2, len(runs))
+    copy.close()
+    with pytest.raises(TypeError, match="URI"):
+        pickle.dumps(EmbeddedMongoStore(store._db))
     with pytest.raises(ReadOnlyStore, match="read-only"):
         store.insert("start", {"uid": "x", "time": 0.0})
     with pytest.raises(RunNotFound, match="not-a-run"):
@@ -267,3 +273,14 @@ class TestEmbeddedQueries(QueryTests):
         yield store
         store.close()
         pymongo.MongoClient(mongo_server).drop_database(name)
+
+
+def test_bad_locations_say_what_is_wrong():
+    from intake_broker_mongo import MongoConfigurationError, MongoConnectionError
+
+    with pytest.raises(MongoConfigurationError, match="database"):
+        MongoEmbeddedCatalog("mongodb://127.0.0.1:1")  # no database name in the URI
+    store = EmbeddedMongoStore("mongodb://127.0.0.1:1/embedded", server_selection_timeout=0.3)
+    with pytest.raises(MongoConnectionError, match="cannot reach MongoDB"):
+        store.count()
+    store.close()
