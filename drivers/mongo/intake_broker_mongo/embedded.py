@@ -3,8 +3,9 @@
 One database, three collections:
 
 ``header``
-    one document per run: ``start`` and ``stop`` (each a one-element list), ``descriptors`` and
-    ``resources`` (lists of the documents), ``count_<descriptor uid>`` (events written);
+    one document per run, keyed by ``run_id``: ``start`` and ``stop`` (each a one-element list),
+    ``descriptors`` and ``resources`` (lists of the documents), ``count_<uid>`` (events or
+    datums written) and ``event_count`` / ``datum_count``;
 ``event``
     event pages of up to a few MB: ``descriptor``, ``first_index``/``last_index`` (positions
     of the page's events in the stream) and the page's ``uid``, ``time``, ``seq_num``,
@@ -15,7 +16,8 @@ One database, three collections:
 :class:`EmbeddedMongoStore` lists and searches runs from the headers' start and stop documents
 (queries are evaluated by the core's generic evaluator over the headers, as the layout keeps
 nothing else to index) and reads a run by loading its header and pages once into an in-memory
-store (the last few runs are kept), through which every read of it is answered.
+store (the last few runs are kept), through which every read of it is answered. The layout is
+the one databroker 1.2.5 reads in ``databroker/_drivers/mongo_embedded.py``.
 """
 
 from __future__ import annotations
@@ -39,8 +41,7 @@ from intake_broker.views.catalog import BrokerCatalog
 
 from .connection import DEFAULT_TIMEOUT, locate, make_client, translated_errors
 
-#: The columns of a stored event / datum page that are the page's own (the rest is layout).
-EVENT_PAGE_KEYS = ("descriptor", "uid", "time", "seq_num", "data", "timestamps", "filled")
+#: The fields of a stored datum page that are the page's own (the rest is layout).
 DATUM_PAGE_KEYS = ("resource", "datum_id", "datum_kwargs")
 #: How many finished runs' descriptors and summaries (for queries on them) are kept.
 KEPT_VALUES = 10_000
