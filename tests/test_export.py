@@ -501,6 +501,26 @@ def test_tiff_of_a_run_without_images_names_its_fields(cat, tmp_path):
     assert manifest.runs[cat[-2].uid].skipped == []  # det is in the description, not skipped
 
 
+def test_tiff_of_a_stream_without_events_writes_no_invalid_file(tmp_path):
+    pytest.importorskip("tifffile")
+    from intake_broker.testing import factories
+
+    catalog = intake_broker.BrokerCatalog(intake_broker.MemoryStore())
+    for name, doc in factories.image_run(n=3):
+        if name != "event":  # the descriptor says there are frames; no event came
+            catalog.insert(name, doc)
+    run = catalog[-1]
+    for per_frame in (False, True):
+        manifest = run.export("tiff", tmp_path / str(per_frame), per_frame=per_frame,
+                              progress=False)  # fmt: skip
+        assert manifest.runs[run.uid].skipped == [
+            {"stream": "primary", "field": "image", "reason": "the stream has no events"}
+        ]
+        assert [p.name for p in (tmp_path / str(per_frame) / run.uid).iterdir()] == [
+            "metadata.json"
+        ]
+
+
 def test_tiff_through_the_command(cat, tmp_path, capsys):
     tifffile = pytest.importorskip("tifffile")
     data = tmp_path / "data"
@@ -745,3 +765,24 @@ def test_live_export_checks_its_arguments_and_keeps_a_failed_run(tmp_path, monke
 
 def live_uids(path):
     return list(json.loads((path / MANIFEST).read_text())["runs"])
+
+
+def test_package_to_s3_with_a_zip(cat, s3_server, tmp_path):
+    import zipfile
+
+    fs = s3_server.filesystem()
+    fs.mkdir("packages")
+    run = cat[-5]
+    run.export("package", "s3://packages/scan", storage_options=s3_server.storage_options,
+               title="A scan", licence="CC0-1.0", data="csv", zip=True, progress=False)  # fmt: skip
+    crate = json.loads(fs.cat("packages/scan/ro-crate-metadata.json"))
+    graph = {e["@id"]: e for e in crate["@graph"]}
+    assert graph["./"]["temporalCoverage"]  # dates read back from the documents on S3
+    for part in graph["./"]["hasPart"]:
+        body = fs.cat(f"packages/scan/{part['@id']}")
+        assert __import__("hashlib").sha256(body).hexdigest() == graph[part["@id"]]["sha256"]
+    local = tmp_path / "package.zip"
+    fs.get("packages/scan/package.zip", str(local))
+    with zipfile.ZipFile(local) as archive:
+        assert f"data/{run.uid}/primary.csv" in archive.namelist()
+    assert not [p for p in fs.find("packages") if ".partial-" in p]

@@ -18,8 +18,9 @@ description (the per-frame values are a table: export csv or parquet for them).
 
 Data keys with a shape of one dimension (spectra) are not images: they are left out and listed
 in the manifest's ``skipped``. A run with no image field in the chosen streams is an error that
-names its fields and the formats that hold them. Frames are written by ``tifffile`` from an
-iterator over the stream's blocks, so memory is bounded by a block.
+names its fields and the formats that hold them; an image field of a stream without events is
+listed in ``skipped`` (a TIFF without pages is not valid). Frames are written by ``tifffile``
+from an iterator over the stream's blocks, so memory is bounded by a block.
 """
 
 from __future__ import annotations
@@ -177,6 +178,11 @@ class TIFFExporter(Exporter):
         rel = f"{safe_name(run.uid)}/{safe_name(stream_name)}/{safe_name(key)}"
         frames = self._frames(stream, key)
         first = next(frames, None)
+        if first is None:  # no events: no frame to write (a TIFF without pages is not valid)
+            record.skipped.append(
+                {"stream": stream_name, "field": key, "reason": "the stream has no events"}
+            )
+            return
         compression = self.options["compression"]
         if self.options["per_frame"]:
             with dest.writing(rel, directory=True) as (path, files):
@@ -193,26 +199,17 @@ class TIFFExporter(Exporter):
             record.files.extend(files)
             return
         events = len(table["seq_num"])
-        frame_shape = (
-            first.shape if first is not None else field_shape(stream.layout.data_keys[key])
-        )
-        dtype = first.dtype if first is not None else np.dtype("uint8")
         meta = self._description(run, stream_name, stream, key, table, slice(None))
         with dest.writing(f"{rel}.tif") as (path, files):
-            if events == 0 or first is None:  # no events: a file saying so, no pages of data
-                meta["frames_note"] = "the stream has no events"
-                tifffile.imwrite(path, np.zeros((0, *frame_shape[-2:]), dtype), metadata=meta)
-            else:
-                pages = _pages(_chain(first, frames), dtype)
-                tifffile.imwrite(
-                    path,
-                    pages,
-                    shape=(events, *frame_shape),
-                    dtype=dtype,
-                    metadata=meta,
-                    photometric="minisblack",
-                    compression=compression,
-                )
+            tifffile.imwrite(
+                path,
+                _pages(_chain(first, frames), first.dtype),
+                shape=(events, *first.shape),
+                dtype=first.dtype,
+                metadata=meta,
+                photometric="minisblack",
+                compression=compression,
+            )
         record.files.extend(files)
 
     def _frames(self, stream: Any, key: str) -> Iterator[np.ndarray]:
@@ -227,10 +224,9 @@ class TIFFExporter(Exporter):
             yield from values
 
 
-def _chain(first: np.ndarray | None, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    if first is not None:
-        yield first
-        yield from rest
+def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first
+    yield from rest
 
 
 def _pages(frames: Iterator[np.ndarray], dtype: np.dtype) -> Iterator[np.ndarray]:
