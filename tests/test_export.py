@@ -624,6 +624,27 @@ def test_package_read_back_by_the_rocrate_library(cat, tmp_path):
     assert f"data/{cat[-5].uid}/primary.csv" in ids and "manifest.json" in ids
 
 
+def test_package_through_the_command(cat, tmp_path, capsys):
+    data = tmp_path / "data"
+    catalog = intake_broker.default_catalog(str(data))
+    run = cat[-5]
+    for name, doc in run.documents():
+        catalog.insert(name, doc)
+    catalog.store.close()
+    out = tmp_path / "pkg"
+    base = ["--data", str(data), "--no-progress", "export", run.uid[:8], "--format", "package",
+            "--to", str(out)]  # fmt: skip
+    assert main([*base, "--option", "licence=CC-BY-4.0"]) == 1
+    assert "needs a title" in capsys.readouterr().err
+    assert not out.exists() or not list(out.iterdir())
+    code = main([*base, "--option", "title=Si scan", "--option", "licence=CC-BY-4.0",
+                 "--option", 'creators=["Curie, Marie"]', "--option", "data=parquet"])  # fmt: skip
+    assert code == 0
+    _, graph = _crate(out)
+    assert graph["./"]["name"] == "Si scan" and graph["#creator-1"]["name"] == "Curie, Marie"
+    assert f"data/{run.uid}/primary.parquet" in {p["@id"] for p in graph["./"]["hasPart"]}
+
+
 def test_package_refuses_missing_title_licence_and_bad_metadata(cat, tmp_path):
     run = cat[-5]
     with pytest.raises(ExportError, match="needs a title"):

@@ -122,7 +122,9 @@ def export_runs(
         Skip the runs an earlier export of the same format and options to ``dest`` wrote whole
         (default). False writes them again.
     **options
-        Options of the format (``arrays="json"`` for csv, ``mapping=...`` for nexus, ...).
+        Options of the format (``arrays="json"`` for csv, ``mapping=...`` for nexus,
+        ``per_frame=True`` for tiff, ``title=..., licence=..., data="parquet"`` for package,
+        ...).
 
     Raises
     ------
