@@ -807,3 +807,39 @@ def test_package_to_s3_with_a_zip(cat, s3_server, tmp_path):
     with zipfile.ZipFile(local) as archive:
         assert f"data/{run.uid}/primary.csv" in archive.namelist()
     assert not [p for p in fs.find("packages") if ".partial-" in p]
+
+
+def test_live_tiff_of_an_ophyd_async_detector(tmp_path):
+    """stream_resource / stream_datum routed to their run; frames of shape (1, 240, 320) per
+    event written as a TIFF of shape (events, 1, 240, 320)."""
+    tifffile = pytest.importorskip("tifffile")
+    pytest.importorskip("ophyd_async")
+    from ophyd_async.core import StaticPathProvider, UUIDFilenameProvider, init_devices
+    from ophyd_async.sim import SimBlobDetector
+
+    from intake_broker.export.live import LiveExporter
+
+    RE = RunEngine()
+    with init_devices():
+        blob = SimBlobDetector(StaticPathProvider(UUIDFilenameProvider(), tmp_path), name="blob")
+    catalog = intake_broker.BrokerCatalog(intake_broker.MemoryStore())
+    live = LiveExporter("tiff", tmp_path / "live", streams=["primary"])
+    RE.subscribe(catalog.insert)
+    RE.subscribe(live)
+    RE(count([blob], 3))  # the HDF5 file is closed at unstage, after the stop document
+    first = catalog[-1]
+    assert live.pending() == [first.uid] and live.manifest is None  # waits for its file
+    RE(count([blob], 2))
+    run = catalog[-1]
+    assert list(live.manifest.runs) == [first.uid]  # written when the next run started
+    assert live.pending() == [run.uid]
+    live.flush()  # after RE(...) returned: the detector is unstaged, its file closed
+    assert live.pending() == [] and list(live.manifest.runs) == [first.uid, run.uid]
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "live" / first.uid / "primary" / "blob.tif"),
+        first.primary.read()["blob"].values,
+    )
+    frames = tifffile.imread(tmp_path / "live" / run.uid / "primary" / "blob.tif")
+    want = run.primary.read()["blob"].values
+    assert frames.shape == want.shape == (2, 1, 240, 320)
+    np.testing.assert_array_equal(frames, want)

@@ -10,9 +10,15 @@ The file of a live export is therefore the file a later ``run.export`` of the sa
 
 Memory: the documents of an open run (frames written by detectors to files stay there, as
 references, until the export reads them at the stop). A run that never stops is never written;
-:meth:`LiveExporter.pending` lists such runs. An export that fails at a stop (a full disk)
-raises to the RunEngine as a suitcase serializer would, and keeps the run:
-:meth:`LiveExporter.retry` writes it again.
+:meth:`LiveExporter.pending` lists such runs.
+
+Detector files still open at the stop: bluesky emits a run's ``stop`` before the detectors are
+unstaged, and some detectors (ophyd-async's HDF5 writers, area detectors) close their files only
+then, so a format that reads frames (tiff, csv with arrays, parquet, zarr, nexus) may find them
+unreadable at the stop. Such a run is not an error: it is kept and written when the next run
+starts, or by :meth:`LiveExporter.flush` (call it after ``RE(...)`` returns, when the detectors
+are unstaged). Any other failure at a stop (a full disk) raises to the RunEngine as a suitcase
+serializer would, and keeps the run for :meth:`LiveExporter.flush`.
 
 The exporter reads nothing but the documents it is given and the asset files their resources
 name (the RunEngine's own detectors, in this process), and writes only to its destination.
@@ -26,6 +32,7 @@ from typing import Any
 
 import event_model
 
+from intake_broker.assets.reader import AssetNotFound, AssetReadError
 from intake_broker.export.base import Destination, Manifest
 
 logger = logging.getLogger(__name__)
@@ -76,7 +83,8 @@ class LiveExporter(event_model.DocumentRouter):
         self.manifest: Manifest | None = None
         self._runs: dict[str, Any] = {}  # run uid -> the catalog holding its documents
         self._owner: dict[str, str] = {}  # descriptor / resource uid -> run uid
-        self._failed: dict[str, Any] = {}  # run uid -> its catalog, export failed at its stop
+        self._failed: dict[str, Any] = {}  # run uid -> its catalog, stopped, not yet written
+        self._deferred: set[str] = set()  # of those, the runs whose files were still open
 
     # -- routing ----------------------------------------------------------------------------------
 
@@ -97,6 +105,8 @@ class LiveExporter(event_model.DocumentRouter):
         from intake_broker.store.memory import MemoryStore
         from intake_broker.views.catalog import BrokerCatalog
 
+        for uid in list(self._deferred):  # the runs whose files were still open at their stop
+            self._write(uid)
         self._runs[doc["uid"]] = BrokerCatalog(MemoryStore())
         self._put(doc["uid"], "start", doc)
         return doc
@@ -147,7 +157,16 @@ class LiveExporter(event_model.DocumentRouter):
         self._owner = {k: v for k, v in self._owner.items() if v != uid}
         if catalog is not None:
             self._failed[uid] = catalog
-            self._write(uid)
+            try:
+                self._write(uid)
+            except (AssetNotFound, AssetReadError) as err:
+                self._deferred.add(uid)
+                logger.info(
+                    "live export: run %s waits for its detector files (%s); written when the "
+                    "next run starts or by flush()",
+                    uid[:8],
+                    err,
+                )
         return doc
 
     # -- writing ----------------------------------------------------------------------------------
@@ -168,14 +187,20 @@ class LiveExporter(event_model.DocumentRouter):
             **self.options,
         )
         del self._failed[uid]
+        self._deferred.discard(uid)
         catalog.store.close()
 
     def pending(self) -> list[str]:
-        """Uids of runs started and not yet written (open, or failed at their stop)."""
+        """Uids of runs started and not yet written (open, waiting for their detector files,
+        or failed at their stop)."""
         return [*self._runs, *self._failed]
 
-    def retry(self) -> Manifest | None:
-        """Write again the runs whose export failed at their stop; the manifest after."""
+    def flush(self) -> Manifest | None:
+        """Write the runs that stopped and are not written yet (their detector files were
+        still open at the stop, or the export failed); the manifest after. Errors raise."""
         for uid in list(self._failed):
             self._write(uid)
         return self.manifest
+
+    #: The same as :meth:`flush` (after a failure, e.g. a full disk made room).
+    retry = flush
