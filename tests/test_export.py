@@ -521,6 +521,37 @@ def test_tiff_of_a_stream_without_events_writes_no_invalid_file(tmp_path):
         ]
 
 
+def test_tiff_lists_a_spectrum_it_cannot_hold(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    bundle = event_model.compose_run(metadata={"plan_name": "count", "scan_id": 1})
+    desc = bundle.compose_descriptor(
+        name="primary",
+        data_keys={
+            "frame": {"dtype": "array", "dtype_numpy": "<i4", "shape": [3, 4], "source": "a"},
+            "spectrum": {"dtype": "array", "dtype_numpy": "<f8", "shape": [6], "source": "b"},
+            "temperature": {"dtype": "number", "shape": [], "source": "c", "units": "K"},
+        },
+    )
+    catalog = intake_broker.BrokerCatalog(intake_broker.MemoryStore())
+    catalog.insert("start", bundle.start_doc)
+    catalog.insert("descriptor", desc.descriptor_doc)
+    for i in range(4):
+        data = {"frame": np.full((3, 4), i, "i4"), "spectrum": np.arange(6.0) * i,
+                "temperature": 290.0 + i}  # fmt: skip
+        catalog.insert("event", desc.compose_event(data=data, timestamps=dict.fromkeys(data, 1.0)))
+    catalog.insert("stop", bundle.compose_stop())
+    run = catalog[-1]
+    manifest = run.export("tiff", tmp_path, progress=False)
+    (skip,) = manifest.runs[run.uid].skipped
+    assert skip["field"] == "spectrum" and "not an image" in skip["reason"]
+    path = tmp_path / run.uid / "primary" / "frame.tif"
+    np.testing.assert_array_equal(tifffile.imread(path), run.primary.read()["frame"].values)
+    with tifffile.TiffFile(path) as tif:
+        meta = tif.shaped_metadata[0]
+    assert meta["frames"]["temperature"] == [290.0, 291.0, 292.0, 293.0]
+    assert "spectrum" not in meta["frames"]
+
+
 def test_tiff_through_the_command(cat, tmp_path, capsys):
     tifffile = pytest.importorskip("tifffile")
     data = tmp_path / "data"
