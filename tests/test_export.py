@@ -458,7 +458,7 @@ def test_tiff_frames_equal_and_metadata_in_the_description(cat, tmp_path):
     for run in runs:
         run.export("tiff", tmp_path, progress=False)
         path = tmp_path / run.uid / "primary" / "img.tif"
-        want = run.primary.read()
+        want = run.primary(seq_num=True).read()
         np.testing.assert_array_equal(tifffile.imread(path), want["img"].values)
         with tifffile.TiffFile(path) as tif:
             meta = tif.shaped_metadata[0]
@@ -479,7 +479,7 @@ def test_tiff_one_file_per_frame(cat, tmp_path):
     run = cat[-2]
     manifest = run.export("tiff", tmp_path, per_frame=True, compression="zlib", progress=False)
     folder = tmp_path / run.uid / "primary" / "img"
-    ds = run.primary.read()
+    ds = run.primary(seq_num=True).read()
     names = sorted(p.name for p in folder.iterdir())
     assert names == [f"{int(s):06d}.tif" for s in ds["seq_num"].values]
     for i, name in enumerate(names):
