@@ -61,7 +61,7 @@ def test_values_equal_the_documents(recorded, which):
     assert run.metadata["start"] == documents[0][1]
     assert run.metadata["stop"] == documents[-1][1]
     events = events_of(documents)
-    ds = run.primary.read()
+    ds = run.primary(seq_num=True).read()
     assert ds.sizes["time"] == len(events)
     np.testing.assert_array_equal(ds["seq_num"], [e["seq_num"] for e in events])
     np.testing.assert_array_equal(ds["time"], [e["time"] for e in events])

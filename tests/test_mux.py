@@ -366,7 +366,7 @@ def test_split_by_a_field(cat):
 
 
 def test_pivot_and_stack_round_trip(cat):
-    original = cat[uid(WAVE)].primary.read()
+    original = cat[uid(WAVE)].primary(seq_num=True).read()
     rows = cat[uid(WAVE)].primary.pivot("wave", time="wave_t").compute()
     assert rows.sizes["time"] == 12
     np.testing.assert_array_equal(rows["wave"], [10 * i + j for i in range(3) for j in range(4)])

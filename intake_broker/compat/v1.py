@@ -790,7 +790,7 @@ def _databroker_dims(ds: Any) -> Any:
     """Our dataset as databroker 1.2.5 named it: no ``seq_num`` coordinate, and an array key's
     dimensions ``dim_0``, ``dim_1`` ... (kept as ``<key>_dim_0`` where two keys of different
     shapes would clash)."""
-    ds = ds.drop_vars("seq_num")
+    ds = ds.drop_vars("seq_num", errors="ignore")
     renames = {
         dim: "dim_" + dim.rsplit("_dim_", 1)[-1]
         for dim in ds.dims

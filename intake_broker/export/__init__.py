@@ -12,7 +12,12 @@ stored chunk, not by the run.
 
 Formats (:data:`FORMATS`): ``jsonl`` and ``msgpack`` (every document, by suitcase; ingest reads
 them back exactly), ``csv`` / ``tsv`` and ``parquet`` (a table per stream), ``zarr`` (v3, a
-group per run), ``nexus`` (NeXus/HDF5 with standard names and the documents embedded).
+group per run), ``nexus`` (NeXus/HDF5 with standard names and the documents embedded),
+``tiff`` (image fields as multi-page TIFF, metadata as JSON in the description) and ``package``
+(a publication package: documents, data in a chosen format, RO-Crate and DataCite metadata).
+
+Live: :class:`intake_broker.export.live.LiveExporter` is subscribed to a RunEngine and writes
+each run in any of these formats when its stop document arrives.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ FORMATS: dict[str, str] = {
     "parquet": "intake_broker.export.tables:ParquetExporter",
     "zarr": "intake_broker.export.zarrfmt:ZarrExporter",
     "nexus": "intake_broker.export.nexus:NexusExporter",
+    "tiff": "intake_broker.export.tiff:TIFFExporter",
+    "package": "intake_broker.export.package:PackageExporter",
 }
 
 
@@ -115,7 +122,9 @@ def export_runs(
         Skip the runs an earlier export of the same format and options to ``dest`` wrote whole
         (default). False writes them again.
     **options
-        Options of the format (``arrays="json"`` for csv, ``mapping=...`` for nexus, ...).
+        Options of the format (``arrays="json"`` for csv, ``mapping=...`` for nexus,
+        ``per_frame=True`` for tiff, ``title=..., licence=..., data="parquet"`` for package,
+        ...).
 
     Raises
     ------
@@ -135,7 +144,7 @@ def export_runs(
                 f"this one is {format!r} with {manifest.options}: export to another folder "
                 "(or remove that one)"
             )
-        manifest.created, manifest.runs = old.created, old.runs
+        manifest.created, manifest.runs, manifest.extra = old.created, old.runs, old.extra
     with _progress(total, progress) as bar:
         for run in runs:
             done = manifest.runs.get(run.uid)
@@ -154,6 +163,7 @@ def export_runs(
             bar.update(1)
     if previous is None and not manifest.runs:
         target.write_text(MANIFEST, manifest.to_json())
+    writer.finish(target, manifest)
     return manifest
 
 

@@ -153,6 +153,17 @@ class Destination:
                 f"the destination {self.url!r} is not writable; choose a folder you may write"
             )
 
+    def under(self, folder: str) -> Destination:
+        """The same destination with its root at ``folder`` (a path under this root): what
+        one format writes inside another's folder (the data of a publication package)."""
+        import copy
+
+        sub = copy.copy(self)
+        sub.root = self.path(folder)
+        sub.url = f"{self.url.rstrip('/')}/{folder}"
+        sub.fs.makedirs(sub.root, exist_ok=True)
+        return sub
+
     def path(self, rel: str) -> str:
         """The full path of ``rel`` on the destination's filesystem."""
         return f"{self.root}/{rel}" if self.root != "/" else f"/{rel}"
@@ -306,7 +317,7 @@ def blocks(stream: Any, keys: Sequence[str], block_bytes: int = BLOCK_BYTES) -> 
     total = len(stream.layout)
     if total == 0:
         return
-    ds = stream(include=list(keys)).to_dask() if keys else stream(include=[]).to_dask()
+    ds = stream(include=list(keys), seq_num=True).to_dask()
     rows = max(1, block_bytes // max(1, row_bytes(stream, keys)))
     for lo in range(0, total, rows):
         yield ds.isel(time=slice(lo, lo + rows)).compute()
@@ -341,6 +352,11 @@ class Exporter:
         fields: Sequence[str] | None = None,
     ) -> RunExport:
         raise NotImplementedError
+
+    def finish(self, dest: Destination, manifest: Manifest) -> None:
+        """Called once after the runs were written (or skipped as written before), with the
+        manifest: a format that describes the whole export (a publication package) writes that
+        description here. Nothing by default."""
 
     def new_record(self, run: Any) -> RunExport:
         start = run.metadata["start"]

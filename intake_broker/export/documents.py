@@ -7,6 +7,24 @@ suitcase-msgpack 0.3 has no ``stream_resource`` / ``stream_datum`` methods and w
 documents silently (the assets of ophyd-async detectors): :class:`_MsgpackSerializer` adds them
 with suitcase's own encoder. The whole run is written, exactly as stored (unfilled: assets stay
 references), so ``streams`` / ``fields`` do not apply.
+
+Which suitcase packages are used, and why not the others (checked against their last releases):
+
+* used: **suitcase-jsonl** 0.2 and **suitcase-msgpack** 0.3 -- small, correct, the formats the
+  files driver and ``ingest`` read; msgpack's two missing documents are added here.
+* not used: **suitcase-csv** 0.3 (2021) is a one-shot ``export(gen, ...)`` function, not a
+  serializer one can subscribe; it refuses unfilled events (every detector writing to files),
+  writes one file per descriptor and has no rule for array fields (``tables.py`` does);
+  **suitcase-tiff** 0.4 (2022) ignores everything that is not 2-D, writes no metadata (its own
+  docstring says so) and calls ``TiffWriter.save``, which current tifffile no longer has
+  (``tiff.py`` writes through ``tifffile.imwrite``, metadata in the description);
+  **suitcase-nxsas** (NXsas for one beamline) and suitcase-hdf5 are not on PyPI, and NeXus here
+  follows a configurable mapping (``nexus.py``); **suitcase-specfile** writes SPEC files (not a
+  format asked for); **suitcase-json-metadata** writes the start and stop documents only (every
+  table format here writes them, with the descriptors, as ``metadata.json``);
+  **suitcase-mongo** is a store, not an export (the mongo driver and ``copy_runs`` do that).
+* live export (``RE.subscribe``), which suitcase serializers offer, is
+  :class:`~intake_broker.export.live.LiveExporter` for every format here.
 """
 
 from __future__ import annotations

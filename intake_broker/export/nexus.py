@@ -321,7 +321,7 @@ class NexusExporter(Exporter):
                 attrs["bluesky_data_key"] = key
                 _append(group, safe_name(key), block[key].values, attrs)
         if "time" not in group:  # no events
-            empty = stream(include=keys).to_dask()
+            empty = stream(include=keys, seq_num=True).to_dask()
             _append(group, "time", empty["time"].values, {"units": "s"})
             _append(group, "seq_num", empty["seq_num"].values)
             for key in keys:

@@ -158,7 +158,7 @@ class ParquetExporter(Exporter):
                             )
                         writer.write_table(table)
                     if writer is None:  # no events
-                        empty = stream(include=keys).to_dask()
+                        empty = stream(include=keys, seq_num=True).to_dask()
                         table = self._table(stream, empty, keys, run.uid, stream_name)
                         pq.write_table(table, path, compression=self.options["compression"])
                 finally:

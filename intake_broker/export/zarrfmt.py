@@ -91,7 +91,7 @@ class ZarrExporter(Exporter):
                             consolidated=False,
                         )
                 if first:  # no events: the empty arrays, so the stream is there
-                    empty = _plain(stream(include=keys).to_dask().load())
+                    empty = _plain(stream(include=keys, seq_num=True).to_dask().load())
                     empty.to_zarr(
                         str(path), group=group, mode="w", zarr_format=3, consolidated=False
                     )

@@ -292,7 +292,14 @@ class DocumentStoreTests:
             np.testing.assert_array_equal(ds[key].values, [e["data"][key] for e in events])
         assert ds["count"].dtype == np.int64 and ds["motor"].attrs["units"] == "mm"
         assert lazy.load().identical(ds)  # the dask graph and the eager read agree
-        np.testing.assert_array_equal(ds["seq_num"].values, range(1, 7))
+        # databroker's variables: the data keys and the time coordinate, nothing else
+        assert set(ds.variables) == {"motor", "det", "count", "time"}
+        assert list(ds.coords) == ["time"]
+        assert list(ds.to_dataframe().columns) == list(ds.data_vars)
+        numbered = run.primary(seq_num=True)
+        np.testing.assert_array_equal(numbered.read()["seq_num"].values, range(1, 7))
+        assert numbered.to_dask().load().identical(numbered.read())
+        assert list(numbered.read(["det"]).coords) == ["time", "seq_num"]
         np.testing.assert_array_equal(ds["time"].values, [e["time"] for e in events])
         assert list(run.primary(include=["det"]).read().data_vars) == ["det"]
         assert "det" not in run.primary(exclude=["det"]).read().data_vars
@@ -316,7 +323,7 @@ class DocumentStoreTests:
     def test_chunks_follow_pages_not_events(self, store):
         docs = factories.scalar_run(n=2500)
         insert_all(store, docs)
-        ds = BrokerCatalog(self.reopen(store))[-1].primary.to_dask()
+        ds = BrokerCatalog(self.reopen(store))[-1].primary(seq_num=True).to_dask()
         chunks = ds["det"].chunks[0]
         assert sum(chunks) == 2500 and len(chunks) < 50
         np.testing.assert_array_equal(ds["seq_num"].values, np.arange(1, 2501))
@@ -327,7 +334,7 @@ class DocumentStoreTests:
         insert_all(store, docs)
         run = BrokerCatalog(self.reopen(store))[-1]
         assert list(run) == ["primary"]
-        ds = run.primary.read()
+        ds = run.primary(seq_num=True).read()
         assert ds["det"].values.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
         assert ds["seq_num"].values.tolist() == [1, 2, 3, 4, 5, 6]
         exposure = run.primary.config["det"].read()["exposure"].values.tolist()

@@ -980,7 +980,20 @@ class Run(Catalog):
             return
         yield from fill_documents(docs, self._assets, delayed=fill == "delayed")
 
-    canonical = documents
+    def canonical(
+        self, *, fill: str = "no", strict_order: bool = True
+    ) -> Iterator[tuple[str, dict]]:
+        """databroker 1.2's old name for :meth:`documents`; warns as databroker did
+        (``UserWarning``). ``strict_order`` is accepted and has no effect: documents always
+        come in time order here."""
+        import warnings
+
+        warnings.warn(
+            "canonical() is databroker's old name for documents(); call run.documents(fill=...)",
+            UserWarning,
+            stacklevel=2,
+        )
+        yield from self.documents(fill=fill)
 
     def read_canonical(self) -> Iterator[tuple[str, dict]]:
         """databroker 1.2's old name for ``documents(fill="yes")``; warns as databroker did

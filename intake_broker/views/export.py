@@ -94,7 +94,7 @@ def export_stream(
             f"{url} already holds a zarr store; pass overwrite=True to replace it, or choose "
             "another URL"
         )
-    ds = stream.to_dask()
+    ds = stream._with(seq_num=True).to_dask()  # time and seq_num coordinates
     skipped = [name for name, var in ds.data_vars.items() if var.dtype.kind not in "biufcmMSU"]
     ds = ds.drop_vars(skipped)
     rows = [c.rows for c in stream.layout.chunks]

@@ -118,11 +118,14 @@ def _choice(value: Any, allowed: Sequence[str], what: str) -> str:
 
 
 def _dataset(source: Any) -> xr.Dataset:
-    """A stream (lazy) or a dataset as it is."""
+    """A stream (lazy, with its ``seq_num`` coordinate) or a dataset as it is."""
     import xarray as xr
 
     if isinstance(source, xr.Dataset):
         return source
+    with_seq_num = getattr(source, "_with", None)
+    if with_seq_num is not None:
+        source = with_seq_num(seq_num=True)
     to_dask = getattr(source, "to_dask", None)
     if to_dask is None:
         raise WrongArgumentType(

@@ -3,7 +3,8 @@
 Shapes and dtypes come from the descriptors; the dask chunks follow the store's
 :class:`~intake_broker.store.Chunk` s, one task per chunk reads every selected column at once.
 Only ``time`` and ``seq_num`` are read when the dataset is built (they index it); every other
-value is read when computed.
+value is read when computed. The dataset's variables are databroker's: the data keys and the
+``time`` coordinate (``stream(seq_num=True)`` adds ``seq_num`` as a coordinate along ``time``).
 """
 
 from __future__ import annotations
@@ -318,6 +319,11 @@ class Stream(DataSource):
     ``to_dask()`` gives the lazy dataset, ``read()`` the loaded one; ``stream(include=[...],
     exclude=[...])`` selects data keys; ``config`` and ``timestamps`` give the configuration
     and the per-key timestamps.
+
+    The dataset has the variables databroker gave: the data keys and the ``time``
+    coordinate. ``stream(seq_num=True)`` adds each event's ``seq_num`` as a second
+    coordinate along ``time`` (what every dataset had before 0.2; the exports and the
+    multi-run calls of :mod:`intake_broker.views.mux` ask for it).
     """
 
     container = "xarray"
@@ -336,9 +342,11 @@ class Stream(DataSource):
         metadata: dict | None = None,
         assets: AssetReader | None = None,
         datetimes: str | None = None,
+        seq_num: bool = False,
     ):
         self._store = store
         self._datetimes = datetimes
+        self._seq_num = bool(seq_num)
         self._assets = assets
         self._run_uid = run_uid
         self._descriptors = list(descriptors)
@@ -355,13 +363,15 @@ class Stream(DataSource):
         exclude: Sequence[str] | None = None,
         *,
         datetimes: bool | str = False,
+        seq_num: bool = False,
         **kwargs,
     ) -> Stream:
         """The same stream restricted to ``include`` keys and without ``exclude`` keys.
 
         ``datetimes=True`` adds a ``datetime`` coordinate (``datetime64[ns]`` wall times in the
         catalog's time zone, UTC when it names none); a zone name (``"Europe/Berlin"``) picks
-        the zone. ``time`` stays float seconds.
+        the zone. ``time`` stays float seconds. ``seq_num=True`` adds the events' ``seq_num``
+        coordinate along ``time``.
         """
         zone: str | None = None
         if datetimes is True:
@@ -374,6 +384,10 @@ class Stream(DataSource):
             raise WrongArgumentType(
                 f"datetimes must be True, False or a time zone name, not {datetimes!r}"
             )
+        if not isinstance(seq_num, bool):
+            from intake_broker.errors import WrongArgumentType
+
+            raise WrongArgumentType(f"seq_num must be True or False, not {seq_num!r}")
         return Stream(
             self._store,
             self._run_uid,
@@ -383,7 +397,28 @@ class Stream(DataSource):
             exclude=exclude,
             assets=self._assets,
             datetimes=zone,
+            seq_num=seq_num,
             metadata={k: v for k, v in self.metadata.items() if k == "timezone"},
+        )
+
+    def _with(self, **changes: Any) -> Stream:
+        """This stream with some settings changed (``include``, ``exclude``, ``datetimes``
+        as a zone or None, ``seq_num``), the others kept."""
+        settings: dict[str, Any] = {
+            "include": self._include,
+            "exclude": self._exclude,
+            "datetimes": self._datetimes,
+            "seq_num": self._seq_num,
+            **changes,
+        }
+        return Stream(
+            self._store,
+            self._run_uid,
+            self.name,
+            self._descriptors,
+            assets=self._assets,
+            metadata={k: v for k, v in self.metadata.items() if k == "timezone"},
+            **settings,
         )
 
     def __repr__(self) -> str:
@@ -493,9 +528,12 @@ class Stream(DataSource):
             data_vars[key] = xr.Variable(dims, array, attrs=field_attrs(dk))
         import intake_broker.views.returns  # noqa: F401  (registers the ds.broker accessor)
 
+        coords: dict[str, Any] = {"time": time}
+        if self._seq_num:
+            coords["seq_num"] = ("time", seq_num)
         ds = xr.Dataset(
             data_vars,
-            coords={"time": time, "seq_num": ("time", seq_num)},
+            coords=coords,
             attrs={"stream_name": self.name, "run_uid": self._run_uid},
         )
         if self._datetimes is not None:
@@ -523,7 +561,7 @@ class Stream(DataSource):
         unknown = [v for v in variables if v not in keys]
         if unknown:
             raise FieldNotFound(f"stream {self.name!r} has no data keys {unknown}; it has {keys}")
-        return self(include=list(variables))
+        return self._with(include=list(variables), exclude=[])
 
     def __getitem__(self, key: str) -> Any:
         """databroker 2's nodes of a stream: ``stream["data"]`` (the data keys, each an
@@ -550,45 +588,46 @@ class Stream(DataSource):
         return ["data", "timestamps", "config"]
 
     # -- other returns and shapes (intake_broker.views.returns / .mux) ---------------------
+    # (these keep the ``seq_num`` coordinate: it is how pivot / stack / split label events)
 
     def to_pandas(self):
         """The stream as a ``pandas.DataFrame`` indexed by ``time`` (array fields: one numpy
         array per cell)."""
         from intake_broker.views.returns import to_pandas
 
-        return to_pandas(self.read())
+        return to_pandas(self._with(seq_num=True).read())
 
     def to_numpy(self, structured: bool = False):
         """The stream's columns as a dict of numpy arrays (``time``, ``seq_num`` and each
         field), or one structured array."""
         from intake_broker.views.returns import to_numpy
 
-        return to_numpy(self.read(), structured=structured)
+        return to_numpy(self._with(seq_num=True).read(), structured=structured)
 
     def to_arrow(self):
         """The stream as a ``pyarrow.Table``; images as ``fixed_shape_tensor`` columns."""
         from intake_broker.views.returns import to_arrow
 
-        return to_arrow(self.read())
+        return to_arrow(self._with(seq_num=True).read())
 
     def resample(self, period: Any, how: str = "mean"):
         """The stream in bins of ``period`` (``"1s"``, seconds, a timedelta): see
         :func:`intake_broker.views.mux.resample`."""
         from intake_broker.views.mux import resample
 
-        return resample(self.to_dask(), period, how)
+        return resample(self._with(seq_num=True).to_dask(), period, how)
 
     def split(self, by: str) -> dict:
         """The events grouped by the value of field ``by``: ``{value: dataset}``."""
         from intake_broker.views.mux import split
 
-        return split(self.to_dask(), by)
+        return split(self._with(seq_num=True).to_dask(), by)
 
     def pivot(self, fields: Sequence[str] | str, *, time: str | None = None):
         """Waveform fields as a series of events: see :func:`intake_broker.views.mux.pivot`."""
         from intake_broker.views.mux import pivot
 
-        return pivot(self.to_dask(), fields, time=time)
+        return pivot(self._with(seq_num=True).to_dask(), fields, time=time)
 
     def _get_partition(self, i: int):
         return self.to_dask().isel(time=self._partition_slice(i)).load()
@@ -793,11 +832,10 @@ class ConfigSource(DataSource):
                 parts.append(np.broadcast_to(value, (chunk.rows, *value.shape)))
             values = np.concatenate(parts) if parts else np.empty((0, *shape), dtype)
             data_vars[key] = (field_dims(key, dk), values)
-        return xr.Dataset(
-            data_vars,
-            coords={"time": time, "seq_num": ("time", seq_num)},
-            attrs={"object_name": self._object},
-        )
+        coords: dict[str, Any] = {"time": time}
+        if self._stream._seq_num:
+            coords["seq_num"] = ("time", seq_num)
+        return xr.Dataset(data_vars, coords=coords, attrs={"object_name": self._object})
 
     def to_dask(self):
         return self.read()

@@ -41,11 +41,32 @@ def _fill(store) -> None:
         store.flush()
 
 
-@pytest.fixture(scope="module", params=["memory", "jsonl", "native", "remote"])
+@pytest.fixture(scope="session")
+def _secantus():
+    servers = pytest.importorskip("intake_broker.testing.servers")
+    if servers.secantusd() is None:
+        pytest.skip("SecantusDB is not installed (pip install -e 'drivers/mongo[test]')")
+    with servers.SecantusServer() as server:
+        yield server.uri
+
+
+@pytest.fixture(scope="module", params=["memory", "jsonl", "native", "remote", "mongo-embedded"])
 def catalog(request, tmp_path_factory):
-    """The six golden runs in one kind of store, as a catalog relocating the asset root."""
+    """The six golden runs in one kind of store, as a catalog relocating the asset root (the
+    embedded MongoDB layout, read-only, written by ``intake_broker_mongo.testing``)."""
     kind = request.param
     folder = tmp_path_factory.mktemp(kind)
+    if kind == "mongo-embedded":
+        mongo = pytest.importorskip("intake_broker_mongo")
+        from intake_broker_mongo.testing import write_embedded
+
+        uri = f"{request.getfixturevalue('_secantus')}/golden-{folder.name}"
+        catalog = mongo.MongoEmbeddedCatalog(uri, root_map={ROOT: ASSETS})
+        write_embedded(catalog.store._db, [doc for docs in golden_runs() for doc in docs])
+        yield catalog
+        catalog.store._db.client.drop_database(catalog.store._db.name)
+        catalog.store.close()
+        return
     if kind == "memory":
         store = MemoryStore()
     elif kind == "jsonl":

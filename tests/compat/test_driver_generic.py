@@ -56,6 +56,13 @@ def test_read_canonical_is_documents_filled_and_warns(catalog):
     assert [n for n, _ in old] == [n for n, _ in new]
 
 
+def test_canonical_is_documents_and_warns(catalog):
+    run = _image_run(catalog)
+    with pytest.warns(UserWarning, match="documents"):
+        old = list(run.canonical(fill="no"))
+    assert [n for n, _ in old] == [n for n, _ in run.documents(fill="no")]
+
+
 def test_out_of_range_negative_index_is_an_index_error(catalog):
     catalog[-len(catalog)]
     with pytest.raises(IndexError):

@@ -135,6 +135,12 @@ def test_data_and_xarray_match_databroker(db, golden, label):
         if xr["dataframe_columns"] is not None:
             assert list(ds.to_dataframe().columns) == xr["dataframe_columns"]
         assert sorted(h.xarray_dask(stream).variables) == xr["variables"]
+        # the same variables through the v2 API itself, not only through the v1 Header
+        run = db.v2[expected["uid"]]
+        for got in (run[stream].read(), run[stream].to_dask()):
+            assert sorted(got.variables) == xr["variables"] and list(got.coords) == ["time"]
+            if xr["dataframe_columns"] is not None:
+                assert list(got.to_dataframe().columns) == xr["dataframe_columns"]
 
 
 def test_lookups(db, golden):

@@ -61,7 +61,7 @@ def _check_run(run, docs):
     assert same_document(run.metadata["start"], start)
     assert same_document(run.metadata["stop"], stop)
     assert run.complete
-    ds = run.primary.read()
+    ds = run.primary(seq_num=True).read()
     events = _events_by_seq(docs)
     assert ds["seq_num"].values.tolist() == sorted(events)
     descriptor = next(d for n, d in docs if n == "descriptor" and d["name"] == "primary")

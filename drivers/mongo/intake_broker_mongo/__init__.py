@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .catalog import MongoNormalizedCatalog
 from .connection import MongoConfigurationError, MongoConnectionError, redact
+from .embedded import EmbeddedMongoStore, MongoEmbeddedCatalog
 from .filters import to_mongo
 from .layout import EXTRA_INDEXES, SUITCASE_INDEXES, create_indexes
 from .queries import to_mongo_normalized
@@ -26,6 +27,8 @@ __version__ = "0.1.0"
 __all__ = [
     "EXTRA_INDEXES",
     "SUITCASE_INDEXES",
+    "EmbeddedMongoStore",
+    "MongoEmbeddedCatalog",
     "MongoConfigurationError",
     "MongoConnectionError",
     "MongoNormalizedCatalog",

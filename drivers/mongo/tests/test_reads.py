@@ -143,7 +143,7 @@ def test_incomplete_run_with_gaps_in_seq_num(store):
             assert len(got) == chunk.rows
         run = BrokerCatalog(small)[-1]
         assert not run.complete
-        ds = run.primary.read()
+        ds = run.primary(seq_num=True).read()
         assert ds["x"].values.tolist() == [s * 10 for s in seq_nums]
         assert ds["seq_num"].values.tolist() == seq_nums
         assert run.primary.to_dask()["x"].values.tolist() == [s * 10 for s in seq_nums]
@@ -155,7 +155,7 @@ def test_a_stop_undercounting_its_events_still_gives_whole_chunks(store):
     docs = factories.scalar_run(n=10)
     docs[-1][1]["num_events"] = {"primary": 8, "baseline": 2}  # two events too few
     insert_all(store, docs)
-    ds = BrokerCatalog(store)[-1].primary.read()
+    ds = BrokerCatalog(store)[-1].primary(seq_num=True).read()
     assert ds["seq_num"].values.tolist() == list(range(1, 9))
 
 

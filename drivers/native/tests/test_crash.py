@@ -178,7 +178,7 @@ def test_a_killed_run_is_recovered_then_completed_by_a_new_writer(tmp_path):
     assert acked <= rows <= acked + 1
     run = BrokerCatalog(store)["crash-run"]
     assert not run.complete and run.metadata["stop"] is None
-    ds = run.primary.read()
+    ds = run.primary(seq_num=True).read()
     np.testing.assert_array_equal(ds["x"].values, np.arange(rows) * 1.5)
     np.testing.assert_array_equal(ds["seq_num"].values, np.arange(1, rows + 1))
     docs = list(store.documents("crash-run"))

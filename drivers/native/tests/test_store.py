@@ -131,7 +131,7 @@ def test_live_run_is_readable_up_to_the_last_whole_chunk(index, tmp_path):
     other = reader(store)
     run = BrokerCatalog(other)[-1]
     assert not run.complete and run.metadata["stop"] is None
-    ds = run.primary.read()
+    ds = run.primary(seq_num=True).read()
     np.testing.assert_array_equal(ds["x"].values, np.arange(200.0))  # two whole chunks
     assert ds["n"].dtype == np.int64 and ds["seq_num"].values[-1] == 200
     assert [c.rows for c in other.event_chunks(desc.descriptor_doc["uid"])] == [100, 100]

@@ -21,7 +21,7 @@ def run_with(store, scan_id):
 @pytest.mark.parametrize("consolidated", [False, None])
 def test_open_zarr_equals_local_read(url, store, scan_id, consolidated):
     uid = run_with(store, scan_id)
-    local = BrokerCatalog(store)[uid].primary.read()
+    local = BrokerCatalog(store)[uid].primary(seq_num=True).read()  # the layout keeps seq_num
     remote = xr.open_zarr(f"{url}/zarr/v3/runs/{uid}/primary", consolidated=consolidated)
     assert remote["time"].dims == ("time",) and "seq_num" in remote.coords
     xr.testing.assert_identical(remote.load(), local)

@@ -64,7 +64,7 @@ def _datasets(documents: Iterable[tuple[str, Mapping[str, Any]]]) -> tuple[dict,
     descriptor_uids = {}
     for stream_name in run:
         stream = run[stream_name]
-        ds = stream.read().drop_vars("seq_num")
+        ds = stream.read()
         ds["time"].attrs = {"units": TIME_UNITS, "standard_name": "time"}
         for descriptor in stream.metadata["descriptors"][:1]:
             for obj, config in descriptor.get("configuration", {}).items():
