@@ -31,7 +31,7 @@ from intake_broker.store.memory import DEFAULT_CHUNK_ROWS, RunDocuments, TableRe
 from intake_broker.store.validation import safe_uid
 
 from .formats import FORMATS, Located, corrupt, get_format
-from .index import FileIndex, IndexEntry, file_key, glob_base, has_magic
+from .index import FileIndex, IndexEntry, glob_base, has_magic, key_of
 from .writer import RunWriter, can_append
 
 if TYPE_CHECKING:
@@ -199,8 +199,12 @@ class FilesStore(TableReads, DocumentStore):
         )
 
     def count(self, query: Query | None = None) -> int:
-        if query is None:
-            return len(self._records())
+        if query is None:  # no document decoded: the index knows which files hold runs
+            with self._lock:
+                self._index.refresh()
+                uids = {uid for uid, e in self._index.by_uid().items() if e.readable}
+                uids.update(self._open)
+            return len(uids)
         return len(self.runs(query))
 
     def _run_path(self, uid: str) -> str:
@@ -549,7 +553,7 @@ class FilesStore(TableReads, DocumentStore):
         key = writer.key
         if writer.written or key is None:
             try:
-                key = file_key(writer.fs.info(writer.path))
+                key = key_of(writer.fs, writer.path)
             except FileNotFoundError:  # never written (no flush on a non-appendable fs)
                 self._index.forget(writer.path)
                 return
