@@ -7,6 +7,7 @@ import posixpath
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from fsspec.core import url_to_fs
@@ -39,6 +40,73 @@ if TYPE_CHECKING:
 
 #: The document each kind of page refers to, and the field naming it.
 _PARENT = {"event_page": "descriptor", "datum_page": "resource", "stream_datum": "stream_resource"}
+
+
+#: Events read from a file are packed into pages of at most this many rows.
+_EVENTS_PER_PAGE = 1000
+
+
+def _event_shape(doc: dict) -> tuple | None:
+    """What events must share to be packed into one page (descriptor and keys), or None for an
+    event that is to be put on its own (anything unusual: the checks then name its line)."""
+    try:
+        data, stamps, filled = doc["data"], doc["timestamps"], doc.get("filled", {})
+        if not (
+            isinstance(doc["descriptor"], str)
+            and isinstance(doc["uid"], str)
+            and isinstance(data, dict)
+            and isinstance(stamps, dict)
+            and isinstance(filled, dict)
+            and "seq_num" in doc
+            and "time" in doc
+            and "run_start" not in doc
+        ):
+            return None
+        return (doc["descriptor"], tuple(data), tuple(stamps), tuple(filled))
+    except (KeyError, TypeError):
+        return None
+
+
+def _page_of(events: list[dict]) -> dict:
+    """Events that share a shape (:func:`_event_shape`) as one event page: what
+    ``event_model.pack_event_page`` makes of them."""
+    first = events[0]
+    return {
+        "time": [e["time"] for e in events],
+        "uid": [e["uid"] for e in events],
+        "seq_num": [e["seq_num"] for e in events],
+        "descriptor": first["descriptor"],
+        "filled": {k: [e["filled"][k] for e in events] for k in first.get("filled", {})},
+        "data": {k: [e["data"][k] for e in events] for k in first["data"]},
+        "timestamps": {k: [e["timestamps"][k] for e in events] for k in first["timestamps"]},
+    }
+
+
+@contextmanager
+def _as_corrupt(path: str, name: str, where: str) -> Iterator[None]:
+    """Problems of a document read from a file as :class:`CorruptFile` naming the place."""
+    try:
+        yield
+    except CorruptFile:
+        raise
+    except (InvalidDocument, DocumentConflict) as err:
+        raise corrupt(
+            path, where, str(err), "each document after those it refers to, uids unique"
+        ) from None
+    except KeyError as err:
+        raise corrupt(
+            path,
+            where,
+            f"the {name} document lacks the field {err.args[0]!r}",
+            "a document following the event-model schema",
+        ) from None
+    except (TypeError, ValueError, AttributeError) as err:
+        raise corrupt(
+            path,
+            where,
+            f"the {name} document is malformed ({type(err).__name__}: {err})",
+            "a document following the event-model schema",
+        ) from None
 
 
 def _restore(cls: type[FilesStore], arguments: dict, owners: dict[str, str]) -> FilesStore:
@@ -295,55 +363,78 @@ class FilesStore(TableReads, DocumentStore):
     # -- a run's contents -----------------------------------------------------------------
 
     def _parse(self, fs: Any, path: str) -> RunDocuments:
-        """Read a whole run file into a :class:`RunDocuments`, checking its structure."""
+        """Read a whole run file into a :class:`RunDocuments`, checking its structure.
+
+        Consecutive events of one descriptor (suitcase files hold one ``event`` per line or
+        object) are packed into pages of up to :data:`_EVENTS_PER_PAGE` as they are read, so
+        that no per-event page is made and the events' dicts are freed page by page.
+        """
         docs: RunDocuments | None = None
-        for item in self.file_format.parse(fs.cat_file(path), path):
-            try:
-                kind, doc = normalize(item.name, item.doc, check=False)
-                if docs is None:
-                    if kind != "start":
-                        raise corrupt(
-                            path,
-                            item.where,
-                            f"the first document is a {kind!r} document",
-                            "the run's start document first",
-                        )
-                    docs = RunDocuments(doc)
+        batch: list[dict] = []
+        batch_uids: set[str] = set()
+        batch_where = ""
+        batch_shape: tuple | None = None
+        for item in self.file_format.parse_file(fs, path):
+            if docs is not None and item.name == "event":
+                shape = _event_shape(item.doc)
+                if shape is not None and item.doc["uid"] in docs.event_uids:
+                    shape = None  # seen before: put alone, as a re-insert is checked
+                if shape is not None and (
+                    shape == batch_shape
+                    and item.doc["uid"] not in batch_uids
+                    and len(batch) < _EVENTS_PER_PAGE
+                ):
+                    batch.append(item.doc)
+                    batch_uids.add(item.doc["uid"])
                     continue
-                owner = doc.get("run_start") if kind != "start" else doc.get("uid")
-                if owner is not None and owner != docs.start["uid"]:
+                if batch:
+                    self._put_read(docs, path, "event_page", _page_of(batch), batch_where)
+                    batch, batch_uids = [], set()
+                if shape is not None:
+                    batch, batch_uids = [item.doc], {item.doc["uid"]}
+                    batch_where, batch_shape = item.where, shape
+                    continue
+            elif batch:
+                assert docs is not None
+                self._put_read(docs, path, "event_page", _page_of(batch), batch_where)
+                batch, batch_uids, batch_shape = [], set(), None
+            if docs is None:
+                kind, doc = self._checked(path, item.name, item.doc, item.where)
+                if kind != "start":
                     raise corrupt(
                         path,
                         item.where,
-                        f"{doc_label(kind, doc)} belongs to run {owner!r}",
-                        f"documents of run {docs.start['uid']!r} only (one run per file)",
+                        f"the first document is a {kind!r} document",
+                        "the run's start document first",
                     )
-                docs.put(kind, doc)
-            except CorruptFile:
-                raise
-            except (InvalidDocument, DocumentConflict) as err:
-                raise corrupt(
-                    path,
-                    item.where,
-                    str(err),
-                    "each document after those it refers to, uids unique",
-                ) from None
-            except KeyError as err:
-                raise corrupt(
-                    path,
-                    item.where,
-                    f"the {item.name} document lacks the field {err.args[0]!r}",
-                    "a document following the event-model schema",
-                ) from None
-            except (TypeError, ValueError, AttributeError) as err:
-                raise corrupt(
-                    path,
-                    item.where,
-                    f"the {item.name} document is malformed ({type(err).__name__}: {err})",
-                    "a document following the event-model schema",
-                ) from None
+                docs = RunDocuments(doc)
+                continue
+            self._put_read(docs, path, item.name, item.doc, item.where)
+        if batch:
+            assert docs is not None
+            self._put_read(docs, path, "event_page", _page_of(batch), batch_where)
         assert docs is not None  # parse() raises for an empty file
         return docs
+
+    @staticmethod
+    def _checked(path: str, name: str, doc: dict, where: str) -> tuple[str, dict]:
+        with _as_corrupt(path, name, where):
+            return normalize(name, doc, check=False)
+
+    def _put_read(self, docs: RunDocuments, path: str, name: str, doc: dict, where: str) -> None:
+        """Put one document read from a file (or a page of its events) into ``docs``; what is
+        wrong is a :class:`CorruptFile` naming ``where``."""
+        with _as_corrupt(path, name, where):
+            kind, doc = normalize(name, doc, check=False)
+            owner = doc.get("run_start") if kind != "start" else doc.get("uid")
+            if owner is not None and owner != docs.start["uid"]:
+                raise corrupt(
+                    path,
+                    where,
+                    f"{doc_label(kind, doc)} belongs to run {owner!r}",
+                    f"documents of run {docs.start['uid']!r} only (one run per file)",
+                )
+            docs.put(kind, doc)
 
     def _register(self, docs: RunDocuments) -> None:
         uid = docs.start["uid"]
