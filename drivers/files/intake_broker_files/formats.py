@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -378,6 +379,30 @@ class MsgpackFormat(FileFormat):
             "short, e.g. by a writer that crashed)",
             f"a complete msgpack {_PAIR}",
         )
+
+    def parse_file(self, fs: Any, path: str) -> Iterator[Located]:
+        """Object by object from the open file (read 1 MiB at a time)."""
+        local = isinstance(fs, LocalFileSystem)
+        with open(path, "rb") if local else fs.open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size if local else int(fs.size(path) or 0)
+            if size == 0:
+                raise _empty(path)
+            unpacker = msgpack.Unpacker(
+                file, read_size=1 << 20, max_buffer_size=max(size, 1 << 20), **_UNPACK
+            )
+            index = offset = 0
+            while True:
+                where = _where(index, offset)
+                try:
+                    obj = unpacker.unpack()
+                except msgpack.OutOfData:
+                    if offset < size:
+                        raise self._cut(path, where) from None
+                    return
+                except Exception as err:  # msgpack raises several types for garbage bytes
+                    raise self._fail(path, where, err) from None
+                yield as_pair(obj, path, where)
+                index, offset = index + 1, unpacker.tell()
 
     def parse(self, data: bytes, path: str) -> Iterator[Located]:
         if not data:

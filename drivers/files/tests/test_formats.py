@@ -166,3 +166,32 @@ def test_jsonl_fast_parse_equals_json_loads_per_line():
     fast = list(JSONLFormat().parse(data, "run.jsonl"))
     assert repr(fast) == repr(_line_by_line(data))
     assert fast[-1].doc["y"] == "\u00e9" and fast[0].where == "line 2"
+
+
+@pytest.mark.parametrize("damage", ["none", "cut", "garbage", "pickled"])
+def test_msgpack_parse_file_equals_parse(tmp_path, damage):
+    fmt = MsgpackFormat()
+    data = b"".join(fmt.encode(n, d) for n, d in factories.scalar_run(n=3))
+    if damage == "cut":
+        data = data[:-5]
+    elif damage == "garbage":
+        data = data + b"\xc1\xc1"
+    elif damage == "pickled":
+        data = data + msgpack.packb(
+            [
+                "event",
+                {"x": {b"nd": True, b"kind": b"O", b"type": "|O", b"shape": [1], b"data": b""}},
+            ]
+        )
+    path = tmp_path / "run.msgpack"
+    path.write_bytes(data)
+
+    def outcome(items):
+        try:
+            return repr(list(items))
+        except CorruptFile as err:
+            return f"CorruptFile: {err}"
+
+    streamed = outcome(fmt.parse_file(FS, str(path)))
+    assert streamed == outcome(fmt.parse(data, str(path)))
+    assert streamed.startswith("CorruptFile") == (damage != "none")
