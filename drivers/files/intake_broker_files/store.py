@@ -121,8 +121,11 @@ class FilesStore(TableReads, DocumentStore):
     ``<start uid>.msgpack`` (suitcase-msgpack), on any fsspec filesystem.
 
     Listing reads only the first and last document of each file (cached by path, size and
-    mtime or ETag; files are re-globbed at most every ``refresh_interval`` seconds). A run's
-    file is parsed in full only when its contents are read, and kept in a small LRU cache.
+    mtime or ETag; files are re-globbed at most every ``refresh_interval`` seconds), and keeps
+    what it read in a sidecar file per folder (:mod:`intake_broker_files.sidecar`) so that the
+    next process opening the folder reads no run file whose key is unchanged. A run's file is
+    parsed in full only when its contents are read (line by line, events packed into pages as
+    they are read), and kept in a small LRU cache.
 
     Writing appends each document to ``<directory>/<start uid>.<ext>`` and flushes it, so a
     crashed writer leaves a readable, incomplete run. On filesystems that cannot append (S3 and
