@@ -16,7 +16,7 @@ import re
 import stat
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,7 +49,7 @@ def file_key(info: dict) -> tuple:
 def local_key(st: os.stat_result) -> tuple:
     """The key of a local file from ``stat``: its size, and its mtime, ctime and inode (the
     ctime and inode change when a file is replaced or rewritten with its mtime set back)."""
-    return (st.st_size, f"{st.st_mtime_ns}/{st.st_ctime_ns}/{st.st_ino}")
+    return (st.st_size, (st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
 
 
 def key_of(fs: Any, path: str, info: dict | None = None) -> tuple:
@@ -62,11 +62,8 @@ def key_of(fs: Any, path: str, info: dict | None = None) -> tuple:
 def _stamp_time(key: tuple) -> float | None:
     """The mtime (seconds) in a local key, None for other keys."""
     stamp = key[1] if len(key) == 2 else None
-    if isinstance(stamp, str) and stamp.count("/") == 2:
-        try:
-            return int(stamp.split("/", 1)[0]) / 1e9
-        except ValueError:
-            return None
+    if isinstance(stamp, tuple) and len(stamp) == 3 and isinstance(stamp[0], int):
+        return stamp[0] / 1e9
     return None
 
 
@@ -147,11 +144,13 @@ class IndexEntry:
     def row(self) -> sidecar.Row | None:
         """This entry as a sidecar row (None if its documents cannot be kept there)."""
         size, stamp = self.key if len(self.key) == 2 else (None, None)
-        if not isinstance(stamp, str) or (size is not None and not isinstance(size, int)):
+        if not (isinstance(stamp, str) or _stamp_time(self.key) is not None) or (
+            size is not None and not isinstance(size, int)
+        ):
             return None
-        resume = list(self.resume) if self.resume else None
+        resume = tuple(self.resume) if self.resume else None
         if self.error is not None:
-            error = [str(self.error), str(getattr(self.error, "where", ""))]
+            error = (str(self.error), str(getattr(self.error, "where", "")))
             return (size, stamp, self.uid, None, error, resume)
         if self.packed is None:
             record = self._record
@@ -168,6 +167,8 @@ class IndexEntry:
         """The entry a sidecar row describes (None if the row does not make sense)."""
         size, stamp, uid, packed, error, resume = row
         entry = cls(path, fs, (size, stamp), uid, packed=packed)
+        if error is None and resume is None and packed is not None and uid is not None:
+            return entry  # the common case, checked by decode's column types
         try:
             if error is not None:
                 err = CorruptFile(str(error[0]))
@@ -242,6 +243,7 @@ class FileIndex:
         self._dirty: dict[tuple[int, str], Any] = {}  # (id(fs), folder) -> fs
         self._racy_until: dict[tuple[int, str], float] = {}
         self._folder_fs: dict[tuple[int, str], Any] = {}
+        self._taken: dict[tuple[int, str], int] = {}  # rows used from each sidecar read
         self.persist = True
 
     def _changed(self) -> None:
@@ -276,23 +278,22 @@ class FileIndex:
             # a folder of a local disk: one scandir and a stat per file (fsspec's glob stats
             # each file through several layers)
             suffix = name_glob[1:]
-            if name_glob.startswith("*") and not has_magic(suffix):
-                match: Callable[[str], Any] = lambda name: name.endswith(suffix)  # noqa: E731
-            else:
-                match = re.compile(fnmatch.translate(name_glob)).match
+            simple = name_glob.startswith("*") and not has_magic(suffix)
+            match = re.compile(fnmatch.translate(name_glob)).match
             prefix = f"{base}/" if base else ""
+            isdir = stat.S_ISDIR
             try:
                 with os.scandir(base or ".") as entries:
                     for item in entries:
-                        if match(item.name):
+                        name = item.name
+                        if name.endswith(suffix) if simple else match(name):
                             try:
                                 st = item.stat()
                             except FileNotFoundError:
                                 continue
-                            if not stat.S_ISDIR(st.st_mode):
-                                found.setdefault(
-                                    prefix + item.name, (fs, local_key(st), st.st_size)
-                                )
+                            if not isdir(st.st_mode):
+                                key = (st.st_size, (st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+                                found.setdefault(prefix + name, (fs, key, st.st_size))
             except (FileNotFoundError, NotADirectoryError):
                 pass
             return
@@ -342,8 +343,10 @@ class FileIndex:
         if len(entries) != before:
             self._changed()
         for where in set(self._sidecars) - loaded:  # rows of files gone since it was written
-            folder = where[1]
-            for name in self._sidecars[where] or ():
+            folder, rows = where[1], self._sidecars[where] or {}
+            if self._taken.get(where, 0) == len(rows):
+                continue  # every row was a listed file's
+            for name in rows:
                 path = f"{folder}/{name}" if folder else name
                 if path not in found and self.matches(path):
                     self._dirty[where] = self._folder_fs[where]
@@ -385,6 +388,7 @@ class FileIndex:
             return False
         self.entries[path] = entry
         self._uids = None
+        self._taken[where] = self._taken.get(where, 0) + 1
         if entry.error is not None:
             self._warn(entry)
         return True

@@ -6,7 +6,7 @@ folder and compares each file's key with the one stored.
 
 What it holds, for each run file of one format in one folder (by file name):
 
-* the file's key: on a local disk ``(size, "mtime_ns/ctime_ns/inode")`` from ``stat``; on an
+* the file's key: on a local disk ``(size, (mtime_ns, ctime_ns, inode))`` from ``stat``; on an
   object store ``(size, ETag)`` (or whatever fsspec reports: see :func:`.index.file_key`);
 * the start uid, and the start and stop documents (msgpack, decoded only when a listing or
   search needs them), or the error that makes the file unreadable;
@@ -110,19 +110,19 @@ def unpack_docs(data: bytes) -> tuple[dict, dict | None]:
 
 # -- the file --------------------------------------------------------------------------------
 
-#: One entry: (size, stamp, uid, docs, error, resume); docs are the packed start and stop
-#: documents (None for a file that cannot be read), error is ``[message, where]`` or None, resume
-#: ``[offset, index]`` or None.
+#: One entry: (size, stamp, uid, docs, error, resume); stamp is the rest of the file's key;
+#: docs are the packed start and stop documents (None for a file that cannot be read), error is
+#: ``(message, where)`` or None, resume ``(offset, index)`` or None.
 Row = tuple
 _COLUMNS = 7  # name and the six fields of a row
 _TYPES: list[set[type]] = [
     {str},
     {int, type(None)},
-    {str},
+    {str, tuple},  # ETag-like text, or (mtime_ns, ctime_ns, inode) of a local file
     {str, type(None)},
     {bytes, type(None)},
-    {list, type(None)},
-    {list, type(None)},
+    {tuple, type(None)},
+    {tuple, type(None)},
 ]
 
 
@@ -146,8 +146,8 @@ def decode(data: bytes, fmt_name: str) -> dict[str, Row] | None:
         body = memoryview(data)[unpacker.tell() :]
         if zlib.crc32(body) != crc:
             return None
-        columns = msgpack.unpackb(body, raw=False)
-        if not (isinstance(columns, list) and len(columns) == _COLUMNS):
+        columns = msgpack.unpackb(body, raw=False, use_list=False)
+        if not (isinstance(columns, tuple) and len(columns) == _COLUMNS):
             return None
         names = columns[0]
         if len({len(c) for c in columns}) != 1 or "/" in "".join(names):
