@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -28,6 +29,7 @@ from typing import Any, NamedTuple
 import msgpack
 import numpy as np
 from event_model import NumpyEncoder
+from fsspec.implementations.local import LocalFileSystem
 
 from intake_broker.errors import CorruptFile
 from intake_broker.store.documents import DOCUMENT_NAMES
@@ -102,6 +104,11 @@ class FileFormat(ABC):
     @abstractmethod
     def parse(self, data: bytes, path: str) -> Iterator[Located]:
         """Every pair of a file's bytes, in file order; raises :class:`CorruptFile`."""
+
+    def parse_file(self, fs: Any, path: str) -> Iterator[Located]:
+        """Every pair of a file, in file order, read from ``fs`` (formats that can, read it a
+        block at a time, so that memory holds one document, not the whole file)."""
+        yield from self.parse(fs.cat_file(path), path)
 
     @abstractmethod
     def first(self, fs: Any, path: str, size: int) -> Located:
@@ -186,6 +193,29 @@ class JSONLFormat(FileFormat):
                 path, where, f"the line is not JSON ({detail})", f"one JSON array per line, {_PAIR}"
             ) from None
         return as_pair(obj, path, where)
+
+    def parse_file(self, fs: Any, path: str) -> Iterator[Located]:
+        """Line by line from the open file: json's C scanner on each line, and the checking
+        decoder (which says what is wrong) for any line it does not take."""
+        scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set in __init__
+        seen = False
+        with open(path, "rb") if isinstance(fs, LocalFileSystem) else fs.open(path, "rb") as file:
+            for number, line in enumerate(file, 1):
+                if not line.strip():
+                    continue
+                seen = True
+                try:
+                    value = line.decode().strip(" \t\r\n")
+                    obj, end = scan(value, 0)
+                    if end == len(value):
+                        yield as_pair(obj, path, f"line {number}")
+                        continue
+                except (ValueError, StopIteration):
+                    pass
+                cut = not line.endswith(b"\n")
+                yield self._loads(line if cut else line[:-1], path, f"line {number}", cut=cut)
+        if not seen:
+            raise _empty(path)
 
     def parse(self, data: bytes, path: str) -> Iterator[Located]:
         if not data.strip():
@@ -349,6 +379,30 @@ class MsgpackFormat(FileFormat):
             "short, e.g. by a writer that crashed)",
             f"a complete msgpack {_PAIR}",
         )
+
+    def parse_file(self, fs: Any, path: str) -> Iterator[Located]:
+        """Object by object from the open file (read 1 MiB at a time)."""
+        local = isinstance(fs, LocalFileSystem)
+        with open(path, "rb") if local else fs.open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size if local else int(fs.size(path) or 0)
+            if size == 0:
+                raise _empty(path)
+            unpacker = msgpack.Unpacker(
+                file, read_size=1 << 20, max_buffer_size=max(size, 1 << 20), **_UNPACK
+            )
+            index = offset = 0
+            while True:
+                where = _where(index, offset)
+                try:
+                    obj = unpacker.unpack()
+                except msgpack.OutOfData:
+                    if offset < size:
+                        raise self._cut(path, where) from None
+                    return
+                except Exception as err:  # msgpack raises several types for garbage bytes
+                    raise self._fail(path, where, err) from None
+                yield as_pair(obj, path, where)
+                index, offset = index + 1, unpacker.tell()
 
     def parse(self, data: bytes, path: str) -> Iterator[Located]:
         if not data:

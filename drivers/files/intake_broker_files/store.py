@@ -7,6 +7,7 @@ import posixpath
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from fsspec.core import url_to_fs
@@ -31,7 +32,7 @@ from intake_broker.store.memory import DEFAULT_CHUNK_ROWS, RunDocuments, TableRe
 from intake_broker.store.validation import safe_uid
 
 from .formats import FORMATS, Located, corrupt, get_format
-from .index import FileIndex, IndexEntry, file_key, glob_base, has_magic
+from .index import FileIndex, IndexEntry, glob_base, has_magic, key_of
 from .writer import RunWriter, can_append
 
 if TYPE_CHECKING:
@@ -39,6 +40,73 @@ if TYPE_CHECKING:
 
 #: The document each kind of page refers to, and the field naming it.
 _PARENT = {"event_page": "descriptor", "datum_page": "resource", "stream_datum": "stream_resource"}
+
+
+#: Events read from a file are packed into pages of at most this many rows.
+_EVENTS_PER_PAGE = 1000
+
+
+def _event_shape(doc: dict) -> tuple | None:
+    """What events must share to be packed into one page (descriptor and keys), or None for an
+    event that is to be put on its own (anything unusual: the checks then name its line)."""
+    try:
+        data, stamps, filled = doc["data"], doc["timestamps"], doc.get("filled", {})
+        if not (
+            isinstance(doc["descriptor"], str)
+            and isinstance(doc["uid"], str)
+            and isinstance(data, dict)
+            and isinstance(stamps, dict)
+            and isinstance(filled, dict)
+            and "seq_num" in doc
+            and "time" in doc
+            and "run_start" not in doc
+        ):
+            return None
+        return (doc["descriptor"], tuple(data), tuple(stamps), tuple(filled))
+    except (KeyError, TypeError):
+        return None
+
+
+def _page_of(events: list[dict]) -> dict:
+    """Events that share a shape (:func:`_event_shape`) as one event page: what
+    ``event_model.pack_event_page`` makes of them."""
+    first = events[0]
+    return {
+        "time": [e["time"] for e in events],
+        "uid": [e["uid"] for e in events],
+        "seq_num": [e["seq_num"] for e in events],
+        "descriptor": first["descriptor"],
+        "filled": {k: [e["filled"][k] for e in events] for k in first.get("filled", {})},
+        "data": {k: [e["data"][k] for e in events] for k in first["data"]},
+        "timestamps": {k: [e["timestamps"][k] for e in events] for k in first["timestamps"]},
+    }
+
+
+@contextmanager
+def _as_corrupt(path: str, name: str, where: str) -> Iterator[None]:
+    """Problems of a document read from a file as :class:`CorruptFile` naming the place."""
+    try:
+        yield
+    except CorruptFile:
+        raise
+    except (InvalidDocument, DocumentConflict) as err:
+        raise corrupt(
+            path, where, str(err), "each document after those it refers to, uids unique"
+        ) from None
+    except KeyError as err:
+        raise corrupt(
+            path,
+            where,
+            f"the {name} document lacks the field {err.args[0]!r}",
+            "a document following the event-model schema",
+        ) from None
+    except (TypeError, ValueError, AttributeError) as err:
+        raise corrupt(
+            path,
+            where,
+            f"the {name} document is malformed ({type(err).__name__}: {err})",
+            "a document following the event-model schema",
+        ) from None
 
 
 def _restore(cls: type[FilesStore], arguments: dict, owners: dict[str, str]) -> FilesStore:
@@ -53,8 +121,11 @@ class FilesStore(TableReads, DocumentStore):
     ``<start uid>.msgpack`` (suitcase-msgpack), on any fsspec filesystem.
 
     Listing reads only the first and last document of each file (cached by path, size and
-    mtime or ETag; files are re-globbed at most every ``refresh_interval`` seconds). A run's
-    file is parsed in full only when its contents are read, and kept in a small LRU cache.
+    mtime or ETag; files are re-globbed at most every ``refresh_interval`` seconds), and keeps
+    what it read in a sidecar file per folder (:mod:`intake_broker_files.sidecar`) so that the
+    next process opening the folder reads no run file whose key is unchanged. A run's file is
+    parsed in full only when its contents are read (line by line, events packed into pages as
+    they are read), and kept in a small LRU cache.
 
     Writing appends each document to ``<directory>/<start uid>.<ext>`` and flushes it, so a
     crashed writer leaves a readable, incomplete run. On filesystems that cannot append (S3 and
@@ -199,8 +270,12 @@ class FilesStore(TableReads, DocumentStore):
         )
 
     def count(self, query: Query | None = None) -> int:
-        if query is None:
-            return len(self._records())
+        if query is None:  # no document decoded: the index knows which files hold runs
+            with self._lock:
+                self._index.refresh()
+                uids = {uid for uid, e in self._index.by_uid().items() if e.readable}
+                uids.update(self._open)
+            return len(uids)
         return len(self.runs(query))
 
     def _run_path(self, uid: str) -> str:
@@ -291,55 +366,78 @@ class FilesStore(TableReads, DocumentStore):
     # -- a run's contents -----------------------------------------------------------------
 
     def _parse(self, fs: Any, path: str) -> RunDocuments:
-        """Read a whole run file into a :class:`RunDocuments`, checking its structure."""
+        """Read a whole run file into a :class:`RunDocuments`, checking its structure.
+
+        Consecutive events of one descriptor (suitcase files hold one ``event`` per line or
+        object) are packed into pages of up to :data:`_EVENTS_PER_PAGE` as they are read, so
+        that no per-event page is made and the events' dicts are freed page by page.
+        """
         docs: RunDocuments | None = None
-        for item in self.file_format.parse(fs.cat_file(path), path):
-            try:
-                kind, doc = normalize(item.name, item.doc, check=False)
-                if docs is None:
-                    if kind != "start":
-                        raise corrupt(
-                            path,
-                            item.where,
-                            f"the first document is a {kind!r} document",
-                            "the run's start document first",
-                        )
-                    docs = RunDocuments(doc)
+        batch: list[dict] = []
+        batch_uids: set[str] = set()
+        batch_where = ""
+        batch_shape: tuple | None = None
+        for item in self.file_format.parse_file(fs, path):
+            if docs is not None and item.name == "event":
+                shape = _event_shape(item.doc)
+                if shape is not None and item.doc["uid"] in docs.event_uids:
+                    shape = None  # seen before: put alone, as a re-insert is checked
+                if shape is not None and (
+                    shape == batch_shape
+                    and item.doc["uid"] not in batch_uids
+                    and len(batch) < _EVENTS_PER_PAGE
+                ):
+                    batch.append(item.doc)
+                    batch_uids.add(item.doc["uid"])
                     continue
-                owner = doc.get("run_start") if kind != "start" else doc.get("uid")
-                if owner is not None and owner != docs.start["uid"]:
+                if batch:
+                    self._put_read(docs, path, "event_page", _page_of(batch), batch_where)
+                    batch, batch_uids = [], set()
+                if shape is not None:
+                    batch, batch_uids = [item.doc], {item.doc["uid"]}
+                    batch_where, batch_shape = item.where, shape
+                    continue
+            elif batch:
+                assert docs is not None
+                self._put_read(docs, path, "event_page", _page_of(batch), batch_where)
+                batch, batch_uids, batch_shape = [], set(), None
+            if docs is None:
+                kind, doc = self._checked(path, item.name, item.doc, item.where)
+                if kind != "start":
                     raise corrupt(
                         path,
                         item.where,
-                        f"{doc_label(kind, doc)} belongs to run {owner!r}",
-                        f"documents of run {docs.start['uid']!r} only (one run per file)",
+                        f"the first document is a {kind!r} document",
+                        "the run's start document first",
                     )
-                docs.put(kind, doc)
-            except CorruptFile:
-                raise
-            except (InvalidDocument, DocumentConflict) as err:
-                raise corrupt(
-                    path,
-                    item.where,
-                    str(err),
-                    "each document after those it refers to, uids unique",
-                ) from None
-            except KeyError as err:
-                raise corrupt(
-                    path,
-                    item.where,
-                    f"the {item.name} document lacks the field {err.args[0]!r}",
-                    "a document following the event-model schema",
-                ) from None
-            except (TypeError, ValueError, AttributeError) as err:
-                raise corrupt(
-                    path,
-                    item.where,
-                    f"the {item.name} document is malformed ({type(err).__name__}: {err})",
-                    "a document following the event-model schema",
-                ) from None
+                docs = RunDocuments(doc)
+                continue
+            self._put_read(docs, path, item.name, item.doc, item.where)
+        if batch:
+            assert docs is not None
+            self._put_read(docs, path, "event_page", _page_of(batch), batch_where)
         assert docs is not None  # parse() raises for an empty file
         return docs
+
+    @staticmethod
+    def _checked(path: str, name: str, doc: dict, where: str) -> tuple[str, dict]:
+        with _as_corrupt(path, name, where):
+            return normalize(name, doc, check=False)
+
+    def _put_read(self, docs: RunDocuments, path: str, name: str, doc: dict, where: str) -> None:
+        """Put one document read from a file (or a page of its events) into ``docs``; what is
+        wrong is a :class:`CorruptFile` naming ``where``."""
+        with _as_corrupt(path, name, where):
+            kind, doc = normalize(name, doc, check=False)
+            owner = doc.get("run_start") if kind != "start" else doc.get("uid")
+            if owner is not None and owner != docs.start["uid"]:
+                raise corrupt(
+                    path,
+                    where,
+                    f"{doc_label(kind, doc)} belongs to run {owner!r}",
+                    f"documents of run {docs.start['uid']!r} only (one run per file)",
+                )
+            docs.put(kind, doc)
 
     def _register(self, docs: RunDocuments) -> None:
         uid = docs.start["uid"]
@@ -549,7 +647,7 @@ class FilesStore(TableReads, DocumentStore):
         key = writer.key
         if writer.written or key is None:
             try:
-                key = file_key(writer.fs.info(writer.path))
+                key = key_of(writer.fs, writer.path)
             except FileNotFoundError:  # never written (no flush on a non-appendable fs)
                 self._index.forget(writer.path)
                 return

@@ -118,6 +118,45 @@ def test_jsonl_fast_parse_keeps_the_line_by_line_errors(body):
     assert str(fast.value) == str(slow.value)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'["event", {}] ["event", {}]\n',
+        b'["event",\n {}]\n',
+        b'\x0b["event", {}]\n',
+        b'["event", {"x": "\xff"}]\n',
+        b'["event", {}]\n["stop", {"a": NaN',
+        b'["event", {}]\n\n  \n["stop", {}',
+    ],
+)
+def test_jsonl_parse_file_keeps_the_line_by_line_errors(body, tmp_path):
+    """Reading a file line by line (what a store does) reports what ``json.loads`` would."""
+    data = _jsonl(factories.scalar_run(n=1)[:1]) + body
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(data)
+    with pytest.raises(CorruptFile) as slow:
+        _line_by_line(data)
+    with pytest.raises(CorruptFile) as streamed:
+        list(JSONLFormat().parse_file(FS, str(path)))
+    assert str(streamed.value) == str(slow.value).replace("run.jsonl", str(path))
+
+
+def test_jsonl_parse_file_equals_parse(tmp_path):
+    data = (
+        b"\n"
+        + _jsonl(factories.scalar_run(n=3), b"\r\n")
+        + b'  ["stop", {"x": NaN, "y": "\xc3\xa9", "z": [1e400]}]\t\r\n\n'
+    )
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(data)
+    assert repr(list(JSONLFormat().parse_file(FS, str(path)))) == repr(
+        list(JSONLFormat().parse(data, str(path)))
+    )
+    path.write_bytes(b"\n \n")
+    with pytest.raises(CorruptFile, match="the file is empty"):
+        list(JSONLFormat().parse_file(FS, str(path)))
+
+
 def test_jsonl_fast_parse_equals_json_loads_per_line():
     data = (
         b"\n"
@@ -127,3 +166,32 @@ def test_jsonl_fast_parse_equals_json_loads_per_line():
     fast = list(JSONLFormat().parse(data, "run.jsonl"))
     assert repr(fast) == repr(_line_by_line(data))
     assert fast[-1].doc["y"] == "\u00e9" and fast[0].where == "line 2"
+
+
+@pytest.mark.parametrize("damage", ["none", "cut", "garbage", "pickled"])
+def test_msgpack_parse_file_equals_parse(tmp_path, damage):
+    fmt = MsgpackFormat()
+    data = b"".join(fmt.encode(n, d) for n, d in factories.scalar_run(n=3))
+    if damage == "cut":
+        data = data[:-5]
+    elif damage == "garbage":
+        data = data + b"\xc1\xc1"
+    elif damage == "pickled":
+        data = data + msgpack.packb(
+            [
+                "event",
+                {"x": {b"nd": True, b"kind": b"O", b"type": "|O", b"shape": [1], b"data": b""}},
+            ]
+        )
+    path = tmp_path / "run.msgpack"
+    path.write_bytes(data)
+
+    def outcome(items):
+        try:
+            return repr(list(items))
+        except CorruptFile as err:
+            return f"CorruptFile: {err}"
+
+    streamed = outcome(fmt.parse_file(FS, str(path)))
+    assert streamed == outcome(fmt.parse(data, str(path)))
+    assert streamed.startswith("CorruptFile") == (damage != "none")

@@ -72,9 +72,9 @@ def test_listing_reads_only_the_ends_of_files(tmp_path, monkeypatch, fmt, big_ru
     total = sum(p.stat().st_size for p in tmp_path.glob(f"*.{fmt}"))
     parsed: list[str] = []
     cls = JSONLFormat if fmt == "jsonl" else MsgpackFormat
-    original = cls.parse
+    original = cls.parse_file
     monkeypatch.setattr(
-        cls, "parse", lambda self, data, path: (parsed.append(path), original(self, data, path))[1]
+        cls, "parse_file", lambda self, fs, path: (parsed.append(path), original(self, fs, path))[1]
     )
     read = []
     original_cat = LocalFileSystem.cat_file
@@ -107,13 +107,13 @@ def test_summary_searches_read_each_finished_file_once(tmp_path, monkeypatch):
     insert_all(FilesStore(str(tmp_path)), acquiring)
     reader = FilesStore(str(tmp_path), refresh_interval=0, cache_size=1)
     parsed: list[str] = []
-    original = JSONLFormat.parse
+    original = JSONLFormat.parse_file
 
-    def parse(self, data, path):
+    def parse(self, fs, path):
         parsed.append(path)
-        return original(self, data, path)
+        return original(self, fs, path)
 
-    monkeypatch.setattr(JSONLFormat, "parse", parse)
+    monkeypatch.setattr(JSONLFormat, "parse_file", parse)
     query = Comparison("gt", "summary.primary.motor.count", 0)
     first = [r.uid for r in reader.runs(query)]
     assert len(first) == 5 and len(parsed) == 5
@@ -432,3 +432,56 @@ def test_duplicate_run_files_are_listed_once(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert store.count() == 1  # warned once
+
+
+# -- events read from a file are packed into pages as they are read -----------------------
+
+
+def _event_file(tmp_path, docs, fmt):
+    encode = FilesStore(str(tmp_path), format=fmt).file_format.encode
+    path = tmp_path / f"{docs[0][1]['uid']}.{fmt}"
+    path.write_bytes(b"".join(encode(n, d) for n, d in docs))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "msgpack"])
+def test_one_event_per_line_reads_as_written(tmp_path, fmt):
+    """suitcase files hold one ``event`` per line: 2,500 primary events (more than a page)
+    interleaved with baseline events, one event written twice (a re-insert: kept once)."""
+    docs = factories.scalar_run(n=2500, time=1_600_000_000)
+    events = [i for i, (n, _) in enumerate(docs) if n == "event"]
+    (primary_uid,) = [d["uid"] for n, d in docs if n == "descriptor" and d["name"] == "primary"]
+    # a baseline event in the middle of the primary ones, and an event repeated
+    baseline = next(i for i in events if docs[i][1]["descriptor"] != primary_uid)
+    moved = docs.pop(baseline)
+    docs.insert(events[len(events) // 2], moved)
+    middle = docs[events[len(events) // 3]]
+    written = [*docs[:-1], middle, docs[-1]]
+    _event_file(tmp_path, written, fmt)
+    run = BrokerCatalog(FilesStore(str(tmp_path), format=fmt))[docs[0][1]["uid"]]
+    assert_same_documents(list(run.documents()), docs)
+    primary = [d for n, d in docs if n == "event" and d["descriptor"] == primary_uid]
+    assert len(primary) == 2500
+    data = run.primary.read()
+    np.testing.assert_array_equal(data["motor"].values, [e["data"]["motor"] for e in primary])
+    np.testing.assert_array_equal(data["time"].values, [e["time"] for e in primary])
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda e: e["data"].pop("motor"), "does not match the data keys"),
+        (lambda e: e.pop("seq_num"), "lacks the field 'seq_num'"),
+        (lambda e: e.update(descriptor="nowhere"), "refers to descriptor 'nowhere'"),
+    ],
+)
+def test_a_bad_event_among_many_is_named_by_its_line(tmp_path, change, problem):
+    docs = factories.scalar_run(n=50, time=1_600_000_000)
+    at = [i for i, (n, _) in enumerate(docs) if n == "event"][30]
+    bad = json.loads(json.dumps(docs[at][1]))
+    change(bad)
+    docs[at] = ("event", bad)
+    path = _event_file(tmp_path, docs, "jsonl")
+    store = FilesStore(str(tmp_path))
+    with pytest.raises(CorruptFile, match=f"{path.name}: line {at + 1}: .*{problem}"):
+        store.descriptors(docs[0][1]["uid"])
