@@ -482,3 +482,46 @@ def test_live_streams_are_limited_per_user(live_server, monkeypatch):
                 assert_error(http.get(path), 429, "TooManyRequests", "2 live streams")
     finally:
         live_server.unmount(url)
+
+
+def hdf5_values(path):
+    """Every dataset of an HDF5 file but times, as (shape, values)."""
+    import h5py
+
+    found = {}
+
+    def keep(name, obj):  # (visititems stops at the first value returned)
+        if isinstance(obj, h5py.Dataset) and "time" not in name.lower():
+            found[name] = (np.shape(obj), repr(np.asarray(obj[()]).tolist()))
+
+    with h5py.File(path, "r") as f:
+        f.visititems(keep)
+    return found
+
+
+def test_an_export_reads_assets_only_under_the_asset_roots(live_server, tmp_path):
+    """A detector's HDF5 frames are exported from a server whose asset roots hold them, and
+    refused by one without roots: the export reads no file the server may not."""
+    pytest.importorskip("h5py")
+    (tmp_path / "data").mkdir()
+    docs, _ = factories.ad_hdf5_run(tmp_path / "data", n=3, shape=(4, 5))
+    store = MemoryStore()
+    insert_all(store, docs)
+    uid = docs[0][1]["uid"]
+    url = live_server.mount(store, asset_roots=[str(tmp_path / "data")])
+    closed = live_server.mount(store)
+    try:
+        with httpx.Client(timeout=30) as http:
+            fine = http.get(f"{url}/api/v1/web/runs/{uid}/export", params={"format": "nexus"})
+            assert fine.status_code == 200, fine.text
+            ours = tmp_path / "served.nxs"
+            ours.write_bytes(fine.content)
+            theirs = exported(store, uid, "nexus", tmp_path)  # (HDF5 holds write times)
+            (tmp_path / "python.nxs").write_bytes(theirs[f"{uid}.nxs"])
+            assert hdf5_values(ours) == hdf5_values(tmp_path / "python.nxs")
+            assert any(shape == (3, 4, 5) for shape, _ in hdf5_values(ours).values())
+            refused = http.get(f"{closed}/api/v1/web/runs/{uid}/export", params={"format": "nexus"})
+            assert refused.status_code == 403 and refused.json()["error"] == "AssetOutsideRoots"
+    finally:
+        live_server.unmount(url)
+        live_server.unmount(closed)

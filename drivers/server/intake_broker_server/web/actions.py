@@ -38,7 +38,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from intake_broker.errors import BrokerError
+from intake_broker.errors import BrokerError, ExportError
 from intake_broker.store.abilities import Annotations
 from intake_broker.store.annotations import MAX_NOTE_CHARS, MAX_TAG_CHARS, default_author
 from intake_broker.views.datakeys import field_dtype, field_shape
@@ -176,7 +176,13 @@ def export(
         from intake_broker.views.catalog import Run
 
         run = Run(service.store, record, assets=service.assets)
-        manifest = export_runs([run], format, str(folder), progress=False, total=1)
+        try:
+            manifest = export_runs([run], format, str(folder), progress=False, total=1)
+        except ExportError as err:
+            if isinstance(err.__cause__, BrokerError):  # e.g. an asset outside the roots: a 403
+                raise err.__cause__ from None
+            # the server's own folder failed (full, say): a 500 whose details only the log has
+            raise RuntimeError(str(err)) from err
         files = [f.path for f in manifest.runs[record.uid].files]
         written = sum(f.bytes for f in manifest.runs[record.uid].files)
         if written > service.limits.response_bytes:
