@@ -385,8 +385,10 @@ def guarded(live_server, tmp_path):
     url = live_server.mount(store, auth=config)
     yield {
         "url": url,
+        "store": store,
         "users": users,
         "key": keys.create("ada", ["read"])[1],
+        "writer": keys.create("ada", ["read", "write"])[1],
         "uid": {k: d[0][1]["uid"] for k, d in runs.items()},
     }
     live_server.unmount(url)
@@ -590,3 +592,23 @@ def test_a_live_run_is_polled_when_the_server_refuses_a_stream(live_server, watc
         )
     finally:
         live_server.unmount(url)
+
+
+def test_a_writer_annotates_as_herself(guarded, watched):
+    """Through the guard: the annotation's author is the key's user, whatever the page sends."""
+    w = watched(expected_errors=1)  # the 401 before the login
+    page = w.page
+    page.goto(guarded["url"] + "/")
+    page.wait_for_selector("body[data-ready=login]")
+    page.fill("#apikey", guarded["writer"])
+    page.press("#apikey", "Enter")
+    page.wait_for_selector("body[data-ready=runs]")
+    page.click("#runs-table td.uid a")
+    page.wait_for_selector("#annotate:not([hidden])")
+    page.select_option("#annotate-visibility", "proposal")
+    page.fill("#tag-input", "checked")
+    page.click("#add-tag")
+    page.wait_for_selector("#annotation-list .tag:has-text('checked')")
+    (stored,) = guarded["store"].annotations(guarded["uid"]["ada"])
+    assert stored["author"] == "ada" and stored["proposals"] == ["p-1"]
+    assert stored["tags"] == ["checked"]

@@ -525,3 +525,38 @@ def test_an_export_reads_assets_only_under_the_asset_roots(live_server, tmp_path
     finally:
         live_server.unmount(url)
         live_server.unmount(closed)
+
+
+def test_a_live_stream_says_gone_when_the_run_is_no_longer_visible(
+    live_server, tmp_path, monkeypatch
+):
+    """Every read of a live stream goes through the guard: a user who loses the run's proposal
+    while watching gets ``gone``, as for a run removed."""
+    from intake_broker.access import ProposalPolicy
+    from intake_broker_server.auth import ApiKeyStore, AuthConfig, FileProvider
+    from intake_broker_server.web import actions
+
+    monkeypatch.setattr(actions, "LIVE_SECONDS", 20.0)  # (a failure ends in 20 s, not 300)
+    store = MemoryStore()
+    docs = factories.scalar_run(n=3, stop=False, proposal_id="p-1")
+    insert_all(store, docs)
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps({"users": {"ada": {"proposals": ["p-1"]}}}))
+    keys = ApiKeyStore(tmp_path / "keys.json")
+    config = AuthConfig(policy=ProposalPolicy(), api_keys=keys, provider=FileProvider(users))
+    url = live_server.mount(store, auth=config)
+    ada = {"Authorization": f"Apikey {keys.create('ada', ['read'])[1]}"}
+    uid = docs[0][1]["uid"]
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            assert http.get(f"/api/v1/web/runs/{uid}/live").status_code == 401
+            with http.stream("GET", f"/api/v1/web/runs/{uid}/live", headers=ada) as stream:
+                found = sse_events(stream.iter_lines())
+                assert next(found)[0] == "progress"
+                users.write_text(json.dumps({"users": {"ada": {"proposals": []}}}))
+                later = time.time() + 5
+                os.utime(users, (later, later))
+                name, body = next(found)
+                assert name == "gone" and body["error"] == "RunNotFound"
+    finally:
+        live_server.unmount(url)

@@ -12,9 +12,9 @@ server makes (the client names only the run and a format, never a path), refused
 starts when the run holds more than a response may carry, and again when the files written do;
 at most :data:`MAX_EXPORTS` run at once. The live stream sends the run's progress when it
 changes (the service is not told of new events, so it reads them every
-:data:`LIVE_INTERVAL` seconds, as cheaply as ``.../progress``), for at most
-:data:`LIVE_SECONDS`; a principal (without authentication: a client address) holds at most
-:data:`LIVE_PER_USER` streams and the server :data:`LIVE_TOTAL`.
+:data:`LIVE_INTERVAL` seconds, as cheaply as ``.../progress``, resolving the credential again
+each time), for at most :data:`LIVE_SECONDS`; a principal (without authentication: a client
+address) holds at most :data:`LIVE_PER_USER` streams and the server :data:`LIVE_TOTAL`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ from intake_broker.store.annotations import MAX_NOTE_CHARS, MAX_TAG_CHARS, defau
 from intake_broker.views.datakeys import field_dtype, field_shape
 from intake_broker_remote.errors import InvalidRequest, OversizedRequest, error_body
 
-from ..api import _ERRORS, ServiceDep
+from ..api import _ERRORS, ServiceDep, service_for
+from ..auth.errors import ProviderUnavailable
 from ..responses import is_public, respond
 from ..service import Service
 from .routes import progress_of, router
@@ -215,6 +216,10 @@ def export(
 # -- live ------------------------------------------------------------------------------------
 
 
+def _again(request: Request, uid: str) -> dict[str, Any]:
+    return progress_of(service_for(request, "read"), uid)
+
+
 def _event(name: str, data: Any) -> str:
     return f"event: {name}\ndata: {json.dumps(data, default=str)}\n\n"
 
@@ -291,8 +296,11 @@ async def live(request: Request, service: ServiceDep, uid: str) -> Response:
                 if await request.is_disconnected():
                     return
                 await asyncio.sleep(LIVE_INTERVAL)
-                try:
-                    current = await run_in_threadpool(progress_of, service, uid)
+                try:  # the credential and the principal again: a revoked key or a lost
+                    # proposal ends the stream at once, not when it times out
+                    current = await run_in_threadpool(_again, request, uid)
+                except ProviderUnavailable:
+                    continue  # the identity provider is down for now: ask again later
                 except BrokerError as err:  # removed, or no longer visible to this principal
                     shown = error_body(err) if is_public(err) else {"error": "BrokerError"}
                     yield _event("gone", shown)
