@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import re
 import shutil
 import tempfile
 import threading
@@ -75,6 +76,7 @@ LIVE_TOTAL = 64
 LIVE_HEARTBEAT = 15.0
 
 _exports = threading.BoundedSemaphore(MAX_EXPORTS)
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _live_lock = threading.Lock()
 _live: dict[str, int] = {}
 
@@ -192,10 +194,13 @@ def export(
                 f"one response carries ({service.limits.response_bytes / 1e6:.0f} MB); export "
                 "it with intake-broker export where the data is"
             )
+        inside = [f for f in files if (folder / f).resolve().is_relative_to(folder.resolve())]
+        if inside != files:  # (an exporter writes under its destination; checked anyway)
+            raise RuntimeError(f"the {format} exporter wrote outside its folder: {files[:5]}")
         if len(files) == 1 and "/" not in files[0]:
             path, name, kind = folder / files[0], files[0], "application/octet-stream"
         else:
-            name = f"{record.uid}-{format}.zip"
+            name = f"{_SAFE.sub('_', record.uid)[:100]}-{format}.zip"
             path = folder / name
             _zip(folder, [*files, MANIFEST], path)
             kind = "application/zip"
