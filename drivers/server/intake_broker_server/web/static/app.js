@@ -203,6 +203,7 @@ function saveQuery() {
   if (!name) return tell("Give the search a name.");
   if (!q) return tell("Write a search to save first.");
   if (name.length > 100) return tell("A name has at most 100 characters.");
+  if (name === "__proto__") return tell("Choose another name.");
   if (q.length > MAX_QUERY) return tell(`A search has at most ${MAX_QUERY} characters.`);
   const saved = savedQueries();
   if (!(name in saved) && Object.keys(saved).length >= MAX_SAVED) return tell(`At most ${MAX_SAVED} saved searches; delete one first.`);

@@ -165,6 +165,7 @@ async function change(a, parts, done) {
     ...parts,
   };
   $("annotate-error").textContent = "";
+  delete $("annotate-error").dataset.status;
   $("annotate-status").textContent = "Saving...";
   try {
     await post(runPath(uid, "/annotations"), body);
@@ -186,7 +187,7 @@ async function change(a, parts, done) {
     return;
   }
   $("annotate-status").textContent = done;
-  await renderAnnotations(uid, { fill: true });
+  await renderAnnotations(uid, { fill: "note" in parts }); // (a note being written stays)
 }
 
 function currentTarget() {
