@@ -269,11 +269,13 @@ def test_the_image_viewer_changes_frame(world, watched):
     page.wait_for_selector("#image[data-frame='4']")
     assert "5 of 6" in page.locator("#frame-label").text_content()
     page.select_option("#cmap", "viridis")
-    page.wait_for_timeout(200)
-    later = page.evaluate(
+    pixels = (
         "Array.from(document.getElementById('image').getContext('2d')"
         ".getImageData(0, 0, 20, 16).data).join(',')"
     )
+    # the frame is read again and recoloured (waited for: no fixed sleep)
+    page.wait_for_function(f"(first) => {pixels} !== first", arg=first)
+    later = page.evaluate(pixels)
     assert later != first
     w.shot("image")
 
