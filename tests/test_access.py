@@ -721,6 +721,8 @@ def test_the_web_endpoints_leak_nothing(store, live_server, tmp_path_factory):
         ("/api/v1/web/runs/{uid}/progress", {}),
         ("/api/v1/web/runs/{uid}/plot", {"y": "det"}),
         ("/api/v1/web/runs/{uid}/frame", {"field": "det"}),
+        ("/api/v1/web/runs/{uid}/export", {"format": "jsonl"}),
+        ("/api/v1/web/runs/{uid}/live", {}),
     ]
     try:
         with httpx.Client(base_url=url, timeout=30) as http:
@@ -743,6 +745,18 @@ def test_the_web_endpoints_leak_nothing(store, live_server, tmp_path_factory):
                 assert http.get(path.format(uid=UID["a1"]), params=params).status_code == 401
             own = http.get(f"/api/v1/web/runs/{UID['a1']}/plot", headers=ada, params={"y": "det"})
             assert own.status_code == 200 and own.json()["rows"] == 3
+            mine = http.get(
+                f"/api/v1/web/runs/{UID['a1']}/export", headers=ada, params={"format": "jsonl"}
+            )
+            assert mine.status_code == 200 and UID["a1"].encode() in mine.content
+            assert UID["b1"].encode() not in mine.content
+            me = http.get("/api/v1/web/me", headers=ada).json()
+            assert me["user"] == "ada" and me["scopes"] == ["read"] and me["auth"] is True
+            assert http.get("/api/v1/web/me").status_code == 401
+            # the page annotates through the store API: a read-only key may not
+            change = {"visibility": "public", "add_tags": ["x"]}
+            refused = http.post(f"/api/v1/runs/{UID['a1']}/annotations", headers=ada, json=change)
+            assert refused.status_code == 403 and refused.json()["error"] == "Forbidden"
     finally:
         live_server.unmount(url)
 

@@ -305,6 +305,17 @@ def test_the_service_never_fetches_a_url_a_client_chose(facility, internal_http)
             )
             assert response.status_code == 403, response.text
             assert bob_frames[0].tobytes() not in response.content
+            # the web page's export downloads read assets through the same roots (csv leaves
+            # arrays out, reading none: a download without them)
+            for run_uid in (uid, stolen[0][1]["uid"]):
+                for fmt in ("nexus", "csv"):
+                    response = http.get(
+                        f"/api/v1/web/runs/{run_uid}/export", params={"format": fmt}
+                    )
+                    assert response.status_code == (403 if fmt == "nexus" else 200), fmt
+                    if fmt == "nexus":
+                        assert response.json()["error"] == "AssetOutsideRoots"
+                    assert bob_frames[0].tobytes() not in response.content
     assert hits == []  # the internal server was never asked
 
 

@@ -9,6 +9,7 @@ rest of the API. Every input is bounded (query text, page, points, fields, frame
 
 from __future__ import annotations
 
+from . import actions as _actions  # noqa: F401 (adds its endpoints to the router)
 from .pages import install
 from .routes import router
 

@@ -9,10 +9,12 @@ number of fields and points, and the bytes read for a plot or a frame.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import struct
 import zlib
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import numpy as np
@@ -21,6 +23,7 @@ from fastapi import Query as Param
 from fastapi.responses import Response
 
 from intake_broker.errors import BadQuery, StreamNotFound
+from intake_broker.queries import resolve_key
 from intake_broker.queries.expression import parse_query
 from intake_broker.store import RunRecord
 from intake_broker.store.abilities import Annotations
@@ -45,6 +48,9 @@ MAX_FIELDS = 8
 MAX_POINTS = 8_192
 #: Longest side of an image frame.
 MAX_SIDE = 16_384
+#: Most extra columns (start-document keys) of the table, and characters of one's value.
+MAX_COLUMNS = 16
+MAX_CELL_CHARS = 200
 
 _COLUMN = re.compile(r"at column (\d+):")
 
@@ -79,9 +85,41 @@ def _tags(service: Service, record: RunRecord) -> list:
     return tags[:50]
 
 
-def run_row(service: Service, record: RunRecord) -> dict[str, Any]:
+def parse_columns(text: str | None) -> list[str]:
+    """The extra columns asked for: comma-separated keys of the start document (dotted for
+    nested ones, ``sample.name``) or of the stop document (``stop.exit_status``)."""
+    keys = list(dict.fromkeys(k.strip() for k in (parse_list(text, "columns") or []) if k.strip()))
+    if len(keys) > MAX_COLUMNS:
+        raise InvalidRequest(f"{len(keys)} columns asked for; at most {MAX_COLUMNS}")
+    for key in keys:
+        resolve_key(key)  # BadQuery for a malformed key
+    return keys
+
+
+def column_value(record: RunRecord, key: str) -> Any:
+    """The value of ``key`` in the run's start document (``stop.<key>``: its stop document),
+    None when absent; a value whose JSON is longer than :data:`MAX_CELL_CHARS` becomes that
+    JSON cut short (a cell is for reading at a glance)."""
+    doc: Any = record.start
+    parts = key.split(".")
+    if parts[0] == "stop":
+        doc, parts = record.stop, parts[1:]
+    elif parts[0] == "start":
+        parts = parts[1:]
+    for part in parts:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(part)
+    if isinstance(doc, (dict, list)) or (isinstance(doc, str) and len(doc) > MAX_CELL_CHARS):
+        text = doc if isinstance(doc, str) else json.dumps(doc, default=str)
+        if len(text) > MAX_CELL_CHARS:
+            return text[: MAX_CELL_CHARS - 1] + "\u2026"
+    return doc
+
+
+def run_row(service: Service, record: RunRecord, columns: Sequence[str] = ()) -> dict[str, Any]:
     """One row of the table: the columns the page shows (values as stored; the page shows
-    them as text)."""
+    them as text), and under ``columns`` the value of each extra key asked for."""
     start, stop = record.start, record.stop
     num_events = (stop or {}).get("num_events")
     events = (
@@ -89,7 +127,7 @@ def run_row(service: Service, record: RunRecord) -> dict[str, Any]:
         if isinstance(num_events, dict)
         else None
     )
-    return {
+    row = {
         "uid": record.uid,
         "scan_id": start.get("scan_id"),
         "plan_name": start.get("plan_name"),
@@ -99,6 +137,9 @@ def run_row(service: Service, record: RunRecord) -> dict[str, Any]:
         "status": None if stop is None else stop.get("exit_status"),
         "tags": _tags(service, record),
     }
+    if columns:
+        row["columns"] = {key: column_value(record, key) for key in columns}
+    return row
 
 
 @router.get("/runs", summary="A page of the runs table (query language)", responses=_ERRORS)
@@ -115,23 +156,32 @@ def table(
     sort: Annotated[str, Param(max_length=200, description="keys, '-' for descending")] = "-time",
     skip: Annotated[int, Param(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Param(ge=1, le=MAX_ROWS)] = 50,
+    columns: Annotated[
+        str | None,
+        Param(
+            max_length=2000,
+            description="extra columns: comma-separated start-document keys "
+            "(sample.name, num_points; stop.<key> for the stop document)",
+        ),
+    ] = None,
 ) -> Response:
     """``{"data": [row, ...], "count": n, "skip", "limit"}``: rows of uid, scan_id, plan_name,
-    sample, time, events, status, tags. A query that does not parse is a 400 ``BadQuery``
-    whose body also has the (1-based) ``column`` of the problem."""
+    sample, time, events, status, tags (and ``columns``: ``{key: value}`` of the extra keys
+    asked for). A query that does not parse is a 400 ``BadQuery`` whose body also has the
+    (1-based) ``column`` of the problem."""
+    extra = parse_columns(columns)
     query = parse_text(q)
     order = parse_sort(sort)
     narrowed = service.narrowed(query)
     found = evaluating(lambda: service.store.runs(narrowed, sort=order, skip=skip, limit=limit))
     count = evaluating(lambda: service.store.count(narrowed))
-    rows = [run_row(service, r) for r in found]
+    rows = [run_row(service, r, extra) for r in found]
     return respond(request, {"data": rows, "count": count, "skip": skip, "limit": limit})
 
 
-@router.get("/runs/{uid}/progress", summary="A run's event counts and stop", responses=_ERRORS)
-def progress(request: Request, service: ServiceDep, uid: str) -> Response:
-    """``{"uid", "stopped", "exit_status", "streams": {name: events}}``: what a page showing
-    a run still acquiring asks again and again (cheap: chunk metadata, no event values)."""
+def progress_of(service: Service, uid: str) -> dict[str, Any]:
+    """``{"uid", "stopped", "exit_status", "streams": {name: events}}`` (chunk metadata only,
+    no event values)."""
     record = service.run(uid)
     streams: dict[str, int] = {}
     for descriptor in service.descriptors(uid):
@@ -139,15 +189,20 @@ def progress(request: Request, service: ServiceDep, uid: str) -> Response:
         rows = sum(c.rows for c in service.chunks(descriptor["uid"]))
         streams[name] = streams.get(name, 0) + rows
     stop = record.stop
-    return respond(
-        request,
-        {
-            "uid": record.uid,
-            "stopped": stop is not None,
-            "exit_status": None if stop is None else stop.get("exit_status"),
-            "streams": streams,
-        },
-    )
+    return {
+        "uid": record.uid,
+        "stopped": stop is not None,
+        "exit_status": None if stop is None else stop.get("exit_status"),
+        "streams": streams,
+    }
+
+
+@router.get("/runs/{uid}/progress", summary="A run's event counts and stop", responses=_ERRORS)
+def progress(request: Request, service: ServiceDep, uid: str) -> Response:
+    """``{"uid", "stopped", "exit_status", "streams": {name: events}}``: what a page showing
+    a run still acquiring asks again and again when it cannot hold a live stream (cheap:
+    chunk metadata, no event values)."""
+    return respond(request, progress_of(service, uid))
 
 
 def _numeric_scalar(data_keys: dict, key: str) -> None:

@@ -37,11 +37,16 @@ export function url(path, params = {}) {
   return target;
 }
 
-export async function request(path, params = {}, { as = "json", signal } = {}) {
-  const headers = { Accept: "application/json" };
+export async function request(path, params = {}, { as = "json", signal, method = "GET", body, accept } = {}) {
+  const headers = { Accept: accept || "application/json" };
   const auth = credential();
   if (auth) headers.Authorization = auth;
-  const response = await fetch(url(path, params), { headers, signal, credentials: "omit" });
+  const init = { method, headers, signal, credentials: "omit" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(url(path, params), init);
   if (!response.ok) {
     let body = null;
     try {
@@ -56,3 +61,16 @@ export async function request(path, params = {}, { as = "json", signal } = {}) {
 }
 
 export const get = (path, params, options) => request(path, params, options);
+export const post = (path, body, options = {}) => request(path, {}, { ...options, method: "POST", body });
+
+// Who the credential is and what it may do ({user, scopes, auth, annotations, export_formats}),
+// asked once per credential.
+let me = null;
+export async function whoami() {
+  const auth = credential() || "";
+  if (me && me.auth === auth) return me.answer;
+  const answer = await get("api/v1/web/me");
+  me = { auth, answer };
+  return answer;
+}
+export const mayWrite = (who) => Array.isArray(who.scopes) && who.scopes.includes("write");

@@ -1,9 +1,11 @@
 // A run: its metadata as a tree, stop status, streams with their data keys and configuration,
 // a quick-look plot (decimated on the server, exact on zoom), an image viewer reading one frame
-// at a time, and, while the run is still acquiring, both kept up to date by polling the run's
-// event counts once a second (the service is not told of new events, so it cannot push them).
+// at a time, tags and notes (added and removed here with a credential that may write), export
+// downloads, and, while the run is still acquiring, all kept up to date by the server-sent
+// events of .../live (read with fetch, so that the Authorization header goes too), or, when the
+// server refuses a stream, by polling the run's event counts once a second.
 
-import { ApiError, get } from "./api.js";
+import { ApiError, get, mayWrite, post, request, whoami } from "./api.js";
 import { $, clear, el, formatTime, say, show, text, tree } from "./dom.js";
 import { COLOURS, colourMap, drawPlot } from "./plot.js";
 
@@ -37,7 +39,11 @@ function gone(err) {
 
 function stopPolling() {
   if (view && view.timer) clearTimeout(view.timer);
-  if (view) view.timer = null;
+  if (view && view.live) view.live.abort();
+  if (view) {
+    view.timer = null;
+    view.live = null;
+  }
 }
 
 function streamsOf(descriptors) {
@@ -61,7 +67,7 @@ function renderHeader(run, progress) {
     parts.push(`stopped ${formatTime(run.stop.time)}: ${text(run.stop.exit_status)}`);
     if (run.stop.reason) parts.push(`reason: ${text(run.stop.reason)}`);
   } else {
-    parts.push("still acquiring (updated every second)");
+    parts.push(view && view.mode === "poll" ? "still acquiring (updated every second)" : "still acquiring (updated as events arrive)");
   }
   if (progress) {
     parts.push(Object.entries(progress.streams).map(([n, c]) => `${n}: ${c} events`).join(", "));
@@ -99,26 +105,93 @@ function renderStreams(streams, progress) {
   }
 }
 
-async function renderAnnotations(uid) {
+// The annotation the form writes: the one of the chosen audience (for "private", the user's).
+function target(visibility) {
+  const list = (view && view.annotations) || [];
+  return list.find((a) => a.visibility === visibility && !a.stream && !a.seq_range &&
+    (!a.groups || !a.groups.length) && (visibility !== "private" || a.author === view.who.user)) || null;
+}
+
+function fillNote() {
+  const found = target($("annotate-visibility").value);
+  $("note-input").value = found ? found.note || "" : "";
+}
+
+async function renderAnnotations(uid, { fill = false } = {}) {
   const section = $("annotations");
   const list = clear($("annotation-list"));
-  section.hidden = true;
   let answer;
   try {
     answer = await get(runPath(uid, "/annotations"));
   } catch (_) {
+    section.hidden = true;
     return; // a store without annotations (501), or the run went (reported elsewhere)
   }
-  if (!view || view.uid !== uid || !answer.data.length) return;
+  if (!view || view.uid !== uid) return;
+  view.annotations = answer.data;
+  const writer = view.who && view.who.annotations && mayWrite(view.who);
   for (const a of answer.data) {
+    const tags = (Array.isArray(a.tags) ? a.tags : []).flatMap((t) => {
+      const tag = el("span", { class: "tag", text: text(t) });
+      if (!writer) return [tag];
+      const remove = el("button", { type: "button", class: "untag", text: "\u00d7", "aria-label": `Remove tag ${text(t)}` });
+      remove.addEventListener("click", () => change(a, { remove_tags: [t] }, `Removed the tag "${t}".`));
+      return [tag, remove];
+    });
     const item = el("li", { class: "annotation" },
-      el("span", { class: "who", text: `${text(a.author)} (${text(a.visibility)}, ${formatTime(a.updated)})` }), " ",
-      ...(Array.isArray(a.tags) ? a.tags : []).map((t) => el("span", { class: "tag", text: text(t) })));
+      el("span", { class: "who", text: `${text(a.author)} (${text(a.visibility)}, ${formatTime(a.updated)})` }), " ", ...tags);
     if (a.note) item.append(el("p", { class: "note", text: text(a.note) }));
     if (a.fields && Object.keys(a.fields).length) item.append(tree(a.fields, 1));
     list.append(item);
   }
-  section.hidden = false;
+  $("annotate").hidden = !writer;
+  section.hidden = !writer && !answer.data.length;
+  if (writer && fill) fillNote(); // (not after a conflict: the note being written stays)
+}
+
+// Apply one change to annotation `a` (or a new one of the form's audience), as of the version
+// this page last read: a stale page gets a conflict, shown here, and the annotations again.
+async function change(a, parts, done) {
+  if (!view) return;
+  const uid = view.uid;
+  const visibility = a ? a.visibility : $("annotate-visibility").value;
+  const body = {
+    author: a ? a.author : view.who.user,
+    visibility,
+    groups: a ? a.groups || [] : [],
+    stream: a ? a.stream || null : null,
+    seq_range: a ? a.seq_range || null : null,
+    if_version: a ? a.version : 0,
+    ...parts,
+  };
+  $("annotate-error").textContent = "";
+  delete $("annotate-error").dataset.status;
+  $("annotate-status").textContent = "Saving...";
+  try {
+    await post(runPath(uid, "/annotations"), body);
+  } catch (err) {
+    $("annotate-status").textContent = "";
+    if (missingRun(err)) return gone(err);
+    const box = $("annotate-error");
+    if (err instanceof ApiError && err.status === 409) {
+      const now = err.body.current ? err.body.current.version : "?";
+      box.textContent = `Not saved: someone changed these annotations meanwhile (now version ${now}). ` +
+        "They are shown again above as they are now; look and try again.";
+    } else if (err instanceof ApiError && err.status === 403) {
+      box.textContent = `Not saved: you may not annotate this run (${err.message})`;
+    } else {
+      box.textContent = `Not saved: ${err.message}`;
+    }
+    box.dataset.status = err instanceof ApiError ? String(err.status) : "network";
+    await renderAnnotations(uid);
+    return;
+  }
+  $("annotate-status").textContent = done;
+  await renderAnnotations(uid, { fill: "note" in parts }); // (a note being written stays)
+}
+
+function currentTarget() {
+  return target($("annotate-visibility").value);
 }
 
 // The baseline stream as a table: one row per scalar field, one column per reading (usually
@@ -153,6 +226,43 @@ async function renderBaseline(uid) {
   }
   table.append(body);
   section.hidden = false;
+}
+
+function exportControls() {
+  const formats = (view.who && view.who.export_formats) || [];
+  $("download").hidden = formats.length === 0;
+  fillSelect($("export-format"), formats, view.exportFormat || formats[0]);
+  $("export-error").textContent = "";
+  $("export-status").textContent = "";
+}
+
+// Download through fetch (the Authorization header goes with it; no secret in a URL), then
+// hand the file to the browser under the name the server gave.
+async function download() {
+  if (!view) return;
+  const uid = view.uid;
+  const format = $("export-format").value;
+  view.exportFormat = format;
+  $("export-error").textContent = "";
+  $("export-status").textContent = `Exporting as ${format}...`;
+  let response, blob;
+  try {
+    response = await request(webPath(uid, "/export"), { format }, { as: "response", accept: "*/*" });
+    blob = await response.blob();
+  } catch (err) {
+    $("export-status").textContent = "";
+    if (missingRun(err)) return gone(err);
+    $("export-error").textContent = `The export failed: ${err.message}`;
+    return;
+  }
+  const found = /filename="?([^";]+)"?/.exec(response.headers.get("Content-Disposition") || "");
+  const name = found ? found[1] : `${uid}.${format}`;
+  const link = el("a", { href: URL.createObjectURL(blob), download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+  $("export-status").textContent = `Downloaded ${name} (${blob.size.toLocaleString()} bytes).`;
 }
 
 function fillSelect(select, options, chosen) {
@@ -289,6 +399,41 @@ async function refreshFrame() {
   canvas.dataset.frame = String(index);
 }
 
+// What a new progress (from the live stream or a poll) changes on the page.
+async function applyProgress(uid, progress) {
+  if (!view || view.uid !== uid) return;
+  const before = JSON.stringify(view.progress && view.progress.streams);
+  const changed = before !== JSON.stringify(progress.streams) || progress.stopped !== !!view.run.stop;
+  view.progress = progress;
+  if (!changed) return;
+  if (progress.stopped && !view.run.stop) {
+    try {
+      view.run = await get(runPath(uid));
+    } catch (err) {
+      return gone(err);
+    }
+  }
+  const descriptors = await get(runPath(uid, "/descriptors"), { limit: 1000 }).catch(() => null);
+  if (descriptors && view && view.uid === uid) {
+    const streams = streamsOf(descriptors.data);
+    const grew = streams.size !== view.streams.size;
+    view.streams = streams;
+    if (grew) {
+      plotControls();
+      imageControls();
+    }
+  }
+  if (!view || view.uid !== uid) return;
+  renderHeader(view.run, progress);
+  renderStreams(view.streams, progress);
+  await refreshPlot();
+  if (view && view.imageField) {
+    const count = progress.streams[view.imageField.split("/")[0]] || 0;
+    $("frame").max = String(Math.max(0, count - 1));
+    if ($("frame").value === "0" && $("image").dataset.frame === undefined) await refreshFrame();
+  }
+}
+
 async function poll() {
   if (!view) return;
   const uid = view.uid;
@@ -302,38 +447,70 @@ async function poll() {
     }
     return;
   }
+  await applyProgress(uid, progress);
+  if (view && view.uid === uid && !progress.stopped && !document.body.dataset.gone) view.timer = setTimeout(poll, POLL_MS);
+}
+
+function fallBackToPolling(uid) {
   if (!view || view.uid !== uid) return;
-  const before = JSON.stringify(view.progress && view.progress.streams);
-  const changed = before !== JSON.stringify(progress.streams) || progress.stopped !== !!view.run.stop;
-  view.progress = progress;
-  if (changed) {
-    if (progress.stopped && !view.run.stop) {
-      try {
-        view.run = await get(runPath(uid));
-      } catch (err) {
-        return gone(err);
-      }
-    }
-    const descriptors = await get(runPath(uid, "/descriptors"), { limit: 1000 }).catch(() => null);
-    if (descriptors && view && view.uid === uid) {
-      const streams = streamsOf(descriptors.data);
-      const grew = streams.size !== view.streams.size;
-      view.streams = streams;
-      if (grew) {
-        plotControls();
-        imageControls();
-      }
-    }
-    renderHeader(view.run, progress);
-    renderStreams(view.streams, progress);
-    await refreshPlot();
-    if (view && view.imageField) {
-      const count = progress.streams[view.imageField.split("/")[0]] || 0;
-      $("frame").max = String(Math.max(0, count - 1));
-      if ($("frame").value === "0" && $("image").dataset.frame === undefined) await refreshFrame();
-    }
+  view.mode = "poll";
+  document.body.dataset.live = "poll";
+  if (view.run) renderHeader(view.run, view.progress);
+  view.timer = setTimeout(poll, POLL_MS);
+}
+
+// The server-sent events of .../live, read from a fetch: "progress" (as .../progress answers),
+// then "end", "gone" or "timeout" (then a new stream). Polling when the server refuses one.
+async function live(uid) {
+  if (!view || view.uid !== uid) return;
+  const controller = new AbortController();
+  view.live = controller;
+  let reader;
+  try {
+    const response = await request(webPath(uid, "/live"), {}, { as: "response", signal: controller.signal, accept: "text/event-stream" });
+    reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  } catch (err) {
+    if (err.name === "AbortError") return;
+    if (missingRun(err)) return gone(err);
+    return fallBackToPolling(uid);
   }
-  if (view && view.uid === uid && !progress.stopped) view.timer = setTimeout(poll, POLL_MS);
+  view.mode = "live";
+  document.body.dataset.live = "sse";
+  let buffer = "";
+  let last = null;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value.replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = "message";
+        let data = "";
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) name = line.slice(6).trim();
+          else if (line.startsWith("data:")) data += line.slice(5).trim();
+        }
+        if (!data) continue;
+        last = name;
+        const payload = JSON.parse(data);
+        if (name === "progress") await applyProgress(uid, payload);
+        else if (name === "gone") {
+          controller.abort();
+          return gone(new ApiError(404, payload));
+        }
+      }
+    }
+  } catch (err) {
+    if (err.name === "AbortError" || controller.signal.aborted) return;
+    return fallBackToPolling(uid);
+  }
+  if (!view || view.uid !== uid || view.live !== controller) return;
+  view.live = null;
+  if (last === "end" || (view.progress && view.progress.stopped)) return;
+  setTimeout(() => live(uid), last === "timeout" ? 0 : POLL_MS); // a new stream
 }
 
 export async function showRun(uid) {
@@ -361,19 +538,51 @@ export async function showRun(uid) {
     return;
   }
   const progress = await get(webPath(uid, "/progress")).catch(() => null);
-  view = { uid, run, streams: streamsOf(descriptors.data), timer: null, zoom: null, progress };
+  const who = await whoami().catch(() => ({ scopes: [], export_formats: [] }));
+  view = { uid, run, streams: streamsOf(descriptors.data), timer: null, live: null, zoom: null, progress, who, mode: "live" };
+  $("annotate-error").textContent = "";
+  $("annotate-status").textContent = "";
+  $("tag-input").value = "";
+  delete document.body.dataset.live;
   renderHeader(run, progress);
   renderStreams(view.streams, progress);
   clear($("metadata")).append(tree({ start: run.start, stop: run.stop }, 0));
   plotControls();
   imageControls();
+  exportControls();
   say("");
-  await Promise.all([refreshPlot(), refreshFrame(), renderAnnotations(uid), renderBaseline(uid)]);
+  await Promise.all([refreshPlot(), refreshFrame(), renderAnnotations(uid, { fill: true }), renderBaseline(uid)]);
   document.body.dataset.ready = "run";
-  if (!run.stop) view.timer = setTimeout(poll, POLL_MS);
+  if (!run.stop) live(uid);
 }
 
 function wireRun() {
+  $("annotate").addEventListener("submit", (event) => event.preventDefault());
+  $("annotate-visibility").addEventListener("change", fillNote);
+  const addTag = () => {
+    const tag = $("tag-input").value.trim();
+    if (!tag) {
+      $("annotate-error").textContent = "Write a tag to add.";
+      return;
+    }
+    change(currentTarget(), { add_tags: [tag] }, `Added the tag "${tag}".`).then(() => {
+      if (!$("annotate-error").textContent) $("tag-input").value = "";
+    });
+  };
+  $("add-tag").addEventListener("click", addTag);
+  $("tag-input").addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      addTag();
+    }
+  });
+  $("save-note").addEventListener("click", () => {
+    change(currentTarget(), { note: $("note-input").value }, "Saved the note.");
+  });
+  $("export-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    download();
+  });
   $("plot-stream").addEventListener("change", () => {
     view.plotStream = $("plot-stream").value;
     view.plotY = null;
