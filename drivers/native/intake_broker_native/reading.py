@@ -133,8 +133,8 @@ def _rows_for(
         start = chunks[0].row_start
         if seq_range is None:
             return start, start + len(seq), None, seq
-        a, b = np.searchsorted(seq, seq_range)
-        return start + int(a), start + int(b), None, seq[a:b]
+        a, b = (int(i) for i in np.searchsorted(seq, seq_range))
+        return start + a, start + b, None, seq if (a, b) == (0, len(seq)) else seq[a:b].copy()
     seq = _seq_of(columns, info, chunks)
     lo, hi = seq_range if seq_range is not None else (-np.inf, np.inf)
     picked = np.flatnonzero((seq >= lo) & (seq < hi))
@@ -168,19 +168,17 @@ def read_events(
 
     base = ["time"] + (["uid"] if uids else [])
     if stop > start:
-        got = columns.read(
-            info.path,
-            base,
-            start,
-            stop,
-            {n: info.where(f"the {n} array") for n in base},
-            info.layout,
-        )
+        # the index columns and the data in one read: the chunks are spread over one pool
+        data_names = info.names("data", keys)
+        where = {n: info.where(f"the {n} array") for n in base}
+        where.update({n: info.where(f"data array {n!r}") for n in data_names})
+        got = columns.read(info.path, base + data_names, start, stop, where, info.layout)
         if take is not None:
             got = {n: v[take] for n, v in got.items()}
+        data_arrays = {n: got[n] for n in data_names}
     else:
         got = {"time": np.empty(0), "uid": np.empty(0, object)}
-    data_arrays = load("data", keys)
+        data_arrays = load("data", keys)
     data = {k: decode(specs[k], data_arrays[specs[k].array]) for k in keys}
 
     def timestamps(wanted: list[str]) -> dict[str, np.ndarray]:
