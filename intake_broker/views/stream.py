@@ -189,6 +189,14 @@ class StreamLayout:
             return np.dtype("float64"), ()
         return field_dtype(self.data_keys[key]), field_shape(self.data_keys[key])
 
+    def _filled_dtype(self, key: str, group: str, descriptors: set[str]) -> np.dtype:
+        """The dtype of ``key`` over these descriptors: its own, or -- when one of them lacks
+        the key and the dtype has no missing value -- float64 (numbers, NaN) or object."""
+        dtype = self._field_spec(key, group)[0]
+        if dtype.kind in "fcO" or all(key in self.fields_of[uid] for uid in descriptors):
+            return dtype
+        return np.dtype("float64") if dtype.kind in "iub" else np.dtype("object")
+
     def _asset_kind(self, key: str, group: str) -> str | None:
         return None if group == "timestamps" else asset_kind(self.data_keys[key])
 
@@ -249,10 +257,8 @@ class StreamLayout:
         out: dict[str, np.ndarray] = {}
         if len(reads) > 1:
             for key in inline:
-                dtype, shape = self._field_spec(key, group)
-                if any(key not in self.fields_of[r[3]] for r in reads) and dtype.kind not in "fcO":
-                    dtype = np.dtype("float64") if dtype.kind in "iub" else np.dtype("object")
-                out[key] = np.empty((total, *shape), dtype)
+                dtype = self._filled_dtype(key, group, {r[3] for r in reads})
+                out[key] = np.empty((total, *self._field_spec(key, group)[1]), dtype)
             if index is not None:
                 time_out, seq_out = np.empty(total, float), np.empty(total, np.int64)
         pos = 0
@@ -318,6 +324,8 @@ class StreamLayout:
         out = {}
         for key in fields:
             dtype, shape = self._field_spec(key, group)
+            if key in inline:
+                dtype = self._filled_dtype(key, group, {c.descriptor for c in self.chunks})
             name = f"{key}-{group}-{token}"
             zeros = (0,) * len(shape)
             if key in inline:

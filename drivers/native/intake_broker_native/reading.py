@@ -145,6 +145,15 @@ def _rows_for(
     return start, stop, picked - start, seq[picked]
 
 
+def _empty(layout: Layout, names: list[str]) -> dict[str, np.ndarray]:
+    """No rows of these arrays, with their stored dtypes and shapes (strings: object)."""
+    specs = {s.name: s for s in array_specs(layout)}
+    return {
+        n: np.empty((0, *specs[n].shape), object if specs[n].dtype == "str" else specs[n].dtype)
+        for n in names
+    }
+
+
 def read_events(
     columns: ColumnStore,
     info: DescriptorInfo,
@@ -161,7 +170,7 @@ def read_events(
     def load(group: str, wanted: list[str]) -> dict[str, np.ndarray]:
         names = info.names(group, wanted)
         if stop <= start or not names:
-            return {n: np.empty(0, object) for n in names}
+            return _empty(info.layout, names)
         where = {n: info.where(f"{group} array {n!r}") for n in names}
         got = columns.read(info.path, names, start, stop, where, info.layout)
         return {n: v if take is None else v[take] for n, v in got.items()}
@@ -177,7 +186,7 @@ def read_events(
             got = {n: v[take] for n, v in got.items()}
         data_arrays = {n: got[n] for n in data_names}
     else:
-        got = {"time": np.empty(0), "uid": np.empty(0, object)}
+        got = _empty(info.layout, base)
         data_arrays = load("data", keys)
     data = {k: decode(specs[k], data_arrays[specs[k].array]) for k in keys}
 
