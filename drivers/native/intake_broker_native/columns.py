@@ -661,7 +661,9 @@ class ColumnStore:
             size = f"more than {got - 1}" if got > meta.nbytes + want else str(got)
             raise CorruptChunk(
                 f"zarr chunk {path!r} ({where}) has {size} bytes, expected "
-                f"{meta.nbytes + want}: it is truncated or damaged"
+                f"{meta.nbytes + want}"
+                + (" (values and crc32c trailer)" if want else "")
+                + ": it is truncated or damaged"
             )
         if not want:
             return

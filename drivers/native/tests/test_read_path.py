@@ -214,3 +214,38 @@ def test_checksum_verified_once_per_file_version(tmp_path, monkeypatch):
     with pytest.raises(CorruptChunk, match="checksum") as info:
         reader.read_events(desc["uid"], fields=["f"])
     assert "f/c/1" in str(info.value)
+
+
+def test_chunks_without_a_checksum_are_read(tmp_path):
+    """Numbers written by another zarr writer as plain ``bytes`` (no ``crc32c``) are read
+    by the same path, whole chunks and parts of chunks; a chunk one byte too long is an
+    error."""
+    import zarr
+
+    store = NativeStore.in_folder(tmp_path, chunk_rows=10)
+    _, desc, values = _run(store, 25)
+    (folder,) = [p.parent for p in Path(store.data).rglob("f/zarr.json")]
+    old = zarr.open_array(str(folder), mode="r")
+    plain = zarr.create_array(
+        str(folder),
+        shape=old.shape,
+        chunks=old.chunks,
+        dtype=old.dtype,
+        compressors=None,
+        filters=None,
+        fill_value=np.nan,
+        dimension_names=old.metadata.dimension_names,
+        attributes=dict(old.attrs),
+        overwrite=True,
+        config={"write_empty_chunks": True},
+    )
+    plain[:] = values["f"][: old.shape[0]]
+    assert [c["name"] for c in plain.metadata.to_dict()["codecs"]] == ["bytes"]
+    reader = NativeStore(store.index, store.data)
+    _check(reader.read_events(desc["uid"], fields=["f"]).data, {"f": values["f"]})
+    part = reader.read_events(desc["uid"], fields=["f"], seq_range=(4, 17)).data
+    _check(part, {"f": values["f"]}, slice(3, 16))
+    chunk = folder / "c" / "1"
+    chunk.write_bytes(chunk.read_bytes() + b"\0")
+    with pytest.raises(CorruptChunk, match="more than 80 bytes"):
+        NativeStore(store.index, store.data).read_events(desc["uid"], fields=["f"])
