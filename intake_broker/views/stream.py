@@ -37,6 +37,13 @@ def _fill_value(dtype: np.dtype):
     return np.nan if dtype.kind in "fc" else None
 
 
+def _own(values) -> np.ndarray:
+    """``values`` if they are an array of their own (one a store made for this read), else a
+    copy (a store may hand out a view of memory it keeps, such as the memory store's)."""
+    array = np.asarray(values)
+    return array if array.flags.owndata else array.copy()
+
+
 def _read_chunk(store: DocumentStore, chunk: Chunk, fields: list[str]):
     return store.read_events(
         chunk.descriptor, fields=fields, seq_range=(chunk.seq_start, chunk.seq_stop)
@@ -183,6 +190,14 @@ class StreamLayout:
             return np.dtype("float64"), ()
         return field_dtype(self.data_keys[key]), field_shape(self.data_keys[key])
 
+    def _filled_dtype(self, key: str, group: str, descriptors: set[str]) -> np.dtype:
+        """The dtype of ``key`` over these descriptors: its own, or -- when one of them lacks
+        the key and the dtype has no missing value -- float64 (numbers, NaN) or object."""
+        dtype = self._field_spec(key, group)[0]
+        if dtype.kind in "fcO" or all(key in self.fields_of[uid] for uid in descriptors):
+            return dtype
+        return np.dtype("float64") if dtype.kind in "iub" else np.dtype("object")
+
     def _asset_kind(self, key: str, group: str) -> str | None:
         return None if group == "timestamps" else asset_kind(self.data_keys[key])
 
@@ -225,39 +240,62 @@ class StreamLayout:
     ) -> dict[str, np.ndarray]:
         """Every value of the fields now (what ``read()`` uses): one store read per chunk --
         or one for the whole stream when it has one descriptor -- without scheduling a dask
-        task per chunk and field."""
+        task per chunk and field. ``index``, when given, receives one ``(time, seq_num)``
+        pair for the whole stream.
+
+        One read: its columns are the result (no copy). Several: each field's result array
+        is allocated once and every read's rows are copied into their place in it (no list
+        of parts joined at the end: the peak is about the result, not twice it)."""
         fields = list(fields)
         inline = [f for f in fields if self._asset_kind(f, group) is None]
-        parts: dict[str, list[np.ndarray]] = {key: [] for key in fields}
         if len(self.descriptors) == 1 and self.chunks:
-            # One descriptor: one read over all its chunks, columns used as they come (no
-            # per-chunk reads and no concatenation: about 1x the memory of the result, not 2x).
+            # One descriptor: one read over all its chunks, columns used as they come.
             uid, rows = self.descriptors[0]["uid"], sum(c.rows for c in self.chunks)
             reads = [(self.chunks[0].seq_start, self.chunks[-1].seq_stop, rows, uid)]
         else:
             reads = [(c.seq_start, c.seq_stop, c.rows, c.descriptor) for c in self.chunks]
+        total = sum(r[2] for r in reads)
+        out: dict[str, np.ndarray] = {}
+        if len(reads) > 1:
+            for key in inline:
+                dtype = self._filled_dtype(key, group, {r[3] for r in reads})
+                out[key] = np.empty((total, *self._field_spec(key, group)[1]), dtype)
+            if index is not None:
+                time_out, seq_out = np.empty(total, float), np.empty(total, np.int64)
+        pos = 0
         for seq_start, seq_stop, rows, uid in reads if inline or index is not None else ():
             columns = self.store.read_events(
                 uid,
                 fields=[f for f in inline if f in self.fields_of[uid]],
                 seq_range=(seq_start, seq_stop),
             )
-            if index is not None:  # time and seq_num come with the same reads
-                index.append((columns.time, columns.seq_num))
+            if index is not None and len(reads) == 1:  # time and seq_num come with the reads
+                index.append((_own(columns.time), _own(columns.seq_num)))
+            elif index is not None:
+                time_out[pos : pos + rows] = columns.time
+                seq_out[pos : pos + rows] = columns.seq_num
             for key in inline:
-                parts[key].append(_take(columns, group, key, *self._field_spec(key, group), rows))
+                values = _take(columns, group, key, *self._field_spec(key, group), rows)
+                if len(reads) == 1:
+                    out[key] = values
+                else:
+                    out[key][pos : pos + rows] = values
+            pos += rows
+        if index is not None and len(reads) > 1:
+            index.append((time_out, seq_out))
         for key in fields:
-            if key not in inline:
-                for func, *args in self._asset_tasks(key, self.chunks):
-                    parts[key].append(func(*args))
-        out = {}
-        for key, arrays in parts.items():
-            dtype, shape = self._field_spec(key, group)
-            if len(arrays) == 1:
-                out[key] = arrays[0]
+            if key in inline:
+                if not reads:
+                    dtype, shape = self._field_spec(key, group)
+                    out[key] = np.empty((0, *shape), dtype)
+                continue
+            parts = [func(*args) for func, *args in self._asset_tasks(key, self.chunks)]
+            if len(parts) == 1:
+                out[key] = parts[0]
             else:
-                out[key] = np.concatenate(arrays) if arrays else np.empty((0, *shape), dtype)
-        return out
+                dtype, shape = self._field_spec(key, group)
+                out[key] = np.concatenate(parts) if parts else np.empty((0, *shape), dtype)
+        return {key: out[key] for key in fields}
 
     def dask_arrays(self, fields: Iterable[str], group: str = "data") -> dict[str, Any]:
         """One dask array per field: inline fields share one read task per stored chunk;
@@ -287,6 +325,8 @@ class StreamLayout:
         out = {}
         for key in fields:
             dtype, shape = self._field_spec(key, group)
+            if key in inline:
+                dtype = self._filled_dtype(key, group, {c.descriptor for c in self.chunks})
             name = f"{key}-{group}-{token}"
             zeros = (0,) * len(shape)
             if key in inline:
@@ -519,16 +559,18 @@ class Stream(DataSource):
         else:  # one pass: the index comes with the data
             parts: list[tuple[np.ndarray, np.ndarray]] = []
             arrays = layout.arrays(self.fields, group, index=parts)
-            time = np.concatenate([t for t, _ in parts]) if parts else np.empty(0, float)
-            seq_num = np.concatenate([q for _, q in parts]) if parts else np.empty(0, np.int64)
+            (time, seq_num) = parts[0] if parts else (np.empty(0, float), np.empty(0, np.int64))
         data_vars = {}
         for key, array in arrays.items():
             dk = layout.data_keys[key]
             dims = ("time",) if group == "timestamps" else field_dims(key, dk)
             data_vars[key] = xr.Variable(dims, array, attrs=field_attrs(dk))
+        import pandas as pd
+
         import intake_broker.views.returns  # noqa: F401  (registers the ds.broker accessor)
 
-        coords: dict[str, Any] = {"time": time}
+        # the time index wraps the array read (pandas would copy it: 8 MB a million events)
+        coords: dict[str, Any] = {"time": pd.Index(time, copy=False, name="time")}
         if self._seq_num:
             coords["seq_num"] = ("time", seq_num)
         ds = xr.Dataset(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -89,10 +90,7 @@ class _Meta:
     serializer: str  # "bytes" or "vlen-utf8"
     tail: tuple[str, ...]  # bytes-to-bytes codecs, in writing order
     direct: bool  # decodable here (else read through zarr-python)
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.chunk_shape, dtype=np.int64)) * self.dtype.itemsize
+    nbytes: int = 0  # of a chunk's values (numbers)
 
 
 def _parse_meta(obj: dict) -> _Meta:
@@ -116,7 +114,8 @@ def _parse_meta(obj: dict) -> _Meta:
             dtype = np.dtype(data_type).newbyteorder("<")
         except TypeError:
             dtype, direct = np.dtype(object), False
-    return _Meta(shape[0], shape, dtype, serializer, names[1:], direct)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return _Meta(shape[0], shape, dtype, serializer, names[1:], direct, nbytes)
 
 
 #: Chunks of at most this many strings are decoded here; larger ones by numcodecs (its import,
@@ -150,6 +149,39 @@ def _vlen_utf8(data: Any) -> np.ndarray:
     return out
 
 
+#: Chunk files modified less than this long ago are checksummed on every read (see _Verified).
+_RACY_NS = 2_000_000_000
+
+
+class _Verified:
+    """The chunk files whose checksum this process has verified, with the version of each
+    (inode, device, size, modification and change times) that was verified; the most
+    recent 65,536.
+
+    A re-read of the same version needs no second checksum pass: that is what makes a
+    repeated read a copy from the page cache. A file written again (a partial last chunk
+    when events are appended, a file changed by hand) has new times and is checked again;
+    a file modified in the last two seconds is not recorded (as git treats "racily clean"
+    files: a second write within the same tick of the file system's clock keeps the times).
+    What this gives up: damage to the disk under a file this process has already verified,
+    with no write through the file system, is caught by the next process, not this one."""
+
+    def __init__(self, size: int = 1 << 16):
+        self.size = size
+        self._items: dict[str, tuple[int, ...]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, path: str) -> tuple[int, ...] | None:
+        return self._items.get(path)
+
+    def put(self, path: str, version: tuple[int, ...]) -> None:
+        with self._lock:
+            self._items.pop(path, None)
+            self._items[path] = version
+            while len(self._items) > self.size:
+                del self._items[next(iter(self._items))]
+
+
 class ColumnStore:
     """The zarr groups of a data URL: ``<data>/<path of a descriptor group>/<array>``.
 
@@ -173,6 +205,7 @@ class ColumnStore:
         self._writing: dict[tuple[str, str], Any] = {}  # zarr arrays opened for writing
         self._lock = threading.RLock()
         self._packed = packed.PackedCache()
+        self._verified = _Verified()
 
     def __repr__(self) -> str:
         return f"ColumnStore({self.url!r})"
@@ -566,7 +599,10 @@ class ColumnStore:
         nbytes = sum(t[2].nbytes for t in tasks)
         if self.local and len(tasks) > 1 and nbytes >= _PARALLEL_BYTES:
             # reading from the page cache is bound by copying: two cores copy twice as fast
-            for _ in _pool().map(lambda task: self._chunk_into(*task), tasks):
+            # (one job per worker, each a share of the chunks: no future per chunk)
+            workers = min(len(tasks), _pool()._max_workers)
+            shares = [tasks[i::workers] for i in range(workers)]
+            for _ in _pool().map(lambda share: [self._chunk_into(*t) for t in share], shares):
                 pass
         else:
             for task in tasks:
@@ -579,10 +615,15 @@ class ColumnStore:
         whole = offset == 0 and len(target) == meta.chunk_rows
         try:
             if raw is None and self.local:
-                with open(path, "rb") as f:
-                    if whole and meta.serializer == "bytes" and meta.tail in ((), ("crc32c",)):
-                        self._read_into(f, path, meta, target, where)
+                if meta.serializer == "bytes" and meta.tail in ((), ("crc32c",)):
+                    if whole:
+                        self._read_into(path, meta, target, where)
                         return
+                    chunk = np.empty(meta.chunk_shape, meta.dtype)  # a part of a chunk
+                    self._read_into(path, meta, chunk, where)
+                    target[...] = chunk[offset : offset + len(target)]
+                    return
+                with open(path, "rb") as f:
                     raw = f.read()
             elif raw is None:
                 raw = self.fs.cat_file(path)
@@ -602,22 +643,43 @@ class ColumnStore:
         values = self._decode(path, meta, raw, where)
         target[...] = values[offset : offset + len(target)]
 
-    @staticmethod
-    def _read_into(f: Any, path: str, meta: _Meta, target: np.ndarray, where: str) -> None:
-        view = memoryview(target).cast("B")
-        got = f.readinto(view)
-        trailer = f.read(5)
+    def _read_into(self, path: str, meta: _Meta, target: np.ndarray, where: str) -> None:
+        """An uncompressed chunk straight into ``target`` (one ``preadv`` of the values
+        and the checksum trailer; a byte more shows a chunk that is too long). The checksum
+        is computed the first time this process reads a version of the file (its inode,
+        size and modification time) and not again while that version is what is on disk."""
         want = 4 if meta.tail else 0
-        if got != meta.nbytes or len(trailer) != want:
+        trailer = bytearray(want + 1)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            st = os.fstat(fd)
+            view = memoryview(target).cast("B")
+            got = os.preadv(fd, [view, trailer], 0)
+        finally:
+            os.close(fd)
+        if got != meta.nbytes + want:
+            size = f"more than {got - 1}" if got > meta.nbytes + want else str(got)
             raise CorruptChunk(
-                f"zarr chunk {path!r} ({where}) has {got + len(trailer)} bytes, "
-                f"expected {meta.nbytes + want}: it is truncated or damaged"
+                f"zarr chunk {path!r} ({where}) has {size} bytes, expected "
+                f"{meta.nbytes + want}"
+                + (" (values and crc32c trailer)" if want else "")
+                + ": it is truncated or damaged"
             )
+        if not want:
+            return
+        version = (st.st_ino, st.st_dev, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if self._verified.get(path) == version:
+            return
+        # a file written in the last seconds may be written again within the same tick of
+        # the file system's clock (same times): it is verified on every read until then
+        racy = time.time_ns() - st.st_mtime_ns < _RACY_NS
         body = target.reshape(-1).view(np.uint8)  # (google_crc32c takes no writable views)
-        if want and google_crc32c.value(body) != int.from_bytes(trailer, "little"):
+        if google_crc32c.value(body) != int.from_bytes(trailer[:4], "little"):
             raise CorruptChunk(
                 f"zarr chunk {path!r} ({where}) fails its crc32c checksum: it is damaged"
             )
+        if not racy:
+            self._verified.put(path, version)
 
     @staticmethod
     def _decode(path: str, meta: _Meta, raw: bytes, where: str) -> np.ndarray:

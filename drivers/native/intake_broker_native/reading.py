@@ -133,8 +133,8 @@ def _rows_for(
         start = chunks[0].row_start
         if seq_range is None:
             return start, start + len(seq), None, seq
-        a, b = np.searchsorted(seq, seq_range)
-        return start + int(a), start + int(b), None, seq[a:b]
+        a, b = (int(i) for i in np.searchsorted(seq, seq_range))
+        return start + a, start + b, None, seq if (a, b) == (0, len(seq)) else seq[a:b].copy()
     seq = _seq_of(columns, info, chunks)
     lo, hi = seq_range if seq_range is not None else (-np.inf, np.inf)
     picked = np.flatnonzero((seq >= lo) & (seq < hi))
@@ -143,6 +143,15 @@ def _rows_for(
         return 0, 0, None, np.empty(0, np.int64)
     start, stop = int(picked.min()), int(picked.max()) + 1
     return start, stop, picked - start, seq[picked]
+
+
+def _empty(layout: Layout, names: list[str]) -> dict[str, np.ndarray]:
+    """No rows of these arrays, with their stored dtypes and shapes (strings: object)."""
+    specs = {s.name: s for s in array_specs(layout)}
+    return {
+        n: np.empty((0, *specs[n].shape), object if specs[n].dtype == "str" else specs[n].dtype)
+        for n in names
+    }
 
 
 def read_events(
@@ -161,26 +170,24 @@ def read_events(
     def load(group: str, wanted: list[str]) -> dict[str, np.ndarray]:
         names = info.names(group, wanted)
         if stop <= start or not names:
-            return {n: np.empty(0, object) for n in names}
+            return _empty(info.layout, names)
         where = {n: info.where(f"{group} array {n!r}") for n in names}
         got = columns.read(info.path, names, start, stop, where, info.layout)
         return {n: v if take is None else v[take] for n, v in got.items()}
 
     base = ["time"] + (["uid"] if uids else [])
     if stop > start:
-        got = columns.read(
-            info.path,
-            base,
-            start,
-            stop,
-            {n: info.where(f"the {n} array") for n in base},
-            info.layout,
-        )
+        # the index columns and the data in one read: the chunks are spread over one pool
+        data_names = info.names("data", keys)
+        where = {n: info.where(f"the {n} array") for n in base}
+        where.update({n: info.where(f"data array {n!r}") for n in data_names})
+        got = columns.read(info.path, base + data_names, start, stop, where, info.layout)
         if take is not None:
             got = {n: v[take] for n, v in got.items()}
+        data_arrays = {n: got[n] for n in data_names}
     else:
-        got = {"time": np.empty(0), "uid": np.empty(0, object)}
-    data_arrays = load("data", keys)
+        got = _empty(info.layout, base)
+        data_arrays = load("data", keys)
     data = {k: decode(specs[k], data_arrays[specs[k].array]) for k in keys}
 
     def timestamps(wanted: list[str]) -> dict[str, np.ndarray]:

@@ -273,8 +273,7 @@ def plot(
     if not index:
         time, seq = layout.index() if rows else (np.empty(0), np.empty(0))
     else:
-        time = np.concatenate([t for t, _ in index])
-        seq = np.concatenate([s for _, s in index])
+        ((time, seq),) = index
     xs = {"time": time, "seq_num": seq}.get(x)
     xs = np.asarray(arrays[x] if xs is None else xs, dtype=float)
     keep = np.ones(len(xs), dtype=bool)
