@@ -175,7 +175,7 @@ class IdentityProvider:
             time.sleep(0.01)
 
     def write_auth_file(
-        self, folder, users: str = "users.yml", response_mode: str = "query"
+        self, folder, users: str = "users.yml", response_mode: str = "query", extra: str = ""
     ) -> object:
         """An auth file trusting this issuer (keys in a JWKS file), its endpoints discovered."""
         import json
@@ -193,7 +193,7 @@ class IdentityProvider:
             f"  client_id: {self.client_id}\n"
             "  scope: openid profile\n"
             "  label: Test Login\n"
-            f"  response_mode: {response_mode}\n"
+            f"  response_mode: {response_mode}\n" + extra
         )
         return path
 

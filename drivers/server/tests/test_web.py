@@ -706,3 +706,31 @@ def test_a_code_bound_to_another_verifier_gets_no_token(oidc_world, watched):
     assert "PKCE verification failed" in page.locator("#login-error").text_content()
     assert page.evaluate(CREDENTIAL) is None
     assert "code=" not in page.url
+
+
+def test_a_refused_login_is_told_where_anonymous_requests_are_served(
+    live_server, tmp_path, identity_provider, watched
+):
+    from intake_broker_server.auth.file import load_auth_file
+
+    store = MemoryStore(chunk_rows=4)
+    insert_all(store, factories.scalar_run(n=4, scan_id=1, proposal_id="p-1"))
+    (tmp_path / "users.yml").write_text("users:\n  ada: {proposals: [p-1]}\n")
+    path = identity_provider.write_auth_file(tmp_path, extra="anonymous: true\n")
+    url = live_server.mount(store, auth=load_auth_file(path))
+    try:
+        identity_provider.forge_state = True
+        w = watched()
+        page = w.page
+        page.goto(url + "/")
+        page.wait_for_selector("body[data-ready=runs]")  # anonymous: no login asked
+        page.evaluate(
+            "() => import('./static/web/oidc.js').then(async (m) => "
+            "m.startLogin((await m.loginOptions()).oidc))"
+        )
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent.includes('wrong state')"
+        )
+        assert page.evaluate(CREDENTIAL) is None and "code=" not in page.url
+    finally:
+        live_server.unmount(url)

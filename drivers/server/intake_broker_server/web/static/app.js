@@ -373,6 +373,10 @@ async function start() {
     loginMessage = message;
   }
   await render();
+  if (loginMessage) { // not shown by a login form (a server serving anonymous requests)
+    say(loginMessage);
+    loginMessage = "";
+  }
 }
 
 start();
