@@ -753,6 +753,16 @@ def test_the_web_endpoints_leak_nothing(store, live_server, tmp_path_factory):
             me = http.get("/api/v1/web/me", headers=ada).json()
             assert me["user"] == "ada" and me["scopes"] == ["read"] and me["auth"] is True
             assert http.get("/api/v1/web/me").status_code == 401
+            # how to log in: public, and nothing about any run or user
+            for headers in ({}, ada):
+                options = http.get("/api/v1/web/login-options", headers=headers)
+                assert options.status_code == 200, headers
+                assert options.json() == {
+                    "auth": True,
+                    "api_key": True,
+                    "bearer": False,
+                    "oidc": None,
+                }
             # the page annotates through the store API: a read-only key may not
             change = {"visibility": "public", "add_tags": ["x"]}
             refused = http.post(f"/api/v1/runs/{UID['a1']}/annotations", headers=ada, json=change)

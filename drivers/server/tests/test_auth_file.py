@@ -21,6 +21,7 @@ from intake_broker_server import commands
 from intake_broker_server.app import create_app, load_auth
 from intake_broker_server.auth import ApiKeyStore, FileProvider, JWTVerifier
 from intake_broker_server.auth.file import AuthFileError, load_auth_file
+from intake_broker_server.testing import free_port
 
 
 @pytest.fixture
@@ -229,3 +230,159 @@ def test_an_empty_listing_says_how_many_runs_name_no_proposal(auth_dir):
         for_p2 = http.get("/api/v1/runs", params={"query": query}, headers=key).json()
         assert for_p2["data"] == [] and "hidden" not in for_p2
     store.close()
+
+
+# -- oidc: the web page's "Log in with <issuer>" --------------------------------------------
+
+
+def test_oidc_endpoints_are_discovered_from_the_issuer_and_offered_to_the_page(
+    tmp_path, identity_provider
+):
+    (tmp_path / "users.yml").write_text("users:\n  ada: {proposals: [p-1]}\n")
+    config = load_auth_file(identity_provider.write_auth_file(tmp_path))
+    issuer = identity_provider.issuer
+    assert config.oidc.authorization_endpoint == issuer + "/authorize"
+    assert config.oidc.token_endpoint == issuer + "/token"
+    with TestClient(create_app(MemoryStore(), auth=config)) as http:
+        assert http.get("/api/v1/web/me").status_code == 401
+        options = http.get("/api/v1/web/login-options")  # public: asked before any login
+        assert options.status_code == 200
+        assert options.json() == {
+            "auth": True,
+            "api_key": False,
+            "bearer": True,
+            "oidc": {
+                "issuer": issuer,
+                "label": "Test Login",
+                "authorization_endpoint": issuer + "/authorize",
+                "token_endpoint": issuer + "/token",
+                "client_id": "intake-broker-web",
+                "scope": "openid profile",
+                "token": "access_token",
+                "response_mode": "query",
+            },
+        }
+        assert "secret" not in options.text
+        csp = http.get("/").headers["content-security-policy"]
+        assert f"connect-src 'self' {issuer};" in csp  # the token endpoint, and nothing else
+    with TestClient(create_app(MemoryStore())) as http:  # no auth: no login at all
+        options = http.get("/api/v1/web/login-options").json()
+        assert options == {"auth": False, "api_key": False, "bearer": False, "oidc": None}
+        assert "connect-src 'self';" in http.get("/").headers["content-security-policy"]
+
+
+JWT_BLOCK = "jwt:\n  issuer: https://login.example.org\n  audience: a\n  jwks: jwks.json\n"
+BAD_OIDC = [
+    (
+        JWT_BLOCK + "oidc:\n  client_id: web\n  authorization_endpoint: ftp://x/auth\n"
+        "  token_endpoint: https://login.example.org/token\n",
+        7,
+        "authorization_endpoint must be an https URL",
+    ),
+    (
+        JWT_BLOCK + "oidc:\n  client_id: web\n  authorization_endpoint: http://example.org/a\n"
+        "  token_endpoint: https://login.example.org/token\n",
+        7,
+        "must be https (http only for localhost)",
+    ),
+    (
+        JWT_BLOCK + "oidc:\n  client_id: web\n  authorization_endpoint: https://x.org/a\n"
+        '  token_endpoint: "https://x.org;script-src */t"\n',
+        8,
+        "must be a plain URL",
+    ),
+    (
+        JWT_BLOCK + "oidc:\n  scope: openid\n  authorization_endpoint: https://x.org/a\n"
+        "  token_endpoint: https://x.org/t\n",
+        5,
+        "oidc needs client_id",
+    ),
+    (
+        JWT_BLOCK + "oidc:\n  client_id: web\n  token_endpoint: https://x.org/t\n",
+        7,
+        "give both authorization_endpoint and token_endpoint",
+    ),
+    (
+        JWT_BLOCK + "oidc:\n  client_id: web\n  scope: profile\n"
+        "  authorization_endpoint: https://x.org/a\n  token_endpoint: https://x.org/t\n",
+        7,
+        "holding openid",
+    ),
+    (
+        JWT_BLOCK + "oidc:\n  client_id: web\n  client_secret: s\n",
+        7,
+        "unknown field (did you mean 'client_id'?)",
+    ),
+    ("api_keys: keys.json\noidc:\n  client_id: web\n", 2, "oidc needs a jwt: block"),
+]
+
+
+@pytest.mark.parametrize(("text", "line", "problem"), BAD_OIDC)
+def test_a_bad_oidc_block_says_file_line_and_field(auth_dir, text, line, problem):
+    folder = auth_dir[0]
+    path = folder / "bad.yml"
+    path.write_text(text)
+    with pytest.raises(AuthFileError) as caught:
+        load_auth_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}, line {line}"), message
+    assert problem in message
+
+
+def test_discovery_that_fails_or_names_another_issuer_is_refused(tmp_path, identity_provider):
+    (tmp_path / "users.yml").write_text("users: {}\n")
+    path = identity_provider.write_auth_file(tmp_path)
+    real = identity_provider.issuer
+    path.write_text(path.read_text().replace(real, real + "/elsewhere"))
+    with pytest.raises(AuthFileError) as caught:  # a 404 at {issuer}/.well-known/...
+        load_auth_file(path)
+    assert "line 7" in str(caught.value) and "answered HTTP 404" in str(caught.value)
+    from intake_broker_server.auth import oidc
+
+    port = free_port()
+    with pytest.raises(ValueError, match="failed .ConnectError.; give authorization_endpoint"):
+        oidc.discover(f"http://127.0.0.1:{port}")
+    identity_provider.claimed_issuer = "https://login.example.org"  # another issuer's document
+    with pytest.raises(ValueError, match="names issuer 'https://login.example.org', not"):
+        oidc.discover(real)
+
+
+def test_pkce_is_checked_by_the_test_identity_provider(identity_provider):
+    """The browser tests rely on this provider refusing a wrong code_verifier."""
+    import base64
+    import hashlib
+    import secrets
+
+    import httpx
+
+    issuer = identity_provider.issuer
+    verifier = secrets.token_urlsafe(32)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    redirect = "http://127.0.0.1:1/"
+
+    def code() -> str:
+        answer = httpx.get(
+            issuer + "/authorize",
+            params={
+                "client_id": "intake-broker-web",
+                "redirect_uri": redirect,
+                "state": "s",
+                "code_challenge": challenge.rstrip(b"=").decode(),
+                "code_challenge_method": "S256",
+            },
+        )
+        assert answer.status_code == 302
+        return answer.headers["location"].split("code=")[1].split("&")[0]
+
+    form = {"grant_type": "authorization_code", "client_id": "intake-broker-web"}
+    form["redirect_uri"] = redirect
+    wrong = httpx.post(issuer + "/token", data={**form, "code": code(), "code_verifier": "x" * 43})
+    assert wrong.status_code == 400 and "access_token" not in wrong.json()
+    right = httpx.post(issuer + "/token", data={**form, "code": code(), "code_verifier": verifier})
+    assert right.status_code == 200
+    claims = JWTVerifier(
+        issuer=issuer,
+        audience="intake-broker",
+        keys={"test-idp": identity_provider.jwks["keys"][0]},
+    ).verify(right.json()["access_token"])
+    assert claims["sub"] == "ada"

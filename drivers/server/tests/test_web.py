@@ -614,3 +614,123 @@ def test_a_writer_annotates_as_herself(guarded, watched):
     (stored,) = guarded["store"].annotations(guarded["uid"]["ada"])
     assert stored["author"] == "ada" and stored["proposals"] == ["p-1"]
     assert stored["tags"] == ["checked"]
+
+
+@pytest.fixture(params=["query"])
+def oidc_world(live_server, tmp_path, identity_provider, request):
+    """ada's run (p-1) and bob's (p-2), served with an auth file whose ``oidc:`` block
+    discovers the test identity provider, which logs in ada."""
+    from intake_broker_server.auth.file import load_auth_file
+
+    store = MemoryStore(chunk_rows=4)
+    runs = {
+        "ada": factories.scalar_run(n=8, scan_id=1, proposal_id="p-1"),
+        "bob": factories.scalar_run(n=8, scan_id=2, proposal_id="p-2"),
+    }
+    for docs in runs.values():
+        insert_all(store, docs)
+    (tmp_path / "users.yml").write_text("users:\n  ada: {proposals: [p-1]}\n")
+    config = load_auth_file(
+        identity_provider.write_auth_file(tmp_path, response_mode=request.param)
+    )
+    url = live_server.mount(store, auth=config)
+    yield {
+        "url": url,
+        "idp": identity_provider,
+        "uid": {k: d[0][1]["uid"] for k, d in runs.items()},
+        "mode": request.param,
+    }
+    live_server.unmount(url)
+
+
+CREDENTIAL = "() => sessionStorage.getItem('intake-broker-credential')"
+
+
+@pytest.mark.parametrize("oidc_world", ["query", "fragment"], indirect=True)
+def test_log_in_with_the_identity_provider(oidc_world, watched):
+    """The code flow with PKCE: the button, the issuer's login, the code exchanged for a token
+    kept in the tab; the user sees exactly her runs; no code or token stays in the URL;
+    logging out forgets the token."""
+    w = watched(expected_errors=2)  # the 401s before the login and after the logout
+    page, idp = w.page, oidc_world["idp"]
+    page.goto(oidc_world["url"] + "/?q=")
+    page.wait_for_selector("body[data-ready=login]")
+    assert page.locator("#oidc-button").text_content() == "Log in with Test Login"
+    page.click("#oidc-button")
+    page.wait_for_selector("body[data-ready=runs]")
+    assert idp.asked == {"authorize": 1, "token": 1} and idp.refused == []
+    assert idp.response_modes == [oidc_world["mode"]]
+    uids = page.locator("#runs-table td.uid a").evaluate_all("links => links.map(a => a.title)")
+    assert uids == [oidc_world["uid"]["ada"]]  # hers, not p-2's
+    token = page.evaluate(CREDENTIAL)
+    assert token.startswith("Bearer ey")
+    assert "code=" not in page.url and "state=" not in page.url and token[7:] not in page.url
+    assert page.url.endswith("/?q=")  # back where the login started
+    assert page.evaluate("() => sessionStorage.getItem('intake-broker-oidc-pending')") is None
+    w.shot("logged-in")
+    page.click("#logout")
+    page.wait_for_selector("body[data-ready=login]")
+    assert page.evaluate(CREDENTIAL) is None
+    assert page.is_hidden("#runs")
+
+
+def test_a_login_answer_with_a_wrong_state_is_refused(oidc_world, watched):
+    w = watched(expected_errors=2)
+    page, idp = w.page, oidc_world["idp"]
+    idp.forge_state = True
+    page.goto(oidc_world["url"] + "/")
+    page.wait_for_selector("body[data-ready=login]")
+    page.click("#oidc-button")
+    page.wait_for_function(
+        "() => document.getElementById('login-error').textContent.includes('wrong state')"
+    )
+    page.wait_for_selector("body[data-ready=login]")
+    assert idp.asked == {"authorize": 1, "token": 0}  # the code was never exchanged
+    assert page.evaluate(CREDENTIAL) is None
+    assert "code=" not in page.url and "state=" not in page.url
+    w.shot("wrong-state")
+
+
+def test_a_code_bound_to_another_verifier_gets_no_token(oidc_world, watched):
+    w = watched(expected_errors=3)  # the 401s and the token endpoint's 400
+    page, idp = w.page, oidc_world["idp"]
+    idp.swap_challenge = True
+    page.goto(oidc_world["url"] + "/")
+    page.wait_for_selector("body[data-ready=login]")
+    page.click("#oidc-button")
+    page.wait_for_function(
+        "() => document.getElementById('login-error').textContent.includes('gave no token')"
+    )
+    page.wait_for_selector("body[data-ready=login]")
+    assert idp.asked == {"authorize": 1, "token": 1} and idp.refused == ["token"]
+    assert "PKCE verification failed" in page.locator("#login-error").text_content()
+    assert page.evaluate(CREDENTIAL) is None
+    assert "code=" not in page.url
+
+
+def test_a_refused_login_is_told_where_anonymous_requests_are_served(
+    live_server, tmp_path, identity_provider, watched
+):
+    from intake_broker_server.auth.file import load_auth_file
+
+    store = MemoryStore(chunk_rows=4)
+    insert_all(store, factories.scalar_run(n=4, scan_id=1, proposal_id="p-1"))
+    (tmp_path / "users.yml").write_text("users:\n  ada: {proposals: [p-1]}\n")
+    path = identity_provider.write_auth_file(tmp_path, extra="anonymous: true\n")
+    url = live_server.mount(store, auth=load_auth_file(path))
+    try:
+        identity_provider.forge_state = True
+        w = watched()
+        page = w.page
+        page.goto(url + "/")
+        page.wait_for_selector("body[data-ready=runs]")  # anonymous: no login asked
+        page.evaluate(
+            "() => import('./static/web/oidc.js').then(async (m) => "
+            "m.startLogin((await m.loginOptions()).oidc))"
+        )
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent.includes('wrong state')"
+        )
+        assert page.evaluate(CREDENTIAL) is None and "code=" not in page.url
+    finally:
+        live_server.unmount(url)

@@ -16,6 +16,7 @@ from .apikeys import ApiKey, ApiKeyStore
 from .cli import apikey_main
 from .config import AuthConfig, Authenticator, Identity
 from .errors import AuthError, Forbidden, ProviderUnavailable, Unauthorized
+from .oidc import OIDCConfig
 from .providers import FileProvider, HTTPProvider, IdentityProvider, StaticProvider
 from .tokens import JWTVerifier
 
@@ -32,6 +33,7 @@ __all__ = [
     "Identity",
     "IdentityProvider",
     "JWTVerifier",
+    "OIDCConfig",
     "Principal",
     "ProposalPolicy",
     "ProviderUnavailable",

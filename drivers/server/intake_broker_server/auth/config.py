@@ -16,6 +16,7 @@ from intake_broker.access import AccessPolicy, Principal, ProposalPolicy
 
 from .apikeys import ApiKeyStore
 from .errors import Forbidden, Unauthorized
+from .oidc import OIDCConfig
 from .providers import IdentityProvider
 from .tokens import JWTVerifier, token_scopes
 
@@ -57,6 +58,9 @@ class AuthConfig:
         Who an anonymous request is.
     token_default_scopes : sequence of str
         The scopes of a token that has no ``scope``/``scp`` claim.
+    oidc : OIDCConfig, optional
+        Offer the web page's "Log in with <issuer>" (OpenID Connect, code flow with PKCE);
+        the tokens it gets are verified by ``jwt``, which it needs.
     views : int
         Guarded views (one per principal) kept between requests.
     """
@@ -71,6 +75,11 @@ class AuthConfig:
     )
     token_default_scopes: Sequence[str] = ("read",)
     views: int = 256
+    oidc: OIDCConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.oidc is not None and self.jwt is None:
+            raise ValueError("oidc needs jwt: a JWTVerifier for the issuer's tokens")
 
 
 class Authenticator:

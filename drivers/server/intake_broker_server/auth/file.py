@@ -14,6 +14,14 @@ Python. Every mistake is reported with the file, line and field, as for catalog 
       jwks: jwks.json             # the issuer's public keys
       algorithms: [RS256]
       leeway: 30
+    oidc:                         # the web page's "Log in with <issuer>" (needs jwt:)
+      client_id: intake-broker-web  # a public client (PKCE, no secret); redirect URI: the page
+      scope: openid profile
+      # authorization_endpoint: https://login.example.org/authorize  # else discovered from
+      # token_endpoint: https://login.example.org/token              # {jwt issuer}/.well-known/
+      # token: access_token       # or id_token                      #   openid-configuration
+      # label: Example Login
+      # response_mode: fragment   # the code after '#', never sent to a server (default query)
     anonymous: false              # serve requests without credentials (read-only)
     token_default_scopes: [read]
 """
@@ -32,6 +40,7 @@ from intake_broker.catalogs.spec import CatalogFileError
 
 from .apikeys import ApiKeyStore
 from .config import AuthConfig
+from .oidc import OIDCConfig, check_endpoint, discover
 from .providers import FileProvider, HTTPProvider
 from .tokens import JWTVerifier
 
@@ -42,6 +51,8 @@ FIELDS = {
     "identity_provider": "an http(s) URL, or {url:, timeout:, cache_seconds:}",
     "api_keys": "a keys file (JSON, made by intake-broker apikey create)",
     "jwt": "{issuer:, audience:, jwks: FILE, algorithms: [...], leeway: SECONDS}",
+    "oidc": "{client_id:, scope:, authorization_endpoint:, token_endpoint:, token:, label:, "
+    "response_mode:}",
     "anonymous": "true or false",
     "token_default_scopes": "a list of scopes (read, write)",
 }
@@ -53,6 +64,15 @@ POLICY_FIELDS = {
     "deny_unlabelled": bool,
 }
 JWT_FIELDS = {"issuer", "audience", "jwks", "algorithms", "leeway", "subject_claim"}
+OIDC_FIELDS = (
+    "client_id",
+    "scope",
+    "authorization_endpoint",
+    "token_endpoint",
+    "token",
+    "label",
+    "response_mode",
+)
 #: The largest auth file read (bytes).
 MAX_BYTES = 1 << 20
 
@@ -118,6 +138,50 @@ def _unknown(file: _File, where: tuple[str, ...], key: Any, known: Any) -> AuthF
     close = difflib.get_close_matches(str(key), list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return file.error((*where, str(key)), f"unknown field{hint}; the fields: {', '.join(known)}")
+
+
+def _oidc(file: _File, data: dict) -> OIDCConfig:
+    """The ``oidc:`` block: its endpoints as given, or discovered now (the server starts) from
+    the ``jwt:`` issuer, the only URL it ever asks."""
+    oidc = data["oidc"]
+    if not isinstance(oidc, dict):
+        raise file.error(("oidc",), f"expected {FIELDS['oidc']}")
+    for key in oidc:
+        if key not in OIDC_FIELDS:
+            raise _unknown(file, ("oidc",), key, OIDC_FIELDS)
+    if "jwt" not in data:
+        raise file.error(
+            ("oidc",), "oidc needs a jwt: block (the issuer, audience and keys of its tokens)"
+        )
+    if not isinstance(oidc.get("client_id"), str) or not oidc["client_id"].strip():
+        raise file.error(
+            ("oidc", "client_id") if "client_id" in oidc else ("oidc",),
+            "oidc needs client_id: (the page's public client at the issuer)",
+        )
+    for key in ("authorization_endpoint", "token_endpoint"):
+        if key in oidc:
+            try:
+                check_endpoint(oidc[key], key)
+            except ValueError as err:
+                raise file.error(("oidc", key), str(err)) from None
+    given = [k for k in ("authorization_endpoint", "token_endpoint") if k in oidc]
+    issuer = data["jwt"]["issuer"]
+    args = dict(oidc)
+    if len(given) == 1:
+        raise file.error(
+            ("oidc", given[0]),
+            "give both authorization_endpoint and token_endpoint, or neither (discovery)",
+        )
+    if not given:
+        try:
+            args.update(discover(issuer))
+        except ValueError as err:
+            raise file.error(("oidc",), str(err)) from None
+    try:
+        return OIDCConfig(issuer=issuer, **args)
+    except (ValueError, TypeError) as err:
+        field = next((k for k in OIDC_FIELDS if k in oidc and k in str(err)), None)
+        raise file.error(("oidc", field) if field else ("oidc",), str(err)) from None
 
 
 def load_auth_file(path: str | os.PathLike) -> AuthConfig:
@@ -199,6 +263,9 @@ def load_auth_file(path: str | os.PathLike) -> AuthConfig:
             options["jwt"] = JWTVerifier(**args)
         except (ValueError, TypeError, OSError) as err:
             raise file.error(("jwt",), str(err)) from None
+
+    if "oidc" in data:
+        options["oidc"] = _oidc(file, data)
 
     anonymous = data.get("anonymous", False)
     if not isinstance(anonymous, bool):

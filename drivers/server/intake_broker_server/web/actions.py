@@ -121,6 +121,27 @@ def me(request: Request, service: ServiceDep) -> Response:
     )
 
 
+@router.get("/login-options", summary="How the page may log in (public, no credentials)")
+def login_options(request: Request) -> Response:
+    """``{"auth", "api_key", "bearer", "oidc"}``: whether this server asks for credentials,
+    takes API keys and bearer tokens, and, when its auth file has an ``oidc:`` block, where the
+    page logs in (``{"issuer", "label", "authorization_endpoint", "token_endpoint",
+    "client_id", "scope", "token"}``, a public client with PKCE: nothing secret). Answered
+    without credentials: the page asks it before anyone has logged in."""
+    auth = getattr(request.app.state, "auth", None)
+    config = None if auth is None else auth.config
+    oidc = None if config is None or config.oidc is None else config.oidc.public()
+    return respond(
+        request,
+        {
+            "auth": config is not None,
+            "api_key": config is not None and config.api_keys is not None,
+            "bearer": config is not None and config.jwt is not None,
+            "oidc": oidc,
+        },
+    )
+
+
 # -- export ----------------------------------------------------------------------------------
 
 

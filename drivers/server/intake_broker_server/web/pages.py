@@ -9,9 +9,11 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+
+from ..auth.oidc import origin
 
 #: The page's own files (HTML, JavaScript modules, CSS), shipped as package data.
 STATIC = Path(str(resources.files("intake_broker_server.web") / "static"))
@@ -77,10 +79,22 @@ def install(app: FastAPI) -> None:
     app.mount("/static/web", StaticFiles(directory=STATIC), name="web-static")
 
     @app.get("/", include_in_schema=False)
-    def index() -> Response:
+    def index(request: Request) -> Response:
         """The web page (a static file: what it shows comes from the API, with the
-        browser's credentials)."""
-        return HTMLResponse((STATIC / "index.html").read_text(), headers=SECURITY_HEADERS)
+        browser's credentials). With OpenID Connect configured, the page may also connect
+        to the issuer's token endpoint (to exchange its login code), and nowhere else."""
+        headers = SECURITY_HEADERS
+        auth = getattr(request.app.state, "auth", None)
+        oidc = None if auth is None else auth.config.oidc
+        if oidc is not None:
+            token_origin = origin(oidc.token_endpoint)
+            headers = {
+                **headers,
+                "Content-Security-Policy": CSP.replace(
+                    "connect-src 'self'", f"connect-src 'self' {token_origin}"
+                ),
+            }
+        return HTMLResponse((STATIC / "index.html").read_text(), headers=headers)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> Response:

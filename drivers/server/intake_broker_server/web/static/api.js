@@ -1,7 +1,7 @@
 // Talking to the API: every request goes to this server (relative URLs), with the key the user
 // logged in with in the Authorization header (never in a URL).
 
-const ROOT = new URL("../../", import.meta.url); // the page's root, under any path prefix
+export const ROOT = new URL("../../", import.meta.url); // the page's root, under any path prefix
 const KEY = "intake-broker-credential";
 
 export class ApiError extends Error {

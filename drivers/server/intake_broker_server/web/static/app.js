@@ -1,10 +1,12 @@
 // The page: a table of runs (paged, sorted, searched with the query language; the search lives
 // in the URL so it can be shared; columns chosen from the start document's keys, kept in the URL
 // and in localStorage; searches saved under a name in localStorage), a run page (run.js), and a
-// login when the server asks for one.
+// login when the server asks for one (an API key, a pasted bearer token, or, where the server
+// offers it, "Log in with <issuer>": oidc.js).
 
 import { ApiError, credential, get, setCredential } from "./api.js";
 import { $, clear, el, formatTime, say, show, text } from "./dom.js";
+import { cancelLogin, finishLogin, loginOptions, startLogin } from "./oidc.js";
 import { showRun } from "./run.js";
 
 const BUILTIN = [
@@ -263,11 +265,27 @@ async function showRuns() {
   document.body.dataset.ready = "runs";
 }
 
-function needLogin(err) {
+let loginMessage = "";
+
+async function offerOidc() {
+  let oidc = null;
+  try {
+    oidc = (await loginOptions()).oidc;
+  } catch (_) {
+    oidc = null; // an older server: API keys only
+  }
+  $("oidc-login").hidden = !oidc;
+  if (oidc) $("oidc-button").textContent = `Log in with ${oidc.label}`;
+  return oidc;
+}
+
+async function needLogin(err) {
   show("login");
   $("logout").hidden = !credential();
-  $("login-error").textContent = credential() ? `Not accepted: ${err.message}` : "";
-  $("apikey").focus();
+  const oidc = await offerOidc();
+  $("login-error").textContent = loginMessage || (credential() ? `Not accepted: ${err.message}` : "");
+  loginMessage = "";
+  (oidc ? $("oidc-button") : $("apikey")).focus();
   say("");
   document.body.dataset.ready = "login";
 }
@@ -330,10 +348,35 @@ function wire() {
   });
   $("logout").addEventListener("click", () => {
     setCredential("");
+    cancelLogin();
     render();
+  });
+  $("oidc-button").addEventListener("click", async () => {
+    const oidc = await offerOidc();
+    if (!oidc) return;
+    $("oidc-button").disabled = true;
+    try {
+      await startLogin(oidc);
+    } catch (err) {
+      $("oidc-button").disabled = false;
+      $("login-error").textContent = `The login could not start: ${err.message}`;
+    }
   });
   window.addEventListener("popstate", render);
 }
 
-wire();
-render();
+async function start() {
+  wire();
+  const message = await finishLogin();
+  if (message) {
+    setCredential(""); // a failed login leaves no credential behind
+    loginMessage = message;
+  }
+  await render();
+  if (loginMessage) { // not shown by a login form (a server serving anonymous requests)
+    say(loginMessage);
+    loginMessage = "";
+  }
+}
+
+start();
