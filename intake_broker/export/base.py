@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from intake_broker.errors import ExportError, StreamNotFound
+from intake_broker.errors import BrokerError, ExportError, StreamNotFound
 
 #: The name of the manifest an export writes at the top of its destination.
 MANIFEST = "manifest.json"
@@ -213,6 +213,8 @@ class Destination:
             records.extend(_checksums(tmp, rel, directory))
             self._commit(tmp, final, directory)
         except OSError as err:
+            if isinstance(err, BrokerError):  # a refused or missing read (an asset outside the
+                raise  # roots is a PermissionError too): not the destination's failure
             raise ExportError(_write_failure(self.url, rel, err)) from err
         finally:
             if tmp.is_dir():

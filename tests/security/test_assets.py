@@ -109,6 +109,11 @@ def test_another_proposals_frames_are_refused_at_insert_and_at_read(facility):
     run = BrokerCatalog(guarded)[docs[0][1]["uid"]]
     with pytest.raises(AssetOutsideRoots):
         run.primary.read()
+    # an export reads through the same roots, and says so (not "the destination failed")
+    out = data.parent / "exported"
+    with pytest.raises(AssetOutsideRoots):
+        run.export("nexus", out, progress=False)
+    assert not [p for p in out.rglob("*") if p.is_file() and p.suffix == ".nxs"]
     # bob himself reads his frames under the same roots
     own = BrokerCatalog(
         GuardedStore(store, ProposalPolicy(), BOB, asset_roots=[str(data / "{proposal_id}")])

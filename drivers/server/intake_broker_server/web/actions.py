@@ -203,8 +203,6 @@ def export(
         try:
             manifest = export_runs([run], format, str(folder), progress=False, total=1)
         except ExportError as err:
-            if isinstance(err.__cause__, BrokerError):  # e.g. an asset outside the roots: a 403
-                raise err.__cause__ from None
             # the server's own folder failed (full, say): a 500 whose details only the log has
             raise RuntimeError(str(err)) from err
         files = [f.path for f in manifest.runs[record.uid].files]
