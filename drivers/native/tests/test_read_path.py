@@ -98,7 +98,7 @@ def test_partial_slices_over_several_chunks(tmp_path, monkeypatch, parallel):
         rows = slice(lo - 1, min(hi, 38) - 1)
         _check(cols.data, want, rows)
         np.testing.assert_array_equal(cols.seq_num, np.arange(lo, min(hi, 38)))
-    stream = BrokerCatalog(store)[-1].primary
+    stream = BrokerCatalog(store)[-1].primary(seq_num=True)
     ds = stream.read()
     _check({k: ds[k].values for k in want}, want)
     np.testing.assert_array_equal(ds["seq_num"].values, np.arange(1, 38))
@@ -130,7 +130,7 @@ def test_descriptors_with_different_chunkings(tmp_path, pack_bytes):
     store.insert("event_page", _page(first, a, 1))
     store.insert("event_page", _page(second, {k: v for k, v in b.items() if k != "i"}, 26))
     store.insert("stop", bundle.compose_stop())
-    stream = BrokerCatalog(store)[-1].primary
+    stream = BrokerCatalog(store)[-1].primary(seq_num=True)
     lazy = stream.to_dask().compute()
     ds = stream.read()
     assert ds.sizes["time"] == 32
