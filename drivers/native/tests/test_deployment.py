@@ -133,5 +133,9 @@ def test_a_pipeline_on_a_dask_cluster_through_two_server_workers(
     assert len(answers) == 2, answers
     for pid, answered in answers.items():
         assert not [k for k in answered if k.split()[-1].startswith("5")], (pid, answered)
-        assert answered.get("GET descriptors/events 200", 0) > 0, (pid, answered)
-        assert answered.get("POST documents 200", 0) > 0, (pid, answered)
+        assert sum(answered.values()) > 0, (pid, answered)
+    # which worker takes a connection is the kernel's choice: a given kind of request may all
+    # land on one of them, so the kinds are counted over both (every one of them a 200 above)
+    both = list(answers.values())
+    assert sum(a.get("GET descriptors/events 200", 0) for a in both) > 0, answers
+    assert sum(a.get("POST documents 200", 0) for a in both) > 0, answers
